@@ -1,0 +1,32 @@
+"""Shared core of trioworks: offload, retry, supervision and metrics.
+
+This package depends on nothing else in trioworks; every subsystem builds on it.
+
+- :func:`run_in_thread` / :func:`run_in_process`: the one offload helper pair. Blocking work
+  always runs under a named limiter, and a cancelled call reports how it ended as a
+  :class:`CancelOutcome`.
+- :func:`retry` with a :class:`RetryPolicy`: exponential backoff with jitter; the limiter slot
+  is released while waiting between attempts; Cancelled is never retried.
+- :func:`supervise` with a :class:`RestartPolicy`: restart a failing child task with backoff,
+  giving up with :exc:`RestartIntensityExceeded` when it fails too often.
+- :class:`Metrics`, :class:`Counter`, :class:`Gauge`: thread-safe counters and gauges.
+"""
+
+from ._metrics import Counter, Gauge, Metrics
+from ._offload import CancelOutcome, run_in_process, run_in_thread
+from ._retry import RetryPolicy, retry
+from ._supervisor import RestartIntensityExceeded, RestartPolicy, supervise
+
+__all__ = [
+    "CancelOutcome",
+    "Counter",
+    "Gauge",
+    "Metrics",
+    "RestartIntensityExceeded",
+    "RestartPolicy",
+    "RetryPolicy",
+    "retry",
+    "run_in_process",
+    "run_in_thread",
+    "supervise",
+]

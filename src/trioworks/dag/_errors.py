@@ -1,0 +1,90 @@
+"""Errors of the DAG runner. Each names the node, the field or the path at fault."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._result import WorkflowResult
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """Return ``" (did you mean 'x'?)"`` for the closest choice, or ``""``."""
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+class DagError(Exception):
+    """Base class of every error the DAG runner raises on its own account."""
+
+
+class WorkflowValidationError(DagError, ValueError):
+    """The workflow is malformed; raised by the builder, before anything runs."""
+
+
+class CycleError(WorkflowValidationError):
+    """The connections form a cycle. ``cycle`` lists its nodes, first repeated at the end."""
+
+    def __init__(self, cycle: list[str]) -> None:
+        self.cycle = cycle
+        super().__init__(f"workflow has a cycle: {' -> '.join(cycle)}")
+
+
+class NodeInputError(DagError, ValueError):
+    """A node's inputs cannot be assembled: a missing parameter, a bad mapping path.
+
+    Raised before the node runs; ``node_id`` and ``field`` name the culprit.
+    """
+
+    def __init__(self, node_id: str, field: str, message: str) -> None:
+        self.node_id = node_id
+        self.field = field
+        super().__init__(f"node {node_id!r}, input {field!r}: {message}")
+
+
+class MappingPathError(NodeInputError):
+    """A mapping's dotted source path does not exist in the source node's output."""
+
+    def __init__(self, node_id: str, field: str, source: str, path: str, missing: str, keys: list[str]) -> None:
+        self.source = source
+        self.path = path
+        hint = did_you_mean(missing, keys)
+        super().__init__(
+            node_id,
+            field,
+            f"path {path!r} of node {source!r}'s output has no key {missing!r}{hint}; "
+            f"keys there: {sorted(keys)}",
+        )
+
+
+class NodeTimeoutError(DagError, TimeoutError):
+    """A node ran past its own ``timeout``."""
+
+    def __init__(self, node_id: str, timeout: float) -> None:
+        self.node_id = node_id
+        self.timeout = timeout
+        super().__init__(f"node {node_id!r} timed out after {timeout:g} s")
+
+
+class WorkflowExecutionError(DagError):
+    """A node failed and the run stopped (fail-fast), or the run timed out.
+
+    ``node_id`` is the failing node (``None`` for a workflow timeout), ``__cause__`` its
+    exception, and ``result`` the partial :class:`WorkflowResult`: what finished, what
+    failed, what was cancelled.
+    """
+
+    def __init__(self, message: str, *, node_id: str | None, result: WorkflowResult) -> None:
+        self.node_id = node_id
+        self.result = result
+        super().__init__(message)
+
+    @property
+    def partial_results(self) -> dict[str, Any]:
+        return self.result.results
+
+
+class WorkflowTimeoutError(WorkflowExecutionError, TimeoutError):
+    """The whole run passed ``execution_timeout``; running nodes were cancelled."""

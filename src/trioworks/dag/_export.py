@@ -1,0 +1,56 @@
+"""DOT (Graphviz) and Mermaid text for a built workflow."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING
+
+from ._nodes import RESULT, NodeKind
+
+if TYPE_CHECKING:
+    from ._builder import Edge, Workflow
+
+__all__ = ["to_dot", "to_mermaid"]
+
+_DOT_SHAPES = {NodeKind.SWITCH: "diamond", NodeKind.MERGE: "invtriangle", NodeKind.PROCESS: "box3d"}
+
+
+def _label(edge: Edge) -> str:
+    source = "" if edge.path == RESULT else edge.path.removeprefix(f"{RESULT}.")
+    return f"{source} → {edge.input}" if source else edge.input
+
+
+def to_dot(workflow: Workflow) -> str:
+    """Graphviz DOT: one node per workflow node (shape by kind), edges labelled ``path → input``."""
+    q = json.dumps  # a JSON string is a valid DOT quoted string
+    lines = [f"digraph {q(workflow.workflow_id)} {{", "  rankdir=LR;", "  node [shape=box, style=rounded];"]
+    for node_id in workflow.order:
+        spec = workflow.nodes[node_id]
+        shape = _DOT_SHAPES.get(spec.kind)
+        label = q(node_id + "\n" + spec.type_name)
+        attrs = f"label={label}" + (f", shape={shape}" if shape else "")
+        lines.append(f"  {q(node_id)} [{attrs}];")
+    for edge in workflow.edges:
+        lines.append(f"  {q(edge.source)} -> {q(edge.target)} [label={q(_label(edge))}];")
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def to_mermaid(workflow: Workflow) -> str:
+    """Mermaid ``flowchart LR``; node ids are renamed ``n0, n1, ...`` so any id is safe."""
+    ids = {node_id: f"n{i}" for i, node_id in enumerate(workflow.order)}
+
+    def text(s: str) -> str:
+        return s.replace('"', "#quot;")
+
+    lines = ["flowchart LR"]
+    for node_id in workflow.order:
+        spec = workflow.nodes[node_id]
+        label = text(f"{node_id}<br/><small>{spec.type_name}</small>")
+        if spec.kind is NodeKind.SWITCH:
+            lines.append(f'  {ids[node_id]}{{"{label}"}}')
+        else:
+            lines.append(f'  {ids[node_id]}["{label}"]')
+    for edge in workflow.edges:
+        lines.append(f'  {ids[edge.source]} -->|"{text(_label(edge))}"| {ids[edge.target]}')
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,363 @@
+"""Node specifications: what a node takes, what it gives, and how it is called.
+
+Everything here is decided at build time, so that a workflow that builds has no
+surprises left but the ones its own code raises.
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import enum
+import inspect
+import operator
+import types
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import attrs
+
+from ..core import RetryPolicy
+from ._errors import DagError, WorkflowValidationError, did_you_mean
+
+__all__ = ["CODE_NODE_TYPES", "NODE_TYPES", "NodeKind", "NodeSpec", "Resource", "make_node"]
+
+RESULT = "result"
+
+
+class NodeKind(enum.Enum):
+    ASYNC = "async"  # awaited on the Trio loop
+    THREAD = "thread"  # sync, through trio.to_thread under the thread limiter
+    PROCESS = "process"  # sync, through trio_parallel under the process limiter
+    SWITCH = "switch"  # pure routing, evaluated inline
+    MERGE = "merge"  # pure routing, evaluated inline
+
+
+@attrs.frozen
+class Resource:
+    """Default value marking a callable's parameter as a resource from the registry.
+
+    ``async def fetch(db=Resource("main_db")): ...`` receives ``await registry.get_resource("main_db")``.
+    """
+
+    name: str
+
+
+class CodeNodeError(DagError):
+    """A code node's code ran but did not set ``result``."""
+
+
+@attrs.frozen
+class NodeSpec:
+    """One node of a built workflow. Immutable; the runtime never changes it."""
+
+    node_id: str
+    type_name: str
+    kind: NodeKind
+    fn: Callable[..., Any] | None  # the callable; None for code, switch and merge nodes
+    code: types.CodeType | None  # compiled code of a code node
+    source: str | None  # code text (sent to worker processes, which compile it again)
+    params: frozenset[str]  # every input name the node takes
+    required: frozenset[str]  # inputs that must be given
+    accepts_any: bool  # takes inputs of any name (**kwargs, merge)
+    defaults: Mapping[str, Any]  # from config
+    resources: Mapping[str, str]  # parameter -> resource name
+    outputs: frozenset[str] | None  # roots a mapping path may start with; None = only known at run time
+    timeout: float | None
+    retry: RetryPolicy | None
+    routing: Mapping[str, Any] = attrs.field(factory=dict)  # a switch node's condition config
+
+    def takes(self, name: str) -> bool:
+        return name in self.params
+
+
+# --- code nodes --------------------------------------------------------------
+
+_BUILTINS = frozenset(dir(builtins))
+
+
+def _free_names(tree: ast.AST) -> tuple[frozenset[str], frozenset[str]]:
+    """Names the code reads without binding them first, and names it binds."""
+    loaded: set[str] = set()
+    bound: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name):
+            (loaded if isinstance(node.ctx, ast.Load) else bound).add(node.id)
+        elif isinstance(node, ast.alias):
+            bound.add((node.asname or node.name).split(".")[0])
+        elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            bound.add(node.name)
+        elif isinstance(node, ast.arg):
+            bound.add(node.arg)
+        elif isinstance(node, ast.ExceptHandler) and node.name:
+            bound.add(node.name)
+    return frozenset(loaded - bound - _BUILTINS - {"get_resource"}), frozenset(bound)
+
+
+def _compile_code(node_id: str, source: str, *, is_async: bool) -> tuple[types.CodeType, ast.AST]:
+    flags = ast.PyCF_ALLOW_TOP_LEVEL_AWAIT if is_async else 0
+    filename = f"<node {node_id}>"
+    try:
+        tree = ast.parse(source, filename)
+        code = compile(source, filename, "exec", flags=flags, dont_inherit=True)
+    except SyntaxError as exc:
+        hint = ""
+        if "await" in str(exc.msg) and not is_async:
+            hint = "; code with top-level 'await' belongs in an 'AsyncPythonCodeNode'"
+        raise WorkflowValidationError(
+            f"node {node_id!r}: code does not compile: {exc.msg} (line {exc.lineno}){hint}"
+        ) from exc
+    return code, tree
+
+
+def code_result(node_id: str, namespace: dict[str, Any]) -> Any:
+    if RESULT not in namespace:
+        raise CodeNodeError(f"node {node_id!r}: its code ran but never set `result`")
+    return namespace[RESULT]
+
+
+def run_code(node_id: str, code: types.CodeType, inputs: Mapping[str, Any], extra: Mapping[str, Any]) -> Any:
+    """Run a sync code node's compiled code on ``inputs``; return its ``result``."""
+    namespace: dict[str, Any] = {"__builtins__": builtins, **extra, **inputs}
+    exec(code, namespace)
+    return code_result(node_id, namespace)
+
+
+def run_source(node_id: str, source: str, inputs: Mapping[str, Any]) -> Any:
+    """Compile and run a sync code node's source (in a worker process, which has no code objects)."""
+    code = compile(source, f"<node {node_id}>", "exec", dont_inherit=True)
+    return run_code(node_id, code, inputs, {})
+
+
+async def run_async_code(
+    node_id: str, code: types.CodeType, inputs: Mapping[str, Any], extra: Mapping[str, Any]
+) -> Any:
+    """Run an async code node's code; top-level ``await`` runs on the Trio loop."""
+    namespace: dict[str, Any] = {"__builtins__": builtins, **extra, **inputs}
+    maybe_coro = eval(code, namespace)
+    if inspect.iscoroutine(maybe_coro):
+        await maybe_coro
+    return code_result(node_id, namespace)
+
+
+# --- switch ------------------------------------------------------------------
+
+_OPERATORS: dict[str, Callable[[Any, Any], bool]] = {
+    "==": operator.eq,
+    "!=": operator.ne,
+    "<": operator.lt,
+    ">": operator.gt,
+    "<=": operator.le,
+    ">=": operator.ge,
+    "in": lambda a, b: a in b,
+    "not in": lambda a, b: a not in b,
+    "is_null": lambda a, _b: a is None,
+    "is_not_null": lambda a, _b: a is not None,
+}
+
+
+def switch_output(node_id: str, config: Mapping[str, Any], input_data: Any) -> dict[str, Any]:
+    """Route ``input_data`` to one output. Only the taken output's key is present.
+
+    With ``cases``: key ``case_<value>`` for the matching case, else ``default``. Otherwise
+    ``true_output`` or ``false_output`` by ``operator``/``value`` (Kailash's SwitchNode).
+    """
+    field = config.get("condition_field")
+    if field is None:
+        subject = input_data
+    elif isinstance(input_data, Mapping) and field in input_data:
+        subject = input_data[field]
+    else:
+        keys = sorted(input_data) if isinstance(input_data, Mapping) else type(input_data).__name__
+        raise DagError(f"switch node {node_id!r}: condition_field {field!r} not in input_data (has {keys})")
+    if "cases" in config:
+        for case in config["cases"]:
+            if subject == case:
+                return {f"case_{case}": input_data}
+        return {"default": input_data}
+    test = _OPERATORS[config.get("operator", "==")]
+    taken = bool(test(subject, config.get("value", True)))
+    return {"true_output" if taken else "false_output": input_data}
+
+
+def _switch_spec(node_id: str, config: Mapping[str, Any], common: dict[str, Any]) -> NodeSpec:
+    op = config.get("operator", "==")
+    if op not in _OPERATORS:
+        raise WorkflowValidationError(
+            f"switch node {node_id!r}: unknown operator {op!r}{did_you_mean(op, _OPERATORS)}; "
+            f"known: {sorted(_OPERATORS)}"
+        )
+    cases = config.get("cases")
+    if cases is not None:
+        if not isinstance(cases, list | tuple) or not cases:
+            raise WorkflowValidationError(f"switch node {node_id!r}: 'cases' must be a non-empty list")
+        outputs = frozenset([*(f"case_{c}" for c in cases), "default"])
+    else:
+        outputs = frozenset({"true_output", "false_output"})
+    return NodeSpec(
+        kind=NodeKind.SWITCH,
+        type_name="SwitchNode",
+        fn=None,
+        code=None,
+        source=None,
+        params=frozenset({"input_data"}),
+        required=frozenset({"input_data"}),
+        accepts_any=False,
+        defaults={},
+        resources={},
+        outputs=outputs,
+        routing=dict(config),
+        **common,
+    )
+
+
+# --- construction ------------------------------------------------------------
+
+CODE_NODE_TYPES = ("PythonCodeNode", "AsyncPythonCodeNode")
+NODE_TYPES = (*CODE_NODE_TYPES, "SwitchNode", "MergeNode")
+_SWITCH_CONFIG = frozenset({"condition_field", "operator", "value", "cases"})
+
+
+def make_node(
+    node: str | Callable[..., Any],
+    node_id: str,
+    config: Mapping[str, Any],
+    *,
+    timeout: float | None,
+    retry: RetryPolicy | None,
+    process: bool,
+) -> NodeSpec:
+    """Validate one ``add_node`` call and turn it into a :class:`NodeSpec`."""
+    if timeout is not None and not timeout > 0:
+        raise WorkflowValidationError(f"node {node_id!r}: timeout must be > 0 seconds, got {timeout!r}")
+    common: dict[str, Any] = {"node_id": node_id, "timeout": timeout, "retry": retry}
+    if isinstance(node, str):
+        if node not in NODE_TYPES:
+            raise WorkflowValidationError(
+                f"node {node_id!r}: unknown node type {node!r}{did_you_mean(node, NODE_TYPES)}; "
+                f"known types: {', '.join(NODE_TYPES)}, or pass a Python callable"
+            )
+        if process and node != "PythonCodeNode":
+            raise WorkflowValidationError(
+                f"node {node_id!r}: process=True needs a sync callable or a 'PythonCodeNode', not {node!r}"
+            )
+        if node == "SwitchNode":
+            _check_keys(node_id, config, _SWITCH_CONFIG, "SwitchNode config")
+            return _switch_spec(node_id, config, common)
+        if node == "MergeNode":
+            return NodeSpec(
+                kind=NodeKind.MERGE,
+                type_name=node,
+                fn=None,
+                code=None,
+                source=None,
+                params=frozenset(),
+                required=frozenset(),
+                accepts_any=True,
+                defaults={},
+                resources={},
+                outputs=frozenset({RESULT, "merged_data"}),
+                **common,
+            )
+        return _code_spec(node, node_id, config, process, common)
+    if not callable(node):
+        raise WorkflowValidationError(
+            f"node {node_id!r}: expected a node type name ({', '.join(NODE_TYPES)}) or a callable, "
+            f"got {type(node).__name__}"
+        )
+    return _callable_spec(node, node_id, config, process, common)
+
+
+def _check_keys(node_id: str, config: Mapping[str, Any], allowed: frozenset[str], what: str) -> None:
+    for key in config:
+        if key not in allowed:
+            raise WorkflowValidationError(
+                f"node {node_id!r}: unknown {what} key {key!r}{did_you_mean(key, allowed)}; "
+                f"allowed: {sorted(allowed)}"
+            )
+
+
+def _code_spec(
+    node_type: str, node_id: str, config: Mapping[str, Any], process: bool, common: dict[str, Any]
+) -> NodeSpec:
+    source = config.get("code")
+    if not isinstance(source, str) or not source.strip():
+        raise WorkflowValidationError(f"node {node_id!r}: a {node_type} needs config 'code' (a string of Python)")
+    is_async = node_type == "AsyncPythonCodeNode"
+    code, tree = _compile_code(node_id, source, is_async=is_async)
+    free, _bound = _free_names(tree)
+    defaults = {k: v for k, v in config.items() if k != "code"}
+    if is_async:
+        kind = NodeKind.ASYNC
+    else:
+        kind = NodeKind.PROCESS if process else NodeKind.THREAD
+    return NodeSpec(
+        kind=kind,
+        type_name=node_type,
+        fn=None,
+        code=code,
+        source=source,
+        params=free | frozenset(defaults),
+        required=free - frozenset(defaults),
+        accepts_any=False,
+        defaults=defaults,
+        resources={},
+        outputs=frozenset({RESULT}),
+        **common,
+    )
+
+
+def _callable_spec(
+    fn: Callable[..., Any], node_id: str, config: Mapping[str, Any], process: bool, common: dict[str, Any]
+) -> NodeSpec:
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError) as exc:
+        raise WorkflowValidationError(f"node {node_id!r}: cannot read the signature of {fn!r}: {exc}") from exc
+    params: set[str] = set()
+    required: set[str] = set()
+    resources: dict[str, str] = {}
+    accepts_any = False
+    for p in signature.parameters.values():
+        if p.kind is p.VAR_KEYWORD:
+            accepts_any = True
+        elif p.kind is p.VAR_POSITIONAL:
+            continue
+        elif p.kind is p.POSITIONAL_ONLY:
+            raise WorkflowValidationError(
+                f"node {node_id!r}: parameter {p.name!r} is positional-only; node inputs are passed by name"
+            )
+        elif isinstance(p.default, Resource):
+            resources[p.name] = p.default.name
+        else:
+            params.add(p.name)
+            if p.default is p.empty:
+                required.add(p.name)
+    for key in config:
+        if key not in params and not accepts_any:
+            raise WorkflowValidationError(
+                f"node {node_id!r}: config key {key!r} is not a parameter of "
+                f"{getattr(fn, '__qualname__', fn)!r}{did_you_mean(key, params)}; parameters: {sorted(params)}"
+            )
+    is_async = inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(getattr(fn, "__call__", None))
+    if process and (is_async or resources):
+        why = "it is async" if is_async else "resources cannot be sent to another process"
+        raise WorkflowValidationError(f"node {node_id!r}: process=True is not possible: {why}")
+    if is_async:
+        kind = NodeKind.ASYNC
+    else:
+        kind = NodeKind.PROCESS if process else NodeKind.THREAD
+    return NodeSpec(
+        kind=kind,
+        type_name=getattr(fn, "__qualname__", type(fn).__name__),
+        fn=fn,
+        code=None,
+        source=None,
+        params=frozenset(params),
+        required=frozenset(required) - frozenset(config),
+        accepts_any=accepts_any,
+        defaults=dict(config),
+        resources=resources,
+        outputs=frozenset({RESULT}),
+        **common,
+    )

@@ -1,0 +1,475 @@
+"""AsyncLocalRuntime: Kailash's runtime surface on a Trio ready-queue scheduler.
+
+The whole scheduler is :class:`_Run`: a count of unresolved inputs per node, a worklist
+of nodes whose inputs are all resolved, and one nursery in which every runnable node is
+a task. A node starts the moment its last input exists (no level barriers).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+import os
+import uuid
+from collections import deque
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import trio
+
+from ..core import CancelOutcome, Metrics, retry, run_in_process, run_in_thread
+from ._builder import Edge, Workflow, WorkflowBuilder
+from ._errors import (
+    MappingPathError,
+    NodeInputError,
+    NodeTimeoutError,
+    WorkflowExecutionError,
+    WorkflowTimeoutError,
+    did_you_mean,
+)
+from ._nodes import RESULT, NodeKind, NodeSpec, run_async_code, run_code, run_source, switch_output
+from ._resources import ResourceRegistry
+from ._result import NodeEvent, NodeStatus, WorkflowResult
+
+__all__ = ["AsyncLocalRuntime"]
+
+log = logging.getLogger("trioworks.dag")
+
+NodeCallback = Callable[[NodeEvent], None]
+
+# Kailash constructor flags that have no effect here (analysis and profiling are always on).
+_KAILASH_NOOP_OPTIONS = frozenset({"enable_analysis", "enable_profiling", "enable_monitoring", "debug"})
+
+# Why a node's input edge carries nothing.
+_NOT_TAKEN, _SKIPPED, _FAILED = "branch not taken", "input skipped", "input failed"
+
+
+class AsyncLocalRuntime:
+    """Runs built workflows; sync nodes in threads, async nodes on the loop.
+
+    Limiters (shared by every run of this runtime):
+
+    - ``max_concurrent_nodes``: nodes executing at once, of any kind. A node holds its slot
+      only while an attempt runs: not while waiting to retry.
+    - ``thread_pool_size``: sync nodes in threads at once.
+    - ``process_pool_size``: process nodes at once (default: CPU count).
+
+    Error handling: by default the first failing node cancels its running siblings and
+    :meth:`execute_workflow_async` raises :class:`WorkflowExecutionError` naming the node,
+    with the partial result. With ``continue_on_error=True`` the error is recorded, the
+    node's dependents are skipped, and the rest runs to the end.
+
+    Cancellation: cancelling the caller's scope (or ``execution_timeout``) starts nothing
+    new. A sync node already in a thread is waited for, or with ``abandon_threads=True``
+    abandoned (the thread runs on; its result is dropped); a process node is killed. The
+    result's ``cancel_outcomes`` records which.
+    """
+
+    def __init__(
+        self,
+        resource_registry: ResourceRegistry | None = None,
+        max_concurrent_nodes: int = 10,
+        thread_pool_size: int = 4,
+        execution_timeout: float | None = None,
+        *,
+        process_pool_size: int | None = None,
+        continue_on_error: bool = False,
+        abandon_threads: bool = False,
+        on_node_start: NodeCallback | None = None,
+        on_node_finish: NodeCallback | None = None,
+        **kailash_options: Any,
+    ) -> None:
+        unknown = set(kailash_options) - _KAILASH_NOOP_OPTIONS
+        if unknown:
+            name = sorted(unknown)[0]
+            raise TypeError(
+                f"AsyncLocalRuntime got an unknown option {name!r}"
+                f"{did_you_mean(name, ['max_concurrent_nodes', 'thread_pool_size', 'execution_timeout'])}"
+            )
+        for name, value in (("max_concurrent_nodes", max_concurrent_nodes), ("thread_pool_size", thread_pool_size)):
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"AsyncLocalRuntime: {name} must be an int >= 1, got {value!r}")
+        if execution_timeout is not None and not execution_timeout > 0:
+            raise ValueError(f"AsyncLocalRuntime: execution_timeout must be > 0 seconds, got {execution_timeout!r}")
+        self.resource_registry = resource_registry
+        self.execution_timeout = execution_timeout
+        self.continue_on_error = continue_on_error
+        self.abandon_threads = abandon_threads
+        self.on_node_start = on_node_start
+        self.on_node_finish = on_node_finish
+        self.node_limiter = trio.CapacityLimiter(max_concurrent_nodes)
+        self.thread_limiter = trio.CapacityLimiter(thread_pool_size)
+        self.process_limiter = trio.CapacityLimiter(process_pool_size or os.cpu_count() or 1)
+
+    async def execute_workflow_async(
+        self,
+        workflow: Workflow,
+        inputs: Mapping[str, Any] | None = None,
+        *,
+        continue_on_error: bool | None = None,
+        execution_timeout: float | None = None,
+    ) -> WorkflowResult:
+        """Run ``workflow`` once and return its :class:`WorkflowResult`.
+
+        ``inputs``: ``{node_id: {param: value}}`` goes to that node only; any other key goes
+        to every node that takes a parameter of that name. Raises :class:`NodeInputError`
+        before anything runs when a node's required input has no source.
+        """
+        if isinstance(workflow, WorkflowBuilder):
+            raise TypeError("execute_workflow_async takes a built workflow: call builder.build() first")
+        if not isinstance(workflow, Workflow):
+            raise TypeError(f"execute_workflow_async takes a Workflow, got {type(workflow).__name__}")
+        run = _Run(
+            self,
+            workflow,
+            inputs or {},
+            self.continue_on_error if continue_on_error is None else continue_on_error,
+        )
+        return await run.run(execution_timeout or self.execution_timeout)
+
+    def execute(
+        self,
+        workflow: Workflow,
+        inputs: Mapping[str, Any] | None = None,
+        *,
+        parameters: Mapping[str, Any] | None = None,
+        **options: Any,
+    ) -> WorkflowResult:
+        """Sync entry point: ``trio.run`` of one execution, resources cleaned up at its end.
+
+        ``parameters=`` is accepted as LocalRuntime's name for ``inputs``.
+        """
+
+        async def main() -> WorkflowResult:
+            async with self:
+                return await self.execute_workflow_async(workflow, inputs or parameters, **options)
+
+        return trio.run(main)
+
+    async def cleanup(self) -> None:
+        """Clean up the resource registry's resources (reverse creation order). Idempotent."""
+        if self.resource_registry is not None:
+            await self.resource_registry.cleanup()
+
+    async def __aenter__(self) -> AsyncLocalRuntime:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.cleanup()
+
+
+def resolve_path(output: Any, path: str, *, node_id: str, field: str, source: str) -> Any:
+    """Follow a dotted ``path`` through mappings (and sequence indexes) of ``output``."""
+    value = output
+    for key in path.split("."):
+        if isinstance(value, Mapping):
+            if key not in value:
+                raise MappingPathError(node_id, field, source, path, key, [str(k) for k in value])
+            value = value[key]
+        elif isinstance(value, list | tuple) and key.lstrip("-").isdigit() and -len(value) <= int(key) < len(value):
+            value = value[int(key)]
+        else:
+            raise NodeInputError(
+                node_id,
+                field,
+                f"path {path!r} of node {source!r}'s output reaches a {type(value).__name__} "
+                f"before {key!r}; only mappings (and list indexes) can be followed",
+            )
+    return value
+
+
+class _Run:
+    """The state of one execution: the ready queue, the results, the nursery."""
+
+    def __init__(
+        self, runtime: AsyncLocalRuntime, workflow: Workflow, inputs: Mapping[str, Any], continue_on_error: bool
+    ) -> None:
+        self.rt = runtime
+        self.wf = workflow
+        self.continue_on_error = continue_on_error
+        self.result = WorkflowResult(workflow_id=workflow.workflow_id, run_id=f"run-{uuid.uuid4().hex[:12]}")
+        self.result.statuses = dict.fromkeys(workflow.order, NodeStatus.PENDING)
+        self.scoped, self.shared = self._split_inputs(inputs)
+        self.unresolved = {n: len(workflow.inbound[n]) for n in workflow.order}
+        self.dead: dict[str, dict[Edge, str]] = {n: {} for n in workflow.order}
+        self.failure: tuple[str, Exception] | None = None
+        self.metrics = Metrics()
+        self.running = self.metrics.gauge("running")
+        self.threads = self.metrics.gauge("threads")
+        self.nursery: trio.Nursery | None = None
+        self._preflight()
+
+    # -- inputs ---------------------------------------------------------------
+
+    def _split_inputs(self, inputs: Mapping[str, Any]) -> tuple[dict[str, Mapping[str, Any]], dict[str, Any]]:
+        if not isinstance(inputs, Mapping):
+            raise TypeError(f"workflow inputs must be a mapping, got {type(inputs).__name__}")
+        scoped: dict[str, Mapping[str, Any]] = {}
+        shared: dict[str, Any] = {}
+        for key, value in inputs.items():
+            if key in self.wf.nodes and isinstance(value, Mapping):
+                scoped[key] = value
+            else:
+                shared[key] = value
+        return scoped, shared
+
+    def _preflight(self) -> None:
+        """Check before anything runs that every required input has a source."""
+        for node_id in self.wf.order:
+            spec = self.wf.nodes[node_id]
+            for key in self.scoped.get(node_id, {}):
+                if not spec.accepts_any and not spec.takes(key):
+                    raise NodeInputError(
+                        node_id,
+                        key,
+                        f"given in the workflow inputs, but the node has no such input"
+                        f"{did_you_mean(key, spec.params)}; its inputs: {sorted(spec.params)}",
+                    )
+            have = set(spec.defaults) | set(self.scoped.get(node_id, {})) | {e.input for e in self.wf.inbound[node_id]}
+            have |= {k for k in self.shared if spec.takes(k)}
+            for name in sorted(spec.required - have):
+                raise NodeInputError(
+                    node_id,
+                    name,
+                    "required, but no connection, config value or workflow input gives it"
+                    f"{did_you_mean(name, self.shared)}",
+                )
+
+    def _inputs(self, node_id: str, spec: NodeSpec) -> dict[str, Any]:
+        kwargs = dict(spec.defaults)
+        if not spec.accepts_any:
+            kwargs.update((k, v) for k, v in self.shared.items() if spec.takes(k))
+        kwargs.update(self.scoped.get(node_id, {}))
+        for edge in self.wf.inbound[node_id]:
+            if edge not in self.dead[node_id]:
+                kwargs[edge.input] = resolve_path(
+                    self.result.results[edge.source], edge.path, node_id=node_id, field=edge.input, source=edge.source
+                )
+        return kwargs
+
+    # -- scheduling -----------------------------------------------------------
+
+    async def run(self, timeout: float | None) -> WorkflowResult:
+        start = trio.current_time()
+        try:
+            with trio.move_on_after(timeout if timeout is not None else math.inf) as timeout_scope:
+                async with trio.open_nursery() as nursery:
+                    self.nursery = nursery
+                    self._settle(n for n in self.wf.order if self.unresolved[n] == 0)
+        finally:
+            self.result.total_duration = trio.current_time() - start
+            self.result.metrics = self._metrics()
+        if self.failure is not None:
+            node_id, exc = self.failure
+            raise WorkflowExecutionError(
+                f"node {node_id!r} failed: {type(exc).__name__}: {exc}", node_id=node_id, result=self.result
+            ) from exc
+        if timeout_scope.cancelled_caught:
+            running = self.result.nodes_with(NodeStatus.CANCELLED)
+            raise WorkflowTimeoutError(
+                f"workflow {self.wf.workflow_id!r} timed out after {timeout:g} s; cancelled: {running}",
+                node_id=None,
+                result=self.result,
+            )
+        return self.result
+
+    def _settle(self, ready: Any) -> None:
+        """Start or resolve every node in ``ready``; inline nodes may make more ready."""
+        queue = deque(ready)
+        while queue:
+            node_id = queue.popleft()
+            spec = self.wf.nodes[node_id]
+            reasons = set(self.dead[node_id].values())
+            live = len(self.wf.inbound[node_id]) - len(self.dead[node_id])
+            if _FAILED in reasons or (reasons and (spec.kind is not NodeKind.MERGE or live == 0)):
+                reason = _FAILED if _FAILED in reasons else _SKIPPED
+                self.result.statuses[node_id] = NodeStatus.SKIPPED
+                self.result.skip_reasons[node_id] = ", ".join(sorted(reasons))
+                self._emit(self.rt.on_node_finish, node_id, NodeStatus.SKIPPED, skip_reason=reason)
+                queue.extend(self._resolve_edges(node_id, None, reason))
+            elif spec.kind in (NodeKind.SWITCH, NodeKind.MERGE):
+                try:
+                    output = self._route(node_id, spec)
+                except Exception as exc:
+                    queue.extend(self._failed(node_id, exc))
+                    continue
+                self._completed(node_id, output, 0.0)
+                queue.extend(self._resolve_edges(node_id, output, _NOT_TAKEN))
+            else:
+                assert self.nursery is not None
+                self.nursery.start_soon(self._run_node, node_id, spec, name=f"node {node_id}")
+
+    def _resolve_edges(self, node_id: str, output: Mapping[str, Any] | None, dead_reason: str) -> list[str]:
+        """Mark ``node_id``'s outgoing edges resolved; return the targets now ready."""
+        ready = []
+        for edge in self.wf.outbound[node_id]:
+            if output is None or edge.root not in output:
+                self.dead[edge.target][edge] = dead_reason
+            self.unresolved[edge.target] -= 1
+            if self.unresolved[edge.target] == 0:
+                ready.append(edge.target)
+        return ready
+
+    def _route(self, node_id: str, spec: NodeSpec) -> dict[str, Any]:
+        kwargs = self._inputs(node_id, spec)
+        if spec.kind is NodeKind.SWITCH:
+            return switch_output(node_id, spec.routing, kwargs["input_data"])
+        first = next(iter(kwargs.values()))  # live inputs, in connection order
+        return {RESULT: first, "merged_data": first}
+
+    # -- one node -------------------------------------------------------------
+
+    async def _run_node(self, node_id: str, spec: NodeSpec) -> None:
+        # Started after a cancel (fail-fast, timeout, outside)? Then run nothing at all.
+        await trio.lowlevel.checkpoint_if_cancelled()
+        attempts = 0
+        started_at: float | None = None
+
+        async def attempt() -> Any:
+            nonlocal attempts, started_at
+            attempts += 1
+            if started_at is None:
+                started_at = trio.current_time()
+                self.result.statuses[node_id] = NodeStatus.RUNNING
+                self._emit(self.rt.on_node_start, node_id, NodeStatus.RUNNING)
+            self.running.inc()
+            try:
+                if spec.timeout is None:
+                    return await self._invoke(node_id, spec, kwargs)
+                with trio.move_on_after(spec.timeout) as scope:
+                    return await self._invoke(node_id, spec, kwargs)
+                assert scope.cancelled_caught
+                self.metrics.counter("timeouts").inc()
+                raise NodeTimeoutError(node_id, spec.timeout)
+            finally:
+                self.running.dec()
+
+        def on_retry(attempt_no: int, exc: BaseException, delay: float) -> None:
+            self.metrics.counter("retries").inc()
+            log.info("node %r attempt %d failed (%r); retrying in %.3f s", node_id, attempt_no, exc, delay)
+
+        try:
+            kwargs = self._inputs(node_id, spec)
+            kwargs.update([(param, await self._resource(name)) for param, name in spec.resources.items()])
+            if spec.retry is None:
+                async with self.rt.node_limiter:
+                    value = await attempt()
+            else:
+                value = await retry(attempt, spec.retry, limiter=self.rt.node_limiter, on_retry=on_retry)
+        except trio.Cancelled:
+            if started_at is not None:
+                self.result.statuses[node_id] = NodeStatus.CANCELLED
+                self.result.node_durations[node_id] = trio.current_time() - started_at
+            raise
+        except Exception as exc:
+            if started_at is not None:
+                self.result.node_durations[node_id] = trio.current_time() - started_at
+            self._settle(self._failed(node_id, exc, attempts))
+            return
+        assert started_at is not None
+        output = {RESULT: value}
+        self._completed(node_id, output, trio.current_time() - started_at, attempts)
+        self._settle(self._resolve_edges(node_id, output, _NOT_TAKEN))
+
+    async def _invoke(self, node_id: str, spec: NodeSpec, kwargs: dict[str, Any]) -> Any:
+        def on_cancel(outcome: CancelOutcome) -> None:
+            self.result.cancel_outcomes[node_id] = outcome
+
+        if spec.kind is NodeKind.ASYNC:
+            if spec.code is not None:
+                return await run_async_code(node_id, spec.code, kwargs, {"get_resource": self._resource})
+            assert spec.fn is not None
+            return await spec.fn(**kwargs)
+        if spec.kind is NodeKind.PROCESS:
+            if spec.source is not None:
+                job = functools.partial(run_source, node_id, spec.source, kwargs)
+            else:
+                assert spec.fn is not None
+                job = functools.partial(spec.fn, **kwargs)
+            return await run_in_process(job, limiter=self.rt.process_limiter, on_cancel=on_cancel)
+        if spec.code is not None:
+            extra = {"get_resource": self._resource_from_thread}
+            job = functools.partial(run_code, node_id, spec.code, kwargs, extra)
+        else:
+            assert spec.fn is not None
+            job = functools.partial(spec.fn, **kwargs)
+        return await run_in_thread(
+            functools.partial(self._in_thread, job),
+            limiter=self.rt.thread_limiter,
+            abandon_on_cancel=self.rt.abandon_threads,
+            on_cancel=on_cancel,
+        )
+
+    def _in_thread(self, job: Callable[[], Any]) -> Any:
+        self.threads.inc()
+        try:
+            return job()
+        finally:
+            self.threads.dec()
+
+    async def _resource(self, name: str) -> Any:
+        registry = self.rt.resource_registry
+        if registry is None:
+            raise LookupError(f"resource {name!r} requested, but the runtime has no resource_registry")
+        self.metrics.counter(f"resource_accesses.{name}").inc()
+        return await registry.get_resource(name)
+
+    def _resource_from_thread(self, name: str) -> Any:
+        return trio.from_thread.run(self._resource, name)
+
+    # -- bookkeeping ----------------------------------------------------------
+
+    def _completed(self, node_id: str, output: dict[str, Any], duration: float, attempts: int = 1) -> None:
+        self.result.results[node_id] = output
+        self.result.statuses[node_id] = NodeStatus.COMPLETED
+        self.result.node_durations[node_id] = duration
+        self._emit(self.rt.on_node_finish, node_id, NodeStatus.COMPLETED, attempt=attempts, duration=duration)
+
+    def _failed(self, node_id: str, exc: Exception, attempts: int = 1) -> list[str]:
+        """Record a failure; fail fast, or (continue-on-error) return the dependents now ready."""
+        self.result.errors[node_id] = exc
+        self.result.statuses[node_id] = NodeStatus.FAILED
+        self._emit(
+            self.rt.on_node_finish,
+            node_id,
+            NodeStatus.FAILED,
+            attempt=attempts,
+            duration=self.result.node_durations.get(node_id),
+            error=exc,
+        )
+        if self.continue_on_error:
+            return self._resolve_edges(node_id, None, _FAILED)
+        if self.failure is None:
+            self.failure = (node_id, exc)
+            assert self.nursery is not None
+            self.nursery.cancel_scope.cancel()
+        return []
+
+    def _emit(self, callback: NodeCallback | None, node_id: str, status: NodeStatus, **fields: Any) -> None:
+        if callback is None:
+            return
+        event = NodeEvent(self.wf.workflow_id, self.result.run_id, node_id, status, **fields)
+        try:
+            callback(event)
+        except Exception:
+            # A broken progress display must not change the run's outcome.
+            self.metrics.counter("callback_errors").inc()
+            log.exception("node callback %r raised on %s", callback, event)
+
+    def _metrics(self) -> dict[str, Any]:
+        snap = self.metrics.snapshot()
+        counts = self.result.summary()
+        return {
+            "node_count": len(self.wf.nodes),
+            **{status.value: counts.get(status.value, 0) for status in NodeStatus},
+            "max_concurrency": snap.get("running.high_water", 0),
+            "max_threads": snap.get("threads.high_water", 0),
+            "retries": snap.get("retries", 0),
+            "timeouts": snap.get("timeouts", 0),
+            "callback_errors": snap.get("callback_errors", 0),
+            "resource_accesses": {
+                k.split(".", 1)[1]: v for k, v in snap.items() if k.startswith("resource_accesses.")
+            },
+        }
+
