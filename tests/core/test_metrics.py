@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import sys
+from collections.abc import Iterator
 
 import pytest
 import trio
@@ -10,7 +12,18 @@ import trio
 from trioworks.core import Counter, Gauge, Metrics
 
 THREADS = 8
-PER_THREAD = 20_000
+PER_THREAD = 50_000
+
+
+@pytest.fixture
+def frequent_thread_switches() -> Iterator[None]:
+    """Make the interpreter switch threads as often as it can, so that lost updates show up."""
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(old)
 
 
 def _hammer(fn: object, n: int) -> None:
@@ -28,12 +41,14 @@ async def _in_threads(fn: object) -> None:
                 )
 
 
+@pytest.mark.usefixtures("frequent_thread_switches")
 async def test_counter_concurrent_increments_from_threads() -> None:
     counter = Counter()
     await _in_threads(counter.inc)
     assert counter.value == THREADS * PER_THREAD
 
 
+@pytest.mark.usefixtures("frequent_thread_switches")
 async def test_gauge_concurrent_inc_dec_from_threads() -> None:
     gauge = Gauge()
     await _in_threads(gauge.inc)

@@ -191,6 +191,19 @@ async def test_thread_cancel_with_abandon_leaves_thread_running() -> None:
         await trio.to_thread.run_sync(finished.wait)
 
 
+def test_start_gate_closed_before_thread_begins_means_fn_never_runs() -> None:
+    # The race "abandoned after the thread was spawned but before fn began" cannot be driven
+    # deterministically through trio.to_thread, so the gate deciding it is tested directly.
+    from trioworks.core._offload import _StartGate
+
+    late = _StartGate()
+    assert late.close() is False  # cancelled first: reported NOT_STARTED ...
+    assert late.enter() is False  # ... and the thread then skips fn
+    early = _StartGate()
+    assert early.enter() is True
+    assert early.close() is True  # fn had started: ABANDONED / WAITED
+
+
 async def test_on_cancel_error_does_not_replace_cancelled(caplog: pytest.LogCaptureFixture) -> None:
     limiter = trio.CapacityLimiter(1)
     await limiter.acquire_on_behalf_of(object())  # never free: the call can only be cancelled

@@ -28,6 +28,17 @@ class Conn:
         self.closed = False
 
 
+@pytest.fixture
+def thread_safe_clock() -> trio.testing.MockClock:
+    """Virtual time for tests that also run worker threads.
+
+    With ``autojump_clock`` (threshold 0) a task waiting for a thread counts as idle, so the clock
+    jumps to the next deadline (say a cleanup timeout) while the thread is still running. Jumping
+    only after 50 ms of real idleness keeps the time virtual without that race.
+    """
+    return trio.testing.MockClock(autojump_threshold=0.05)
+
+
 def counting_factory(calls: list[int], delay: float = 0.0) -> Any:
     async def factory() -> Conn:
         calls.append(1)
@@ -160,7 +171,7 @@ def test_duplicate_and_invalid_registration() -> None:
     assert "db" in registry and "x" not in registry
 
 
-async def test_unhealthy_resource_is_cleaned_up_and_recreated(autojump_clock: Any) -> None:
+async def test_unhealthy_resource_is_cleaned_up_and_recreated() -> None:
     calls: list[int] = []
     cleaned: list[Conn] = []
 
@@ -168,6 +179,7 @@ async def test_unhealthy_resource_is_cleaned_up_and_recreated(autojump_clock: An
         return conn.n != 1  # the first instance is broken
 
     registry = ResourceRegistry()
+    # cleaned.append is sync: it runs in a worker thread
     registry.register_factory("db", counting_factory(calls), health_check=health, cleanup=cleaned.append)
     first = await registry.get_resource("db")
     assert first.n == 1  # no health check on the call that created it
@@ -179,7 +191,7 @@ async def test_unhealthy_resource_is_cleaned_up_and_recreated(autojump_clock: An
     assert (m["created"], m["health_failures"], m["recreations"], m["accessed"]) == (2, 1, 1, 3)
 
 
-async def test_concurrent_accessors_do_not_double_recreate(autojump_clock: Any) -> None:
+async def test_concurrent_accessors_do_not_double_recreate(thread_safe_clock: Any) -> None:
     calls: list[int] = []
 
     def health(conn: Conn) -> bool:  # sync: runs in a thread
@@ -289,6 +301,8 @@ async def test_failed_half_open_trial_reopens(autojump_clock: Any) -> None:
     async with trio.open_nursery() as nursery:
         for _ in range(5):
             nursery.start_soon(use)
+        await trio.sleep(0.5)
+        assert registry.metrics()["db"]["state"] == "half_open"  # the trial is running
     assert len(calls) == 3  # one trial only
     assert len(errors) == 5 and all(isinstance(e, ResourceCreationError) for e in errors)
     with pytest.raises(CircuitOpenError) as info:
@@ -348,8 +362,10 @@ async def test_cancelled_sync_creation_keeps_the_resource() -> None:
     release = threading.Event()
     started = trio.Event()
     closed: list[Conn] = []
+    calls: list[int] = []
 
     def factory() -> Conn:
+        calls.append(1)
         trio.from_thread.run_sync(started.set)
         release.wait()
         return Conn(7)
@@ -368,7 +384,7 @@ async def test_cancelled_sync_creation_keeps_the_resource() -> None:
             await registry.get_resource("db")
     assert scope.cancelled_caught
     conn = await registry.get_resource("db")  # not created again
-    assert conn.n == 7 and registry.metrics()["db"]["created"] == 1
+    assert conn.n == 7 and len(calls) == 1 and registry.metrics()["db"]["created"] == 1
     await registry.cleanup()
     assert closed == [conn]
 
@@ -393,7 +409,7 @@ async def test_cleanup_runs_in_reverse_creation_order() -> None:
     assert registry.metrics()["a"]["created"] == 2
 
 
-async def test_cleanup_runs_when_the_owning_scope_is_cancelled(autojump_clock: Any) -> None:
+async def test_cleanup_runs_when_the_owning_scope_is_cancelled(thread_safe_clock: Any) -> None:
     cleaned: list[str] = []
 
     async def slow_async_cleanup(resource: str) -> None:
@@ -422,24 +438,29 @@ async def test_cleanup_runs_when_the_owning_scope_is_cancelled(autojump_clock: A
     assert cleaned == ["b", "a"]
 
 
-async def test_cleanup_timeout_is_honoured(autojump_clock: Any) -> None:
+async def test_cleanup_timeout_is_honoured(autojump_clock: Any, caplog: pytest.LogCaptureFixture) -> None:
     cleaned: list[str] = []
 
     async def stuck(resource: str) -> None:
         await trio.sleep_forever()
+
+    async def ok(resource: str) -> None:
+        cleaned.append(resource)
 
     async def make() -> str:
         return "x"
 
     registry = ResourceRegistry(cleanup_timeout=3)
     registry.register_factory("stuck", make, cleanup=stuck)
-    registry.register_factory("ok", make, cleanup=cleaned.append)
+    registry.register_factory("ok", make, cleanup=ok)
     await registry.get_resource("ok")
     await registry.get_resource("stuck")
     start = trio.current_time()
-    await registry.cleanup()
+    with caplog.at_level(logging.ERROR, logger="trioworks.dag.resources"):
+        await registry.cleanup()
     assert trio.current_time() - start == pytest.approx(3)
     assert cleaned == ["x"]
+    assert "cleanup of resource 'stuck' timed out after 3 s" in caplog.text
 
 
 async def test_one_failing_cleanup_does_not_stop_the_others(caplog: pytest.LogCaptureFixture) -> None:
@@ -489,7 +510,7 @@ async def test_async_with_uses_aclose_or_close_by_default() -> None:
     assert pool.closed_in is not None and pool.closed_in is not threading.main_thread()
 
 
-async def test_metrics_counts(autojump_clock: Any) -> None:
+async def test_metrics_counts() -> None:
     registry = ResourceRegistry(circuit_breaker=CircuitBreakerPolicy(failure_threshold=3))
     calls: list[int] = []
 

@@ -124,12 +124,16 @@ class WorkflowBuilder:
         )
         return node_id
 
-    def add_connection(self, from_node: str, from_output: str, to_node: str, to_input: str) -> WorkflowBuilder:
+    def add_connection(
+        self, from_node: str, from_output: str, to_node: str, to_input: str
+    ) -> WorkflowBuilder:
         """Connect one output path of ``from_node`` to one input of ``to_node``."""
         self._connections.append(_Connection(from_node, from_output, to_node, to_input, via_connect=False))
         return self
 
-    def connect(self, from_node: str, to_node: str, mapping: Mapping[str, str] | None = None) -> WorkflowBuilder:
+    def connect(
+        self, from_node: str, to_node: str, mapping: Mapping[str, str] | None = None
+    ) -> WorkflowBuilder:
         """Connect ``from_node`` to ``to_node`` with ``mapping={output_path: input_name}``.
 
         With no mapping the whole value (``result``) goes to the input ``data``.
@@ -155,7 +159,9 @@ class WorkflowBuilder:
                 continue
             prior = seen.get((e.target, e.input))
             if prior == e:
-                raise WorkflowValidationError(f"duplicate connection {e.source}.{e.path} -> {e.target}.{e.input}")
+                raise WorkflowValidationError(
+                    f"duplicate connection {e.source}.{e.path} -> {e.target}.{e.input}"
+                )
             if prior is not None:
                 raise WorkflowValidationError(
                     f"node {e.target!r}, input {e.input!r}: fed twice, by {prior.source}.{prior.path} "
@@ -164,7 +170,9 @@ class WorkflowBuilder:
             seen[(e.target, e.input)] = e
         if len(set(edges)) != len(edges):
             dup = next(e for i, e in enumerate(edges) if e in edges[:i])
-            raise WorkflowValidationError(f"duplicate connection {dup.source}.{dup.path} -> {dup.target}.{dup.input}")
+            raise WorkflowValidationError(
+                f"duplicate connection {dup.source}.{dup.path} -> {dup.target}.{dup.input}"
+            )
         inbound: dict[str, list[Edge]] = {n: [] for n in self._nodes}
         outbound: dict[str, list[Edge]] = {n: [] for n in self._nodes}
         for e in edges:
@@ -208,7 +216,11 @@ class WorkflowBuilder:
             raise WorkflowValidationError(
                 f"{where}: node {c.source!r} has no output {edge.root!r}"
                 f"{did_you_mean(edge.root, source.outputs)}; its outputs: {sorted(source.outputs)}"
-                + (f" (for a key inside the value write '{RESULT}.{c.path}')" if RESULT in source.outputs else "")
+                + (
+                    f" (for a key inside the value write '{RESULT}.{c.path}')"
+                    if RESULT in source.outputs
+                    else ""
+                )
             )
         if not isinstance(c.input, str) or not c.input.isidentifier():
             raise WorkflowValidationError(f"{where}: input name must be a Python identifier, got {c.input!r}")

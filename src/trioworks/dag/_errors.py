@@ -47,7 +47,9 @@ class NodeInputError(DagError, ValueError):
 class MappingPathError(NodeInputError):
     """A mapping's dotted source path does not exist in the source node's output."""
 
-    def __init__(self, node_id: str, field: str, source: str, path: str, missing: str, keys: list[str]) -> None:
+    def __init__(
+        self, node_id: str, field: str, source: str, path: str, missing: str, keys: list[str]
+    ) -> None:
         self.source = source
         self.path = path
         hint = did_you_mean(missing, keys)

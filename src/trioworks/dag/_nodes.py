@@ -282,7 +282,9 @@ def _code_spec(
 ) -> NodeSpec:
     source = config.get("code")
     if not isinstance(source, str) or not source.strip():
-        raise WorkflowValidationError(f"node {node_id!r}: a {node_type} needs config 'code' (a string of Python)")
+        raise WorkflowValidationError(
+            f"node {node_id!r}: a {node_type} needs config 'code' (a string of Python)"
+        )
     is_async = node_type == "AsyncPythonCodeNode"
     code, tree = _compile_code(node_id, source, is_async=is_async)
     free, _bound = _free_names(tree)
@@ -313,7 +315,9 @@ def _callable_spec(
     try:
         signature = inspect.signature(fn)
     except (TypeError, ValueError) as exc:
-        raise WorkflowValidationError(f"node {node_id!r}: cannot read the signature of {fn!r}: {exc}") from exc
+        raise WorkflowValidationError(
+            f"node {node_id!r}: cannot read the signature of {fn!r}: {exc}"
+        ) from exc
     params: set[str] = set()
     required: set[str] = set()
     resources: dict[str, str] = {}
@@ -339,7 +343,8 @@ def _callable_spec(
                 f"node {node_id!r}: config key {key!r} is not a parameter of "
                 f"{getattr(fn, '__qualname__', fn)!r}{did_you_mean(key, params)}; parameters: {sorted(params)}"
             )
-    is_async = inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(getattr(fn, "__call__", None))
+    # An instance with ``async def __call__`` is an async node too.
+    is_async = inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(type(fn).__call__)
     if process and (is_async or resources):
         why = "it is async" if is_async else "resources cannot be sent to another process"
         raise WorkflowValidationError(f"node {node_id!r}: process=True is not possible: {why}")

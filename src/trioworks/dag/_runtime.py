@@ -87,11 +87,16 @@ class AsyncLocalRuntime:
                 f"AsyncLocalRuntime got an unknown option {name!r}"
                 f"{did_you_mean(name, ['max_concurrent_nodes', 'thread_pool_size', 'execution_timeout'])}"
             )
-        for name, value in (("max_concurrent_nodes", max_concurrent_nodes), ("thread_pool_size", thread_pool_size)):
+        for name, value in (
+            ("max_concurrent_nodes", max_concurrent_nodes),
+            ("thread_pool_size", thread_pool_size),
+        ):
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"AsyncLocalRuntime: {name} must be an int >= 1, got {value!r}")
         if execution_timeout is not None and not execution_timeout > 0:
-            raise ValueError(f"AsyncLocalRuntime: execution_timeout must be > 0 seconds, got {execution_timeout!r}")
+            raise ValueError(
+                f"AsyncLocalRuntime: execution_timeout must be > 0 seconds, got {execution_timeout!r}"
+            )
         self.resource_registry = resource_registry
         self.execution_timeout = execution_timeout
         self.continue_on_error = continue_on_error
@@ -167,7 +172,11 @@ def resolve_path(output: Any, path: str, *, node_id: str, field: str, source: st
             if key not in value:
                 raise MappingPathError(node_id, field, source, path, key, [str(k) for k in value])
             value = value[key]
-        elif isinstance(value, list | tuple) and key.lstrip("-").isdigit() and -len(value) <= int(key) < len(value):
+        elif (
+            isinstance(value, list | tuple)
+            and key.lstrip("-").isdigit()
+            and -len(value) <= int(key) < len(value)
+        ):
             value = value[int(key)]
         else:
             raise NodeInputError(
@@ -183,7 +192,11 @@ class _Run:
     """The state of one execution: the ready queue, the results, the nursery."""
 
     def __init__(
-        self, runtime: AsyncLocalRuntime, workflow: Workflow, inputs: Mapping[str, Any], continue_on_error: bool
+        self,
+        runtime: AsyncLocalRuntime,
+        workflow: Workflow,
+        inputs: Mapping[str, Any],
+        continue_on_error: bool,
     ) -> None:
         self.rt = runtime
         self.wf = workflow
@@ -226,7 +239,11 @@ class _Run:
                         f"given in the workflow inputs, but the node has no such input"
                         f"{did_you_mean(key, spec.params)}; its inputs: {sorted(spec.params)}",
                     )
-            have = set(spec.defaults) | set(self.scoped.get(node_id, {})) | {e.input for e in self.wf.inbound[node_id]}
+            have = (
+                set(spec.defaults)
+                | set(self.scoped.get(node_id, {}))
+                | {e.input for e in self.wf.inbound[node_id]}
+            )
             have |= {k for k in self.shared if spec.takes(k)}
             for name in sorted(spec.required - have):
                 raise NodeInputError(
@@ -244,16 +261,20 @@ class _Run:
         for edge in self.wf.inbound[node_id]:
             if edge not in self.dead[node_id]:
                 kwargs[edge.input] = resolve_path(
-                    self.result.results[edge.source], edge.path, node_id=node_id, field=edge.input, source=edge.source
+                    self.result.results[edge.source],
+                    edge.path,
+                    node_id=node_id,
+                    field=edge.input,
+                    source=edge.source,
                 )
         return kwargs
 
     # -- scheduling -----------------------------------------------------------
 
-    async def run(self, timeout: float | None) -> WorkflowResult:
+    async def run(self, time_limit: float | None) -> WorkflowResult:
         start = trio.current_time()
         try:
-            with trio.move_on_after(timeout if timeout is not None else math.inf) as timeout_scope:
+            with trio.move_on_after(time_limit if time_limit is not None else math.inf) as timeout_scope:
                 async with trio.open_nursery() as nursery:
                     self.nursery = nursery
                     self._settle(n for n in self.wf.order if self.unresolved[n] == 0)
@@ -268,7 +289,7 @@ class _Run:
         if timeout_scope.cancelled_caught:
             running = self.result.nodes_with(NodeStatus.CANCELLED)
             raise WorkflowTimeoutError(
-                f"workflow {self.wf.workflow_id!r} timed out after {timeout:g} s; cancelled: {running}",
+                f"workflow {self.wf.workflow_id!r} timed out after {time_limit:g} s; cancelled: {running}",
                 node_id=None,
                 result=self.result,
             )
@@ -472,4 +493,3 @@ class _Run:
                 k.split(".", 1)[1]: v for k, v in snap.items() if k.startswith("resource_accesses.")
             },
         }
-
