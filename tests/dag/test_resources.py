@@ -216,6 +216,37 @@ async def test_concurrent_accessors_do_not_double_recreate(thread_safe_clock: An
     assert registry.metrics()["db"]["health_failures"] == 1
 
 
+@pytest.mark.parametrize("healthy", [True, False])
+async def test_cleanup_during_a_health_check_then_access_creates_anew(
+    autojump_clock: Any, healthy: bool
+) -> None:
+    calls: list[int] = []
+    cleaned: list[Conn] = []
+
+    async def slow_health(conn: Conn) -> bool:
+        await trio.sleep(1)
+        return healthy
+
+    async def cleanup(conn: Conn) -> None:
+        cleaned.append(conn)
+
+    registry = ResourceRegistry()
+    registry.register_factory("db", counting_factory(calls), health_check=slow_health, cleanup=cleanup)
+    first = await registry.get_resource("db")
+
+    async def cleanup_soon() -> None:
+        await trio.sleep(0.5)  # while the health check of the next access runs
+        await registry.cleanup()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(cleanup_soon)
+        second = await registry.get_resource("db")
+    assert isinstance(second, Conn) and second.n == 2
+    assert cleaned == [first]  # once, by cleanup(), not again by the failed health check
+    await registry.cleanup()
+    assert cleaned == [first, second]
+
+
 async def test_health_check_interval(autojump_clock: Any) -> None:
     checks: list[float] = []
 

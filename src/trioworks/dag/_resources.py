@@ -13,7 +13,6 @@ import difflib
 import inspect
 import logging
 from collections.abc import Callable
-from types import TracebackType
 from typing import Any, Literal, Protocol, TypeAlias
 
 import attrs
@@ -191,7 +190,7 @@ class ResourceRegistry:
         """The resource called ``name``, creating it (once, whoever asks concurrently) if needed.
 
         If a health check is registered and due (see ``health_check_interval``) it runs first; an
-        unhealthy resource is cleaned up and recreated. Callers waiting while another task creates
+        unhealthy resource is cleaned up (shielded, up to ``cleanup_timeout``) and recreated. Callers waiting while another task creates
         the resource get that task's result: the same object, or ResourceCreationError if it failed.
 
         Errors: UnknownResourceError, CircuitOpenError (raised at once, before any checkpoint;
@@ -214,11 +213,14 @@ class ResourceRegistry:
                 raise ResourceCreationError(
                     name, f"creating resource {name!r} failed: {entry.last_error!r}"
                 ) from entry.last_error
+            recreating = False
+            if entry.instance is not _MISSING and self._health_due(entry):
+                recreating = not await self._check_health(entry)
             if entry.instance is _MISSING:
                 self._check_circuit(entry)
                 await self._create(entry)
-            elif entry.health_check is not None and trio.current_time() >= entry.checked_at + self._interval:
-                await self._check_health(entry)
+                if recreating:
+                    entry.counters["recreations"].inc()
             return entry.instance
 
     def metrics(self) -> dict[str, dict[str, int | str]]:
@@ -238,6 +240,7 @@ class ResourceRegistry:
         Each cleanup runs shielded from cancellation and bounded by ``cleanup_timeout``, so it
         runs even when the calling scope is cancelled; a failing or timed-out cleanup is logged
         and the others still run. Idempotent. Not a cancellation point: never raises Cancelled.
+        A creation still in flight when this runs is kept for the next cleanup.
         """
         while self._created:
             entry = self._created.pop()
@@ -247,12 +250,7 @@ class ResourceRegistry:
     async def __aenter__(self) -> ResourceRegistry:
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await self.cleanup()
 
     # -- internals; the caller of each of these holds entry.lock, except _dispose from cleanup()
@@ -316,7 +314,8 @@ class ResourceRegistry:
         entry.counters["failures"].inc()
         entry.consecutive_failures += 1
         entry.last_error = exc
-        if entry.state == "half_open" or entry.consecutive_failures >= self._policy.failure_threshold:
+        # No reset on half-open: a failed trial is still past the threshold, so it re-opens.
+        if entry.consecutive_failures >= self._policy.failure_threshold:
             entry.state = "open"
             entry.retry_at = trio.current_time() + self._policy.reset_timeout
             logger.warning(
@@ -325,7 +324,11 @@ class ResourceRegistry:
                 entry.consecutive_failures,
             )
 
-    async def _check_health(self, entry: _Entry) -> None:
+    def _health_due(self, entry: _Entry) -> bool:
+        return entry.health_check is not None and trio.current_time() >= entry.checked_at + self._interval
+
+    async def _check_health(self, entry: _Entry) -> bool:
+        """Run the health check; dispose of an unhealthy instance. False if it was unhealthy."""
         assert entry.health_check is not None
         instance = entry.instance
         entry.checked_at = trio.current_time()
@@ -336,13 +339,13 @@ class ResourceRegistry:
             logger.warning("health check of resource %r raised", entry.name, exc_info=True)
             healthy = False
         if healthy:
-            return
+            return True
         entry.counters["health_failures"].inc()
-        entry.instance = _MISSING
-        self._created.remove(entry)
-        await self._dispose(entry, instance)
-        await self._create(entry)
-        entry.counters["recreations"].inc()
+        if entry.instance is instance:  # else cleanup() disposed of it while we checked
+            entry.instance = _MISSING
+            self._created.remove(entry)
+            await self._dispose(entry, instance)
+        return False
 
     async def _dispose(self, entry: _Entry, instance: Any) -> None:
         if entry.cleanup is not None:

@@ -1,0 +1,136 @@
+"""A finished (or failed) run as a rich summary table, a totals line, or one JSON document."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from rich.table import Table
+from rich.text import Text
+
+from ..dag import NodeStatus, Workflow, WorkflowResult
+from ._errors import describe, location
+
+__all__ = ["error_detail", "result_document", "summary_table", "to_json", "totals_line"]
+
+_STATUS_STYLES = {
+    NodeStatus.COMPLETED: "green",
+    NodeStatus.FAILED: "bold red",
+    NodeStatus.SKIPPED: "yellow",
+    NodeStatus.CANCELLED: "magenta",
+    NodeStatus.PENDING: "dim",
+    NodeStatus.RUNNING: "cyan",
+}
+
+_PREVIEW_CHARS = 60
+
+
+def error_detail(exc: BaseException) -> str:
+    """``"ValueError: boom (etl.py:12)"``: the error, and where the user's code raised it."""
+    where = location(exc)
+    return describe(exc) + (f" ({where})" if where else "")
+
+
+def _preview(output: Any) -> str:
+    """A short text for a node's output: its ``result``, or a switch's taken branch."""
+    if isinstance(output, Mapping) and "result" in output:
+        output = output["result"]
+    elif isinstance(output, Mapping) and len(output) == 1:
+        return f"→ {next(iter(output))}"  # a switch: the branch it took
+    text = repr(output)
+    return text if len(text) <= _PREVIEW_CHARS else text[: _PREVIEW_CHARS - 1] + "…"
+
+
+def _detail(result: WorkflowResult, node_id: str) -> str:
+    status = result.statuses[node_id]
+    if status is NodeStatus.FAILED and node_id in result.errors:
+        return error_detail(result.errors[node_id])
+    if status is NodeStatus.SKIPPED:
+        return f"skipped: {result.skip_reasons.get(node_id, '')}"
+    if status is NodeStatus.CANCELLED:
+        outcome = result.cancel_outcomes.get(node_id)
+        return "cancelled" + (f" ({outcome.value})" if outcome is not None else "")
+    if status is NodeStatus.PENDING:
+        return "not started"
+    if node_id in result.results:
+        return _preview(result.results[node_id])
+    return ""
+
+
+def summary_table(
+    workflow: Workflow,
+    result: WorkflowResult,
+    attempts: Mapping[str, int],
+    *,
+    failed_node: str | None = None,
+) -> Table:
+    """One row per node in topological order; ``failed_node`` (the one that stopped the run) in bold red."""
+    table = Table(title=f"workflow {result.workflow_id} · {result.run_id}", title_justify="left")
+    table.add_column("node", no_wrap=True)
+    table.add_column("kind", style="dim", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    table.add_column("ms", justify="right", no_wrap=True)
+    table.add_column("tries", justify="right", no_wrap=True)
+    table.add_column("output / reason", overflow="ellipsis", no_wrap=True, max_width=72)
+    for node_id in workflow.order:
+        status = result.statuses.get(node_id, NodeStatus.PENDING)
+        duration = result.node_durations.get(node_id)
+        is_culprit = node_id == failed_node
+        table.add_row(
+            Text(("▶ " if is_culprit else "") + node_id),
+            workflow.nodes[node_id].kind.value,
+            Text(status.value, style=_STATUS_STYLES[status]),
+            f"{duration * 1000:.0f}" if duration is not None else "",
+            str(attempts[node_id]) if node_id in attempts else "",
+            Text(_detail(result, node_id), style="red" if status is NodeStatus.FAILED else ""),
+            style="bold red" if is_culprit else None,
+        )
+    return table
+
+
+def totals_line(result: WorkflowResult) -> Text:
+    """``"5 completed · 1 failed · 2 skipped in 0.532 s · max concurrency 4 · ..."``."""
+    counts = result.summary()
+    parts = [f"{counts.get('completed', 0)} completed"]
+    parts += [f"{counts[s.value]} {s.value}" for s in NodeStatus if s is not NodeStatus.COMPLETED and counts.get(s.value)]
+    metrics = result.metrics
+    line = Text(" · ".join(parts), style="bold green" if result.ok else "bold red")
+    line.append(f" in {result.total_duration:.3f} s")
+    line.append(f" · max concurrency {metrics.get('max_concurrency', 0)}")
+    line.append(f" · max threads {metrics.get('max_threads', 0)}")
+    if metrics.get("retries"):
+        line.append(f" · retries {metrics['retries']}")
+    if metrics.get("timeouts"):
+        line.append(f" · node timeouts {metrics['timeouts']}")
+    return line
+
+
+def _jsonable(value: Any) -> Any:
+    """Containers made JSON-shaped (string keys, lists); leaves are left to ``default=repr``."""
+    if isinstance(value, Mapping):
+        return {k if isinstance(k, str) else str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def result_document(result: WorkflowResult, attempts: Mapping[str, int]) -> dict[str, Any]:
+    """The ``--json`` document: everything the run produced, JSON-safe."""
+    return {
+        "workflow_id": result.workflow_id,
+        "run_id": result.run_id,
+        "ok": result.ok,
+        "total_duration": result.total_duration,
+        "results": _jsonable(result.results),
+        "errors": {n: {"type": type(e).__name__, "message": str(e)} for n, e in result.errors.items()},
+        "statuses": {n: s.value for n, s in result.statuses.items()},
+        "skip_reasons": dict(result.skip_reasons),
+        "node_durations": dict(result.node_durations),
+        "attempts": dict(attempts),
+        "metrics": _jsonable(result.metrics),
+    }
+
+
+def to_json(document: Mapping[str, Any]) -> str:
+    return json.dumps(document, indent=2, default=repr, ensure_ascii=False)
