@@ -166,6 +166,8 @@ def _listing(module: types.ModuleType) -> str:
             found.append(f"{name} ({type(value).__name__})")
         elif inspect.isfunction(value) and value.__module__ == module.__name__:
             found.append(f"{name}()")
+    if len(found) > 12:
+        found = [*found[:12], f"... {len(found) - 12} more"]
     return "candidates: " + (", ".join(found) if found else "none")
 
 
@@ -214,11 +216,13 @@ def _materialize(value: Any, name: str, shown: str, filename: str | None) -> Wor
     if not _is_candidate(value) and callable(value) and not isinstance(value, type):
         made = _call(value, name, shown, filename)
         if not _is_candidate(made):
-            raise CliError(f"{shown}: {name}() returned {type(made).__name__}, not a Workflow or WorkflowBuilder")
+            raise CliError(
+                f"{shown}: {name}() returned {type(made).__name__}, not a Workflow or WorkflowBuilder"
+            )
         value = made
     if isinstance(value, WorkflowBuilder):
-        try:
-            return value.build()
+        try:  # named after the module, rather than a random id
+            return value.build(shown.removesuffix(".py").replace(os.sep, ".").rpartition(".")[2])
         except DagError as exc:
             raise CliError(f"{shown}: building {name!r} failed: {exc}") from exc
     if isinstance(value, Workflow):

@@ -6,7 +6,14 @@ import time
 from types import TracebackType
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.text import Text
 
 from ..dag import NodeEvent, NodeStatus, Workflow
@@ -30,7 +37,8 @@ class NodeProgress:
     time since the start: above the bar when there is one, on ``log`` otherwise.
 
     The callbacks run on the Trio thread and only update state; rich redraws from its own
-    refresh thread. ``attempts`` records how many attempts each finished node took.
+    refresh thread. ``attempts`` records how many attempts each finished node took;
+    ``started`` and ``finished`` when each node started and finished (``time.perf_counter()``).
     """
 
     def __init__(
@@ -38,6 +46,8 @@ class NodeProgress:
     ) -> None:
         self.workflow = workflow
         self.attempts: dict[str, int] = {}
+        self.started: dict[str, float] = {}
+        self.finished: dict[str, float] = {}
         self._log = log
         self._running: list[str] = []
         self._started_at = time.perf_counter()
@@ -68,10 +78,12 @@ class NodeProgress:
             self._progress.stop()
 
     def on_start(self, event: NodeEvent) -> None:
+        self.started[event.node_id] = time.perf_counter()
         self._running.append(event.node_id)
         self._update(advance=0)
 
     def on_finish(self, event: NodeEvent) -> None:
+        self.finished[event.node_id] = time.perf_counter()
         if event.node_id in self._running:
             self._running.remove(event.node_id)
         if event.status is not NodeStatus.SKIPPED:
@@ -83,17 +95,21 @@ class NodeProgress:
     def _update(self, advance: int) -> None:
         if self._progress is None:
             return
-        running = ", ".join(self._running[:4]) + (f" +{len(self._running) - 4}" if len(self._running) > 4 else "")
+        running = ", ".join(self._running[:4]) + (
+            f" +{len(self._running) - 4}" if len(self._running) > 4 else ""
+        )
         self._progress.update(self._task, advance=advance, running=f"running: {running}" if running else "")
 
     def _line(self, event: NodeEvent) -> Text:
         mark, style = _MARKS.get(event.status, ("·", ""))
         spec = self.workflow.nodes[event.node_id]
-        line = Text(f"  +{time.perf_counter() - self._started_at:6.3f} s  ")
+        line = Text(f"  {time.perf_counter() - self._started_at:6.3f}s  ")
         line.append(f"{mark} {event.node_id}", style=style)
         line.append(f"  {spec.kind.value}", style="dim")
         if event.duration:
             line.append(f"  {event.duration * 1000:.0f} ms")
+        if event.status is NodeStatus.SKIPPED:
+            line.append("  skipped", style="yellow")
         if event.attempt > 1:
             line.append(f"  (attempt {event.attempt})", style="yellow")
         if event.error is not None:

@@ -47,7 +47,7 @@ def _detail(result: WorkflowResult, node_id: str) -> str:
     if status is NodeStatus.FAILED and node_id in result.errors:
         return error_detail(result.errors[node_id])
     if status is NodeStatus.SKIPPED:
-        return f"skipped: {result.skip_reasons.get(node_id, '')}"
+        return result.skip_reasons.get(node_id, "")
     if status is NodeStatus.CANCELLED:
         outcome = result.cancel_outcomes.get(node_id)
         return "cancelled" + (f" ({outcome.value})" if outcome is not None else "")
@@ -67,12 +67,16 @@ def summary_table(
 ) -> Table:
     """One row per node in topological order; ``failed_node`` (the one that stopped the run) in bold red."""
     table = Table(title=f"workflow {result.workflow_id} · {result.run_id}", title_justify="left")
-    table.add_column("node", no_wrap=True)
-    table.add_column("kind", style="dim", no_wrap=True)
-    table.add_column("status", no_wrap=True)
-    table.add_column("ms", justify="right", no_wrap=True)
-    table.add_column("tries", justify="right", no_wrap=True)
-    table.add_column("output / reason", overflow="ellipsis", no_wrap=True, max_width=72)
+    # Every column but the last keeps its full width; the output column takes what is left.
+    widest = max((len(n) for n in workflow.nodes), default=4) + (2 if failed_node else 0)
+    table.add_column("node", no_wrap=True, min_width=widest)
+    table.add_column("kind", style="dim", no_wrap=True, min_width=7)
+    table.add_column("status", no_wrap=True, min_width=9)
+    table.add_column("ms", justify="right", no_wrap=True, min_width=5)
+    table.add_column("tries", justify="right", no_wrap=True, min_width=5)
+    # Only this column may shrink (rich shrinks every column alike when none is wrappable);
+    # its cells are single-line Texts cut with an ellipsis.
+    table.add_column("output / reason", min_width=12)
     for node_id in workflow.order:
         status = result.statuses.get(node_id, NodeStatus.PENDING)
         duration = result.node_durations.get(node_id)
@@ -83,7 +87,12 @@ def summary_table(
             Text(status.value, style=_STATUS_STYLES[status]),
             f"{duration * 1000:.0f}" if duration is not None else "",
             str(attempts[node_id]) if node_id in attempts else "",
-            Text(_detail(result, node_id), style="red" if status is NodeStatus.FAILED else ""),
+            Text(
+                _detail(result, node_id),
+                style="red" if status is NodeStatus.FAILED else "",
+                no_wrap=True,
+                overflow="ellipsis",
+            ),
             style="bold red" if is_culprit else None,
         )
     return table
@@ -93,7 +102,11 @@ def totals_line(result: WorkflowResult) -> Text:
     """``"5 completed · 1 failed · 2 skipped in 0.532 s · max concurrency 4 · ..."``."""
     counts = result.summary()
     parts = [f"{counts.get('completed', 0)} completed"]
-    parts += [f"{counts[s.value]} {s.value}" for s in NodeStatus if s is not NodeStatus.COMPLETED and counts.get(s.value)]
+    parts += [
+        f"{counts[s.value]} {s.value}"
+        for s in NodeStatus
+        if s is not NodeStatus.COMPLETED and counts.get(s.value)
+    ]
     metrics = result.metrics
     line = Text(" · ".join(parts), style="bold green" if result.ok else "bold red")
     line.append(f" in {result.total_duration:.3f} s")
