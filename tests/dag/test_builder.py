@@ -157,10 +157,6 @@ def test_bad_timeout(timeout: float) -> None:
         WorkflowBuilder().add_node(text, "t", timeout=timeout)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a non-number timeout escapes as a bare TypeError from `timeout > 0` that does not name the node",
-)
 def test_timeout_of_the_wrong_type_names_the_node() -> None:
     with pytest.raises(WorkflowValidationError, match=r"node 't': timeout"):
         WorkflowBuilder().add_node(text, "t", timeout="5")  # type: ignore[arg-type]
@@ -228,17 +224,30 @@ def test_code_node_inputs_are_the_names_its_code_reads() -> None:
     assert spec.required == {"values"}  # offset has a config default; math, scale, v are bound
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: _free_names drops a name the code both reads and rebinds (`data = sorted(data)`), "
-    "so the node rejects its own input",
-)
 def test_code_that_rebinds_its_input_still_takes_it() -> None:
     wb = WorkflowBuilder()
     wb.add_node(text, "load", {"text": "b a"})
     wb.add_node("PythonCodeNode", "sort", {"code": "data = sorted(data.split())\nresult = data"})
     wb.add_connection("load", "result", "sort", "data")
     assert "data" in wb.build().nodes["sort"].params
+
+
+@pytest.mark.parametrize(
+    ("code", "inputs"),
+    [
+        ("x = 1\nresult = x", set()),
+        ("count += 1\nresult = count", {"count"}),
+        ("total = 0\nfor i in items:\n    total += i\nresult = total", {"items"}),
+        ("result = [y * w for y in rows if y]", {"rows", "w"}),
+        ("def f(a):\n    return g(a) + k\ndef g(b):\n    return b\nresult = f(z)", {"k", "z"}),
+        ("try:\n    v = 1\nexcept Exception as e:\n    v = str(e)\nresult = v", set()),
+        ("if (n := len(xs)) > 1:\n    result = n\nelse:\n    result = 0", {"xs"}),
+    ],
+)
+def test_code_inputs_are_names_read_before_they_are_bound(code: str, inputs: set[str]) -> None:
+    wb = WorkflowBuilder()
+    wb.add_node("PythonCodeNode", "c", {"code": code})
+    assert wb.build().nodes["c"].required == inputs
 
 
 # --- connections ----------------------------------------------------------------
@@ -373,11 +382,6 @@ def test_input_name_must_be_an_identifier() -> None:
         wb.build()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: the 'is a resource' check in _validate_connection is unreachable: the `takes` check "
-    "before it already says the node 'has no input' named like its resource parameter",
-)
 def test_a_resource_parameter_cannot_be_connected() -> None:
     def query(sql: str, db: Any = Resource("main_db")) -> str:
         return sql
@@ -569,11 +573,6 @@ def test_to_dot_has_every_node_and_edge() -> None:
     assert "shape=diamond" in dot  # the switch
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: to_dot quotes with json.dumps (ensure_ascii=True): DOT has no \\u escapes, "
-    "so 'rows → text' and 'café' render as 'rows \\u2192 text' and 'caf\\u00e9'",
-)
 def test_to_dot_keeps_non_ascii_text_readable() -> None:
     wb = WorkflowBuilder()
     wb.add_node(text, "café", {"text": "x"})

@@ -393,12 +393,6 @@ def test_fail_fast_cancels_at_the_moment_of_failure(
         assert outcome.result.statuses[f"n{i}"] is NodeStatus.COMPLETED
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: under fail-fast, a node queued for a max_concurrent_nodes slot is handed the failing "
-    "node's slot before the run is cancelled, and starts (see test_runtime's "
-    "test_a_node_queued_for_a_slot_does_not_start_after_fail_fast)",
-)
 @PROPERTY_SETTINGS
 @given(case=async_plans_with_one_failure(), node_limit=st.integers(1, 8))
 def test_fail_fast_starts_no_body_after_the_failure(

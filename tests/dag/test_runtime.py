@@ -477,12 +477,6 @@ async def test_fail_fast_cancels_siblings_and_carries_partial_results(
     assert error.result.metrics["failed"] == 1 and error.result.metrics["cancelled"] == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: the failing node releases its max_concurrent_nodes slot (waking the queued node with "
-    "the token) before _failed cancels the run, and attempt() has no checkpoint before on_node_start "
-    "and the body, so the queued node starts after the failure",
-)
 async def test_a_node_queued_for_a_slot_does_not_start_after_fail_fast(
     autojump_clock: trio.testing.MockClock, events: EventLog
 ) -> None:
@@ -903,11 +897,6 @@ async def test_merge_of_live_inputs_takes_the_first_connected(autojump_clock: tr
     assert result.results["merge"]["merged_data"] == "first connected, finishes last"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: _route builds a kwargs dict, so two live edges into the same merge input keep "
-    "the LAST connection's value (in the first key's slot), not the first",
-)
 async def test_merge_inputs_with_one_name_take_the_first_connected() -> None:
     async def first() -> str:
         return "first"
@@ -1044,11 +1033,6 @@ async def test_callbacks_once_per_node_with_statuses(events: EventLog) -> None:
         assert order.index((node, True)) < order.index((node, False))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a node cancelled while running (fail-fast, timeout, outside cancel) gets on_node_start "
-    "but never on_node_finish, so a progress display shows it running forever",
-)
 async def test_a_cancelled_node_gets_a_finish_event(
     autojump_clock: trio.testing.MockClock, events: EventLog
 ) -> None:

@@ -224,6 +224,10 @@ class WorkflowBuilder:
             )
         if not isinstance(c.input, str) or not c.input.isidentifier():
             raise WorkflowValidationError(f"{where}: input name must be a Python identifier, got {c.input!r}")
+        if c.input in target.resources:
+            raise WorkflowValidationError(
+                f"{where}: input {c.input!r} of node {c.target!r} is a resource ({target.resources[c.input]!r}), given by the runtime's registry"
+            )
         if not target.accepts_any and not target.takes(c.input):
             if target.code is not None:
                 takes = f"its code reads: {sorted(target.params)}"
@@ -231,10 +235,6 @@ class WorkflowBuilder:
                 takes = f"its parameters: {sorted(target.params)}"
             raise WorkflowValidationError(
                 f"{where}: node {c.target!r} has no input {c.input!r}{did_you_mean(c.input, target.params)}; {takes}"
-            )
-        if c.input in target.resources:
-            raise WorkflowValidationError(
-                f"{where}: input {c.input!r} of node {c.target!r} is a resource ({target.resources[c.input]!r})"
             )
         return edge
 

@@ -22,7 +22,11 @@ def _label(edge: Edge) -> str:
 
 def to_dot(workflow: Workflow) -> str:
     """Graphviz DOT: one node per workflow node (shape by kind), edges labelled ``path → input``."""
-    q = json.dumps  # a JSON string is a valid DOT quoted string
+
+    def q(text: str) -> str:
+        # A JSON string is a valid DOT quoted string; DOT has no \u escapes, so keep non-ASCII as is.
+        return json.dumps(text, ensure_ascii=False)
+
     lines = [f"digraph {q(workflow.workflow_id)} {{", "  rankdir=LR;", "  node [shape=box, style=rounded];"]
     for node_id in workflow.order:
         spec = workflow.nodes[node_id]

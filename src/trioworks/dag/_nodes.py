@@ -76,22 +76,122 @@ class NodeSpec:
 _BUILTINS = frozenset(dir(builtins))
 
 
-def _free_names(tree: ast.AST) -> tuple[frozenset[str], frozenset[str]]:
-    """Names the code reads without binding them first, and names it binds."""
-    loaded: set[str] = set()
-    bound: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Name):
-            (loaded if isinstance(node.ctx, ast.Load) else bound).add(node.id)
-        elif isinstance(node, ast.alias):
-            bound.add((node.asname or node.name).split(".")[0])
-        elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
-            bound.add(node.name)
-        elif isinstance(node, ast.arg):
-            bound.add(node.arg)
-        elif isinstance(node, ast.ExceptHandler) and node.name:
-            bound.add(node.name)
-    return frozenset(loaded - bound - _BUILTINS - {"get_resource"}), frozenset(bound)
+class _FreeNames(ast.NodeVisitor):
+    """Walk module code in evaluation order; a name read before any binding of it is free.
+
+    ``data = sorted(data)`` reads ``data`` before binding it, so ``data`` is an input;
+    ``x = 1; y = x`` is not. Function and lambda bodies run later (when called), so their
+    reads are checked against everything the module binds.
+    """
+
+    def __init__(self) -> None:
+        self.free: set[str] = set()
+        self.bound: set[str] = set()
+        self.deferred: list[ast.AST] = []
+
+    def _load(self, name: str) -> None:
+        if name not in self.bound:
+            self.free.add(name)
+
+    def visit_Name(self, node: ast.Name) -> None:
+        if isinstance(node.ctx, ast.Load):
+            self._load(node.id)
+        else:
+            self.bound.add(node.id)
+
+    def visit_Assign(self, node: ast.Assign) -> None:
+        self.visit(node.value)
+        for target in node.targets:
+            self.visit(target)
+
+    def visit_AnnAssign(self, node: ast.AnnAssign) -> None:
+        if node.value is not None:
+            self.visit(node.value)
+        self.visit(node.target)
+
+    def visit_AugAssign(self, node: ast.AugAssign) -> None:
+        if isinstance(node.target, ast.Name):
+            self._load(node.target.id)
+        self.visit(node.value)
+        self.visit(node.target)
+
+    def visit_NamedExpr(self, node: ast.NamedExpr) -> None:
+        self.visit(node.value)
+        self.visit(node.target)
+
+    def _comprehension(self, node: ast.ListComp | ast.SetComp | ast.GeneratorExp | ast.DictComp) -> None:
+        for generator in node.generators:
+            self.visit(generator.iter)
+            self.visit(generator.target)
+            for condition in generator.ifs:
+                self.visit(condition)
+        for field in ("elt", "key", "value"):
+            if hasattr(node, field):
+                self.visit(getattr(node, field))
+
+    visit_ListComp = visit_SetComp = visit_GeneratorExp = visit_DictComp = _comprehension
+
+    def _function(self, node: ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda) -> None:
+        for default in [*node.args.defaults, *node.args.kw_defaults]:
+            if default is not None:
+                self.visit(default)
+        if not isinstance(node, ast.Lambda):
+            for decorator in node.decorator_list:
+                self.visit(decorator)
+            self.bound.add(node.name)
+        self.deferred.append(node)
+
+    visit_FunctionDef = visit_AsyncFunctionDef = visit_Lambda = _function
+
+    def visit_ClassDef(self, node: ast.ClassDef) -> None:
+        self.generic_visit(node)
+        self.bound.add(node.name)
+
+    def visit_alias(self, node: ast.alias) -> None:
+        self.bound.add((node.asname or node.name).split(".")[0])
+
+    def visit_ExceptHandler(self, node: ast.ExceptHandler) -> None:
+        if node.type is not None:
+            self.visit(node.type)
+        if node.name:
+            self.bound.add(node.name)
+        for statement in node.body:
+            self.visit(statement)
+
+    def _capture(self, node: ast.MatchAs | ast.MatchStar | ast.MatchMapping) -> None:
+        self.generic_visit(node)
+        name = node.rest if isinstance(node, ast.MatchMapping) else node.name
+        if name:
+            self.bound.add(name)
+
+    visit_MatchAs = visit_MatchStar = visit_MatchMapping = _capture
+
+    def deferred_free(self) -> set[str]:
+        """Reads inside function bodies that neither the function nor the module binds."""
+        free: set[str] = set()
+        for function in self.deferred:
+            loaded: set[str] = set()
+            local: set[str] = set()
+            for node in ast.walk(function):
+                if isinstance(node, ast.Name):
+                    (loaded if isinstance(node.ctx, ast.Load) else local).add(node.id)
+                elif isinstance(node, ast.arg):
+                    local.add(node.arg)
+                elif isinstance(node, ast.alias):
+                    local.add((node.asname or node.name).split(".")[0])
+                elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+                    local.add(node.name)
+                elif isinstance(node, ast.ExceptHandler) and node.name:
+                    local.add(node.name)
+            free |= loaded - local - self.bound
+        return free
+
+
+def _free_names(tree: ast.AST) -> frozenset[str]:
+    """Names the code reads before binding them: the code node's inputs."""
+    names = _FreeNames()
+    names.visit(tree)
+    return frozenset((names.free | names.deferred_free()) - _BUILTINS - {"get_resource"})
 
 
 def _compile_code(node_id: str, source: str, *, is_async: bool) -> tuple[types.CodeType, ast.AST]:
@@ -228,8 +328,12 @@ def make_node(
     process: bool,
 ) -> NodeSpec:
     """Validate one ``add_node`` call and turn it into a :class:`NodeSpec`."""
-    if timeout is not None and not timeout > 0:
-        raise WorkflowValidationError(f"node {node_id!r}: timeout must be > 0 seconds, got {timeout!r}")
+    if timeout is not None and (
+        isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0
+    ):
+        raise WorkflowValidationError(
+            f"node {node_id!r}: timeout must be > 0 seconds (a number), got {timeout!r}"
+        )
     common: dict[str, Any] = {"node_id": node_id, "timeout": timeout, "retry": retry}
     if isinstance(node, str):
         if node not in NODE_TYPES:
@@ -287,7 +391,7 @@ def _code_spec(
         )
     is_async = node_type == "AsyncPythonCodeNode"
     code, tree = _compile_code(node_id, source, is_async=is_async)
-    free, _bound = _free_names(tree)
+    free = _free_names(tree)
     defaults = {k: v for k, v in config.items() if k != "code"}
     if is_async:
         kind = NodeKind.ASYNC

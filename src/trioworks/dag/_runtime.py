@@ -258,16 +258,16 @@ class _Run:
         if not spec.accepts_any:
             kwargs.update((k, v) for k, v in self.shared.items() if spec.takes(k))
         kwargs.update(self.scoped.get(node_id, {}))
+        dead = self.dead[node_id]
         for edge in self.wf.inbound[node_id]:
-            if edge not in self.dead[node_id]:
-                kwargs[edge.input] = resolve_path(
-                    self.result.results[edge.source],
-                    edge.path,
-                    node_id=node_id,
-                    field=edge.input,
-                    source=edge.source,
-                )
+            if edge not in dead:
+                kwargs[edge.input] = self._edge_value(node_id, edge)
         return kwargs
+
+    def _edge_value(self, node_id: str, edge: Edge) -> Any:
+        return resolve_path(
+            self.result.results[edge.source], edge.path, node_id=node_id, field=edge.input, source=edge.source
+        )
 
     # -- scheduling -----------------------------------------------------------
 
@@ -306,8 +306,8 @@ class _Run:
             if _FAILED in reasons or (reasons and (spec.kind is not NodeKind.MERGE or live == 0)):
                 reason = _FAILED if _FAILED in reasons else _SKIPPED
                 self.result.statuses[node_id] = NodeStatus.SKIPPED
-                self.result.skip_reasons[node_id] = ", ".join(sorted(reasons))
-                self._emit(self.rt.on_node_finish, node_id, NodeStatus.SKIPPED, skip_reason=reason)
+                self.result.skip_reasons[node_id] = why = ", ".join(sorted(reasons))
+                self._emit(self.rt.on_node_finish, node_id, NodeStatus.SKIPPED, skip_reason=why)
                 queue.extend(self._resolve_edges(node_id, None, reason))
             elif spec.kind in (NodeKind.SWITCH, NodeKind.MERGE):
                 try:
@@ -333,10 +333,12 @@ class _Run:
         return ready
 
     def _route(self, node_id: str, spec: NodeSpec) -> dict[str, Any]:
-        kwargs = self._inputs(node_id, spec)
         if spec.kind is NodeKind.SWITCH:
+            kwargs = self._inputs(node_id, spec)
             return switch_output(node_id, spec.routing, kwargs["input_data"])
-        first = next(iter(kwargs.values()))  # live inputs, in connection order
+        # A merge passes on its first live input, in connection order.
+        edge = next(e for e in self.wf.inbound[node_id] if e not in self.dead[node_id])
+        first = self._edge_value(node_id, edge)
         return {RESULT: first, "merged_data": first}
 
     # -- one node -------------------------------------------------------------
@@ -349,6 +351,9 @@ class _Run:
 
         async def attempt() -> Any:
             nonlocal attempts, started_at
+            # Woken with a slot after the run was cancelled (fail-fast hands the failing
+            # node's slot on before it cancels)? Start nothing.
+            await trio.lowlevel.checkpoint_if_cancelled()
             attempts += 1
             if started_at is None:
                 started_at = trio.current_time()
@@ -380,8 +385,12 @@ class _Run:
                 value = await retry(attempt, spec.retry, limiter=self.rt.node_limiter, on_retry=on_retry)
         except trio.Cancelled:
             if started_at is not None:
+                duration = trio.current_time() - started_at
                 self.result.statuses[node_id] = NodeStatus.CANCELLED
-                self.result.node_durations[node_id] = trio.current_time() - started_at
+                self.result.node_durations[node_id] = duration
+                self._emit(
+                    self.rt.on_node_finish, node_id, NodeStatus.CANCELLED, attempt=attempts, duration=duration
+                )
             raise
         except Exception as exc:
             if started_at is not None:
