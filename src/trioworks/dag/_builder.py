@@ -15,7 +15,7 @@ from ._nodes import RESULT, NodeKind, NodeSpec, make_node
 __all__ = ["Edge", "Workflow", "WorkflowBuilder"]
 
 
-@attrs.frozen
+@attrs.frozen(cache_hash=True)
 class Edge:
     """``source``'s output at dotted ``path`` becomes ``target``'s input ``input``."""
 
@@ -23,10 +23,15 @@ class Edge:
     path: str
     target: str
     input: str
+    # The path split once at build time: the runtime follows it for every run.
+    keys: tuple[str, ...] = attrs.field(init=False, eq=False, repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        object.__setattr__(self, "keys", tuple(self.path.split(".")))
 
     @property
     def root(self) -> str:
-        return self.path.split(".", 1)[0]
+        return self.keys[0]
 
 
 @attrs.frozen

@@ -166,9 +166,15 @@ class AsyncLocalRuntime:
 
 def resolve_path(output: Any, path: str, *, node_id: str, field: str, source: str) -> Any:
     """Follow a dotted ``path`` through mappings (and sequence indexes) of ``output``."""
+    return _follow(output, path, tuple(path.split(".")), node_id, field, source)
+
+
+def _follow(output: Any, path: str, keys: tuple[str, ...], node_id: str, field: str, source: str) -> Any:
     value = output
-    for key in path.split("."):
-        if isinstance(value, Mapping):
+    for key in keys:
+        if type(value) is dict and key in value:  # the common case, without an ABC check
+            value = value[key]
+        elif isinstance(value, Mapping):
             if key not in value:
                 raise MappingPathError(node_id, field, source, path, key, [str(k) for k in value])
             value = value[key]
@@ -255,9 +261,10 @@ class _Run:
 
     def _inputs(self, node_id: str, spec: NodeSpec) -> dict[str, Any]:
         kwargs = dict(spec.defaults)
-        if not spec.accepts_any:
+        if self.shared and not spec.accepts_any:
             kwargs.update((k, v) for k, v in self.shared.items() if spec.takes(k))
-        kwargs.update(self.scoped.get(node_id, {}))
+        if node_id in self.scoped:
+            kwargs.update(self.scoped[node_id])
         dead = self.dead[node_id]
         for edge in self.wf.inbound[node_id]:
             if edge not in dead:
@@ -265,8 +272,8 @@ class _Run:
         return kwargs
 
     def _edge_value(self, node_id: str, edge: Edge) -> Any:
-        return resolve_path(
-            self.result.results[edge.source], edge.path, node_id=node_id, field=edge.input, source=edge.source
+        return _follow(
+            self.result.results[edge.source], edge.path, edge.keys, node_id, edge.input, edge.source
         )
 
     # -- scheduling -----------------------------------------------------------
@@ -344,8 +351,6 @@ class _Run:
     # -- one node -------------------------------------------------------------
 
     async def _run_node(self, node_id: str, spec: NodeSpec) -> None:
-        # Started after a cancel (fail-fast, timeout, outside)? Then run nothing at all.
-        await trio.lowlevel.checkpoint_if_cancelled()
         attempts = 0
         started_at: float | None = None
 
@@ -379,8 +384,18 @@ class _Run:
             kwargs = self._inputs(node_id, spec)
             kwargs.update([(param, await self._resource(name)) for param, name in spec.resources.items()])
             if spec.retry is None:
-                async with self.rt.node_limiter:
+                limiter = self.rt.node_limiter
+                try:
+                    # A free slot is taken without a checkpoint (attempt() checks for
+                    # cancellation itself): a trip through the scheduler per node is a
+                    # third of the runtime's own cost on wide graphs.
+                    limiter.acquire_nowait()
+                except trio.WouldBlock:
+                    await limiter.acquire()
+                try:
                     value = await attempt()
+                finally:
+                    limiter.release()
             else:
                 value = await retry(attempt, spec.retry, limiter=self.rt.node_limiter, on_retry=on_retry)
         except trio.Cancelled:
