@@ -5,7 +5,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint unit bench clean
+.PHONY: demo test lint unit bench clean system-deps
+
+# OS packages (postgresql, mosquitto, espeak-ng, sox) via apt-get, only those missing; seconds when
+# all are present. Never fails: tests that need a program it could not install skip and name it.
+system-deps:
+	bash scripts/system-deps.sh
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -13,17 +18,17 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-demo: $(STAMP)
+demo: system-deps $(STAMP)
 	$(BIN)/trioworks demo
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks examples
 	$(BIN)/ruff format --check src tests benchmarks examples
 
-unit: $(STAMP)
+unit: system-deps $(STAMP)
 	$(BIN)/python -m pytest -q
 
-test: lint unit
+test: system-deps lint unit
 
 $(VENV)/.bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'

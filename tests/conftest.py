@@ -1,0 +1,121 @@
+"""Root fixtures: real system services (Postgres, mosquitto) and OS programs (espeak-ng, sox).
+
+These are plain synchronous pytest fixtures; they start processes before the Trio loop of a test
+runs. A fixture whose program is not installed skips the test and names the program and the
+package (``scripts/system-deps.sh`` installs them); with ``TRIOWORKS_REQUIRE_SERVICES=1`` it fails
+instead, so that a machine meant to run everything cannot go quietly green.
+
+- ``postgres_url``: a database in a throwaway cluster, shared by the session.
+- ``fresh_postgres_url``: a new, empty database per test in the same cluster, dropped afterwards.
+- ``mosquitto_url`` / ``mosquitto_broker``: a broker shared by the session.
+- ``fresh_mosquitto``: a broker of the test's own, for tests that restart or stop it.
+- ``espeak_ng``, ``sox``: absolute paths of those programs.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Callable, Iterator
+from typing import NoReturn, TypeVar
+
+import pytest
+
+from _services import MosquittoBroker, PostgresCluster, ServiceUnavailable, find_program
+
+
+def _unavailable(exc: ServiceUnavailable) -> NoReturn:
+    if os.environ.get("TRIOWORKS_REQUIRE_SERVICES") == "1":
+        pytest.fail(f"required service unavailable: {exc}", pytrace=False)
+    pytest.skip(str(exc))
+
+
+T = TypeVar("T")
+
+
+def _service(make: Callable[[], T]) -> T:
+    try:
+        return make()
+    except ServiceUnavailable as exc:
+        _unavailable(exc)
+
+
+# --------------------------------------------------------------------------------------------------
+# Postgres
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster() -> Iterator[PostgresCluster]:
+    cluster = _service(PostgresCluster)
+    try:
+        _service(cluster.start)
+        yield cluster
+    finally:
+        cluster.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_url(postgres_cluster: PostgresCluster) -> str:
+    """``postgresql://postgres@127.0.0.1:PORT/trioworks_test``, one database for the whole session."""
+    return postgres_cluster.create_database("trioworks_test")
+
+
+_db_numbers = itertools.count(1)
+
+
+@pytest.fixture
+def fresh_postgres_url(postgres_cluster: PostgresCluster) -> Iterator[str]:
+    """An empty database of this test's own (dropped, connections and all, when the test ends)."""
+    name = f"trioworks_t{next(_db_numbers)}"
+    url = postgres_cluster.create_database(name)
+    try:
+        yield url
+    finally:
+        postgres_cluster.drop_database(name)
+
+
+# --------------------------------------------------------------------------------------------------
+# mosquitto
+
+
+@pytest.fixture(scope="session")
+def mosquitto_broker() -> Iterator[MosquittoBroker]:
+    """The session's broker. A test that restarts it must leave it running (``restart()`` does)."""
+    broker = _service(MosquittoBroker)
+    try:
+        _service(broker.start)
+        yield broker
+    finally:
+        broker.close()
+
+
+@pytest.fixture(scope="session")
+def mosquitto_url(mosquitto_broker: MosquittoBroker) -> str:
+    """``mqtt://127.0.0.1:PORT`` of the session's broker."""
+    return mosquitto_broker.url
+
+
+@pytest.fixture
+def fresh_mosquitto() -> Iterator[MosquittoBroker]:
+    """A broker of this test's own: stop, start or restart it freely (blocking calls; from Trio,
+    ``await trio.to_thread.run_sync(broker.restart)``)."""
+    broker = _service(MosquittoBroker)
+    try:
+        _service(broker.start)
+        yield broker
+    finally:
+        broker.close()
+
+
+# --------------------------------------------------------------------------------------------------
+# Programs
+
+
+@pytest.fixture(scope="session")
+def espeak_ng() -> str:
+    return _service(lambda: find_program("espeak-ng"))
+
+
+@pytest.fixture(scope="session")
+def sox() -> str:
+    return _service(lambda: find_program("sox"))
