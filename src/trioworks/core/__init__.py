@@ -10,8 +10,11 @@ This package depends on nothing else in trioworks; every subsystem builds on it.
 - :func:`supervise` with a :class:`RestartPolicy`: restart a failing child task with backoff,
   giving up with :exc:`RestartIntensityExceeded` when it fails too often.
 - :class:`Metrics`, :class:`Counter`, :class:`Gauge`: thread-safe counters and gauges.
+- :class:`Correlator`: the one waiter table keyed by correlation id (registered before the
+  request is sent, removed in ``finally``, a duplicate id raises :exc:`DuplicateCorrelationId`).
 """
 
+from ._correlation import Correlator, DuplicateCorrelationId, Waiter
 from ._metrics import Counter, Gauge, Metrics
 from ._offload import CancelOutcome, run_in_process, run_in_thread
 from ._retry import RetryPolicy, retry
@@ -19,12 +22,15 @@ from ._supervisor import RestartIntensityExceeded, RestartPolicy, supervise
 
 __all__ = [
     "CancelOutcome",
+    "Correlator",
     "Counter",
+    "DuplicateCorrelationId",
     "Gauge",
     "Metrics",
     "RestartIntensityExceeded",
     "RestartPolicy",
     "RetryPolicy",
+    "Waiter",
     "retry",
     "run_in_process",
     "run_in_thread",
