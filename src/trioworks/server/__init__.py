@@ -1,0 +1,77 @@
+"""The reference server: Kruxia Flow's HTTP API, orchestrating workflows over a SQL store.
+
+- :class:`Storage`: the synchronous, one-transaction-per-method interface of a backend;
+  :class:`SqlStorage` writes the operations once in portable SQL; :class:`SQLiteStorage` is the
+  SQLite backend; :func:`open_storage` picks one from a URL.
+- The rules (scheduling, templates, conditions, retries, leases) are pure functions in
+  ``_engine``, shared by every backend.
+"""
+
+from ._definitions import parse_definition
+from ._errors import (
+    BadRequest,
+    Conflict,
+    NotFound,
+    PayloadTooLarge,
+    ServerError,
+    Unauthorized,
+    UnsupportedMediaType,
+    ValidationFailed,
+)
+from ._models import (
+    ActivityDef,
+    ActivityRow,
+    ActivityStatus,
+    Definition,
+    DefinitionSummary,
+    Dependency,
+    FileRecord,
+    OutputDef,
+    PendingActivity,
+    PutDefinitionResult,
+    RetrySettings,
+    StoredDefinition,
+    WorkflowPage,
+    WorkflowRow,
+    WorkflowStatus,
+)
+from ._open import StorageUnavailable, open_storage
+from ._sql import SqlStorage
+from ._sqlbase import Dialect
+from ._sqlite import SQLiteStorage
+from ._storage import Storage
+from ._templates import TemplateError
+
+__all__ = [
+    "ActivityDef",
+    "ActivityRow",
+    "ActivityStatus",
+    "BadRequest",
+    "Conflict",
+    "Definition",
+    "DefinitionSummary",
+    "Dependency",
+    "Dialect",
+    "FileRecord",
+    "NotFound",
+    "OutputDef",
+    "PayloadTooLarge",
+    "PendingActivity",
+    "PutDefinitionResult",
+    "RetrySettings",
+    "SQLiteStorage",
+    "ServerError",
+    "SqlStorage",
+    "Storage",
+    "StorageUnavailable",
+    "StoredDefinition",
+    "TemplateError",
+    "Unauthorized",
+    "UnsupportedMediaType",
+    "ValidationFailed",
+    "WorkflowPage",
+    "WorkflowRow",
+    "WorkflowStatus",
+    "open_storage",
+    "parse_definition",
+]

@@ -1,0 +1,255 @@
+"""Parse and check a workflow definition (JSON or YAML already loaded) into a :class:`Definition`.
+
+Every problem is collected as a field error keyed by its path (``activities[2].depends_on[0]``),
+so that a 422 names all the culprits at once.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from ._errors import ValidationFailed
+from ._models import ActivityDef, Definition, Dependency, OutputDef, RetrySettings
+from ._templates import check_condition, references
+
+__all__ = ["KEY_PATTERN", "WORKER_PATTERN", "parse_definition", "retry_settings", "timeout_seconds"]
+
+KEY_PATTERN = re.compile(r"^[a-zA-Z0-9_-]+$")
+WORKER_PATTERN = re.compile(r"^[a-z][a-z0-9_-]*$")
+_OUTPUT_TYPES = ("value", "file", "folder")
+
+
+class _Errors:
+    def __init__(self) -> None:
+        self.fields: dict[str, list[str]] = {}
+
+    def add(self, field: str, message: str) -> None:
+        self.fields.setdefault(field, []).append(message)
+
+
+def _str(
+    errors: _Errors, data: Mapping[str, Any], field: str, path: str, pattern: re.Pattern[str] | None = None
+) -> str:
+    value = data.get(field)
+    if not isinstance(value, str) or not value:
+        errors.add(path, "required: a non-empty string")
+        return ""
+    if pattern is not None and not pattern.match(value):
+        errors.add(path, f"must match {pattern.pattern}")
+    return value
+
+
+def retry_settings(settings: Mapping[str, Any] | None) -> RetrySettings:
+    """``settings.retry`` as :class:`RetrySettings` (defaults when absent). Assumes it was checked."""
+    retry = (settings or {}).get("retry") or {}
+    return RetrySettings(
+        max_attempts=int(retry.get("max_attempts", 1)),
+        strategy=str(retry.get("strategy", "exponential")),
+        base_seconds=float(retry.get("base_seconds", 2.0)),
+        factor=float(retry.get("factor", 2.0)),
+        max_seconds=float(retry.get("max_seconds", 300.0)),
+    )
+
+
+def timeout_seconds(settings: Mapping[str, Any] | None) -> int | None:
+    value = (settings or {}).get("timeout_seconds")
+    return None if value is None else int(value)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _check_settings(errors: _Errors, settings: Any, path: str) -> None:
+    if settings is None:
+        return
+    if not isinstance(settings, Mapping):
+        errors.add(path, "must be an object")
+        return
+    timeout = settings.get("timeout_seconds")
+    if timeout is not None and (not _is_number(timeout) or timeout <= 0):
+        errors.add(f"{path}.timeout_seconds", "must be a number > 0")
+    signal = settings.get("wait_for_signal")
+    if signal is not None and not isinstance(signal, bool | str):
+        errors.add(f"{path}.wait_for_signal", "must be a boolean or an event name")
+    retry = settings.get("retry")
+    if retry is None:
+        return
+    if not isinstance(retry, Mapping):
+        errors.add(f"{path}.retry", "must be an object")
+        return
+    attempts = retry.get("max_attempts", 1)
+    if not isinstance(attempts, int) or isinstance(attempts, bool) or attempts < 1:
+        errors.add(f"{path}.retry.max_attempts", "must be an integer >= 1")
+    if retry.get("strategy", "exponential") not in ("exponential", "fixed"):
+        errors.add(f"{path}.retry.strategy", "must be 'exponential' or 'fixed'")
+    for name in ("base_seconds", "factor", "max_seconds"):
+        if name in retry and (not _is_number(retry[name]) or retry[name] < 0):
+            errors.add(f"{path}.retry.{name}", "must be a number >= 0")
+
+
+def _parse_outputs(errors: _Errors, outputs: Any, path: str) -> tuple[OutputDef, ...]:
+    if outputs is None:
+        return ()
+    if not isinstance(outputs, list):
+        errors.add(path, "must be a list of output names or {name, type} objects")
+        return ()
+    parsed = []
+    for i, item in enumerate(outputs):
+        if isinstance(item, str) and item:
+            parsed.append(OutputDef(item))
+        elif isinstance(item, Mapping) and isinstance(item.get("name"), str) and item["name"]:
+            kind = item.get("type", "value")
+            if kind not in _OUTPUT_TYPES:
+                errors.add(f"{path}[{i}].type", f"must be one of {', '.join(_OUTPUT_TYPES)}")
+            parsed.append(OutputDef(item["name"], str(kind)))
+        else:
+            errors.add(f"{path}[{i}]", "must be a name or an object with a non-empty 'name'")
+    return tuple(parsed)
+
+
+def _parse_depends(errors: _Errors, deps: Any, path: str) -> tuple[Dependency, ...]:
+    if deps is None:
+        return ()
+    if not isinstance(deps, list):
+        errors.add(path, "must be a list of activity keys or {activity_key, condition?} objects")
+        return ()
+    parsed = []
+    for i, item in enumerate(deps):
+        if isinstance(item, str) and item:
+            parsed.append(Dependency(item))
+            continue
+        if not isinstance(item, Mapping) or not isinstance(item.get("activity_key"), str):
+            errors.add(f"{path}[{i}]", "must be an activity key or an object with 'activity_key'")
+            continue
+        condition = item.get("condition")
+        if condition is not None:
+            problem = check_condition(condition)
+            if problem:
+                errors.add(f"{path}[{i}].condition", problem)
+                condition = None
+        parsed.append(Dependency(item["activity_key"], condition))
+    return tuple(parsed)
+
+
+def _parse_activity(errors: _Errors, data: Any, path: str) -> ActivityDef | None:
+    if not isinstance(data, Mapping):
+        errors.add(path, "must be an object with key, worker and activity_name")
+        return None
+    params = data.get("parameters") or {}
+    if not isinstance(params, Mapping):
+        errors.add(f"{path}.parameters", "must be an object")
+        params = {}
+    _check_settings(errors, data.get("settings"), f"{path}.settings")
+    return ActivityDef(
+        key=_str(errors, data, "key", f"{path}.key", KEY_PATTERN),
+        worker=_str(errors, data, "worker", f"{path}.worker", WORKER_PATTERN),
+        activity_name=_str(errors, data, "activity_name", f"{path}.activity_name", KEY_PATTERN),
+        parameters=dict(params),
+        depends_on=_parse_depends(errors, data.get("depends_on"), f"{path}.depends_on"),
+        outputs=_parse_outputs(errors, data.get("outputs"), f"{path}.outputs"),
+        settings=dict(data["settings"]) if isinstance(data.get("settings"), Mapping) else None,
+    )
+
+
+def _ancestors(activities: tuple[ActivityDef, ...]) -> dict[str, set[str]]:
+    """Transitive dependencies of each key; assumes the graph is acyclic."""
+    by_key = {a.key: a for a in activities}
+    memo: dict[str, set[str]] = {}
+
+    def visit(key: str) -> set[str]:
+        if key not in memo:
+            memo[key] = set()
+            found: set[str] = set()
+            for dep in by_key[key].depends_on:
+                if dep.activity_key in by_key:
+                    found |= {dep.activity_key} | visit(dep.activity_key)
+            memo[key] = found
+        return memo[key]
+
+    return {key: visit(key) for key in by_key}
+
+
+def _find_cycle(activities: tuple[ActivityDef, ...]) -> list[str] | None:
+    by_key = {a.key: a for a in activities}
+    state: dict[str, int] = {}  # 1 visiting, 2 done
+    stack: list[str] = []
+
+    def visit(key: str) -> list[str] | None:
+        state[key] = 1
+        stack.append(key)
+        for dep in by_key[key].depends_on:
+            if dep.activity_key not in by_key:
+                continue
+            if state.get(dep.activity_key) == 1:
+                return [*stack[stack.index(dep.activity_key) :], dep.activity_key]
+            if dep.activity_key not in state and (cycle := visit(dep.activity_key)):
+                return cycle
+        stack.pop()
+        state[key] = 2
+        return None
+
+    for key in by_key:
+        if key not in state and (cycle := visit(key)):
+            return cycle
+    return None
+
+
+def _check_graph(errors: _Errors, activities: tuple[ActivityDef, ...]) -> None:
+    keys = [a.key for a in activities]
+    for i, activity in enumerate(activities):
+        if keys.index(activity.key) != i:
+            errors.add(f"activities[{i}].key", f"duplicate activity key {activity.key!r}")
+        for j, dep in enumerate(activity.depends_on):
+            if dep.activity_key not in keys:
+                errors.add(f"activities[{i}].depends_on[{j}]", f"unknown activity key {dep.activity_key!r}")
+    if errors.fields:
+        return
+    cycle = _find_cycle(activities)
+    if cycle:
+        errors.add("activities", f"dependency cycle: {' -> '.join(cycle)}")
+        return
+    ancestors = _ancestors(activities)
+    for i, activity in enumerate(activities):
+        conditions = [d.condition for d in activity.depends_on if d.condition]
+        for where, value in (("parameters", activity.parameters), ("depends_on", conditions)):
+            for expr in sorted(references(value)):
+                root = expr.split(".")[0]
+                if root in ("INPUT", "WORKFLOW"):
+                    if root == "WORKFLOW" and expr != "WORKFLOW.id":
+                        errors.add(f"activities[{i}].{where}", f"{{{{{expr}}}}}: WORKFLOW only has 'id'")
+                elif root not in keys:
+                    errors.add(f"activities[{i}].{where}", f"{{{{{expr}}}}}: unknown activity key {root!r}")
+                elif root not in ancestors[activity.key]:
+                    errors.add(
+                        f"activities[{i}].{where}",
+                        f"{{{{{expr}}}}}: {root!r} is not among this activity's dependencies",
+                    )
+
+
+def parse_definition(data: Any) -> Definition:
+    """A checked :class:`Definition`; raises :exc:`ValidationFailed` naming every bad field."""
+    errors = _Errors()
+    if not isinstance(data, Mapping):
+        raise ValidationFailed.one("body", "must be an object with name and activities")
+    name = _str(errors, data, "name", "name", KEY_PATTERN)
+    description = data.get("description")
+    if description is not None and not isinstance(description, str):
+        errors.add("description", "must be a string")
+        description = None
+    raw = data.get("activities")
+    activities: list[ActivityDef] = []
+    if not isinstance(raw, list) or not raw:
+        errors.add("activities", "required: a non-empty list of activities")
+    else:
+        for i, item in enumerate(raw):
+            parsed = _parse_activity(errors, item, f"activities[{i}]")
+            if parsed is not None:
+                activities.append(parsed)
+    if not errors.fields:
+        _check_graph(errors, tuple(activities))
+    if errors.fields:
+        raise ValidationFailed(errors.fields)
+    return Definition(name=name, activities=tuple(activities), description=description)

@@ -1,0 +1,244 @@
+"""Backend-independent orchestration: pure functions from rows to rows.
+
+A storage backend loads a workflow's rows inside its transaction, calls these functions and
+writes back the rows that changed. Nothing here touches a database, a clock or Trio: ``now`` is
+passed in, so every rule (scheduling, conditions, skip propagation, retries, leases, workflow
+completion and failure) is tested once for every backend.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import attrs
+
+from ._definitions import retry_settings
+from ._errors import Conflict
+from ._models import (
+    DEFAULT_LEASE_SECONDS,
+    ActivityRow,
+    ActivityStatus,
+    Definition,
+    PendingActivity,
+    WorkflowRow,
+    WorkflowStatus,
+)
+from ._templates import TemplateContext, TemplateError, evaluate_condition, render
+
+__all__ = [
+    "advance",
+    "claim_row",
+    "complete_row",
+    "expire_row",
+    "fail_row",
+    "fail_workflow",
+    "new_activities",
+    "owned_check",
+    "pending_activity",
+]
+
+S = ActivityStatus
+
+
+def new_activities(workflow: WorkflowRow, definition: Definition) -> list[ActivityRow]:
+    """One ``not_scheduled`` row per activity of ``definition``; call :func:`advance` next."""
+    rows = []
+    for position, spec in enumerate(definition.activities):
+        timeout = (spec.settings or {}).get("timeout_seconds")
+        rows.append(
+            ActivityRow(
+                id=str(uuid.uuid4()),
+                workflow_id=workflow.id,
+                key=spec.key,
+                position=position,
+                worker=spec.worker,
+                activity_name=spec.activity_name,
+                status=S.NOT_SCHEDULED,
+                max_retries=retry_settings(spec.settings).max_retries,
+                lease_seconds=float(timeout) if timeout else DEFAULT_LEASE_SECONDS,
+            )
+        )
+    return rows
+
+
+def _context(workflow: WorkflowRow, rows: Sequence[ActivityRow]) -> TemplateContext:
+    outputs = {r.key: r.output or {} for r in rows if r.status is S.COMPLETED}
+    return TemplateContext(workflow_id=workflow.id, input=workflow.input, outputs=outputs)
+
+
+def _template_failure(row: ActivityRow, exc: TemplateError, now: float) -> ActivityRow:
+    error = {"code": "TEMPLATE_ERROR", "message": str(exc), "retryable": False}
+    return attrs.evolve(row, status=S.FAILED, error=error, completed_at=now)
+
+
+def _schedule(
+    workflow: WorkflowRow, definition: Definition, rows: list[ActivityRow], row: ActivityRow, now: float
+) -> ActivityRow | None:
+    """The new state of a ``not_scheduled`` row, or None while its dependencies are unfinished."""
+    spec = definition.activity(row.key)
+    by_key = {r.key: r for r in rows}
+    deps = [by_key[d.activity_key] for d in spec.depends_on]
+    if any(not d.status.terminal or d.status is S.FAILED for d in deps):
+        return None  # a failed dependency fails the whole workflow instead
+    if deps and all(d.status is S.SKIPPED for d in deps):
+        return attrs.evolve(row, status=S.SKIPPED, completed_at=now)
+    ctx = _context(workflow, rows)
+    conditions = [d.condition for d in spec.depends_on if d.condition]
+    try:
+        if conditions and not any(evaluate_condition(c, ctx) for c in conditions):
+            return attrs.evolve(row, status=S.SKIPPED, completed_at=now)
+        parameters = render(spec.parameters, ctx)
+    except TemplateError as exc:
+        return _template_failure(row, exc, now)
+    waits = bool((spec.settings or {}).get("wait_for_signal")) and row.signal_data is None
+    return attrs.evolve(
+        row, status=S.WAITING if waits else S.PENDING, parameters=parameters, scheduled_for=now
+    )
+
+
+def advance(
+    workflow: WorkflowRow, definition: Definition, rows: Sequence[ActivityRow], now: float
+) -> tuple[WorkflowRow, list[ActivityRow]]:
+    """Schedule every activity whose dependencies are done, propagate skips, settle the workflow.
+
+    Returns the new workflow row and the new list of rows (same order). A workflow that is
+    already completed or failed is returned unchanged.
+    """
+    rows = list(rows)
+    if workflow.status in (WorkflowStatus.COMPLETED, WorkflowStatus.FAILED):
+        return workflow, rows
+    changed = True
+    while changed:
+        changed = False
+        for i, row in enumerate(rows):
+            if row.status is not S.NOT_SCHEDULED:
+                continue
+            new = _schedule(workflow, definition, rows, row, now)
+            if new is not None:
+                rows[i] = new
+                changed = True
+                if new.status is S.FAILED:
+                    return fail_workflow(workflow, rows, new, now)
+    if all(r.status in (S.COMPLETED, S.SKIPPED) for r in rows):
+        workflow = attrs.evolve(workflow, status=WorkflowStatus.COMPLETED, updated_at=now)
+    return workflow, rows
+
+
+def fail_workflow(
+    workflow: WorkflowRow, rows: Sequence[ActivityRow], failed: ActivityRow, now: float
+) -> tuple[WorkflowRow, list[ActivityRow]]:
+    """Fail the workflow because ``failed`` failed for good; unclaimed activities fail with it.
+
+    Running activities keep their claim: their worker learns through a 409 on its next heartbeat.
+    """
+    error = failed.error or {}
+    message = f"activity {failed.key!r} failed: {error.get('code', 'ERROR')}: {error.get('message', '')}"
+    cascade = {
+        "code": "WORKFLOW_FAILED",
+        "message": f"not run: activity {failed.key!r} failed",
+        "retryable": False,
+    }
+    new_rows = [
+        attrs.evolve(r, status=S.FAILED, error=cascade, completed_at=now) if r.status.unclaimed else r
+        for r in rows
+    ]
+    workflow = attrs.evolve(workflow, status=WorkflowStatus.FAILED, error_message=message, updated_at=now)
+    return workflow, new_rows
+
+
+def claim_row(row: ActivityRow, worker_id: str, now: float) -> ActivityRow:
+    """Claim a pending row, or steal a running one whose lease expired (one more retry used)."""
+    stolen = row.status is S.RUNNING
+    return attrs.evolve(
+        row,
+        status=S.RUNNING,
+        claimed_by=worker_id,
+        claimed_at=now,
+        started_at=now,
+        retry_count=row.retry_count + 1 if stolen else row.retry_count,
+    )
+
+
+def expire_row(row: ActivityRow, now: float) -> ActivityRow:
+    """A running row whose lease expired with no retry left: failed."""
+    error = {
+        "code": "LEASE_EXPIRED",
+        "message": f"no heartbeat from worker {row.claimed_by!r} within the {row.lease_seconds:g} s lease",
+        "retryable": True,
+    }
+    return attrs.evolve(row, status=S.FAILED, error=error, completed_at=now)
+
+
+def owned_check(row: ActivityRow, worker_id: str, workflow: WorkflowRow, action: str) -> None:
+    """Raise :exc:`Conflict` unless ``worker_id`` holds ``row``'s live claim."""
+    if row.claimed_by != worker_id:
+        raise Conflict(
+            f"activity {row.id} ({row.key!r}) is claimed by another worker, not {worker_id!r}",
+            details={"status": row.status.value},
+        )
+    if row.status is not S.RUNNING:
+        raise Conflict(f"cannot {action} activity {row.id} ({row.key!r}): it is {row.status.value}")
+    if workflow.status is WorkflowStatus.FAILED:
+        raise Conflict(f"cannot {action} activity {row.id} ({row.key!r}): its workflow failed")
+
+
+def complete_row(
+    row: ActivityRow, output: dict[str, Any], cost_usd: float, usage: list[dict[str, Any]] | None, now: float
+) -> ActivityRow:
+    return attrs.evolve(
+        row, status=S.COMPLETED, output=output, cost_usd=cost_usd, usage=usage, completed_at=now, error=None
+    )
+
+
+def fail_row(
+    row: ActivityRow,
+    definition: Definition,
+    error: dict[str, Any],
+    cost_usd: float,
+    usage: list[dict[str, Any]] | None,
+    now: float,
+) -> tuple[ActivityRow, bool]:
+    """The failed (or requeued) row and ``will_retry``.
+
+    ``will_retry = retryable and retry_count < max_retries``; a retry requeues the row as
+    ``pending`` at ``now + backoff`` with ``retry_count + 1``. ``claimed_by`` is kept so that a
+    repeated fail from the same worker is answered idempotently.
+    """
+    cost = row.cost_usd + cost_usd
+    will_retry = bool(error.get("retryable")) and row.retry_count < row.max_retries
+    if not will_retry:
+        return attrs.evolve(
+            row, status=S.FAILED, error=error, cost_usd=cost, usage=usage, completed_at=now
+        ), False
+    policy = retry_settings(definition.activity(row.key).settings)
+    retry_number = row.retry_count + 1
+    requeued = attrs.evolve(
+        row,
+        status=S.PENDING,
+        error=error,
+        cost_usd=cost,
+        usage=usage,
+        retry_count=retry_number,
+        scheduled_for=now + policy.backoff(retry_number),
+        claimed_at=None,
+    )
+    return requeued, True
+
+
+def pending_activity(row: ActivityRow, definition: Definition) -> PendingActivity:
+    spec = definition.activity(row.key)
+    timeout = (spec.settings or {}).get("timeout_seconds")
+    return PendingActivity(
+        activity_id=row.id,
+        workflow_id=row.workflow_id,
+        activity_key=row.key,
+        worker=row.worker,
+        activity_name=row.activity_name,
+        parameters=row.parameters or {},
+        settings=spec.settings,
+        timeout_seconds=None if timeout is None else int(timeout),
+        output_definitions=list(spec.outputs) or None,
+        signal_data=row.signal_data,
+    )

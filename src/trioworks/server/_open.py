@@ -1,0 +1,45 @@
+"""``open_storage(url)``: a storage backend from a database URL."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ._errors import ServerError
+from ._sqlite import SQLiteStorage
+from ._storage import Storage
+
+__all__ = ["StorageUnavailable", "open_storage"]
+
+
+class StorageUnavailable(ServerError):
+    """The database URL names a backend that is not available, or is malformed."""
+
+
+def open_storage(url: str | Path) -> Storage:
+    """Open (creating the schema if needed) the database at ``url``.
+
+    ``sqlite:///relative/path.db``, ``sqlite:////absolute/path.db`` or a bare file path give
+    :class:`SQLiteStorage`; ``postgresql://...`` gives the Postgres backend when it is installed.
+    Blocking: call it from a thread (or before ``trio.run``).
+    """
+    text = str(url)
+    if text.startswith(("postgresql://", "postgres://")):
+        try:
+            from ._postgres import PostgresStorage  # type: ignore[import-not-found]
+        except ImportError as exc:
+            raise StorageUnavailable(
+                f"Postgres backend not available for {text.split('@')[-1]!r}: "
+                "trioworks.server._postgres is missing or psycopg is not installed"
+            ) from exc
+        return PostgresStorage(text)  # type: ignore[no-any-return]
+    if text.startswith("sqlite://"):
+        path = text.removeprefix("sqlite://")
+        if not path.startswith("/") or path == "/":
+            raise StorageUnavailable(f"bad SQLite URL {text!r}: expected sqlite:///path/to/file.db")
+        path = path[1:]  # sqlite:///rel.db -> rel.db ; sqlite:////abs.db -> /abs.db
+    elif "://" in text:
+        raise StorageUnavailable(f"unsupported database URL {text!r}: use sqlite:///path or postgresql://...")
+    else:
+        path = text
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    return SQLiteStorage(path)

@@ -1,0 +1,187 @@
+"""Plumbing shared by the SQL backends: dialect, connection pool, transactions, row mapping.
+
+The SQL in :mod:`._sql` is written once, in a portable subset (TEXT, INTEGER, a float type,
+``?`` placeholders); a :class:`Dialect` supplies the few things that differ. JSON is stored as
+TEXT so that both SQLite and Postgres read it back the same way.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import queue
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import attrs
+
+from ._models import ActivityRow, ActivityStatus, WorkflowRow, WorkflowStatus
+
+__all__ = ["ACTIVITY_COLUMNS", "WORKFLOW_COLUMNS", "Dialect", "Tx", "activity_values", "row_to_activity"]
+
+
+@attrs.frozen
+class Dialect:
+    """What differs between SQL backends."""
+
+    name: str
+    float_type: str  # SQLite REAL is 8 bytes; Postgres needs DOUBLE PRECISION for epoch seconds
+    placeholder: str = "?"  # psycopg: "%s"
+    for_update: str = ""  # Postgres: " FOR UPDATE" (lock the workflow row)
+    skip_locked: str = ""  # Postgres: " FOR UPDATE SKIP LOCKED" (claim query)
+    integrity_errors: tuple[type[BaseException], ...] = ()
+
+    def sql(self, text: str) -> str:
+        return text if self.placeholder == "?" else text.replace("?", self.placeholder)
+
+
+class Tx:
+    """One transaction's cursor with ``?``-placeholder helpers."""
+
+    def __init__(self, cursor: Any, dialect: Dialect) -> None:
+        self._cur = cursor
+        self.dialect = dialect
+
+    def exec(self, sql: str, params: Sequence[Any] = ()) -> int:
+        self._cur.execute(self.dialect.sql(sql), tuple(params))
+        return int(self._cur.rowcount or 0)
+
+    def one(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
+        self._cur.execute(self.dialect.sql(sql), tuple(params))
+        return self._cur.fetchone()
+
+    def all(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        self._cur.execute(self.dialect.sql(sql), tuple(params))
+        return list(self._cur.fetchall())
+
+
+class Pool:
+    """Connections made on demand and reused; at most one per concurrent thread."""
+
+    def __init__(self, connect: Callable[[], Any]) -> None:
+        self._connect = connect
+        self._idle: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._all: list[Any] = []
+        self.closed = False
+
+    @contextlib.contextmanager
+    def connection(self) -> Iterator[Any]:
+        try:
+            conn = self._idle.get_nowait()
+        except queue.Empty:
+            conn = self._connect()
+            self._all.append(conn)
+        try:
+            yield conn
+        finally:
+            self._idle.put(conn)
+
+    def close(self) -> None:
+        self.closed = True
+        for conn in self._all:
+            with contextlib.suppress(Exception):
+                conn.close()
+        self._all.clear()
+
+
+def dumps(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, separators=(",", ":"))
+
+
+def loads(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
+WORKFLOW_COLUMNS = "id, definition_name, definition_version, status, input, created_at, updated_at, unique_key, error_message"
+
+
+def row_to_workflow(r: Sequence[Any]) -> WorkflowRow:
+    return WorkflowRow(
+        id=r[0],
+        definition_name=r[1],
+        definition_version=int(r[2]),
+        status=WorkflowStatus(r[3]),
+        input=loads(r[4]),
+        created_at=float(r[5]),
+        updated_at=float(r[6]),
+        unique_key=r[7],
+        error_message=r[8],
+    )
+
+
+def workflow_values(w: WorkflowRow) -> tuple[Any, ...]:
+    return (
+        w.id,
+        w.definition_name,
+        w.definition_version,
+        w.status.value,
+        dumps(w.input),
+        w.created_at,
+        w.updated_at,
+        w.unique_key,
+        w.error_message,
+    )
+
+
+# The order of attrs fields of ActivityRow; JSON fields are stored as TEXT.
+_ACTIVITY_FIELDS = tuple(f.name for f in attrs.fields(ActivityRow))
+_JSON_FIELDS = frozenset({"parameters", "output", "error", "usage", "signal_data"})
+ACTIVITY_COLUMNS = ", ".join(name if name != "key" else "activity_key" for name in _ACTIVITY_FIELDS)
+ACTIVITY_MUTABLE = tuple(
+    n
+    for n in _ACTIVITY_FIELDS
+    if n not in ("id", "workflow_id", "key", "position", "worker", "activity_name")
+)
+
+
+def row_to_activity(r: Sequence[Any]) -> ActivityRow:
+    values: dict[str, Any] = {}
+    for name, value in zip(_ACTIVITY_FIELDS, r, strict=True):
+        if name in _JSON_FIELDS:
+            value = loads(value)
+        elif name == "status":
+            value = ActivityStatus(value)
+        values[name] = value
+    return ActivityRow(**values)
+
+
+def activity_values(a: ActivityRow, names: Sequence[str] = _ACTIVITY_FIELDS) -> tuple[Any, ...]:
+    out = []
+    for name in names:
+        value = getattr(a, name)
+        if name in _JSON_FIELDS:
+            value = dumps(value)
+        elif name == "status":
+            value = value.value
+        out.append(value)
+    return tuple(out)
+
+
+def schema(dialect: Dialect) -> list[str]:
+    """``CREATE TABLE IF NOT EXISTS`` statements (idempotent)."""
+    f = dialect.float_type
+    return [
+        "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+        f"""CREATE TABLE IF NOT EXISTS definitions (
+            name TEXT NOT NULL, version INTEGER NOT NULL, body TEXT NOT NULL,
+            activity_count INTEGER NOT NULL, created_at {f} NOT NULL, PRIMARY KEY (name, version))""",
+        f"""CREATE TABLE IF NOT EXISTS workflows (
+            id TEXT PRIMARY KEY, definition_name TEXT NOT NULL, definition_version INTEGER NOT NULL,
+            status TEXT NOT NULL, input TEXT NOT NULL, created_at {f} NOT NULL, updated_at {f} NOT NULL,
+            unique_key TEXT UNIQUE, error_message TEXT)""",
+        "CREATE INDEX IF NOT EXISTS workflows_created ON workflows (created_at)",
+        f"""CREATE TABLE IF NOT EXISTS activities (
+            id TEXT PRIMARY KEY, workflow_id TEXT NOT NULL REFERENCES workflows (id),
+            activity_key TEXT NOT NULL, position INTEGER NOT NULL, worker TEXT NOT NULL,
+            activity_name TEXT NOT NULL, status TEXT NOT NULL, max_retries INTEGER NOT NULL,
+            lease_seconds {f} NOT NULL, retry_count INTEGER NOT NULL, parameters TEXT,
+            scheduled_for {f}, claimed_by TEXT, claimed_at {f}, started_at {f}, completed_at {f},
+            output TEXT, error TEXT, cost_usd {f} NOT NULL, usage TEXT, signal_data TEXT,
+            UNIQUE (workflow_id, activity_key))""",
+        "CREATE INDEX IF NOT EXISTS activities_queue ON activities (worker, status, scheduled_for)",
+        "CREATE INDEX IF NOT EXISTS activities_running ON activities (status, claimed_at)",
+        f"""CREATE TABLE IF NOT EXISTS files (
+            workflow_id TEXT NOT NULL, activity_key TEXT NOT NULL, filename TEXT NOT NULL,
+            size INTEGER NOT NULL, content_type TEXT NOT NULL, created_at {f} NOT NULL,
+            PRIMARY KEY (workflow_id, activity_key, filename))""",
+    ]

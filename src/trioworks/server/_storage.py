@@ -1,0 +1,129 @@
+"""The storage interface every backend implements (SQLite here, Postgres alongside).
+
+Every method is **synchronous and one transaction**: it either applies all its changes or none
+(a method that raises a :class:`~trioworks.server.ServerError` has changed nothing). The server
+calls them only through :func:`trioworks.core.run_in_thread` on the storage's own
+``CapacityLimiter``, never on the Trio loop. ``now`` is always passed in (POSIX seconds from the
+server's injectable clock), so that lease and retry tests run on virtual time.
+
+Concurrency contract: two concurrent :meth:`Storage.claim` calls never return the same activity;
+changes to one workflow's activities are serialized (SQLite: one writer; Postgres: the workflow
+row is locked ``FOR UPDATE`` and claims use ``FOR UPDATE SKIP LOCKED``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol, runtime_checkable
+
+from ._models import (
+    ActivityRow,
+    Definition,
+    DefinitionSummary,
+    FileRecord,
+    PendingActivity,
+    PutDefinitionResult,
+    StoredDefinition,
+    WorkflowPage,
+    WorkflowRow,
+)
+
+__all__ = ["Storage"]
+
+
+@runtime_checkable
+class Storage(Protocol):
+    """Durable state of the reference server. See the module docstring for the contract."""
+
+    max_threads: int
+    """How many threads may call this storage at once (the size of its CapacityLimiter)."""
+
+    def close(self) -> None:
+        """Release connections. Idempotent."""
+
+    def check(self) -> None:
+        """Raise if the database cannot serve a query (readiness probe)."""
+
+    def meta_setdefault(self, key: str, value: str) -> str:
+        """The stored value of ``key``, storing ``value`` first if there is none (e.g. JWT secret)."""
+
+    # -- definitions --------------------------------------------------------------------
+    def put_definition(self, definition: Definition, now: float) -> PutDefinitionResult:
+        """Store a new version unless the latest version is identical (``unchanged=True``)."""
+
+    def list_definitions(self) -> list[DefinitionSummary]:
+        """The latest version of each definition, by name."""
+
+    def get_definition(self, name: str, version: int | None = None) -> StoredDefinition:
+        """Raise :exc:`NotFound` naming the definition (and version)."""
+
+    # -- workflows ----------------------------------------------------------------------
+    def create_workflow(
+        self,
+        definition_name: str,
+        version: int | None,
+        input: dict[str, Any],
+        unique_key: str | None,
+        now: float,
+    ) -> WorkflowRow:
+        """Create a workflow and schedule its root activities. 404 no definition; 409 duplicate key."""
+
+    def list_workflows(
+        self, *, status: str | None, definition_name: str | None, limit: int, offset: int
+    ) -> WorkflowPage:
+        """Newest first."""
+
+    def get_workflow(self, workflow_id: str) -> tuple[WorkflowRow, list[ActivityRow]]:
+        """The workflow and its activities in definition order; :exc:`NotFound` otherwise."""
+
+    def signal(
+        self, workflow_id: str, activity_key: str, event_name: str, data: dict[str, Any] | None, now: float
+    ) -> str:
+        """Deliver a signal to a ``wait_for_signal`` activity; returns a message for the caller."""
+
+    # -- the activity queue -------------------------------------------------------------
+    def claim(self, worker: str, worker_id: str, max_activities: int, now: float) -> list[PendingActivity]:
+        """Claim up to ``max_activities`` rows of ``worker``, oldest ``scheduled_for`` first.
+
+        Claims ``pending`` rows due by ``now`` and steals ``running`` rows whose lease expired
+        and that have retries left (``retry_count + 1``); expired rows with no retry left are
+        failed on the way (and so is their workflow).
+        """
+
+    def heartbeat(self, activity_id: str, worker_id: str, now: float) -> None:
+        """Extend the lease (``claimed_at = now``). 404 unknown; 409 not this worker's live claim."""
+
+    def complete(
+        self,
+        activity_id: str,
+        worker_id: str,
+        output: dict[str, Any],
+        cost_usd: float,
+        usage: list[dict[str, Any]] | None,
+        now: float,
+    ) -> list[str]:
+        """Record the output and advance the workflow; returns warnings. Idempotent for the same worker."""
+
+    def fail(
+        self,
+        activity_id: str,
+        worker_id: str,
+        error: dict[str, Any],
+        cost_usd: float,
+        usage: list[dict[str, Any]] | None,
+        now: float,
+    ) -> bool:
+        """Record a failure; returns ``will_retry``. A final failure fails the workflow."""
+
+    def sweep(self, now: float) -> int:
+        """Requeue (or fail, with no retry left) every running row whose lease expired; the count."""
+
+    # -- files --------------------------------------------------------------------------
+    def activity_exists(self, workflow_id: str, activity_key: str) -> bool: ...
+
+    def put_file(self, record: FileRecord) -> None:
+        """Insert or replace the metadata of one file."""
+
+    def get_file(self, workflow_id: str, activity_key: str, filename: str) -> FileRecord:
+        """:exc:`NotFound` naming the file otherwise."""
+
+    def list_files(self, workflow_id: str, activity_key: str) -> list[FileRecord]: ...

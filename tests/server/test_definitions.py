@@ -1,0 +1,72 @@
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from server_helpers import activity
+
+from trioworks.server import ValidationFailed, parse_definition
+
+
+def errors_of(data: Any) -> dict[str, list[str]]:
+    with pytest.raises(ValidationFailed) as info:
+        parse_definition(data)
+    body = info.value.body()
+    assert body["error"]["code"] == "VALIDATION_ERROR"
+    return body["error"]["details"]["field_errors"]
+
+
+def test_valid_definition_parses() -> None:
+    d = parse_definition(
+        {
+            "name": "etl",
+            "activities": [
+                activity("fetch", outputs=["body", {"name": "raw", "type": "file"}]),
+                activity(
+                    "store",
+                    {"activity_key": "fetch", "condition": "{{fetch.body}} != ''"},
+                    parameters={"data": "{{fetch.body}}"},
+                    settings={"timeout_seconds": 5, "retry": {"max_attempts": 3}},
+                ),
+            ],
+        }
+    )
+    assert [a.key for a in d.activities] == ["fetch", "store"]
+    assert d.activity("fetch").outputs[1].type == "file"
+
+
+@pytest.mark.parametrize(
+    ("data", "field"),
+    [
+        ([], "body"),
+        ({"activities": [activity("a")]}, "name"),
+        ({"name": "x", "activities": []}, "activities"),
+        ({"name": "x", "activities": [{"key": "a", "activity_name": "a"}]}, "activities[0].worker"),
+        ({"name": "x", "activities": [activity("a", worker="Bad")]}, "activities[0].worker"),
+        ({"name": "x", "activities": [activity("a b")]}, "activities[0].key"),
+        ({"name": "x", "activities": [activity("a"), activity("a")]}, "activities[1].key"),
+        ({"name": "x", "activities": [activity("a", "zz")]}, "activities[0].depends_on[0]"),
+        ({"name": "x", "activities": [activity("a", "b"), activity("b", "a")]}, "activities"),
+        (
+            {"name": "x", "activities": [activity("a", parameters={"p": "{{b.x}}"}), activity("b")]},
+            "activities[0].parameters",
+        ),
+        (
+            {"name": "x", "activities": [activity("a", settings={"retry": {"max_attempts": 0}})]},
+            "activities[0].settings.retry.max_attempts",
+        ),
+        (
+            {"name": "x", "activities": [activity("a", settings={"timeout_seconds": "soon"})]},
+            "activities[0].settings.timeout_seconds",
+        ),
+        (
+            {
+                "name": "x",
+                "activities": [activity("a"), activity("b", {"activity_key": "a", "condition": "oops"})],
+            },
+            "activities[1].depends_on[0].condition",
+        ),
+    ],
+)
+def test_bad_definitions_name_the_field(data: Any, field: str) -> None:
+    assert field in errors_of(data)
