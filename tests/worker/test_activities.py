@@ -1,0 +1,146 @@
+"""Activity kinds, results and error mapping, against the fake server (virtual time)."""
+
+from __future__ import annotations
+
+import threading
+
+import attrs
+import trio
+from worker_fake import FakeServer
+
+from conftest import wait_until
+from trioworks.worker import (
+    Activity,
+    ActivityContext,
+    ActivityError,
+    ActivityResult,
+    TerminalActivityError,
+    UsageEntry,
+    activity,
+)
+
+
+@activity()
+async def double(params: dict, ctx: ActivityContext) -> ActivityResult:
+    await trio.sleep(1)
+    return ActivityResult.value("result", params["x"] * 2).with_cost(0.25)
+
+
+@activity(name="blocking_double")
+def blocking_double(params: dict, ctx: ActivityContext) -> ActivityResult:
+    assert threading.current_thread() is not threading.main_thread()
+    return ActivityResult.values({"result": params["x"] * 2, "worker": ctx.worker_id})
+
+
+class Shout(Activity):
+    name = "shout"
+
+    async def execute(self, params: dict, ctx: ActivityContext) -> dict:
+        ctx.add_cost(0.5, UsageEntry(provider="fake", model="m", input_tokens=3, output_tokens=4))
+        return {"text": params["text"].upper(), "signal": ctx.signal}
+
+
+@attrs.frozen
+class Order:
+    sku: str
+    quantity: int
+
+
+@activity()
+async def place(order: Order, ctx: ActivityContext) -> ActivityResult:
+    return ActivityResult.value("total", order.quantity)
+
+
+@activity(terminal=(KeyError,))
+async def broken(params: dict, ctx: ActivityContext) -> ActivityResult:
+    kind = params["kind"]
+    if kind == "value":
+        raise ValueError("boom")
+    if kind == "terminal":
+        raise TerminalActivityError("bad input", code="BAD_INPUT")
+    if kind == "custom":
+        raise ActivityError("try later", code="RATE_LIMITED")
+    if kind == "result":
+        return ActivityResult.error("declined", code="DECLINED", retryable=False)
+    if kind == "not_json":
+        return ActivityResult.value("x", object())
+    return {}[kind]  # KeyError: declared terminal
+
+
+async def test_async_thread_and_class_activities_complete(
+    fake: FakeServer, start_worker, autojump_clock
+) -> None:
+    a = fake.add("double", {"x": 21})
+    b = fake.add("blocking_double", {"x": 5})
+    c = fake.add("shout", {"text": "hi"}, signal_data={"approved": True})
+    await start_worker([double, blocking_double, Shout()])
+    await wait_until(lambda: fake.done)
+    assert a.report == {"worker_id": "worker_test", "output": {"result": 42}, "cost_usd": 0.25}
+    assert b.report["output"] == {"result": 10, "worker": "worker_test"}
+    assert c.report["output"] == {"text": "HI", "signal": {"approved": True}}
+    assert c.report["cost_usd"] == 0.5
+    assert c.report["usage"] == [
+        {
+            "provider": "fake",
+            "model": "m",
+            "input_tokens": 3,
+            "output_tokens": 4,
+            "cache_read_tokens": 0,
+            "cache_creation_tokens": 0,
+        }
+    ]
+
+
+async def test_parameters_structured_into_attrs_class(fake: FakeServer, start_worker, autojump_clock) -> None:
+    good = fake.add("place", {"sku": "a", "quantity": 3})
+    bad = fake.add("place", {"sku": "a", "quantity": "many"})
+    missing = fake.add("place", {"quantity": 1})
+    await start_worker([place])
+    await wait_until(lambda: fake.done)
+    assert good.report["output"] == {"total": 3}
+    for row, field in ((bad, "parameters.quantity"), (missing, "parameters.sku")):
+        error = row.report["error"]
+        assert error["code"] == "INVALID_PARAMETERS"
+        assert error["retryable"] is False
+        assert field in error["message"], error["message"]
+
+
+async def test_unknown_activity_is_retryable_not_found(
+    fake: FakeServer, start_worker, autojump_clock
+) -> None:
+    row = fake.add("nope")
+    await start_worker([double])
+    await wait_until(lambda: fake.done)
+    error = row.report["error"]
+    assert (error["code"], error["retryable"]) == ("ACTIVITY_NOT_FOUND", True)
+    assert "'nope'" in error["message"] and "double" in error["message"]
+
+
+async def test_error_mapping(fake: FakeServer, start_worker, autojump_clock) -> None:
+    rows = {
+        kind: fake.add("broken", {"kind": kind})
+        for kind in ("value", "terminal", "custom", "result", "not_json", "missing")
+    }
+    await start_worker([broken])
+    await wait_until(lambda: fake.done)
+    got = {kind: (r.report["error"]["code"], r.report["error"]["retryable"]) for kind, r in rows.items()}
+    assert got == {
+        "value": ("EXECUTION_ERROR", True),
+        "terminal": ("BAD_INPUT", False),
+        "custom": ("RATE_LIMITED", True),
+        "result": ("DECLINED", False),
+        "not_json": ("INVALID_OUTPUT", False),
+        "missing": ("EXECUTION_ERROR", False),
+    }
+    assert rows["value"].report["error"]["message"] == "ValueError: boom"
+
+
+async def test_worker_survives_and_stats_count(fake: FakeServer, start_worker, autojump_clock) -> None:
+    fake.add("broken", {"kind": "value"})
+    fake.add("double", {"x": 1})
+    worker = await start_worker([broken, double])
+    await wait_until(lambda: fake.done)
+    stats = worker.stats()
+    assert (stats.completed, stats.failed, stats.started) == (1, 1, 2)
+    assert stats.slots_used == 0 or stats.slots_used <= stats.slots_total
+    assert "completed 1, failed 1" in stats.line()
