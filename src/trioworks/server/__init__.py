@@ -3,6 +3,8 @@
 - :class:`Storage`: the synchronous, one-transaction-per-method interface of a backend;
   :class:`SqlStorage` writes the operations once in portable SQL; :class:`SQLiteStorage` is the
   SQLite backend; :func:`open_storage` picks one from a URL.
+- :class:`Server` with :class:`ServerConfig`: the HTTP API (Starlette on hypercorn's Trio
+  worker) and the lease sweeper; ``url = await nursery.start(Server(config).run)``.
 - The rules (scheduling, templates, conditions, retries, leases) are pure functions in
   ``_engine``, shared by every backend.
 """
@@ -36,6 +38,7 @@ from ._models import (
     WorkflowStatus,
 )
 from ._open import StorageUnavailable, open_storage
+from ._server import Server, ServerConfig
 from ._sql import SqlStorage
 from ._sqlbase import Dialect
 from ._sqlite import SQLiteStorage
@@ -60,6 +63,8 @@ __all__ = [
     "PutDefinitionResult",
     "RetrySettings",
     "SQLiteStorage",
+    "Server",
+    "ServerConfig",
     "ServerError",
     "SqlStorage",
     "Storage",

@@ -340,11 +340,12 @@ class SqlStorage:
         index = next(i for i, r in enumerate(loaded[1]) if r.id == activity_id)
         return loaded, index
 
-    def heartbeat(self, activity_id: str, worker_id: str, now: float) -> None:
+    def heartbeat(self, activity_id: str, worker_id: str, now: float) -> float:
         with self._tx() as db:
             (workflow, rows), index = self._activity(db, activity_id)
             engine.owned_check(rows[index], worker_id, workflow, "heartbeat")
             db.exec("UPDATE activities SET claimed_at = ? WHERE id = ?", (now, activity_id))
+        return rows[index].lease_seconds
 
     def complete(
         self,

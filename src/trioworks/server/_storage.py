@@ -89,8 +89,11 @@ class Storage(Protocol):
         failed on the way (and so is their workflow).
         """
 
-    def heartbeat(self, activity_id: str, worker_id: str, now: float) -> None:
-        """Extend the lease (``claimed_at = now``). 404 unknown; 409 not this worker's live claim."""
+    def heartbeat(self, activity_id: str, worker_id: str, now: float) -> float:
+        """Extend the lease (``claimed_at = now``); returns the lease in seconds.
+
+        404 unknown id; 409 unless it is this worker's claim, running, in a workflow not failed.
+        """
 
     def complete(
         self,

@@ -1,0 +1,266 @@
+"""Route handlers of ``/api/v1``: worker queue, definitions, workflows.
+
+Each handler checks its input completely (422 naming the field) before calling the storage,
+so bad input never changes the database.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ._definitions import KEY_PATTERN, parse_definition
+from ._errors import BadRequest, NotFound, ValidationFailed
+from ._http import Context, json_body, respond
+from ._models import ActivityRow, ActivityStatus, WorkflowRow, WorkflowStatus
+from ._requests import parse_complete, parse_fail, parse_poll, parse_signal, parse_submit, parse_worker
+from ._wire import converter, definition_body, iso
+
+__all__ = ["HANDLERS"]
+
+_YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
+
+
+# -- worker queue ------------------------------------------------------------------------------
+async def poll(request: Request, ctx: Context) -> Response:
+    body = parse_poll(await json_body(request, ctx))
+    claimed = await ctx.db(ctx.storage.claim, body.worker, body.worker_id, body.max_activities, ctx.clock())
+    return respond({"activities": [converter.unstructure(a) for a in claimed], "count": len(claimed)})
+
+
+async def heartbeat(request: Request, ctx: Context) -> Response:
+    body = parse_worker(await json_body(request, ctx))
+    activity_id = request.path_params["activity_id"]
+    lease = await ctx.control(ctx.storage.heartbeat, activity_id, body.worker_id, ctx.clock())
+    # The spec's 30 s, but never more than a third of a shorter lease.
+    return respond({"acknowledged": True, "next_heartbeat_seconds": max(1, min(30, int(lease // 3)))})
+
+
+async def complete(request: Request, ctx: Context) -> Response:
+    body = parse_complete(await json_body(request, ctx))
+    warnings = await ctx.db(
+        ctx.storage.complete,
+        request.path_params["activity_id"],
+        body.worker_id,
+        body.output,
+        body.cost_usd,
+        body.usage,
+        ctx.clock(),
+    )
+    return respond({"acknowledged": True, **({"warnings": warnings} if warnings else {})})
+
+
+async def fail(request: Request, ctx: Context) -> Response:
+    body = parse_fail(await json_body(request, ctx))
+    will_retry = await ctx.db(
+        ctx.storage.fail,
+        request.path_params["activity_id"],
+        body.worker_id,
+        body.error,
+        body.cost_usd,
+        body.usage,
+        ctx.clock(),
+    )
+    return respond({"acknowledged": True, "will_retry": will_retry})
+
+
+# -- definitions -------------------------------------------------------------------------------
+def _load_yaml(data: bytes) -> Any:
+    try:
+        return yaml.safe_load(data)
+    except yaml.YAMLError as exc:
+        raise BadRequest(f"request body is not valid YAML: {exc}") from None
+
+
+async def put_definition(request: Request, ctx: Context) -> Response:
+    data = await json_body(request, ctx, also=_YAML_TYPES)
+    if isinstance(data, bytes):  # YAML: json_body hands back raw bytes for the types in ``also``
+        data = await ctx.db(_load_yaml, data)
+    definition = parse_definition(data)
+    result = await ctx.db(ctx.storage.put_definition, definition, ctx.clock())
+    body: dict[str, Any] = {
+        "name": result.name,
+        "version": result.version,
+        "created_at": iso(result.created_at),
+    }
+    if result.unchanged:
+        return respond({**body, "unchanged": True}, 200)
+    return respond(body, 201)
+
+
+async def list_definitions(request: Request, ctx: Context) -> Response:
+    summaries = await ctx.db(ctx.storage.list_definitions)
+    definitions = [
+        {
+            "name": s.name,
+            "version": s.version,
+            "activity_count": s.activity_count,
+            "created_at": iso(s.created_at),
+        }
+        for s in summaries
+    ]
+    return respond({"definitions": definitions, "total": len(definitions)})
+
+
+def _int_query(request: Request, name: str, default: int | None, lo: int, hi: int) -> int | None:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit() or not lo <= int(raw) <= hi:
+        raise ValidationFailed.one(name, f"must be an integer from {lo} to {hi}, got {raw!r}")
+    return int(raw)
+
+
+async def get_definition(request: Request, ctx: Context) -> Response:
+    version = _int_query(request, "version", None, 1, 2**31)
+    stored = await ctx.db(ctx.storage.get_definition, request.path_params["name"], version)
+    body = definition_body(stored.definition)
+    return respond({**body, "version": stored.version, "created_at": iso(stored.created_at)})
+
+
+# -- workflows ---------------------------------------------------------------------------------
+async def submit(request: Request, ctx: Context) -> Response:
+    body = parse_submit(await json_body(request, ctx))
+    workflow = await ctx.db(
+        ctx.storage.create_workflow,
+        body.definition_name,
+        body.version,
+        body.input,
+        body.unique_key,
+        ctx.clock(),
+    )
+    return respond(
+        {
+            "workflow_id": workflow.id,
+            "definition_name": workflow.definition_name,
+            "definition_version": workflow.definition_version,
+            "status": "created",
+            "created_at": iso(workflow.created_at),
+        },
+        201,
+    )
+
+
+def _workflow_summary(w: WorkflowRow) -> dict[str, Any]:
+    return {
+        "id": w.id,
+        "status": w.status.value,
+        "definition_name": w.definition_name,
+        "definition_version": w.definition_version,
+        "created_at": iso(w.created_at),
+        "updated_at": iso(w.updated_at),
+        "error_message": w.error_message,
+    }
+
+
+async def list_workflows(request: Request, ctx: Context) -> Response:
+    status = request.query_params.get("status")
+    if status is not None and status not in WorkflowStatus.__members__.values():
+        raise ValidationFailed.one("status", f"must be one of {', '.join(s.value for s in WorkflowStatus)}")
+    name = request.query_params.get("definition_name")
+    limit = _int_query(request, "limit", 50, 1, 1000)
+    offset = _int_query(request, "offset", 0, 0, 2**31)
+    page = await ctx.db(
+        lambda: ctx.storage.list_workflows(status=status, definition_name=name, limit=limit, offset=offset)
+    )
+    return respond(
+        {
+            "workflows": [_workflow_summary(w) for w in page.workflows],
+            "total": page.total,
+            "count": len(page.workflows),
+            "limit": limit,
+            "offset": offset,
+        }
+    )
+
+
+def _activity_view(a: ActivityRow) -> dict[str, Any]:
+    return {
+        "activity_key": a.key,
+        "activity_id": a.id,
+        "status": a.status.value,
+        "worker": a.worker,
+        "activity_name": a.activity_name,
+        "outputs": a.output,
+        "error": a.error,
+        "retry_count": a.retry_count,
+        "cost_usd": a.cost_usd,
+        "started_at": iso(a.started_at),
+        "completed_at": iso(a.completed_at) if a.status.terminal else None,
+    }
+
+
+async def get_workflow(request: Request, ctx: Context) -> Response:
+    workflow, rows = await ctx.db(ctx.storage.get_workflow, request.path_params["workflow_id"])
+    body = _workflow_summary(workflow)
+    return respond({**body, "input": workflow.input, "activities": [_activity_view(a) for a in rows]})
+
+
+async def workflow_output(request: Request, ctx: Context) -> Response:
+    workflow, rows = await ctx.db(ctx.storage.get_workflow, request.path_params["workflow_id"])
+    if workflow.status is not WorkflowStatus.COMPLETED:
+        raise BadRequest(f"workflow {workflow.id} is {workflow.status.value}, not completed: no output yet")
+    output = {a.key: a.output for a in rows if a.status is ActivityStatus.COMPLETED}
+    return respond({"workflow_id": workflow.id, "output": output, "cost_usd": sum(a.cost_usd for a in rows)})
+
+
+async def activity_output(request: Request, ctx: Context) -> Response:
+    workflow_id, key = request.path_params["workflow_id"], request.path_params["activity_key"]
+    _, rows = await ctx.db(ctx.storage.get_workflow, workflow_id)
+    row = next((a for a in rows if a.key == key), None)
+    if row is None:
+        raise NotFound(f"workflow {workflow_id} has no activity {key!r}")
+    files = await ctx.db(ctx.storage.list_files, workflow_id, key)
+    return respond(
+        {
+            "workflow_id": workflow_id,
+            "activity_key": key,
+            "status": row.status.value,
+            "output": row.output,
+            "cost_usd": row.cost_usd,
+            "files": [
+                {
+                    "name": f.filename,
+                    "size": f.size,
+                    "content_type": f.content_type,
+                    "created_at": iso(f.created_at),
+                }
+                for f in files
+            ],
+        }
+    )
+
+
+async def signal(request: Request, ctx: Context) -> Response:
+    body = parse_signal(await json_body(request, ctx))
+    if not KEY_PATTERN.match(body.activity_key):
+        raise ValidationFailed.one("activity_key", f"must match {KEY_PATTERN.pattern}")
+    message = await ctx.db(
+        ctx.storage.signal,
+        request.path_params["workflow_id"],
+        body.activity_key,
+        body.event_name,
+        body.data,
+        ctx.clock(),
+    )
+    return respond({"signaled": True, "message": message})
+
+
+HANDLERS = {
+    "poll": poll,
+    "heartbeat": heartbeat,
+    "complete": complete,
+    "fail": fail,
+    "put_definition": put_definition,
+    "list_definitions": list_definitions,
+    "get_definition": get_definition,
+    "submit": submit,
+    "list_workflows": list_workflows,
+    "get_workflow": get_workflow,
+    "workflow_output": workflow_output,
+    "activity_output": activity_output,
+    "signal": signal,
+}

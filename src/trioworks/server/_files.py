@@ -1,0 +1,123 @@
+"""Activity files: contents on disk next to the database, metadata in the storage.
+
+Uploads are streamed to a temporary file chunk by chunk (never held whole in memory) and
+renamed into place once complete; downloads are streamed back. Every disk operation runs in a
+thread under the file limiter.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import IO
+
+import trio
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from ..core import run_in_thread
+from ._errors import NotFound, PayloadTooLarge, ValidationFailed
+from ._http import Context, respond
+from ._models import FileRecord
+from ._wire import iso
+
+__all__ = ["FileStore", "check_filename", "download", "upload"]
+
+FILENAME = re.compile(r"^[a-zA-Z0-9_][a-zA-Z0-9_./-]*$")
+_CHUNK = 64 * 1024
+
+
+def check_filename(filename: str) -> None:
+    """422 naming ``filename`` unless it matches the spec's pattern with no ``..`` segment."""
+    if (
+        not FILENAME.match(filename)
+        or ".." in filename.split("/")
+        or filename.endswith("/")
+        or "//" in filename
+    ):
+        raise ValidationFailed.one(
+            "filename", f"{filename!r} must match {FILENAME.pattern} with no '..' or empty path segment"
+        )
+
+
+class FileStore:
+    """Files under ``root/<workflow_id>/<activity_key>/<filename>``."""
+
+    def __init__(self, root: Path, limiter: trio.CapacityLimiter) -> None:
+        self.root = root
+        self._limiter = limiter
+
+    def path(self, workflow_id: str, activity_key: str, filename: str) -> Path:
+        return self.root / workflow_id / activity_key / filename
+
+    async def _thread(self, fn, *args):  # type: ignore[no-untyped-def]
+        return await run_in_thread(fn, *args, limiter=self._limiter)
+
+    async def save(self, target: Path, chunks: AsyncIterator[bytes], cap: int) -> int:
+        """Stream ``chunks`` into ``target``; returns the size. 413 (and nothing kept) past ``cap``."""
+        await self._thread(lambda: target.parent.mkdir(parents=True, exist_ok=True))
+        temp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.part")
+        handle: IO[bytes] = await self._thread(open, temp, "wb")
+        size = 0
+        try:
+            async for chunk in chunks:
+                size += len(chunk)
+                if size > cap:
+                    raise PayloadTooLarge(f"file exceeds the {cap} byte limit")
+                await self._thread(handle.write, chunk)
+            await self._thread(handle.close)
+            await self._thread(os.replace, temp, target)
+        except BaseException:
+            with trio.CancelScope(shield=True), trio.move_on_after(5):
+                await self._thread(handle.close)
+                await self._thread(lambda: temp.unlink(missing_ok=True))
+            raise
+        return size
+
+    async def stream(self, path: Path) -> AsyncIterator[bytes]:
+        handle: IO[bytes] = await self._thread(open, path, "rb")
+        try:
+            while chunk := await self._thread(handle.read, _CHUNK):
+                yield chunk
+        finally:
+            with trio.CancelScope(shield=True), trio.move_on_after(5):
+                await self._thread(handle.close)
+
+
+async def upload(request: Request, ctx: Context) -> Response:
+    workflow_id = request.path_params["workflow_id"]
+    key = request.path_params["activity_key"]
+    filename = request.path_params["filename"]
+    check_filename(filename)
+    if not await ctx.db(ctx.storage.activity_exists, workflow_id, key):
+        raise NotFound(f"workflow {workflow_id} has no activity {key!r}")
+    content_type = request.headers.get("content-type") or "application/octet-stream"
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > ctx.max_file_bytes:
+        raise PayloadTooLarge(f"file of {declared} bytes exceeds the {ctx.max_file_bytes} byte limit")
+    target = ctx.files.path(workflow_id, key, filename)
+    size = await ctx.files.save(target, request.stream(), ctx.max_file_bytes)
+    record = FileRecord(workflow_id, key, filename, size, content_type, ctx.clock())
+    await ctx.db(ctx.storage.put_file, record)
+    body = {"workflow_id": workflow_id, "activity_key": key, "filename": filename, "size": size}
+    return respond({**body, "content_type": content_type, "created_at": iso(record.created_at)}, 201)
+
+
+async def download(request: Request, ctx: Context) -> Response:
+    workflow_id = request.path_params["workflow_id"]
+    key = request.path_params["activity_key"]
+    filename = request.path_params["filename"]
+    if not FILENAME.match(filename) or ".." in filename.split("/"):
+        raise NotFound(f"file {filename!r} not found")
+    record = await ctx.db(ctx.storage.get_file, workflow_id, key, filename)
+    path = ctx.files.path(workflow_id, key, filename)
+    if not await run_in_thread(path.is_file, limiter=ctx.file_limiter):
+        raise NotFound(f"file {filename!r} of activity {key!r}: metadata exists but the content is missing")
+    headers = {
+        "Content-Length": str(record.size),
+        "Content-Disposition": f'attachment; filename="{filename.rsplit("/", 1)[-1]}"',
+    }
+    return StreamingResponse(ctx.files.stream(path), media_type=record.content_type, headers=headers)

@@ -1,0 +1,143 @@
+"""HTTP helpers: capped body reading, JSON decoding, the error body, the request context.
+
+:class:`Context` carries what every handler needs (storage, limiters, clock) and is the only
+way handlers reach the storage: :meth:`Context.db` runs a storage method in a thread on the
+storage limiter, :meth:`Context.control` on the separate control-plane limiter.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import attrs
+import trio
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from ..core import run_in_thread
+from ._auth import Authenticator
+from ._errors import BadRequest, PayloadTooLarge, ServerError, UnsupportedMediaType
+from ._storage import Storage
+
+if TYPE_CHECKING:
+    from ._files import FileStore
+
+__all__ = ["Context", "error_response", "json_body", "read_body", "respond"]
+
+T = TypeVar("T")
+logger = logging.getLogger("trioworks.server")
+
+_BIG_JSON = 256 * 1024  # decode bodies larger than this in a thread, off the loop
+
+
+@attrs.frozen
+class Context:
+    storage: Storage
+    auth: Authenticator | None  # None: --insecure-dev, no authentication
+    clock: Callable[[], float]
+    storage_limiter: trio.CapacityLimiter
+    control_limiter: trio.CapacityLimiter
+    file_limiter: trio.CapacityLimiter
+    max_body_bytes: int
+    max_file_bytes: int
+    files: FileStore
+
+    async def db(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run a storage method in a thread under the storage limiter (a checkpoint).
+
+        Not abandoned on cancel: a transaction that started runs to its commit or rollback.
+        """
+        return await run_in_thread(fn, *args, limiter=self.storage_limiter)
+
+    async def control(self, fn: Callable[..., T], *args: Any) -> T:
+        """Like :meth:`db` on the control-plane limiter (heartbeats, readiness), so these never
+        queue behind polls and completions for a thread."""
+        return await run_in_thread(fn, *args, limiter=self.control_limiter)
+
+
+def respond(body: Any, status: int = 200) -> JSONResponse:
+    return JSONResponse(body, status_code=status)
+
+
+def error_response(exc: ServerError) -> JSONResponse:
+    headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+    return JSONResponse(exc.body(), status_code=exc.status, headers=headers)
+
+
+_HTTP_CODES = {
+    400: "BAD_REQUEST",
+    401: "UNAUTHORIZED",
+    404: "NOT_FOUND",
+    409: "CONFLICT",
+    422: "VALIDATION_ERROR",
+}
+
+
+async def on_server_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ServerError)
+    return error_response(exc)
+
+
+async def on_http_error(request: Request, exc: Exception) -> Response:
+    """Starlette's own errors (unknown route 404, wrong method 405) in the spec's error body."""
+    assert isinstance(exc, HTTPException)
+    code = _HTTP_CODES.get(exc.status_code, "BAD_REQUEST" if exc.status_code < 500 else "INTERNAL_ERROR")
+    message = exc.detail if exc.status_code != 404 else f"no route {request.method} {request.url.path}"
+    return JSONResponse(
+        {"error": {"code": code, "message": str(message)}}, status_code=exc.status_code, headers=exc.headers
+    )
+
+
+async def on_unexpected(request: Request, exc: Exception) -> Response:
+    logger.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return JSONResponse(
+        {"error": {"code": "INTERNAL_ERROR", "message": "internal server error"}}, status_code=500
+    )
+
+
+async def read_body(request: Request, cap: int) -> bytes:
+    """The whole body, refusing (413) as soon as it passes ``cap`` bytes."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > cap:
+        raise PayloadTooLarge(f"request body of {declared} bytes exceeds the {cap} byte limit")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > cap:
+            raise PayloadTooLarge(f"request body exceeds the {cap} byte limit")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def media_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";")[0].strip().lower()
+
+
+def _decode(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"request body is not valid JSON: {exc}") from None
+
+
+async def json_body(request: Request, ctx: Context, *, also: tuple[str, ...] = ()) -> Any:
+    """The decoded JSON body (raw bytes for a type in ``also``).
+
+    415 unless the content type is JSON, absent, or one of ``also``; 413 past the body cap;
+    400 for an empty or undecodable body.
+    """
+    kind = media_type(request)
+    if kind and kind != "application/json" and not kind.endswith("+json") and kind not in also:
+        raise UnsupportedMediaType(f"expected Content-Type: application/json, got {kind!r}")
+    body = await read_body(request, ctx.max_body_bytes)
+    if not body.strip():
+        raise BadRequest("request body is empty: expected a JSON object")
+    if kind in also:
+        return body  # the caller decodes its other formats (raw bytes)
+    if len(body) > _BIG_JSON:
+        return await run_in_thread(_decode, body, limiter=ctx.file_limiter)
+    return _decode(body)

@@ -1,0 +1,148 @@
+""":class:`Server`: the API served by hypercorn's Trio worker, plus the lease sweeper."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import secrets
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+import attrs
+import trio
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.trio import serve
+
+from ..core import RestartPolicy, run_in_thread, supervise
+from ._app import build_app
+from ._auth import Authenticator, parse_clients
+from ._files import FileStore
+from ._http import Context
+from ._open import open_storage
+from ._storage import Storage
+
+__all__ = ["Server", "ServerConfig"]
+
+logger = logging.getLogger("trioworks.server")
+MB = 1024 * 1024
+
+
+def _env_clients() -> dict[str, str]:
+    return parse_clients(os.environ.get("TRIOWORKS_CLIENTS", ""))
+
+
+@attrs.frozen
+class ServerConfig:
+    """Everything a :class:`Server` needs. All fields have working defaults.
+
+    ``storage`` injects an already open backend (tests, embedding); it is then not closed by the
+    server. Otherwise ``db`` is opened with :func:`open_storage`. ``clock`` gives POSIX seconds
+    and drives leases, retries and token expiry (tests pass a controllable one).
+    """
+
+    db: str = "sqlite:///trioworks.db"
+    host: str = "127.0.0.1"
+    port: int = 8080
+    clients: Mapping[str, str] = attrs.field(factory=_env_clients)
+    insecure_dev: bool = False
+    jwt_secret: str | None = attrs.field(factory=lambda: os.environ.get("TRIOWORKS_JWT_SECRET") or None)
+    token_ttl: int = 3600
+    files_dir: Path | None = None  # default: next to a SQLite database, else ./trioworks-files
+    max_body_bytes: int = 50 * MB
+    max_file_bytes: int = 50 * MB
+    sweep_interval: float = 5.0
+    storage_threads: int | None = None  # default: the backend's max_threads
+    control_threads: int = 2
+    file_threads: int = 4
+    clock: Callable[[], float] = time.time
+    storage: Storage | None = None
+
+
+class Server:
+    """The reference server. Start it with ``url = await nursery.start(Server(config).run)``."""
+
+    def __init__(self, config: ServerConfig | None = None) -> None:
+        self.config = config or ServerConfig()
+        self.storage: Storage | None = None
+        self.url: str | None = None
+
+    async def run(self, *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
+        """Open the storage, listen, then serve until cancelled.
+
+        Calls ``task_status.started(url)`` (``http://host:port``, the real port when ``port=0``)
+        once the socket is listening and the sweeper runs.
+
+        Resource handling:
+            The nursery holds hypercorn and the lease sweeper; cancelling ``run`` stops both
+            (hypercorn closes its listeners and gives in-flight requests its graceful timeout).
+            A storage opened here (not injected) is closed on the way out, in a shielded scope.
+
+        Error handling:
+            Errors opening the database or binding the port propagate before ``started``.
+            A failing sweep is logged and retried under :func:`trioworks.core.supervise`;
+            failing too often (5 times in 60 s) ends the server with
+            :exc:`~trioworks.core.RestartIntensityExceeded`.
+        """
+        config = self.config
+        opener = trio.CapacityLimiter(1)
+        owned = config.storage is None
+        storage = config.storage or await run_in_thread(open_storage, config.db, limiter=opener)
+        self.storage = storage
+        try:
+            ctx = await self._context(storage, opener)
+            hyper = HypercornConfig()
+            hyper.bind = [f"{config.host}:{config.port}"]
+            hyper.accesslog = None
+            hyper.errorlog = logging.getLogger("hypercorn.error")  # through our logging, not raw stderr
+            hyper.graceful_timeout = 5.0
+            async with trio.open_nursery() as nursery:
+                await nursery.start(
+                    functools.partial(
+                        supervise,
+                        functools.partial(self._sweep_forever, ctx),
+                        name="lease-sweeper",
+                        policy=RestartPolicy(max_restarts=5, window=60.0),
+                    )
+                )
+                binds = await nursery.start(serve, build_app(ctx), hyper)
+                self.url = binds[0]
+                logger.info("trioworks server listening on %s", self.url)
+                task_status.started(self.url)
+        finally:
+            if owned:
+                with trio.CancelScope(shield=True), trio.move_on_after(10):
+                    await run_in_thread(storage.close, limiter=opener)
+
+    async def _context(self, storage: Storage, limiter: trio.CapacityLimiter) -> Context:
+        config = self.config
+        auth = None
+        if not config.insecure_dev:
+            secret = config.jwt_secret or await run_in_thread(
+                storage.meta_setdefault, "jwt_secret", secrets.token_urlsafe(32), limiter=limiter
+            )
+            if not config.clients:
+                logger.warning("no clients configured (--client ID:SECRET): every token request will get 401")
+            auth = Authenticator(secret, dict(config.clients), config.clock, config.token_ttl)
+        files_dir = config.files_dir or getattr(storage, "files_dir", None) or Path("trioworks-files")
+        file_limiter = trio.CapacityLimiter(config.file_threads)
+        return Context(
+            storage=storage,
+            auth=auth,
+            clock=config.clock,
+            storage_limiter=trio.CapacityLimiter(config.storage_threads or storage.max_threads),
+            control_limiter=trio.CapacityLimiter(config.control_threads),
+            file_limiter=file_limiter,
+            max_body_bytes=config.max_body_bytes,
+            max_file_bytes=config.max_file_bytes,
+            files=FileStore(Path(files_dir), file_limiter),
+        )
+
+    async def _sweep_forever(self, ctx: Context) -> None:
+        """Reclaim expired leases every ``sweep_interval`` seconds (polls also do it lazily)."""
+        while True:
+            await trio.sleep(self.config.sweep_interval)
+            count = await ctx.control(ctx.storage.sweep, ctx.clock())
+            if count:
+                logger.info("lease sweep: %d expired activities requeued or failed", count)
