@@ -1,0 +1,59 @@
+"""The message bus for the voice services: one interface, in-process or MQTT.
+
+- :class:`Bus`: typed publish (envelope ``{id, type, ts, source, data}``), subscribe with a
+  bounded queue, an :class:`Overflow` policy and its own supervised handler task(s) per
+  subscription, and :meth:`Bus.request` by correlation id.
+- Transports: :class:`InProcessTransport` over an :class:`InProcessBroker` (the embedded
+  default) and :class:`MqttTransport` (mosquitto; reconnects with backoff and re-subscribes).
+- :class:`Service`: routes in a supervised nursery, retained ``system/health/<service>``.
+- The contracts: one attrs class per topic of the spec (``TOPICS`` maps topics to them).
+"""
+
+from ._bus import DEFAULT_MAX_PAYLOAD, Bus
+from ._codec import TOPICS, Envelope, Message, TopicSpec, converter, decode, encode, new_id, spec_for
+from ._contracts import *  # noqa: F403  # the contract classes, listed in _contracts.__all__
+from ._contracts import __all__ as _contract_names
+from ._dispatch import Handler, Overflow, Subscription
+from ._errors import BusError, ContractError, EnvelopeError, PayloadTooLarge, RequestTimeout, TopicError
+from ._memory import InProcessBroker, InProcessTransport
+from ._mqtt import MqttTransport
+from ._service import Route, Service, ServiceFailed, run_service
+from ._topics import matches, validate_filter, validate_topic
+from ._transport import RawMessage, Sink, Transport
+
+__all__ = [
+    "DEFAULT_MAX_PAYLOAD",
+    "TOPICS",
+    "Bus",
+    "BusError",
+    "ContractError",
+    "Envelope",
+    "EnvelopeError",
+    "Handler",
+    "InProcessBroker",
+    "InProcessTransport",
+    "Message",
+    "MqttTransport",
+    "Overflow",
+    "PayloadTooLarge",
+    "RawMessage",
+    "RequestTimeout",
+    "Route",
+    "Service",
+    "ServiceFailed",
+    "Sink",
+    "Subscription",
+    "TopicError",
+    "TopicSpec",
+    "Transport",
+    "converter",
+    "decode",
+    "encode",
+    "matches",
+    "new_id",
+    "run_service",
+    "spec_for",
+    "validate_filter",
+    "validate_topic",
+    *_contract_names,
+]

@@ -1,0 +1,232 @@
+"""The envelope, the topic table and the bus's one cattrs converter (wire JSON <-> attrs classes).
+
+Decoding is strict: unknown envelope keys, unknown ``data`` keys, wrong JSON types (no silent
+``str(5)``) and values outside a contract's range are all rejected with an
+:exc:`~trioworks.bus.EnvelopeError` naming the topic and each offending field.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+import attrs
+import cattrs
+
+from . import _contracts as c
+from ._errors import ContractError, EnvelopeError
+from ._topics import matches
+
+__all__ = [
+    "TOPICS",
+    "Envelope",
+    "Message",
+    "TopicSpec",
+    "decode",
+    "encode",
+    "new_id",
+    "spec_for",
+    "type_for_topic",
+]
+
+ENVELOPE_KEYS = ("id", "type", "ts", "source", "data")
+
+
+@attrs.frozen
+class TopicSpec:
+    """One row of the spec's topic table: filter, event type, payload class, QoS, retained."""
+
+    pattern: str
+    type: str
+    data_cls: type
+    qos: int = 1
+    retain: bool = False
+
+
+TOPICS: tuple[TopicSpec, ...] = (
+    TopicSpec("stt/final", "stt.final", c.FinalTranscript),
+    TopicSpec("stt/partial", "stt.partial", c.PartialTranscript, qos=0),
+    TopicSpec("wake/event", "wake.event", c.WakeEvent),
+    TopicSpec("wake/mic", "wake.mic", c.MicCommand),
+    TopicSpec("llm/request", "llm.request", c.LLMRequest),
+    TopicSpec("llm/response", "llm.response", c.LLMResponse),
+    TopicSpec("llm/stream", "llm.stream", c.LLMStreamDelta, qos=0),
+    TopicSpec("llm/cancel", "llm.cancel", c.LLMCancel),
+    TopicSpec("llm/tools/registry", "llm.tools.registry", c.ToolsRegistry, retain=True),
+    TopicSpec("llm/tool.call.request/+", "llm.tool.call.request", c.ToolCallRequest),
+    TopicSpec("llm/tool.call.result", "llm.tool.call.result", c.ToolCallResult),
+    TopicSpec("memory/query", "memory.query", c.MemoryQuery),
+    TopicSpec("memory/results", "memory.results", c.MemoryResults),
+    TopicSpec("tts/say", "tts.say", c.TtsSay),
+    TopicSpec("tts/status", "tts.status", c.TtsStatus, qos=0),
+    TopicSpec("tts/control", "tts.control", c.TtsControl),
+    TopicSpec("character/get", "character.get", c.CharacterGet),
+    TopicSpec("character/result", "character.result", c.CharacterResult),
+    TopicSpec("character/update", "character.update", c.CharacterUpdate),
+    TopicSpec("system/character/current", "system.character.current", c.CharacterResult, retain=True),
+    TopicSpec("system/health/+", "system.health", c.HealthStatus, retain=True),
+)
+
+
+def spec_for(topic: str) -> TopicSpec | None:
+    """The contract row for topic name ``topic``, or None for a topic outside the spec."""
+    for spec in TOPICS:
+        if matches(spec.pattern, topic):
+            return spec
+    return None
+
+
+def type_for_topic(topic: str) -> str:
+    """The envelope ``type`` for ``topic``: from the table, else ``/`` replaced by ``.``."""
+    spec = spec_for(topic)
+    return spec.type if spec is not None else topic.replace("/", ".")
+
+
+def new_id() -> str:
+    """A fresh envelope / correlation id (hex uuid4, as the original)."""
+    return uuid.uuid4().hex
+
+
+@attrs.frozen
+class Envelope:
+    """``{id, type, ts, source, data}``; ``data`` is the topic's contract class (a dict off-table)."""
+
+    id: str
+    type: str
+    ts: float
+    source: str
+    data: Any
+
+
+@attrs.frozen
+class Message:
+    """What a handler receives: the decoded envelope and how it arrived."""
+
+    topic: str
+    envelope: Envelope
+    retained: bool = False
+
+    @property
+    def data(self) -> Any:
+        return self.envelope.data
+
+
+# --- the converter ----------------------------------------------------------------------------
+
+
+def _strict(kind: type, *accepted: type) -> Any:
+    accepted = accepted or (kind,)
+
+    def hook(value: Any, _: Any) -> Any:
+        # bool is an int subclass: JSON true must not pass as a number.
+        if isinstance(value, bool) and kind is not bool:
+            raise TypeError(f"expected {kind.__name__}, got a boolean")
+        if not isinstance(value, accepted):
+            raise TypeError(f"expected {kind.__name__}, got {type(value).__name__}")
+        return kind(value)
+
+    return hook
+
+
+def _make_converter() -> cattrs.Converter:
+    conv = cattrs.Converter(forbid_extra_keys=True)
+    conv.register_structure_hook(str, _strict(str))
+    conv.register_structure_hook(int, _strict(int))
+    conv.register_structure_hook(float, _strict(float, int, float))
+    conv.register_structure_hook(bool, _strict(bool))
+
+    base_tool_result = conv.get_structure_hook(c.ToolCallResult)
+
+    def tool_result(value: Any, cls: Any) -> c.ToolCallResult:
+        # The original spells the error field both ``error`` and ``error_msg``; accept both.
+        if isinstance(value, dict) and "error_msg" in value:
+            value = dict(value)
+            alias = value.pop("error_msg")
+            value.setdefault("error", alias)
+        return base_tool_result(value, cls)
+
+    conv.register_structure_hook(c.ToolCallResult, tool_result)
+    return conv
+
+
+converter = _make_converter()
+
+
+def _format(exc: BaseException, type_: type | None) -> str:
+    # attrs range validators raise ValueError("'top_k' must be <= 50: 99"), which says more than
+    # cattrs's generic "invalid value"; keep it.
+    if type(exc) is ValueError and str(exc):
+        return str(exc)
+    return cattrs.v.format_exception(exc, type_)
+
+
+def _problems(exc: Exception, path: str) -> list[str]:
+    return [_reword(msg) for msg in cattrs.transform_error(exc, path=path, format_exception=_format)]
+
+
+def _reword(msg: str) -> str:
+    # cattrs says "<what> @ <path>"; lead with the path, which is what a reader looks for.
+    what, _, where = msg.rpartition(" @ ")
+    return f"{where}: {what}" if where else msg
+
+
+def decode(topic: str, payload: bytes) -> Envelope:
+    """Parse and validate one message on ``topic``. Raises :exc:`EnvelopeError`; never checkpoints."""
+    try:
+        raw = json.loads(payload)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise EnvelopeError(topic, [f"$: not a JSON document ({exc})"]) from None
+    if not isinstance(raw, dict):
+        raise EnvelopeError(topic, [f"$: expected a JSON object, got {type(raw).__name__}"])
+    problems = [f"$.{key}: missing" for key in ENVELOPE_KEYS if key not in raw]
+    problems += [
+        f"$.{key}: unknown key (expected only {', '.join(ENVELOPE_KEYS)})"
+        for key in raw
+        if key not in ENVELOPE_KEYS
+    ]
+    for key, kind in (("id", str), ("type", str), ("source", str), ("data", dict)):
+        if key in raw and not isinstance(raw[key], kind):
+            problems.append(f"$.{key}: expected {kind.__name__}, got {type(raw[key]).__name__}")
+    ts = raw.get("ts", 0.0)
+    if isinstance(ts, bool) or not isinstance(ts, int | float):
+        problems.append(f"$.ts: expected a number (epoch seconds), got {type(ts).__name__}")
+    if isinstance(raw.get("id"), str) and not raw["id"]:
+        problems.append("$.id: must not be empty")
+    expected_type = type_for_topic(topic)
+    if isinstance(raw.get("type"), str) and raw["type"] != expected_type:
+        problems.append(f"$.type: expected {expected_type!r} for this topic, got {raw['type']!r}")
+    if problems:
+        raise EnvelopeError(topic, problems)
+    spec = spec_for(topic)
+    data = raw["data"]
+    if spec is not None:
+        try:
+            data = converter.structure(data, spec.data_cls)
+        except Exception as exc:
+            raise EnvelopeError(topic, _problems(exc, "$.data")) from None
+    return Envelope(id=raw["id"], type=raw["type"], ts=float(ts), source=raw["source"], data=data)
+
+
+def encode(topic: str, envelope: Envelope) -> bytes:
+    """Serialize ``envelope`` for ``topic``. Raises :exc:`ContractError` if ``data`` is the wrong class."""
+    spec = spec_for(topic)
+    if spec is not None and not isinstance(envelope.data, spec.data_cls):
+        raise ContractError(
+            topic, f"data must be a {spec.data_cls.__name__}, got {type(envelope.data).__name__}"
+        )
+    if spec is None and not isinstance(envelope.data, dict):
+        raise ContractError(
+            topic, f"data for an off-table topic must be a dict, got {type(envelope.data).__name__}"
+        )
+    body = {
+        "id": envelope.id,
+        "type": envelope.type,
+        "ts": envelope.ts,
+        "source": envelope.source,
+        "data": converter.unstructure(envelope.data),
+    }
+    try:
+        return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+    except (TypeError, ValueError) as exc:
+        raise ContractError(topic, f"data is not JSON-serializable ({exc})") from None

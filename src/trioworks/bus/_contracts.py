@@ -1,0 +1,303 @@
+"""Typed payloads (the envelope's ``data``) for every topic of the voice-services spec.
+
+These are the wire contracts shared by every service and by the tests: frozen attrs classes,
+converted to and from JSON only by the converter in :mod:`._codec`. Field names match the
+original's JSON exactly. Every payload may carry its own optional ``message_id``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import attrs
+from attrs import validators as v
+
+__all__ = [
+    "CharacterGet",
+    "CharacterResult",
+    "CharacterUpdate",
+    "ConversationMessage",
+    "FinalTranscript",
+    "HealthStatus",
+    "LLMCancel",
+    "LLMParams",
+    "LLMRequest",
+    "LLMResponse",
+    "LLMStreamDelta",
+    "MemoryQuery",
+    "MemoryResult",
+    "MemoryResults",
+    "MicCommand",
+    "PartialTranscript",
+    "ToolCallRequest",
+    "ToolCallResult",
+    "ToolFunction",
+    "ToolSpec",
+    "ToolsRegistry",
+    "TtsControl",
+    "TtsSay",
+    "TtsStatus",
+    "WakeEvent",
+]
+
+
+@attrs.frozen(kw_only=True)
+class _Payload:
+    message_id: str | None = attrs.field(default=None, validator=v.optional(v.instance_of(str)))
+    """Optional id the payload carries itself (not the correlation id: that is the envelope's)."""
+
+
+# --- stt -------------------------------------------------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class FinalTranscript(_Payload):
+    """``stt/final``: one finished utterance."""
+
+    text: str
+    lang: str = "en"
+    confidence: float | None = None
+    utt_id: str | None = None
+    ts: float | None = None
+    is_final: bool = True
+
+
+@attrs.frozen(kw_only=True)
+class PartialTranscript(_Payload):
+    """``stt/partial``: the utterance so far, about every 600 ms while speaking."""
+
+    text: str
+    lang: str = "en"
+    confidence: float | None = None
+    utt_id: str | None = None
+    ts: float | None = None
+    is_final: bool = False
+
+
+# --- wake ------------------------------------------------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class WakeEvent(_Payload):
+    """``wake/event``: wake word heard, or barge-in (``interrupt``) and its follow-ups."""
+
+    type: Literal["wake", "interrupt", "resume", "cancelled", "timeout"]
+    confidence: float | None = None
+    energy: float | None = None
+    cause: str | None = None
+    tts_id: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class MicCommand(_Payload):
+    """``wake/mic``: mute or unmute the microphone, optionally for ``ttl_ms``."""
+
+    action: Literal["mute", "unmute"]
+    reason: str = ""
+    ttl_ms: int | None = attrs.field(default=None, validator=v.optional(v.ge(0)))
+
+
+# --- llm -------------------------------------------------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class LLMParams:
+    model: str | None = None
+    max_tokens: int | None = attrs.field(default=None, validator=v.optional(v.ge(1)))
+    temperature: float | None = None
+    top_p: float | None = None
+
+
+@attrs.frozen(kw_only=True)
+class ConversationMessage:
+    role: Literal["system", "user", "assistant", "tool"]
+    content: str
+
+
+@attrs.frozen(kw_only=True)
+class LLMRequest(_Payload):
+    """``llm/request``; ``id`` is the request id."""
+
+    id: str
+    text: str
+    stream: bool = True
+    use_rag: bool = False
+    rag_k: int = attrs.field(default=5, validator=v.ge(1))
+    system: str | None = None
+    params: LLMParams | None = None
+    conversation_history: tuple[ConversationMessage, ...] = ()
+
+
+@attrs.frozen(kw_only=True)
+class LLMResponse(_Payload):
+    """``llm/response``: the whole reply (or ``error``)."""
+
+    id: str
+    reply: str | None = None
+    error: str | None = None
+    provider: str | None = None
+    model: str | None = None
+    tokens: dict[str, int] | None = None
+
+
+@attrs.frozen(kw_only=True)
+class LLMStreamDelta(_Payload):
+    """``llm/stream`` (QoS 0): one chunk of a streamed reply."""
+
+    id: str
+    seq: int = attrs.field(validator=v.ge(0))
+    delta: str = ""
+    done: bool = False
+
+
+@attrs.frozen(kw_only=True)
+class LLMCancel(_Payload):
+    """``llm/cancel``: stop generation of request ``id`` and the speech it feeds."""
+
+    id: str
+
+
+@attrs.frozen(kw_only=True)
+class ToolFunction:
+    name: str
+    description: str = ""
+    parameters: dict[str, Any] = attrs.field(factory=dict)
+
+
+@attrs.frozen(kw_only=True)
+class ToolSpec:
+    type: Literal["function"] = "function"
+    function: ToolFunction
+
+
+@attrs.frozen(kw_only=True)
+class ToolsRegistry(_Payload):
+    """``llm/tools/registry`` (retained)."""
+
+    tools: tuple[ToolSpec, ...] = ()
+
+
+@attrs.frozen(kw_only=True)
+class ToolCallRequest(_Payload):
+    """``llm/tool.call.request/<call_id>``: reply within 30 s on ``llm/tool.call.result``."""
+
+    call_id: str
+    name: str
+    arguments: dict[str, Any] = attrs.field(factory=dict)
+
+
+@attrs.frozen(kw_only=True)
+class ToolCallResult(_Payload):
+    """``llm/tool.call.result``; the codec also accepts the original's ``error_msg`` spelling."""
+
+    call_id: str
+    result: Any = None
+    error: str | None = None
+
+
+# --- memory ----------------------------------------------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class MemoryQuery(_Payload):
+    """``memory/query``: reply on ``memory/results`` within 5 s."""
+
+    text: str
+    top_k: int = attrs.field(default=5, validator=[v.ge(1), v.le(50)])
+    max_tokens: int | None = attrs.field(default=None, validator=v.optional(v.ge(1)))
+    include_context: bool = False
+    context_window: int = attrs.field(default=1, validator=[v.ge(0), v.le(5)])
+    retrieval_strategy: Literal["hybrid", "recent", "similarity"] = "hybrid"
+
+
+@attrs.frozen(kw_only=True)
+class MemoryResult:
+    document: dict[str, Any]
+    score: float
+    timestamp: float | None = None
+    context_type: Literal["target", "previous", "next"] = "target"
+    token_count: int = 0
+
+
+@attrs.frozen(kw_only=True)
+class MemoryResults(_Payload):
+    """``memory/results``; its envelope id is the query's correlation id."""
+
+    query: str
+    k: int
+    results: tuple[MemoryResult, ...] = ()
+    total_tokens: int = 0
+    strategy_used: str = "hybrid"
+    truncated: bool = False
+
+
+# --- tts -------------------------------------------------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class TtsSay(_Payload):
+    """``tts/say``: chunks with the same ``utt_id`` form one utterance."""
+
+    text: str
+    voice: str | None = None
+    lang: str | None = None
+    utt_id: str | None = None
+    style: str | None = None
+    stt_ts: float | None = None
+    wake_ack: bool | None = None
+    system_announce: bool | None = None
+
+
+@attrs.frozen(kw_only=True)
+class TtsStatus(_Payload):
+    """``tts/status`` (QoS 0)."""
+
+    event: Literal["speaking_start", "speaking_end", "paused", "resumed", "stopped"]
+    text: str = ""
+    utt_id: str | None = None
+    reason: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class TtsControl(_Payload):
+    """``tts/control``: must act during playback."""
+
+    action: Literal["pause", "resume", "stop", "mute", "unmute"]
+    reason: str | None = None
+
+
+# --- character and health --------------------------------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class CharacterGet(_Payload):
+    """``character/get``: the whole persona, or one ``section`` of it."""
+
+    section: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class CharacterResult(_Payload):
+    """``character/result`` and the retained ``system/character/current``."""
+
+    name: str
+    systemprompt: str = ""
+    traits: dict[str, Any] = attrs.field(factory=dict)
+    voice: dict[str, Any] = attrs.field(factory=dict)
+
+
+@attrs.frozen(kw_only=True)
+class CharacterUpdate(_Payload):
+    """``character/update``: set one trait to 0–100."""
+
+    trait: str
+    value: int = attrs.field(validator=[v.ge(0), v.le(100)])
+
+
+@attrs.frozen(kw_only=True)
+class HealthStatus(_Payload):
+    """``system/health/<client_id>`` (retained); the broker's last will sends ``ok=False``."""
+
+    ok: bool
+    event: str
+    err: str | None = None

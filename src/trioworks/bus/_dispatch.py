@@ -1,0 +1,149 @@
+"""Per-subscription dispatch: a bounded channel, an overflow policy and its own handler task(s).
+
+This is the fix for the original's head-of-line blocking: no dispatch loop ever awaits a
+handler. The transport only *offers* a message to a subscription's queue; the subscription's
+own task(s) decode it and run the handler.
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+import logging
+from collections.abc import Awaitable, Callable
+
+import trio
+
+from ..core import Metrics, RestartPolicy, supervise
+from ._codec import Message, decode
+from ._errors import EnvelopeError
+from ._transport import RawMessage
+
+__all__ = ["Handler", "Overflow", "Subscription"]
+
+logger = logging.getLogger("trioworks.bus")
+
+Handler = Callable[[Message], Awaitable[object]]
+
+
+class Overflow(enum.Enum):
+    """What a full subscription queue does with one more message."""
+
+    BLOCK = "block"
+    """Wait for room: backpressure on the publisher (in process) or the connection (MQTT)."""
+    DROP_OLDEST = "drop_oldest"
+    """Discard the oldest queued message to make room (right for streams and status)."""
+    DROP_NEWEST = "drop_newest"
+    """Discard the incoming message."""
+
+
+class Subscription:
+    """One subscription: filter, bounded queue, overflow policy and handler task(s).
+
+    Created by :meth:`Bus.subscribe`. Metrics (names prefixed ``bus.sub.<name>.``): counters
+    ``received``, ``dropped``, ``oversized``, ``malformed``, ``handled``, ``failed`` and the gauge
+    ``queued`` (with its high-water mark).
+    """
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        pattern: str,
+        handler: Handler,
+        capacity: int,
+        overflow: Overflow,
+        concurrency: int,
+        max_payload: int,
+        metrics: Metrics,
+        restart: RestartPolicy,
+    ) -> None:
+        if capacity < 1:
+            raise ValueError(f"subscription {name!r}: capacity must be >= 1, got {capacity}")
+        if concurrency < 1:
+            raise ValueError(f"subscription {name!r}: concurrency must be >= 1, got {concurrency}")
+        self.name = name
+        self.pattern = pattern
+        self.overflow = Overflow(overflow)
+        self.concurrency = concurrency
+        self._handler = handler
+        self._max_payload = max_payload
+        self._restart = restart
+        self._send, self._receive = trio.open_memory_channel[RawMessage](capacity)
+        self._scope = trio.CancelScope()
+        self.token: object = None  # the transport's, set by the bus once subscribed
+        prefix = f"bus.sub.{name}."
+        self._received = metrics.counter(prefix + "received")
+        self._dropped = metrics.counter(prefix + "dropped")
+        self._oversized = metrics.counter(prefix + "oversized")
+        self._malformed = metrics.counter(prefix + "malformed")
+        self._handled = metrics.counter(prefix + "handled")
+        self._failed = metrics.counter(prefix + "failed")
+        self._queued = metrics.gauge(prefix + "queued")
+
+    async def offer(self, raw: RawMessage) -> None:
+        """The transport's sink: queue ``raw`` under the overflow policy.
+
+        Never runs the handler. Only ``BLOCK`` on a full queue waits; the drop policies return
+        at once (a checkpoint-free path, so delivery to other subscriptions is never delayed).
+        """
+        if len(raw.payload) > self._max_payload:
+            self._oversized.inc()
+            logger.warning(
+                "dropped %d-byte message on %r for subscription %r: over the %d-byte limit",
+                len(raw.payload),
+                raw.topic,
+                self.name,
+                self._max_payload,
+            )
+            return
+        self._received.inc()
+        try:
+            self._send.send_nowait(raw)
+        except trio.WouldBlock:
+            if self.overflow is Overflow.BLOCK:
+                await self._send.send(raw)
+            elif self.overflow is Overflow.DROP_NEWEST:
+                self._dropped.inc()
+            else:
+                self._receive.receive_nowait()  # full, so never WouldBlock; we are single-threaded
+                self._dropped.inc()
+                self._send.send_nowait(raw)
+        self._queued.set(self._send.statistics().current_buffer_used)
+
+    async def _consume(self) -> None:
+        async for raw in self._receive:
+            self._queued.set(self._send.statistics().current_buffer_used)
+            try:
+                envelope = decode(raw.topic, raw.payload)
+            except EnvelopeError as exc:
+                # Bad input from another service must not take this one down: log, count, drop.
+                self._malformed.inc()
+                logger.warning("subscription %r dropped a message: %s", self.name, exc)
+                continue
+            try:
+                await self._handler(Message(raw.topic, envelope, raw.retain))
+            except Exception:
+                self._failed.inc()
+                raise  # the supervisor logs it and restarts this consumer
+            self._handled.inc()
+
+    async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Run the handler task(s), each supervised with the restart policy, until :meth:`stop`.
+
+        Raises :exc:`~trioworks.core.RestartIntensityExceeded` (inside an ExceptionGroup) when a
+        handler keeps failing; the message being handled when a handler raised is lost.
+        """
+        with self._scope:
+            async with trio.open_nursery() as nursery:
+                for i in range(self.concurrency):
+                    child_name = f"{self.name}#{i}" if self.concurrency > 1 else self.name
+                    nursery.start_soon(
+                        functools.partial(supervise, self._consume, name=child_name, policy=self._restart)
+                    )
+                task_status.started()
+
+    def stop(self) -> None:
+        """Cancel the handler task(s); queued messages are discarded. Not a checkpoint."""
+        self._scope.cancel()
+        self._send.close()

@@ -1,0 +1,282 @@
+"""The typed contracts against the JSON shapes of the spec (specs/voice-bus.md), strict on input."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from trioworks import bus
+from trioworks.bus import EnvelopeError, TopicError
+
+# One JSON payload per row of the spec's topic table, as the original services send it.
+SHAPES: dict[str, dict[str, Any]] = {
+    "stt/final": {
+        "text": "hello there",
+        "lang": "en",
+        "confidence": 0.91,
+        "utt_id": "u1",
+        "ts": 1.5,
+        "is_final": True,
+    },
+    "stt/partial": {
+        "text": "hel",
+        "lang": "en",
+        "confidence": 0.4,
+        "utt_id": "u1",
+        "ts": 1.2,
+        "is_final": False,
+    },
+    "wake/event": {
+        "type": "interrupt",
+        "confidence": 0.8,
+        "energy": 0.3,
+        "cause": "barge_in",
+        "tts_id": "t1",
+    },
+    "wake/mic": {"action": "mute", "reason": "tts", "ttl_ms": 1500},
+    "llm/request": {
+        "id": "r1",
+        "text": "what time is it",
+        "stream": True,
+        "use_rag": True,
+        "rag_k": 3,
+        "system": "be brief",
+        "params": {"model": "tiny", "max_tokens": 64, "temperature": 0.2, "top_p": 0.9},
+        "conversation_history": [
+            {"role": "user", "content": "hi"},
+            {"role": "assistant", "content": "hello"},
+        ],
+    },
+    "llm/response": {
+        "id": "r1",
+        "reply": "noon",
+        "error": None,
+        "provider": "local",
+        "model": "tiny",
+        "tokens": {"prompt": 5, "completion": 1},
+    },
+    "llm/stream": {"id": "r1", "seq": 0, "delta": "no", "done": False},
+    "llm/cancel": {"id": "r1"},
+    "llm/tools/registry": {
+        "tools": [
+            {
+                "type": "function",
+                "function": {
+                    "name": "clock",
+                    "description": "the time",
+                    "parameters": {"type": "object", "properties": {}},
+                },
+            }
+        ]
+    },
+    "llm/tool.call.request/c7": {"call_id": "c7", "name": "clock", "arguments": {"tz": "UTC"}},
+    "llm/tool.call.result": {"call_id": "c7", "result": {"time": "12:00"}, "error": None},
+    "memory/query": {
+        "text": "coffee",
+        "top_k": 5,
+        "max_tokens": 200,
+        "include_context": True,
+        "context_window": 2,
+        "retrieval_strategy": "hybrid",
+    },
+    "memory/results": {
+        "query": "coffee",
+        "k": 1,
+        "results": [
+            {
+                "document": {"text": "I like coffee"},
+                "score": 0.03,
+                "timestamp": 10.0,
+                "context_type": "target",
+                "token_count": 4,
+            }
+        ],
+        "total_tokens": 4,
+        "strategy_used": "hybrid",
+        "truncated": False,
+    },
+    "tts/say": {
+        "text": "Hello.",
+        "voice": "en",
+        "lang": "en",
+        "utt_id": "u1",
+        "style": None,
+        "stt_ts": 1.0,
+        "wake_ack": False,
+        "system_announce": False,
+    },
+    "tts/status": {"event": "speaking_start", "text": "Hello.", "utt_id": "u1", "reason": None},
+    "tts/control": {"action": "stop", "reason": "barge_in"},
+    "character/get": {"section": "traits"},
+    "character/result": {
+        "name": "TARS",
+        "systemprompt": "You are TARS.",
+        "traits": {"humor": 75},
+        "voice": {"rate": 1.0},
+    },
+    "character/update": {"trait": "humor", "value": 60},
+    "system/character/current": {"name": "TARS", "systemprompt": "", "traits": {}, "voice": {}},
+    "system/health/stt": {"ok": False, "event": "offline", "err": "connection lost"},
+}
+
+
+def _wire(topic: str, data: Any, **overrides: Any) -> bytes:
+    body = {
+        "id": "a" * 32,
+        "type": bus.spec_for(topic).type,
+        "ts": 1700000000.5,
+        "source": "test",
+        "data": data,
+    }
+    body.update(overrides)
+    return json.dumps(body).encode()
+
+
+def test_every_topic_of_the_table_has_a_shape_and_a_class() -> None:
+    covered = {bus.spec_for(topic) for topic in SHAPES}
+    assert covered == set(bus.TOPICS)
+
+
+@pytest.mark.parametrize("topic", sorted(SHAPES))
+def test_shape_decodes_to_its_class_and_round_trips(topic: str) -> None:
+    spec = bus.spec_for(topic)
+    env = bus.decode(topic, _wire(topic, SHAPES[topic]))
+    assert isinstance(env.data, spec.data_cls)
+    again = bus.decode(topic, bus.encode(topic, env))
+    assert again == env
+    # Every field of the original's JSON survives (ours only adds the optional message_id).
+    sent = json.loads(bus.encode(topic, env))["data"]
+    sent.pop("message_id")
+    assert sent == {**sent, **SHAPES[topic]}
+
+
+def test_type_and_topic_map_one_to_one() -> None:
+    assert bus.spec_for("llm/request").type == "llm.request"
+    assert bus.spec_for("system/health/llm").type == "system.health"
+    assert bus.spec_for("llm/tool.call.request/abc").type == "llm.tool.call.request"
+    assert len({spec.type for spec in bus.TOPICS}) == len(bus.TOPICS)
+    assert bus.spec_for("test/anything") is None
+
+
+def test_unknown_envelope_key_is_rejected_by_name() -> None:
+    with pytest.raises(EnvelopeError) as info:
+        bus.decode("llm/cancel", _wire("llm/cancel", {"id": "r"}, correlation_id="x"))
+    assert info.value.topic == "llm/cancel"
+    assert any("$.correlation_id: unknown key" in p for p in info.value.problems)
+
+
+@pytest.mark.parametrize(
+    ("topic", "data", "fragment"),
+    [
+        ("llm/cancel", {"id": "r", "extra": 1}, "extra fields found (extra)"),
+        ("memory/query", {"text": "x", "top_k": 51}, "'top_k' must be <= 50"),
+        ("memory/query", {"text": "x", "context_window": 6}, "'context_window' must be <= 5"),
+        ("memory/query", {"text": 5}, "$.data.text"),
+        ("memory/query", {"text": "x", "retrieval_strategy": "best"}, "$.data.retrieval_strategy"),
+        ("llm/stream", {"id": "r", "seq": True, "delta": "", "done": False}, "$.data.seq"),
+        ("character/update", {"trait": "humor", "value": 101}, "'value' must be <= 100"),
+        ("wake/event", {"type": "sneeze"}, "$.data.type"),
+        ("llm/request", {"text": "no id"}, "$.data.id"),
+    ],
+)
+def test_bad_data_is_rejected_naming_the_field(topic: str, data: Any, fragment: str) -> None:
+    with pytest.raises(EnvelopeError) as info:
+        bus.decode(topic, _wire(topic, data))
+    assert fragment in str(info.value)
+    assert topic in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("payload", "fragment"),
+    [
+        (b"not json", "not a JSON document"),
+        (b"[1, 2]", "expected a JSON object"),
+        (b'{"id": "x"}', "$.type: missing"),
+        (
+            json.dumps(
+                {"id": "x", "type": "llm.cancel", "ts": "now", "source": "s", "data": {"id": "r"}}
+            ).encode(),
+            "$.ts",
+        ),
+        (
+            json.dumps(
+                {"id": "", "type": "llm.cancel", "ts": 1, "source": "s", "data": {"id": "r"}}
+            ).encode(),
+            "$.id",
+        ),
+        (
+            json.dumps(
+                {"id": "x", "type": "llm.request", "ts": 1, "source": "s", "data": {"id": "r"}}
+            ).encode(),
+            "$.type: expected 'llm.cancel'",
+        ),
+        (
+            json.dumps({"id": "x", "type": "llm.cancel", "ts": 1, "source": "s", "data": []}).encode(),
+            "$.data: expected dict",
+        ),
+    ],
+)
+def test_bad_envelope_is_rejected(payload: bytes, fragment: str) -> None:
+    with pytest.raises(EnvelopeError, match="llm/cancel") as info:
+        bus.decode("llm/cancel", payload)
+    assert fragment in str(info.value)
+
+
+def test_tool_result_accepts_both_error_spellings_and_sends_error() -> None:
+    env = bus.decode(
+        "llm/tool.call.result", _wire("llm/tool.call.result", {"call_id": "c", "error_msg": "boom"})
+    )
+    assert env.data.error == "boom"
+    wire = json.loads(bus.encode("llm/tool.call.result", env))["data"]
+    assert wire["error"] == "boom" and "error_msg" not in wire
+
+
+def test_encode_refuses_the_wrong_class_for_a_topic() -> None:
+    env = bus.Envelope(id="x", type="tts.say", ts=1.0, source="s", data=bus.LLMCancel(id="r"))
+    with pytest.raises(bus.ContractError, match=r"tts/say.*TtsSay"):
+        bus.encode("tts/say", env)
+
+
+@given(st.dictionaries(st.text(max_size=5), st.none() | st.integers() | st.text(max_size=5), max_size=6))
+def test_random_data_never_escapes_as_anything_but_envelope_error(data: dict[str, Any]) -> None:
+    for topic in ("memory/query", "llm/request", "tts/control"):
+        try:
+            bus.decode(topic, _wire(topic, data))
+        except EnvelopeError:
+            pass
+
+
+@pytest.mark.parametrize("bad", ["", "a/+/b", "a/#", "a\0b"])
+def test_bad_topic_names(bad: str) -> None:
+    with pytest.raises(TopicError):
+        bus.validate_topic(bad)
+
+
+@pytest.mark.parametrize("bad", ["", "a/#/b", "a/b#", "a+/b", "#/a"])
+def test_bad_filters(bad: str) -> None:
+    with pytest.raises(TopicError):
+        bus.validate_filter(bad)
+
+
+@pytest.mark.parametrize(
+    ("pattern", "topic", "expected"),
+    [
+        ("a/+/c", "a/b/c", True),
+        ("a/+/c", "a/b/d", False),
+        ("a/+", "a/b/c", False),
+        ("a/#", "a", True),
+        ("a/#", "a/b/c", True),
+        ("#", "a/b", True),
+        ("#", "$SYS/x", False),
+        ("+/x", "$SYS/x", False),
+        ("system/health/+", "system/health/stt", True),
+        ("a/b", "a/b", True),
+        ("a/b", "a/b/c", False),
+    ],
+)
+def test_wildcard_matching(pattern: str, topic: str, expected: bool) -> None:
+    assert bus.matches(pattern, topic) is expected
