@@ -1,0 +1,227 @@
+"""The bus against a real mosquitto broker (fixtures from tests/conftest.py).
+
+These run in real time (a broker is a real process); every bound is seconds, not milliseconds.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import subprocess
+import sys
+import textwrap
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+import trio
+import trio.testing
+from bus_helpers import Collector
+
+from trioworks.bus import (
+    Bus,
+    FinalTranscript,
+    HealthStatus,
+    MemoryQuery,
+    MemoryResults,
+    Message,
+    MqttTransport,
+    RawMessage,
+    RequestTimeout,
+)
+from trioworks.core import RetryPolicy
+
+FAST_RECONNECT = RetryPolicy(max_attempts=1000, base_delay=0.05, factor=2.0, max_delay=0.5, jitter=0.5)
+_ids = itertools.count()
+
+MakeBus = Callable[..., Awaitable[Bus]]
+
+
+@pytest.fixture
+async def make_bus(mosquitto_url: str, nursery: trio.Nursery) -> AsyncIterator[MakeBus]:
+    """Start buses on the session broker; each gets a unique client id (the session is shared)."""
+
+    async def make(source: str, url: str = mosquitto_url) -> Bus:
+        transport = MqttTransport(
+            url, client_id=f"{source}-{next(_ids)}", reconnect=FAST_RECONNECT, keep_alive=5
+        )
+        bus = Bus(transport, source=f"{source}-{next(_ids)}")
+        await nursery.start(bus.run)
+        return bus
+
+    yield make
+
+
+def _topic(name: str) -> str:
+    return f"test/{name}/{next(_ids)}"  # unique per test: the session broker keeps retained state
+
+
+async def test_typed_message_crosses_the_broker(make_bus: MakeBus) -> None:
+    a, b = await make_bus("a"), await make_bus("b")
+    got = Collector()
+    await a.subscribe("stt/final", got)
+    sent = await b.publish("stt/final", FinalTranscript(text="over mqtt", utt_id="u9"))
+    with trio.fail_after(5):
+        [message] = await got.wait_for(1)
+    assert message.envelope == sent
+    assert message.data == FinalTranscript(text="over mqtt", utt_id="u9")
+
+
+async def test_overlapping_wildcards_each_get_one_copy(make_bus: MakeBus) -> None:
+    a, b = await make_bus("a"), await make_bus("b")
+    base = _topic("wild")
+    plus, hash_ = Collector(), Collector()
+    await a.subscribe(f"{base}/+", plus, name="plus")
+    await a.subscribe(f"{base}/#", hash_, name="hash")
+    for leaf in ("x", "y/z", "w"):
+        await b.publish(f"{base}/{leaf}", {"leaf": leaf}, qos=1)
+    with trio.fail_after(5):
+        await hash_.wait_for(3)
+        await plus.wait_for(2)
+    await trio.sleep(0.2)  # nothing else (no duplicate copy) arrives
+    assert [m.data["leaf"] for m in hash_.messages] == ["x", "y/z", "w"]
+    assert [m.data["leaf"] for m in plus.messages] == ["x", "w"]
+
+
+async def test_retained_reaches_a_late_subscriber(make_bus: MakeBus) -> None:
+    a = await make_bus("a")
+    await a.publish_health(True, "ready")
+    b = await make_bus("b")
+    got = Collector()
+    await b.subscribe(f"system/health/{a.source}", got)
+    with trio.fail_after(5):
+        [message] = await got.wait_for(1)
+    assert message.retained
+    assert message.data == HealthStatus(ok=True, event="ready")
+
+
+async def test_malformed_message_is_dropped_and_the_subscription_lives_on(make_bus: MakeBus) -> None:
+    a, b = await make_bus("a"), await make_bus("b")
+    topic = _topic("bad")
+    got = Collector()
+    sub = await a.subscribe(topic, got)
+    await b.transport.publish(RawMessage(topic, b'{"id": "x", "surprise": 1}', qos=1))
+    await b.publish(topic, {"fine": True})
+    with trio.fail_after(5):
+        await got.wait_for(1)
+    assert got.data == [{"fine": True}]
+    assert a.metrics.snapshot()[f"bus.sub.{sub.name}.malformed"] == 1
+
+
+async def test_request_response_over_mqtt(make_bus: MakeBus) -> None:
+    client, memory = await make_bus("llm"), await make_bus("memory")
+
+    async def answer(message: Message) -> None:
+        await memory.reply(message, "memory/results", MemoryResults(query=message.data.text, k=1))
+
+    await memory.subscribe("memory/query", answer)
+    reply = await client.request(
+        "memory/query", MemoryQuery(text="tea"), reply_topic="memory/results", timeout=5
+    )
+    assert reply.data == MemoryResults(query="tea", k=1)
+    with pytest.raises(RequestTimeout):
+        await client.request("character/get", _character_get(), reply_topic="character/result", timeout=0.5)
+    assert client.pending_requests == 0
+
+
+def _character_get():  # type: ignore[no-untyped-def]
+    from trioworks.bus import CharacterGet
+
+    return CharacterGet()
+
+
+async def test_unsubscribe_stops_delivery(make_bus: MakeBus) -> None:
+    a, b = await make_bus("a"), await make_bus("b")
+    topic = _topic("unsub")
+    got = Collector()
+    sub = await a.subscribe(topic, got)
+    await b.publish(topic, {"n": 1})
+    with trio.fail_after(5):
+        await got.wait_for(1)
+    await a.unsubscribe(sub)
+    await b.publish(topic, {"n": 2})
+    await trio.sleep(0.3)
+    assert got.data == [{"n": 1}]
+
+
+async def test_qos1_is_not_lost_across_a_broker_restart(fresh_mosquitto, nursery: trio.Nursery) -> None:  # type: ignore[no-untyped-def]
+    transport = MqttTransport(
+        fresh_mosquitto.url, client_id="restart", reconnect=FAST_RECONNECT, keep_alive=5
+    )
+    bus = Bus(transport, source="restart")
+    await nursery.start(bus.run)
+    got = Collector()
+    await bus.subscribe("test/seq", got)
+    total = 60
+
+    async def produce() -> None:
+        for n in range(total):
+            await bus.publish("test/seq", {"n": n}, qos=1)
+            await trio.sleep(0.01)
+
+    with trio.fail_after(30):
+        async with trio.open_nursery() as inner:
+            inner.start_soon(produce)
+            await got.wait_for(10)
+            await trio.to_thread.run_sync(functools.partial(fresh_mosquitto.restart, down_for=0.5))
+        await got.wait_for(total)
+    received = [m.data["n"] for m in got.messages]
+    assert set(received) == set(range(total))  # at least once: a resend may duplicate one
+    assert received == sorted(received)
+    assert transport.connections.value >= 2  # it reconnected and re-subscribed
+    assert transport.metrics.snapshot()["mqtt.connections_lost"] >= 1
+
+
+async def test_connects_once_the_broker_comes_up_and_drops_qos0_while_down(
+    fresh_mosquitto, nursery: trio.Nursery
+) -> None:  # type: ignore[no-untyped-def]
+    await trio.to_thread.run_sync(fresh_mosquitto.stop)
+    transport = MqttTransport(fresh_mosquitto.url, client_id="late", reconnect=FAST_RECONNECT)
+    await transport.publish(RawMessage("test/q0", b"{}", qos=0))  # not connected: dropped
+    assert transport.metrics.snapshot()["mqtt.qos0_dropped"] == 1
+    with trio.fail_after(20):
+        async with trio.open_nursery() as inner:
+            inner.start_soon(functools.partial(trio.to_thread.run_sync, fresh_mosquitto.start))
+            await nursery.start(transport.run)
+    assert transport.metrics.snapshot()["mqtt.connect_failures"] >= 1
+
+
+CHILD = textwrap.dedent(
+    """
+    import sys, trio
+    from trioworks.bus import Bus, MqttTransport
+
+    async def main():
+        bus = Bus(MqttTransport(sys.argv[1], client_id=sys.argv[2]), source=sys.argv[2])
+        async with trio.open_nursery() as nursery:
+            await nursery.start(bus.run)
+            await bus.publish_health(True, "ready")
+            await trio.sleep_forever()
+
+    trio.run(main)
+    """
+)
+
+
+async def test_last_will_marks_a_killed_service_unhealthy(make_bus: MakeBus, mosquitto_url: str) -> None:
+    observer = await make_bus("observer")
+    name = f"doomed-{next(_ids)}"
+    health = Collector()
+    await observer.subscribe(f"system/health/{name}", health)
+    async with trio.open_nursery() as nursery:
+        proc = await nursery.start(
+            functools.partial(
+                trio.run_process,
+                [sys.executable, "-c", CHILD, mosquitto_url, name],
+                check=False,
+                stderr=subprocess.PIPE,
+            )
+        )
+        with trio.fail_after(20):
+            await health.wait_for(1)
+        assert health.data[0] == HealthStatus(ok=True, event="ready")
+        proc.kill()  # SIGKILL: no clean DISCONNECT, so the broker publishes the will
+        with trio.fail_after(10):
+            await health.wait_for(2)
+    assert health.data[1] == HealthStatus(ok=False, event="offline", err="connection lost")
+    assert health.messages[1].retained  # the will is retained (as published)
+    assert health.messages[1].envelope.source == name
