@@ -14,3 +14,16 @@ def activity(key: str, *deps: Any, worker: str = "std", **extra: Any) -> dict[st
         "depends_on": list(deps),
         **extra,
     }
+
+
+class ManualClock:
+    """POSIX seconds that only move when a test says so (leases, retries, token expiry)."""
+
+    def __init__(self, start: float = 1_800_000_000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds

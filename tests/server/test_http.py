@@ -1,0 +1,240 @@
+"""The HTTP API against the real app: hypercorn on port 0 in the test's nursery, httpx on Trio."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import yaml
+from server_helpers import activity
+
+from conftest import Api
+
+DEFINITION = {
+    "name": "etl",
+    "activities": [
+        activity("fetch", outputs=["body"], parameters={"url": "{{INPUT.url}}"}),
+        activity(
+            "store",
+            "fetch",
+            parameters={"data": "{{fetch.body}}", "wf": "{{WORKFLOW.id}}"},
+            settings={"timeout_seconds": 30, "retry": {"max_attempts": 2, "base_seconds": 5}},
+        ),
+    ],
+}
+
+
+def error_of(reply: httpx.Response, status: int, code: str) -> dict[str, Any]:
+    assert reply.status_code == status, reply.text
+    body = reply.json()["error"]
+    assert body["code"] == code and body["message"]
+    return body
+
+
+async def deploy_and_submit(api: Api, **input: Any) -> str:
+    assert (await api.client.post("/api/v1/workflow_definitions", json=DEFINITION)).status_code in (200, 201)
+    reply = await api.client.post("/api/v1/workflows", json={"definition_name": "etl", "input": input})
+    assert reply.status_code == 201, reply.text
+    return reply.json()["workflow_id"]
+
+
+async def poll(api: Api, worker_id: str = "w1", n: int = 10) -> list[dict[str, Any]]:
+    reply = await api.client.post(
+        "/api/v1/workers/poll", json={"worker": "std", "worker_id": worker_id, "max_activities": n}
+    )
+    assert reply.status_code == 200, reply.text
+    assert reply.json()["count"] == len(reply.json()["activities"])
+    return reply.json()["activities"]
+
+
+async def test_public_routes(api: Api) -> None:
+    client = httpx.AsyncClient(base_url=str(api.client.base_url))
+    async with client:
+        assert (await client.get("/health")).json() == {"status": "ok"}
+        ready = await client.get("/health/ready")
+        assert ready.json() == {"status": "ready", "checks": {"database": {"status": "ok"}}}
+        info = (await client.get("/api/v1/info")).json()
+        assert info["api_version"] == "v1" and "workflows" in info["features"]
+        error_of(await client.get("/api/v1/workflows"), 401, "UNAUTHORIZED")
+        bad = await client.get("/api/v1/workflows", headers={"Authorization": "Bearer nope"})
+        error_of(bad, 401, "UNAUTHORIZED")
+
+
+async def test_token_endpoint(api: Api) -> None:
+    url = "/api/v1/oauth/token"
+    form = {"grant_type": "client_credentials", "client_id": "client", "client_secret": "s3cret"}
+    ok = await api.client.post(url, data=form)
+    assert ok.status_code == 200 and ok.json()["token_type"] == "Bearer" and ok.json()["expires_in"] == 3600
+    error_of(await api.client.post(url, json={**form, "client_secret": "wrong"}), 401, "UNAUTHORIZED")
+    error_of(await api.client.post(url, json={**form, "client_id": "who"}), 401, "UNAUTHORIZED")
+    missing = error_of(
+        await api.client.post(url, json={"grant_type": "client_credentials"}), 400, "BAD_REQUEST"
+    )
+    assert "client_id" in missing["message"]
+    error_of(await api.client.post(url, json={**form, "grant_type": "password"}), 400, "BAD_REQUEST")
+    error_of(
+        await api.client.post(url, content=b"x", headers={"Content-Type": "text/plain"}), 415, "BAD_REQUEST"
+    )
+    # Tokens expire on the server's clock.
+    api.clock.advance(3601)
+    error_of(await api.client.get("/api/v1/workflows"), 401, "UNAUTHORIZED")
+
+
+async def test_workflow_round_trip(api: Api) -> None:
+    workflow_id = await deploy_and_submit(api, url="http://x")
+    again = await api.client.post("/api/v1/workflow_definitions", json=DEFINITION)
+    assert again.status_code == 200 and again.json()["unchanged"] is True
+    listing = (await api.client.get("/api/v1/workflow_definitions")).json()
+    assert listing == {
+        "definitions": [{**listing["definitions"][0], "name": "etl", "version": 1, "activity_count": 2}],
+        "total": 1,
+    }
+    assert (await api.client.get("/api/v1/workflow_definitions/etl?version=1")).json()["activities"][0][
+        "key"
+    ] == "fetch"
+
+    (fetch,) = await poll(api)
+    assert fetch["parameters"] == {"url": "http://x"} and fetch["timeout_seconds"] is None
+    assert fetch["output_definitions"] == [{"name": "body", "type": "value"}]
+    error_of(await api.client.get(f"/api/v1/workflows/{workflow_id}/output"), 400, "BAD_REQUEST")
+    beat = await api.client.post(
+        f"/api/v1/activities/{fetch['activity_id']}/heartbeat", json={"worker_id": "w1"}
+    )
+    assert beat.json()["acknowledged"] is True
+    done = await api.client.post(
+        f"/api/v1/activities/{fetch['activity_id']}/complete",
+        json={
+            "worker_id": "w1",
+            "output": {"body": [1, 2]},
+            "cost_usd": 0.5,
+            "usage": [{"provider": "p", "model": "m", "input_tokens": 3}],
+        },
+    )
+    assert done.json() == {"acknowledged": True}
+    (store,) = await poll(api)
+    assert store["parameters"] == {"data": [1, 2], "wf": workflow_id}
+    assert store["timeout_seconds"] == 30 and store["settings"]["retry"]["max_attempts"] == 2
+    failed = await api.client.post(
+        f"/api/v1/activities/{store['activity_id']}/fail",
+        json={"worker_id": "w1", "error": {"code": "X", "message": "flaky", "retryable": True}},
+    )
+    assert failed.json() == {"acknowledged": True, "will_retry": True}
+    assert await poll(api) == []
+    api.clock.advance(5)
+    (store,) = await poll(api, "w2")
+    await api.client.post(
+        f"/api/v1/activities/{store['activity_id']}/complete", json={"worker_id": "w2", "output": {}}
+    )
+
+    status = (await api.client.get(f"/api/v1/workflows/{workflow_id}")).json()
+    assert status["status"] == "completed"
+    assert [a["status"] for a in status["activities"]] == ["completed", "completed"]
+    output = (await api.client.get(f"/api/v1/workflows/{workflow_id}/output")).json()
+    assert output == {
+        "workflow_id": workflow_id,
+        "output": {"fetch": {"body": [1, 2]}, "store": {}},
+        "cost_usd": 0.5,
+    }
+    listed = (await api.client.get("/api/v1/workflows?status=completed&definition_name=etl")).json()
+    assert (listed["total"], listed["count"], listed["workflows"][0]["id"]) == (1, 1, workflow_id)
+
+
+async def test_yaml_definition_and_unique_key(api: Api) -> None:
+    body = yaml.safe_dump(DEFINITION)
+    reply = await api.client.post(
+        "/api/v1/workflow_definitions", content=body, headers={"Content-Type": "application/yaml"}
+    )
+    assert reply.status_code == 201, reply.text
+    submit = {"definition_name": "etl", "input": {"url": "u"}, "unique_key": "once"}
+    assert (await api.client.post("/api/v1/workflows", json=submit)).status_code == 201
+    error_of(await api.client.post("/api/v1/workflows", json=submit), 409, "CONFLICT")
+    error_of(
+        await api.client.post("/api/v1/workflows", json={**submit, "definition_name": "nope"}),
+        404,
+        "NOT_FOUND",
+    )
+
+
+async def test_worker_conflicts(api: Api) -> None:
+    await deploy_and_submit(api, url="u")
+    (fetch,) = await poll(api)
+    route = f"/api/v1/activities/{fetch['activity_id']}"
+    error_of(await api.client.post(f"{route}/heartbeat", json={"worker_id": "other"}), 409, "CONFLICT")
+    error_of(
+        await api.client.post(f"{route}/complete", json={"worker_id": "other", "output": {}}), 409, "CONFLICT"
+    )
+    error_of(
+        await api.client.post("/api/v1/activities/nope/heartbeat", json={"worker_id": "w1"}), 404, "NOT_FOUND"
+    )
+    assert (
+        await api.client.post(f"{route}/complete", json={"worker_id": "w1", "output": {"body": 1}})
+    ).status_code == 200
+    again = await api.client.post(f"{route}/complete", json={"worker_id": "w1", "output": {"body": 1}})
+    assert again.status_code == 200 and again.json()["warnings"]
+    error_of(await api.client.post(f"{route}/heartbeat", json={"worker_id": "w1"}), 409, "CONFLICT")
+
+
+async def test_expired_lease_gives_409_to_the_old_worker(api: Api) -> None:
+    definition = {
+        "name": "short",
+        "activities": [activity("a", settings={"timeout_seconds": 10, "retry": {"max_attempts": 2}})],
+    }
+    await api.client.post("/api/v1/workflow_definitions", json=definition)
+    await api.client.post("/api/v1/workflows", json={"definition_name": "short", "input": {}})
+    (first,) = await poll(api, "w1")
+    api.clock.advance(11)
+    (second,) = await poll(api, "w2")
+    assert second["activity_id"] == first["activity_id"]
+    beat = await api.client.post(
+        f"/api/v1/activities/{first['activity_id']}/heartbeat", json={"worker_id": "w1"}
+    )
+    error_of(beat, 409, "CONFLICT")
+
+
+async def test_signal(api: Api) -> None:
+    definition = {"name": "gate", "activities": [activity("wait", settings={"wait_for_signal": True})]}
+    await api.client.post("/api/v1/workflow_definitions", json=definition)
+    workflow_id = (
+        await api.client.post("/api/v1/workflows", json={"definition_name": "gate", "input": {}})
+    ).json()["workflow_id"]
+    assert await poll(api) == []
+    status = (await api.client.get(f"/api/v1/workflows/{workflow_id}")).json()
+    assert status["activities"][0]["status"] == "waiting"
+    reply = await api.client.post(
+        f"/api/v1/workflows/{workflow_id}/signal",
+        json={"activity_key": "wait", "event_name": "go", "data": {"ok": 1}},
+    )
+    assert reply.json()["signaled"] is True
+    (activity_,) = await poll(api)
+    assert activity_["signal_data"] == {"event_name": "go", "data": {"ok": 1}}
+
+
+async def test_files(api: Api) -> None:
+    workflow_id = await deploy_and_submit(api, url="u")
+    base = f"/api/v1/workflows/{workflow_id}/activities/fetch/files"
+    payload = bytes(range(256)) * 100  # 25.6 kB, several chunks
+    up = await api.client.post(f"{base}/dir/data.bin", content=payload, headers={"Content-Type": "image/png"})
+    assert (
+        up.status_code == 201
+        and up.json()["size"] == len(payload)
+        and up.json()["content_type"] == "image/png"
+    )
+    down = await api.client.get(f"{base}/dir/data.bin")
+    assert down.content == payload and down.headers["content-type"] == "image/png"
+    assert down.headers["content-disposition"] == 'attachment; filename="data.bin"'
+    plain = await api.client.post(f"{base}/raw", content=b"x")
+    assert plain.json()["content_type"] == "application/octet-stream"
+    out = (await api.client.get(f"/api/v1/workflows/{workflow_id}/activities/fetch/output")).json()
+    assert [f["name"] for f in out["files"]] == ["dir/data.bin", "raw"]
+    before = await api.snapshot()
+    error_of(await api.client.post(f"{base}/.hidden", content=b"x"), 422, "VALIDATION_ERROR")
+    error_of(await api.client.post(f"{base}/a/%2E%2E/b", content=b"x"), 422, "VALIDATION_ERROR")
+    error_of(await api.client.post(f"{base}/big", content=b"x" * (33 * 1024)), 413, "BAD_REQUEST")
+    error_of(
+        await api.client.post(f"/api/v1/workflows/{workflow_id}/activities/zz/files/f", content=b"x"),
+        404,
+        "NOT_FOUND",
+    )
+    error_of(await api.client.get(f"{base}/missing"), 404, "NOT_FOUND")
+    assert await api.snapshot() == before
+    assert not list((api.db_path.parent / "api.db.files").rglob("*.part"))
