@@ -55,7 +55,8 @@ class QueueMachine(RuleBasedStateMachine):
         self.live: dict[str, tuple[str, float, float]] = {}
         self.completed: dict[str, dict] = {}
         self.last_fail: dict[str, tuple[str, dict]] = {}
-        self.known: list[str] = []  # in claim order: ids are random, positions are not
+        self.known: list[str] = []  # sorted by (workflow number, key): ids are random, positions are not
+        self.position: dict[str, tuple[int, str]] = {}
 
     def teardown(self) -> None:
         if hasattr(self, "storage"):
@@ -77,8 +78,9 @@ class QueueMachine(RuleBasedStateMachine):
         assert len(claimed) <= n
         assert len({c.activity_id for c in claimed}) == len(claimed)
         for c in claimed:
-            if c.activity_id not in self.known:
-                self.known.append(c.activity_id)
+            if c.activity_id not in self.position:
+                self.position[c.activity_id] = (self.workflows.index(c.workflow_id), c.activity_key)
+                self.known = sorted(self.position, key=self.position.__getitem__)
             previous = self.live.get(c.activity_id)
             if previous is not None:
                 holder, touched, lease = previous

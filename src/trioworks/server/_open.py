@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 from ._errors import ServerError
@@ -41,5 +42,8 @@ def open_storage(url: str | Path) -> Storage:
         raise StorageUnavailable(f"unsupported database URL {text!r}: use sqlite:///path or postgresql://...")
     else:
         path = text
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    return SQLiteStorage(path)
+    try:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        return SQLiteStorage(path)
+    except (OSError, sqlite3.Error) as exc:
+        raise StorageUnavailable(f"cannot open SQLite database {path!r}: {exc}") from exc

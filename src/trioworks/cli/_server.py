@@ -1,0 +1,119 @@
+"""``trioworks server``: run the reference server (Kruxia Flow's HTTP API)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+import trio
+
+from ..server import Server, ServerConfig, StorageUnavailable
+from ..server._auth import parse_clients
+from ._errors import CliError
+from ._streams import Streams
+
+__all__ = ["register", "single_error"]
+
+
+def register(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    server = commands.add_parser(
+        "server",
+        parents=[common],
+        help="run the reference workflow server (Kruxia Flow API)",
+        description="Serve the Kruxia Flow HTTP API until Ctrl-C. Clients come from --client and "
+        "TRIOWORKS_CLIENTS=id:secret,...; the JWT secret from TRIOWORKS_JWT_SECRET, else one stored "
+        "in the database.",
+    )
+    server.add_argument(
+        "--db",
+        default=os.environ.get("TRIOWORKS_DB", "sqlite:///trioworks.db"),
+        metavar="URL",
+        help="sqlite:///path.db (default sqlite:///trioworks.db, or $TRIOWORKS_DB) or postgresql://...",
+    )
+    server.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    server.add_argument(
+        "--port", type=_port, default=8080, help="port to listen on; 0 picks a free one (default 8080)"
+    )
+    server.add_argument(
+        "--client", action="append", default=[], metavar="ID:SECRET", help="an OAuth client (repeatable)"
+    )
+    server.add_argument("--insecure-dev", action="store_true", help="no authentication (development only)")
+    server.add_argument("--files-dir", type=Path, metavar="DIR", help="where uploaded files live")
+    server.add_argument(
+        "--sweep-interval",
+        type=_positive_float,
+        default=5.0,
+        metavar="S",
+        help="lease sweep period (default 5)",
+    )
+    server.set_defaults(handler=_serve)
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or int(text) > 65535:
+        raise argparse.ArgumentTypeError(f"expected a port number 0-65535, got {text!r}")
+    return int(text)
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
+    return value
+
+
+def single_error(exc: BaseException) -> BaseException:
+    """The one exception inside (nested) single-member exception groups, else ``exc`` itself."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
+
+
+def _clients(args: argparse.Namespace) -> dict[str, str]:
+    try:
+        clients = parse_clients(os.environ.get("TRIOWORKS_CLIENTS", ""))
+    except ValueError as exc:
+        raise CliError(f"TRIOWORKS_CLIENTS: {exc}") from exc
+    for item in args.client:
+        try:
+            clients.update(parse_clients(item))
+        except ValueError as exc:
+            raise CliError(f"--client: {exc}") from exc
+    return clients
+
+
+def _serve(args: argparse.Namespace, io: Streams) -> int:
+    clients = _clients(args)
+    if not clients and not args.insecure_dev:
+        io.warning("no --client ID:SECRET given: every token request will be refused (or use --insecure-dev)")
+    if args.insecure_dev:
+        io.warning("--insecure-dev: the API accepts requests without authentication")
+    config = ServerConfig(
+        db=args.db,
+        host=args.host,
+        port=args.port,
+        clients=clients,
+        insecure_dev=args.insecure_dev,
+        files_dir=args.files_dir,
+        sweep_interval=args.sweep_interval,
+    )
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            url = await nursery.start(Server(config).run)
+            io.note(f"trioworks server listening on {url} (database {config.db}); Ctrl-C to stop")
+
+    try:
+        trio.run(main)
+    except BaseException as exc:
+        error = single_error(exc)
+        if isinstance(error, StorageUnavailable):
+            raise CliError(f"--db: {error}") from error
+        if isinstance(error, OSError) and not isinstance(error, FileNotFoundError):
+            raise CliError(f"cannot serve on {args.host}:{args.port}: {error.strerror or error}") from error
+        raise
+    return 0

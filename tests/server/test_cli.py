@@ -1,0 +1,155 @@
+"""``trioworks server`` as a real subprocess, driven by ``trioworks workflow ...`` in-process."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from trioworks.cli import main
+
+DEFINITION = {
+    "name": "greet",
+    "activities": [
+        {"key": "hello", "worker": "std", "activity_name": "hello", "parameters": {"who": "{{INPUT.who}}"}},
+        {
+            "key": "shout",
+            "worker": "std",
+            "activity_name": "shout",
+            "depends_on": ["hello"],
+            "parameters": {"text": "{{hello.text}}"},
+        },
+    ],
+}
+
+
+@pytest.fixture
+def server_url(tmp_path: Path) -> Iterator[str]:
+    command = [
+        sys.executable,
+        "-m",
+        "trioworks.cli",
+        "server",
+        "--port",
+        "0",
+        "--client",
+        "cli:pw",
+        "--db",
+        f"sqlite:///{tmp_path / 'cli.db'}",
+    ]
+    proc = subprocess.Popen(
+        command, stderr=subprocess.PIPE, text=True, env={**os.environ, "TRIOWORKS_CLIENTS": ""}
+    )
+    try:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            if "listening on" in line:
+                # Keep draining stderr so that the server never blocks on a full pipe.
+                threading.Thread(target=proc.stderr.read, daemon=True).start()
+                yield line.split("listening on ")[1].split()[0]
+                break
+        else:
+            pytest.fail(f"server exited with {proc.wait()}")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@pytest.fixture
+def cli(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], server_url: str
+) -> Callable[..., tuple[int, str, str]]:
+    monkeypatch.setenv("KRUXIAFLOW_API_URL", server_url)
+    monkeypatch.setenv("KRUXIAFLOW_CLIENT_ID", "cli")
+    monkeypatch.setenv("KRUXIAFLOW_CLIENT_SECRET", "pw")
+
+    def run(*argv: object) -> tuple[int, str, str]:
+        capsys.readouterr()
+        code = main([str(a) for a in argv])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
+
+
+def _worker(url: str, stop: threading.Event) -> None:
+    """A minimal worker: hello -> {"text": "hi <who>"}, shout -> upper case."""
+    with httpx.Client(base_url=url, timeout=10) as client:
+        form = {"grant_type": "client_credentials", "client_id": "cli", "client_secret": "pw"}
+        token = client.post("/api/v1/oauth/token", data=form).json()["access_token"]
+        client.headers["Authorization"] = f"Bearer {token}"
+        while not stop.wait(0.05):
+            polled = client.post(
+                "/api/v1/workers/poll", json={"worker": "std", "worker_id": "t", "max_activities": 5}
+            )
+            for act in polled.json()["activities"]:
+                params = act["parameters"]
+                output = (
+                    {"text": f"hi {params['who']}"}
+                    if act["activity_name"] == "hello"
+                    else {"loud": params["text"].upper()}
+                )
+                client.post(
+                    f"/api/v1/activities/{act['activity_id']}/complete",
+                    json={"worker_id": "t", "output": output},
+                )
+
+
+def test_deploy_run_wait_status(
+    cli: Callable[..., tuple[int, str, str]], server_url: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "greet.yaml"
+    path.write_text(yaml.safe_dump(DEFINITION), encoding="utf-8")
+    code, _, err = cli("workflow", "deploy", path)
+    assert (code, err.strip()) == (0, "greet version 1 deployed")
+    assert "unchanged" in cli("workflow", "deploy", path)[2]
+
+    stop = threading.Event()
+    worker = threading.Thread(target=_worker, args=(server_url, stop))
+    worker.start()
+    try:
+        code, out, err = cli(
+            "workflow", "run", "greet", "--input", '{"who": "ada"}', "--wait", "--poll-interval", "0.05"
+        )
+    finally:
+        stop.set()
+        worker.join()
+    assert code == 0, err
+    assert '"loud": "HI ADA"' in out and "shout: completed" in err
+    workflow_id = err.split("workflow ")[1].split()[0]
+    code, out, _ = cli("workflow", "status", workflow_id)
+    assert code == 0 and "completed" in out.splitlines()[0] and "shout" in out
+
+
+def test_cli_bad_input(cli: Callable[..., tuple[int, str, str]], tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\nactivities:\n  - key: a\n    worker: Std\n", encoding="utf-8")
+    code, _, err = cli("workflow", "deploy", bad)
+    assert code == 2 and "activities[0].worker" in err and "activities[0].activity_name" in err
+    bad.write_text("name: [", encoding="utf-8")
+    code, _, err = cli("workflow", "deploy", bad)
+    assert code == 2 and "invalid YAML" in err
+    code, _, err = cli("workflow", "run", "nope", "--input", "[1]")
+    assert code == 2 and "--input: expected a JSON object" in err
+    code, _, err = cli("workflow", "run", "nope")
+    assert code == 2 and "404 NOT_FOUND" in err and "'nope'" in err
+    code, _, err = cli("workflow", "status", "nope")
+    assert code == 2 and "404" in err
+
+
+def test_server_command_errors(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    assert main(["server", "--db", "mysql://u:pw@db.example/x"]) == 2
+    assert "--db: unsupported database URL" in capsys.readouterr().err
+    (tmp_path / "file.txt").write_text("not a directory", encoding="utf-8")
+    assert main(["server", "--db", str(tmp_path / "file.txt" / "x.db"), "--client", "a:b"]) == 2
+    assert "--db: cannot open SQLite database" in capsys.readouterr().err
+    assert main(["server", "--client", "nosecret"]) == 2
+    assert "expected ID:SECRET" in capsys.readouterr().err
+    assert main(["server", "--port", "99999"]) == 2
