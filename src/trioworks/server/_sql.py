@@ -7,10 +7,7 @@ A backend subclasses it with a :class:`Dialect`, a ``connect()`` and a ``transac
 
 from __future__ import annotations
 
-import contextlib
-import threading
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import attrs
@@ -33,88 +30,26 @@ from ._models import (
 from ._sqlbase import (
     ACTIVITY_COLUMNS,
     ACTIVITY_MUTABLE,
+    INSERT_ACTIVITY,
+    UPDATE_ACTIVITY,
     WORKFLOW_COLUMNS,
-    Dialect,
-    Pool,
+    SqlBase,
     Tx,
     activity_values,
     loads,
     row_to_activity,
     row_to_workflow,
-    schema,
     workflow_values,
 )
-from ._wire import canonical_json, definition_body, load_definition
+from ._wire import canonical_json, definition_body
 
 __all__ = ["SqlStorage"]
 
 S = ActivityStatus
-_UPDATE_ACTIVITY = f"UPDATE activities SET {', '.join(f'{c} = ?' for c in ACTIVITY_MUTABLE)} WHERE id = ?"
-_INSERT_ACTIVITY = f"INSERT INTO activities ({ACTIVITY_COLUMNS}) VALUES ({', '.join('?' * len(ACTIVITY_COLUMNS.split(',')))})"
-_UPDATE_WORKFLOW = "UPDATE workflows SET status = ?, updated_at = ?, error_message = ? WHERE id = ?"
 
 
-class SqlStorage:
-    """Base of the SQL backends. Subclasses set ``dialect`` and implement ``connect``/``transaction``."""
-
-    dialect: Dialect
-    max_threads: int = 4
-
-    def __init__(self) -> None:
-        self._pool = Pool(self.connect)
-        self._definitions: dict[tuple[str, int], Definition] = {}  # immutable once stored
-        self._cache_lock = threading.Lock()
-
-    # -- backend hooks ----------------------------------------------------------------------
-    def connect(self) -> Any:
-        raise NotImplementedError
-
-    @contextlib.contextmanager
-    def transaction(self, conn: Any) -> Iterator[Any]:
-        """Yield a DB-API cursor inside a transaction; commit on success, roll back on error."""
-        raise NotImplementedError
-        yield
-
-    # -- plumbing ---------------------------------------------------------------------------
-    @contextlib.contextmanager
-    def _tx(self) -> Iterator[Tx]:
-        if self._pool.closed:
-            raise RuntimeError("storage is closed")
-        with self._pool.connection() as conn, self.transaction(conn) as cursor:
-            yield Tx(cursor, self.dialect)
-
-    def create_schema(self) -> None:
-        with self._tx() as db:
-            for statement in schema(self.dialect):
-                db.exec(statement)
-
-    def close(self) -> None:
-        self._pool.close()
-
-    def check(self) -> None:
-        with self._tx() as db:
-            db.one("SELECT 1")
-
-    def meta_setdefault(self, key: str, value: str) -> str:
-        with self._tx() as db:
-            row = db.one(f"SELECT value FROM meta WHERE key = ?{self.dialect.for_update}", (key,))
-            if row is not None:
-                return str(row[0])
-            db.exec("INSERT INTO meta (key, value) VALUES (?, ?)", (key, value))
-            return value
-
-    def _definition(self, db: Tx, name: str, version: int) -> Definition:
-        with self._cache_lock:
-            cached = self._definitions.get((name, version))
-        if cached is not None:
-            return cached
-        row = db.one("SELECT body FROM definitions WHERE name = ? AND version = ?", (name, version))
-        if row is None:
-            raise NotFound(f"workflow definition {name!r} version {version} not found")
-        definition = load_definition(loads(row[0]))
-        with self._cache_lock:
-            self._definitions[(name, version)] = definition
-        return definition
+class SqlStorage(SqlBase):
+    """The :class:`Storage` operations. Subclasses set ``dialect`` and implement ``connect``/``transaction``."""
 
     # -- definitions --------------------------------------------------------------------------
     def put_definition(self, definition: Definition, now: float) -> PutDefinitionResult:
@@ -161,33 +96,6 @@ class SqlStorage:
             raise NotFound(f"workflow definition {which} not found")
         return StoredDefinition(self._definition(db, name, int(row[0])), int(row[0]), float(row[1]))
 
-    # -- workflows ------------------------------------------------------------------------------
-    def _load(self, db: Tx, workflow_id: str, *, lock: bool) -> tuple[WorkflowRow, list[ActivityRow]]:
-        suffix = self.dialect.for_update if lock else ""
-        row = db.one(f"SELECT {WORKFLOW_COLUMNS} FROM workflows WHERE id = ?{suffix}", (workflow_id,))
-        if row is None:
-            raise NotFound(f"workflow {workflow_id} not found")
-        activities = db.all(
-            f"SELECT {ACTIVITY_COLUMNS} FROM activities WHERE workflow_id = ? ORDER BY position",
-            (workflow_id,),
-        )
-        return row_to_workflow(row), [row_to_activity(a) for a in activities]
-
-    def _save(
-        self,
-        db: Tx,
-        old: tuple[WorkflowRow, list[ActivityRow]],
-        new: tuple[WorkflowRow, list[ActivityRow]],
-    ) -> None:
-        (old_wf, old_rows), (new_wf, new_rows) = old, new
-        if new_wf != old_wf:
-            db.exec(
-                _UPDATE_WORKFLOW, (new_wf.status.value, new_wf.updated_at, new_wf.error_message, new_wf.id)
-            )
-        for before, after in zip(old_rows, new_rows, strict=True):
-            if before != after:
-                db.exec(_UPDATE_ACTIVITY, (*activity_values(after, ACTIVITY_MUTABLE), after.id))
-
     def create_workflow(
         self,
         definition_name: str,
@@ -225,7 +133,7 @@ class SqlStorage:
             except self.dialect.integrity_errors as exc:  # a concurrent submit won the unique_key
                 raise Conflict(f"a workflow with unique_key {unique_key!r} already exists") from exc
             for row in rows:
-                db.exec(_INSERT_ACTIVITY, activity_values(row))
+                db.exec(INSERT_ACTIVITY, activity_values(row))
         return workflow
 
     def list_workflows(
@@ -315,7 +223,7 @@ class SqlStorage:
             claimed = []
             for raw in candidates:
                 row = engine.claim_row(row_to_activity(raw), worker_id, now)
-                db.exec(_UPDATE_ACTIVITY, (*activity_values(row, ACTIVITY_MUTABLE), row.id))
+                db.exec(UPDATE_ACTIVITY, (*activity_values(row, ACTIVITY_MUTABLE), row.id))
                 claimed.append(row)
             for workflow_id in sorted({r.workflow_id for r in claimed}):
                 db.exec(

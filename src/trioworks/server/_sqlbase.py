@@ -1,4 +1,5 @@
-"""Plumbing shared by the SQL backends: dialect, connection pool, transactions, row mapping.
+"""Plumbing shared by the SQL backends: dialect, connection pool, transactions, row mapping,
+and :class:`SqlBase` (load and save one workflow's rows inside a transaction).
 
 The SQL in :mod:`._sql` is written once, in a portable subset (TEXT, INTEGER, a float type,
 ``?`` placeholders); a :class:`Dialect` supplies the few things that differ. JSON is stored as
@@ -10,14 +11,32 @@ from __future__ import annotations
 import contextlib
 import json
 import queue
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import attrs
 
-from ._models import ActivityRow, ActivityStatus, WorkflowRow, WorkflowStatus
+from ._errors import NotFound
+from ._models import ActivityRow, ActivityStatus, Definition, WorkflowRow, WorkflowStatus
+from ._wire import load_definition
 
-__all__ = ["ACTIVITY_COLUMNS", "WORKFLOW_COLUMNS", "Dialect", "Tx", "activity_values", "row_to_activity"]
+__all__ = [
+    "ACTIVITY_COLUMNS",
+    "ACTIVITY_MUTABLE",
+    "INSERT_ACTIVITY",
+    "UPDATE_ACTIVITY",
+    "WORKFLOW_COLUMNS",
+    "Dialect",
+    "Pool",
+    "SqlBase",
+    "Tx",
+    "activity_values",
+    "row_to_activity",
+    "row_to_workflow",
+    "schema",
+    "workflow_values",
+]
 
 
 @attrs.frozen
@@ -185,3 +204,100 @@ def schema(dialect: Dialect) -> list[str]:
             size INTEGER NOT NULL, content_type TEXT NOT NULL, created_at {f} NOT NULL,
             PRIMARY KEY (workflow_id, activity_key, filename))""",
     ]
+
+
+UPDATE_ACTIVITY = f"UPDATE activities SET {', '.join(f'{c} = ?' for c in ACTIVITY_MUTABLE)} WHERE id = ?"
+INSERT_ACTIVITY = f"INSERT INTO activities ({ACTIVITY_COLUMNS}) VALUES ({', '.join('?' * len(ACTIVITY_COLUMNS.split(',')))})"
+UPDATE_WORKFLOW = "UPDATE workflows SET status = ?, updated_at = ?, error_message = ? WHERE id = ?"
+
+
+class SqlBase:
+    """Connections, transactions, the definition cache, loading and saving one workflow's rows.
+
+    Subclasses set ``dialect`` and implement ``connect`` and ``transaction``.
+    """
+
+    dialect: Dialect
+    max_threads: int = 4
+
+    def __init__(self) -> None:
+        self._pool = Pool(self.connect)
+        self._definitions: dict[tuple[str, int], Definition] = {}  # immutable once stored
+        self._cache_lock = threading.Lock()
+
+    # -- backend hooks ----------------------------------------------------------------------
+    def connect(self) -> Any:
+        raise NotImplementedError
+
+    @contextlib.contextmanager
+    def transaction(self, conn: Any) -> Iterator[Any]:
+        """Yield a DB-API cursor inside a transaction; commit on success, roll back on error."""
+        raise NotImplementedError
+        yield
+
+    # -- plumbing ---------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _tx(self) -> Iterator[Tx]:
+        if self._pool.closed:
+            raise RuntimeError("storage is closed")
+        with self._pool.connection() as conn, self.transaction(conn) as cursor:
+            yield Tx(cursor, self.dialect)
+
+    def create_schema(self) -> None:
+        with self._tx() as db:
+            for statement in schema(self.dialect):
+                db.exec(statement)
+
+    def close(self) -> None:
+        self._pool.close()
+
+    def check(self) -> None:
+        with self._tx() as db:
+            db.one("SELECT 1")
+
+    def meta_setdefault(self, key: str, value: str) -> str:
+        with self._tx() as db:
+            row = db.one(f"SELECT value FROM meta WHERE key = ?{self.dialect.for_update}", (key,))
+            if row is not None:
+                return str(row[0])
+            db.exec("INSERT INTO meta (key, value) VALUES (?, ?)", (key, value))
+            return value
+
+    def _definition(self, db: Tx, name: str, version: int) -> Definition:
+        with self._cache_lock:
+            cached = self._definitions.get((name, version))
+        if cached is not None:
+            return cached
+        row = db.one("SELECT body FROM definitions WHERE name = ? AND version = ?", (name, version))
+        if row is None:
+            raise NotFound(f"workflow definition {name!r} version {version} not found")
+        definition = load_definition(loads(row[0]))
+        with self._cache_lock:
+            self._definitions[(name, version)] = definition
+        return definition
+
+    def _load(self, db: Tx, workflow_id: str, *, lock: bool) -> tuple[WorkflowRow, list[ActivityRow]]:
+        suffix = self.dialect.for_update if lock else ""
+        row = db.one(f"SELECT {WORKFLOW_COLUMNS} FROM workflows WHERE id = ?{suffix}", (workflow_id,))
+        if row is None:
+            raise NotFound(f"workflow {workflow_id} not found")
+        activities = db.all(
+            f"SELECT {ACTIVITY_COLUMNS} FROM activities WHERE workflow_id = ? ORDER BY position",
+            (workflow_id,),
+        )
+        return row_to_workflow(row), [row_to_activity(a) for a in activities]
+
+    def _save(
+        self,
+        db: Tx,
+        old: tuple[WorkflowRow, list[ActivityRow]],
+        new: tuple[WorkflowRow, list[ActivityRow]],
+    ) -> None:
+        (old_wf, old_rows), (new_wf, new_rows) = old, new
+        if new_wf != old_wf:
+            db.exec(
+                UPDATE_WORKFLOW, (new_wf.status.value, new_wf.updated_at, new_wf.error_message, new_wf.id)
+            )
+        for before, after in zip(old_rows, new_rows, strict=True):
+            if before != after:
+                db.exec(UPDATE_ACTIVITY, (*activity_values(after, ACTIVITY_MUTABLE), after.id))
