@@ -192,7 +192,9 @@ class PostgresCluster:
         from psycopg import sql
 
         with psycopg.connect(self.url(), autocommit=True) as conn:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
+            # FILE_COPY: about 3x faster than the default WAL_LOG here (fsync is off, so its
+            # checkpoint is cheap); one database per test makes this matter.
+            conn.execute(sql.SQL("CREATE DATABASE {} STRATEGY FILE_COPY").format(sql.Identifier(dbname)))
         return self.url(dbname)
 
     def drop_database(self, dbname: str) -> None:

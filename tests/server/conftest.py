@@ -21,18 +21,24 @@ from server_helpers import ManualClock
 
 from trioworks.server import Definition, Server, ServerConfig, SQLiteStorage, Storage, parse_definition
 
-BACKENDS = ["sqlite"]
+BACKENDS = ["sqlite", "postgres"]
 
 
-def _open_backend(name: str, tmp_path: Path) -> Storage:
+def _open_backend(name: str, tmp_path: Path, request: pytest.FixtureRequest) -> Storage:
     if name == "sqlite":
         return SQLiteStorage(tmp_path / "server.db")
+    if name == "postgres":
+        from trioworks.server._postgres import PostgresStorage
+
+        # An empty database per test, in the session's throwaway cluster (tests/conftest.py);
+        # skips the test when Postgres is not installed.
+        return PostgresStorage(request.getfixturevalue("fresh_postgres_url"), max_threads=4)
     raise AssertionError(f"unknown backend {name}")
 
 
 @pytest.fixture(params=BACKENDS)
 def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Storage]:
-    store = _open_backend(request.param, tmp_path)
+    store = _open_backend(request.param, tmp_path, request)
     try:
         yield store
     finally:

@@ -1,0 +1,330 @@
+"""Postgres-only behaviour: concurrent claims from threads and processes, locking, errors.
+
+The storage contract itself runs on Postgres through the parametrized ``storage`` fixture
+(``test_storage.py``); several servers on one database are in ``test_postgres_servers.py``.
+Each test gets an empty database of its own (``fresh_postgres_url``) and skips without Postgres.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from server_helpers import activity
+
+from _services import free_port
+from trioworks.server import (
+    ActivityStatus,
+    Conflict,
+    StorageUnavailable,
+    open_storage,
+    parse_definition,
+)
+from trioworks.server._postgres import PostgresStorage
+
+NOW = 10.0
+TERMINAL = {"code": "BOOM", "message": "no retry", "retryable": False}
+
+
+@pytest.fixture
+def pg(fresh_postgres_url: str) -> Iterator[PostgresStorage]:
+    store = PostgresStorage(fresh_postgres_url, max_threads=8)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def fan_out(
+    store: PostgresStorage,
+    workflows: int,
+    width: int,
+    *,
+    name: str = "fan",
+    settings: dict[str, Any] | None = None,
+    **extra: Any,
+) -> list[str]:
+    """``workflows`` workflows of ``width`` independent ``std`` activities (plus ``extra``); ids."""
+    activities = [activity(f"a{i}", settings=settings) for i in range(width)]
+    for key, spec in extra.items():
+        activities.append(activity(key, **spec))
+    store.put_definition(parse_definition({"name": name, "activities": activities}), 0.0)
+    return [store.create_workflow(name, None, {}, None, 1.0).id for _ in range(workflows)]
+
+
+def run_threads(count: int, target: Callable[[int], None]) -> None:
+    """Run ``target(i)`` in ``count`` threads released together; re-raise the first error."""
+    barrier = threading.Barrier(count)
+    errors: list[BaseException] = []
+
+    def body(i: int) -> None:
+        try:
+            barrier.wait()
+            target(i)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=body, args=(i,)) for i in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not any(t.is_alive() for t in threads), "a poller thread hung"
+    if errors:
+        raise errors[0]
+
+
+def drain(store: PostgresStorage, worker: str, worker_id: str, batch: int) -> list[str]:
+    """Claim until two polls in a row come back empty; the claimed activity ids."""
+    got: list[str] = []
+    empty = 0
+    while empty < 2:
+        claimed = store.claim(worker, worker_id, batch, NOW)
+        empty = 0 if claimed else empty + 1
+        got.extend(a.activity_id for a in claimed)
+    return got
+
+
+def claims_in_db(store: PostgresStorage, workflow_ids: list[str]) -> dict[str, tuple[str, str | None]]:
+    """activity id -> (status, claimed_by), as stored."""
+    out = {}
+    for wf in workflow_ids:
+        for row in store.get_workflow(wf)[1]:
+            out[row.id] = (row.status.value, row.claimed_by)
+    return out
+
+
+def test_concurrent_threads_never_claim_the_same_row(pg: PostgresStorage) -> None:
+    workflow_ids = fan_out(pg, workflows=30, width=8)  # 240 rows, every workflow still 'created'
+    got: dict[int, list[str]] = {}
+
+    def poller(i: int) -> None:
+        got[i] = drain(pg, "std", f"w{i}", batch=1 + i % 4)
+
+    run_threads(8, poller)
+    every = [a for ids in got.values() for a in ids]
+    assert len(every) == len(set(every)) == 240, "a row was claimed twice, or one was never claimed"
+    assert sum(1 for ids in got.values() if ids) >= 2, "no concurrency happened: the test proved nothing"
+    stored = claims_in_db(pg, workflow_ids)
+    for i, ids in got.items():
+        for activity_id in ids:
+            assert stored[activity_id] == ("running", f"w{i}"), "a returned claim was overwritten"
+    assert {pg.get_workflow(w)[0].status.value for w in workflow_ids} == {"running"}
+
+
+_POLLER = textwrap.dedent(
+    """
+    import json, sys
+    from trioworks.server._postgres import PostgresStorage
+    url, worker_id = sys.argv[1], sys.argv[2]
+    store = PostgresStorage(url, max_threads=1)
+    print("ready", flush=True)
+    sys.stdin.readline()  # wait until every process is ready
+    got, empty = [], 0
+    while empty < 2:
+        claimed = store.claim("std", worker_id, 2, 10.0)
+        empty = 0 if claimed else empty + 1
+        got.extend(a.activity_id for a in claimed)
+    store.close()
+    print(json.dumps(got), flush=True)
+    """
+)
+
+
+@pytest.mark.slow
+def test_concurrent_processes_never_claim_the_same_row(pg: PostgresStorage) -> None:
+    workflow_ids = fan_out(pg, workflows=20, width=10)
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _POLLER, pg.url, f"p{i}"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(3)
+    ]
+    try:
+        for proc in procs:
+            assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+        for proc in procs:
+            assert proc.stdin is not None
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
+        results = [json.loads(proc.communicate(timeout=120)[0]) for proc in procs]
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait()
+    every = [a for ids in results for a in ids]
+    assert len(every) == len(set(every)) == 200
+    stored = claims_in_db(pg, workflow_ids)
+    for i, ids in enumerate(results):
+        assert all(stored[a] == ("running", f"p{i}") for a in ids)
+
+
+def test_workflow_failure_cascade_never_overwrites_a_concurrent_claim(pg: PostgresStorage) -> None:
+    """A terminal failure fails the unclaimed siblings while other threads are claiming them.
+
+    Every sibling must end either claimed by exactly the worker it was returned to, or failed by
+    the cascade, never both (a lost update would leave a returned claim failed or unowned).
+    """
+    workflow_ids = fan_out(pg, workflows=25, width=10, boom={"worker": "boom"})
+    got: dict[int, list[str]] = {}
+
+    def actor(i: int) -> None:
+        if i == 0:  # claims each workflow's 'boom' activity and fails it for good
+            for _ in range(len(workflow_ids)):
+                for a in pg.claim("boom", "breaker", 1, NOW):
+                    assert pg.fail(a.activity_id, "breaker", TERMINAL, 0.0, None, NOW) is False
+        else:
+            got[i] = drain(pg, "std", f"w{i}", batch=2)
+
+    run_threads(4, actor)
+    claimed = {a: f"w{i}" for i, ids in got.items() for a in ids}
+    assert len(claimed) == sum(len(ids) for ids in got.values())
+    cascaded = 0
+    for wf in workflow_ids:
+        workflow, rows = pg.get_workflow(wf)
+        assert workflow.status.value == "failed"
+        for row in rows:
+            if row.key == "boom":
+                continue
+            if row.id in claimed:
+                assert (row.status, row.claimed_by) == (ActivityStatus.RUNNING, claimed[row.id])
+            else:
+                assert row.status is ActivityStatus.FAILED and row.error is not None
+                assert row.error["code"] == "WORKFLOW_FAILED"
+                cascaded += 1
+    assert claimed and cascaded, "the race never happened: both outcomes must occur"
+
+
+def test_signals_racing_first_claims_do_not_deadlock(pg: PostgresStorage) -> None:
+    """Signal locks a 'created' workflow while pollers claim its first rows (lock-order check).
+
+    A claim that waited for the workflow row here would deadlock with the signal; Postgres would
+    abort one of them after ``deadlock_timeout`` and the error would surface from a thread.
+    """
+    workflow_ids = fan_out(pg, workflows=40, width=3, gate={"settings": {"wait_for_signal": True}})
+    got: dict[int, list[str]] = {}
+
+    def actor(i: int) -> None:
+        if i == 0:
+            for wf in workflow_ids:
+                pg.signal(wf, "gate", "go", {"n": 1}, NOW)
+        else:
+            got[i] = drain(pg, "std", f"w{i}", batch=3)
+
+    run_threads(3, actor)
+    leftovers = drain(pg, "std", "late", batch=50)  # gates signalled after the pollers stopped
+    every = [a for ids in got.values() for a in ids] + leftovers
+    assert len(every) == len(set(every)) == 40 * 4
+    statuses = {s for s, _ in claims_in_db(pg, workflow_ids).values()}
+    assert statuses == {"running"}
+
+
+def test_expired_leases_are_stolen_exactly_once_under_concurrency(pg: PostgresStorage) -> None:
+    ids = fan_out(pg, workflows=10, width=5, name="lease", settings={"retry": {"max_attempts": 3}})
+    assert len(drain(pg, "std", "old", batch=10)) == 50
+    stolen: dict[int, list[str]] = {}
+
+    def thief(i: int) -> None:
+        got: list[str] = []
+        while claimed := pg.claim("std", f"t{i}", 3, NOW + 61):  # the default lease is 60 s
+            got.extend(a.activity_id for a in claimed)
+        stolen[i] = got
+
+    run_threads(4, thief)
+    every = [a for got in stolen.values() for a in got]
+    assert len(every) == len(set(every)) == 50
+    owner = {a: f"t{i}" for i, got in stolen.items() for a in got}
+    for wf in ids:
+        for row in pg.get_workflow(wf)[1]:
+            assert (row.claimed_by, row.retry_count) == (owner[row.id], 1)
+
+
+def test_expired_leases_without_retries_fail_once_under_concurrency(pg: PostgresStorage) -> None:
+    ids = fan_out(pg, workflows=10, width=5, name="nolease")
+    assert len(drain(pg, "std", "old", batch=10)) == 50
+    stolen: list[str] = []
+
+    def poller(i: int) -> None:
+        stolen.extend(a.activity_id for a in pg.claim("std", f"t{i}", 50, NOW + 61))
+        pg.sweep(NOW + 61)
+
+    run_threads(4, poller)
+    assert stolen == []
+    for wf in ids:
+        workflow, rows = pg.get_workflow(wf)
+        assert workflow.status.value == "failed" and "LEASE_EXPIRED" in (workflow.error_message or "")
+        assert {r.status for r in rows} == {ActivityStatus.FAILED}
+
+
+def test_sweep_requeues_expired_rows_for_the_next_claim(pg: PostgresStorage) -> None:
+    pg.put_definition(
+        parse_definition(
+            {"name": "r", "activities": [activity("a", settings={"retry": {"max_attempts": 3}})]}
+        ),
+        0.0,
+    )
+    wf = pg.create_workflow("r", None, {}, None, 1.0)
+    (a,) = pg.claim("std", "w1", 1, NOW)
+    assert pg.sweep(NOW + 30) == 0
+    assert pg.sweep(NOW + 61) == 1
+    (again,) = pg.claim("std", "w2", 1, NOW + 62)
+    assert again.activity_id == a.activity_id
+    row = pg.get_workflow(wf.id)[1][0]
+    assert (row.claimed_by, row.retry_count) == ("w2", 1)  # requeued (+1); claiming a pending row adds 0
+    with pytest.raises(Conflict):
+        pg.heartbeat(a.activity_id, "w1", NOW + 63)
+
+
+def test_schema_creation_is_safe_when_servers_start_together(fresh_postgres_url: str) -> None:
+    stores: list[PostgresStorage] = []
+    secrets: list[str] = []
+    lock = threading.Lock()
+
+    def open_one(i: int) -> None:
+        store = PostgresStorage(fresh_postgres_url, max_threads=1)
+        secret = store.meta_setdefault("jwt_secret", f"secret-{i}")
+        with lock:
+            stores.append(store)
+            secrets.append(secret)
+
+    try:
+        run_threads(4, open_one)
+    finally:
+        for store in stores:
+            store.close()
+    assert len(stores) == 4 and len(set(secrets)) == 1  # one winner, seen by all
+
+
+def test_open_storage_picks_postgres(fresh_postgres_url: str) -> None:
+    store = open_storage(fresh_postgres_url)
+    try:
+        assert isinstance(store, PostgresStorage)
+        store.check()
+        assert "postgresql://postgres@127.0.0.1" in repr(store)
+    finally:
+        store.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        store.check()
+
+
+def test_unreachable_database_is_a_clear_error_without_the_password() -> None:
+    url = f"postgresql://ann:hunter2@127.0.0.1:{free_port()}/jobs"
+    with pytest.raises(
+        StorageUnavailable, match=r"cannot connect to postgresql://ann@127\.0\.0\.1:\d+/jobs"
+    ) as info:
+        PostgresStorage(url, connect_timeout=1)
+    assert "hunter2" not in str(info.value)
+
+
+def test_malformed_url_is_a_clear_error() -> None:
+    with pytest.raises(StorageUnavailable, match="bad Postgres URL"):
+        PostgresStorage("postgresql://x/y?nonsense_option=1")
