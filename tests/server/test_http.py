@@ -116,7 +116,11 @@ async def test_workflow_round_trip(api: Api) -> None:
     assert store["timeout_seconds"] == 30 and store["settings"]["retry"]["max_attempts"] == 2
     failed = await api.client.post(
         f"/api/v1/activities/{store['activity_id']}/fail",
-        json={"worker_id": "w1", "error": {"code": "X", "message": "flaky", "retryable": True}},
+        json={
+            "worker_id": "w1",
+            "error": {"code": "X", "message": "flaky", "retryable": True},
+            "cost_usd": "0.25",  # the original SDK sends its Decimal as a string
+        },
     )
     assert failed.json() == {"acknowledged": True, "will_retry": True}
     assert await poll(api) == []
@@ -133,7 +137,7 @@ async def test_workflow_round_trip(api: Api) -> None:
     assert output == {
         "workflow_id": workflow_id,
         "output": {"fetch": {"body": [1, 2]}, "store": {}},
-        "cost_usd": 0.5,
+        "cost_usd": 0.75,
     }
     listed = (await api.client.get("/api/v1/workflows?status=completed&definition_name=etl")).json()
     assert (listed["total"], listed["count"], listed["workflows"][0]["id"]) == (1, 1, workflow_id)
@@ -206,7 +210,7 @@ async def test_signal(api: Api) -> None:
     )
     assert reply.json()["signaled"] is True
     (activity_,) = await poll(api)
-    assert activity_["signal_data"] == {"event_name": "go", "data": {"ok": 1}}
+    assert activity_["signal_data"] == {"ok": 1}
 
 
 async def test_files(api: Api) -> None:

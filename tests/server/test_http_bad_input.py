@@ -75,6 +75,13 @@ CASES: list[tuple[str, str, Any, int, str | None]] = [
     ("POST", "/api/v1/activities/{aid}/fail", {"worker_id": "w"}, 422, "error"),
     (
         "POST",
+        "/api/v1/activities/{aid}/complete",
+        {"worker_id": "w", "output": {}, "cost_usd": "lots"},
+        422,
+        "cost_usd",
+    ),
+    (
+        "POST",
         "/api/v1/activities/{aid}/fail",
         {"worker_id": "w", "error": {"code": "", "message": "m", "retryable": True}},
         422,

@@ -187,8 +187,15 @@ def owned_check(row: ActivityRow, worker_id: str, workflow: WorkflowRow, action:
 def complete_row(
     row: ActivityRow, output: dict[str, Any], cost_usd: float, usage: list[dict[str, Any]] | None, now: float
 ) -> ActivityRow:
+    # Cost accumulates over attempts: a failed attempt's spend is not lost by the retry's success.
     return attrs.evolve(
-        row, status=S.COMPLETED, output=output, cost_usd=cost_usd, usage=usage, completed_at=now, error=None
+        row,
+        status=S.COMPLETED,
+        output=output,
+        cost_usd=row.cost_usd + cost_usd,
+        usage=usage,
+        completed_at=now,
+        error=None,
     )
 
 

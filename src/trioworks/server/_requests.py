@@ -7,6 +7,7 @@ Each ``parse_*`` takes the decoded JSON and returns a typed request or raises
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -67,11 +68,22 @@ class _Fields:
         return value
 
     def number(self, name: str, default: float) -> float:
+        """A number >= 0; a decimal string is accepted too (the original SDK sends Decimal as str)."""
         value = self.data.get(name)
         if value is None:
             return default
-        if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
-            self.add(name, "must be a number >= 0")
+        if isinstance(value, str):
+            try:
+                value = float(value)
+            except ValueError:
+                value = None
+        if (
+            not isinstance(value, int | float)
+            or isinstance(value, bool)
+            or not math.isfinite(value)
+            or value < 0
+        ):
+            self.add(name, "must be a number >= 0 (or a decimal string)")
             return default
         return float(value)
 

@@ -179,8 +179,8 @@ class SqlStorage(SqlBase):
             row = rows[index]
             if row.signal_data is not None or row.status not in (S.NOT_SCHEDULED, S.WAITING):
                 raise Conflict(f"activity {activity_key!r} was already signalled or is {row.status.value}")
-            payload = {"event_name": event_name, "data": data if data is not None else {}}
-            new_row = attrs.evolve(row, signal_data=payload)
+            # The worker sees the signal's data as ``signal_data`` (the original SDK's ctx.signal).
+            new_row = attrs.evolve(row, signal_data=data if data is not None else {})
             if row.status is S.WAITING:
                 new_row = attrs.evolve(new_row, status=S.PENDING, scheduled_for=now)
             rows = [*rows[:index], new_row, *rows[index + 1 :]]
