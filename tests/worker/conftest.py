@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 import trio
+import trio.testing
 from worker_fake import FakeServer
 
 from trioworks.worker import Worker, WorkerConfig
@@ -53,3 +54,9 @@ async def wait_until(predicate: Callable[[], bool], *, step: float = 0.05, limit
             if predicate():
                 return
             await trio.sleep(step)
+
+
+@pytest.fixture
+def thread_clock() -> trio.testing.MockClock:
+    """Virtual time that waits 50 ms of real idleness before jumping, so threads get to start."""
+    return trio.testing.MockClock(autojump_threshold=0.05)

@@ -84,6 +84,8 @@ class WorkerConfig:
     """httpx timeout of a single HTTP request."""
     health_interval: float = attrs.field(default=30.0, validator=_positive)
     """Period of the INFO health log line."""
+    lag_interval: float = attrs.field(default=0.1, validator=_positive)
+    """Period of the event-loop lag probe (a sleep whose lateness is the lag)."""
     server_lease: float = attrs.field(default=60.0, validator=_positive)
     """The server's lease when ``timeout_seconds`` is null (Kruxia: 60 s)."""
 

@@ -27,7 +27,6 @@ logger = logging.getLogger("trioworks.worker")
 
 _AUTH_BACKOFF = RetryPolicy(base_delay=1.0, factor=2.0, max_delay=60.0, jitter=0.5)
 _ERROR_BACKOFF = RetryPolicy(base_delay=0.5, factor=2.0, max_delay=30.0, jitter=0.5)
-_LAG_TICK = 0.1
 
 
 @attrs.frozen
@@ -305,9 +304,9 @@ class Worker:
         next_log = trio.current_time() + self.config.health_interval
         while True:
             before = trio.current_time()
-            await trio.sleep(_LAG_TICK)
+            await trio.sleep(self.config.lag_interval)
             now = trio.current_time()
-            lag.set(max(0.0, now - before - _LAG_TICK))
+            lag.set(max(0.0, now - before - self.config.lag_interval))
             if now >= next_log:
                 next_log = now + self.config.health_interval
                 logger.info("health: %s", self.stats().line())
