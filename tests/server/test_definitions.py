@@ -66,6 +66,18 @@ def test_valid_definition_parses() -> None:
             },
             "activities[1].depends_on[0].condition",
         ),
+        (
+            {
+                "name": "x",
+                "activities": [
+                    activity("a"),
+                    activity(
+                        "b", {"activity_key": "a", "conditions": ["{{a.x}} == 1", "{{ a.x == 1 || a.y }}"]}
+                    ),
+                ],
+            },
+            "activities[1].depends_on[0].conditions[1]",
+        ),
     ],
 )
 def test_bad_definitions_name_the_field(data: Any, field: str) -> None:

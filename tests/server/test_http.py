@@ -242,3 +242,20 @@ async def test_files(api: Api) -> None:
     error_of(await api.client.get(f"{base}/missing"), 404, "NOT_FOUND")
     assert await api.snapshot() == before
     assert not list((api.db_path.parent / "api.db.files").rglob("*.part"))
+
+
+async def test_original_sdk_client_routes(api: Api) -> None:
+    # KruxiaFlow.deploy() posts a definition to /workflows; start_workflow() uses /workflows/start.
+    deployed = await api.client.post("/api/v1/workflows", json=DEFINITION)
+    assert deployed.status_code == 201 and deployed.json()["version"] == 1
+    started = await api.client.post(
+        "/api/v1/workflows/start", json={"name": "etl", "inputs": {"url": "u"}, "version": "1"}
+    )
+    assert started.status_code == 201 and started.json()["status"] == "created"
+    (fetch,) = await poll(api)
+    assert fetch["parameters"] == {"url": "u"}
+    missing = error_of(
+        await api.client.post("/api/v1/workflows/start", json={"inputs": {}}), 422, "VALIDATION_ERROR"
+    )
+    assert "name" in missing["details"]["field_errors"]
+    error_of(await api.client.post("/api/v1/workflows/start", json={"name": "ghost"}), 404, "NOT_FOUND")

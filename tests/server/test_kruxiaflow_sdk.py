@@ -1,4 +1,4 @@
-"""The original ``kruxiaflow`` worker SDK (asyncio, in a subprocess) against our server.
+"""The original ``kruxiaflow`` SDK (its client and its asyncio worker, in subprocesses) against our server.
 
 Skipped unless a Python with ``kruxiaflow==0.4.0`` is available: this interpreter, or the one
 named by ``$KRUXIAFLOW_SDK_PYTHON`` (e.g. a venv made with ``pip install kruxiaflow==0.4.0``).
@@ -50,6 +50,29 @@ SDK_WORKER = textwrap.dedent(
     for a in (double, upload, boom):
         registry.register(a, config.worker)
     asyncio.run(WorkerManager(config, registry).run_until_shutdown())
+    """
+)
+
+# The SDK's client: build a workflow with its models (a conditioned dependency in its own
+# in-brace syntax), deploy it and start it; prints the workflow id.
+SDK_CLIENT = textwrap.dedent(
+    """
+    import sys
+    from kruxiaflow import KruxiaFlow
+    from kruxiaflow.models import Activity, Dependency, Workflow
+
+    a = Activity(key="a", worker="py-std", activity_name="double", parameters={"n": 3})
+    b = Activity(
+        key="b", worker="py-std", activity_name="double",
+        depends_on=[Dependency.on(a, "{{ a.result > 1 }}")], parameters={"n": "{{a.result}}"},
+    )
+    skipped = Activity(
+        key="never", worker="py-std", activity_name="double",
+        depends_on=[Dependency.on(a, "{{ a.result > 100 }}")], parameters={"n": 0},
+    )
+    with KruxiaFlow(api_url=sys.argv[1], api_token=sys.argv[2]) as client:
+        client.deploy(Workflow(name="sdkflow", activities=[a, b, skipped]))
+        print(client.start_workflow("sdkflow", inputs={"x": 1})["workflow_id"])
     """
 )
 
@@ -118,7 +141,7 @@ async def _wait_done(api: Api, workflow_ids: list[str]) -> list[dict]:
 
 
 @pytest.mark.slow
-async def test_original_sdk_worker_runs_against_our_server(api: Api, sdk_python: str, tmp_path: Path) -> None:
+async def test_original_sdk_runs_against_our_server(api: Api, sdk_python: str, tmp_path: Path) -> None:
     for definition in (PIPELINE, FAILING):
         assert (await api.client.post("/api/v1/workflow_definitions", json=definition)).status_code == 201
     submit = api.client.post
@@ -126,6 +149,13 @@ async def test_original_sdk_worker_runs_against_our_server(api: Api, sdk_python:
     bad = (await submit("/api/v1/workflows", json={"definition_name": "boom", "input": {}})).json()
     script = tmp_path / "sdk_worker.py"
     await trio.Path(script).write_text(SDK_WORKER)
+    client_script = tmp_path / "sdk_client.py"
+    await trio.Path(client_script).write_text(SDK_CLIENT)
+    token = api.client.headers["Authorization"].removeprefix("Bearer ")
+    started = await trio.run_process(
+        [sdk_python, str(client_script), str(api.client.base_url), token], capture_stdout=True
+    )
+    sdk_flow = started.stdout.decode().strip()
     env = {
         **os.environ,
         "KRUXIAFLOW_API_URL": str(api.client.base_url),
@@ -136,7 +166,7 @@ async def test_original_sdk_worker_runs_against_our_server(api: Api, sdk_python:
         run = functools.partial(trio.run_process, [sdk_python, str(script)], env=env, check=False)
         process = await nursery.start(run)
         try:
-            done, failed = await _wait_done(api, [ok["workflow_id"], bad["workflow_id"]])
+            done, failed, by_sdk = await _wait_done(api, [ok["workflow_id"], bad["workflow_id"], sdk_flow])
         finally:
             process.send_signal(signal.SIGTERM)
 
@@ -152,3 +182,10 @@ async def test_original_sdk_worker_runs_against_our_server(api: Api, sdk_python:
     assert failed["status"] == "failed"
     (boom,) = failed["activities"]
     assert (boom["retry_count"], boom["error"]["code"]) == (1, "EXECUTION_ERROR")
+    assert by_sdk["status"] == "completed", by_sdk
+    results = {a["activity_key"]: (a["status"], a["outputs"]) for a in by_sdk["activities"]}
+    assert results == {
+        "a": ("completed", {"result": 6}),
+        "b": ("completed", {"result": 12}),
+        "never": ("skipped", None),
+    }

@@ -254,3 +254,21 @@ def test_files_metadata(storage: Storage, define) -> None:
 def test_meta_setdefault(storage: Storage) -> None:
     assert storage.meta_setdefault("k", "v1") == "v1"
     assert storage.meta_setdefault("k", "v2") == "v1"
+
+
+def test_original_sdk_conditions_list(storage: Storage, define) -> None:
+    define(
+        "d",
+        activity("check"),
+        # The original SDK's form: a list per dependency (all must hold), comparisons inside braces.
+        activity(
+            "both", {"activity_key": "check", "conditions": ["{{ check.n > 1 }}", "{{ check.kind == 'a' }}"]}
+        ),
+        activity(
+            "one", {"activity_key": "check", "conditions": ["{{ check.n > 1 }}", "{{ check.kind == 'b' }}"]}
+        ),
+    )
+    wf = storage.create_workflow("d", None, {}, None, 0.0)
+    (check,) = storage.claim("std", "w", 1, 0.0)
+    storage.complete(check.activity_id, "w", {"n": 2, "kind": "a"}, 0, None, 1.0)
+    assert statuses(storage, wf.id) == {"check": "completed", "both": "pending", "one": "skipped"}

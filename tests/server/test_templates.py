@@ -8,6 +8,7 @@ from trioworks.server._templates import (
     Unresolved,
     check_condition,
     evaluate_condition,
+    normalize_condition,
     references,
     render,
 )
@@ -78,3 +79,24 @@ def test_ordering_incompatible_types_is_an_error() -> None:
 @pytest.mark.parametrize("condition", ["", "just text", "{{a.b}} ==", "1 < 2 < 3"])
 def test_bad_condition_syntax(condition: str) -> None:
     assert check_condition(condition) is not None
+
+
+@pytest.mark.parametrize(
+    ("original", "normalized"),
+    [
+        ("{{ fetch.body.kind == 'html' }}", "{{fetch.body.kind}} == 'html'"),
+        ("{{fetch.body.size > 3}}", "{{fetch.body.size}} > 3"),
+        ("{{ fetch.ok == true }}", "{{fetch.ok}} == true"),
+        ("{{fetch.ok}}", "{{fetch.ok}}"),
+        ("{{a.b}} == 1", "{{a.b}} == 1"),
+    ],
+)
+def test_original_sdk_in_brace_conditions(original: str, normalized: str) -> None:
+    assert normalize_condition(original) == normalized
+    assert check_condition(original) is None
+    assert evaluate_condition(original, CTX) is evaluate_condition(normalized, CTX)
+
+
+def test_and_or_are_refused_with_a_hint() -> None:
+    assert "list several conditions" in (check_condition("{{ a.x == 1 && a.y == 2 }}") or "")
+    assert check_condition("{{a.x}} == 'a && b'") is None  # inside quotes it is just text

@@ -16,7 +16,15 @@ from ._definitions import KEY_PATTERN, parse_definition
 from ._errors import BadRequest, NotFound, ValidationFailed
 from ._http import Context, json_body, respond
 from ._models import ActivityRow, ActivityStatus, WorkflowRow, WorkflowStatus
-from ._requests import parse_complete, parse_fail, parse_poll, parse_signal, parse_submit, parse_worker
+from ._requests import (
+    SubmitRequest,
+    parse_complete,
+    parse_fail,
+    parse_poll,
+    parse_signal,
+    parse_submit,
+    parse_worker,
+)
 from ._wire import converter, definition_body, iso
 
 __all__ = ["HANDLERS"]
@@ -79,6 +87,10 @@ async def put_definition(request: Request, ctx: Context) -> Response:
     data = await json_body(request, ctx, also=_YAML_TYPES)
     if isinstance(data, bytes):  # YAML: json_body hands back raw bytes for the types in ``also``
         data = await ctx.db(_load_yaml, data)
+    return await _deploy(data, ctx)
+
+
+async def _deploy(data: Any, ctx: Context) -> Response:
     definition = parse_definition(data)
     result = await ctx.db(ctx.storage.put_definition, definition, ctx.clock())
     body: dict[str, Any] = {
@@ -123,7 +135,32 @@ async def get_definition(request: Request, ctx: Context) -> Response:
 
 # -- workflows ---------------------------------------------------------------------------------
 async def submit(request: Request, ctx: Context) -> Response:
-    body = parse_submit(await json_body(request, ctx))
+    data = await json_body(request, ctx)
+    if isinstance(data, dict) and "activities" in data and "definition_name" not in data:
+        return await _deploy(data, ctx)  # the original SDK's KruxiaFlow.deploy() posts definitions here
+    return await _start(parse_submit(data), ctx)
+
+
+async def start(request: Request, ctx: Context) -> Response:
+    """``POST /api/v1/workflows/start`` of the original SDK: ``{name, inputs?, version?}``."""
+    data = await json_body(request, ctx)
+    if not isinstance(data, dict):
+        data = {"definition_name": data}  # parse_submit reports the bad body
+    version = data.get("version")
+    renamed = {
+        "definition_name": data.get("name"),
+        "input": data.get("inputs") if data.get("inputs") is not None else {},
+        "version": int(version) if isinstance(version, str) and version.isdigit() else version,
+    }
+    try:
+        body = parse_submit(renamed)
+    except ValidationFailed as exc:  # name the fields as this route's caller sent them
+        names = {"definition_name": "name", "input": "inputs"}
+        raise ValidationFailed({names.get(k, k): v for k, v in exc.field_errors.items()}) from None
+    return await _start(body, ctx)
+
+
+async def _start(body: SubmitRequest, ctx: Context) -> Response:
     workflow = await ctx.db(
         ctx.storage.create_workflow,
         body.definition_name,
@@ -258,6 +295,7 @@ HANDLERS = {
     "list_definitions": list_definitions,
     "get_definition": get_definition,
     "submit": submit,
+    "start": start,
     "list_workflows": list_workflows,
     "get_workflow": get_workflow,
     "workflow_output": workflow_output,

@@ -85,6 +85,7 @@ def build_app(ctx: Context) -> Starlette:
         api("/workflow_definitions/{name}", "get_definition", "GET"),
         api("/workflows", "submit", "POST"),
         api("/workflows", "list_workflows", "GET"),
+        api("/workflows/start", "start", "POST"),
         api("/workflows/{workflow_id}", "get_workflow", "GET"),
         api("/workflows/{workflow_id}/output", "workflow_output", "GET"),
         api("/workflows/{workflow_id}/signal", "signal", "POST"),

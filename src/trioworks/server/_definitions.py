@@ -12,7 +12,7 @@ from typing import Any
 
 from ._errors import ValidationFailed
 from ._models import ActivityDef, Definition, Dependency, OutputDef, RetrySettings
-from ._templates import check_condition, references
+from ._templates import check_condition, normalize_condition, references
 
 __all__ = ["KEY_PATTERN", "WORKER_PATTERN", "parse_definition", "retry_settings", "timeout_seconds"]
 
@@ -110,11 +110,31 @@ def _parse_outputs(errors: _Errors, outputs: Any, path: str) -> tuple[OutputDef,
     return tuple(parsed)
 
 
+def _parse_conditions(errors: _Errors, item: Mapping[str, Any], path: str) -> tuple[str, ...]:
+    """``condition`` (one string, the spec) and/or ``conditions`` (a list, the original SDK)."""
+    found: list[tuple[str, Any]] = []
+    if item.get("condition") is not None:
+        found.append((f"{path}.condition", item["condition"]))
+    many = item.get("conditions")
+    if isinstance(many, list):
+        found += [(f"{path}.conditions[{j}]", c) for j, c in enumerate(many)]
+    elif many is not None:
+        errors.add(f"{path}.conditions", "must be a list of condition strings")
+    conditions = []
+    for field, condition in found:
+        problem = check_condition(condition)
+        if problem:
+            errors.add(field, problem)
+        else:
+            conditions.append(normalize_condition(condition))
+    return tuple(conditions)
+
+
 def _parse_depends(errors: _Errors, deps: Any, path: str) -> tuple[Dependency, ...]:
     if deps is None:
         return ()
     if not isinstance(deps, list):
-        errors.add(path, "must be a list of activity keys or {activity_key, condition?} objects")
+        errors.add(path, "must be a list of activity keys or {activity_key, condition?, conditions?} objects")
         return ()
     parsed = []
     for i, item in enumerate(deps):
@@ -124,13 +144,8 @@ def _parse_depends(errors: _Errors, deps: Any, path: str) -> tuple[Dependency, .
         if not isinstance(item, Mapping) or not isinstance(item.get("activity_key"), str):
             errors.add(f"{path}[{i}]", "must be an activity key or an object with 'activity_key'")
             continue
-        condition = item.get("condition")
-        if condition is not None:
-            problem = check_condition(condition)
-            if problem:
-                errors.add(f"{path}[{i}].condition", problem)
-                condition = None
-        parsed.append(Dependency(item["activity_key"], condition))
+        conditions = _parse_conditions(errors, item, f"{path}[{i}]")
+        parsed.append(Dependency(item["activity_key"], conditions))
     return tuple(parsed)
 
 
@@ -213,7 +228,7 @@ def _check_graph(errors: _Errors, activities: tuple[ActivityDef, ...]) -> None:
         return
     ancestors = _ancestors(activities)
     for i, activity in enumerate(activities):
-        conditions = [d.condition for d in activity.depends_on if d.condition]
+        conditions = [c for d in activity.depends_on for c in d.conditions]
         for where, value in (("parameters", activity.parameters), ("depends_on", conditions)):
             for expr in sorted(references(value)):
                 root = expr.split(".")[0]

@@ -85,9 +85,11 @@ def _schedule(
     if deps and all(d.status is S.SKIPPED for d in deps):
         return attrs.evolve(row, status=S.SKIPPED, completed_at=now)
     ctx = _context(workflow, rows)
-    conditions = [d.condition for d in spec.depends_on if d.condition]
+    conditioned = [d for d in spec.depends_on if d.conditions]
     try:
-        if conditions and not any(evaluate_condition(c, ctx) for c in conditions):
+        if conditioned and not any(
+            all(evaluate_condition(c, ctx) for c in d.conditions) for d in conditioned
+        ):
             return attrs.evolve(row, status=S.SKIPPED, completed_at=now)
         parameters = render(spec.parameters, ctx)
     except TemplateError as exc:

@@ -61,8 +61,14 @@ class ActivityStatus(enum.StrEnum):
 
 @attrs.frozen
 class Dependency:
+    """``activity_key`` must finish first; the dependency holds when all ``conditions`` are true.
+
+    Definitions may give one ``condition`` (the spec) or a list of ``conditions`` (the original
+    SDK); both end up here, normalized (see :func:`normalize_condition`).
+    """
+
     activity_key: str
-    condition: str | None = None
+    conditions: tuple[str, ...] = ()
 
 
 @attrs.frozen

@@ -9,6 +9,8 @@ type; a template inside a longer string is replaced by the value's text (JSON fo
 Conditions compare two sides with ``==``, ``!=``, ``<``, ``>``, ``<=``, ``>=``; a side is a
 template, a quoted string, or a JSON literal (number, ``true``, ``false``, ``null``), anything
 else being a bare string. A condition with no operator is the truthiness of its one template.
+The original SDK's form with the comparison inside the braces (``{{ a.x == 'ok' }}``) is
+accepted and means the same as ``{{a.x}} == 'ok'``.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ __all__ = [
     "Unresolved",
     "check_condition",
     "evaluate_condition",
+    "normalize_condition",
     "references",
     "render",
 ]
@@ -139,6 +142,31 @@ def _split(condition: str) -> tuple[str, str | None, str | None]:
     return condition.strip(), None, None
 
 
+def _is_literal(text: str) -> bool:
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
+        return True
+    try:
+        json.loads(text)
+    except ValueError:
+        return False
+    return True
+
+
+def normalize_condition(condition: str) -> str:
+    """The original SDK's in-brace form ``{{ a.x == 'ok' }}`` as ``{{a.x}} == 'ok'``; others unchanged."""
+    whole = _TEMPLATE.fullmatch(condition.strip()) if isinstance(condition, str) else None
+    if not whole:
+        return condition
+    left, op, right = _split(whole.group(1))
+    if op is None or not left or not right:
+        return condition
+
+    def side(text: str) -> str:
+        return text if _is_literal(text) else f"{{{{{text}}}}}"
+
+    return f"{side(left)} {op} {side(right)}"
+
+
 def _side(text: str, ctx: TemplateContext | None) -> Any:
     whole = _TEMPLATE.fullmatch(text)
     if whole:
@@ -157,6 +185,10 @@ def check_condition(condition: str) -> str | None:
     """A message saying what is wrong with ``condition``'s syntax, or None if it is fine."""
     if not isinstance(condition, str) or not condition.strip():
         return "must be a non-empty string"
+    bare = re.sub(r"'[^']*'|\"[^\"]*\"", "", condition)
+    if "&&" in bare or "||" in bare:
+        return "&& and || are not supported: list several conditions (all must hold) instead"
+    condition = normalize_condition(condition)
     left, op, right = _split(condition)
     if op is None:
         if not _TEMPLATE.fullmatch(left):
@@ -174,7 +206,7 @@ def evaluate_condition(condition: str, ctx: TemplateContext) -> bool:
 
     Raises :exc:`TemplateError` when an ordering compares values of incompatible types.
     """
-    left_text, op, right_text = _split(condition)
+    left_text, op, right_text = _split(normalize_condition(condition))
     try:
         left = _side(left_text, ctx)
         if op is None:
