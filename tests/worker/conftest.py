@@ -36,8 +36,14 @@ async def start_worker(fake: FakeServer, nursery: trio.Nursery) -> AsyncIterator
     """``await start_worker(activities, **config)`` -> a running :class:`Worker`."""
     workers: list[Worker] = []
 
-    async def start(activities: Iterable[Any], **config: Any) -> Worker:
-        worker = Worker(make_config(**config), activities, transport=fake.transport, rng=random.Random(7))
+    async def start(activities: Iterable[Any], *, handle_signals: bool = False, **config: Any) -> Worker:
+        worker = Worker(
+            make_config(**config),
+            activities,
+            transport=fake.transport,
+            rng=random.Random(7),
+            handle_signals=handle_signals,
+        )
         workers.append(worker)
         return await nursery.start(worker.run)
 
