@@ -1,0 +1,129 @@
+"""Several reference servers on one Postgres database, over HTTP (real hypercorn, real Postgres).
+
+The servers start together on an empty database (schema creation and the stored JWT secret race),
+a workflow submitted through one is worked on through the others, and workers polling different
+servers at once never receive the same activity.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import httpx
+import trio
+from server_helpers import ManualClock, activity
+
+from trioworks.server import Server, ServerConfig
+
+SERVERS = 2
+WORKFLOWS = 12
+DEFINITION = {
+    "name": "pair",
+    "activities": [
+        activity("first", parameters={"n": "{{INPUT.n}}"}),
+        activity("second", "first", parameters={"double": "{{first.value}}"}),
+    ],
+}
+
+
+async def token(client: httpx.AsyncClient) -> str:
+    reply = await client.post(
+        "/api/v1/oauth/token",
+        json={"grant_type": "client_credentials", "client_id": "c", "client_secret": "s"},
+    )
+    assert reply.status_code == 200, reply.text
+    return str(reply.json()["access_token"])
+
+
+async def test_several_servers_share_one_database(fresh_postgres_url: str, tmp_path: Path) -> None:
+    clock = ManualClock()
+    servers = [
+        Server(
+            ServerConfig(
+                db=fresh_postgres_url,
+                port=0,
+                clients={"c": "s"},
+                clock=clock,
+                sweep_interval=3600.0,
+                files_dir=tmp_path / f"files{i}",
+            )
+        )
+        for i in range(SERVERS)
+    ]
+    urls: list[str] = [""] * SERVERS
+    with trio.fail_after(120):
+        async with trio.open_nursery() as nursery:
+
+            async def start(i: int) -> None:
+                urls[i] = await nursery.start(servers[i].run)
+
+            async with trio.open_nursery() as starting:  # start together: the schema race
+                for i in range(SERVERS):
+                    starting.start_soon(start, i)
+
+            clients = [httpx.AsyncClient(base_url=url, timeout=30) for url in urls]
+            try:
+                await exercise(clients)
+            finally:
+                for client in clients:
+                    await client.aclose()
+            nursery.cancel_scope.cancel()
+
+
+async def exercise(clients: list[httpx.AsyncClient]) -> None:
+    # A token from one server is good on every other: they share the secret stored in the database.
+    bearer = await token(clients[0])
+    for client in clients:
+        client.headers["Authorization"] = f"Bearer {bearer}"
+        assert (await client.get("/health/ready")).status_code == 200
+    reply = await clients[1].post("/api/v1/workflow_definitions", json=DEFINITION)
+    assert reply.status_code == 201, reply.text
+    workflow_ids = []
+    for n in range(WORKFLOWS):
+        reply = await clients[n % SERVERS].post(
+            "/api/v1/workflows", json={"definition_name": "pair", "input": {"n": n}}
+        )
+        assert reply.status_code == 201, reply.text
+        workflow_ids.append(reply.json()["workflow_id"])
+
+    received: list[tuple[str, str]] = []  # (activity_id, worker_id), in order of receipt
+    done = trio.Event()
+
+    async def worker(i: int) -> None:
+        poll_at, report_at = clients[i % SERVERS], clients[(i + 1) % SERVERS]
+        worker_id = f"w{i}"
+        while not done.is_set():
+            reply = await poll_at.post(
+                "/api/v1/workers/poll", json={"worker": "std", "worker_id": worker_id, "max_activities": 3}
+            )
+            assert reply.status_code == 200, reply.text
+            activities: list[dict[str, Any]] = reply.json()["activities"]
+            if not activities:
+                await trio.sleep(0.01)
+                continue
+            for item in activities:
+                received.append((item["activity_id"], worker_id))
+                value = item["parameters"].get("n", item["parameters"].get("double"))
+                done_reply = await report_at.post(
+                    f"/api/v1/activities/{item['activity_id']}/complete",
+                    json={"worker_id": worker_id, "output": {"value": value}},
+                )
+                assert done_reply.status_code == 200, done_reply.text
+            if len(received) == 2 * WORKFLOWS:
+                done.set()
+
+    async with trio.open_nursery() as workers:
+        for i in range(2 * SERVERS):
+            workers.start_soon(worker, i)
+
+    counts = Counter(activity_id for activity_id, _ in received)
+    assert len(counts) == 2 * WORKFLOWS and set(counts.values()) == {1}, "an activity was handed out twice"
+    assert len({w for _, w in received}) >= 2, "only one worker ever got work: no concurrency was tested"
+    for n, workflow_id in enumerate(workflow_ids):
+        reply = await clients[(n + 1) % SERVERS].get(f"/api/v1/workflows/{workflow_id}")
+        body = reply.json()
+        assert body["status"] == "completed", body
+        second = next(a for a in body["activities"] if a["activity_key"] == "second")
+        assert second["outputs"] == {"value": n}
