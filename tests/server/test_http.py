@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import attrs
 import httpx
+import trio
 import yaml
 from server_helpers import activity
 
-from conftest import Api
+from conftest import Api, running_api
+from trioworks.server import ServerConfig
 
 DEFINITION = {
     "name": "etl",
@@ -259,3 +262,22 @@ async def test_original_sdk_client_routes(api: Api) -> None:
     )
     assert "name" in missing["details"]["field_errors"]
     error_of(await api.client.post("/api/v1/workflows/start", json={"name": "ghost"}), 404, "NOT_FOUND")
+
+
+async def test_sweeper_reclaims_expired_leases(server_config: ServerConfig) -> None:
+    # No poll comes after the expiry: only the periodic sweep can notice it.
+    config = attrs.evolve(server_config, sweep_interval=0.05)
+    async with running_api(config) as api:
+        definition = {"name": "lease", "activities": [activity("a", settings={"timeout_seconds": 5})]}
+        await api.client.post("/api/v1/workflow_definitions", json=definition)
+        started = await api.client.post("/api/v1/workflows", json={"definition_name": "lease", "input": {}})
+        await poll(api)
+        api.clock.advance(6)
+        url = f"/api/v1/workflows/{started.json()['workflow_id']}"
+        with trio.fail_after(10):
+            while True:  # polling a remote server: there is no event to wait on
+                doc = (await api.client.get(url)).json()
+                if doc["status"] == "failed":
+                    break
+                await trio.sleep(0.05)
+        assert doc["activities"][0]["error"]["code"] == "LEASE_EXPIRED"

@@ -12,6 +12,7 @@ import yaml
 from starlette.requests import Request
 from starlette.responses import Response
 
+from ..core import run_in_thread
 from ._definitions import KEY_PATTERN, parse_definition
 from ._errors import BadRequest, NotFound, ValidationFailed
 from ._http import Context, json_body, respond
@@ -86,7 +87,7 @@ def _load_yaml(data: bytes) -> Any:
 async def put_definition(request: Request, ctx: Context) -> Response:
     data = await json_body(request, ctx, also=_YAML_TYPES)
     if isinstance(data, bytes):  # YAML: json_body hands back raw bytes for the types in ``also``
-        data = await ctx.db(_load_yaml, data)
+        data = await run_in_thread(_load_yaml, data, limiter=ctx.file_limiter)  # CPU, not storage
     return await _deploy(data, ctx)
 
 
