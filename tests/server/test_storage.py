@@ -5,6 +5,9 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
 import pytest
 from server_helpers import activity
 
@@ -272,3 +275,33 @@ def test_original_sdk_conditions_list(storage: Storage, define) -> None:
     (check,) = storage.claim("std", "w", 1, 0.0)
     storage.complete(check.activity_id, "w", {"n": 2, "kind": "a"}, 0, None, 1.0)
     assert statuses(storage, wf.id) == {"check": "completed", "both": "pending", "one": "skipped"}
+
+
+def test_concurrent_claims_never_share_a_row(storage: Storage, define) -> None:
+    """Threads polling at once (as the server's storage limiter allows) split the queue exactly."""
+    define("d", activity("a"))
+    for i in range(120):
+        storage.create_workflow("d", None, {}, None, float(i))
+    claims: dict[str, list[str]] = {f"w{n}": [] for n in range(6)}
+
+    lock = threading.Lock()
+    deadline = time.monotonic() + 20
+
+    def total() -> int:
+        with lock:
+            return sum(map(len, claims.values()))
+
+    def worker(worker_id: str) -> None:
+        # An empty poll is not the end: with SKIP LOCKED the rest may be locked by another claim.
+        while total() < 120 and time.monotonic() < deadline:
+            got = storage.claim("std", worker_id, 5, 1000.0)
+            with lock:
+                claims[worker_id].extend(p.activity_id for p in got)
+
+    threads = [threading.Thread(target=worker, args=(w,)) for w in claims]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    everything = [a for ids in claims.values() for a in ids]
+    assert len(everything) == len(set(everything)) == 120
