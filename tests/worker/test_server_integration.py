@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -121,4 +122,92 @@ async def test_workflow_runs_on_our_worker(tmp_path: Path) -> None:
             assert "ValueError: nope" in str(body["activities"][0]["error"])
         await worker.drain()
         assert worker.stats().completed == 3
+        nursery.cancel_scope.cancel()
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+EXAMPLE: dict[str, Any] = {
+    "name": "example-app",
+    "activities": [
+        {
+            "key": "greet",
+            "worker": "py-std",
+            "activity_name": "greet",
+            "parameters": {"name": "{{INPUT.who}}"},
+        },
+        {
+            "key": "sum",
+            "worker": "py-std",
+            "activity_name": "checksum",
+            "parameters": {"text": "{{greet.greeting}}"},
+            "depends_on": [{"activity_key": "greet"}],
+        },
+        {"key": "primes", "worker": "py-std", "activity_name": "primes", "parameters": {"below": 1000}},
+        {
+            "key": "report",
+            "worker": "py-std",
+            "activity_name": "write_report",
+            "parameters": {"lines": [1, 2, 3]},
+        },
+        {
+            "key": "count",
+            "worker": "py-std",
+            "activity_name": "word_count",
+            "parameters": {"report": "{{report.report}}"},
+            "depends_on": [{"activity_key": "report"}],
+        },
+    ],
+}
+
+
+async def test_cli_runs_the_example_app_and_drains_on_sigterm(tmp_path: Path) -> None:
+    import os
+    import signal
+    import sys
+
+    config = ServerConfig(db=str(tmp_path / "cli.db"), port=0, clients={"client": "s3cret"})
+    async with trio.open_nursery() as nursery:
+        url = await nursery.start(Server(config).run)
+        env = {
+            **os.environ,
+            "KRUXIAFLOW_API_URL": url,
+            "KRUXIAFLOW_CLIENT_ID": "client",
+            "KRUXIAFLOW_CLIENT_SECRET": "s3cret",
+        }
+        command = [
+            sys.executable,
+            "-m",
+            "trioworks.cli",
+            "worker",
+            "--app",
+            "examples.worker_app",
+            "--processes",
+            "1",
+        ]
+        run = functools.partial(
+            trio.run_process, command, cwd=REPO, env=env, check=False, capture_stderr=True
+        )
+        process = await nursery.start(run)
+        async with httpx.AsyncClient(base_url=url, timeout=10) as client:
+            token = await client.post(
+                "/api/v1/oauth/token",
+                json={"grant_type": "client_credentials", "client_id": "client", "client_secret": "s3cret"},
+            )
+            client.headers["Authorization"] = f"Bearer {token.json()['access_token']}"
+            defined = await client.post("/api/v1/workflow_definitions", json=EXAMPLE)
+            assert defined.status_code in (200, 201), defined.text
+            started = await client.post(
+                "/api/v1/workflows", json={"definition_name": "example-app", "input": {"who": "cli"}}
+            )
+            body = await _wait_status(client, started.json()["workflow_id"])
+        assert body["status"] == "completed", body
+        outputs = {a["activity_key"]: a["outputs"] for a in body["activities"]}
+        assert outputs["greet"] == {"greeting": "hello cli"}
+        assert outputs["primes"] == {"count": 168}
+        assert outputs["count"] == {"words": 3}
+        process.send_signal(signal.SIGTERM)
+        with trio.fail_after(20):
+            await process.wait()
+        assert process.returncode == 0
         nursery.cancel_scope.cancel()

@@ -23,13 +23,13 @@ from types import ModuleType
 from rich.logging import RichHandler
 
 from ..dag import DagError
-from . import _dag, _demo, _server, _workflow
+from . import _dag, _demo, _server, _worker, _workflow
 from ._errors import CliError, describe
 from ._streams import Streams
 
 __all__ = ["COMMANDS", "main"]
 
-COMMANDS: tuple[ModuleType, ...] = (_dag, _demo, _server, _workflow)
+COMMANDS: tuple[ModuleType, ...] = (_dag, _demo, _server, _worker, _workflow)
 
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 

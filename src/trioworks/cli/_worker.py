@@ -1,0 +1,128 @@
+"""``trioworks worker``: run the activity worker for the activities of a Python module."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import types
+from typing import Any
+
+import trio
+
+from ..worker import Activity, ActivityDefinition, ConfigError, Worker, WorkerConfig
+from ._errors import CliError
+from ._loader import _import
+from ._streams import Streams
+
+__all__ = ["load_activities", "register"]
+
+# Flag -> WorkerConfig field; each overrides the KRUXIAFLOW_* variable of the same field.
+_FLAGS: tuple[tuple[str, str, Any, str], ...] = (
+    ("--url", "api_url", str, "server URL (KRUXIAFLOW_API_URL)"),
+    ("--client-id", "client_id", str, "OAuth client id (KRUXIAFLOW_CLIENT_ID)"),
+    ("--client-secret", "client_secret", str, "OAuth client secret (KRUXIAFLOW_CLIENT_SECRET)"),
+    ("--worker", "worker", str, "worker slug to poll for (KRUXIAFLOW_WORKER, default py-std)"),
+    ("--worker-id", "worker_id", str, "this worker's id (KRUXIAFLOW_WORKER_ID, default worker_<12 hex>)"),
+    ("--max-activities", "max_activities", int, "work slots (KRUXIAFLOW_WORKER_MAX_ACTIVITIES, default 16)"),
+    (
+        "--poll-max",
+        "poll_max_activities",
+        int,
+        "most activities per poll (KRUXIAFLOW_WORKER_POLL_MAX_ACTIVITIES, default 10)",
+    ),
+    (
+        "--poll-interval",
+        "poll_interval",
+        float,
+        "first idle backoff, s (KRUXIAFLOW_WORKER_POLL_INTERVAL, 0.1)",
+    ),
+    (
+        "--activity-timeout",
+        "activity_timeout",
+        float,
+        "timeout when timeout_seconds is null, s (KRUXIAFLOW_WORKER_ACTIVITY_TIMEOUT, 300)",
+    ),
+    (
+        "--heartbeat-interval",
+        "heartbeat_interval",
+        float,
+        "longest heartbeat period, s (KRUXIAFLOW_WORKER_HEARTBEAT_INTERVAL, 30)",
+    ),
+    (
+        "--shutdown-timeout",
+        "shutdown_timeout",
+        float,
+        "drain wait before cancelling, s (KRUXIAFLOW_WORKER_SHUTDOWN_TIMEOUT, 30)",
+    ),
+    ("--threads", "max_threads", int, "threads for plain def activities (default: --max-activities)"),
+    ("--processes", "max_processes", int, "worker processes for process=True activities (default: CPUs)"),
+)
+
+
+def register(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    parser = commands.add_parser(
+        "worker",
+        parents=[common],
+        help="run the activity worker (Kruxia Flow compatible)",
+        description="Poll a Kruxia Flow server and run the activities of --app. Every option "
+        "defaults to its KRUXIAFLOW_* environment variable. SIGINT/SIGTERM drain gracefully; "
+        "a second one cuts the wait short. Exit codes: 0 drained, 2 bad input or configuration.",
+    )
+    parser.add_argument(
+        "--app",
+        required=True,
+        metavar="MODULE",
+        help="module name (or path.py) with the activities: its `activities` list, else every "
+        "@activity / Activity instance at module level",
+    )
+    for flag, dest, kind, text in _FLAGS:
+        parser.add_argument(flag, dest=dest, type=kind, default=None, metavar=dest.upper(), help=text)
+    parser.add_argument("--check", action="store_true", help="load and validate, print the setup, do not run")
+    parser.set_defaults(handler=_worker_command)
+
+
+def load_activities(target: str) -> list[ActivityDefinition | Activity]:
+    """The activities of module ``target``; :class:`CliError` when it has none."""
+    if "" not in sys.path:
+        sys.path.insert(0, "")  # `--app my_module` finds modules in the working directory
+    module, shown, _filename = _import(target)
+    return _collect(module, shown)
+
+
+def _collect(module: types.ModuleType, shown: str) -> list[ActivityDefinition | Activity]:
+    declared = getattr(module, "activities", None)
+    if declared is not None:
+        items = list(declared)
+        bad = [repr(x) for x in items if not isinstance(x, ActivityDefinition | Activity)]
+        if bad:
+            raise CliError(f"{shown}: `activities` holds non-activities: {', '.join(bad[:3])}")
+    else:
+        items = [v for v in vars(module).values() if isinstance(v, ActivityDefinition | Activity)]
+    if not items:
+        raise CliError(
+            f"{shown}: no activities found (decorate functions with @activity or list them in `activities`)"
+        )
+    return items
+
+
+def _worker_command(args: argparse.Namespace, io: Streams) -> int:
+    activities = load_activities(args.app)
+    overrides = {dest: getattr(args, dest) for _flag, dest, _kind, _text in _FLAGS}
+    try:
+        config = WorkerConfig.from_env(**overrides)
+        worker = Worker(config, activities, handle_signals=not args.check)
+    except ConfigError as exc:
+        flag = next((f for f, dest, _k, _t in _FLAGS if dest == exc.source), None)
+        raise CliError(f"{flag or exc.source}: {exc.message}") from exc
+    except (TypeError, ValueError) as exc:
+        raise CliError(f"{args.app}: {exc}") from exc
+    names = ", ".join(f"{name} ({d.kind.value})" for name, d in sorted(worker.registry.items()))
+    io.note(
+        f"worker {config.worker_id} ({config.worker}) -> {config.api_url}: "
+        f"{config.max_activities} slots; activities: {names}"
+    )
+    if args.check:
+        return 0
+    trio.run(worker.run)
+    io.note(f"worker stopped: {worker.stats().line()}")
+    return 0
