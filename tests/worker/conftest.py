@@ -9,26 +9,14 @@ from typing import Any
 import pytest
 import trio
 import trio.testing
-from worker_fake import FakeServer
+from worker_fake import FakeServer, make_config
 
-from trioworks.worker import Worker, WorkerConfig
+from trioworks.worker import Worker
 
 
 @pytest.fixture
 def fake() -> FakeServer:
     return FakeServer()
-
-
-def make_config(**overrides: Any) -> WorkerConfig:
-    values: dict[str, Any] = {
-        "api_url": "http://kruxia.test",
-        "client_id": "worker",
-        "client_secret": "secret",
-        "worker_id": "worker_test",
-        "max_activities": 4,
-    }
-    values.update(overrides)
-    return WorkerConfig(**values)
 
 
 @pytest.fixture
@@ -50,16 +38,6 @@ async def start_worker(fake: FakeServer, nursery: trio.Nursery) -> AsyncIterator
     yield start
     for worker in workers:
         worker.request_drain(force=True)
-
-
-async def wait_until(predicate: Callable[[], bool], *, step: float = 0.05, limit: float = 600.0) -> None:
-    """Sleep (virtual time) until ``predicate()``; fail after ``limit`` seconds."""
-    with trio.fail_after(limit):
-        # Polling on purpose: the predicates look at the fake server's state, which has no event.
-        while True:
-            if predicate():
-                return
-            await trio.sleep(step)
 
 
 @pytest.fixture

@@ -6,9 +6,8 @@ import threading
 
 import attrs
 import trio
-from worker_fake import FakeServer
+from worker_fake import FakeServer, wait_until
 
-from conftest import wait_until
 from trioworks.worker import (
     Activity,
     ActivityContext,

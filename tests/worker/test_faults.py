@@ -7,9 +7,8 @@ import threading
 
 import httpx
 import trio
-from worker_fake import FakeServer
+from worker_fake import FakeServer, wait_until
 
-from conftest import wait_until
 from trioworks.worker import ActivityContext, ActivityResult, CancelReason, activity
 
 seen_reasons: list[CancelReason | None] = []

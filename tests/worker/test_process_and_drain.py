@@ -9,9 +9,8 @@ import threading
 import pytest
 import trio
 import worker_procs
-from worker_fake import FakeServer
+from worker_fake import FakeServer, make_config, wait_until
 
-from conftest import wait_until
 from trioworks.worker import ActivityContext, ActivityResult, CancelReason, activity
 
 pytestmark = pytest.mark.slow
@@ -106,7 +105,6 @@ async def test_second_signal_cuts_the_drain_short(fake: FakeServer, start_worker
 
 
 async def test_cancelling_run_still_reports(fake: FakeServer, autojump_clock) -> None:
-    from conftest import make_config
     from trioworks.worker import Worker
 
     row = fake.add("sleeper", {"seconds": 1000})

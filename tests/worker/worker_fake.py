@@ -17,6 +17,8 @@ import attrs
 import httpx
 import trio
 
+from trioworks.worker import WorkerConfig
+
 WORKER = "py-std"
 
 
@@ -217,3 +219,25 @@ class FakeServer:
         row.failures.append(body)
         self.in_flight -= 1
         return httpx.Response(200, json={"acknowledged": True, "will_retry": body["error"]["retryable"]})
+
+
+def make_config(**overrides: Any) -> WorkerConfig:
+    values: dict[str, Any] = {
+        "api_url": "http://kruxia.test",
+        "client_id": "worker",
+        "client_secret": "secret",
+        "worker_id": "worker_test",
+        "max_activities": 4,
+    }
+    values.update(overrides)
+    return WorkerConfig(**values)
+
+
+async def wait_until(predicate: Callable[[], bool], *, step: float = 0.05, limit: float = 600.0) -> None:
+    """Sleep (virtual time) until ``predicate()``; fail after ``limit`` seconds."""
+    with trio.fail_after(limit):
+        # Polling on purpose: the predicates look at the fake server's state, which has no event.
+        while True:
+            if predicate():
+                return
+            await trio.sleep(step)
