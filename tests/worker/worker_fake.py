@@ -145,8 +145,8 @@ class FakeServer:
             if row is None:
                 return _error(404, "NOT_FOUND", "no such activity")
             return getattr(self, f"_{parts[4]}")(row, json.loads(request.content))
-        if parts[2] == "workflows" and parts[5] == "files":
-            key = (parts[3], parts[4], "/".join(parts[6:]))
+        if parts[2] == "workflows" and len(parts) > 7 and parts[6] == "files":
+            key = (parts[3], parts[5], "/".join(parts[7:]))
             if request.method == "POST":
                 body = await request.aread()
                 self.files[key] = (body, request.headers.get("content-type", "application/octet-stream"))

@@ -119,8 +119,8 @@ class ActivityRunner:
                     await self._report(ctx, report)
                 nursery.cancel_scope.cancel()  # heartbeats stop only after the report
         finally:
+            await files.cleanup()  # shielded
             on_context(None)
-            await files.cleanup()
 
     # -- executing -------------------------------------------------------------
 
