@@ -59,13 +59,24 @@ _DIALECT = Dialect(
 # against itself (two servers starting on an empty database race on the catalog).
 _SCHEMA_LOCK = 0x7472696F776B73  # "triowks"
 
-_CLAIMABLE = (
-    "worker = ? AND ((status = 'pending' AND scheduled_for <= ?) OR "
-    "(status = 'running' AND claimed_at + lease_seconds < ? AND retry_count < max_retries))"
+# A claim takes the oldest rows among two sets, each read in order through its own partial index
+# so that SKIP LOCKED streams (skips the rows other polls hold, stops at the limit) instead of
+# sorting every pending row on each poll: pending rows that are due, and running rows whose
+# lease expired with retries left.
+_CLAIM_PENDING = (
+    f"SELECT {ACTIVITY_COLUMNS} FROM activities WHERE worker = ? AND status = 'pending' "
+    "AND scheduled_for <= ? ORDER BY scheduled_for, id LIMIT ? FOR UPDATE SKIP LOCKED"
 )
-_CLAIM = (
-    f"SELECT {ACTIVITY_COLUMNS} FROM activities WHERE {_CLAIMABLE} "
+_CLAIM_EXPIRED = (
+    f"SELECT {ACTIVITY_COLUMNS} FROM activities WHERE worker = ? AND status = 'running' "
+    "AND claimed_at + lease_seconds < ? AND retry_count < max_retries "
     "ORDER BY scheduled_for, id LIMIT ? FOR UPDATE SKIP LOCKED"
+)
+_INDEXES = (
+    "CREATE INDEX IF NOT EXISTS activities_pending_pg ON activities (worker, scheduled_for, id) "
+    "WHERE status = 'pending'",
+    "CREATE INDEX IF NOT EXISTS activities_lease_pg ON activities ((claimed_at + lease_seconds)) "
+    "WHERE status = 'running'",
 )
 _UPDATE_ACTIVITY = f"UPDATE activities SET {', '.join(f'{c} = ?' for c in ACTIVITY_MUTABLE)} WHERE id = ?"
 
@@ -161,7 +172,7 @@ class PostgresStorage(SqlStorage):
     def create_schema(self) -> None:
         with self._tx() as db:
             db.exec("SELECT pg_advisory_xact_lock(?)", (_SCHEMA_LOCK,))
-            for statement in schema(self.dialect):
+            for statement in (*schema(self.dialect), *_INDEXES):
                 db.exec(statement)
 
     # -- Postgres-specific locking ------------------------------------------------------------
@@ -208,7 +219,12 @@ class PostgresStorage(SqlStorage):
     def claim(self, worker: str, worker_id: str, max_activities: int, now: float) -> list[PendingActivity]:
         with self._tx() as db:
             self._expire(db, " AND worker = ?", (worker,), now)
-            candidates = [row_to_activity(r) for r in db.all(_CLAIM, (worker, now, now, max_activities))]
+            found = db.all(_CLAIM_EXPIRED, (worker, now, max_activities))
+            found += db.all(_CLAIM_PENDING, (worker, now, max_activities))
+            # The oldest of both sets; rows locked here but not taken stay as they are (and
+            # locked, so skipped by other polls, only until this transaction ends).
+            candidates = sorted(map(row_to_activity, found), key=lambda r: (r.scheduled_for, r.id))
+            del candidates[max_activities:]
             if not candidates:
                 return []
             workflow_ids = sorted({c.workflow_id for c in candidates})
