@@ -105,7 +105,10 @@ class Worker:
         self._handle_signals = handle_signals
         self._rng = rng or random.Random()
         self._running: dict[str, ActivityContext] = {}
-        self._running_count = trio_util.AsyncValue(0)
+        # Claimed activities not yet finished (including ones whose task has not started yet):
+        # what a drain waits for.
+        self._claimed = trio_util.AsyncValue(0)
+        self._cancelling = False
         self._drain_requested = trio.Event()
         self._force = trio.Event()
         self._finished = trio.Event()
@@ -179,10 +182,11 @@ class Worker:
                     waiting.cancel()
 
                 race.start_soon(cut_short)
-                await self._running_count.wait_value(0)
+                await self._claimed.wait_value(0)
                 race.cancel_scope.cancel()
-        if self._running:
-            logger.warning("draining: cancelling %d activities still running", len(self._running))
+        if self._claimed.value:
+            logger.warning("draining: cancelling %d activities still running", self._claimed.value)
+        self._cancelling = True  # activities whose task starts after this are cancelled at once
         for ctx in list(self._running.values()):
             ctx.cancel(CancelReason.SHUTDOWN)
 
@@ -253,6 +257,7 @@ class Worker:
                 raise
             self.metrics.counter("polls").inc()
             auth_failures = errors = 0
+            self._claimed.value += len(claimed)
             for pending, token in zip(claimed, tokens, strict=False):
                 activities.start_soon(self._activity_task, pending, token)
             self._release(tokens[len(claimed) :])
@@ -268,16 +273,18 @@ class Worker:
 
     async def _activity_task(self, pending: PendingActivity, token: object) -> None:
         def track(ctx: ActivityContext | None) -> None:
-            if ctx is not None:
-                self._running[pending.activity_id] = ctx
-            else:
+            if ctx is None:
                 self._running.pop(pending.activity_id, None)
-            self._running_count.value = len(self._running)
+                return
+            self._running[pending.activity_id] = ctx
+            if self._cancelling:
+                ctx.cancel(CancelReason.SHUTDOWN)
 
         try:
             await self._runner.run(pending, track)
         finally:
             self.work_slots.release_on_behalf_of(token)
+            self._claimed.value -= 1
 
     # -- health ----------------------------------------------------------------------
 
