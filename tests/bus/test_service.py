@@ -1,0 +1,122 @@
+"""Service: supervised handlers, restart intensity, health, exit code. Autojump clock throughout."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import trio
+import trio.testing
+from bus_helpers import Collector
+
+from trioworks.bus import (
+    Bus,
+    InProcessBroker,
+    InProcessTransport,
+    LLMCancel,
+    Message,
+    Route,
+    Service,
+    ServiceFailed,
+    run_service,
+)
+from trioworks.core import RestartIntensityExceeded, RestartPolicy, RetryPolicy
+
+QUICK = RestartPolicy(max_restarts=2, window=10, backoff=RetryPolicy(base_delay=0.1, jitter=0))
+
+
+def _health(broker: InProcessBroker, name: str) -> dict[str, object]:
+    return json.loads(broker.retained[f"system/health/{name}"].payload)["data"]
+
+
+async def test_service_is_healthy_once_serving_and_stopped_after(
+    broker: InProcessBroker, autojump_clock: trio.testing.MockClock
+) -> None:
+    got = Collector()
+    service = Service(Bus(InProcessTransport(broker), source="tts"), [Route("tts/control", got)])
+    client = Bus(InProcessTransport(broker), source="client")
+    async with trio.open_nursery() as nursery:
+        await nursery.start(client.run)
+        await nursery.start(service.run)
+        assert _health(broker, "tts")["ok"] is True  # published before started() returned
+        await client.publish("llm/cancel", LLMCancel(id="unrelated"))
+        await client.publish("tts/control", _stop())
+        await got.wait_for(1)
+        nursery.cancel_scope.cancel()
+    assert _health(broker, "tts") == {"message_id": None, "ok": False, "event": "stopped", "err": None}
+
+
+def _stop():  # type: ignore[no-untyped-def]
+    from trioworks.bus import TtsControl
+
+    return TtsControl(action="stop")
+
+
+async def test_crashing_handler_is_restarted_and_later_messages_are_handled(
+    broker: InProcessBroker, autojump_clock: trio.testing.MockClock
+) -> None:
+    seen: list[str] = []
+
+    async def flaky(message: Message) -> None:
+        seen.append(message.data.id)
+        if message.data.id == "boom":
+            raise RuntimeError("handler bug")
+
+    bus = Bus(InProcessTransport(broker), source="llm")
+    service = Service(bus, [Route("llm/cancel", flaky)], restart=QUICK)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(service.run)
+        for request_id in ("a", "boom", "b", "c"):
+            await bus.publish("llm/cancel", LLMCancel(id=request_id))
+        await trio.sleep(5)
+        nursery.cancel_scope.cancel()
+    assert seen == ["a", "boom", "b", "c"]
+    snap = bus.metrics.snapshot()
+    assert snap["bus.sub.llm/cancel.failed"] == 1
+    assert snap["bus.sub.llm/cancel.handled"] == 3
+
+
+async def test_handler_past_its_restart_intensity_fails_the_service(
+    broker: InProcessBroker, autojump_clock: trio.testing.MockClock
+) -> None:
+    async def always_broken(message: Message) -> None:
+        raise RuntimeError(f"cannot handle {message.data.id}")
+
+    bus = Bus(InProcessTransport(broker), source="router")
+    service = Service(bus, [Route("llm/cancel", always_broken)], restart=QUICK)
+    async with trio.open_nursery() as nursery:
+
+        async def feed() -> None:
+            await trio.testing.wait_all_tasks_blocked()
+            for n in range(5):
+                await bus.publish("llm/cancel", LLMCancel(id=str(n)))
+
+        nursery.start_soon(feed)
+        code = await run_service(service)
+    assert code == 1
+    health = _health(broker, "router")
+    assert health["ok"] is False and health["event"] == "crashed"
+    assert "failed after 2 restart(s)" in str(health["err"])
+
+
+async def test_service_failed_names_the_service_and_keeps_the_cause(
+    broker: InProcessBroker, autojump_clock: trio.testing.MockClock
+) -> None:
+    async def broken(message: Message) -> None:
+        raise ValueError("bad")
+
+    bus = Bus(InProcessTransport(broker), source="memory")
+    service = Service(
+        bus, [Route("llm/cancel", broken, name="cancel")], restart=RestartPolicy(max_restarts=0)
+    )
+    async with trio.open_nursery() as nursery:
+
+        async def feed() -> None:
+            await trio.testing.wait_all_tasks_blocked()
+            await bus.publish("llm/cancel", LLMCancel(id="x"))
+
+        nursery.start_soon(feed)
+        with pytest.raises(ServiceFailed, match="'memory'") as info:
+            await service.run()
+    assert isinstance(info.value.cause, RestartIntensityExceeded)
+    assert info.value.cause.name == "cancel"
