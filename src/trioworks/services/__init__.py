@@ -1,0 +1,9 @@
+"""The voice-assistant services on the bus (py-tars' contracts): one subpackage per service.
+
+Each service is a :class:`trioworks.bus.Service` (a supervised nursery of routes with a retained
+``system/health/<service>``) and is imported from its own subpackage, e.g.
+``from trioworks.services.memory import MemoryService``, so that importing one does not load the
+models of the others.
+"""
+
+__all__: list[str] = []
