@@ -153,15 +153,19 @@ ACTIVITY_MUTABLE = tuple(
 )
 
 
+_STATUSES = {s.value: s for s in ActivityStatus}
+# Per column: how to turn the stored value into the field's value (None: as it is). A complete
+# loads every row of its workflow, so this runs once per activity per change: keep it lean.
+_DECODERS: tuple[Callable[[Any], Any] | None, ...] = tuple(
+    loads if name in _JSON_FIELDS else _STATUSES.__getitem__ if name == "status" else None
+    for name in _ACTIVITY_FIELDS
+)
+
+
 def row_to_activity(r: Sequence[Any]) -> ActivityRow:
-    values: dict[str, Any] = {}
-    for name, value in zip(_ACTIVITY_FIELDS, r, strict=True):
-        if name in _JSON_FIELDS:
-            value = loads(value)
-        elif name == "status":
-            value = ActivityStatus(value)
-        values[name] = value
-    return ActivityRow(**values)
+    return ActivityRow(
+        *[v if decode is None or v is None else decode(v) for decode, v in zip(_DECODERS, r, strict=True)]
+    )
 
 
 def activity_values(a: ActivityRow, names: Sequence[str] = _ACTIVITY_FIELDS) -> tuple[Any, ...]:
