@@ -27,7 +27,7 @@ from trioworks.bus import (
     RequestTimeout,
     TtsControl,
 )
-from trioworks.core import DuplicateCorrelationId
+from trioworks.core import DuplicateCorrelationId, RestartIntensityExceeded, RestartPolicy
 
 
 async def test_typed_publish_reaches_a_typed_handler(inproc_bus: Bus) -> None:
@@ -284,3 +284,22 @@ async def test_stopping_a_bus_publishes_stopped_health(broker: InProcessBroker) 
         await bus.publish_health(True, "ready")
         nursery.cancel_scope.cancel()
     assert json.loads(broker.retained["system/health/tts"].payload)["data"]["event"] == "stopped"
+
+
+async def test_a_dead_subscription_never_blocks_its_publisher(
+    inproc_bus: Bus, autojump_clock: trio.testing.MockClock
+) -> None:
+    async def broken(message: Message) -> None:
+        raise RuntimeError("always")
+
+    with pytest.RaisesGroup(pytest.RaisesExc(RestartIntensityExceeded), flatten_subgroups=True):
+        async with trio.open_nursery() as handlers:
+            sub = await inproc_bus.subscribe(
+                "test/dead", broken, capacity=1, restart=RestartPolicy(max_restarts=0), nursery=handlers
+            )
+            await inproc_bus.publish("test/dead", {"n": 0})
+    # Its handler is gone for good; a BLOCK queue with nobody reading must not hang publishers.
+    with trio.fail_after(1):
+        for n in range(1, 5):
+            await inproc_bus.publish("test/dead", {"n": n})
+    assert inproc_bus.metrics.snapshot()[f"bus.sub.{sub.name}.dropped"] == 4

@@ -225,3 +225,14 @@ async def test_last_will_marks_a_killed_service_unhealthy(make_bus: MakeBus, mos
     assert health.data[1] == HealthStatus(ok=False, event="offline", err="connection lost")
     assert health.messages[1].retained  # the will is retained (as published)
     assert health.messages[1].envelope.source == name
+
+
+@pytest.mark.slow
+async def test_keep_alive_pings_keep_an_idle_connection_up(mosquitto_url: str, nursery: trio.Nursery) -> None:
+    transport = MqttTransport(mosquitto_url, client_id=f"idle-{next(_ids)}", keep_alive=1)
+    await nursery.start(transport.run)
+    # mosquitto drops a silent client after 1.5 keep-alive periods, checked every few seconds
+    # (measured: about 5.6 s for keep_alive=1).
+    await trio.sleep(8)
+    assert transport.connections.value == 1
+    assert "mqtt.connections_lost" not in transport.metrics.snapshot()

@@ -99,16 +99,22 @@ class Subscription:
             return
         self._received.inc()
         try:
-            self._send.send_nowait(raw)
-        except trio.WouldBlock:
-            if self.overflow is Overflow.BLOCK:
-                await self._send.send(raw)
-            elif self.overflow is Overflow.DROP_NEWEST:
-                self._dropped.inc()
-            else:
-                self._receive.receive_nowait()  # full, so never WouldBlock; we are single-threaded
-                self._dropped.inc()
+            try:
                 self._send.send_nowait(raw)
+            except trio.WouldBlock:
+                if self.overflow is Overflow.BLOCK:
+                    await self._send.send(raw)
+                elif self.overflow is Overflow.DROP_NEWEST:
+                    self._dropped.inc()
+                else:
+                    self._receive.receive_nowait()  # full, so never WouldBlock; we are single-threaded
+                    self._dropped.inc()
+                    self._send.send_nowait(raw)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            # The handler tasks are gone (stopped, or failed past their restarts): nobody will
+            # ever read this queue, so a BLOCK offer must not wait forever.
+            self._dropped.inc()
+            return
         self._queued.set(self._send.statistics().current_buffer_used)
 
     async def _consume(self) -> None:
@@ -134,14 +140,17 @@ class Subscription:
         Raises :exc:`~trioworks.core.RestartIntensityExceeded` (inside an ExceptionGroup) when a
         handler keeps failing; the message being handled when a handler raised is lost.
         """
-        with self._scope:
-            async with trio.open_nursery() as nursery:
-                for i in range(self.concurrency):
-                    child_name = f"{self.name}#{i}" if self.concurrency > 1 else self.name
-                    nursery.start_soon(
-                        functools.partial(supervise, self._consume, name=child_name, policy=self._restart)
-                    )
-                task_status.started()
+        try:
+            with self._scope:
+                async with trio.open_nursery() as nursery:
+                    for i in range(self.concurrency):
+                        child_name = f"{self.name}#{i}" if self.concurrency > 1 else self.name
+                        nursery.start_soon(
+                            functools.partial(supervise, self._consume, name=child_name, policy=self._restart)
+                        )
+                    task_status.started()
+        finally:
+            self._receive.close()  # later offers are dropped instead of blocking
 
     def stop(self) -> None:
         """Cancel the handler task(s); queued messages are discarded. Not a checkpoint."""

@@ -69,9 +69,11 @@ class _Feed:
 class _Connection:
     """One TCP connection and its protocol state; replaced wholesale on reconnect."""
 
-    def __init__(self, stream: trio.SocketStream, sm: MQTTClientStateMachine) -> None:
+    def __init__(self, stream: trio.SocketStream, sm: MQTTClientStateMachine, keep_alive: int) -> None:
         self.stream = stream
         self.sm = sm
+        # The broker may impose its own keep-alive in CONNACK; otherwise ours applies.
+        self.keep_alive = sm.keep_alive or keep_alive
         self.acks: Correlator[int, Any] = Correlator()  # packet id -> PUBACK/SUBACK/UNSUBACK
         self.send_lock = trio.Lock()
         self.alive = True
@@ -199,7 +201,7 @@ class MqttTransport:
                         if isinstance(packet, MQTTConnAckPacket):
                             if packet.reason_code is not ReasonCode.SUCCESS:
                                 raise MqttError(f"broker refused CONNECT: {packet.reason_code.name}")
-                            return _Connection(stream, sm)
+                            return _Connection(stream, sm, self.keep_alive)
             except BaseException:
                 await trio.aclose_forcefully(stream)
                 raise
@@ -208,7 +210,7 @@ class MqttTransport:
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._read, conn, nursery.cancel_scope)
-                if conn.sm.keep_alive:
+                if conn.keep_alive:
                     nursery.start_soon(self._ping, conn, nursery.cancel_scope)
                 try:
                     await self._subscribe_on(conn, sorted(self._sub_ids, key=self._sub_ids.__getitem__))
@@ -269,9 +271,9 @@ class MqttTransport:
 
     async def _ping(self, conn: _Connection, scope: trio.CancelScope) -> None:
         while True:
-            await trio.sleep(conn.sm.keep_alive)
+            await trio.sleep(conn.keep_alive)
             if conn.ping_pending:
-                logger.warning("MQTT %r: no PINGRESP within %d s", self.client_id, conn.sm.keep_alive)
+                logger.warning("MQTT %r: no PINGRESP within %d s", self.client_id, conn.keep_alive)
                 conn.alive = False
                 scope.cancel()
                 return
