@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from server_helpers import activity
 
-from _services import free_port
+from _services import PostgresCluster, free_port
 from trioworks.server import (
     ActivityStatus,
     Conflict,
@@ -325,7 +325,13 @@ def test_unreachable_database_is_a_clear_error_without_the_password() -> None:
         StorageUnavailable, match=r"cannot connect to postgresql://ann@127\.0\.0\.1:\d+/jobs"
     ) as info:
         PostgresStorage(url, connect_timeout=1)
+    assert "Connection refused" in str(info.value)  # the reason, not just a timeout
     assert "hunter2" not in str(info.value)
+
+
+def test_missing_database_is_named(postgres_cluster: PostgresCluster) -> None:
+    with pytest.raises(StorageUnavailable, match=r'/no_such_db: .*database "no_such_db" does not exist'):
+        PostgresStorage(postgres_cluster.url("no_such_db"))
 
 
 def test_malformed_url_is_a_clear_error() -> None:

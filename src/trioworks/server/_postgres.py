@@ -134,6 +134,13 @@ class PostgresStorage(SqlStorage):
         self.max_threads = max_threads
         super().__init__()
         self._pool.close()  # the base's on-demand pool: replaced by psycopg_pool's
+        # One direct attempt first: the pool would only report a timeout, libpq says why
+        # (refused, unknown database, authentication failed).
+        try:
+            psycopg.connect(url, connect_timeout=max(1, round(connect_timeout))).close()
+        except psycopg.OperationalError as exc:
+            reason = " ".join(str(exc).split())
+            raise StorageUnavailable(f"cannot connect to {describe(url)}: {reason}") from None
         pool = psycopg_pool.ConnectionPool(
             url,
             min_size=1,
