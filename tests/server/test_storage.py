@@ -305,3 +305,22 @@ def test_concurrent_claims_never_share_a_row(storage: Storage, define) -> None:
         t.join()
     everything = [a for ids in claims.values() for a in ids]
     assert len(everything) == len(set(everything)) == 120
+
+
+def test_running_activity_of_a_failed_workflow_is_never_stolen(storage: Storage, define) -> None:
+    retry = {"timeout_seconds": 10, "retry": {"max_attempts": 3}}
+    define("d", activity("bad"), activity("slow", settings=retry), activity("slow2", settings=retry))
+    wf = storage.create_workflow("d", None, {}, None, 0.0)
+    claimed = {p.activity_key: p for p in storage.claim("std", "w1", 3, 0.0)}
+    storage.fail(claimed["bad"].activity_id, "w1", {**FAIL, "retryable": False}, 0, None, 1.0)
+    # slow2's worker still reports: recorded, final (no retry in a failed workflow).
+    assert storage.fail(claimed["slow2"].activity_id, "w1", FAIL, 0, None, 2.0) is False
+    assert storage.claim("std", "w2", 5, 30.0) == []  # slow's lease expired: not stolen...
+    _, rows = storage.get_workflow(wf.id)
+    by_key = {r.key: r for r in rows}
+    assert (
+        by_key["slow"].status is S.FAILED and by_key["slow"].error["code"] == "LEASE_EXPIRED"
+    )  # ...but failed
+    assert by_key["slow2"].error["code"] == "BOOM"
+    workflow = storage.get_workflow(wf.id)[0]
+    assert "'bad'" in workflow.error_message  # the first failure stays the workflow's reason

@@ -139,7 +139,8 @@ def fail_workflow(
 ) -> tuple[WorkflowRow, list[ActivityRow]]:
     """Fail the workflow because ``failed`` failed for good; unclaimed activities fail with it.
 
-    Running activities keep their claim: their worker learns through a 409 on its next heartbeat.
+    Running activities keep their claim (with no retry left): their worker learns through a 409
+    on its next heartbeat; a completion or failure it reports is still recorded.
     """
     error = failed.error or {}
     message = f"activity {failed.key!r} failed: {error.get('code', 'ERROR')}: {error.get('message', '')}"
@@ -149,7 +150,13 @@ def fail_workflow(
         "retryable": False,
     }
     new_rows = [
-        attrs.evolve(r, status=S.FAILED, error=cascade, completed_at=now) if r.status.unclaimed else r
+        attrs.evolve(r, status=S.FAILED, error=cascade, completed_at=now)
+        if r.status.unclaimed
+        # A running one keeps its claim but loses its retries: when its lease expires it fails
+        # instead of being stolen, and a failure report from it is final.
+        else attrs.evolve(r, max_retries=r.retry_count)
+        if r.status is S.RUNNING
+        else r
         for r in rows
     ]
     workflow = attrs.evolve(workflow, status=WorkflowStatus.FAILED, error_message=message, updated_at=now)

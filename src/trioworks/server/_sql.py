@@ -304,12 +304,20 @@ class SqlStorage(SqlBase):
                     return False  # the same report again
                 if row.status is S.PENDING:
                     return True
-            engine.owned_check(row, worker_id, workflow, "fail")
+            if not (
+                workflow.status is WorkflowStatus.FAILED
+                and row.status is S.RUNNING
+                and row.claimed_by == worker_id
+            ):
+                engine.owned_check(row, worker_id, workflow, "fail")
             definition = self._definition(db, workflow.definition_name, workflow.definition_version)
             new_row, will_retry = engine.fail_row(row, definition, error, cost_usd, usage, now)
             rows = list(rows)
             rows[index] = new_row
-            new = (workflow, rows) if will_retry else engine.fail_workflow(workflow, rows, new_row, now)
+            if will_retry or workflow.status is WorkflowStatus.FAILED:
+                new = (workflow, rows)  # requeued; or recorded in a workflow that already failed
+            else:
+                new = engine.fail_workflow(workflow, rows, new_row, now)
             self._save(db, old, new)
         return will_retry
 
