@@ -19,6 +19,7 @@ from rich.text import Text
 from ..dag import AsyncLocalRuntime, NodeStatus, WorkflowResult
 from . import _demo_workflow as etl
 from ._dag import run_workflow
+from ._demo_flow import flow_section
 from ._loader import LoadedWorkflow, load_workflow
 from ._progress import NodeProgress
 from ._report import summary_table, totals_line
@@ -189,4 +190,5 @@ def _dag_highlights(
 
 SECTIONS: list[DemoSection] = [
     DemoSection("DAG runner: a small ETL on the Kailash API", _dag_section),
+    DemoSection("Worker and server: a workflow on the embedded server", flow_section),
 ]
