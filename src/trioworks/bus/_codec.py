@@ -7,6 +7,7 @@ Decoding is strict: unknown envelope keys, unknown ``data`` keys, wrong JSON typ
 
 from __future__ import annotations
 
+import functools
 import json
 import uuid
 from typing import Any
@@ -69,6 +70,7 @@ TOPICS: tuple[TopicSpec, ...] = (
 )
 
 
+@functools.lru_cache(maxsize=4096)  # hot path: several calls per message; topic names repeat
 def spec_for(topic: str) -> TopicSpec | None:
     """The contract row for topic name ``topic``, or None for a topic outside the spec."""
     for spec in TOPICS:
