@@ -153,7 +153,7 @@ class PostgresCluster:
                 ),
                 what="initdb",
             )  # fmt: skip
-        self.port = free_port()
+        self.port = self.port or free_port()  # a restart keeps the port
         options = (
             f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off "
             "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
@@ -166,20 +166,26 @@ class PostgresCluster:
             timeout=90,
         )
 
-    def stop(self) -> None:
-        """Stop the server immediately (nothing to flush: the data is thrown away)."""
+    def stop(self, *, mode: str = "fast") -> None:
+        """Stop the server: ``fast`` (disconnect everyone, flush) or ``immediate`` (no flush:
+        with ``synchronous_commit=off`` the last commits are lost, fine only when throwing away)."""
         if (self.data / "postmaster.pid").exists():
             subprocess.run(
-                self._cmd("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop"),
+                self._cmd("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "stop"),
                 capture_output=True,
                 timeout=60,
                 check=False,
             )
 
+    def restart(self) -> None:
+        """Stop (every connection breaks; committed data is kept) and start again on the same port."""
+        self.stop()
+        self.start()
+
     def close(self) -> None:
         """Stop the server and delete the cluster directory."""
         try:
-            self.stop()
+            self.stop(mode="immediate")
         finally:
             shutil.rmtree(self.root, ignore_errors=True)
 

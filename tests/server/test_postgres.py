@@ -329,6 +329,21 @@ def test_unreachable_database_is_a_clear_error_without_the_password() -> None:
     assert "hunter2" not in str(info.value)
 
 
+def test_storage_recovers_from_a_database_restart(
+    postgres_cluster: PostgresCluster, fresh_postgres_url: str
+) -> None:
+    store = PostgresStorage(fresh_postgres_url, max_threads=4)
+    try:
+        ids = fan_out(store, workflows=2, width=3)
+        run_threads(4, lambda i: store.check())  # several connections in the pool
+        postgres_cluster.restart()  # every pooled connection is now broken
+        run_threads(4, lambda i: store.check())
+        assert len(drain(store, "std", "w", batch=2)) == 6
+        assert {s for s, _ in claims_in_db(store, ids).values()} == {"running"}
+    finally:
+        store.close()
+
+
 def test_missing_database_is_named(postgres_cluster: PostgresCluster) -> None:
     with pytest.raises(StorageUnavailable, match=r'/no_such_db: .*database "no_such_db" does not exist'):
         PostgresStorage(postgres_cluster.url("no_such_db"))

@@ -107,8 +107,10 @@ class PostgresStorage(SqlStorage):
     :exc:`~trioworks.server.StorageUnavailable`, naming the database (never the password), when
     the URL is malformed or no connection can be made within ``connect_timeout`` seconds.
 
-    Connections broken by a database restart are discarded when they fail; the transaction that
-    met the broken connection raises ``psycopg.OperationalError`` (its changes are not applied).
+    Every connection is checked (one empty round trip) as it leaves the pool, so connections
+    broken by a database restart are replaced instead of failing requests. A transaction cut by
+    the connection dying mid-way raises ``psycopg.OperationalError``, and its changes are not
+    applied unless the ``COMMIT`` itself was what got lost.
     """
 
     dialect = _DIALECT
@@ -148,6 +150,9 @@ class PostgresStorage(SqlStorage):
             kwargs={"autocommit": True},
             open=False,
             timeout=acquire_timeout,
+            # One round trip per transaction buys recovery from a database restart: broken
+            # connections are replaced before use instead of failing a request each.
+            check=psycopg_pool.ConnectionPool.check_connection,
             name="trioworks-storage",
         )
         try:
