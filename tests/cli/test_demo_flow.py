@@ -22,7 +22,7 @@ from rich.console import Console
 
 from trioworks.cli import _demo_activities as acts
 from trioworks.cli import _demo_flow
-from trioworks.cli._demo_flow import FlowRun, flow_highlights
+from trioworks.cli._demo_flow_highlights import FlowRun, flow_highlights
 from trioworks.cli._streams import Streams
 from trioworks.server import parse_definition
 
@@ -32,11 +32,14 @@ EXAMPLE = Path(__file__).parents[2] / "examples" / "workflows" / "demo.yaml"
 TOPICS = ("fan-out", "worker process", "wrote orders.csv", "the condition", "exactly once", "drained")
 
 
+def _quiet() -> Streams:
+    return Streams(out=Console(file=io.StringIO(), width=120), err=Console(file=io.StringIO()))
+
+
 @pytest.fixture(scope="module")
 def flow_run() -> FlowRun:
-    quiet = Streams(out=Console(file=io.StringIO(), width=120), err=Console(file=io.StringIO()))
     with tempfile.TemporaryDirectory() as tmp:
-        return trio.run(_demo_flow._run_flow, Path(tmp), quiet)
+        return trio.run(_demo_flow._run_flow, Path(tmp), _quiet())
 
 
 def _verdicts(run: FlowRun) -> dict[str, bool]:
@@ -102,6 +105,25 @@ def test_demo_command_shows_the_section_and_exits_0(cli) -> None:
     highlights = section.split("\nhighlights\n", 1)[1]
     assert highlights.count("  ✓ ") == len(TOPICS) and "✗" not in highlights
     assert re.search(r"demo OK: (\d+)/\1 highlights", out.out)
+
+
+def test_a_workflow_that_fails_on_the_server_is_a_false_highlight(monkeypatch) -> None:
+    # Without INPUT.orders, extract's template cannot be rendered: the server fails the workflow.
+    monkeypatch.setattr(acts, "INPUT", {k: v for k, v in acts.INPUT.items() if k != "orders"})
+    quiet = _quiet()
+    [highlight] = _demo_flow.flow_section(quiet, False)
+    assert not highlight.ok
+    assert "it failed: activity 'extract' failed: TEMPLATE_ERROR" in highlight.text
+    assert "worker drained" in quiet.out.file.getvalue()
+
+
+def test_a_refused_definition_is_a_false_highlight_naming_the_field(monkeypatch) -> None:
+    bad = {**acts.DEFINITION, "activities": [{**acts.DEFINITION["activities"][0], "worker": "Not A Slug"}]}
+    monkeypatch.setattr(acts, "DEFINITION", bad)
+    [highlight] = _demo_flow.flow_section(_quiet(), False)
+    assert not highlight.ok
+    assert "/api/v1/workflow_definitions: the server answered 422 VALIDATION_ERROR" in highlight.text
+    assert "activities[0].worker" in highlight.text
 
 
 # -- each highlight can fail ----------------------------------------------------------

@@ -2,9 +2,18 @@
 
 In one ``trio.run``: the embedded server on SQLite in a temporary directory, a worker serving
 :mod:`._demo_activities`, and this section as a client: it deploys the workflow defined there
-(``examples/workflows/demo.yaml`` is the same), starts it, narrates each activity's status changes as the
-server reports them, prints the result, drains the worker and stops the server. What happened
-is collected in a :class:`FlowRun`; :func:`flow_highlights` judges it.
+(``examples/workflows/demo.yaml`` is the same), starts it, narrates each activity's status
+changes as the server reports them, prints the result, drains the worker and stops the server.
+What happened is collected in a :class:`FlowRun`, which :func:`flow_highlights` judges
+(``_demo_flow_highlights.py``).
+
+Nursery tree of :func:`_run_flow` (one ``trio.run``)::
+
+    nursery
+    ├── _probe_lag                 the section's loop-lag time series
+    ├── Server.run                 hypercorn + lease sweeper (its own nursery, limiters)
+    ├── Worker.run                 poller, activities, lag ticker (its own nurseries, limiters)
+    └── (body) the demo client     deploy, start, follow; then worker.drain(); then cancel
 """
 
 from __future__ import annotations
@@ -18,15 +27,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import attrs
 import httpx
 import trio
 from rich.table import Table
 from rich.text import Text
 
 from ..server import Server, ServerConfig
-from ..worker import FileReference, Worker, WorkerConfig, WorkerStats
+from ..worker import Worker, WorkerConfig
 from . import _demo_activities as acts
+from ._demo_flow_highlights import FlowRun, flow_highlights
 from ._streams import Streams
 
 if TYPE_CHECKING:
@@ -38,44 +47,6 @@ CLIENT_ID = "demo"
 FOLLOW_INTERVAL = 0.03  # seconds between two looks at the workflow's status
 FOLLOW_LIMIT = 60.0  # seconds the workflow may take before the section gives up
 LAG_INTERVAL = 0.02  # seconds between two looks of a loop-lag probe (the worker's and the section's)
-
-
-@attrs.frozen
-class FlowRun:
-    """What the section saw; the server's JSON documents are kept as they came (the CLI's edge)."""
-
-    workflow: Mapping[str, Any]
-    """``GET /api/v1/workflows/{id}`` once it ended (or when the section gave up)."""
-    files: list[Mapping[str, Any]]
-    """The files the server holds for ``extract`` (``.../activities/extract/output``)."""
-    stats: WorkerStats
-    """The worker's counters after it drained."""
-    drain_seconds: float
-    shutdown_timeout: float
-    lag_interval: float
-    lag_samples: tuple[tuple[float, float], ...]
-    """``(time.time(), lag)`` of each look of the section's own lag probe (see :func:`_probe_lag`)."""
-    demo_pid: int
-    problem: str | None = None
-    """Why the workflow did not complete (timed out, failed), if it did not."""
-
-    @property
-    def statuses(self) -> dict[str, str]:
-        return {a["activity_key"]: a["status"] for a in self.workflow.get("activities", ())}
-
-    def lag_during(self, started: float, finished: float) -> float | None:
-        """The worst loop lag over the probe periods that overlap ``[started, finished]``."""
-        # A sample taken at ``t`` covers ``[t - interval - lag, t]``.
-        seen = [
-            lag for t, lag in self.lag_samples if t >= started and t - self.lag_interval - lag <= finished
-        ]
-        return max(seen, default=None)
-
-    def output(self, key: str) -> Mapping[str, Any]:
-        for activity in self.workflow.get("activities", ()):
-            if activity["activity_key"] == key:
-                return activity.get("outputs") or {}
-        return {}
 
 
 # -- running ------------------------------------------------------------------------
@@ -96,6 +67,19 @@ class _Api:
         reply = await self.http.request(method, path, **kwargs)
         reply.raise_for_status()
         return reply.json()
+
+
+def _http_problem(exc: httpx.HTTPError) -> str:
+    if isinstance(exc, httpx.HTTPStatusError):
+        try:
+            error = exc.response.json()["error"]
+            detail = f"{error['code']}: {error['message']}"
+            fields = (error.get("details") or {}).get("field_errors") or {}
+            detail += "".join(f"; {field}: {', '.join(msgs)}" for field, msgs in fields.items())
+        except (ValueError, KeyError, TypeError):
+            detail = exc.response.text[:200]
+        return f"{exc.request.method} {exc.request.url.path}: the server answered {exc.response.status_code} {detail}"
+    return f"the demo's HTTP call failed: {type(exc).__name__}: {exc}"
 
 
 def _since(start: float) -> str:
@@ -173,8 +157,11 @@ async def _run_flow(tmp: Path, io: Streams) -> FlowRun:
         )
         async with httpx.AsyncClient(base_url=url, timeout=10) as http:
             api = _Api(http)
-            await api.login(CLIENT_ID, secret)
-            doc, files, problem = await _deploy_and_follow(api, io, start)
+            try:
+                await api.login(CLIENT_ID, secret)
+                doc, files, problem = await _deploy_and_follow(api, io, start)
+            except httpx.HTTPError as exc:  # reported as a failed highlight; the worker still drains
+                doc, files, problem = {}, (), _http_problem(exc)
         drain_start = time.perf_counter()
         await worker.drain()
         drain_seconds = time.perf_counter() - drain_start
@@ -197,7 +184,7 @@ async def _run_flow(tmp: Path, io: Streams) -> FlowRun:
 
 async def _deploy_and_follow(
     api: _Api, io: Streams, start: float
-) -> tuple[Mapping[str, Any], list[Mapping[str, Any]], str | None]:
+) -> tuple[Mapping[str, Any], tuple[Mapping[str, Any], ...], str | None]:
     """Deploy, start, follow: the last workflow document, ``extract``'s files, and what went wrong."""
     deployed = await api.call("POST", "/api/v1/workflow_definitions", json=acts.DEFINITION)
     started = await api.call(
@@ -211,11 +198,11 @@ async def _deploy_and_follow(
         doc = await _follow(api, workflow_id, io, start)
     if following.cancelled_caught:
         doc = await api.call("GET", f"/api/v1/workflows/{workflow_id}")
-        return doc, [], f"it did not end within {FOLLOW_LIMIT:g} s (status {doc['status']})"
+        return doc, (), f"it did not end within {FOLLOW_LIMIT:g} s (status {doc['status']})"
     if doc["status"] != "completed":
-        return doc, [], f"it failed: {doc.get('error_message')}"
+        return doc, (), f"it failed: {doc.get('error_message')}"
     made = await api.call("GET", f"/api/v1/workflows/{workflow_id}/activities/{acts.EXTRACT}/output")
-    return doc, made["files"], None
+    return doc, tuple(made["files"]), None
 
 
 # -- showing ------------------------------------------------------------------------
@@ -239,7 +226,9 @@ def _table(run: FlowRun) -> Table:
     table = Table(
         title=f"workflow {run.workflow.get('id')} · {run.workflow.get('status')}", title_justify="left"
     )
-    table.add_column("activity", no_wrap=True, min_width=max(len(a["activity_key"]) for a in activities))
+    table.add_column(
+        "activity", no_wrap=True, min_width=max((len(a["activity_key"]) for a in activities), default=8)
+    )
     table.add_column("kind", style="dim", no_wrap=True, min_width=7)
     table.add_column("status", no_wrap=True, min_width=9)
     table.add_column("at s", justify="right", no_wrap=True, min_width=4)
@@ -265,7 +254,13 @@ _NOT_SHOWN = frozenset({"started", "finished", "thread", "read_sha256", "read_by
 
 
 def flow_section(io: Streams, bar: bool) -> list[Highlight]:
-    """The section: run it all (a few seconds), print the result, return the highlights."""
+    """The section: run it all (a few seconds), print the result, return the highlights.
+
+    Progress is printed as lines on ``io.out`` whatever ``bar`` says: the status changes are
+    what this section shows. Problems (the workflow failed or timed out, the server refused a
+    call) become one false highlight naming them; the worker is drained and the server stopped
+    either way.
+    """
     io.out.print(
         "The reference server (Kruxia Flow's HTTP API, SQLite) and an activity worker run\n"
         "in this process, on one Trio loop. The workflow (examples/workflows/demo.yaml)\n"
@@ -280,140 +275,10 @@ def flow_section(io: Streams, bar: bool) -> list[Highlight]:
     with tempfile.TemporaryDirectory(prefix="trioworks-demo-") as tmp:
         run = trio.run(_run_flow, Path(tmp), io)
     io.out.print()
-    io.out.print(_table(run))
+    if run.workflow:
+        io.out.print(_table(run))
     report = run.output(acts.REPORT).get("report")
     if report:
         io.out.print(Text("result: ", style="bold") + Text(report))
     io.out.print(Text("worker: ", style="bold") + Text(run.stats.line()))
     return flow_highlights(run)
-
-
-# -- judging ------------------------------------------------------------------------
-
-
-def flow_highlights(run: FlowRun) -> list[Highlight]:
-    """The section's claims, each checked against ``run``."""
-    from ._demo import Highlight  # here, not at the top: _demo imports this module for SECTIONS
-
-    if run.problem is not None:
-        return [Highlight(f"the workflow completes ({run.problem})", False)]
-    return [
-        Highlight(*_fan_out(run)),
-        Highlight(*_cpu(run)),
-        Highlight(*_file(run)),
-        Highlight(*_branch(run)),
-        Highlight(*_exactly_once(run)),
-        Highlight(*_drain(run)),
-    ]
-
-
-def _fan_out(run: FlowRun) -> tuple[str, bool]:
-    outs = [run.output(k) for k in acts.REGION_KEYS]
-    if not all("started" in o and "finished" in o for o in outs):
-        return "the four region activities report when they ran (some did not)", False
-    first_end = min(o["finished"] for o in outs)
-    last_start = max(o["started"] for o in outs)
-    busy = sum(o["finished"] - o["started"] for o in outs)
-    span = max(o["finished"] for o in outs) - min(o["started"] for o in outs)
-    threads = len({o["thread"] for o in outs})
-    gap = first_end - last_start
-    text = (
-        f"the fan-out overlapped: the last of the {len(outs)} region activities started "
-        f"{abs(gap) * 1000:.0f} ms {'before' if gap > 0 else 'after'} the first one finished; "
-        f"{threads} worker threads did {busy:.2f} s of blocking work in {span:.2f} s"
-    )
-    return text, last_start < first_end and threads == len(outs) and span < 0.75 * busy
-
-
-def _cpu(run: FlowRun) -> tuple[str, bool]:
-    cpu = run.output(acts.CPU)
-    if "pid" not in cpu:
-        return f"'{acts.CPU}' reports its process (it did not)", False
-    seconds = cpu["finished"] - cpu["started"]
-    lag = run.lag_during(cpu["started"], cpu["finished"])
-    text = (
-        f"'{acts.CPU}' ran in worker process {cpu['pid']} (this is {run.demo_pid}): {cpu['primes']:,} primes "
-        f"below {cpu['limit']:,} in {seconds:.2f} s; meanwhile the event loop (server, worker and demo) "
-        f"lagged at worst {_ms(lag)} (probed every {run.lag_interval * 1000:.0f} ms; the worker's probe saw "
-        f"{_ms(run.stats.loop_lag_max)} at worst over the whole run, start-up included)"
-    )
-    # Run on the loop, the count would have stalled it for its whole duration.
-    return text, cpu["pid"] != run.demo_pid and lag is not None and lag < seconds / 4
-
-
-def _ms(seconds: float | None) -> str:
-    return "?" if seconds is None else f"{seconds * 1000:.0f} ms"
-
-
-def _file(run: FlowRun) -> tuple[str, bool]:
-    made = run.output(acts.EXTRACT)
-    reference = made.get("orders", "")
-    try:
-        ref = FileReference.parse(reference)
-    except ValueError:
-        return f"'{acts.EXTRACT}' outputs a file reference (it gave {reference!r})", False
-    stored = [f for f in run.files if f.get("name") == ref.filename]
-    reads = [run.output(k) for k in acts.REGION_KEYS]
-    same = all(r.get("read_bytes") == made["bytes"] and r.get("read_sha256") == made["sha256"] for r in reads)
-    text = (
-        f"'{acts.EXTRACT}' wrote {ref.filename} ({made['bytes']:,} bytes, sha256 {made['sha256'][:12]}…); the worker "
-        f"uploaded it (the server holds {stored[0]['size'] if stored else 'no'} bytes) and passed it on as "
-        f"{ref.provider}://…/{ref.activity_key}/{ref.filename}; {sum(r.get('read_sha256') == made['sha256'] for r in reads)} "
-        f"of {len(reads)} region activities downloaded it and read the same bytes"
-    )
-    ok = (
-        same
-        and len(stored) == 1
-        and stored[0]["size"] == made["bytes"]
-        and ref.workflow_id == run.workflow.get("id")
-        and ref.activity_key == acts.EXTRACT
-    )
-    return text, ok
-
-
-def _branch(run: FlowRun) -> tuple[str, bool]:
-    status = run.statuses
-    agg = run.output(acts.AGGREGATE)
-    ran = [k for k in (acts.TAKEN, acts.SKIPPED) if status.get(k) == "completed"]
-    skipped = [k for k in (acts.TAKEN, acts.SKIPPED) if status.get(k) == "skipped"]
-    text = (
-        f"the condition on '{acts.AGGREGATE}'.needs_review ({agg.get('total_eur', 0):,.2f} EUR vs threshold "
-        f"{agg.get('review_threshold', 0):,.0f}) ran {', '.join(ran) or 'no branch'} and skipped "
-        f"{', '.join(skipped) or 'none'}; '{acts.REPORT}' went on with the branch that ran"
-    )
-    return text, len(ran) == 1 and len(skipped) == 1 and status.get(acts.REPORT) == "completed"
-
-
-def _exactly_once(run: FlowRun) -> tuple[str, bool]:
-    status = run.statuses
-    completed = sum(s == "completed" for s in status.values())
-    skipped = sum(s == "skipped" for s in status.values())
-    stats = run.stats
-    text = (
-        f"every activity ran exactly once: the server shows {completed} completed and {skipped} skipped "
-        f"of {len(status)}; the worker started {stats.started}, completed {stats.completed}, failed {stats.failed}"
-    )
-    ok = (
-        completed + skipped == len(status) == len(acts.DEFINITION["activities"])
-        and stats.started == stats.completed == completed
-        and stats.failed == 0
-        and stats.lease_lost == 0
-    )
-    return text, ok
-
-
-def _drain(run: FlowRun) -> tuple[str, bool]:
-    stats = run.stats
-    text = (
-        f"the worker drained cleanly in {run.drain_seconds * 1000:.0f} ms (limit {run.shutdown_timeout:g} s): "
-        f"{stats.running} running, {stats.slots_used} slots held, {stats.reports_lost} reports lost, "
-        f"{stats.poll_errors} failed polls"
-    )
-    ok = (
-        run.drain_seconds < run.shutdown_timeout
-        and stats.running == 0
-        and stats.slots_used == 0
-        and stats.reports_lost == 0
-        and stats.poll_errors == 0
-    )
-    return text, ok
