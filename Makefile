@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint unit bench clean system-deps
+.PHONY: demo test lint unit bench bench-server clean system-deps
 
 # OS packages (postgresql, mosquitto, espeak-ng, sox) via apt-get, only those missing; seconds when
 # all are present. Never fails: tests that need a program it could not install skip and name it.
@@ -36,6 +36,10 @@ $(VENV)/.bench: $(STAMP)
 
 bench: $(VENV)/.bench
 	$(BIN)/python benchmarks/dag.py
+
+# Storage claims per second, SQLite and Postgres (a throwaway cluster, or $$TRIOWORKS_BENCH_POSTGRES).
+bench-server: system-deps $(STAMP)
+	$(BIN)/python benchmarks/server.py storage
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info
