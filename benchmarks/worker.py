@@ -166,6 +166,7 @@ class Server:
             [sys.executable, "-m", "trioworks.cli", "server", "--db", f"sqlite:///{directory}/bench.db",
              "--port", str(port), "--client", f"{CLIENT}:{SECRET}", "--sweep-interval", "60"],
             stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )  # fmt: skip
         self.http = httpx.Client(base_url=self.url, timeout=30)
         deadline = time.monotonic() + 30

@@ -165,3 +165,21 @@ async def test_heartbeats_continue_while_all_slots_block(
         gate.set()
     await wait_until(lambda: fake.done)
     assert all(len(r.completions) == 1 for r in rows)
+
+
+async def test_garbage_poll_answers_and_422_on_complete(
+    fake: FakeServer, start_worker, autojump_clock
+) -> None:
+    fake.script(
+        "/workers/poll",
+        httpx.Response(200, json={"activities": [{"activity_id": 1}]}),
+        httpx.Response(200, text="<html>not json</html>"),
+        422,
+    )
+    row = fake.add("nap", {"seconds": 1})
+    fake.script("/complete", 422)
+    worker = await start_worker([nap])
+    await wait_until(lambda: fake.done)
+    assert (row.report["error"]["code"], row.report["error"]["retryable"]) == ("INVALID_OUTPUT", False)
+    assert worker.stats().poll_errors == 3
+    assert worker.metrics.snapshot().get("poller.restarts", 0) == 0

@@ -95,13 +95,15 @@ class FakeServer:
         self.rows[row.activity_id] = row
         return row
 
-    def script(self, path_part: str, *responses: int | Exception) -> None:
-        """The next requests whose path contains ``path_part`` get these statuses / raise these."""
+    def script(self, path_part: str, *responses: int | Exception | httpx.Response) -> None:
+        """The next requests whose path contains ``path_part`` get these statuses / responses / raise these."""
         for item in responses:
 
-            def make(item: int | Exception = item) -> httpx.Response:
+            def make(item: int | Exception | httpx.Response = item) -> httpx.Response:
                 if isinstance(item, Exception):
                     raise item
+                if isinstance(item, httpx.Response):
+                    return item
                 return _error(item, "INTERNAL_ERROR" if item >= 500 else "SCRIPTED", "scripted fault")
 
             self.scripted.append((path_part, make))

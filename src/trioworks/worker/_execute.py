@@ -115,6 +115,9 @@ class ActivityRunner:
                     ctx.cancel(CancelReason.SHUTDOWN)
                     await self._report(ctx, self._cancelled_report(ctx, timeout))
                     raise
+                except Exception as exc:  # a bug outside the activity body: report it, keep serving
+                    logger.exception("activity %s: worker error", pending.activity_id)
+                    report = Report("WORKER_ERROR", f"{type(exc).__name__}: {exc}")
                 if report is not None:
                     await self._report(ctx, report)
                 nursery.cancel_scope.cancel()  # heartbeats stop only after the report

@@ -8,6 +8,7 @@ import signal
 from collections.abc import Iterable
 
 import attrs
+import cattrs
 import httpx
 import trio
 import trio_util
@@ -240,7 +241,14 @@ class Worker:
                 # (the drain cancels the poll scope), so it finishes shielded, bounded by a timeout.
                 with trio.CancelScope(shield=True), trio.fail_after(self.config.request_timeout + 5):
                     claimed = await self._client.poll(len(tokens))
-            except (ApiError, httpx.HTTPError, trio.TooSlowError) as exc:
+            except (
+                ApiError,
+                httpx.HTTPError,
+                trio.TooSlowError,
+                ValueError,
+                cattrs.BaseValidationError,
+            ) as exc:
+                # ValueError / validation error: a 200 whose body is not a poll answer.
                 self.metrics.counter("polls.failed").inc()
                 if isinstance(exc, AuthenticationError):
                     auth_failures += 1
