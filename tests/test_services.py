@@ -86,3 +86,15 @@ def test_cluster_directory_is_removed_on_close(postgres_cluster: PostgresCluster
     assert (root / "data" / "postmaster.pid").exists()
     cluster.close()
     assert not root.exists()
+
+
+def test_espeak_ng_writes_a_wav_that_sox_reads(espeak_ng: str, sox: str, tmp_path: Path) -> None:
+    wav = tmp_path / "hello.wav"
+    subprocess.run([espeak_ng, "-w", str(wav), "hello"], check=True, timeout=30, capture_output=True)
+    info = subprocess.run(
+        [sox, "--i", "-r", str(wav)], check=True, timeout=30, capture_output=True, text=True
+    )
+    assert int(info.stdout.strip()) > 8000  # espeak-ng's native rate is 22050 Hz
+    resampled = tmp_path / "16k.wav"
+    subprocess.run([sox, str(wav), "-r", "16000", str(resampled)], check=True, timeout=30)
+    assert resampled.stat().st_size > 1000
