@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import random
 import threading
 
@@ -183,3 +184,19 @@ async def test_garbage_poll_answers_and_422_on_complete(
     assert (row.report["error"]["code"], row.report["error"]["retryable"]) == ("INVALID_OUTPUT", False)
     assert worker.stats().poll_errors == 3
     assert worker.metrics.snapshot().get("poller.restarts", 0) == 0
+
+
+async def test_report_deadline_gives_up_and_worker_keeps_serving(
+    fake: FakeServer, start_worker, autojump_clock, caplog
+) -> None:
+    caplog.set_level(logging.INFO, logger="trioworks.worker")
+    lost = fake.add("nap", {"seconds": 1})
+    fake.script("/complete", *[503] * 200)
+    worker = await start_worker([nap], report_timeout=20, health_interval=5)
+    await wait_until(lambda: worker.stats().reports_lost == 1)
+    assert lost.status == "running"  # the server will hand it out again after the lease
+    assert 20 <= trio.current_time() < 25
+    fake.scripted.clear()
+    later = fake.add("nap", {"seconds": 1})
+    await wait_until(lambda: later.status == "completed")
+    assert any("health: slots" in r.getMessage() for r in caplog.records)

@@ -41,6 +41,17 @@ async def refuse(params: dict, ctx: ActivityContext) -> ActivityResult:
     raise ValueError("nope")
 
 
+attempts: list[str] = []
+
+
+@activity()
+async def flaky(params: dict, ctx: ActivityContext) -> ActivityResult:
+    attempts.append(ctx.activity_id)
+    if len(attempts) == 1:
+        raise ConnectionError("first try fails")
+    return ActivityResult.value("attempt", len(attempts))
+
+
 DEFINITION: dict[str, Any] = {
     "name": "worker-it",
     "activities": [
@@ -83,7 +94,7 @@ async def test_workflow_runs_on_our_worker(tmp_path: Path) -> None:
         url = await nursery.start(Server(config).run)
         worker = Worker(
             WorkerConfig(api_url=url, client_id="client", client_secret="s3cret"),
-            [make_report, read_report, blocking_upper, refuse],
+            [make_report, read_report, blocking_upper, refuse, flaky],
         )
         await nursery.start(worker.run)
         async with httpx.AsyncClient(base_url=url, timeout=10) as client:
@@ -120,8 +131,28 @@ async def test_workflow_runs_on_our_worker(tmp_path: Path) -> None:
             body = await _wait_status(client, started.json()["workflow_id"])
             assert body["status"] == "failed"
             assert "ValueError: nope" in str(body["activities"][0]["error"])
+
+            # A retryable failure is retried by the server (settings.retry) and runs again here.
+            retried = {
+                "name": "worker-it-retry",
+                "activities": [
+                    {
+                        "key": "x",
+                        "worker": "py-std",
+                        "activity_name": "flaky",
+                        "settings": {"retry": {"max_attempts": 2, "strategy": "fixed", "base_seconds": 0}},
+                    }
+                ],
+            }
+            assert (await client.post("/api/v1/workflow_definitions", json=retried)).status_code in (200, 201)
+            started = await client.post(
+                "/api/v1/workflows", json={"definition_name": "worker-it-retry", "input": {}}
+            )
+            body = await _wait_status(client, started.json()["workflow_id"])
+            assert body["status"] == "completed", body
+            assert body["activities"][0]["outputs"] == {"attempt": 2}
         await worker.drain()
-        assert worker.stats().completed == 3
+        assert worker.stats().completed == 4
         nursery.cancel_scope.cancel()
 
 
