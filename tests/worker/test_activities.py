@@ -12,7 +12,9 @@ from trioworks.worker import (
     Activity,
     ActivityContext,
     ActivityError,
+    ActivityOutput,
     ActivityResult,
+    OutputType,
     TerminalActivityError,
     UsageEntry,
     activity,
@@ -138,8 +140,43 @@ async def test_worker_survives_and_stats_count(fake: FakeServer, start_worker, a
     fake.add("broken", {"kind": "value"})
     fake.add("double", {"x": 1})
     worker = await start_worker([broken, double])
-    await wait_until(lambda: fake.done)
+    await wait_until(lambda: fake.done and not worker.running)
+    await trio.sleep(1)  # the poller's reservation is given back between polls
     stats = worker.stats()
     assert (stats.completed, stats.failed, stats.started) == (1, 1, 2)
-    assert stats.slots_used == 0 or stats.slots_used <= stats.slots_total
+    assert stats.slots_total == 4 and stats.running == 0
     assert "completed 1, failed 1" in stats.line()
+
+
+@activity()
+async def manual(params: dict, ctx: ActivityContext) -> ActivityResult:
+    outputs = [ActivityOutput("a", OutputType.VALUE, 1), ActivityOutput("b", OutputType.VALUE, 2)]
+    while True:
+        await ctx.heartbeat({"progress": "still going"})
+        if ctx.cancelled:  # not reached: the lost lease cancels at heartbeat's checkpoint
+            return ActivityResult.values(outputs)
+        await trio.sleep(1)
+
+
+async def test_manual_heartbeat_409_cancels(fake: FakeServer, start_worker, autojump_clock) -> None:
+    row = fake.add("manual", timeout_seconds=600)
+    worker = await start_worker([manual])
+    await wait_until(lambda: row.heartbeats >= 3)
+    assert worker.running[row.activity_id].heartbeat_details == {"progress": "still going"}
+    fake.steal(row)
+    await wait_until(lambda: not worker.running)
+    assert not row.completions and not row.failures
+
+
+def test_activity_result_shapes_match_the_original() -> None:
+    listed = ActivityResult.values(
+        [ActivityOutput("a", OutputType.VALUE, 1), ActivityOutput("b", OutputType.VALUE, 2)]
+    )
+    assert listed.to_output_dict() == {"a": 1, "b": 2}
+    assert ActivityResult.values({"a": 1}, b=2).to_output_dict() == {"a": 1, "b": 2}
+    priced = ActivityResult.value("x", 1).with_cost(0.5)
+    assert (priced.cost_usd, priced.to_output_dict()) == (0.5, {"x": 1})
+    error = ActivityResult.error("declined", code="DECLINED", retryable=False)
+    assert (error.is_error, error.error_code, error.retryable) == (True, "DECLINED", False)
+    assert ActivityResult.file("report", "/tmp/r.txt").to_output_dict() == {}
+    assert double.name == "double" and blocking_double.kind.value == "thread"
