@@ -65,6 +65,16 @@ def _with_output(run: FlowRun, key: str, **changes: Any) -> FlowRun:
     return attrs.evolve(run, workflow={**run.workflow, "activities": activities})
 
 
+def _without(run: FlowRun, key: str, name: str) -> FlowRun:
+    activities = [
+        {**a, "outputs": {k: v for k, v in a["outputs"].items() if k != name}}
+        if a["activity_key"] == key
+        else a
+        for a in run.workflow["activities"]
+    ]
+    return attrs.evolve(run, workflow={**run.workflow, "activities": activities})
+
+
 def _with_status(run: FlowRun, key: str, status: str) -> FlowRun:
     activities = [
         {**a, "status": status} if a["activity_key"] == key else a for a in run.workflow["activities"]
@@ -180,6 +190,12 @@ def test_exactly_once_is_false_after_a_retry_or_a_failure(flow_run: FlowRun) -> 
     _only_false(attrs.evolve(flow_run, stats=again), "exactly once")
     lost = attrs.evolve(stats, lease_lost=1)
     _only_false(attrs.evolve(flow_run, stats=lost), "exactly once")
+
+
+def test_missing_outputs_give_false_highlights_not_errors(flow_run: FlowRun) -> None:
+    _only_false(_without(flow_run, acts.REGION_KEYS[1], "started"), "fan-out")
+    _only_false(_without(flow_run, acts.CPU, "pid"), "worker process")
+    _only_false(_with_output(flow_run, acts.EXTRACT, orders="orders.csv"), "wrote orders.csv")
 
 
 def test_drain_is_false_when_work_was_left_or_reports_lost(flow_run: FlowRun) -> None:

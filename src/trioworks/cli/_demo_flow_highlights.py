@@ -77,7 +77,7 @@ def flow_highlights(run: FlowRun) -> list[Highlight]:
 def _fan_out(run: FlowRun) -> tuple[str, bool]:
     outs = [run.output(k) for k in acts.REGION_KEYS]
     if not all("started" in o and "finished" in o for o in outs):
-        return "the four region activities report when they ran (some did not)", False
+        return "the fan-out overlapped (the region activities did not all say when they ran)", False
     first_end = min(o["finished"] for o in outs)
     last_start = max(o["started"] for o in outs)
     busy = sum(o["finished"] - o["started"] for o in outs)
@@ -95,7 +95,7 @@ def _fan_out(run: FlowRun) -> tuple[str, bool]:
 def _cpu(run: FlowRun) -> tuple[str, bool]:
     cpu = run.output(acts.CPU)
     if "pid" not in cpu:
-        return f"'{acts.CPU}' reports its process (it did not)", False
+        return f"'{acts.CPU}' ran in a worker process (its output has no pid)", False
     seconds = cpu["finished"] - cpu["started"]
     lag = run.lag_during(cpu["started"], cpu["finished"])
     text = (
@@ -118,7 +118,10 @@ def _file(run: FlowRun) -> tuple[str, bool]:
     try:
         ref = FileReference.parse(reference)
     except ValueError:
-        return f"'{acts.EXTRACT}' outputs a file reference (it gave {reference!r})", False
+        return (
+            f"'{acts.EXTRACT}' wrote {acts.ORDERS_FILE} and output its reference (it gave {reference!r})",
+            False,
+        )
     stored = [f for f in run.files if f.get("name") == ref.filename]
     reads = [run.output(k) for k in acts.REGION_KEYS]
     same = all(r.get("read_bytes") == made["bytes"] and r.get("read_sha256") == made["sha256"] for r in reads)
