@@ -236,3 +236,36 @@ async def test_keep_alive_pings_keep_an_idle_connection_up(mosquitto_url: str, n
     await trio.sleep(8)
     assert transport.connections.value == 1
     assert "mqtt.connections_lost" not in transport.metrics.snapshot()
+
+
+async def test_qos1_publish_in_flight_when_the_connection_drops_is_resent(
+    fresh_mosquitto,  # type: ignore[no-untyped-def]
+    nursery: trio.Nursery,
+) -> None:
+    transport = MqttTransport(fresh_mosquitto.url, client_id="inflight", reconnect=FAST_RECONNECT)
+    bus = Bus(transport, source="inflight")
+    await nursery.start(bus.run)
+    got = Collector()
+    await bus.subscribe("test/inflight", got)
+    conn = transport._conn.value
+    assert conn is not None
+
+    async def black_hole(data: bytes) -> None:
+        await trio.lowlevel.checkpoint()  # the PUBLISH never reaches the broker: no PUBACK
+
+    conn.stream.send_all = black_hole  # type: ignore[method-assign]
+    published = trio.Event()
+
+    async def publish() -> None:
+        await bus.publish("test/inflight", {"n": 1}, qos=1)
+        published.set()
+
+    nursery.start_soon(publish)
+    await trio.sleep(0.3)
+    assert not published.is_set()  # waiting for its PUBACK
+    await trio.aclose_forcefully(conn.stream)  # the connection dies under the waiting publish
+    with trio.fail_after(10):
+        await published.wait()
+        await got.wait_for(1)
+    assert got.data == [{"n": 1}]
+    assert transport.metrics.snapshot()["mqtt.publish_resends"] == 1

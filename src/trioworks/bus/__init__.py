@@ -16,7 +16,7 @@ from ._contracts import __all__ as _contract_names
 from ._dispatch import Handler, Overflow, Subscription
 from ._errors import BusError, ContractError, EnvelopeError, PayloadTooLarge, RequestTimeout, TopicError
 from ._memory import InProcessBroker, InProcessTransport
-from ._mqtt import MqttTransport
+from ._mqtt import MqttError, MqttTransport
 from ._service import Route, Service, ServiceFailed, run_service
 from ._topics import matches, validate_filter, validate_topic
 from ._transport import RawMessage, Sink, Transport
@@ -33,6 +33,7 @@ __all__ = [
     "InProcessBroker",
     "InProcessTransport",
     "Message",
+    "MqttError",
     "MqttTransport",
     "Overflow",
     "PayloadTooLarge",

@@ -12,8 +12,6 @@ from __future__ import annotations
 import logging
 import random
 import sys
-import urllib.parse
-from typing import Any
 
 import attrs
 import trio
@@ -36,8 +34,8 @@ from moat.lib.mqtt import (
 from moat.lib.mqtt.client_state_machine import MQTTClientStateMachine
 from trio_util import AsyncValue
 
-from ..core import Correlator, Metrics, RetryPolicy, retry
-from ._errors import BusError
+from ..core import Metrics, RetryPolicy, retry
+from ._mqtt_connection import MqttError, _Connection, _ConnectionLost, _parse_url
 from ._topics import matches, validate_filter
 from ._transport import RawMessage, Sink
 
@@ -50,60 +48,12 @@ DEFAULT_RECONNECT = RetryPolicy(
 )
 
 
-class MqttError(BusError):
-    """The broker refused an operation (CONNECT, SUBSCRIBE or PUBLISH) with a reason code."""
-
-
-class _ConnectionLost(Exception):
-    """The connection an operation was using went away; the caller retries on the next one."""
-
-
 @attrs.define(eq=False)
 class _Feed:
     pattern: str
     qos: int
     sub_id: int
     sink: Sink
-
-
-class _Connection:
-    """One TCP connection and its protocol state; replaced wholesale on reconnect."""
-
-    def __init__(self, stream: trio.SocketStream, sm: MQTTClientStateMachine, keep_alive: int) -> None:
-        self.stream = stream
-        self.sm = sm
-        # The broker may impose its own keep-alive in CONNACK; otherwise ours applies.
-        self.keep_alive = sm.keep_alive or keep_alive
-        self.acks: Correlator[int, Any] = Correlator()  # packet id -> PUBACK/SUBACK/UNSUBACK
-        self.send_lock = trio.Lock()
-        self.alive = True
-        self.ping_pending = False
-
-    async def flush(self) -> None:
-        """Send whatever the state machine has queued. Raises _ConnectionLost on a dead socket."""
-        async with self.send_lock:
-            data = self.sm.get_outbound_data()
-            if not data:
-                return
-            if not self.alive:
-                raise _ConnectionLost
-            try:
-                await self.stream.send_all(bytes(data))
-            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-                raise _ConnectionLost from exc
-
-    async def call(self, packet_id: int) -> Any:
-        """Flush, then wait for the acknowledgement of ``packet_id`` (registered before sending)."""
-        with self.acks.expect(packet_id) as waiter:
-            await self.flush()
-            return await waiter.wait()
-
-
-def _parse_url(url: str) -> tuple[str, int]:
-    parts = urllib.parse.urlsplit(url)
-    if parts.scheme != "mqtt" or not parts.hostname:
-        raise ValueError(f"broker url must look like mqtt://host:port, got {url!r}")
-    return parts.hostname, parts.port or 1883
 
 
 class MqttTransport:
@@ -344,6 +294,7 @@ class MqttTransport:
                 if message.qos == 0:
                     self.metrics.counter("mqtt.qos0_dropped").inc()
                     return
+                await self._conn.wait_value(lambda c, dead=conn: c is not dead)  # no spinning on it
                 continue
             except MQTTException as exc:  # the state machine says we are not connected (any more)
                 if message.qos == 0:
@@ -374,7 +325,8 @@ class MqttTransport:
                     await self._subscribe_on(conn, [pattern])
                     return feed
                 except _ConnectionLost:
-                    continue  # _serve re-subscribes on the next connection; wait for it
+                    # _serve re-subscribes it on the next connection; wait for that one.
+                    await self._conn.wait_value(lambda c, dead=conn: c is not dead)
         except BaseException:
             await self.unsubscribe(feed)
             raise
