@@ -114,6 +114,7 @@ class Worker:
         self._force = trio.Event()
         self._finished = trio.Event()
         self._poll_scope = trio.CancelScope()
+        self._started = False
 
     @property
     def client(self) -> WorkerApiClient:
@@ -150,6 +151,9 @@ class Worker:
         drain request / signal; (3) cancel the rest, which report ``WORKER_SHUTDOWN``
         (retryable), each within ``report_timeout``. Returns when all are reported.
         """
+        if self._started:
+            raise RuntimeError("a Worker runs once; make a new one to serve again")
+        self._started = True
         try:
             async with self._client, trio.open_nursery() as root:
                 root.start_soon(self._lag_ticker)
