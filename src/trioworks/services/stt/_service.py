@@ -1,0 +1,152 @@
+"""The stt service: audio source -> recognizer (in a thread) -> ``stt/partial`` and ``stt/final``."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import time
+from collections.abc import AsyncIterator
+
+import trio
+
+from ...bus import Bus, FinalTranscript, Message, MicCommand, PartialTranscript, Route, Service
+from ...core import RestartPolicy, run_in_thread
+from ._config import SttConfig
+from ._recognizer import Recognition, Recognizer
+from ._sources import AudioSource
+
+__all__ = ["SttService"]
+
+logger = logging.getLogger("trioworks.services.stt")
+
+
+class SttService:
+    """Voice activity detection and offline transcription on the bus.
+
+    ``run`` loads the recognizer (in a thread), starts the bus service (route ``wake/mic``,
+    retained health ``system/health/<source>``), starts transcribing ``source`` if one was
+    given, and only then calls ``task_status.started()``. It serves until cancelled; after the
+    source ends (its last ``stt/final`` published) :attr:`finished` is set and the service keeps
+    answering ``wake/mic``.
+
+    Per utterance (one ``utt_id``, a hex uuid): ``stt/partial`` about every
+    ``config.partial_interval`` seconds of speech, then one ``stt/final`` when the endpointer
+    sees the end of speech (or the source ends). Empty finals (noise) are not published.
+
+    Limiters: :attr:`decoder_limiter` (one slot: one decoder, never used by two threads) holds
+    every call into pocketsphinx. ``wake/mic`` is handled by the bus's own task for that route,
+    so a mute is applied even while a chunk is being decoded (from the next chunk on; the
+    utterance in progress is dropped).
+
+    Error handling:
+        A source that raises (a missing WAV file, sox failing) ends ``run`` with that error;
+        the bus's final health says ``stopped``. A bad config raises
+        :exc:`~trioworks.services.stt.SttConfigError` from ``run`` before anything is served.
+    """
+
+    def __init__(
+        self,
+        bus: Bus,
+        config: SttConfig | None = None,
+        *,
+        source: AudioSource | None = None,
+        restart: RestartPolicy = RestartPolicy(),
+    ) -> None:
+        self.bus = bus
+        self.config = config if config is not None else SttConfig()
+        self.source = source
+        self.decoder_limiter = trio.CapacityLimiter(1)
+        self.finished = trio.Event()
+        self._recognizer: Recognizer | None = None
+        self._muted_until: float | None = None
+        self._service = Service(bus, [Route("wake/mic", self._on_mic, capacity=16)], restart=restart)
+        metrics = bus.metrics
+        self._partials = metrics.counter("stt.partials")
+        self._finals = metrics.counter("stt.finals")
+        self._empty = metrics.counter("stt.finals.empty")
+        self._muted_chunks = metrics.counter("stt.chunks.muted")
+
+    @property
+    def muted(self) -> bool:
+        """Whether audio is being discarded (``wake/mic`` mute, until unmute or its ``ttl_ms``)."""
+        return self._muted_until is not None and trio.current_time() < self._muted_until
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Serve until cancelled (see the class docstring)."""
+        self._recognizer = await run_in_thread(Recognizer, self.config, limiter=self.decoder_limiter)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(self._service.run)
+            if self.source is not None:
+                nursery.start_soon(self.transcribe, self.source)
+            task_status.started()
+
+    async def transcribe(self, source: AudioSource) -> None:
+        """Transcribe ``source`` until it ends, publishing as it goes; then set :attr:`finished`.
+
+        Must be called while :meth:`run` is serving. Closes ``source`` (``aclose``) when done
+        or cancelled. Cancellation: waits for the decoder call in progress (at most one chunk).
+        """
+        recognizer = self._recognizer
+        if recognizer is None:
+            raise RuntimeError("SttService.transcribe needs run() to be serving first")
+        limiter = self.decoder_limiter
+        async with _closing(source) as chunks:
+            async for chunk in chunks:
+                if self.muted:
+                    self._muted_chunks.inc()
+                    if recognizer.in_utterance:
+                        await run_in_thread(recognizer.reset, limiter=limiter)
+                    continue
+                for result in await run_in_thread(recognizer.feed, chunk, limiter=limiter):
+                    await self._publish(result)
+        for result in await run_in_thread(recognizer.flush, limiter=limiter):
+            await self._publish(result)
+        self.finished.set()
+
+    async def _publish(self, result: Recognition) -> None:
+        lang = self.config.lang
+        if result.kind == "partial":
+            self._partials.inc()
+            await self.bus.publish(
+                "stt/partial",
+                PartialTranscript(text=result.text, lang=lang, utt_id=result.utt_id, ts=time.time()),
+            )
+            return
+        if not result.text:
+            self._empty.inc()
+            return
+        self._finals.inc()
+        logger.info("stt final %s: %r (confidence %.3f)", result.utt_id, result.text, result.confidence or 0)
+        await self.bus.publish(
+            "stt/final",
+            FinalTranscript(
+                text=result.text,
+                lang=lang,
+                confidence=result.confidence,
+                utt_id=result.utt_id,
+                ts=time.time(),
+            ),
+        )
+
+    async def _on_mic(self, message: Message) -> None:
+        command: MicCommand = message.data
+        if command.action == "unmute":
+            self._muted_until = None
+        elif command.ttl_ms is None:
+            self._muted_until = math.inf
+        else:
+            self._muted_until = trio.current_time() + command.ttl_ms / 1000
+        logger.info("microphone %sd (%s)", command.action, command.reason or "no reason given")
+
+
+@contextlib.asynccontextmanager
+async def _closing(source: AudioSource) -> AsyncIterator[AudioSource]:
+    # Async generators (the microphone) own a process: close them even when cancelled.
+    try:
+        yield source
+    finally:
+        aclose = getattr(source, "aclose", None)
+        if aclose is not None:
+            with trio.CancelScope(shield=True), trio.move_on_after(2):
+                await aclose()
