@@ -94,8 +94,9 @@ def _fan_out(run: FlowRun) -> tuple[str, bool]:
 
 def _cpu(run: FlowRun) -> tuple[str, bool]:
     cpu = run.output(acts.CPU)
-    if "pid" not in cpu:
-        return f"'{acts.CPU}' ran in a worker process (its output has no pid)", False
+    missing = _missing(cpu, "pid", "started", "finished", "primes", "limit")
+    if missing:
+        return f"'{acts.CPU}' ran in a worker process (its output lacks {missing})", False
     seconds = cpu["finished"] - cpu["started"]
     lag = run.lag_during(cpu["started"], cpu["finished"])
     text = (
@@ -108,6 +109,10 @@ def _cpu(run: FlowRun) -> tuple[str, bool]:
     return text, cpu["pid"] != run.demo_pid and lag is not None and lag < seconds / 4
 
 
+def _missing(output: Mapping[str, Any], *names: str) -> str:
+    return ", ".join(name for name in names if name not in output)
+
+
 def _ms(seconds: float | None) -> str:
     return "?" if seconds is None else f"{seconds * 1000:.0f} ms"
 
@@ -117,6 +122,8 @@ def _file(run: FlowRun) -> tuple[str, bool]:
     reference = made.get("orders", "")
     try:
         ref = FileReference.parse(reference)
+        if _missing(made, "bytes", "sha256"):
+            raise ValueError("no size or checksum")
     except ValueError:
         return (
             f"'{acts.EXTRACT}' wrote {acts.ORDERS_FILE} and output its reference (it gave {reference!r})",
@@ -124,15 +131,18 @@ def _file(run: FlowRun) -> tuple[str, bool]:
         )
     stored = [f for f in run.files if f.get("name") == ref.filename]
     reads = [run.output(k) for k in acts.REGION_KEYS]
-    same = all(r.get("read_bytes") == made["bytes"] and r.get("read_sha256") == made["sha256"] for r in reads)
+    held = f"{stored[0]['size']:,}" if stored else "no"
+    matching = sum(
+        r.get("read_bytes") == made["bytes"] and r.get("read_sha256") == made["sha256"] for r in reads
+    )
     text = (
         f"'{acts.EXTRACT}' wrote {ref.filename} ({made['bytes']:,} bytes, sha256 {made['sha256'][:12]}…); the worker "
-        f"uploaded it (the server holds {stored[0]['size'] if stored else 'no'} bytes) and passed it on as "
-        f"{ref.provider}://…/{ref.activity_key}/{ref.filename}; {sum(r.get('read_sha256') == made['sha256'] for r in reads)} "
+        f"uploaded it (the server holds {held} bytes) and passed it on as "
+        f"{ref.provider}://…/{ref.activity_key}/{ref.filename}; {matching} "
         f"of {len(reads)} region activities downloaded it and read the same bytes"
     )
     ok = (
-        same
+        matching == len(reads)
         and len(stored) == 1
         and stored[0]["size"] == made["bytes"]
         and ref.workflow_id == run.workflow.get("id")
