@@ -7,6 +7,7 @@ Each test gets an empty database of its own (``fresh_postgres_url``) and skips w
 
 from __future__ import annotations
 
+import functools
 import json
 import subprocess
 import sys
@@ -22,6 +23,7 @@ from _services import PostgresCluster, free_port
 from trioworks.server import (
     ActivityStatus,
     Conflict,
+    FileRecord,
     StorageUnavailable,
     open_storage,
     parse_definition,
@@ -285,6 +287,50 @@ def test_sweep_requeues_expired_rows_for_the_next_claim(pg: PostgresStorage) -> 
     assert (row.claimed_by, row.retry_count) == ("w2", 1)  # requeued (+1); claiming a pending row adds 0
     with pytest.raises(Conflict):
         pg.heartbeat(a.activity_id, "w1", NOW + 63)
+
+
+def test_concurrent_writes_of_one_definition_name_get_serial_versions(pg: PostgresStorage) -> None:
+    """Per round: 4 threads store one new body at once, then 4 distinct bodies at once."""
+
+    def put(name: str, results: list[Any], distinct: bool, i: int) -> None:
+        parameters = {"i": i} if distinct else {}
+        body = {"name": name, "activities": [activity("a", parameters=parameters)]}
+        results.append(pg.put_definition(parse_definition(body), NOW))
+
+    for round_ in range(8):
+        same: list[Any] = []
+        distinct: list[Any] = []
+        run_threads(4, functools.partial(put, f"d{round_}", same, False))
+        run_threads(4, functools.partial(put, f"d{round_}", distinct, True))
+        assert [r.version for r in same] == [1] * 4
+        assert sorted(r.unchanged for r in same) == [False, True, True, True]
+        assert sorted(r.version for r in distinct) == [2, 3, 4, 5]
+
+
+def test_concurrent_unique_keys_and_file_uploads(pg: PostgresStorage) -> None:
+    pg.put_definition(parse_definition({"name": "u", "activities": [activity("a")]}), 0.0)
+
+    def submit(key: str, outcomes: list[str], i: int) -> None:
+        try:
+            pg.create_workflow("u", None, {}, key, NOW)
+            outcomes.append("created")
+        except Conflict:
+            outcomes.append("conflict")
+
+    for round_ in range(8):
+        outcomes: list[str] = []
+        run_threads(4, functools.partial(submit, f"k{round_}", outcomes))
+        assert sorted(outcomes) == ["conflict"] * 3 + ["created"]
+
+    workflow_id = pg.list_workflows(status=None, definition_name="u", limit=1, offset=0).workflows[0].id
+
+    def upload(name: str, i: int) -> None:
+        pg.put_file(FileRecord(workflow_id, "a", name, 10 + i, "application/octet-stream", NOW))
+
+    for round_ in range(8):
+        run_threads(4, functools.partial(upload, f"out{round_}.bin"))
+        assert pg.get_file(workflow_id, "a", f"out{round_}.bin").size in {10, 11, 12, 13}
+    assert len(pg.list_files(workflow_id, "a")) == 8
 
 
 def test_schema_creation_is_safe_when_servers_start_together(fresh_postgres_url: str) -> None:

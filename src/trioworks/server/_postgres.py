@@ -29,7 +29,15 @@ from psycopg import conninfo, errors
 
 from . import _engine as engine
 from ._errors import NotFound
-from ._models import ActivityRow, PendingActivity, WorkflowRow, WorkflowStatus
+from ._models import (
+    ActivityRow,
+    Definition,
+    FileRecord,
+    PendingActivity,
+    PutDefinitionResult,
+    WorkflowRow,
+    WorkflowStatus,
+)
 from ._open import StorageUnavailable
 from ._sql import SqlStorage
 from ._sqlbase import (
@@ -58,6 +66,7 @@ _DIALECT = Dialect(
 # pg_advisory_xact_lock key serializing schema creation: CREATE TABLE IF NOT EXISTS is not safe
 # against itself (two servers starting on an empty database race on the catalog).
 _SCHEMA_LOCK = 0x7472696F776B73  # "triowks"
+_PUT_DEFINITION_ATTEMPTS = 50
 
 # A claim takes the oldest rows among two sets, each read in order through its own partial index
 # so that SKIP LOCKED streams (skips the rows other polls hold, stops at the limit) instead of
@@ -188,6 +197,35 @@ class PostgresStorage(SqlStorage):
                 db.exec(statement)
 
     # -- Postgres-specific locking ------------------------------------------------------------
+    def put_definition(self, definition: Definition, now: float) -> PutDefinitionResult:
+        # SQLite has one writer; here two servers storing one name at once both pick version
+        # N+1 and the primary key rejects the later. Running it again sees the winner's row and
+        # answers as a serial run would (unchanged, or N+2). Each rejection means another
+        # writer committed, so this ends; the bound only guards against a bug.
+        for _ in range(_PUT_DEFINITION_ATTEMPTS - 1):
+            try:
+                return super().put_definition(definition, now)
+            except errors.UniqueViolation:
+                continue
+        return super().put_definition(definition, now)
+
+    def put_file(self, record: FileRecord) -> None:
+        # One statement: the base's UPDATE-then-INSERT races when two uploads of one new file meet.
+        with self._tx() as db:
+            db.exec(
+                "INSERT INTO files (workflow_id, activity_key, filename, size, content_type, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (workflow_id, activity_key, filename) DO UPDATE "
+                "SET size = EXCLUDED.size, content_type = EXCLUDED.content_type, created_at = EXCLUDED.created_at",
+                (
+                    record.workflow_id,
+                    record.activity_key,
+                    record.filename,
+                    record.size,
+                    record.content_type,
+                    record.created_at,
+                ),
+            )
+
     def meta_setdefault(self, key: str, value: str) -> str:
         # Two servers starting together both find no row: let the database pick the winner.
         with self._tx() as db:
