@@ -2,7 +2,7 @@
 
 Each command lives in its own module with a ``register(commands, common)`` function that
 adds its sub-parser and sets ``handler(args, io) -> int`` as its default; :data:`COMMANDS`
-lists those modules (a later subsystem adds its own: worker, server, services).
+lists their names (imported when the parser is built).
 
 Exit codes: 0 ok; 1 the workflow (or a demo highlight) failed; 2 bad input, as argparse
 does for usage errors; 130 interrupted by Ctrl-C. Bad input is reported as one
@@ -14,22 +14,21 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib
 import logging
 import sys
 import traceback
 from collections.abc import Iterator
-from types import ModuleType
-
-from rich.logging import RichHandler
 
 from ..dag import DagError
-from . import _dag, _demo, _server, _worker, _workflow
 from ._errors import CliError, describe
 from ._streams import Streams
 
 __all__ = ["COMMANDS", "main"]
 
-COMMANDS: tuple[ModuleType, ...] = (_dag, _demo, _server, _worker, _workflow)
+# Command modules, imported when the parser is built: importing ``trioworks.cli`` itself stays
+# cheap, which matters to worker processes that import a demo module living in this package.
+COMMANDS: tuple[str, ...] = ("_dag", "_demo", "_server", "_worker", "_workflow")
 
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
@@ -47,8 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_global_options(parser)
     parser.set_defaults(handler=None, log_level="WARNING", traceback=False)
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
-    for module in COMMANDS:
-        module.register(commands, common)
+    for name in COMMANDS:
+        importlib.import_module(f"{__name__}.{name}").register(commands, common)
     return parser
 
 
@@ -88,6 +87,8 @@ def _logging_to(io: Streams, level: str) -> Iterator[None]:
 
     The root logger is restored on exit, so that ``main`` can be called again (tests).
     """
+    from rich.logging import RichHandler
+
     handler = RichHandler(console=io.err, show_path=False, markup=False)
     handler.setLevel(level)
     root = logging.getLogger()
