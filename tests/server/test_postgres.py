@@ -13,6 +13,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -175,12 +176,27 @@ def test_workflow_failure_cascade_never_overwrites_a_concurrent_claim(pg: Postgr
 
     Every sibling must end either claimed by exactly the worker it was returned to, or failed by
     the cascade, never both (a lost update would leave a returned claim failed or unowned).
+    Meanwhile a worker heartbeats rows it claimed first: each heartbeat succeeds until its
+    workflow has failed, then gets the 409 that tells the worker, and nothing else.
     """
     workflow_ids = fan_out(pg, workflows=25, width=10, boom={"worker": "boom"})
+    held = [a.activity_id for a in pg.claim("std", "hb", 25, NOW)]
     got: dict[int, list[str]] = {}
+    beats: Counter[str] = Counter()
 
     def actor(i: int) -> None:
-        if i == 0:  # claims each workflow's 'boom' activity and fails it for good
+        if i == 4:  # heartbeats its rows until every one of them is refused
+            live = set(held)
+            while live:
+                for activity_id in sorted(live):
+                    try:
+                        assert pg.heartbeat(activity_id, "hb", NOW) == 60.0
+                        beats["ok"] += 1
+                    except Conflict as exc:
+                        assert "its workflow failed" in str(exc)
+                        live.discard(activity_id)
+                        beats["refused"] += 1
+        elif i == 0:  # claims each workflow's 'boom' activity and fails it for good
             failed = 0
             while failed < len(workflow_ids):
                 # A claim may come back empty while a poller holds a 'created' workflow's row.
@@ -190,9 +206,10 @@ def test_workflow_failure_cascade_never_overwrites_a_concurrent_claim(pg: Postgr
         else:
             got[i] = drain(pg, "std", f"w{i}", batch=2)
 
-    run_threads(4, actor)
-    claimed = {a: f"w{i}" for i, ids in got.items() for a in ids}
-    assert len(claimed) == sum(len(ids) for ids in got.values())
+    run_threads(5, actor)
+    assert beats["refused"] == len(held) and beats["ok"] > 0
+    claimed = {a: f"w{i}" for i, ids in got.items() for a in ids} | dict.fromkeys(held, "hb")
+    assert len(claimed) == sum(len(ids) for ids in got.values()) + len(held)
     cascaded = 0
     for wf in workflow_ids:
         workflow, rows = pg.get_workflow(wf)
