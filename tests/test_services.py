@@ -98,3 +98,14 @@ def test_espeak_ng_writes_a_wav_that_sox_reads(espeak_ng: str, sox: str, tmp_pat
     resampled = tmp_path / "16k.wav"
     subprocess.run([sox, str(wav), "-r", "16000", str(resampled)], check=True, timeout=30)
     assert resampled.stat().st_size > 1000
+
+
+def test_system_deps_script_without_apt_says_what_is_missing_and_succeeds() -> None:
+    script = Path(__file__).resolve().parent.parent / "scripts" / "system-deps.sh"
+    # Nothing on PATH: the programs under /usr/bin look missing and there is no apt-get to call.
+    done = subprocess.run(
+        ["/bin/bash", str(script)], env={"PATH": "/nonexistent"}, capture_output=True, text=True, timeout=30
+    )
+    assert done.returncode == 0, done.stderr
+    assert "missing:" in done.stderr and "espeak-ng" in done.stderr and "sox" in done.stderr
+    assert "apt-get not available" in done.stderr
