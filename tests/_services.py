@@ -153,18 +153,36 @@ class PostgresCluster:
                 ),
                 what="initdb",
             )  # fmt: skip
-        self.port = self.port or free_port()  # a restart keeps the port
-        options = (
-            f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off "
-            "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
-        )
-        self._check(
-            *self._cmd(
-                "pg_ctl", "-D", str(self.data), "-l", str(self.log), "-w", "-t", "60", "-o", options, "start"
-            ),
-            what="pg_ctl start",
-            timeout=90,
-        )
+        keep = self.port != 0  # a restart keeps its port
+        for attempt in range(3):
+            self.port = self.port if keep else free_port()
+            options = (
+                f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off "
+                "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
+            )
+            try:
+                self._check(
+                    *self._cmd(
+                        "pg_ctl",
+                        "-D",
+                        str(self.data),
+                        "-l",
+                        str(self.log),
+                        "-w",
+                        "-t",
+                        "60",
+                        "-o",
+                        options,
+                        "start",
+                    ),
+                    what="pg_ctl start",
+                    timeout=90,
+                )
+                return
+            except ServiceUnavailable:
+                # Another process may have taken the free port in between: try a new one.
+                if keep or attempt == 2:
+                    raise
 
     def stop(self, *, mode: str = "fast") -> None:
         """Stop the server: ``fast`` (disconnect everyone, flush) or ``immediate`` (no flush:
