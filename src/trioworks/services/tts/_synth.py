@@ -1,0 +1,82 @@
+"""espeak-ng synthesis streamed from its stdout, killed when its caller is cancelled."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import struct
+import subprocess
+from collections.abc import AsyncIterator
+
+import attrs
+import trio
+
+from ...core import Metrics
+from .._audio import AudioError, find_program
+
+__all__ = ["Synthesis", "SynthesisError", "synthesize"]
+
+logger = logging.getLogger("trioworks.services.tts")
+
+_HEADER = 44  # espeak-ng's RIFF header; its size fields are placeholders when streaming
+
+
+class SynthesisError(AudioError):
+    """espeak-ng failed for one chunk of text (bad voice, crash); carries its stderr."""
+
+
+@attrs.frozen
+class Synthesis:
+    """A running synthesis: its sample rate and its PCM stream (s16le mono)."""
+
+    rate: int
+    pcm: trio.abc.ReceiveStream
+    process: trio.Process
+
+
+async def _read_exactly(stream: trio.abc.ReceiveStream, n: int) -> bytes:
+    data = b""
+    while len(data) < n:
+        more = await stream.receive_some(n - len(data))
+        if not more:
+            break
+        data += more
+    return data
+
+
+@contextlib.asynccontextmanager
+async def synthesize(
+    text: str, *, voice: str, rate_wpm: int, pitch: int, metrics: Metrics
+) -> AsyncIterator[Synthesis]:
+    """Start ``espeak-ng --stdout`` for ``text``; yield once its WAV header has been read.
+
+    The first PCM arrives after ~20 ms whatever the text's length. Leaving the block before
+    espeak-ng ended (cancelled: ``tts/control stop``) kills it, waits for it (shielded, at most
+    a second) and counts ``tts.synth.killed``. Raises :exc:`SynthesisError` with espeak-ng's
+    message when it produces no audio, ``ProgramMissing`` without espeak-ng.
+    """
+    cmd = [find_program("espeak-ng"), "-v", voice, "-s", str(rate_wpm), "-p", str(pitch), "--stdout"]
+    # "--": text starting with "-" is speech, not an option.
+    proc = await trio.lowlevel.open_process(
+        [*cmd, "--", text], stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    try:
+        header = await _read_exactly(proc.stdout, _HEADER)
+        if len(header) < _HEADER or header[:4] != b"RIFF" or header[8:12] != b"WAVE":
+            with trio.move_on_after(5):
+                await proc.wait()
+            err = (await _read_exactly(proc.stderr, 4096)).decode(errors="replace").strip()
+            raise SynthesisError(f"espeak-ng (voice {voice!r}) produced no audio: {err or 'no message'}")
+        (rate,) = struct.unpack("<I", header[24:28])
+        yield Synthesis(rate, proc.stdout, proc)
+        # The caller drained stdout: espeak-ng is exiting on its own; do not count it as killed.
+        with trio.move_on_after(5):
+            await proc.wait()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            metrics.counter("tts.synth.killed").inc()
+            logger.info("killed espeak-ng (pid %d) mid-synthesis", proc.pid)
+        with trio.CancelScope(shield=True), trio.move_on_after(1):
+            await proc.wait()
