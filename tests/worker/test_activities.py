@@ -69,13 +69,13 @@ async def broken(params: dict, ctx: ActivityContext) -> ActivityResult:
 
 
 async def test_async_thread_and_class_activities_complete(
-    fake: FakeServer, start_worker, autojump_clock
+    fake: FakeServer, start_worker, thread_clock
 ) -> None:
     a = fake.add("double", {"x": 21})
     b = fake.add("blocking_double", {"x": 5})
     c = fake.add("shout", {"text": "hi"}, signal_data={"approved": True})
-    await start_worker([double, blocking_double, Shout()])
-    await wait_until(lambda: fake.done)
+    await start_worker([double, blocking_double, Shout()], lag_interval=5)  # a thread: thread_clock
+    await wait_until(lambda: fake.done, step=0.5)
     assert a.report == {"worker_id": "worker_test", "output": {"result": 42}, "cost_usd": 0.25}
     assert b.report["output"] == {"result": 10, "worker": "worker_test"}
     assert c.report["output"] == {"text": "HI", "signal": {"approved": True}}

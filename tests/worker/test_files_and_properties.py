@@ -40,12 +40,14 @@ async def files(params: dict, ctx: ActivityContext) -> ActivityResult:
 
 
 async def test_files_stream_both_ways_and_temp_dir_is_removed(
-    fake: FakeServer, start_worker, autojump_clock
+    fake: FakeServer, start_worker, thread_clock
 ) -> None:
     temp_dirs.clear()
     row = fake.add("files", key="make")
-    worker = await start_worker([files])
-    await wait_until(lambda: fake.done and not worker.running)
+    # File I/O runs in threads: the clock must not jump while they work (thread_clock), and a
+    # slow lag probe keeps the number of timer wake-ups (each 50 ms of real idleness) small.
+    worker = await start_worker([files], lag_interval=5)
+    await wait_until(lambda: fake.done and not worker.running, step=0.5)
     assert "output" in row.report, row.report
     output = row.report["output"]
     prefix = f"postgres://{row.workflow_id}/make/"
@@ -55,6 +57,33 @@ async def test_files_stream_both_ways_and_temp_dir_is_removed(
     assert output["folder"] == [prefix + "folder/a.txt", prefix + "folder/sub/b.txt"]
     assert len(fake.files[(row.workflow_id, "make", "big.bin")][0]) == 300_000
     assert temp_dirs and not temp_dirs[0].exists()
+
+
+@activity()
+async def declared(params: dict, ctx: ActivityContext) -> ActivityResult:
+    path = (await ctx.temp_dir()) / "out.csv"
+    await trio.Path(path).write_text("a,b\n1,2\n")
+    return ActivityResult.values(table=str(path), note="postgres://not/a/path", rows=1)
+
+
+async def test_declared_file_outputs_given_as_paths_are_uploaded(
+    fake: FakeServer, start_worker, thread_clock
+) -> None:
+    outputs = [
+        {"name": "table", "type": "file"},
+        {"name": "note", "type": "file"},
+        {"name": "rows", "type": "value"},
+    ]
+    row = fake.add("declared", key="k", outputs=outputs)
+    await start_worker([declared], lag_interval=5)
+    await wait_until(lambda: fake.done, step=0.5)
+    assert "output" in row.report, row.report
+    assert row.report["output"] == {
+        "table": f"postgres://{row.workflow_id}/k/out.csv",
+        "note": "postgres://not/a/path",
+        "rows": 1,
+    }
+    assert fake.files[(row.workflow_id, "k", "out.csv")] == (b"a,b\n1,2\n", "text/csv")
 
 
 @activity()

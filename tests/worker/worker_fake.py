@@ -35,6 +35,7 @@ class Row:
     parameters: dict[str, Any]
     timeout_seconds: int | None
     signal_data: dict[str, Any] | None = None
+    output_definitions: list[dict[str, Any]] | None = None
     status: str = "pending"
     claimed_by: str | None = None
     claimed_at: float = 0.0
@@ -54,6 +55,7 @@ class Row:
             "settings": settings,
             "timeout_seconds": self.timeout_seconds,
             "signal_data": self.signal_data,
+            "output_definitions": self.output_definitions,
         }
 
     @property
@@ -88,9 +90,17 @@ class FakeServer:
         timeout_seconds: int | None = None,
         key: str = "step",
         signal_data: dict[str, Any] | None = None,
+        outputs: list[dict[str, Any]] | None = None,
     ) -> Row:
         row = Row(
-            str(uuid.uuid4()), str(uuid.uuid4()), key, name, parameters or {}, timeout_seconds, signal_data
+            str(uuid.uuid4()),
+            str(uuid.uuid4()),
+            key,
+            name,
+            parameters or {},
+            timeout_seconds,
+            signal_data,
+            outputs,
         )
         self.rows[row.activity_id] = row
         return row

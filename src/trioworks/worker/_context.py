@@ -58,6 +58,8 @@ class ActivityContext:
         self.signal: dict[str, Any] | None = pending.signal_data
         """Data of the signal the activity waited for, if any (the original's ``ctx.signal``)."""
         self.settings = pending.settings
+        self.output_definitions: list[dict[str, Any]] = list(pending.output_definitions or [])
+        """The definition's ``outputs`` (``{name, type}``), when the server sends them."""
         self.worker_id = worker_id
         self.cancel_scope = cancel_scope
         self.logger = logging.LoggerAdapter(

@@ -205,11 +205,18 @@ class ActivityRunner:
         if raw.is_error:
             return Report(raw.error_code, raw.error_message or "", raw.retryable)
         output = raw.to_output_dict()
+        declared = {d.get("name"): d.get("type") for d in ctx.output_definitions if isinstance(d, Mapping)}
         for out in raw.outputs:
+            kind = out.output_type
+            if kind is OutputType.VALUE and isinstance(out.value, str) and "://" not in out.value:
+                # The definition says this output is a file/folder and the activity gave a local path.
+                kind = {"file": OutputType.FILE, "folder": OutputType.FOLDER}.get(
+                    declared.get(out.name), kind
+                )
             try:
-                if out.output_type is OutputType.FILE:
+                if kind is OutputType.FILE:
                     output[out.name] = await files.upload(out.value)
-                elif out.output_type is OutputType.FOLDER:
+                elif kind is OutputType.FOLDER:
                     output[out.name] = await files.upload_folder(out.value, out.name)
             except (OSError, ValueError, ApiError, httpx.HTTPError) as exc:
                 return Report("EXECUTION_ERROR", f"uploading output {out.name!r} failed: {exc}")
