@@ -40,16 +40,17 @@ def test_env_values_and_overrides() -> None:
     ("env", "culprit"),
     [
         ({}, "KRUXIAFLOW_API_URL"),
+        ({"KRUXIAFLOW_API_URL": "localhost:8080"}, "KRUXIAFLOW_API_URL"),
         (
-            {"KRUXIAFLOW_API_URL": "u", "KRUXIAFLOW_WORKER_MAX_ACTIVITIES": "many"},
+            {"KRUXIAFLOW_API_URL": "http://u", "KRUXIAFLOW_WORKER_MAX_ACTIVITIES": "many"},
             "KRUXIAFLOW_WORKER_MAX_ACTIVITIES",
         ),
         (
-            {"KRUXIAFLOW_API_URL": "u", "KRUXIAFLOW_WORKER_POLL_INTERVAL": "0"},
+            {"KRUXIAFLOW_API_URL": "http://u", "KRUXIAFLOW_WORKER_POLL_INTERVAL": "0"},
             "KRUXIAFLOW_WORKER_POLL_INTERVAL",
         ),
-        ({"KRUXIAFLOW_API_URL": "u", "KRUXIAFLOW_WORKER": "Py Std"}, "KRUXIAFLOW_WORKER"),
-        ({"KRUXIAFLOW_API_URL": "u", "KRUXIAFLOW_CLIENT_ID": "id"}, "client_secret"),
+        ({"KRUXIAFLOW_API_URL": "http://u", "KRUXIAFLOW_WORKER": "Py Std"}, "KRUXIAFLOW_WORKER"),
+        ({"KRUXIAFLOW_API_URL": "http://u", "KRUXIAFLOW_CLIENT_ID": "id"}, "client_secret"),
     ],
 )
 def test_bad_env_names_the_variable(env: dict[str, str], culprit: str) -> None:
@@ -93,7 +94,11 @@ def test_cli_check_loads_app_and_flags_override_env(app, monkeypatch, capsys) ->
 def test_cli_bad_input_exits_2_with_one_line(app, monkeypatch, capsys) -> None:
     assert main(["worker", "--app", "cli_app", "--check"]) == 2
     assert capsys.readouterr().err == "error: KRUXIAFLOW_API_URL: not set (give the server URL, or --url)\n"
-    assert main(["worker", "--app", "cli_app", "--url", "u", "--max-activities", "0", "--check"]) == 2
+    assert main(["worker", "--app", "cli_app", "--url", "http://u", "--max-activities", "0", "--check"]) == 2
     assert capsys.readouterr().err == "error: --max-activities: expected a whole number >= 1, got 0\n"
-    assert main(["worker", "--app", "cli_empty", "--url", "u", "--check"]) == 2
+    assert main(["worker", "--app", "cli_empty", "--url", "http://u", "--check"]) == 2
     assert "cli_empty: no activities found" in capsys.readouterr().err
+    assert main(["worker", "--app", "cli_app", "--url", "localhost:8080", "--check"]) == 2
+    assert (
+        capsys.readouterr().err == "error: --url: expected an http:// or https:// URL, got 'localhost:8080'\n"
+    )

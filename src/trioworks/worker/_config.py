@@ -35,6 +35,11 @@ def _at_least_one(_inst: object, attribute: attrs.Attribute[Any], value: int) ->
         raise ConfigError(attribute.name, f"expected a whole number >= 1, got {value!r}")
 
 
+def _url(_inst: object, attribute: attrs.Attribute[Any], value: str) -> None:
+    if not re.match(r"^https?://[^/\s]+", value or ""):
+        raise ConfigError(attribute.name, f"expected an http:// or https:// URL, got {value!r}")
+
+
 def _slug(_inst: object, attribute: attrs.Attribute[Any], value: str) -> None:
     if not _SLUG.match(value):
         raise ConfigError(attribute.name, f"expected a worker slug matching {_SLUG.pattern}, got {value!r}")
@@ -54,7 +59,7 @@ class WorkerConfig:
     :class:`ConfigError` naming the field (or the env var, from :meth:`from_env`).
     """
 
-    api_url: str = attrs.field(validator=_non_empty)
+    api_url: str = attrs.field(validator=_url)
     client_id: str = ""
     """Empty client id and secret: no token is fetched (a server in insecure development mode)."""
     client_secret: str = ""
