@@ -76,7 +76,8 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
         "@activity / Activity instance at module level",
     )
     for flag, dest, kind, text in _FLAGS:
-        parser.add_argument(flag, dest=dest, type=kind, default=None, metavar=dest.upper(), help=text)
+        metavar = {int: "N", float: "S"}.get(kind, flag.removeprefix("--").upper().replace("-", "_"))
+        parser.add_argument(flag, dest=dest, type=kind, default=None, metavar=metavar, help=text)
     parser.add_argument("--check", action="store_true", help="load and validate, print the setup, do not run")
     parser.set_defaults(handler=_worker_command)
 
