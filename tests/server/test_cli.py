@@ -58,8 +58,8 @@ def server_url(tmp_path: Path) -> Iterator[str]:
         else:
             pytest.fail(f"server exited with {proc.wait()}")
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+        proc.terminate()  # SIGTERM: a graceful shutdown, exit code 0
+        assert proc.wait(timeout=10) == 0
 
 
 @pytest.fixture

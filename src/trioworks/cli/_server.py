@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 from pathlib import Path
 
 import trio
@@ -103,9 +104,16 @@ def _serve(args: argparse.Namespace, io: Streams) -> int:
     )
 
     async def main() -> None:
-        async with trio.open_nursery() as nursery:
-            url = await nursery.start(Server(config).run)
-            io.note(f"trioworks server listening on {url} (database {config.db}); Ctrl-C to stop")
+        # SIGTERM (docker stop, systemd) shuts down like Ctrl-C: hypercorn gives in-flight
+        # requests their grace period and the database is closed, but the exit code is 0.
+        with trio.open_signal_receiver(signal.SIGTERM) as signals:
+            async with trio.open_nursery() as nursery:
+                url = await nursery.start(Server(config).run)
+                io.note(f"trioworks server listening on {url} (database {config.db}); Ctrl-C to stop")
+                async for _ in signals:
+                    io.note("SIGTERM: shutting down")
+                    nursery.cancel_scope.cancel()
+                    break
 
     try:
         trio.run(main)
