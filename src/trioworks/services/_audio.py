@@ -106,7 +106,24 @@ async def resample_to_16k(path: Path) -> bytes:
     :exc:`ProgramMissing` without sox and :exc:`AudioError` if sox rejects the file.
     """
     sox = find_program("sox")
-    cmd = [sox, "-q", str(path), "-t", "raw", "-r", str(STT_RATE), "-c", "1", "-b", "16", "-e", "signed", "-"]
+    # -D: no dither, so the same file always gives the same samples (and the same transcript).
+    cmd = [
+        sox,
+        "-q",
+        "-D",
+        str(path),
+        "-t",
+        "raw",
+        "-r",
+        str(STT_RATE),
+        "-c",
+        "1",
+        "-b",
+        "16",
+        "-e",
+        "signed",
+        "-",
+    ]
     result = await trio.run_process(cmd, capture_stdout=True, capture_stderr=True, check=False)
     if result.returncode != 0:
         raise AudioError(

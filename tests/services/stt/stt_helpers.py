@@ -30,9 +30,9 @@ def speak_wav(espeak: str, sox: str, path: Path, texts: list[str], *, rate: int 
         raw = path.with_suffix(f".{i}.raw.wav")
         subprocess.run([espeak, "-v", VOICE, "-s", "150", "-w", str(raw), text], check=True, timeout=30)
         padded = path.with_suffix(f".{i}.wav")
-        subprocess.run([sox, str(raw), str(padded), "pad", "0.5", "1.0"], check=True, timeout=30)
+        subprocess.run([sox, "-D", str(raw), str(padded), "pad", "0.5", "1.0"], check=True, timeout=30)
         parts.append(str(padded))
-    out = [sox, *parts, str(path)] if len(parts) > 1 else [sox, parts[0], str(path)]
+    out = [sox, "-D", *parts, str(path)]  # -D: no dither, so the audio is the same every run
     if rate is not None:
         out += ["rate", str(rate)]
     subprocess.run(out, check=True, timeout=30)

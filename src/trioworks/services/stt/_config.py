@@ -54,6 +54,9 @@ class SttConfig:
     vad_ratio: float = attrs.field(default=0.9, validator=_fraction)
     """Fraction of the window that must be speech (or silence) to start (or end) an utterance."""
     vad_mode: Literal["loose", "medium_loose", "medium_strict", "strict"] = "loose"
+    backend: Literal["auto", "thread", "process"] = "auto"
+    """Where the decoder runs: ``auto`` = a thread for phrases/grammar/keyphrases (cheap calls),
+    a process of its own for a language model (its calls hold the GIL for up to ~400 ms)."""
     chunk_seconds: float = attrs.field(default=0.1, validator=_positive)
     """Audio per call into the decoder thread (and per read from a source)."""
 

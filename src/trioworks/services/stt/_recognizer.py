@@ -188,9 +188,10 @@ class Recognizer:
         if spoken - self._last_partial >= self.config.partial_interval:
             self._last_partial = spoken
             hyp = self._decoder.hyp()
-            if hyp is not None and hyp.hypstr:
+            if hyp is not None and hyp.hypstr.strip():
                 start = self._endpointer.speech_start
-                out.append(Recognition("partial", hyp.hypstr, self._utt_id, start, start + spoken))
+                text = hyp.hypstr.strip()
+                out.append(Recognition("partial", text, self._utt_id, start, start + spoken))
 
     def _final(self) -> Recognition:
         assert self._utt_id is not None
@@ -199,6 +200,6 @@ class Recognizer:
         start = self._endpointer.speech_start
         end = start + pcm_seconds(self._utt_bytes, STT_RATE)
         utt_id, self._utt_id = self._utt_id, None
-        text = hyp.hypstr if hyp is not None else ""
+        text = hyp.hypstr.strip() if hyp is not None else ""  # keyword spotting adds a space
         confidence = float(hyp.prob) if hyp is not None else 0.0
         return Recognition("final", text, utt_id, start, end, confidence)

@@ -11,9 +11,10 @@ from collections.abc import AsyncIterator
 import trio
 
 from ...bus import Bus, FinalTranscript, Message, MicCommand, PartialTranscript, Route, Service
-from ...core import RestartPolicy, run_in_thread
+from ...core import RestartPolicy
+from ._backends import AsyncRecognizer, open_recognizer
 from ._config import SttConfig
-from ._recognizer import Recognition, Recognizer
+from ._recognizer import Recognition
 from ._sources import AudioSource
 
 __all__ = ["SttService"]
@@ -34,10 +35,13 @@ class SttService:
     ``config.partial_interval`` seconds of speech, then one ``stt/final`` when the endpointer
     sees the end of speech (or the source ends). Empty finals (noise) are not published.
 
-    Limiters: :attr:`decoder_limiter` (one slot: one decoder, never used by two threads) holds
-    every call into pocketsphinx. ``wake/mic`` is handled by the bus's own task for that route,
-    so a mute is applied even while a chunk is being decoded (from the next chunk on; the
-    utterance in progress is dropped).
+    Where decoding runs (``config.backend``): in a worker thread through
+    :func:`~trioworks.core.run_in_thread` for phrases, grammars and keyphrases, or in a decoder
+    process of its own for a language model (pocketsphinx holds the GIL in each call; with the
+    general model a call can take ~400 ms, which a thread cannot hide from the loop). Either
+    way every call holds :attr:`decoder_limiter` (one slot: one decoder). ``wake/mic`` is
+    handled by the bus's own task for that route, so a mute applies even while a chunk is
+    being decoded (from the next chunk on; the utterance in progress is dropped).
 
     Error handling:
         A source that raises (a missing WAV file, sox failing) ends ``run`` with that error;
@@ -58,7 +62,7 @@ class SttService:
         self.source = source
         self.decoder_limiter = trio.CapacityLimiter(1)
         self.finished = trio.Event()
-        self._recognizer: Recognizer | None = None
+        self._recognizer: AsyncRecognizer | None = None
         self._muted_until: float | None = None
         self._service = Service(bus, [Route("wake/mic", self._on_mic, capacity=16)], restart=restart)
         metrics = bus.metrics
@@ -74,33 +78,41 @@ class SttService:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Serve until cancelled (see the class docstring)."""
-        self._recognizer = await run_in_thread(Recognizer, self.config, limiter=self.decoder_limiter)
-        async with trio.open_nursery() as nursery:
-            await nursery.start(self._service.run)
-            if self.source is not None:
-                nursery.start_soon(self.transcribe, self.source)
-            task_status.started()
+        self._recognizer = await open_recognizer(self.config, self.decoder_limiter)
+        try:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(self._service.run)
+                if self.source is not None:
+                    nursery.start_soon(self.transcribe, self.source)
+                task_status.started()
+        finally:
+            recognizer, self._recognizer = self._recognizer, None
+            with trio.CancelScope(shield=True), trio.move_on_after(3):
+                await recognizer.aclose()
 
     async def transcribe(self, source: AudioSource) -> None:
         """Transcribe ``source`` until it ends, publishing as it goes; then set :attr:`finished`.
 
         Must be called while :meth:`run` is serving. Closes ``source`` (``aclose``) when done
-        or cancelled. Cancellation: waits for the decoder call in progress (at most one chunk).
+        or cancelled. Cancellation: a thread backend finishes the call in progress (one chunk,
+        milliseconds); a process backend is killed (the service is stopping anyway).
         """
         recognizer = self._recognizer
         if recognizer is None:
             raise RuntimeError("SttService.transcribe needs run() to be serving first")
-        limiter = self.decoder_limiter
+        discarding = False
         async with _closing(source) as chunks:
             async for chunk in chunks:
                 if self.muted:
                     self._muted_chunks.inc()
-                    if recognizer.in_utterance:
-                        await run_in_thread(recognizer.reset, limiter=limiter)
+                    if not discarding:  # drop the utterance in progress, once per mute
+                        discarding = True
+                        await recognizer.reset()
                     continue
-                for result in await run_in_thread(recognizer.feed, chunk, limiter=limiter):
+                discarding = False
+                for result in await recognizer.feed(chunk):
                     await self._publish(result)
-        for result in await run_in_thread(recognizer.flush, limiter=limiter):
+        for result in await recognizer.flush():
             await self._publish(result)
         self.finished.set()
 
