@@ -102,6 +102,15 @@ def test_complete_idempotent_for_same_worker_conflict_for_other(storage: Storage
         storage.complete("00000000-0000-0000-0000-000000000000", "w1", {}, 0, None, 3.0)
 
 
+def test_fractional_timeout_is_rounded_up_on_the_wire(storage: Storage, define) -> None:
+    define("d", activity("a", settings={"timeout_seconds": 0.5}))
+    storage.create_workflow("d", None, {}, None, 0.0)
+    (a,) = storage.claim("std", "w1", 1, 0.0)
+    assert a.timeout_seconds == 1
+    assert storage.claim("std", "w2", 1, 0.6) == []  # the lease itself is the exact 0.5 s: expired, no retry
+    assert storage.get_workflow(a.workflow_id)[1][0].error["code"] == "LEASE_EXPIRED"
+
+
 def test_heartbeat_rules(storage: Storage, define) -> None:
     define("d", activity("a", settings={"timeout_seconds": 10}))
     storage.create_workflow("d", None, {}, None, 0.0)

@@ -14,7 +14,7 @@ from ._errors import ValidationFailed
 from ._models import ActivityDef, Definition, Dependency, OutputDef, RetrySettings
 from ._templates import check_condition, normalize_condition, references
 
-__all__ = ["KEY_PATTERN", "WORKER_PATTERN", "parse_definition", "retry_settings", "timeout_seconds"]
+__all__ = ["KEY_PATTERN", "WORKER_PATTERN", "parse_definition", "retry_settings"]
 
 KEY_PATTERN = re.compile(r"^[a-zA-Z0-9_-]+$")
 WORKER_PATTERN = re.compile(r"^[a-z][a-z0-9_-]*$")
@@ -51,11 +51,6 @@ def retry_settings(settings: Mapping[str, Any] | None) -> RetrySettings:
         factor=float(retry.get("factor", 2.0)),
         max_seconds=float(retry.get("max_seconds", 300.0)),
     )
-
-
-def timeout_seconds(settings: Mapping[str, Any] | None) -> int | None:
-    value = (settings or {}).get("timeout_seconds")
-    return None if value is None else int(value)
 
 
 def _is_number(value: Any) -> bool:

@@ -8,6 +8,7 @@ completion and failure) is tested once for every backend.
 
 from __future__ import annotations
 
+import math
 import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -260,7 +261,8 @@ def pending_activity(row: ActivityRow, definition: Definition) -> PendingActivit
         activity_name=row.activity_name,
         parameters=row.parameters or {},
         settings=spec.settings,
-        timeout_seconds=None if timeout is None else int(timeout),
+        # The wire type is int: round a fractional lease up, never down to 0.
+        timeout_seconds=None if timeout is None else math.ceil(timeout),
         output_definitions=list(spec.outputs) or None,
         signal_data=row.signal_data,
     )
