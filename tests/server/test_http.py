@@ -144,6 +144,10 @@ async def test_workflow_round_trip(api: Api) -> None:
     }
     listed = (await api.client.get("/api/v1/workflows?status=completed&definition_name=etl")).json()
     assert (listed["total"], listed["count"], listed["workflows"][0]["id"]) == (1, 1, workflow_id)
+    metrics = (await api.client.get("/api/v1/metrics")).json()["metrics"]
+    assert metrics["server.workflows_started"] == 1
+    assert (metrics["server.activities_claimed"], metrics["server.activities_completed"]) == (3, 2)
+    assert (metrics["server.activities_retried"], metrics["server.requests_in_flight"]) == (1, 1)  # this one
 
 
 async def test_yaml_definition_and_unique_key(api: Api) -> None:

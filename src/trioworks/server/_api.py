@@ -37,6 +37,7 @@ _YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-ya
 async def poll(request: Request, ctx: Context) -> Response:
     body = parse_poll(await json_body(request, ctx))
     claimed = await ctx.db(ctx.storage.claim, body.worker, body.worker_id, body.max_activities, ctx.clock())
+    ctx.metrics.counter("server.activities_claimed").inc(len(claimed))
     return respond({"activities": [converter.unstructure(a) for a in claimed], "count": len(claimed)})
 
 
@@ -59,6 +60,7 @@ async def complete(request: Request, ctx: Context) -> Response:
         body.usage,
         ctx.clock(),
     )
+    ctx.metrics.counter("server.activities_completed").inc()
     return respond({"acknowledged": True, **({"warnings": warnings} if warnings else {})})
 
 
@@ -73,6 +75,7 @@ async def fail(request: Request, ctx: Context) -> Response:
         body.usage,
         ctx.clock(),
     )
+    ctx.metrics.counter("server.activities_retried" if will_retry else "server.activities_failed").inc()
     return respond({"acknowledged": True, "will_retry": will_retry})
 
 
@@ -170,6 +173,7 @@ async def _start(body: SubmitRequest, ctx: Context) -> Response:
         body.unique_key,
         ctx.clock(),
     )
+    ctx.metrics.counter("server.workflows_started").inc()
     return respond(
         {
             "workflow_id": workflow.id,

@@ -33,7 +33,13 @@ def build_app(ctx: Context) -> Starlette:
         async def endpoint(request: Request) -> Response:
             if ctx.auth is not None:
                 ctx.auth.verify(request.headers.get("authorization"))
-            return await handler(request, ctx)
+            ctx.metrics.counter("server.requests").inc()
+            in_flight = ctx.metrics.gauge("server.requests_in_flight")
+            in_flight.inc()
+            try:
+                return await handler(request, ctx)
+            finally:
+                in_flight.dec()
 
         return endpoint
 
@@ -67,6 +73,9 @@ def build_app(ctx: Context) -> Starlette:
             return respond({"access_token": "insecure-dev", "token_type": "Bearer", "expires_in": 3600})
         return respond(ctx.auth.issue(form))
 
+    async def metrics(request: Request, ctx: Context) -> Response:
+        return respond({"metrics": ctx.metrics.snapshot()})
+
     def api(path: str, name: str, method: str) -> Route:
         return Route(f"/api/v1{path}", protected(HANDLERS[name]), methods=[method], name=name)
 
@@ -76,6 +85,7 @@ def build_app(ctx: Context) -> Starlette:
         Route("/health/ready", ready, methods=["GET"]),
         Route("/api/v1/info", info, methods=["GET"]),
         Route("/api/v1/oauth/token", token, methods=["POST"]),
+        Route("/api/v1/metrics", protected(metrics), methods=["GET"]),
         api("/workers/poll", "poll", "POST"),
         api("/activities/{activity_id}/heartbeat", "heartbeat", "POST"),
         api("/activities/{activity_id}/complete", "complete", "POST"),

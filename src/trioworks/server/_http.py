@@ -18,7 +18,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from ..core import run_in_thread
+from ..core import Metrics, run_in_thread
 from ._auth import Authenticator
 from ._errors import BadRequest, PayloadTooLarge, ServerError, UnsupportedMediaType
 from ._storage import Storage
@@ -45,6 +45,7 @@ class Context:
     max_body_bytes: int
     max_file_bytes: int
     files: FileStore
+    metrics: Metrics
 
     async def db(self, fn: Callable[..., T], *args: Any) -> T:
         """Run a storage method in a thread under the storage limiter (a checkpoint).

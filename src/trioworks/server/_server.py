@@ -15,7 +15,7 @@ import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve
 
-from ..core import RestartPolicy, run_in_thread, supervise
+from ..core import Metrics, RestartPolicy, run_in_thread, supervise
 from ._app import build_app
 from ._auth import Authenticator, parse_clients
 from ._files import FileStore
@@ -58,6 +58,7 @@ class ServerConfig:
     file_threads: int = 4
     clock: Callable[[], float] = time.time
     storage: Storage | None = None
+    metrics: Metrics = attrs.field(factory=Metrics)  # also served at GET /api/v1/metrics
 
 
 class Server:
@@ -137,6 +138,7 @@ class Server:
             max_body_bytes=config.max_body_bytes,
             max_file_bytes=config.max_file_bytes,
             files=FileStore(Path(files_dir), file_limiter),
+            metrics=config.metrics,
         )
 
     async def _sweep_forever(self, ctx: Context) -> None:
@@ -144,5 +146,6 @@ class Server:
         while True:
             await trio.sleep(self.config.sweep_interval)
             count = await ctx.control(ctx.storage.sweep, ctx.clock())
+            ctx.metrics.counter("server.leases_reclaimed").inc(count)
             if count:
                 logger.info("lease sweep: %d expired activities requeued or failed", count)
