@@ -162,6 +162,21 @@ async def test_stop_by_utt_id_removes_a_queued_utterance(rig: Rig) -> None:
     assert "y" not in rig.tts.outputs
 
 
+@pytest.mark.parametrize("config", [{"max_queued": 2}], indirect=True)
+async def test_a_full_queue_drops_new_utterances_with_a_status(rig: Rig) -> None:
+    with trio.fail_after(20):
+        await rig.say(LONG, utt_id="q1")
+        await rig.say("Waiting.", utt_id="q2")
+        await rig.say("One too many.", utt_id="q3")
+        await rig.say("More of the first.", utt_id="q1")  # joins q1: not a new utterance
+        dropped = await rig.status.wait_event("stopped", "q3")
+        await trio.testing.wait_all_tasks_blocked()  # the last say has been handled too
+        rig.tts.stop()
+        await rig.status.wait_event("stopped", "q2")
+    assert dropped.data.reason == "queue full"
+    assert rig.tts.bus.metrics.snapshot()["tts.say.dropped"] == 1
+
+
 async def test_mute_stops_speech_and_drops_says_until_unmute(rig: Rig) -> None:
     with trio.fail_after(20):
         await rig.say(LONG, utt_id="m1")

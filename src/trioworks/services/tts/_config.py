@@ -67,5 +67,8 @@ class TtsConfig:
     same ``utt_id`` before ending it with ``speaking_end``."""
     lead: float = attrs.field(default=0.2, validator=_between(0, 5))
     """Seconds of audio written ahead of the (real-time) playback position."""
+    max_queued: int = attrs.field(default=32, validator=_between(1, 10_000))
+    """Utterances speaking or waiting at most; a ``tts/say`` starting one more is dropped, with
+    ``stopped`` (reason ``queue full``) and the ``tts.say.dropped`` counter."""
     stop_on_llm_cancel: bool = True
     """Subscribe to ``llm/cancel`` and stop the speech whose ``utt_id`` is the cancelled request id."""

@@ -98,6 +98,7 @@ class TtsService:
         self._service = Service(bus, routes, restart=restart)
         metrics = bus.metrics
         self._muted_says = metrics.counter("tts.say.muted")
+        self._dropped = metrics.counter("tts.say.dropped")
         self._spoken = metrics.counter("tts.utterances.spoken")
         self._stopped = metrics.counter("tts.utterances.stopped")
 
@@ -189,7 +190,15 @@ class TtsService:
                         return
                     except trio.ClosedResourceError:
                         break  # it has just ended: this chunk starts a new utterance
-        utterance = _Utterance.create(say.utt_id or new_id())
+        utt_id = say.utt_id or new_id()
+        if len(self._waiting) >= self.config.max_queued:
+            # Explicit overflow policy: never block this handler (the bus would back up behind
+            # it), never grow without bound; the publisher hears about it on tts/status.
+            self._dropped.inc()
+            logger.warning("tts: %d utterances waiting; dropped %s", len(self._waiting), utt_id)
+            await self._status("stopped", utt_id, text=say.text, reason="queue full")
+            return
+        utterance = _Utterance.create(utt_id)
         utterance.send.send_nowait(say)
         self._waiting.append(utterance)
         self._queue_send.send_nowait(utterance)
