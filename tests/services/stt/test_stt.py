@@ -13,7 +13,7 @@ import pytest
 import trio
 from stt_helpers import PHRASES, Collector, speak_wav
 
-from trioworks.bus import Bus, FinalTranscript, InProcessBroker, InProcessTransport, MicCommand
+from trioworks.bus import Bus, FinalTranscript, InProcessBroker, InProcessTransport, MicCommand, TtsStatus
 from trioworks.services._audio import AudioError, ProgramMissing
 from trioworks.services.stt import (
     ProcessRecognizer,
@@ -169,7 +169,30 @@ async def test_mute_with_ttl_expires(broker: InProcessBroker, autojump_clock: tr
         nursery.cancel_scope.cancel()
 
 
-async def test_a_stream_source_splits_no_sample(espeak_ng: str, sox: str, tmp_path: Path) -> None:
+async def test_echo_suppression_mutes_while_the_assistant_speaks(
+    broker: InProcessBroker, autojump_clock: trio.testing.MockClock
+) -> None:
+    stt = SttService(
+        Bus(InProcessTransport(broker), source="stt"), SttConfig(phrases=PHRASES, mute_while_speaking=True)
+    )
+    async with trio.open_nursery() as nursery:
+        client, _ = await _listen(broker, nursery)
+        await nursery.start(stt.run)
+        seen = []
+        for event, utt_id in [
+            ("speaking_start", "a"),
+            ("speaking_start", "b"),  # queued speech may overlap in status order
+            ("speaking_end", "a"),
+            ("stopped", "b"),
+        ]:
+            await client.publish("tts/status", TtsStatus(event=event, utt_id=utt_id))
+            await trio.testing.wait_all_tasks_blocked()
+            seen.append(stt.muted)
+        nursery.cancel_scope.cancel()
+    assert seen == [True, True, True, False]
+
+
+async def test_a_stream_source_splits_no_sample() -> None:
     send, receive = trio.testing.memory_stream_pair()
     pcm = bytes(range(256)) * 40
 

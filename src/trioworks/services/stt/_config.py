@@ -54,6 +54,10 @@ class SttConfig:
     vad_ratio: float = attrs.field(default=0.9, validator=_fraction)
     """Fraction of the window that must be speech (or silence) to start (or end) an utterance."""
     vad_mode: Literal["loose", "medium_loose", "medium_strict", "strict"] = "loose"
+    mute_while_speaking: bool = False
+    """Echo suppression: discard audio between ``tts/status`` ``speaking_start`` and its
+    ``speaking_end``/``stopped``, so the assistant does not transcribe itself from a speaker.
+    Off by default: it also hides a user who talks over the assistant (barge-in)."""
     backend: Literal["auto", "thread", "process"] = "auto"
     """Where the decoder runs: ``auto`` = a thread for phrases/grammar/keyphrases (cheap calls),
     a process of its own for a language model (its calls hold the GIL for up to ~400 ms)."""

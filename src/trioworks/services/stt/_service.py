@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 
 import trio
 
-from ...bus import Bus, FinalTranscript, Message, MicCommand, PartialTranscript, Route, Service
+from ...bus import Bus, FinalTranscript, Message, MicCommand, PartialTranscript, Route, Service, TtsStatus
 from ...core import RestartPolicy
 from ._backends import AsyncRecognizer, open_recognizer
 from ._config import SttConfig
@@ -64,7 +64,11 @@ class SttService:
         self.finished = trio.Event()
         self._recognizer: AsyncRecognizer | None = None
         self._muted_until: float | None = None
-        self._service = Service(bus, [Route("wake/mic", self._on_mic, capacity=16)], restart=restart)
+        self._speaking: set[str | None] = set()  # utt_ids the tts service is speaking
+        routes = [Route("wake/mic", self._on_mic, capacity=16)]
+        if self.config.mute_while_speaking:
+            routes.append(Route("tts/status", self._on_tts_status, capacity=64))
+        self._service = Service(bus, routes, restart=restart)
         metrics = bus.metrics
         self._partials = metrics.counter("stt.partials")
         self._finals = metrics.counter("stt.finals")
@@ -73,7 +77,10 @@ class SttService:
 
     @property
     def muted(self) -> bool:
-        """Whether audio is being discarded (``wake/mic`` mute, until unmute or its ``ttl_ms``)."""
+        """Whether audio is being discarded: ``wake/mic`` mute (until unmute or its ``ttl_ms``),
+        or the assistant is speaking and ``config.mute_while_speaking`` is on."""
+        if self._speaking:
+            return True
         return self._muted_until is not None and trio.current_time() < self._muted_until
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -150,6 +157,13 @@ class SttService:
         else:
             self._muted_until = trio.current_time() + command.ttl_ms / 1000
         logger.info("microphone %sd (%s)", command.action, command.reason or "no reason given")
+
+    async def _on_tts_status(self, message: Message) -> None:
+        status: TtsStatus = message.data
+        if status.event == "speaking_start":
+            self._speaking.add(status.utt_id)
+        elif status.event in ("speaking_end", "stopped"):
+            self._speaking.discard(status.utt_id)
 
 
 @contextlib.asynccontextmanager
