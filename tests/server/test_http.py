@@ -285,3 +285,25 @@ async def test_sweeper_reclaims_expired_leases(server_config: ServerConfig) -> N
                     break
                 await trio.sleep(0.05)
         assert doc["activities"][0]["error"]["code"] == "LEASE_EXPIRED"
+
+
+async def test_upload_cut_short_leaves_nothing(api: Api) -> None:
+    workflow_id = await deploy_and_submit(api, url="u")
+    path = f"/api/v1/workflows/{workflow_id}/activities/fetch/files/cut.bin"
+    before = (await api.client.get("/api/v1/metrics")).json()["metrics"]["server.requests"]
+    url = httpx.URL(str(api.client.base_url))
+    stream = await trio.open_tcp_stream(url.host, url.port)
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n"
+        f"Authorization: {api.client.headers['Authorization']}\r\n\r\n"
+    )
+    await stream.send_all(head.encode() + b"x" * 5000)
+    await stream.aclose()  # 95 kB short
+    with trio.fail_after(10):
+        while True:  # until the upload's handler has ended (the only request left is ours)
+            metrics = (await api.client.get("/api/v1/metrics")).json()["metrics"]
+            if metrics["server.requests"] >= before + 2 and metrics["server.requests_in_flight"] == 1:
+                break
+            await trio.sleep(0.02)
+    error_of(await api.client.get(path), 404, "NOT_FOUND")
+    assert not list((api.db_path.parent / "api.db.files").rglob("*cut.bin*"))

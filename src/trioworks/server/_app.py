@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 import trio
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
@@ -17,7 +17,7 @@ from ._api import HANDLERS
 from ._auth import FORM, token_form
 from ._errors import ServerError, UnsupportedMediaType
 from ._files import download, upload
-from ._http import Context, on_http_error, on_server_error, on_unexpected, read_body, respond
+from ._http import Context, on_disconnect, on_http_error, on_server_error, on_unexpected, read_body, respond
 
 __all__ = ["FEATURES", "build_app"]
 
@@ -108,6 +108,7 @@ def build_app(ctx: Context) -> Starlette:
         exception_handlers={
             ServerError: on_server_error,
             HTTPException: on_http_error,
+            ClientDisconnect: on_disconnect,
             Exception: on_unexpected,
         },
     )

@@ -93,6 +93,21 @@ async def on_http_error(request: Request, exc: Exception) -> Response:
     )
 
 
+class _NoResponse(Response):
+    """Sends nothing: hypercorn answers a truncated body itself (400, connection closed), and a
+    second writer on the same socket would crash hypercorn's connection task (BusyResourceError),
+    which takes the whole server down with it."""
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        return None
+
+
+async def on_disconnect(request: Request, exc: Exception) -> Response:
+    """The client went away mid-body (an upload cut short): nothing was stored, nobody to answer."""
+    logger.info("client disconnected during %s %s", request.method, request.url.path)
+    return _NoResponse()
+
+
 async def on_unexpected(request: Request, exc: Exception) -> Response:
     logger.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return JSONResponse(
