@@ -1,0 +1,42 @@
+"""The memory service: remembers the conversation, answers ``memory/query`` (py-tars' HyperDB).
+
+- :class:`MemoryService`: ingests ``stt/final`` and ``tts/say`` into SQLite, answers
+  ``memory/query`` on ``memory/results`` (``hybrid``, ``similarity``, ``recent``).
+- :class:`MiniLM`: all-MiniLM-L6-v2 sentence embeddings in numpy (no torch).
+- :class:`MemoryStore`: the append-only SQLite store; :class:`Document`, :class:`NewDocument`.
+- :func:`rrf_fuse`: Reciprocal Rank Fusion; :func:`top_indices`; :func:`estimate_tokens`.
+- :class:`Bm25Indexer`: bm25s kept current by coalesced rebuilds (see ``docs/memory.md``).
+
+Importing this package does not load numpy-heavy weights; :class:`MiniLM` loads them when built.
+"""
+
+from ._bm25 import Bm25Indexer, IndexedPrefix, build_index, tokenize
+from ._corpus import Corpus, Document, Snapshot
+from ._fusion import RRF_K, estimate_tokens, rrf_fuse, top_indices
+from ._minilm import MiniLM, default_model_dir
+from ._retrieval import Embedder, dense_top, search
+from ._service import MemoryService
+from ._store import MemoryStore, MemoryStoreError, NewDocument
+
+__all__ = [
+    "RRF_K",
+    "Bm25Indexer",
+    "Corpus",
+    "Document",
+    "Embedder",
+    "IndexedPrefix",
+    "MemoryService",
+    "MemoryStore",
+    "MemoryStoreError",
+    "MiniLM",
+    "NewDocument",
+    "Snapshot",
+    "build_index",
+    "default_model_dir",
+    "dense_top",
+    "estimate_tokens",
+    "rrf_fuse",
+    "search",
+    "tokenize",
+    "top_indices",
+]

@@ -1,0 +1,129 @@
+"""Answering a ``memory/query`` from a corpus snapshot: the retrieval strategies. Blocking, pure.
+
+- ``similarity``: cosine similarity (dot product of L2-normalised embeddings), top ``top_k``.
+- ``hybrid``: cosine top ``2 * top_k`` and BM25 top ``2 * top_k``, fused by Reciprocal Rank
+  Fusion (k = 60), top ``top_k``; the score is the RRF score.
+- ``recent``: newest first; the score is ``1 / (1 + position in the list)``.
+
+Then, with ``include_context``, each hit brings its ``context_window`` previous and next
+documents (``context_type`` previous/next, the hit's score); then ``max_tokens`` cuts the list.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+import numpy as np
+
+from ...bus import MemoryQuery, MemoryResult, MemoryResults
+from ._bm25 import bm25_rankings, tokenize
+from ._corpus import Snapshot
+from ._fusion import RRF_K, estimate_tokens, rrf_fuse, top_indices
+
+__all__ = ["Embedder", "dense_top", "search"]
+
+
+class Embedder(Protocol):
+    """What the memory service needs from a sentence-embedding model.
+
+    ``encode`` is called from worker threads, possibly two at once (ingest and a query), and
+    must return L2-normalised float32 rows of width ``dim``, one per text, in order.
+    """
+
+    name: str
+    dim: int
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
+def dense_top(embeddings: np.ndarray, query_vec: np.ndarray, limit: int) -> tuple[list[int], list[float]]:
+    """Positions and cosine scores of the ``limit`` rows most similar to ``query_vec``, best first.
+
+    Equal scores: the older document (lower position) first.
+    """
+    if len(embeddings) == 0 or limit <= 0:
+        return [], []
+    scores = embeddings @ query_vec
+    top = top_indices(scores, limit)
+    return top.tolist(), scores[top].astype(float).tolist()
+
+
+def _hits(snapshot: Snapshot, query: MemoryQuery, embedder: Embedder) -> list[tuple[int, float]]:
+    top_k = query.top_k
+    if query.retrieval_strategy == "recent":
+        newest = range(snapshot.n - 1, max(snapshot.n - top_k, 0) - 1, -1)
+        return [(p, 1.0 / (1 + rank)) for rank, p in enumerate(newest)]
+    if not query.text.strip() or snapshot.n == 0:
+        return []  # nothing to be similar to
+    query_vec = embedder.encode([query.text])[0]
+    if query.retrieval_strategy == "similarity":
+        positions, scores = dense_top(snapshot.embeddings, query_vec, top_k)
+        return list(zip(positions, scores, strict=True))
+    candidates = 2 * top_k
+    dense, _ = dense_top(snapshot.embeddings, query_vec, candidates)
+    lexical = bm25_rankings(snapshot, tokenize([query.text])[0], candidates)
+    return rrf_fuse([dense, *lexical], k=RRF_K, limit=top_k)
+
+
+def _with_context(
+    snapshot: Snapshot, query: MemoryQuery, hits: list[tuple[int, float]]
+) -> list[MemoryResult]:
+    window = query.context_window if query.include_context else 0
+    targets = {p for p, _ in hits}
+    emitted: set[int] = set()
+    out: list[MemoryResult] = []
+
+    def add(position: int, score: float, kind: str) -> None:
+        doc = snapshot.docs[position]
+        emitted.add(position)
+        out.append(
+            MemoryResult(
+                document=doc.to_wire(),
+                score=score,
+                timestamp=doc.timestamp,
+                context_type=kind,  # type: ignore[arg-type]  # one of the three literals
+                token_count=estimate_tokens(doc.text),
+            )
+        )
+
+    for position, score in hits:
+        add(position, score, "target")
+        # A neighbour that is itself a hit appears once, as a target; one already shown as
+        # another hit's context is not repeated.
+        for kind, neighbours in (
+            ("previous", range(max(position - window, 0), position)),
+            ("next", range(position + 1, min(position + window, snapshot.n - 1) + 1)),
+        ):
+            for p in neighbours:
+                if p not in targets and p not in emitted:
+                    add(p, score, kind)
+    return out
+
+
+def _truncate(results: list[MemoryResult], max_tokens: int | None) -> tuple[list[MemoryResult], bool]:
+    if max_tokens is None:
+        return results, False
+    kept: list[MemoryResult] = []
+    used = 0
+    for result in results:
+        if used + result.token_count > max_tokens:
+            return kept, True
+        kept.append(result)
+        used += result.token_count
+    return kept, False
+
+
+def search(snapshot: Snapshot, query: MemoryQuery, embedder: Embedder) -> MemoryResults:
+    """Answer ``query`` over ``snapshot``. Blocking (embeds the query text): run it in a thread."""
+    results, truncated = _truncate(
+        _with_context(snapshot, query, _hits(snapshot, query, embedder)), query.max_tokens
+    )
+    return MemoryResults(
+        query=query.text,
+        k=query.top_k,
+        results=tuple(results),
+        total_tokens=sum(r.token_count for r in results),
+        strategy_used=query.retrieval_strategy,
+        truncated=truncated,
+    )

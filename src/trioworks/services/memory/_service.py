@@ -1,0 +1,341 @@
+"""The memory service: ingest ``stt/final`` and ``tts/say``, answer ``memory/query``."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import trio
+
+from ...bus import (
+    Bus,
+    FinalTranscript,
+    MemoryQuery,
+    MemoryResults,
+    Message,
+    Overflow,
+    Route,
+    Service,
+    ServiceFailed,
+    TtsSay,
+)
+from ...core import RestartIntensityExceeded, RestartPolicy, run_in_thread, supervise
+from ._bm25 import Bm25Indexer, tokenize
+from ._corpus import Corpus, Document
+from ._retrieval import Embedder, search
+from ._store import MemoryStore, NewDocument
+
+__all__ = ["MemoryService"]
+
+logger = logging.getLogger("trioworks.services.memory")
+
+
+def _prepare(embedder: Embedder, texts: list[str]) -> tuple[np.ndarray, list[list[str]]]:
+    return embedder.encode(texts), tokenize(texts)
+
+
+def _open_store(
+    path: str, model: str, dim: int
+) -> tuple[MemoryStore, list[Document], np.ndarray, list[list[str]]]:
+    store = MemoryStore(path, model=model, dim=dim)
+    try:
+        docs, embeddings = store.load()
+        return store, docs, embeddings, tokenize([d.text for d in docs])
+    except BaseException:
+        store.close()
+        raise
+
+
+def _load_minilm() -> Embedder:
+    from ._minilm import MiniLM  # numpy + weights: only loaded when no embedder is injected
+
+    return MiniLM()
+
+
+def _find_failure(exc: BaseException) -> ServiceFailed | None:
+    if isinstance(exc, ServiceFailed):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found = _find_failure(inner)
+            if found is not None:
+                return found
+    return None
+
+
+class MemoryService:
+    """The memory service of the voice stack (py-tars' ``memory-worker``, "HyperDB").
+
+    Remembers every ``stt/final`` (source ``stt``) and ``tts/say`` (source ``tts``; wake
+    acknowledgements and system announcements are skipped) as a document in SQLite at
+    ``db_path``, and answers ``memory/query`` on ``memory/results`` with the query's envelope id
+    as correlation id (strategies in :mod:`._retrieval`).
+
+    Limiters (each a :class:`trio.CapacityLimiter` of 1, so two cores are never oversubscribed
+    and a query never waits behind ingest work):
+
+    - ``model_limiter``: loading the model, embedding ingested batches;
+    - ``query_limiter``: embedding a query and searching;
+    - ``db_limiter``: every SQLite call (the one connection is used by one thread at a time);
+    - ``index_limiter``: BM25 rebuilds.
+
+    Queues: ``stt/final`` and ``tts/say`` feed one bounded ingest channel (``ingest_queue``)
+    drained by one ingest task in batches of up to ``ingest_batch``; their bus routes drop the
+    newest message when full (counted in ``bus.sub.<topic>.dropped``), so ingest overload can
+    never hold up ``memory/query``. The query route drops its *oldest* queued query when full
+    (an old query is the likeliest to be past its deadline).
+
+    Bad queries (``top_k`` 0, an unknown strategy, ...) are rejected by the bus's codec before
+    they reach this service: logged and counted in ``bus.sub.memory/query.malformed``, no reply.
+    """
+
+    def __init__(
+        self,
+        bus: Bus,
+        db_path: str | Path,
+        *,
+        embedder: Embedder | None = None,
+        ingest_batch: int = 16,
+        ingest_queue: int = 256,
+        query_deadline: float = 5.0,
+        drain_timeout: float = 2.0,
+        restart: RestartPolicy = RestartPolicy(),
+    ) -> None:
+        if ingest_batch < 1 or ingest_queue < 1:
+            raise ValueError(
+                f"ingest_batch and ingest_queue must be >= 1, got {ingest_batch}, {ingest_queue}"
+            )
+        self.bus = bus
+        self.db_path = str(db_path)
+        self.metrics = bus.metrics
+        self.ingest_batch = ingest_batch
+        self.query_deadline = query_deadline
+        self.drain_timeout = drain_timeout
+        self.restart = restart
+        self.model_limiter = trio.CapacityLimiter(1)
+        self.query_limiter = trio.CapacityLimiter(1)
+        self.db_limiter = trio.CapacityLimiter(1)
+        self.index_limiter = trio.CapacityLimiter(1)
+        self._embedder = embedder
+        self._store: MemoryStore | None = None
+        self._corpus: Corpus | None = None
+        self._indexer: Bm25Indexer | None = None
+        self._grown = trio.Event()  # set (and replaced) whenever documents are added
+        self._append_lock = trio.Lock()  # keeps db order == corpus order across concurrent batches
+        self._ingest_send, self._ingest_recv = trio.open_memory_channel[NewDocument](ingest_queue)
+        self._service = Service(
+            bus,
+            [
+                Route("stt/final", self._on_transcript, capacity=256, overflow=Overflow.DROP_NEWEST),
+                Route("tts/say", self._on_say, capacity=256, overflow=Overflow.DROP_NEWEST),
+                Route(
+                    "memory/query", self._on_query, capacity=32, overflow=Overflow.DROP_OLDEST, concurrency=2
+                ),
+            ],
+            restart=restart,
+        )
+
+    @property
+    def name(self) -> str:
+        return self.bus.source
+
+    @property
+    def embedder(self) -> Embedder:
+        if self._embedder is None:
+            raise RuntimeError("the memory service has not loaded its model yet (start run() first)")
+        return self._embedder
+
+    @property
+    def indexer(self) -> Bm25Indexer:
+        if self._indexer is None:
+            raise RuntimeError("the memory service is not running")
+        return self._indexer
+
+    def __len__(self) -> int:
+        """How many documents are remembered (0 before start-up)."""
+        return len(self._corpus) if self._corpus is not None else 0
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Load the model and the store, then serve until cancelled.
+
+        ``task_status.started()`` is called once the stored documents are loaded and indexed
+        and the bus routes are subscribed (health ``ready`` published).
+
+        Resource handling:
+            On cancellation, documents already queued for ingest (and a batch being embedded)
+            are still embedded and stored, shielded, for at most ``drain_timeout`` seconds;
+            whatever is left is logged and counted in ``memory.ingest.lost``. A batch being
+            written to SQLite is always finished (the write is shielded: it takes milliseconds).
+            The database is closed last.
+
+        Error handling:
+            A handler, the ingest task or the indexer that fails is logged and restarted under
+            ``restart``; past that, the health says ``crashed`` and :exc:`ServiceFailed` is
+            raised (so :func:`trioworks.bus.run_service` exits 1). Errors opening the store
+            (:exc:`MemoryStoreError`) propagate before anything is served.
+        """
+        try:
+            async with trio.open_nursery() as nursery:
+                await self._open()
+                nursery.start_soon(self._supervised, self.indexer.run, "memory-indexer")
+                nursery.start_soon(self._supervised, self._ingest_loop, "memory-ingest")
+                await nursery.start(self._service.run)
+                task_status.started()
+        except BaseException as exc:
+            failure = _find_failure(exc)
+            if failure is None:
+                raise
+            raise failure from exc
+        finally:
+            if self._store is not None:
+                store, self._store = self._store, None
+                with trio.CancelScope(shield=True), trio.move_on_after(5):
+                    await run_in_thread(store.close, limiter=self.db_limiter)
+
+    async def _open(self) -> None:
+        if self._embedder is None:
+            self._embedder = await run_in_thread(_load_minilm, limiter=self.model_limiter)
+        embedder = self._embedder
+        store, docs, embeddings, tokens = await run_in_thread(
+            _open_store, self.db_path, embedder.name, embedder.dim, limiter=self.db_limiter
+        )
+        self._store = store
+        corpus = Corpus(embedder.dim, capacity=max(1024, 2 * len(docs)))
+        corpus.append(docs, embeddings, tokens)
+        self._corpus = corpus
+        self._indexer = Bm25Indexer(
+            corpus.tokens_prefix, lambda: len(corpus), limiter=self.index_limiter, metrics=self.metrics
+        )
+        await self._indexer.rebuild_now()
+        self.metrics.gauge("memory.documents").set(len(corpus))
+        logger.info("memory: %d documents loaded from %s", len(corpus), self.db_path)
+
+    async def _supervised(self, child: Callable[[], Awaitable[object]], name: str) -> None:
+        try:
+            await supervise(child, name=name, policy=self.restart)
+        except RestartIntensityExceeded as exc:
+            self.bus.set_exit_health("crashed", str(exc))
+            raise ServiceFailed(self.name, exc) from exc
+
+    # --- ingest ---------------------------------------------------------------------------
+
+    async def add(self, docs: Sequence[NewDocument]) -> list[Document]:
+        """Embed, store and index ``docs`` now (bypassing the ingest queue); return them stored.
+
+        Cancellation: cancelled while embedding, nothing is stored; once the SQLite write has
+        begun it is finished and the documents are added (the write is shielded).
+        """
+        if not docs:
+            return []
+        store, corpus = self._store, self._corpus
+        if store is None or corpus is None:
+            raise RuntimeError("the memory service is not running")
+        embeddings, tokens = await run_in_thread(
+            _prepare,
+            self.embedder,
+            [d.text for d in docs],
+            limiter=self.model_limiter,
+            abandon_on_cancel=True,
+        )
+        async with self._append_lock:
+            with trio.CancelScope(shield=True):
+                stored = await run_in_thread(store.append, docs, embeddings, limiter=self.db_limiter)
+            corpus.append(stored, embeddings, tokens)
+        self.indexer.request_rebuild()
+        self._grown.set()
+        self._grown = trio.Event()
+        self.metrics.counter("memory.ingest.documents").inc(len(stored))
+        self.metrics.gauge("memory.documents").set(len(corpus))
+        return stored
+
+    async def wait_documents(self, n: int) -> None:
+        """Return once at least ``n`` documents are remembered (stored and searchable)."""
+        while len(self) < n:
+            await self._grown.wait()
+
+    async def _ingest_loop(self) -> None:
+        batch: list[NewDocument] = []
+        try:
+            while True:
+                batch = [await self._ingest_recv.receive()]
+                while len(batch) < self.ingest_batch:
+                    try:
+                        batch.append(self._ingest_recv.receive_nowait())
+                    except trio.WouldBlock:
+                        break
+                await self.add(batch)
+                self.metrics.counter("memory.ingest.batches").inc()
+                batch = []
+        except trio.Cancelled:
+            await self._drain(batch)
+            raise
+
+    async def _drain(self, batch: list[NewDocument]) -> None:
+        with trio.CancelScope(shield=True), trio.move_on_after(self.drain_timeout):
+            while True:
+                try:
+                    batch.append(self._ingest_recv.receive_nowait())
+                except trio.WouldBlock:
+                    break
+            if batch:
+                await self.add(batch)
+                batch = []
+        if batch:
+            self.metrics.counter("memory.ingest.lost").inc(len(batch))
+            logger.warning("memory: %d queued documents not stored at shutdown", len(batch))
+
+    async def _enqueue(self, text: str, timestamp: float, source: str, utt_id: str | None) -> None:
+        if not text.strip():
+            self.metrics.counter("memory.ingest.skipped").inc()
+            return
+        await self._ingest_send.send(
+            NewDocument(text=text, timestamp=timestamp, source=source, utt_id=utt_id)
+        )
+
+    async def _on_transcript(self, message: Message) -> None:
+        data: FinalTranscript = message.data
+        if not data.is_final:
+            self.metrics.counter("memory.ingest.skipped").inc()
+            return
+        timestamp = data.ts if data.ts is not None else message.envelope.ts
+        await self._enqueue(data.text, timestamp, "stt", data.utt_id)
+
+    async def _on_say(self, message: Message) -> None:
+        data: TtsSay = message.data
+        if data.wake_ack or data.system_announce:
+            # "Yes?" and "I'm online" are not conversation.
+            self.metrics.counter("memory.ingest.skipped").inc()
+            return
+        await self._enqueue(data.text, message.envelope.ts, "tts", data.utt_id)
+
+    # --- queries --------------------------------------------------------------------------
+
+    async def query(self, query: MemoryQuery) -> MemoryResults:
+        """Answer ``query`` over everything stored so far. Runs in a thread (query limiter).
+
+        Cancellation: a checkpoint; a search in flight is abandoned (it is read-only).
+        """
+        corpus = self._corpus
+        if corpus is None:
+            raise RuntimeError("the memory service is not running")
+        snapshot = corpus.snapshot(self.indexer.current)
+        if snapshot.bm25.n < snapshot.n:
+            self.metrics.counter("memory.query.with_tail").inc()
+        return await run_in_thread(
+            search, snapshot, query, self.embedder, limiter=self.query_limiter, abandon_on_cancel=True
+        )
+
+    async def _on_query(self, message: Message) -> None:
+        with trio.move_on_after(self.query_deadline) as deadline:
+            results = await self.query(message.data)
+            await self.bus.reply(message, "memory/results", results)
+            self.metrics.counter("memory.query.answered").inc()
+        if deadline.cancelled_caught:
+            self.metrics.counter("memory.query.timed_out").inc()
+            logger.warning(
+                "memory: query %s not answered within %s s; dropped", message.envelope.id, self.query_deadline
+            )

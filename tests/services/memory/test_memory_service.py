@@ -1,0 +1,277 @@
+"""The memory service on the in-process bus: ingest, memory/query -> memory/results, restart,
+shutdown, bad input, failure. The service works in threads, so these tests run on the real
+clock (the autojump clock would jump past deadlines while a thread works); each is bounded by
+``fail_after`` in seconds and finishes in well under one."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import numpy as np
+import pytest
+import trio
+import trio.testing
+from memory_helpers import HashEmbedder, Replies, texts_of
+
+from trioworks.bus import (
+    Bus,
+    FinalTranscript,
+    InProcessBroker,
+    InProcessTransport,
+    LLMStreamDelta,
+    MemoryQuery,
+    MemoryResults,
+    RawMessage,
+    ServiceFailed,
+    TtsSay,
+)
+from trioworks.core import RestartPolicy, RetryPolicy
+from trioworks.services.memory import MemoryService
+
+
+@asynccontextmanager
+async def running(
+    broker: InProcessBroker, db: Path, embedder: object, **kwargs: object
+) -> AsyncIterator[MemoryService]:
+    bus = Bus(InProcessTransport(broker, client_id="memory"), source="memory")
+    service = MemoryService(bus, db, embedder=embedder, **kwargs)  # type: ignore[arg-type]
+    async with trio.open_nursery() as nursery:
+        await nursery.start(service.run)
+        yield service
+        nursery.cancel_scope.cancel()
+
+
+@asynccontextmanager
+async def client(broker: InProcessBroker, name: str = "llm") -> AsyncIterator[Bus]:
+    bus = Bus(InProcessTransport(broker, client_id=name), source=name)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(bus.run)
+        yield bus
+        nursery.cancel_scope.cancel()
+
+
+def health(broker: InProcessBroker) -> dict[str, object]:
+    return json.loads(broker.retained["system/health/memory"].payload)["data"]
+
+
+async def say(bus: Bus, *texts: str) -> None:
+    for i, text in enumerate(texts):
+        await bus.publish("stt/final", FinalTranscript(text=text, utt_id=f"u{i}", ts=1000.0 + i))
+
+
+async def test_query_gets_results_with_its_correlation_id_while_other_messages_flow(
+    memory_broker: InProcessBroker, tmp_path: Path, fake_embedder: HashEmbedder
+) -> None:
+    with trio.fail_after(20):
+        async with (
+            running(memory_broker, tmp_path / "m.db", fake_embedder) as memory,
+            client(memory_broker) as llm,
+        ):
+            await say(llm, "remind me to buy bread", "what is the weather in paris")
+            await llm.publish("tts/say", TtsSay(text="It is sunny in Paris.", utt_id="a1"))
+            await llm.publish("tts/say", TtsSay(text="Yes?", wake_ack=True))  # not conversation
+            await memory.wait_documents(3)
+
+            streamed = Replies()
+            await llm.subscribe("llm/stream", streamed)
+            async with trio.open_nursery() as nursery:
+
+                async def stream() -> None:  # other traffic on the same bus, all along
+                    for seq in range(200):
+                        await llm.publish("llm/stream", LLMStreamDelta(id="r", seq=seq, delta="x"))
+                        await trio.sleep(0.001)
+
+                nursery.start_soon(stream)
+                await streamed.wait_for(5)
+                reply = await llm.request(
+                    "memory/query",
+                    MemoryQuery(text="weather paris", top_k=2),
+                    reply_topic="memory/results",
+                    timeout=5,
+                    id="corr-123",
+                )
+                assert len(streamed.messages) < 200  # answered while the stream was still flowing
+            assert reply.envelope.id == "corr-123" and reply.envelope.source == "memory"
+            results: MemoryResults = reply.data
+            assert texts_of(results)[0] == "what is the weather in paris"
+            assert "It is sunny in Paris." in texts_of(results)
+            assert {r.document["source"] for r in results.results} == {"stt", "tts"}
+            assert memory.metrics.snapshot()["memory.ingest.skipped"] == 1
+            assert llm.pending_requests == 0
+
+
+async def test_a_plain_published_query_is_answered_with_its_envelope_id(
+    memory_broker: InProcessBroker, tmp_path: Path, fake_embedder: HashEmbedder
+) -> None:
+    with trio.fail_after(20):
+        async with running(memory_broker, tmp_path / "m.db", fake_embedder), client(memory_broker) as llm:
+            replies = Replies()
+            await llm.subscribe("memory/results", replies)
+            sent = [
+                await llm.publish("memory/query", MemoryQuery(text=f"q{i}", retrieval_strategy="recent"))
+                for i in range(3)
+            ]
+            got = await replies.wait_for(3)
+            assert sorted(m.envelope.id for m in got) == sorted(e.id for e in sent)
+            assert all(m.data.results == () for m in got)  # nothing remembered yet
+
+
+async def test_bad_queries_are_logged_counted_and_dropped_and_the_service_keeps_answering(
+    memory_broker: InProcessBroker,
+    tmp_path: Path,
+    fake_embedder: HashEmbedder,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def raw(data: dict[str, object]) -> RawMessage:
+        body = {"id": "bad", "type": "memory.query", "ts": 1.0, "source": "evil", "data": data}
+        return RawMessage("memory/query", json.dumps(body).encode(), qos=1)
+
+    with trio.fail_after(20), caplog.at_level(logging.WARNING, logger="trioworks.bus"):
+        async with (
+            running(memory_broker, tmp_path / "m.db", fake_embedder) as memory,
+            client(memory_broker) as llm,
+        ):
+            replies = Replies()
+            await llm.subscribe("memory/results", replies)
+            await memory_broker.publish(raw({"text": "hi", "top_k": 0}))
+            await memory_broker.publish(raw({"text": "hi", "retrieval_strategy": "magic"}))
+            await memory_broker.publish(raw({"text": "hi", "top_k": 51, "context_window": 9}))
+            good = await llm.publish("memory/query", MemoryQuery(text="hi"))
+            [reply] = await replies.wait_for(1)
+            assert reply.envelope.id == good.id
+            snap = memory.metrics.snapshot()
+            assert snap["bus.sub.memory/query.malformed"] == 3
+            assert snap["bus.sub.memory/query.handled"] == 1
+            assert health(memory_broker)["ok"] is True
+    assert "'top_k' must be >= 1: 0" in caplog.text and "$.data.retrieval_strategy" in caplog.text
+    assert "'top_k' must be <= 50: 51" in caplog.text
+
+
+async def test_documents_survive_a_restart_and_ids_continue(
+    memory_broker: InProcessBroker, tmp_path: Path, fake_embedder: HashEmbedder
+) -> None:
+    db = tmp_path / "m.db"
+    with trio.fail_after(20):
+        async with running(memory_broker, db, fake_embedder) as memory, client(memory_broker) as llm:
+            await say(llm, "the zebra escaped", "buy bread", "call mom")
+            await memory.wait_documents(3)
+        assert health(memory_broker)["event"] == "stopped"
+        async with running(memory_broker, db, fake_embedder) as memory, client(memory_broker) as llm:
+            assert len(memory) == 3
+            assert memory.indexer.current.n == 3  # indexed before it said it was serving
+            reply = await llm.request(
+                "memory/query", MemoryQuery(text="zebra", top_k=1), reply_topic="memory/results", timeout=5
+            )
+            [hit] = reply.data.results
+            assert hit.document == {
+                "id": 1,
+                "text": "the zebra escaped",
+                "timestamp": 1000.0,
+                "source": "stt",
+                "utt_id": "u0",
+            }
+            await say(llm, "one more")
+            await memory.wait_documents(4)
+            recent = await memory.query(MemoryQuery(text="", top_k=1, retrieval_strategy="recent"))
+            assert recent.results[0].document["id"] == 4
+
+
+class SlowEmbedder(HashEmbedder):
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        time.sleep(0.2)  # a worker thread: the loop is not held
+        return super().encode(texts)
+
+
+async def test_documents_queued_at_shutdown_are_still_stored(
+    memory_broker: InProcessBroker, tmp_path: Path
+) -> None:
+    db = tmp_path / "m.db"
+    texts = [f"utterance {i}" for i in range(20)]
+    with trio.fail_after(20):
+        async with (
+            running(memory_broker, db, SlowEmbedder(), ingest_batch=2) as memory,
+            client(memory_broker) as llm,
+        ):
+            await say(llm, *texts)
+            await trio.testing.wait_all_tasks_blocked(cushion=0.01)  # all 20 handled: queued for ingest
+            assert memory.metrics.snapshot()["bus.sub.stt/final.handled"] == 20
+            assert len(memory) < 20  # most are still queued behind the slow embedder
+        # Shut down: the queue was drained into the store.
+        assert memory.metrics.snapshot().get("memory.ingest.lost", 0) == 0
+        async with running(memory_broker, db, HashEmbedder()) as memory:
+            assert [memory._corpus._docs[i].text for i in range(len(memory))] == texts  # type: ignore[union-attr]
+
+
+class FailingEmbedder(HashEmbedder):
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        if any("boom" in t for t in texts):
+            raise RuntimeError("model exploded")
+        return super().encode(texts)
+
+
+async def test_ingest_failures_are_restarted_then_fail_the_service(
+    memory_broker: InProcessBroker, tmp_path: Path
+) -> None:
+    policy = RestartPolicy(max_restarts=1, window=30, backoff=RetryPolicy(base_delay=0.01, jitter=0))
+    bus = Bus(InProcessTransport(memory_broker, client_id="memory"), source="memory")
+    memory = MemoryService(bus, tmp_path / "m.db", embedder=FailingEmbedder(), restart=policy)
+    with trio.fail_after(20):
+        async with client(memory_broker) as llm, trio.open_nursery() as nursery:
+            ready = Replies()
+            await llm.subscribe("system/health/memory", ready)
+
+            async def feed() -> None:
+                await ready.wait_for(1)
+                await say(llm, "fine")
+                await memory.wait_documents(1)
+                for _ in range(3):
+                    await say(llm, "boom")
+                    await trio.sleep(0.1)
+
+            nursery.start_soon(feed)
+            with pytest.raises(ServiceFailed, match="'memory'") as info:
+                await memory.run()
+            nursery.cancel_scope.cancel()
+    assert info.value.cause.name == "memory-ingest"
+    assert health(memory_broker)["event"] == "crashed"
+    assert "memory-ingest" in str(health(memory_broker)["err"])
+
+
+async def test_ingest_does_not_block_the_loop(
+    memory_broker: InProcessBroker, tmp_path: Path, minilm: object
+) -> None:
+    """A ticker's worst lag while a batch is embedded (real model, real clock)."""
+    texts = [
+        f"Remind me that meeting number {i} with Alice is on Tuesday at {i % 12 + 1} pm." for i in range(48)
+    ]
+    worst = 0.0
+    with trio.fail_after(60):
+        async with (
+            running(memory_broker, tmp_path / "m.db", minilm, ingest_batch=48) as memory,
+            client(memory_broker) as stt,
+        ):
+            async with trio.open_nursery() as nursery:
+
+                async def ticker() -> None:
+                    nonlocal worst
+                    while True:
+                        before = trio.current_time()
+                        await trio.sleep(0.005)
+                        worst = max(worst, trio.current_time() - before - 0.005)
+
+                nursery.start_soon(ticker)
+                started = trio.current_time()
+                await say(stt, *texts)
+                await memory.wait_documents(48)
+                await memory.indexer.wait_indexed(48)
+                busy = trio.current_time() - started
+                nursery.cancel_scope.cancel()
+    print(f"ingest of 48: {busy:.2f} s, worst loop lag {worst * 1000:.1f} ms")
+    # The work took far longer than the bound, so doing it on the loop would have failed this.
+    assert busy > 0.2
+    assert worst < 0.05, f"worst loop lag {worst * 1000:.1f} ms while ingesting for {busy:.2f} s"
