@@ -20,6 +20,7 @@ from ._app import build_app
 from ._auth import Authenticator, parse_clients
 from ._files import FileStore
 from ._http import Context
+from ._hypercorn import patch_hypercorn
 from ._open import open_storage
 from ._storage import Storage
 
@@ -87,6 +88,7 @@ class Server:
             :exc:`~trioworks.core.RestartIntensityExceeded`.
         """
         config = self.config
+        patch_hypercorn()
         opener = trio.CapacityLimiter(1)
         owned = config.storage is None
         storage = config.storage or await run_in_thread(open_storage, config.db, limiter=opener)
