@@ -70,6 +70,9 @@ class QueueMachine(RuleBasedStateMachine):
 
     @rule(name=st.sampled_from(sorted(DEFINITIONS)))
     def submit(self, name: str) -> None:
+        # Distinct submit times give claims a deterministic order (ties would fall back to
+        # random ids, and hypothesis could not replay a failure).
+        self.now += 0.001
         self.workflows.append(self.storage.create_workflow(name, None, {}, None, self.now).id)
 
     @rule(worker=WORKERS, n=st.integers(1, 3))
