@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -11,7 +12,7 @@ import yaml
 from server_helpers import activity
 
 from conftest import Api, running_api
-from trioworks.server import ServerConfig
+from trioworks.server import ServerConfig, SQLiteStorage
 
 DEFINITION = {
     "name": "etl",
@@ -335,3 +336,15 @@ async def test_broken_connections_do_not_take_the_server_down(api: Api) -> None:
                 break
             await trio.sleep(0.02)
     assert (await api.client.get("/health")).json() == {"status": "ok"}
+
+
+async def test_ready_is_503_when_the_database_is_gone(server_config: ServerConfig, tmp_path: Path) -> None:
+    storage = SQLiteStorage(tmp_path / "gone.db")
+    async with running_api(attrs.evolve(server_config, storage=storage, db=str(tmp_path / "gone.db"))) as api:
+        assert (await api.client.get("/health/ready")).status_code == 200
+        storage.close()
+        reply = await api.client.get("/health/ready")
+        assert reply.status_code == 503
+        body = reply.json()
+        assert body["status"] == "not_ready" and body["checks"]["database"]["status"] == "error"
+        assert (await api.client.get("/health")).status_code == 200  # alive, just not ready
