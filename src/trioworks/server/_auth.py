@@ -28,7 +28,7 @@ def token_form(media_type: str, raw: bytes) -> dict[str, Any]:
         return dict(parse_qsl(raw.decode("utf-8", "replace")))
     try:
         form = json.loads(raw or b"{}")
-    except ValueError:
+    except (ValueError, RecursionError):
         form = None
     if not isinstance(form, dict):
         raise BadRequest("token request body must be a JSON object")

@@ -133,10 +133,16 @@ def media_type(request: Request) -> str:
     return request.headers.get("content-type", "").split(";")[0].strip().lower()
 
 
+def _no_constant(name: str) -> Any:
+    # Python's json accepts NaN and Infinity, which are not JSON: stored, they would make every
+    # later response that carries them fail to encode (a 500 far from the bad request).
+    raise ValueError(f"{name} is not valid JSON")
+
+
 def _decode(body: bytes) -> Any:
     try:
-        return json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
+        return json.loads(body, parse_constant=_no_constant)
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise BadRequest(f"request body is not valid JSON: {exc}") from None
 
 
