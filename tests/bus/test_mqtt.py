@@ -269,3 +269,58 @@ async def test_qos1_publish_in_flight_when_the_connection_drops_is_resent(
         await got.wait_for(1)
     assert got.data == [{"n": 1}]
     assert transport.metrics.snapshot()["mqtt.publish_resends"] == 1
+
+
+@pytest.mark.slow
+async def test_a_full_block_queue_neither_deadlocks_publishing_nor_drops_the_connection(
+    mosquitto_url: str, nursery: trio.Nursery
+) -> None:
+    # A handler stuck with its BLOCK queue full must not stop the connection's reader: the
+    # reader also carries this bus's PUBACKs (publish would deadlock) and PINGRESPs.
+    transport = MqttTransport(mosquitto_url, client_id=f"busy-{next(_ids)}", keep_alive=1)
+    bus = Bus(transport, source=f"busy-{next(_ids)}")
+    await nursery.start(bus.run)
+    topic = _topic("busy")
+    release = trio.Event()
+    handled: list[int] = []
+
+    async def slow(message: Message) -> None:
+        await release.wait()
+        handled.append(message.data["n"])
+
+    await bus.subscribe(topic, slow, capacity=1)
+    with trio.fail_after(5):
+        for n in range(4):  # one in the handler, one queued, the rest waiting in the backlog
+            await bus.publish(topic, {"n": n})
+    await trio.sleep(8)  # several keep-alive periods with the subscription stuck
+    release.set()
+    with trio.fail_after(5):
+        while len(handled) < 4:  # noqa: ASYNC110  # real time, short: a broker round trip
+            await trio.sleep(0.05)
+    assert handled == [0, 1, 2, 3]
+    assert transport.connections.value == 1
+    assert "mqtt.backlog_dropped" not in transport.metrics.snapshot()
+
+
+async def test_backlog_overflow_is_dropped_and_counted(mosquitto_url: str, nursery: trio.Nursery) -> None:
+    transport = MqttTransport(mosquitto_url, client_id=f"tiny-{next(_ids)}", backlog=1)
+    bus = Bus(transport, source=f"tiny-{next(_ids)}")
+    await nursery.start(bus.run)
+    topic = _topic("tiny")
+    release = trio.Event()
+    handled: list[int] = []
+
+    async def slow(message: Message) -> None:
+        await release.wait()
+        handled.append(message.data["n"])
+
+    await bus.subscribe(topic, slow, capacity=1)
+    for n in range(6):
+        await bus.publish(topic, {"n": n})
+    await trio.sleep(0.5)
+    release.set()
+    await trio.sleep(0.5)
+    dropped = transport.metrics.snapshot()["mqtt.backlog_dropped"]
+    assert dropped >= 1
+    assert len(handled) == 6 - dropped
+    assert handled == sorted(handled)

@@ -50,10 +50,20 @@ DEFAULT_RECONNECT = RetryPolicy(
 
 @attrs.define(eq=False)
 class _Feed:
+    """One subscriber of a filter. The reader puts messages into ``inbox`` without waiting;
+    the feed's pump task hands them to ``sink`` in order, and may wait there."""
+
     pattern: str
     qos: int
     sub_id: int
     sink: Sink
+    inbox: trio.MemorySendChannel[RawMessage]
+    outbox: trio.MemoryReceiveChannel[RawMessage]
+
+    async def pump(self) -> None:
+        async with self.outbox:
+            async for raw in self.outbox:
+                await self.sink(raw)
 
 
 class MqttTransport:
@@ -69,12 +79,15 @@ class MqttTransport:
     connection dies first, it waits for the next connection and sends again (at least once).
     QoS 0 while disconnected is dropped and counted (``mqtt.qos0_dropped``).
 
-    Backpressure: one reader task per connection hands each message to the matching
-    subscriptions' sinks; a sink with overflow ``BLOCK`` whose queue is full stalls that
-    reader (and so the whole connection) until there is room. Use a drop policy for streams.
+    Backpressure: the connection's reader never waits for a subscription (it must keep reading
+    PUBACKs, or a handler publishing on this same connection would deadlock against its own
+    full queue). It puts each message into the subscription's ``backlog`` (default 256
+    messages), from which the subscription's own pump task offers it to the subscription,
+    waiting there under overflow ``BLOCK``. A message that finds that backlog full is dropped
+    and counted (``mqtt.backlog_dropped``): a broker cannot be made to wait per subscription.
 
     Metrics: counters ``mqtt.connects``, ``mqtt.connect_failures``, ``mqtt.connections_lost``,
-    ``mqtt.publish_resends``, ``mqtt.qos0_dropped``.
+    ``mqtt.publish_resends``, ``mqtt.qos0_dropped``, ``mqtt.backlog_dropped``.
     """
 
     def __init__(
@@ -87,6 +100,7 @@ class MqttTransport:
         connect_timeout: float = 5.0,
         metrics: Metrics | None = None,
         rng: random.Random | None = None,
+        backlog: int = 256,
     ) -> None:
         self.host, self.port = _parse_url(url)
         self.client_id = client_id
@@ -95,6 +109,8 @@ class MqttTransport:
         self.connect_timeout = connect_timeout
         self.metrics = metrics if metrics is not None else Metrics()
         self._rng = rng
+        self.backlog = backlog
+        self._pumps: trio.Nursery | None = None
         self._will: Will | None = None
         self._conn: AsyncValue[_Connection | None] = AsyncValue(None)
         self._feeds: list[_Feed] = []
@@ -118,12 +134,17 @@ class MqttTransport:
         run out the last error propagates. A lost connection is logged and re-established.
         """
         status: trio.TaskStatus[None] | None = task_status
-        while True:
-            conn = await retry(self._connect, self.reconnect, on_retry=self._on_retry, rng=self._rng)
-            await self._serve(conn, status)
-            status = None
-            self.metrics.counter("mqtt.connections_lost").inc()
-            await trio.sleep(self.reconnect.delay(1, self._rng))
+        # The feeds' pump tasks outlive each connection: subscriptions survive reconnects.
+        async with trio.open_nursery() as self._pumps:
+            try:
+                while True:
+                    conn = await retry(self._connect, self.reconnect, on_retry=self._on_retry, rng=self._rng)
+                    await self._serve(conn, status)
+                    status = None
+                    self.metrics.counter("mqtt.connections_lost").inc()
+                    await trio.sleep(self.reconnect.delay(1, self._rng))
+            finally:
+                self._pumps = None
 
     def _on_retry(self, attempt: int, exc: BaseException, delay: float) -> None:
         self.metrics.counter("mqtt.connect_failures").inc()
@@ -165,6 +186,7 @@ class MqttTransport:
                 try:
                     await self._subscribe_on(conn, sorted(self._sub_ids, key=self._sub_ids.__getitem__))
                 except _ConnectionLost:
+                    nursery.cancel_scope.cancel()  # the reader may still sit on a half-dead socket
                     return
                 self._conn.value = conn
                 self.metrics.counter("mqtt.connects").inc()
@@ -194,7 +216,7 @@ class MqttTransport:
                     return
                 for packet in conn.sm.feed_bytes(data):
                     if isinstance(packet, MQTTPublishPacket):
-                        await self._deliver(packet)
+                        self._deliver(packet)
                     elif isinstance(
                         packet, MQTTPublishAckPacket | MQTTSubscribeAckPacket | MQTTUnsubscribeAckPacket
                     ):
@@ -235,7 +257,7 @@ class MqttTransport:
                 scope.cancel()
                 return
 
-    async def _deliver(self, packet: MQTTPublishPacket) -> None:
+    def _deliver(self, packet: MQTTPublishPacket) -> None:
         payload = packet.payload.encode() if isinstance(packet.payload, str) else bytes(packet.payload)
         raw = RawMessage(packet.topic, payload, qos=min(int(packet.qos), 1), retain=packet.retain)
         ids = packet.properties.get(PropertyType.SUBSCRIPTION_IDENTIFIER)
@@ -247,8 +269,18 @@ class MqttTransport:
         else:
             feeds = [f for f in self._feeds if matches(f.pattern, packet.topic)]
         for feed in feeds:
-            if feed in self._feeds:
-                await feed.sink(raw)
+            try:
+                feed.inbox.send_nowait(raw)
+            except trio.WouldBlock:
+                self.metrics.counter("mqtt.backlog_dropped").inc()
+                logger.warning(
+                    "MQTT %r: backlog of %r full, dropped a message on %r",
+                    self.client_id,
+                    feed.pattern,
+                    raw.topic,
+                )
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                pass  # unsubscribed meanwhile
 
     # --- operations ---------------------------------------------------------------------------
 
@@ -311,11 +343,15 @@ class MqttTransport:
         """Register ``sink``; subscribed at the broker (SUBACK received) when this returns, or
         re-subscribed on the next connection if the current one drops meanwhile."""
         validate_filter(pattern)
+        if self._pumps is None:
+            raise RuntimeError("MqttTransport.subscribe needs the transport running (start run first)")
         sub_id = self._sub_ids.get(pattern)
         if sub_id is None:
             sub_id = self._sub_ids[pattern] = self._next_sub_id
             self._next_sub_id += 1
-        feed = _Feed(pattern, qos, sub_id, sink)
+        inbox, outbox = trio.open_memory_channel[RawMessage](self.backlog)
+        feed = _Feed(pattern, qos, sub_id, sink, inbox, outbox)
+        self._pumps.start_soon(feed.pump)
         self._feeds.append(feed)
         try:
             while True:
@@ -336,6 +372,7 @@ class MqttTransport:
             await trio.lowlevel.checkpoint()
             return
         self._feeds.remove(token)
+        token.inbox.close()  # its pump ends once the backlog is handed over
         if any(f.pattern == token.pattern for f in self._feeds):
             await trio.lowlevel.checkpoint()
             return
