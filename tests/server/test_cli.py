@@ -133,6 +133,11 @@ def test_cli_bad_input(cli: Callable[..., tuple[int, str, str]], tmp_path: Path)
     bad.write_text("name: x\nactivities:\n  - key: a\n    worker: Std\n", encoding="utf-8")
     code, _, err = cli("workflow", "deploy", bad)
     assert code == 2 and "activities[0].worker" in err and "activities[0].activity_name" in err
+    bad.write_text(
+        "name: x\nactivities: [{key: a, worker: std, activity_name: a, parameters: {d: 2024-01-01}}]\n"
+    )
+    code, _, err = cli("workflow", "deploy", bad)
+    assert code == 2 and "quote dates" in err
     bad.write_text("name: [", encoding="utf-8")
     code, _, err = cli("workflow", "deploy", bad)
     assert code == 2 and "invalid YAML" in err

@@ -119,6 +119,13 @@ CASES: list[tuple[str, str, Any, int, str | None]] = [
     ),
     ("POST", "/api/v1/workflow_definitions", {"name": "x"}, 422, "activities"),
     ("POST", "/api/v1/workflow_definitions", b"name: [unclosed", 400, None),
+    (
+        "POST",
+        "/api/v1/workflow_definitions",
+        b"name: x\nactivities:\n  - {key: a, worker: std, activity_name: a, parameters: {day: 2024-01-01}}\n",
+        400,
+        None,
+    ),
     ("GET", "/api/v1/workflow_definitions/ghost", None, 404, None),
     ("GET", "/api/v1/workflow_definitions/d?version=x", None, 422, "version"),
     ("POST", "/api/v1/workflows", {"input": {}}, 422, "definition_name"),

@@ -138,6 +138,10 @@ def _read_definition(path: Path) -> Any:
         raise CliError(f"{path}{where}: invalid YAML: {getattr(exc, 'problem', exc)}") from exc
     if not isinstance(data, dict):
         raise CliError(f"{path}: expected a mapping with name and activities, got {type(data).__name__}")
+    try:  # YAML has more types than JSON (dates, .nan); the server stores JSON
+        json.dumps(data, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise CliError(f"{path}: a value JSON cannot hold (quote dates): {exc}") from exc
     return data
 
 

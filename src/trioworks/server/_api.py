@@ -6,6 +6,7 @@ so bad input never changes the database.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import yaml
@@ -82,9 +83,14 @@ async def fail(request: Request, ctx: Context) -> Response:
 # -- definitions -------------------------------------------------------------------------------
 def _load_yaml(data: bytes) -> Any:
     try:
-        return yaml.safe_load(data)
+        value = yaml.safe_load(data)
     except yaml.YAMLError as exc:
         raise BadRequest(f"request body is not valid YAML: {exc}") from None
+    try:  # YAML has more types than JSON (dates, .nan): everything stored must be JSON
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise BadRequest(f"request body has a value JSON cannot hold (quote dates): {exc}") from None
+    return value
 
 
 async def put_definition(request: Request, ctx: Context) -> Response:
