@@ -324,3 +324,21 @@ async def test_backlog_overflow_is_dropped_and_counted(mosquitto_url: str, nurse
     assert dropped >= 1
     assert len(handled) == 6 - dropped
     assert handled == sorted(handled)
+
+
+async def test_clean_shutdown_leaves_stopped_not_the_will(make_bus: MakeBus, mosquitto_url: str) -> None:
+    observer = await make_bus("observer")
+    name = f"leaving-{next(_ids)}"
+    health = Collector()
+    await observer.subscribe(f"system/health/{name}", health)
+    async with trio.open_nursery() as nursery:
+        bus = Bus(MqttTransport(mosquitto_url, client_id=name), source=name)
+        await nursery.start(bus.run)
+        await bus.publish_health(True, "ready")
+        with trio.fail_after(5):
+            await health.wait_for(1)
+        nursery.cancel_scope.cancel()
+    with trio.fail_after(5):
+        await health.wait_for(2)
+    await trio.sleep(0.3)  # the broker would publish a will right after the disconnect
+    assert [m.data.event for m in health.messages] == ["ready", "stopped"]
