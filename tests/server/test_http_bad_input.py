@@ -131,6 +131,7 @@ CASES: list[tuple[str, str, Any, int, str | None]] = [
     ("POST", "/api/v1/workflows", {"input": {}}, 422, "definition_name"),
     ("POST", "/api/v1/workflows", {"definition_name": "d", "input": []}, 422, "input"),
     ("POST", "/api/v1/workflows", {"definition_name": "d", "version": 0}, 422, "version"),
+    ("POST", "/api/v1/workflows", {"definition_name": "d", "version": 10**30}, 422, "version"),
     ("POST", "/api/v1/workflows", {"definition_name": "d", "version": 9}, 404, None),
     ("GET", "/api/v1/workflows?status=bogus", None, 422, "status"),
     ("GET", "/api/v1/workflows?limit=0", None, 422, "limit"),

@@ -220,8 +220,10 @@ def parse_fail(data: Any) -> FailRequest:
 def parse_submit(data: Any) -> SubmitRequest:
     f = _Fields(data)
     version = f.data.get("version")
-    if version is not None and (not isinstance(version, int) or isinstance(version, bool) or version < 1):
-        f.add("version", "must be an integer >= 1")
+    if version is not None and (
+        not isinstance(version, int) or isinstance(version, bool) or not 1 <= version <= 2**31
+    ):
+        f.add("version", "must be an integer from 1 to 2147483648")
     input_ = f.object("input", required=False)
     request = SubmitRequest(
         definition_name=f.str("definition_name"),
