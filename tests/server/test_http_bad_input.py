@@ -50,6 +50,7 @@ CASES: list[tuple[str, str, Any, int, str | None]] = [
     ("POST", "/api/v1/workers/poll", b"", 400, None),
     ("POST", "/api/v1/activities/{aid}/complete", b'{"worker_id": "w", "output": {"x": NaN}}', 400, None),
     ("POST", "/api/v1/workers/poll", b"[" * 20000 + b"]" * 20000, 400, None),
+    ("POST", "/api/v1/workers/poll", b'{"worker": "std", "worker_id": "\\ud800"}', 400, None),
     ("POST", "/api/v1/activities/{aid}/heartbeat", {}, 422, "worker_id"),
     ("POST", "/api/v1/activities/{aid}/complete", {"worker_id": "w"}, 422, "output"),
     ("POST", "/api/v1/activities/{aid}/complete", {"worker_id": "w", "output": [1]}, 422, "output"),

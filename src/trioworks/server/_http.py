@@ -141,9 +141,13 @@ def _no_constant(name: str) -> Any:
 
 def _decode(body: bytes) -> Any:
     try:
-        return json.loads(body, parse_constant=_no_constant)
-    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        value = json.loads(body, parse_constant=_no_constant)
+        # "\ud800" escapes decode to lone surrogates, which no UTF-8 response (or database
+        # text parameter) can hold: refuse them here rather than fail later with a 500.
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except (ValueError, UnicodeError, RecursionError) as exc:
         raise BadRequest(f"request body is not valid JSON: {exc}") from None
+    return value
 
 
 async def json_body(request: Request, ctx: Context, *, also: tuple[str, ...] = ()) -> Any:
