@@ -247,16 +247,8 @@ class MosquittoBroker:
         self.port = free_port()
         self.config = self.root / "mosquitto.conf"
         self.log = self.root / "mosquitto.log"
-        self.config.write_text(
-            f"listener {self.port} 127.0.0.1\n"
-            "allow_anonymous true\n"
-            "persistence false\n"
-            "log_dest stderr\n"
-            "log_type error\n"
-            "log_type warning\n"
-            "log_type notice\n",
-            encoding="utf-8",
-        )
+        self._write_config()
+        self._started = False
         self._proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -267,10 +259,39 @@ class MosquittoBroker:
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
+    def _write_config(self) -> None:
+        self.config.write_text(
+            f"listener {self.port} 127.0.0.1\n"
+            "allow_anonymous true\n"
+            "persistence false\n"
+            "log_dest stderr\n"
+            "log_type error\n"
+            "log_type warning\n"
+            "log_type notice\n",
+            encoding="utf-8",
+        )
+
     def start(self, *, timeout: float = 10) -> None:
-        """Start the broker; returns once it accepts TCP connections."""
+        """Start the broker; returns once it accepts TCP connections.
+
+        The first start moves to a new free port if the chosen one was taken meanwhile; later
+        starts (a restart) keep the port, since clients reconnect to it.
+        """
         if self.running:
             return
+        for attempt in range(3):
+            try:
+                self._spawn(timeout)
+            except ServiceUnavailable:
+                if self._started or attempt == 2:
+                    raise
+                self.port = free_port()
+                self._write_config()
+            else:
+                self._started = True
+                return
+
+    def _spawn(self, timeout: float) -> None:
         with self.log.open("ab") as log:
             # As root mosquitto drops to the 'mosquitto' user; it reads its config before that.
             self._proc = subprocess.Popen(
