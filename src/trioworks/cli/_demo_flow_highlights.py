@@ -105,8 +105,10 @@ def _cpu(run: FlowRun) -> tuple[str, bool]:
         f"lagged at worst {_ms(lag)} (probed every {run.lag_interval * 1000:.0f} ms; the worker's probe saw "
         f"{_ms(run.stats.loop_lag_max)} at worst over the whole run, start-up included)"
     )
-    # Run on the loop, the count would have stalled it for its whole duration.
-    return text, cpu["pid"] != run.demo_pid and lag is not None and lag < seconds / 4
+    # Run on the loop, the count would have stalled it for its whole duration. The bound is half
+    # of that, not less: on a busy shared machine the OS alone can hold the process off the CPU
+    # for a few hundred milliseconds.
+    return text, cpu["pid"] != run.demo_pid and lag is not None and lag < seconds / 2
 
 
 def _missing(output: Mapping[str, Any], *names: str) -> str:
