@@ -7,14 +7,20 @@ servers at once never receive the same activity.
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 import trio
 from server_helpers import ManualClock, activity
 
+from _services import free_port
+from trioworks.cli import main
 from trioworks.server import Server, ServerConfig
 
 SERVERS = 2
@@ -127,3 +133,45 @@ async def exercise(clients: list[httpx.AsyncClient]) -> None:
         assert body["status"] == "completed", body
         second = next(a for a in body["activities"] if a["activity_key"] == "second")
         assert second["outputs"] == {"value": n}
+
+
+def test_cli_server_runs_on_postgres(fresh_postgres_url: str, tmp_path: Path) -> None:
+    """``trioworks server --db postgresql://...`` serves, and is ready once its database is."""
+    port = free_port()
+    command = [
+        sys.executable,
+        "-m",
+        "trioworks.cli",
+        "server",
+        "--db",
+        fresh_postgres_url,
+        "--port",
+        str(port),
+    ]
+    command += ["--client", "c:s", "--files-dir", str(tmp_path / "files")]
+    proc = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stderr is not None
+        lines = []
+        while not any("listening on" in line for line in lines):  # printed once it listens
+            line = proc.stderr.readline()
+            assert line, f"server exited: {''.join(lines)}"
+            lines.append(line)
+        assert "postgresql://postgres@127.0.0.1" in lines[-1], lines
+        ready = httpx.get(f"http://127.0.0.1:{port}/health/ready", timeout=30)
+        assert ready.json() == {"status": "ready", "checks": {"database": {"status": "ok"}}}
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.communicate(timeout=30)
+        finally:
+            proc.kill()
+    assert proc.returncode == 130
+
+
+def test_cli_server_names_an_unreachable_database(capsys: pytest.CaptureFixture[str]) -> None:
+    url = f"postgresql://ann:hunter2@127.0.0.1:{free_port()}/jobs"
+    assert main(["server", "--db", url, "--port", "0", "--insecure-dev"]) == 2
+    err = capsys.readouterr().err
+    assert "--db: cannot connect to postgresql://ann@127.0.0.1" in err and "Connection refused" in err
+    assert "hunter2" not in err
