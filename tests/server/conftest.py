@@ -7,19 +7,14 @@ backend skips itself when no database is reachable).
 
 from __future__ import annotations
 
-import contextlib
-import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import attrs
-import httpx
 import pytest
-import trio
-from server_helpers import ManualClock
+from server_helpers import Api, ManualClock, running_api
 
-from trioworks.server import Definition, Server, ServerConfig, SQLiteStorage, Storage, parse_definition
+from trioworks.server import Definition, ServerConfig, SQLiteStorage, Storage, parse_definition
 
 BACKENDS = ["sqlite", "postgres"]
 
@@ -57,28 +52,6 @@ def define(storage: Storage) -> Callable[..., Definition]:
     return define
 
 
-@attrs.frozen
-class Api:
-    """A running server (real hypercorn on port 0) and an authenticated client for it."""
-
-    client: httpx.AsyncClient
-    clock: ManualClock
-    server: Server
-    db_path: Path
-
-    async def snapshot(self) -> list[str]:
-        """Every row of every table, to check that bad input changed nothing."""
-
-        def dump() -> list[str]:
-            conn = sqlite3.connect(self.db_path)
-            try:
-                return list(conn.iterdump())
-            finally:
-                conn.close()
-
-        return await trio.to_thread.run_sync(dump)
-
-
 @pytest.fixture
 def server_config(tmp_path: Path) -> ServerConfig:
     return ServerConfig(
@@ -90,23 +63,6 @@ def server_config(tmp_path: Path) -> ServerConfig:
         max_body_bytes=64 * 1024,
         max_file_bytes=32 * 1024,
     )
-
-
-@contextlib.asynccontextmanager
-async def running_api(config: ServerConfig) -> AsyncIterator[Api]:
-    """Serve ``config`` in a nursery of its own; an authenticated client for it."""
-    async with trio.open_nursery() as nursery:
-        server = Server(config)
-        url = await nursery.start(server.run)
-        async with httpx.AsyncClient(base_url=url, timeout=10) as client:
-            reply = await client.post(
-                "/api/v1/oauth/token",
-                json={"grant_type": "client_credentials", "client_id": "client", "client_secret": "s3cret"},
-            )
-            client.headers["Authorization"] = f"Bearer {reply.json()['access_token']}"
-            assert isinstance(config.clock, ManualClock)
-            yield Api(client, config.clock, server, Path(config.db))
-        nursery.cancel_scope.cancel()
 
 
 @pytest.fixture

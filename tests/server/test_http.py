@@ -9,9 +9,8 @@ import attrs
 import httpx
 import trio
 import yaml
-from server_helpers import activity
+from server_helpers import Api, activity, running_api
 
-from conftest import Api, running_api
 from trioworks.server import ServerConfig, SQLiteStorage
 
 DEFINITION = {

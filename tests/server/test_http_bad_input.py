@@ -8,9 +8,8 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from server_helpers import activity
+from server_helpers import Api, activity, running_api
 
-from conftest import Api, running_api
 from trioworks.server import ServerConfig
 
 GOOD_DEF = {

@@ -17,9 +17,8 @@ from pathlib import Path
 
 import pytest
 import trio
-from server_helpers import ManualClock
+from server_helpers import Api, ManualClock
 
-from conftest import Api
 from trioworks.server import ServerConfig
 
 # The SDK's own example shape; it runs under asyncio, as the original does.
