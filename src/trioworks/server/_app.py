@@ -13,6 +13,7 @@ from starlette.routing import Route
 
 import trioworks
 
+from ..core import run_in_thread
 from ._api import HANDLERS
 from ._auth import FORM, token_form
 from ._errors import ServerError, UnsupportedMediaType
@@ -50,7 +51,9 @@ def build_app(ctx: Context) -> Starlette:
         check = {"status": "ok"}
         with trio.move_on_after(_READY_TIMEOUT) as scope:
             try:
-                await ctx.control(ctx.storage.check)
+                # Abandoned on timeout: a probe must answer in time even if the database hangs
+                # (the thread keeps its control-limiter slot until it returns).
+                await run_in_thread(ctx.storage.check, limiter=ctx.control_limiter, abandon_on_cancel=True)
             except Exception as exc:
                 check = {"status": "error", "message": str(exc) or type(exc).__name__}
         if scope.cancelled_caught:
