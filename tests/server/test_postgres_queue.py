@@ -28,5 +28,5 @@ def test_queue_state_machine_on_postgres(fresh_postgres_url: str) -> None:
 
     run_state_machine_as_test(
         PostgresQueueMachine,
-        settings=settings(max_examples=25, stateful_step_count=30, deadline=None),
+        settings=settings(max_examples=15, stateful_step_count=30, deadline=None),
     )
