@@ -89,9 +89,9 @@ class Corpus:
         self._tokens.extend(tokens)
         self._docs.extend(docs)
 
-    def tokens_prefix(self, n: int) -> list[list[str]]:
-        """A copy of the first ``n`` token lists (the lists themselves are shared, never mutated)."""
-        return self._tokens[:n]
+    def texts_prefix(self, n: int) -> list[str]:
+        """The texts of the first ``n`` documents."""
+        return [doc.text for doc in self._docs[:n]]
 
     def snapshot(self, bm25: Any) -> Snapshot:
         n = len(self._docs)

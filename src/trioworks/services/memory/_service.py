@@ -101,6 +101,7 @@ class MemoryService:
         ingest_queue: int = 256,
         query_deadline: float = 5.0,
         drain_timeout: float = 2.0,
+        rebuild_interval: float = 1.0,
         restart: RestartPolicy = RestartPolicy(),
     ) -> None:
         if ingest_batch < 1 or ingest_queue < 1:
@@ -113,6 +114,7 @@ class MemoryService:
         self.ingest_batch = ingest_batch
         self.query_deadline = query_deadline
         self.drain_timeout = drain_timeout
+        self.rebuild_interval = rebuild_interval
         self.restart = restart
         self.model_limiter = trio.CapacityLimiter(1)
         self.query_limiter = trio.CapacityLimiter(1)
@@ -208,7 +210,11 @@ class MemoryService:
         corpus.append(docs, embeddings, tokens)
         self._corpus = corpus
         self._indexer = Bm25Indexer(
-            corpus.tokens_prefix, lambda: len(corpus), limiter=self.index_limiter, metrics=self.metrics
+            corpus.texts_prefix,
+            lambda: len(corpus),
+            limiter=self.index_limiter,
+            metrics=self.metrics,
+            interval=self.rebuild_interval,
         )
         await self._indexer.rebuild_now()
         self.metrics.gauge("memory.documents").set(len(corpus))
