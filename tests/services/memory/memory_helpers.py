@@ -4,12 +4,23 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
 
 import numpy as np
+import trio
 
-from trioworks.bus import Message
-from trioworks.services.memory import Corpus, Document, NewDocument, Snapshot, build_index, tokenize
+from trioworks.bus import Bus, InProcessBroker, InProcessTransport, Message
+from trioworks.services.memory import (
+    Corpus,
+    Document,
+    MemoryService,
+    NewDocument,
+    Snapshot,
+    build_index,
+    tokenize,
+)
 
 
 class HashEmbedder:
@@ -65,14 +76,10 @@ class Replies:
     """Collects ``memory/results`` messages for a test to wait on."""
 
     def __init__(self) -> None:
-        import trio
-
         self.messages: list[Message] = []
         self._event = trio.Event()
 
     async def __call__(self, message: Message) -> None:
-        import trio
-
         self.messages.append(message)
         self._event.set()
         self._event = trio.Event()
@@ -81,3 +88,24 @@ class Replies:
         while len(self.messages) < count:
             await self._event.wait()
         return self.messages
+
+
+@asynccontextmanager
+async def running(
+    broker: InProcessBroker, db: Path, embedder: object, **kwargs: object
+) -> AsyncIterator[MemoryService]:
+    bus = Bus(InProcessTransport(broker, client_id="memory"), source="memory")
+    service = MemoryService(bus, db, embedder=embedder, **kwargs)  # type: ignore[arg-type]
+    async with trio.open_nursery() as nursery:
+        await nursery.start(service.run)
+        yield service
+        nursery.cancel_scope.cancel()
+
+
+@asynccontextmanager
+async def client(broker: InProcessBroker, name: str = "llm") -> AsyncIterator[Bus]:
+    bus = Bus(InProcessTransport(broker, client_id=name), source=name)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(bus.run)
+        yield bus
+        nursery.cancel_scope.cancel()

@@ -8,15 +8,14 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pytest
 import trio
 import trio.testing
-from memory_helpers import HashEmbedder, Replies, texts_of
+from memory_helpers import HashEmbedder, Replies, client, running, texts_of
 
 from trioworks.bus import (
     Bus,
@@ -32,27 +31,6 @@ from trioworks.bus import (
 )
 from trioworks.core import RestartPolicy, RetryPolicy
 from trioworks.services.memory import MemoryService
-
-
-@asynccontextmanager
-async def running(
-    broker: InProcessBroker, db: Path, embedder: object, **kwargs: object
-) -> AsyncIterator[MemoryService]:
-    bus = Bus(InProcessTransport(broker, client_id="memory"), source="memory")
-    service = MemoryService(bus, db, embedder=embedder, **kwargs)  # type: ignore[arg-type]
-    async with trio.open_nursery() as nursery:
-        await nursery.start(service.run)
-        yield service
-        nursery.cancel_scope.cancel()
-
-
-@asynccontextmanager
-async def client(broker: InProcessBroker, name: str = "llm") -> AsyncIterator[Bus]:
-    bus = Bus(InProcessTransport(broker, client_id=name), source=name)
-    async with trio.open_nursery() as nursery:
-        await nursery.start(bus.run)
-        yield bus
-        nursery.cancel_scope.cancel()
 
 
 def health(broker: InProcessBroker) -> dict[str, object]:
