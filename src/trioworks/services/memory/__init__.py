@@ -10,6 +10,17 @@
 Importing this package does not load numpy-heavy weights; :class:`MiniLM` loads them when built.
 """
 
+try:
+    import bm25s  # noqa: F401
+    import numpy  # noqa: F401
+    import safetensors  # noqa: F401
+    import tokenizers  # noqa: F401
+except ModuleNotFoundError as exc:  # pragma: no cover - only without the extra
+    raise ModuleNotFoundError(
+        f"trioworks.services.memory needs the voice extra (missing {exc.name!r}): pip install 'trioworks[voice]'",
+        name=exc.name,
+    ) from exc
+
 from ._bm25 import Bm25Indexer, IndexedPrefix, build_index, tokenize
 from ._corpus import Corpus, Document, Snapshot
 from ._fusion import RRF_K, estimate_tokens, rrf_fuse, top_indices
