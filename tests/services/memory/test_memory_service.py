@@ -30,7 +30,7 @@ from trioworks.bus import (
     TtsSay,
 )
 from trioworks.core import RestartPolicy, RetryPolicy
-from trioworks.services.memory import MemoryService
+from trioworks.services.memory import MemoryService, MemoryStore, MemoryStoreError
 
 
 def health(broker: InProcessBroker) -> dict[str, object]:
@@ -253,3 +253,16 @@ async def test_ingest_does_not_block_the_loop(
     # The work took far longer than the bound, so doing it on the loop would have failed this.
     assert busy > 0.2
     assert worst < 0.05, f"worst loop lag {worst * 1000:.1f} ms while ingesting for {busy:.2f} s"
+
+
+async def test_a_store_it_cannot_use_fails_the_start_with_a_clear_error(
+    memory_broker: InProcessBroker, tmp_path: Path, fake_embedder: HashEmbedder
+) -> None:
+    db = tmp_path / "m.db"
+    MemoryStore(db, model="all-MiniLM-L6-v2", dim=384).close()
+    memory = MemoryService(
+        Bus(InProcessTransport(memory_broker), source="memory"), db, embedder=fake_embedder
+    )
+    with trio.fail_after(20), pytest.raises(MemoryStoreError, match="meta 'model' is 'all-MiniLM-L6-v2'"):
+        await memory.run()
+    assert "system/health/memory" not in memory_broker.retained  # never said it was serving

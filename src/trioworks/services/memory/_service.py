@@ -181,17 +181,18 @@ class MemoryService:
             (:exc:`MemoryStoreError`) propagate before anything is served.
         """
         try:
-            async with trio.open_nursery() as nursery:
-                await self._open()
-                nursery.start_soon(self._supervised, self.indexer.run, "memory-indexer")
-                nursery.start_soon(self._supervised, self._ingest_loop, "memory-ingest")
-                await nursery.start(self._service.run)
-                task_status.started()
-        except BaseException as exc:
-            failure = _find_failure(exc)
-            if failure is None:
-                raise
-            raise failure from exc
+            await self._open()  # outside the nursery: a MemoryStoreError propagates as itself
+            try:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._supervised, self.indexer.run, "memory-indexer")
+                    nursery.start_soon(self._supervised, self._ingest_loop, "memory-ingest")
+                    await nursery.start(self._service.run)
+                    task_status.started()
+            except BaseException as exc:
+                failure = _find_failure(exc)
+                if failure is None:
+                    raise
+                raise failure from exc
         finally:
             if self._store is not None:
                 store, self._store = self._store, None
