@@ -52,6 +52,16 @@ class HashEmbedder:
         return out
 
 
+class Constant:
+    """Every text gets the same vector: the dense ranking is then just oldest first."""
+
+    name = "constant"
+    dim = 4
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        return np.tile(np.array([1, 0, 0, 0], np.float32), (len(texts), 1))
+
+
 def make_snapshot(texts: Sequence[str], embedder: object, *, indexed: int | None = None) -> Snapshot:
     """A snapshot over ``texts`` (ids 1.., timestamps 1000+i) whose BM25 index covers the first
     ``indexed`` documents (all by default); the rest form the tail."""

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import trio
 import trio.lowlevel
-from memory_helpers import HashEmbedder, client, new_docs, running
+from memory_helpers import Constant, client, new_docs, running
 
 from trioworks.bus import FinalTranscript, InProcessBroker, MemoryQuery
 from trioworks.core import Metrics
@@ -52,13 +52,13 @@ async def test_an_empty_corpus_and_one_without_words_index_to_nothing(nursery: t
 
 
 async def test_a_query_right_after_an_utterance_finds_it_before_the_rebuild(
-    memory_broker: InProcessBroker, tmp_path: Path, fake_embedder: HashEmbedder
+    memory_broker: InProcessBroker, tmp_path: Path
 ) -> None:
     filler = [f"note number {i} about groceries" for i in range(10)]
     with trio.fail_after(30):
         # A long interval: after the first rebuild, the next waits, so the new utterance stays
         # in the tail for the whole test.
-        async with running(memory_broker, tmp_path / "m.db", fake_embedder, rebuild_interval=600) as memory:
+        async with running(memory_broker, tmp_path / "m.db", Constant(), rebuild_interval=600) as memory:
             await memory.add(new_docs(*filler))
             await memory.indexer.wait_indexed(10)
             async with client(memory_broker) as stt:
@@ -67,9 +67,11 @@ async def test_a_query_right_after_an_utterance_finds_it_before_the_rebuild(
                 assert memory.indexer.current.n == 10  # not indexed yet
                 reply = await stt.request(
                     "memory/query",
-                    MemoryQuery(text="zebra", top_k=1),
+                    MemoryQuery(text="zebra", top_k=2),
                     reply_topic="memory/results",
                     timeout=5,
                 )
-    assert [r.document["text"] for r in reply.data.results] == ["the zebra escaped from the zoo"]
+    # The constant embedder ranks every document alike (oldest first), so only BM25 over the
+    # tail can lift the zebra from last place to a tie with the oldest note.
+    assert [r.document["text"] for r in reply.data.results] == [filler[0], "the zebra escaped from the zoo"]
     assert memory.metrics.snapshot()["memory.query.with_tail"] == 1

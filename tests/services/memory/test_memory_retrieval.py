@@ -5,14 +5,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import bm25s
-import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from memory_helpers import HashEmbedder, make_snapshot, texts_of
+from memory_helpers import Constant, HashEmbedder, make_snapshot, texts_of
 
 from trioworks.bus import MemoryQuery
-from trioworks.services.memory import MiniLM, estimate_tokens, rrf_fuse, search, tokenize
+from trioworks.services.memory import MiniLM, bm25_rankings, estimate_tokens, rrf_fuse, search, tokenize
 
 CONVERSATION = [
     "Remind me to buy bread and milk tomorrow morning.",
@@ -100,16 +99,6 @@ def test_hybrid_is_rrf_of_cosine_and_bm25_top_2k(texts: list[str], query: str, t
     assert got.strategy_used == "hybrid"
 
 
-class Constant:
-    """Every text gets the same vector: the dense ranking is then just oldest first."""
-
-    name = "constant"
-    dim = 4
-
-    def encode(self, texts: Sequence[str]) -> np.ndarray:
-        return np.tile(np.array([1, 0, 0, 0], np.float32), (len(texts), 1))
-
-
 def test_a_document_not_yet_in_the_bm25_index_is_still_found() -> None:
     texts = [f"note number {i} about groceries" for i in range(19)] + ["the zebra escaped from the zoo"]
     fresh = make_snapshot(texts, Constant(), indexed=19)  # the zebra is in the tail
@@ -121,18 +110,6 @@ def test_a_document_not_yet_in_the_bm25_index_is_still_found() -> None:
     assert texts_of(search(make_snapshot(texts, Constant()), q("zebra", top_k=3), Constant())) == texts_of(
         got
     )
-
-
-@settings(max_examples=40, deadline=None)
-@given(texts=corpus_strategy, word=st.sampled_from(WORDS), split=st.floats(0, 1))
-def test_every_matching_document_is_a_candidate_wherever_the_index_ends(
-    texts: list[str], word: str, split: float
-) -> None:
-    # top_k = len(texts): every document that contains the word must be returned, whether it is
-    # in the indexed prefix or in the tail (the constant embedder ranks everything equally).
-    snap = make_snapshot(texts, Constant(), indexed=int(split * len(texts)))
-    got = set(texts_of(search(snap, q(word, top_k=min(50, len(texts))), Constant())))
-    assert {t for t in texts if word in t.split()} <= got
 
 
 def test_context_window_brings_neighbours_in_order(fake_embedder: HashEmbedder) -> None:
@@ -205,3 +182,25 @@ def test_results_carry_the_document_and_its_metadata(fake_embedder: HashEmbedder
         "utt_id": None,
     }
     assert result.token_count == estimate_tokens(CONVERSATION[4]) and result.timestamp == 1004.0
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    texts=corpus_strategy,
+    words=st.lists(st.sampled_from(WORDS), min_size=1, max_size=3),
+    split=st.floats(0, 1),
+)
+def test_bm25_ranks_every_matching_document_wherever_the_index_ends(
+    texts: list[str], words: list[str], split: float
+) -> None:
+    indexed = int(split * len(texts))
+    snap = make_snapshot(texts, Constant(), indexed=indexed)
+    rankings = bm25_rankings(snap, words, limit=len(texts))
+    assert len(rankings) == (1 if indexed == len(texts) else 2)
+    main, *tail = rankings
+    matching = {i for i, t in enumerate(texts) if set(t.split()) & set(words)}
+    assert set(main) == {i for i in matching if i < indexed}
+    assert set(tail[0] if tail else []) == {i for i in matching if i >= indexed}
+    # The indexed part ranks as one bm25s index over just those documents would.
+    if indexed:
+        assert main == bm25_rankings(make_snapshot(texts[:indexed], Constant()), words, limit=len(texts))[0]

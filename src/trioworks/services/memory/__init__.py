@@ -21,7 +21,7 @@ except ModuleNotFoundError as exc:  # pragma: no cover - only without the extra
         name=exc.name,
     ) from exc
 
-from ._bm25 import Bm25Indexer, IndexedPrefix, build_index, tokenize
+from ._bm25 import Bm25Indexer, IndexedPrefix, bm25_rankings, build_index, tokenize
 from ._corpus import Corpus, Document, Snapshot
 from ._fusion import RRF_K, estimate_tokens, rrf_fuse, top_indices
 from ._minilm import MiniLM, default_model_dir
@@ -42,6 +42,7 @@ __all__ = [
     "MiniLM",
     "NewDocument",
     "Snapshot",
+    "bm25_rankings",
     "build_index",
     "default_model_dir",
     "dense_top",
