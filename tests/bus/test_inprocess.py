@@ -303,3 +303,40 @@ async def test_a_dead_subscription_never_blocks_its_publisher(
         for n in range(1, 5):
             await inproc_bus.publish("test/dead", {"n": n})
     assert inproc_bus.metrics.snapshot()[f"bus.sub.{sub.name}.dropped"] == 4
+
+
+async def test_clear_retained_removes_it_and_handlers_never_see_the_empty_message(
+    inproc_bus: Bus, broker: InProcessBroker
+) -> None:
+    live = Collector()
+    sub = await inproc_bus.subscribe("llm/tools/registry", live)
+    await inproc_bus.publish("llm/tools/registry", _registry())
+    await inproc_bus.clear_retained("llm/tools/registry")
+    await live.wait_for(1)
+    await trio.testing.wait_all_tasks_blocked()
+    assert len(live.messages) == 1
+    assert "llm/tools/registry" not in broker.retained
+    assert inproc_bus.metrics.snapshot()[f"bus.sub.{sub.name}.malformed"] == 0
+    late = Collector()
+    await inproc_bus.subscribe("llm/tools/#", late, name="late")
+    await trio.testing.wait_all_tasks_blocked()
+    assert late.messages == []
+
+
+async def test_unsubscribe_stops_delivery_in_process(inproc_bus: Bus) -> None:
+    got = Collector()
+    sub = await inproc_bus.subscribe("test/u", got)
+    await inproc_bus.publish("test/u", {"n": 1})
+    await got.wait_for(1)
+    await inproc_bus.unsubscribe(sub)
+    await inproc_bus.unsubscribe(sub)  # idempotent
+    await inproc_bus.publish("test/u", {"n": 2})
+    await trio.testing.wait_all_tasks_blocked()
+    assert got.data == [{"n": 1}]
+    await inproc_bus.subscribe("test/u", got)  # the name is free again
+
+
+def _registry():  # type: ignore[no-untyped-def]
+    from trioworks.bus import ToolFunction, ToolSpec, ToolsRegistry
+
+    return ToolsRegistry(tools=(ToolSpec(function=ToolFunction(name="clock")),))

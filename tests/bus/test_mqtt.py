@@ -342,3 +342,18 @@ async def test_clean_shutdown_leaves_stopped_not_the_will(make_bus: MakeBus, mos
         await health.wait_for(2)
     await trio.sleep(0.3)  # the broker would publish a will right after the disconnect
     assert [m.data.event for m in health.messages] == ["ready", "stopped"]
+
+
+async def test_clear_retained_over_mqtt(make_bus: MakeBus) -> None:
+    a = await make_bus("a")
+    topic = _topic("retained")
+    await a.publish(topic, {"state": 1}, retain=True)
+    await a.clear_retained(topic)
+    b = await make_bus("b")
+    got = Collector()
+    sub = await b.subscribe(topic, got)
+    await a.publish(topic, {"state": 2})
+    with trio.fail_after(5):
+        await got.wait_for(1)
+    assert got.data == [{"state": 2}]  # not the cleared retained {"state": 1}
+    assert b.metrics.snapshot()[f"bus.sub.{sub.name}.malformed"] == 0

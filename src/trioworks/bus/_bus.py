@@ -160,6 +160,14 @@ class Bus:
         """Publish this service's retained ``system/health/<source>``."""
         return await self.publish(health_topic(self.source), HealthStatus(ok=ok, event=event, err=err))
 
+    async def clear_retained(self, topic: str) -> None:
+        """Remove the broker's retained message on ``topic`` (an empty retained publish, QoS 1).
+
+        Current subscribers receive the empty message; the bus skips it without calling handlers.
+        """
+        validate_topic(topic)
+        await self.transport.publish(RawMessage(topic, b"", qos=1, retain=True))
+
     # --- subscribing ------------------------------------------------------------------------
 
     async def subscribe(

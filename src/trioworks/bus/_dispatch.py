@@ -120,6 +120,8 @@ class Subscription:
     async def _consume(self) -> None:
         async for raw in self._receive:
             self._queued.set(self._send.statistics().current_buffer_used)
+            if not raw.payload:
+                continue  # a retained message being cleared, not a message for the handler
             try:
                 envelope = decode(raw.topic, raw.payload)
             except EnvelopeError as exc:
