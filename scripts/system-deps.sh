@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install the OS packages that the test suite and the demo use, and only those that are missing.
 #
-#   postgresql         initdb / pg_ctl / postgres: the Postgres storage backend's tests
+#   postgresql         initdb / postgres: the Postgres storage backend's tests
 #   mosquitto(-clients) the MQTT broker of the voice services' tests
 #   espeak-ng          offline text-to-speech (voice tests, `make demo`)
 #   sox                audio rate conversion
@@ -29,7 +29,7 @@ have() {
 
 have_postgres_server() {
     local tool bindir
-    for tool in initdb pg_ctl postgres; do
+    for tool in initdb postgres; do
         have "$tool" || {
             for bindir in /usr/lib/postgresql/*/bin; do
                 [ -x "$bindir/$tool" ] && continue 2

@@ -13,12 +13,13 @@ import glob
 import os
 import pwd
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 __all__ = [
     "MosquittoBroker",
@@ -78,11 +79,11 @@ def _tail(log: Path, lines: int = 10) -> str:
 
 
 def _postgres_bindir() -> Path:
-    """The directory holding initdb, pg_ctl and postgres: PATH first, then Debian's versioned dirs."""
+    """The directory holding initdb and postgres: PATH first, then Debian's versioned dirs."""
     initdb = shutil.which("initdb")
     if initdb is not None:
         bindir = Path(initdb).resolve().parent
-        if all((bindir / tool).exists() for tool in ("pg_ctl", "postgres")):
+        if (bindir / "postgres").exists():
             return bindir
     candidates = sorted(
         glob.glob("/usr/lib/postgresql/*/bin/initdb"),
@@ -90,25 +91,29 @@ def _postgres_bindir() -> Path:
     )
     for candidate in reversed(candidates):
         bindir = Path(candidate).parent
-        if all((bindir / tool).exists() for tool in ("pg_ctl", "postgres")):
+        if (bindir / "postgres").exists():
             return bindir
     raise ServiceUnavailable(
-        "Postgres server (initdb, pg_ctl) not installed: " + _INSTALL_HINT.format(package="postgresql")
+        "Postgres server (initdb, postgres) not installed: " + _INSTALL_HINT.format(package="postgresql")
     )
 
 
 class PostgresCluster:
     """A Postgres cluster in a temporary directory, listening on 127.0.0.1 and a unix socket there.
 
-    Postgres refuses to run as root, so as root every server command runs as the ``postgres``
-    system user (created by Debian's package) through ``runuser``; otherwise as the current user.
-    Authentication is ``trust``: this cluster only ever listens on loopback for one test session.
-    Durability is switched off (``fsync``, ``synchronous_commit``): nothing here outlives the session.
+    Postgres refuses to run as root, so as root ``initdb`` and ``postgres`` run as the ``postgres``
+    system user (created by Debian's package); otherwise as the current user. Authentication is
+    ``trust``: this cluster only ever listens on loopback for one test session. Durability is
+    switched off (``fsync``, ``synchronous_commit``): nothing here outlives the session.
+
+    The server is a direct child of the test process, in its process group (``pg_ctl start``
+    would detach it): a test run killed with its group (``timeout``, Ctrl-C) takes it along
+    instead of leaving a cluster running.
     """
 
     def __init__(self) -> None:
         self.bindir = _postgres_bindir()
-        self._run_as: list[str] = []
+        self._as_owner: dict[str, Any] = {}
         self._owner: pwd.struct_passwd | None = None
         if os.geteuid() == 0:
             try:
@@ -117,83 +122,100 @@ class PostgresCluster:
                 raise ServiceUnavailable(
                     "running as root and there is no 'postgres' user to run Postgres as"
                 ) from None
-            self._run_as = [find_program("runuser", package="util-linux"), "-u", "postgres", "--"]
+            self._as_owner = {"user": self._owner.pw_uid, "group": self._owner.pw_gid, "extra_groups": []}
         self.root = Path(tempfile.mkdtemp(prefix="trioworks-pg-"))
         self.data = self.root / "data"
         self.log = self.root / "postgres.log"
         self.port = 0
         self.user = "postgres"
+        self._proc: subprocess.Popen[bytes] | None = None
 
-    def _cmd(self, tool: str, *args: str) -> Sequence[str]:
-        return [*self._run_as, str(self.bindir / tool), *args]
+    def start(self, *, timeout: float = 60) -> None:
+        """initdb (first time only) and start; returns once it answers queries.
 
-    def _check(self, *cmd: str, what: str, timeout: float = 60) -> None:
-        result = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
-        if result.returncode != 0:
-            output = result.stderr.strip() or result.stdout.strip()
-            raise ServiceUnavailable(
-                f"{what} failed ({result.returncode}): {output} | log: {_tail(self.log)}"
-            )
-
-    def start(self) -> None:
-        """initdb (first time only) and start on a free port; returns once it accepts connections."""
+        The first start picks a free port (and another one if that was taken meanwhile); a
+        restart keeps its port, since clients reconnect to it.
+        """
         if self._owner is not None:
             os.chown(self.root, self._owner.pw_uid, self._owner.pw_gid)
         if not self.data.exists():
-            self._check(
-                *self._cmd(
-                    "initdb",
-                    "-D", str(self.data),
-                    "-U", self.user,
-                    "--auth=trust",
-                    "--encoding=UTF8",
-                    "--no-locale",
-                    "--no-sync",
-                    "--no-instructions",
-                ),
-                what="initdb",
-            )  # fmt: skip
-        keep = self.port != 0  # a restart keeps its port
+            initdb = [str(self.bindir / "initdb"), "-D", str(self.data), "-U", self.user, "--auth=trust"]
+            initdb += ["--encoding=UTF8", "--no-locale", "--no-sync", "--no-instructions"]
+            done = subprocess.run(
+                initdb,
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=False,
+                cwd=self.root,
+                **self._as_owner,
+            )
+            if done.returncode != 0:
+                raise ServiceUnavailable(f"initdb failed ({done.returncode}): {done.stderr.strip()}")
+        keep = self.port != 0
         for attempt in range(3):
             self.port = self.port if keep else free_port()
-            options = (
-                f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off "
-                "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
-            )
             try:
-                self._check(
-                    *self._cmd(
-                        "pg_ctl",
-                        "-D",
-                        str(self.data),
-                        "-l",
-                        str(self.log),
-                        "-w",
-                        "-t",
-                        "60",
-                        "-o",
-                        options,
-                        "start",
-                    ),
-                    what="pg_ctl start",
-                    timeout=90,
-                )
+                self._spawn(timeout)
                 return
             except ServiceUnavailable:
-                # Another process may have taken the free port in between: try a new one.
                 if keep or attempt == 2:
                     raise
+
+    def _spawn(self, timeout: float) -> None:
+        settings = {
+            "listen_addresses": "127.0.0.1",
+            "port": str(self.port),
+            "unix_socket_directories": str(self.root),
+            "fsync": "off",
+            "synchronous_commit": "off",
+            "full_page_writes": "off",
+            "max_connections": "200",
+        }
+        command = [str(self.bindir / "postgres"), "-D", str(self.data)]
+        for name, value in settings.items():
+            command += ["-c", f"{name}={value}"]
+        with self.log.open("ab") as log:
+            self._proc = subprocess.Popen(
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=self.root,
+                **self._as_owner,
+            )
+        deadline = time.monotonic() + timeout
+        while not self._answers():
+            if self._proc.poll() is not None:
+                self._proc = None
+                raise ServiceUnavailable(f"postgres exited before serving: {_tail(self.log)}")
+            if time.monotonic() > deadline:
+                self.stop(mode="immediate")
+                raise ServiceUnavailable(f"postgres not ready after {timeout} s: {_tail(self.log)}")
+            time.sleep(0.05)
+
+    def _answers(self) -> bool:
+        import psycopg
+
+        try:
+            with psycopg.connect(self.url(), connect_timeout=2) as conn:
+                conn.execute("SELECT 1")
+        except psycopg.OperationalError:
+            return False
+        return True
 
     def stop(self, *, mode: str = "fast") -> None:
         """Stop the server: ``fast`` (disconnect everyone, flush) or ``immediate`` (no flush:
         with ``synchronous_commit=off`` the last commits are lost, fine only when throwing away)."""
-        if (self.data / "postmaster.pid").exists():
-            subprocess.run(
-                self._cmd("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "stop"),
-                capture_output=True,
-                timeout=60,
-                check=False,
-            )
+        proc, self._proc = self._proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGINT if mode == "fast" else signal.SIGQUIT)
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
     def restart(self) -> None:
         """Stop (every connection breaks; committed data is kept) and start again on the same port."""
