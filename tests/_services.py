@@ -2,7 +2,7 @@
 
 Plain synchronous code, used by the session fixtures in ``tests/conftest.py`` outside the Trio
 loop. Programs come from the OS (``scripts/system-deps.sh`` installs them); when one is missing,
-:func:`missing` raises :class:`ServiceUnavailable` and the fixture turns it into a skip naming
+:func:`find_program` raises :class:`ServiceUnavailable` and the fixture turns it into a skip naming
 the program (or a failure when ``TRIOWORKS_REQUIRE_SERVICES=1``).
 """
 
