@@ -340,3 +340,23 @@ def _registry():  # type: ignore[no-untyped-def]
     from trioworks.bus import ToolFunction, ToolSpec, ToolsRegistry
 
     return ToolsRegistry(tools=(ToolSpec(function=ToolFunction(name="clock")),))
+
+
+async def test_a_bus_can_run_again_after_it_stopped(broker: InProcessBroker, nursery: trio.Nursery) -> None:
+    bus = Bus(InProcessTransport(broker), source="again")
+    responder = Bus(InProcessTransport(broker), source="responder")
+    await nursery.start(responder.run)
+
+    async def answer(message: Message) -> None:
+        await responder.reply(message, "memory/results", MemoryResults(query="q", k=1))
+
+    await responder.subscribe("memory/query", answer)
+    for _ in range(2):
+        async with trio.open_nursery() as inner:
+            await inner.start(bus.run)
+            await bus.subscribe("test/again", Collector())
+            reply = await bus.request(
+                "memory/query", MemoryQuery(text="q"), reply_topic="memory/results", timeout=5
+            )
+            assert reply.data.k == 1
+            inner.cancel_scope.cancel()

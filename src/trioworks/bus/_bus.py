@@ -106,6 +106,9 @@ class Bus:
                             "bus %r could not publish its final health", self.source, exc_info=True
                         )
                 transport_scope.cancel()
+                # The subscriptions die with the transport; a later run() starts afresh.
+                self._reply_routes.clear()
+                self._names.clear()
 
     def set_exit_health(self, event: str, err: str | None = None) -> None:
         """What the final health message (published when :meth:`run` ends) says."""
