@@ -360,3 +360,20 @@ async def test_a_bus_can_run_again_after_it_stopped(broker: InProcessBroker, nur
             )
             assert reply.data.k == 1
             inner.cancel_scope.cancel()
+
+
+async def test_a_failed_subscription_in_the_bus_nursery_leaves_crashed_health(
+    broker: InProcessBroker, autojump_clock: trio.testing.MockClock
+) -> None:
+    bus = Bus(InProcessTransport(broker), source="fragile")
+
+    async def broken(message: Message) -> None:
+        raise RuntimeError("nope")
+
+    with pytest.RaisesGroup(pytest.RaisesExc(RestartIntensityExceeded), flatten_subgroups=True):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(bus.run)
+            await bus.subscribe("test/fragile", broken, restart=RestartPolicy(max_restarts=0))
+            await bus.publish("test/fragile", {})
+    health = json.loads(broker.retained["system/health/fragile"].payload)["data"]
+    assert health["event"] == "crashed" and "test/fragile" in health["err"]

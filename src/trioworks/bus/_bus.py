@@ -12,7 +12,7 @@ import trio
 from ..core import Correlator, Metrics, RestartPolicy
 from ._codec import Envelope, Message, encode, new_id, spec_for, type_for_topic
 from ._contracts import HealthStatus
-from ._dispatch import Handler, Overflow, Subscription
+from ._dispatch import Handler, Overflow, Subscription, find_intensity
 from ._errors import PayloadTooLarge, RequestTimeout
 from ._topics import validate_filter, validate_topic
 from ._transport import RawMessage, Transport
@@ -215,7 +215,17 @@ class Bus:
             restart=restart,
         )
         self._names.add(name)
-        await target.start(sub.serve)
+
+        async def serve(*, task_status: trio.TaskStatus[None]) -> None:
+            try:
+                await sub.serve(task_status=task_status)
+            except BaseException as exc:
+                failure = find_intensity(exc)
+                if failure is not None:  # the health this bus leaves behind says why
+                    self.set_exit_health("crashed", str(failure))
+                raise
+
+        await target.start(serve)
         try:
             sub.token = await self.transport.subscribe(pattern, qos, sub.offer)
         except BaseException:

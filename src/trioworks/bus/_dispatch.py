@@ -14,16 +14,28 @@ from collections.abc import Awaitable, Callable
 
 import trio
 
-from ..core import Metrics, RestartPolicy, supervise
+from ..core import Metrics, RestartIntensityExceeded, RestartPolicy, supervise
 from ._codec import Message, decode
 from ._errors import EnvelopeError
 from ._transport import RawMessage
 
-__all__ = ["Handler", "Overflow", "Subscription"]
+__all__ = ["Handler", "Overflow", "Subscription", "find_intensity"]
 
 logger = logging.getLogger("trioworks.bus")
 
 Handler = Callable[[Message], Awaitable[object]]
+
+
+def find_intensity(exc: BaseException) -> RestartIntensityExceeded | None:
+    """The RestartIntensityExceeded in ``exc`` (or in its nested exception groups), if any."""
+    if isinstance(exc, RestartIntensityExceeded):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found = find_intensity(inner)
+            if found is not None:
+                return found
+    return None
 
 
 class Overflow(enum.Enum):

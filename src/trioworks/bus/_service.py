@@ -9,7 +9,7 @@ import trio
 
 from ..core import RestartIntensityExceeded, RestartPolicy
 from ._bus import Bus
-from ._dispatch import Handler, Overflow
+from ._dispatch import Handler, Overflow, find_intensity
 
 __all__ = ["Route", "Service", "ServiceFailed", "run_service"]
 
@@ -38,17 +38,6 @@ class ServiceFailed(Exception):
 
     def __str__(self) -> str:
         return f"service {self.service!r} failed: {self.cause}"
-
-
-def _find_intensity(exc: BaseException) -> RestartIntensityExceeded | None:
-    if isinstance(exc, RestartIntensityExceeded):
-        return exc
-    if isinstance(exc, BaseExceptionGroup):
-        for inner in exc.exceptions:
-            found = _find_intensity(inner)
-            if found is not None:
-                return found
-    return None
 
 
 class Service:
@@ -91,15 +80,11 @@ class Service:
                         await self.bus.publish_health(True, "ready")
                         task_status.started()
                         await trio.sleep_forever()
-                except BaseException as exc:
-                    failure = _find_intensity(exc)
-                    if failure is not None:
-                        self.bus.set_exit_health("crashed", str(failure))
-                    raise
                 finally:
+                    # A failed route already set the bus's exit health to "crashed" (Bus.subscribe).
                     outer.cancel_scope.cancel()  # handlers are gone: stop the bus (it says goodbye)
         except BaseException as exc:
-            failure = _find_intensity(exc)
+            failure = find_intensity(exc)
             if failure is None:
                 raise
             raise ServiceFailed(self.name, failure) from exc
