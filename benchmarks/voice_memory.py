@@ -42,6 +42,28 @@ from trioworks.bus import Bus, FinalTranscript, InProcessBroker, InProcessTransp
 from trioworks.services.memory import MemoryService, MiniLM, NewDocument
 
 _TEST_HELPERS = Path(__file__).resolve().parents[1] / "tests" / "services" / "memory"  # HashEmbedder
+_FACTS = [  # fresh utterances, unlike the corpus and each other
+    "The spare key is under the blue flower pot.",
+    "My passport expires in March.",
+    "The wifi password is on the fridge door.",
+    "Grandma's recipe needs three eggs.",
+    "The plumber comes on Thursday at nine.",
+    "I parked on level four, row C.",
+    "The cat's vet is Doctor Alvarez.",
+    "Our anniversary is the twelfth of June.",
+    "The bike lock code is four seven one.",
+    "I lent my drill to the neighbour.",
+    "The insurance renewal is due in August.",
+    "The library book is about volcanoes.",
+    "My shoe size is forty-three.",
+    "The boiler was serviced last October.",
+    "The kids' dentist moved to Elm Street.",
+    "The sourdough starter lives in the pantry.",
+    "I prefer window seats on long flights.",
+    "The hiking trail starts at the old mill.",
+    "Tom is allergic to peanuts.",
+    "The garage door remote needs a new battery.",
+]
 _SUBJECTS = [
     "the weather in Paris",
     "my sister's birthday",
@@ -184,7 +206,7 @@ async def bench_memory(
 
                 ingest_times, tail_times, found = [], [], 0
                 for i in range(min(queries, 20)):
-                    text = f"Remember that the spare key number {i} is under the blue flower pot."
+                    text = _FACTS[i % len(_FACTS)]
                     t0 = time.perf_counter()
                     await client.publish("stt/final", FinalTranscript(text=text, utt_id=f"k{i}"))
                     await memory.wait_documents(docs + i + 1)
