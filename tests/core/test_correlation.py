@@ -9,7 +9,7 @@ import trio.testing
 from trioworks.core import Correlator, DuplicateCorrelationId
 
 
-async def test_resolve_wakes_the_waiter_and_removes_it() -> None:
+async def test_resolve_wakes_the_waiter_and_removes_it(autojump_clock: trio.testing.MockClock) -> None:
     table: Correlator[str, int] = Correlator()
     async with trio.open_nursery() as nursery:
         with table.expect("a") as waiter:
