@@ -12,7 +12,7 @@ from ._clock import PlaybackClock
 from ._config import DEFAULT_OUT_DIR, TtsConfig, TtsConfigError
 from ._service import TtsService
 from ._sinks import CommandSink, Output, Sink, WavSink, detect_player
-from ._synth import Synthesis, SynthesisError, synthesize
+from ._synth import Synthesis, SynthesisError, Synthesizer, synthesize
 
 __all__ = [
     "DEFAULT_OUT_DIR",
@@ -24,6 +24,7 @@ __all__ = [
     "Sink",
     "Synthesis",
     "SynthesisError",
+    "Synthesizer",
     "TtsConfig",
     "TtsConfigError",
     "TtsService",

@@ -53,8 +53,11 @@ class PlaybackClock:
             if self.paused.value:
                 await self.paused.wait_value(False)
                 continue
-            remaining = t - self.now() if self.realtime else 0.0
-            if remaining <= 0:
+            now = trio.current_time()
+            deadline = now + (t - self.now()) if self.realtime else now
+            # Compare in Trio time: a remainder below its float resolution would otherwise
+            # make a deadline equal to "now" and spin here (forever, under a virtual clock).
+            if deadline <= now:
                 return
-            with trio.move_on_after(remaining):
+            with trio.move_on_at(deadline):
                 await self.paused.wait_value(True)

@@ -15,7 +15,7 @@ from .._audio import find_program
 from ._clock import PlaybackClock
 from ._config import TtsConfig
 from ._sinks import CommandSink, Output, Sink, WavSink, detect_player
-from ._synth import synthesize
+from ._synth import Synthesizer, synthesize
 
 __all__ = ["TtsService"]
 
@@ -76,10 +76,19 @@ class TtsService:
     """
 
     def __init__(
-        self, bus: Bus, config: TtsConfig | None = None, *, restart: RestartPolicy = RestartPolicy()
+        self,
+        bus: Bus,
+        config: TtsConfig | None = None,
+        *,
+        restart: RestartPolicy = RestartPolicy(),
+        synthesizer: Synthesizer = synthesize,
+        sink: Sink | None = None,
     ) -> None:
+        """``synthesizer`` and ``sink`` replace espeak-ng and the configured output (tests, other engines)."""
         self.bus = bus
         self.config = config if config is not None else TtsConfig()
+        self._synthesizer = synthesizer
+        self._given_sink = sink
         self.file_limiter = trio.CapacityLimiter(1)
         self.clock = PlaybackClock(realtime=self.config.realtime)
         self.outputs: dict[str, Path] = {}
@@ -104,8 +113,9 @@ class TtsService:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Find espeak-ng and the output, then serve until cancelled (see the class docstring)."""
-        find_program("espeak-ng")
-        self.sink = await self._make_sink()
+        if self._synthesizer is synthesize:
+            find_program("espeak-ng")
+        self.sink = self._given_sink if self._given_sink is not None else await self._make_sink()
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._speaker)
             await nursery.start(self._service.run)
@@ -254,7 +264,7 @@ class TtsService:
                     await trio.lowlevel.checkpoint_if_cancelled()  # stopped while queued: say nothing
                     utterance.started = True
                     await self._status("speaking_start", utterance.utt_id, text=say.text)
-                async with synthesize(
+                async with self._synthesizer(
                     say.text,
                     voice=say.voice or config.voice,
                     rate_wpm=config.rate_wpm,
@@ -262,7 +272,11 @@ class TtsService:
                     metrics=self.bus.metrics,
                 ) as synthesis:
                     if output is None:
-                        output = self._output = await self.sink.open(utterance.utt_id, synthesis.rate)
+                        # Shielded (opening is quick): cancelled halfway, an opened file or
+                        # player would be lost to the finally below and never closed.
+                        with trio.CancelScope(shield=True):
+                            output = await self.sink.open(utterance.utt_id, synthesis.rate)
+                        self._output = output
                         if output.path is not None:
                             self.outputs[utterance.utt_id] = output.path
                         if self.clock.paused.value:

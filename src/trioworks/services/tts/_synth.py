@@ -7,6 +7,7 @@ import logging
 import struct
 import subprocess
 from collections.abc import AsyncIterator
+from typing import Protocol
 
 import attrs
 import trio
@@ -14,7 +15,7 @@ import trio
 from ...core import Metrics
 from .._audio import AudioError, find_program
 
-__all__ = ["Synthesis", "SynthesisError", "synthesize"]
+__all__ = ["Synthesis", "SynthesisError", "Synthesizer", "synthesize"]
 
 logger = logging.getLogger("trioworks.services.tts")
 
@@ -31,7 +32,18 @@ class Synthesis:
 
     rate: int
     pcm: trio.abc.ReceiveStream
-    process: trio.Process
+    process: trio.Process | None = None
+
+
+class Synthesizer(Protocol):
+    """What :class:`TtsService` calls to speak one chunk; :func:`synthesize` is the real one.
+
+    Leaving the context early (cancelled) must stop the synthesis.
+    """
+
+    def __call__(
+        self, text: str, *, voice: str, rate_wpm: int, pitch: int, metrics: Metrics
+    ) -> contextlib.AbstractAsyncContextManager[Synthesis]: ...
 
 
 async def _read_exactly(stream: trio.abc.ReceiveStream, n: int) -> bytes:
