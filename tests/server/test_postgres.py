@@ -13,10 +13,13 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import psycopg
+import psycopg_pool
 import pytest
 from server_helpers import activity
 
@@ -395,11 +398,16 @@ def test_unreachable_database_is_a_clear_error_without_the_password() -> None:
 def test_storage_recovers_from_a_database_restart(
     postgres_cluster: PostgresCluster, fresh_postgres_url: str
 ) -> None:
-    store = PostgresStorage(fresh_postgres_url, max_threads=4)
+    store = PostgresStorage(fresh_postgres_url, max_threads=4, check_timeout=0.5)
     try:
         ids = fan_out(store, workflows=2, width=3)
         run_threads(4, lambda i: store.check())  # several connections in the pool
-        postgres_cluster.restart()  # every pooled connection is now broken
+        postgres_cluster.stop()  # every pooled connection is now broken
+        started = time.monotonic()
+        with pytest.raises((psycopg.OperationalError, psycopg_pool.PoolTimeout)):
+            store.check()  # the readiness probe says so, quickly
+        assert time.monotonic() - started < 10
+        postgres_cluster.start()  # same port
         run_threads(4, lambda i: store.check())
         assert len(drain(store, "std", "w", batch=2)) == 6
         assert {s for s, _ in claims_in_db(store, ids).values()} == {"running"}

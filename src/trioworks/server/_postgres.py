@@ -109,7 +109,9 @@ class PostgresStorage(SqlStorage):
     connections: the extra ones are for the server's control-plane threads (heartbeats, the
     readiness probe, the lease sweep) and its opener, so that those never wait for a connection
     behind user work. A thread that still finds the pool empty waits up to ``acquire_timeout``
-    seconds, then gets ``psycopg_pool.PoolTimeout``.
+    seconds, then gets ``psycopg_pool.PoolTimeout``; the readiness probe :meth:`check` waits at
+    most ``check_timeout`` seconds for its connection, so a database that is down makes it fail
+    fast instead of hanging the probe.
 
     Blocking, like every backend: construct, call and close it from threads (the server does so
     through :func:`trioworks.core.run_in_thread`). Construction raises
@@ -132,6 +134,7 @@ class PostgresStorage(SqlStorage):
         control_connections: int = 3,
         connect_timeout: float = 10.0,
         acquire_timeout: float = 10.0,
+        check_timeout: float = 2.0,
     ) -> None:
         if max_threads < 1 or control_connections < 0:
             raise ValueError(
@@ -143,6 +146,7 @@ class PostgresStorage(SqlStorage):
             raise StorageUnavailable(f"bad Postgres URL: {exc}") from None
         self.url = url
         self.max_threads = max_threads
+        self.check_timeout = check_timeout
         super().__init__()
         self._pool.close()  # the base's on-demand pool: replaced by psycopg_pool's
         # One direct attempt first: the pool would only report a timeout, libpq says why
@@ -195,6 +199,10 @@ class PostgresStorage(SqlStorage):
             db.exec("SELECT pg_advisory_xact_lock(?)", (_SCHEMA_LOCK,))
             for statement in (*schema(self.dialect), *_INDEXES):
                 db.exec(statement)
+
+    def check(self) -> None:
+        with self._pool.connection(timeout=self.check_timeout) as conn:  # type: ignore[call-arg]
+            conn.execute("SELECT 1")
 
     # -- Postgres-specific locking ------------------------------------------------------------
     def put_definition(self, definition: Definition, now: float) -> PutDefinitionResult:
