@@ -9,8 +9,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import hypothesis.strategies as st
 import pytest
 import trio
+import trio.testing
+from hypothesis import given, settings
 from stt_helpers import PHRASES, Collector, speak_wav
 
 from trioworks.bus import Bus, FinalTranscript, InProcessBroker, InProcessTransport, MicCommand, TtsStatus
@@ -192,21 +195,34 @@ async def test_echo_suppression_mutes_while_the_assistant_speaks(
     assert seen == [True, True, True, False]
 
 
-async def test_a_stream_source_splits_no_sample() -> None:
-    send, receive = trio.testing.memory_stream_pair()
-    pcm = bytes(range(256)) * 40
+@settings(max_examples=50, deadline=None)
+@given(
+    pcm=st.binary(min_size=0, max_size=4000).map(lambda b: b[: len(b) - len(b) % 2]),
+    splits=st.lists(st.integers(1, 700), min_size=1, max_size=20),
+)
+def test_a_stream_source_splits_no_sample(pcm: bytes, splits: list[int]) -> None:
+    """Whatever sizes the reads come in, chunks hold whole samples and nothing is lost."""
 
-    async def writer() -> None:
-        for i in range(0, len(pcm), 333):  # odd sizes: reads split samples
-            await send.send_all(pcm[i : i + 333])
-        await send.aclose()
+    async def main() -> list[bytes]:
+        send, receive = trio.testing.memory_stream_pair()
 
-    chunks: list[bytes] = []
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(writer)
-        async for chunk in stream_source(receive, chunk_seconds=0.01):
-            assert len(chunk) % 2 == 0
-            chunks.append(chunk)
+        async def writer() -> None:
+            offset, i = 0, 0
+            while offset < len(pcm):
+                size = splits[i % len(splits)]
+                await send.send_all(pcm[offset : offset + size])
+                offset, i = offset + size, i + 1
+            await send.aclose()
+
+        chunks: list[bytes] = []
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(writer)
+            async for chunk in stream_source(receive, chunk_seconds=0.01):
+                chunks.append(chunk)
+        return chunks
+
+    chunks = trio.run(main)
+    assert all(len(c) % 2 == 0 and c for c in chunks)
     assert b"".join(chunks) == pcm
 
 
