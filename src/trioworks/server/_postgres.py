@@ -201,6 +201,8 @@ class PostgresStorage(SqlStorage):
                 db.exec(statement)
 
     def check(self) -> None:
+        if self._pool.closed:
+            raise RuntimeError("storage is closed")
         with self._pool.connection(timeout=self.check_timeout) as conn:  # type: ignore[call-arg]
             conn.execute("SELECT 1")
 
