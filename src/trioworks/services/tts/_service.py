@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from pathlib import Path
@@ -10,7 +11,7 @@ import attrs
 import trio
 
 from ...bus import Bus, LLMCancel, Message, Route, Service, TtsControl, TtsSay, TtsStatus, new_id
-from ...core import RestartPolicy
+from ...core import RestartPolicy, supervise
 from .._audio import find_program
 from ._clock import PlaybackClock
 from ._config import TtsConfig
@@ -57,7 +58,8 @@ class TtsService:
     ``mute``, ``unmute``) and, with ``config.stop_on_llm_cancel``, ``llm/cancel`` (stops the
     speech whose ``utt_id`` is the cancelled request id).
 
-    One speaker task speaks utterances one at a time, each inside its own cancel scope:
+    One speaker task (supervised with ``restart``) speaks utterances one at a time, each inside
+    its own cancel scope:
     ``speaking_start`` -> synthesis streamed from espeak-ng into the output, paced at the audio's
     own speed -> ``speaking_end``, or ``stopped`` (with ``reason``) if it was stopped or failed.
     Stopping kills the espeak-ng process (counted as ``tts.synth.killed``) and, for a player,
@@ -88,12 +90,14 @@ class TtsService:
         self.bus = bus
         self.config = config if config is not None else TtsConfig()
         self._synthesizer = synthesizer
+        self._restart = restart
         self._given_sink = sink
         self.file_limiter = trio.CapacityLimiter(1)
         self.clock = PlaybackClock(realtime=self.config.realtime)
         self.outputs: dict[str, Path] = {}
         self.muted = False
         self.sink: Sink | None = None
+        # Unbounded channel, bounded in practice: _on_say admits at most max_queued utterances.
         self._queue_send, self._queue_receive = trio.open_memory_channel[_Utterance](math.inf)
         self._waiting: list[_Utterance] = []  # queued or speaking, in order
         self._current: _Utterance | None = None
@@ -117,7 +121,11 @@ class TtsService:
             find_program("espeak-ng")
         self.sink = self._given_sink if self._given_sink is not None else await self._make_sink()
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._speaker)
+            # Supervised like the routes: a failure outside one utterance (a status that could
+            # not be published) restarts the speaker, within the same restart intensity.
+            await nursery.start(
+                functools.partial(supervise, self._speaker, name="tts.speaker", policy=self._restart)
+            )
             await nursery.start(self._service.run)
             task_status.started()
 
