@@ -68,12 +68,22 @@ def _wav_seconds(path: Path) -> float:
 
 
 async def test_say_writes_a_wav_paced_like_a_device(rig: Rig) -> None:
+    lags: list[float] = []
+
+    async def ticker() -> None:
+        while True:
+            before = trio.current_time()
+            await trio.sleep(0.005)
+            lags.append(trio.current_time() - before - 0.005)
+
+    rig.nursery.start_soon(ticker)
     with trio.fail_after(20):
         await rig.say("Hello there. This is a short test of the speech service.", utt_id="u1")
         start = await rig.status.wait_event("speaking_start", "u1")
         began = trio.current_time()
         end = await rig.status.wait_event("speaking_end", "u1")
         took = trio.current_time() - began
+    assert max(lags) < 0.05, f"worst loop lag while speaking {max(lags) * 1000:.1f} ms"
     assert start.data.text.startswith("Hello there")
     assert end.data.text == "Hello there. This is a short test of the speech service."
     path = rig.tts.outputs["u1"]
