@@ -5,9 +5,9 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-import trio
+from _collector import Collector
 
-from trioworks.bus import Message
+__all__ = ["PHRASES", "VOICE", "Collector", "speak_wav"]
 
 # Every word here is in pocketsphinx's en-us dictionary; the klatt voice is what the decoder
 # hears best (see notes/voice-research.md).
@@ -37,25 +37,3 @@ def speak_wav(espeak: str, sox: str, path: Path, texts: list[str], *, rate: int 
         out += ["rate", str(rate)]
     subprocess.run(out, check=True, timeout=30)
     return path
-
-
-class Collector:
-    """A handler that records messages and lets a test wait for a condition on them."""
-
-    def __init__(self) -> None:
-        self.messages: list[Message] = []
-        self._changed = trio.Event()
-
-    async def __call__(self, message: Message) -> None:
-        self.messages.append(message)
-        self._changed.set()
-        self._changed = trio.Event()
-
-    async def wait_for(self, count: int) -> list[Message]:
-        while len(self.messages) < count:
-            await self._changed.wait()
-        return self.messages
-
-    @property
-    def data(self) -> list[object]:
-        return [m.data for m in self.messages]
