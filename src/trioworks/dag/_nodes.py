@@ -372,6 +372,12 @@ def make_node(
     return _callable_spec(node, node_id, config, process, common)
 
 
+def _kind(*, is_async: bool, process: bool) -> NodeKind:
+    if is_async:
+        return NodeKind.ASYNC
+    return NodeKind.PROCESS if process else NodeKind.THREAD
+
+
 def _check_keys(node_id: str, config: Mapping[str, Any], allowed: frozenset[str], what: str) -> None:
     for key in config:
         if key not in allowed:
@@ -393,12 +399,8 @@ def _code_spec(
     code, tree = _compile_code(node_id, source, is_async=is_async)
     free = _free_names(tree)
     defaults = {k: v for k, v in config.items() if k != "code"}
-    if is_async:
-        kind = NodeKind.ASYNC
-    else:
-        kind = NodeKind.PROCESS if process else NodeKind.THREAD
     return NodeSpec(
-        kind=kind,
+        kind=_kind(is_async=is_async, process=process),
         type_name=node_type,
         fn=None,
         code=code,
@@ -452,12 +454,8 @@ def _callable_spec(
     if process and (is_async or resources):
         why = "it is async" if is_async else "resources cannot be sent to another process"
         raise WorkflowValidationError(f"node {node_id!r}: process=True is not possible: {why}")
-    if is_async:
-        kind = NodeKind.ASYNC
-    else:
-        kind = NodeKind.PROCESS if process else NodeKind.THREAD
     return NodeSpec(
-        kind=kind,
+        kind=_kind(is_async=is_async, process=process),
         type_name=getattr(fn, "__qualname__", type(fn).__name__),
         fn=fn,
         code=None,
