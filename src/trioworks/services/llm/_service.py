@@ -1,0 +1,356 @@
+"""The llm service: ``llm/request`` -> RAG, tool calls, streamed deltas -> ``llm/response``."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import attrs
+import trio
+from trio_util import AsyncValue
+
+from ...bus import (
+    Bus,
+    BusError,
+    LLMCancel,
+    LLMRequest,
+    LLMResponse,
+    LLMStreamDelta,
+    MemoryQuery,
+    Message,
+    Overflow,
+    RequestTimeout,
+    Route,
+    Service,
+    ToolCallRequest,
+    ToolCallResult,
+    ToolSpec,
+    ToolsRegistry,
+    TtsSay,
+    new_id,
+)
+from ...core import Correlator, RestartPolicy
+from ._chat import Backend, ChatMessage, ToolCall
+from ._config import LLMConfig
+from ._offline import CONTEXT_MARKER, OfflineBackend
+from ._openai import OpenAIBackend
+from ._speech import SentenceChunker
+
+__all__ = ["LLMService", "make_backend"]
+
+logger = logging.getLogger("trioworks.services.llm")
+
+CANCELLED = "cancelled"
+"""The ``error`` of the ``llm/response`` that ends a cancelled request."""
+
+
+def make_backend(config: LLMConfig) -> Backend:
+    """The backend ``config.provider`` names."""
+    if config.provider == "openai":
+        return OpenAIBackend(config)
+    return OfflineBackend(config)
+
+
+@attrs.define(eq=False)
+class _Turn:
+    """One request being answered: its cancel scope, stream position and text so far."""
+
+    request: LLMRequest
+    message: Message
+    scope: trio.CancelScope = attrs.field(factory=trio.CancelScope)
+    seq: int = 0
+    text: list[str] = attrs.field(factory=list)
+    tokens: dict[str, int] | None = None
+    model: str | None = None
+    chunker: SentenceChunker = attrs.field(factory=SentenceChunker)
+
+
+class LLMService:
+    """Chat generation on the bus, cancellable per request.
+
+    Routes (each its own task, so control never waits behind generation): ``llm/request``,
+    ``llm/cancel``, ``llm/tools/registry`` (retained: the latest list is kept) and
+    ``llm/tool.call.result``.
+
+    Each accepted request runs in its own task inside its own cancel scope (:attr:`turns` maps
+    request id to scope) and waits for one of ``config.max_concurrent`` generation slots
+    (:attr:`generation_limiter`). A turn: optional RAG (``memory/query``, ``config.rag_timeout``;
+    on timeout the answer is made with no context), then backend rounds: text deltas go out on
+    ``llm/stream`` (``seq`` from 0, when ``request.stream``); tool calls go out on
+    ``llm/tool.call.request/<call_id>`` concurrently, each waited for up to
+    ``config.tool_timeout`` (a missing reply becomes an error the model is told about), and
+    the results are fed back, at most ``config.max_tool_rounds`` times. It ends with a
+    ``done: true`` delta and one ``llm/response`` whose envelope id is the request's.
+
+    ``llm/cancel {id}`` cancels that request's scope: the backend stream (HTTP connection
+    closed), the RAG wait and pending tool calls stop at once; no delta follows; the final
+    delta (``done: true``) and ``llm/response {error: "cancelled", reply: <text so far>}`` are
+    still sent. The speech it fed stops too: with ``config`` ``speak`` on, this service sent the
+    sentences as ``tts/say`` with ``utt_id`` = request id, and tts stops that utterance on the
+    same ``llm/cancel``.
+
+    Requests that cannot be served get an ``llm/response`` with ``error``: empty ``id`` or
+    ``text``, an id already in flight, more than ``config.max_pending`` requests, a backend
+    failure. (Envelopes that break the contract are dropped and counted by the bus.)
+    """
+
+    def __init__(
+        self,
+        bus: Bus,
+        config: LLMConfig | None = None,
+        *,
+        backend: Backend | None = None,
+        restart: RestartPolicy = RestartPolicy(),
+        speak: bool = False,
+    ) -> None:
+        self.bus = bus
+        self.config = config if config is not None else LLMConfig()
+        self.backend = backend if backend is not None else make_backend(self.config)
+        self.speak = speak
+        self.generation_limiter = trio.CapacityLimiter(self.config.max_concurrent)
+        self.turns: dict[str, trio.CancelScope] = {}
+        self.registry: AsyncValue[tuple[ToolSpec, ...]] = AsyncValue(())
+        """The tools of the latest ``llm/tools/registry`` (an observable value)."""
+        self._tool_waiters: Correlator[str, ToolCallResult] = Correlator()
+        self._nursery: trio.Nursery | None = None
+        self._service = Service(
+            bus,
+            [
+                Route("llm/request", self._on_request, capacity=64),
+                Route("llm/cancel", self._on_cancel, capacity=64),
+                Route("llm/tools/registry", self._on_registry, capacity=4, overflow=Overflow.DROP_OLDEST),
+                Route("llm/tool.call.result", self._on_tool_result, capacity=64),
+            ],
+            restart=restart,
+        )
+        self.metrics = bus.metrics
+
+    @property
+    def tools(self) -> tuple[ToolSpec, ...]:
+        """The tools the model is offered now."""
+        return self.registry.value
+
+    @property
+    def pending_tool_calls(self) -> int:
+        """Tool calls waiting for their result (0 whenever none is in flight)."""
+        return len(self._tool_waiters)
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Serve until cancelled; ``task_status.started()`` once every route is subscribed.
+
+        Resource handling: turns in flight are cancelled with the service (no final response:
+        the service is going away); the backend is closed, shielded, within 5 s.
+        """
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                await nursery.start(self._service.run)
+                task_status.started()
+        finally:
+            self._nursery = None
+            with trio.CancelScope(shield=True), trio.move_on_after(5):
+                await self.backend.aclose()
+
+    # --- control --------------------------------------------------------------------------
+
+    def cancel(self, request_id: str) -> bool:
+        """Cancel request ``request_id``; False if it is not in flight. Not a checkpoint."""
+        scope = self.turns.get(request_id)
+        if scope is None:
+            return False
+        scope.cancel()
+        return True
+
+    async def _on_cancel(self, message: Message) -> None:
+        cancel: LLMCancel = message.data
+        if self.cancel(cancel.id):
+            self.metrics.counter("llm.cancelled").inc()
+        else:
+            self.metrics.counter("llm.cancel.unknown").inc()
+
+    async def _on_registry(self, message: Message) -> None:
+        registry: ToolsRegistry = message.data
+        self.registry.value = registry.tools
+        logger.info("llm: %d tools registered: %s", len(self.tools), [t.function.name for t in self.tools])
+
+    async def _on_tool_result(self, message: Message) -> None:
+        result: ToolCallResult = message.data
+        if not self._tool_waiters.resolve(result.call_id, result):
+            self.metrics.counter("llm.tool.result.unmatched").inc()
+
+    # --- requests -------------------------------------------------------------------------
+
+    def _refusal(self, request: LLMRequest) -> str | None:
+        if not request.id.strip():
+            return "bad request: $.data.id must not be empty"
+        if not request.text.strip():
+            return f"bad request {request.id!r}: $.data.text must not be empty"
+        if request.id in self.turns:
+            return f"bad request {request.id!r}: a request with this id is already in flight"
+        if len(self.turns) >= self.config.max_pending:
+            return f"busy: {len(self.turns)} requests in flight (max_pending={self.config.max_pending})"
+        return None
+
+    async def _on_request(self, message: Message) -> None:
+        request: LLMRequest = message.data
+        refusal = self._refusal(request)
+        if refusal is not None:
+            self.metrics.counter("llm.requests.refused").inc()
+            await self._respond(
+                message, LLMResponse(id=request.id, error=refusal, provider=self.backend.provider)
+            )
+            return
+        assert self._nursery is not None
+        turn = _Turn(request, message)
+        self.turns[request.id] = turn.scope  # registered now: a cancel while queued counts
+        self.metrics.counter("llm.requests").inc()
+        self._nursery.start_soon(self._serve, turn)
+
+    async def _serve(self, turn: _Turn) -> None:
+        error: str | None = None
+        try:
+            with turn.scope:
+                async with self.generation_limiter:
+                    await self._generate(turn)
+        except Exception as exc:  # a failed turn is answered, never a crashed service
+            logger.warning("llm: request %s failed: %s", turn.request.id, exc)
+            self.metrics.counter("llm.requests.failed").inc()
+            error = str(exc)
+        finally:
+            del self.turns[turn.request.id]
+        if turn.scope.cancelled_caught:
+            error = CANCELLED
+        with trio.CancelScope(shield=True), trio.move_on_after(5):
+            await self._finish(turn, error)
+
+    async def _finish(self, turn: _Turn, error: str | None) -> None:
+        request = turn.request
+        if self.speak and error is None and (rest := turn.chunker.flush()):
+            await self._say(turn, rest)
+        if request.stream:
+            await self.bus.publish("llm/stream", LLMStreamDelta(id=request.id, seq=turn.seq, done=True))
+        response = LLMResponse(
+            id=request.id,
+            reply="".join(turn.text) if (turn.text or error is None) else None,
+            error=error,
+            provider=self.backend.provider,
+            model=turn.model or self.backend.model,
+            tokens=turn.tokens,
+        )
+        await self._respond(turn.message, response)
+
+    async def _respond(self, message: Message, response: LLMResponse) -> None:
+        await self.bus.reply(message, "llm/response", response)
+
+    # --- one turn -------------------------------------------------------------------------
+
+    async def _generate(self, turn: _Turn) -> None:
+        request = turn.request
+        messages = self._messages(request, await self._context(request))
+
+        async def on_delta(text: str) -> None:
+            turn.text.append(text)
+            if request.stream:
+                delta = LLMStreamDelta(id=request.id, seq=turn.seq, delta=text)
+                turn.seq += 1
+                await self.bus.publish("llm/stream", delta)
+            if self.speak:
+                for sentence in turn.chunker.feed(text):
+                    await self._say(turn, sentence)
+
+        tools = self.tools
+        for round_ in range(self.config.max_tool_rounds + 1):
+            completion = await self.backend.complete(
+                messages, tools=tools, params=request.params, on_delta=on_delta
+            )
+            turn.model = completion.model or turn.model
+            if completion.usage:
+                turn.tokens = {k: (turn.tokens or {}).get(k, 0) + n for k, n in completion.usage.items()}
+            if not completion.tool_calls:
+                return
+            if round_ == self.config.max_tool_rounds:
+                raise RuntimeError(f"still calling tools after {self.config.max_tool_rounds} rounds")
+            results = await self._call_tools(completion.tool_calls)
+            messages += (
+                ChatMessage(role="assistant", content=completion.text, tool_calls=completion.tool_calls),
+                *results,
+            )
+
+    async def _say(self, turn: _Turn, text: str) -> None:
+        await self.bus.publish("tts/say", TtsSay(text=text, utt_id=turn.request.id))
+
+    async def _context(self, request: LLMRequest) -> list[str]:
+        """The texts memory returns for ``request``; [] without RAG, on timeout or bus error."""
+        if not request.use_rag:
+            return []
+        query = MemoryQuery(text=request.text, top_k=min(request.rag_k, 50))
+        try:
+            reply = await self.bus.request(
+                "memory/query", query, reply_topic="memory/results", timeout=self.config.rag_timeout
+            )
+        except RequestTimeout:
+            self.metrics.counter("llm.rag.timed_out").inc()
+            logger.warning(
+                "llm: no memory/results within %s s; answering without context", self.config.rag_timeout
+            )
+            return []
+        except BusError as exc:
+            self.metrics.counter("llm.rag.failed").inc()
+            logger.warning("llm: memory query failed (%s); answering without context", exc)
+            return []
+        self.metrics.counter("llm.rag.answered").inc()
+        texts = [r.document.get("text") for r in reply.data.results if r.context_type == "target"]
+        return [t for t in texts if isinstance(t, str) and t.strip()]
+
+    def _messages(self, request: LLMRequest, context: list[str]) -> tuple[ChatMessage, ...]:
+        system = request.system or self.config.system_prompt
+        if context:
+            system += "\n\n" + CONTEXT_MARKER + "\n".join(f"- {text}" for text in context)
+        history = tuple(ChatMessage(role=m.role, content=m.content) for m in request.conversation_history)
+        return (
+            ChatMessage(role="system", content=system),
+            *history,
+            ChatMessage(role="user", content=request.text),
+        )
+
+    async def _call_tools(self, calls: tuple[ToolCall, ...]) -> list[ChatMessage]:
+        results: list[ChatMessage | None] = [None] * len(calls)
+
+        async def one(i: int, call: ToolCall) -> None:
+            results[i] = ChatMessage(
+                role="tool", content=await self._call_tool(call), tool_call_id=call.id, name=call.name
+            )
+
+        async with trio.open_nursery() as nursery:
+            for i, call in enumerate(calls):
+                nursery.start_soon(one, i, call)
+        return [r for r in results if r is not None]
+
+    async def _call_tool(self, call: ToolCall) -> str:
+        """Ask the tool's service; the text the model is given (a result or an error)."""
+        if call.name not in {t.function.name for t in self.tools}:
+            self.metrics.counter("llm.tool.unknown").inc()
+            return json.dumps({"error": f"unknown tool {call.name!r}"})
+        # Our own wire id: the model's ids may repeat across turns or hold characters a topic
+        # level cannot (the model keeps its own id in the tool message).
+        call_id = new_id()
+        self.metrics.counter("llm.tool.calls").inc()
+        with self._tool_waiters.expect(call_id) as waiter:
+            with trio.move_on_after(self.config.tool_timeout):
+                request = ToolCallRequest(call_id=call_id, name=call.name, arguments=call.arguments)
+                await self.bus.publish(f"llm/tool.call.request/{call_id}", request)
+                result = await waiter.wait()
+                return _tool_text(result)
+        self.metrics.counter("llm.tool.timed_out").inc()
+        logger.warning(
+            "llm: tool %s (call %s) did not answer within %s s", call.name, call_id, self.config.tool_timeout
+        )
+        return json.dumps({"error": f"tool {call.name!r} did not answer within {self.config.tool_timeout} s"})
+
+
+def _tool_text(result: ToolCallResult) -> str:
+    if result.error is not None:
+        return json.dumps({"error": result.error})
+    value: Any = result.result
+    return value if isinstance(value, str) else json.dumps(value)

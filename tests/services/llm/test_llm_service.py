@@ -1,0 +1,211 @@
+"""The llm service with the offline backend on an in-process bus, in virtual time."""
+
+from __future__ import annotations
+
+import trio
+import trio.testing
+from llm_helpers import GET_TIME, rig
+
+from trioworks.bus import LLMParams, MemoryResult, MemoryResults, Message, ToolCallResult, ToolFunction
+from trioworks.services.llm import CANCELLED, LLMConfig
+
+LONG = " ".join(f"word{i}" for i in range(200))
+
+
+async def test_deltas_stream_in_order_then_done_and_one_response(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with rig() as r:
+        sent = await r.ask("hello there")
+        [response] = await r.responses.wait_id("r1")
+        deltas = r.deltas()
+        assert [d.seq for d in deltas] == list(range(len(deltas)))
+        assert deltas[-1].done and deltas[-1].delta == ""
+        assert not any(d.done for d in deltas[:-1])
+        reply = "".join(d.delta for d in deltas)
+        assert (
+            reply == response.reply == "I am the offline backend, not a language model. You said: hello there"
+        )
+        assert response.error is None
+        assert (response.provider, response.model) == ("offline", "offline-rules")
+        assert response.tokens == {"completion_tokens": 13, "total_tokens": 13}
+        # The response correlates with the request by envelope id.
+        assert r.responses.messages[-1].envelope.id == sent.id
+        assert r.llm.turns == {}
+
+
+async def test_stream_false_sends_only_the_response(autojump_clock: trio.testing.MockClock) -> None:
+    async with rig() as r:
+        await r.ask("hi", stream=False, params=LLMParams(max_tokens=3))
+        [response] = await r.responses.wait_id("r1")
+        assert response.reply == "I am the"
+        assert r.deltas() == []
+
+
+async def test_rag_context_from_memory(autojump_clock: trio.testing.MockClock) -> None:
+    async with rig() as r:
+        queries: list[Message] = []
+
+        async def memory(message: Message) -> None:
+            queries.append(message)
+            doc = MemoryResult(document={"text": "the cat is called Tom"}, score=0.9)
+            await r.client.reply(
+                message, "memory/results", MemoryResults(query=message.data.text, k=1, results=(doc,))
+            )
+
+        await r.serve("memory/query", memory)
+        await r.ask("what is the cat called", use_rag=True, rag_k=99)
+        [response] = await r.responses.wait_id("r1")
+        assert response.reply == "From memory: the cat is called Tom"
+        assert queries[0].data.top_k == 50  # clamped to the contract's maximum
+
+
+async def test_rag_timeout_answers_without_context_after_5_s(autojump_clock: trio.testing.MockClock) -> None:
+    async with rig() as r:
+        start = trio.current_time()
+        await r.ask("what is the cat called", use_rag=True)
+        [response] = await r.responses.wait_id("r1")
+        assert response.error is None
+        assert response.reply.endswith("You said: what is the cat called")
+        assert 5.0 <= trio.current_time() - start < 6.0
+        assert r.llm.metrics.counter("llm.rag.timed_out").value == 1
+
+
+async def test_tool_call_round_trip(autojump_clock: trio.testing.MockClock) -> None:
+    async with rig() as r:
+        await r.register(GET_TIME, ToolFunction(name="play_music", description="Play a song"))
+
+        async def tool(message: Message) -> None:
+            await r.client.publish(
+                "llm/tool.call.result", ToolCallResult(call_id=message.data.call_id, result="12:00")
+            )
+
+        await r.serve("llm/tool.call.request/+", tool)
+        await r.ask("what time is it")
+        [response] = await r.responses.wait_id("r1")
+        assert response.reply == "The get_time tool says: 12:00."
+        [call] = r.tool_requests.messages
+        assert call.topic == f"llm/tool.call.request/{call.data.call_id}"
+        assert (call.data.name, call.data.arguments) == ("get_time", {})
+        assert r.llm.pending_tool_calls == 0
+
+
+async def test_a_tool_error_reaches_the_model(autojump_clock: trio.testing.MockClock) -> None:
+    async with rig() as r:
+        await r.register(GET_TIME)
+
+        async def tool(message: Message) -> None:
+            await r.client.publish(
+                "llm/tool.call.result", ToolCallResult(call_id=message.data.call_id, error="clock broken")
+            )
+
+        await r.serve("llm/tool.call.request/+", tool)
+        await r.ask("what time is it")
+        [response] = await r.responses.wait_id("r1")
+        assert response.reply == 'The get_time tool says: {"error": "clock broken"}.'
+
+
+async def test_tool_timeout_after_30_s(autojump_clock: trio.testing.MockClock) -> None:
+    async with rig() as r:
+        await r.register(GET_TIME)
+        start = trio.current_time()
+        await r.ask("what time is it")
+        [response] = await r.responses.wait_id("r1")
+        assert 30.0 <= trio.current_time() - start < 31.0
+        assert "did not answer within 30.0 s" in response.reply
+        assert r.llm.pending_tool_calls == 0
+        assert r.llm.metrics.counter("llm.tool.timed_out").value == 1
+
+
+async def test_cancel_mid_stream_stops_deltas(autojump_clock: trio.testing.MockClock) -> None:
+    async with rig() as r:
+        await r.ask(LONG)
+        await r.stream.wait_id("r1", 5)
+        await r.cancel()
+        [response] = await r.responses.wait_id("r1")
+        assert response.error == CANCELLED
+        deltas = r.deltas()
+        assert deltas[-1].done
+        assert response.reply == "".join(d.delta for d in deltas)
+        await trio.sleep(60)  # nothing more comes
+        assert len(r.deltas()) == len(deltas) < 10
+        assert r.llm.turns == {}
+
+
+async def test_cancel_stops_a_pending_tool_call_promptly(autojump_clock: trio.testing.MockClock) -> None:
+    async with rig() as r:
+        await r.register(GET_TIME)
+        await r.ask("what time is it")
+        await r.tool_requests.wait_for(1)
+        assert r.llm.pending_tool_calls == 1
+        start = trio.current_time()
+        await r.cancel()
+        [response] = await r.responses.wait_id("r1")
+        assert trio.current_time() - start < 0.1
+        assert response.error == CANCELLED and response.reply is None
+        assert r.llm.pending_tool_calls == 0
+
+
+async def test_cancel_during_rag_wait(autojump_clock: trio.testing.MockClock) -> None:
+    async with rig() as r:
+        await r.ask("remember anything?", use_rag=True)
+        await trio.sleep(1)
+        await r.cancel()
+        [response] = await r.responses.wait_id("r1")
+        assert response.error == CANCELLED
+        assert trio.current_time() < 2
+        assert r.llm.bus.pending_requests == 0
+
+
+async def test_cancel_of_a_queued_request(autojump_clock: trio.testing.MockClock) -> None:
+    async with rig(LLMConfig(max_concurrent=1, word_delay=0.05)) as r:
+        await r.ask(LONG, "first")
+        await r.ask("second", "second")
+        await r.stream.wait_id("first", 2)
+        await r.cancel("second")
+        [second] = await r.responses.wait_id("second")
+        assert second.error == CANCELLED
+        assert r.responses.for_id("first") == []  # still generating: the queued one left at once
+        await r.cancel("first")
+        await r.responses.wait_id("first")
+
+
+async def test_concurrency_limit_serialises_generation(autojump_clock: trio.testing.MockClock) -> None:
+    async with rig(LLMConfig(max_concurrent=1, word_delay=0.05)) as r:
+        await r.ask("one", "a")
+        await r.ask("two", "b")
+        await r.responses.wait_for(2)
+        order = [(m.data.id, m.data.done) for m in r.stream.messages]
+        a_done = order.index(("a", True))
+        assert all(i == "a" for i, _ in order[: a_done + 1])
+
+
+async def test_bad_requests_get_clear_errors(autojump_clock: trio.testing.MockClock) -> None:
+    async with rig() as r:
+        await r.ask("   ", "empty")
+        [empty] = await r.responses.wait_id("empty")
+        assert empty.error == "bad request 'empty': $.data.text must not be empty"
+        await r.ask(LONG, "dup")
+        await r.ask("again", "dup")
+        [dup] = await r.responses.wait_id("dup")
+        assert dup.error == "bad request 'dup': a request with this id is already in flight"
+        assert r.llm.metrics.counter("llm.requests.refused").value == 2
+
+
+async def test_busy_when_max_pending_reached(autojump_clock: trio.testing.MockClock) -> None:
+    async with rig(LLMConfig(max_concurrent=1, max_pending=1, word_delay=0.05)) as r:
+        await r.ask(LONG, "a")
+        await r.ask("b", "b")
+        [busy] = await r.responses.wait_id("b")
+        assert busy.error.startswith("busy: 1 requests in flight")
+
+
+async def test_speak_sends_sentences_with_the_request_id_as_utt_id(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with rig(speak=True) as r:
+        await r.ask("short")
+        [response] = await r.responses.wait_id("r1")
+        await r.says.wait_for(1)
+        assert [s.utt_id for s in r.says.data] == ["r1"] * len(r.says.data)
+        assert " ".join(s.text for s in r.says.data) == response.reply
