@@ -280,3 +280,32 @@ def test_bad_filters(bad: str) -> None:
 )
 def test_wildcard_matching(pattern: str, topic: str, expected: bool) -> None:
     assert bus.matches(pattern, topic) is expected
+
+
+@pytest.mark.parametrize(
+    ("topic", "data", "field", "value"),
+    [
+        ("tts/control", {"action": "stop", "utt_id": "u7"}, "utt_id", "u7"),
+        ("tts/control", {"action": "stop"}, "utt_id", None),
+        (
+            "tts/status",
+            {"event": "speaking_end", "utt_id": "u7", "path": "/tmp/u7.wav"},
+            "path",
+            "/tmp/u7.wav",
+        ),
+        ("tts/status", {"event": "speaking_end"}, "path", None),
+        (
+            "memory/results",
+            {"query": "?", "k": 0, "error": "top_k: must be <= 50"},
+            "error",
+            "top_k: must be <= 50",
+        ),
+        ("memory/results", {"query": "q", "k": 1}, "error", None),
+    ],
+)
+def test_optional_fields_added_since_the_original(topic: str, data: Any, field: str, value: Any) -> None:
+    # Optional, so the original's messages (without them) still decode; typed when present.
+    env = bus.decode(topic, _wire(topic, data))
+    assert getattr(env.data, field) == value
+    with pytest.raises(EnvelopeError, match=rf"\$\.data\.{field}"):
+        bus.decode(topic, _wire(topic, {**data, field: 5}))

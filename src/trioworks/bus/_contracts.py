@@ -229,6 +229,8 @@ class MemoryResults(_Payload):
     total_tokens: int = 0
     strategy_used: str = "hybrid"
     truncated: bool = False
+    error: str | None = None
+    """Why the query could not be answered (e.g. a malformed ``memory/query``); results then empty."""
 
 
 # --- tts -------------------------------------------------------------------------------------
@@ -256,6 +258,8 @@ class TtsStatus(_Payload):
     text: str = ""
     utt_id: str | None = None
     reason: str | None = None
+    path: str | None = None
+    """The WAV file the utterance is written to, when the tts output is files (not a device)."""
 
 
 @attrs.frozen(kw_only=True)
@@ -264,6 +268,8 @@ class TtsControl(_Payload):
 
     action: Literal["pause", "resume", "stop", "mute", "unmute"]
     reason: str | None = None
+    utt_id: str | None = None
+    """The utterance to act on (``stop``); None: every utterance speaking or queued."""
 
 
 # --- character and health --------------------------------------------------------------------

@@ -35,8 +35,8 @@ class Rig:
     async def say(self, text: str, utt_id: str | None = None, **kw: object) -> None:
         await self.client.publish("tts/say", TtsSay(text=text, utt_id=utt_id, **kw))  # type: ignore[arg-type]
 
-    async def control(self, action: str, reason: str | None = None) -> None:
-        await self.client.publish("tts/control", TtsControl(action=action, reason=reason))  # type: ignore[arg-type]
+    async def control(self, action: str, reason: str | None = None, utt_id: str | None = None) -> None:
+        await self.client.publish("tts/control", TtsControl(action=action, reason=reason, utt_id=utt_id))  # type: ignore[arg-type]
 
 
 @pytest.fixture
@@ -88,6 +88,7 @@ async def test_say_writes_a_wav_paced_like_a_device(rig: Rig) -> None:
     assert end.data.text == "Hello there. This is a short test of the speech service."
     path = rig.tts.outputs["u1"]
     assert path.name == "u1.wav"
+    assert end.data.path == str(path)  # the status says where the audio went
     seconds = _wav_seconds(path)
     assert seconds > 2.0
     # Real-time pacing: speaking_end comes when a listener would have heard it all.
@@ -170,6 +171,25 @@ async def test_stop_by_utt_id_removes_a_queued_utterance(rig: Rig) -> None:
         await rig.status.wait_event("stopped", "y")
     assert rig.status.events() == [("speaking_start", "x"), ("speaking_end", "x"), ("stopped", "y")]
     assert "y" not in rig.tts.outputs
+
+
+async def test_control_stop_with_utt_id_stops_only_that_utterance(rig: Rig) -> None:
+    with trio.fail_after(20):
+        await rig.say(LONG, utt_id="a")
+        await rig.say("Next.", utt_id="b")
+        await rig.status.wait_event("speaking_start", "a")
+        await trio.sleep(1)  # some audio written, so there is a file to name
+        await rig.control("stop", reason="barge_in", utt_id="a")
+        cut = await rig.status.wait_event("stopped", "a")
+        await rig.status.wait_event("speaking_end", "b")  # b was not stopped with it
+    assert cut.data.reason == "barge_in"
+    assert cut.data.path == str(rig.tts.outputs["a"])  # stopped: the file holds what was said
+    assert rig.status.events() == [
+        ("speaking_start", "a"),
+        ("stopped", "a"),
+        ("speaking_start", "b"),
+        ("speaking_end", "b"),
+    ]
 
 
 @pytest.mark.parametrize("config", [{"max_queued": 2}], indirect=True)

@@ -36,6 +36,7 @@ class _Utterance:
     stop_reason: str | None = None
     spoken: list[str] = attrs.field(factory=list)
     started: bool = False
+    path: Path | None = None  # the WAV file, when the output is files
 
     @classmethod
     def create(cls, utt_id: str) -> _Utterance:
@@ -70,7 +71,8 @@ class TtsService:
 
     Where the audio goes: a player when ``config.player`` finds one, else WAV files in
     ``config.out_dir``, named by ``utt_id``; :attr:`outputs` maps utt_id to the last file
-    and each path is logged at INFO (logger ``trioworks.services.tts``).
+    and each path is logged at INFO (logger ``trioworks.services.tts``) and sent as ``path`` on
+    the utterance's ``speaking_end`` / ``stopped`` status.
 
     Limiters: :attr:`file_limiter` (one slot) for WAV file writes. Synthesis and players are
     processes (no thread). ``run`` raises ``ProgramMissing`` before serving when espeak-ng is
@@ -172,9 +174,7 @@ class TtsService:
     async def _on_control(self, message: Message) -> None:
         control: TtsControl = message.data
         reason = control.reason or control.action
-        # The contract has no target field yet; honour one if it appears (the original's
-        # tts/control carried the utt_id of the speech to act on).
-        target = getattr(control, "utt_id", None)
+        target = control.utt_id  # None: every utterance
         current = self._current.utt_id if self._current is not None else None
         if control.action == "stop":
             self.stop(target, reason=reason)
@@ -238,12 +238,15 @@ class TtsService:
                 self._waiting.remove(utterance)
                 self._current = None
             text = " ".join(utterance.spoken)
+            path = utterance.path
             if utterance.stop_reason is not None:
                 self._stopped.inc()
-                await self._status("stopped", utterance.utt_id, text=text, reason=utterance.stop_reason)
+                await self._status(
+                    "stopped", utterance.utt_id, text=text, reason=utterance.stop_reason, path=path
+                )
             else:
                 self._spoken.inc()
-                await self._status("speaking_end", utterance.utt_id, text=text)
+                await self._status("speaking_end", utterance.utt_id, text=text, path=path)
 
     async def _next_chunk(self, utterance: _Utterance) -> TtsSay | None:
         try:
@@ -287,6 +290,7 @@ class TtsService:
                         self._output = output
                         if output.path is not None:
                             self.outputs[utterance.utt_id] = output.path
+                            utterance.path = output.path
                         if self.clock.paused.value:
                             output.pause()
                     while pcm := await synthesis.pcm.receive_some(_READ):
@@ -302,6 +306,19 @@ class TtsService:
                     await output.close(stopped=utterance.stop_reason is not None)
 
     async def _status(
-        self, event: str, utt_id: str | None, *, text: str = "", reason: str | None = None
+        self,
+        event: str,
+        utt_id: str | None,
+        *,
+        text: str = "",
+        reason: str | None = None,
+        path: Path | None = None,
     ) -> None:
-        await self.bus.publish("tts/status", TtsStatus(event=event, text=text, utt_id=utt_id, reason=reason))  # type: ignore[arg-type]
+        status = TtsStatus(
+            event=event,  # type: ignore[arg-type]
+            text=text,
+            utt_id=utt_id,
+            reason=reason,
+            path=str(path) if path is not None else None,
+        )
+        await self.bus.publish("tts/status", status)
