@@ -1,0 +1,139 @@
+"""The llm service with its neighbours: a real memory service (RAG) and tts (cancel stops speech)."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import re
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import trio
+import trio.testing
+from llm_helpers import Collector, rig
+
+from trioworks.bus import Bus, FinalTranscript, InProcessTransport
+from trioworks.core import Metrics
+from trioworks.services.llm import CANCELLED, LLMConfig, SentenceChunker
+from trioworks.services.memory import MemoryService
+from trioworks.services.tts import Synthesis, TtsConfig, TtsService
+
+
+class WordEmbedder:
+    """Deterministic stand-in for MiniLM: a normalised bag of hashed words (fast, no model)."""
+
+    name = "llm-test-words"
+    dim = 64
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        out = np.zeros((len(texts), self.dim), np.float32)
+        for row, text in enumerate(texts):
+            for word in re.findall(r"\w+", text.lower()):
+                out[row, int(hashlib.sha1(word.encode()).hexdigest(), 16) % self.dim] += 1.0
+            out[row] /= np.linalg.norm(out[row]) or 1.0
+        return out
+
+
+async def test_rag_through_a_real_memory_service(tmp_path: Path) -> None:
+    # Real time: memory searches in worker threads. Seconds-scale bound only.
+    with trio.fail_after(20):
+        async with rig(LLMConfig(word_delay=0)) as r:
+            memory = MemoryService(
+                Bus(InProcessTransport(r.client.transport.broker, client_id="memory"), source="memory"),
+                tmp_path / "memory.db",
+                embedder=WordEmbedder(),
+            )
+            await r.nursery.start(memory.run)
+            for text in ("my sister lives in Bergen", "the boiler was serviced in May"):
+                await r.client.publish("stt/final", FinalTranscript(text=text))
+            await memory.wait_documents(2)
+            await r.ask("where does my sister live", use_rag=True, rag_k=1)
+            [response] = await r.responses.wait_id("r1")
+            assert response.reply == "From memory: my sister lives in Bergen"
+            assert r.llm.metrics.counter("llm.rag.answered").value == 1
+
+
+class _Pcm(trio.abc.ReceiveStream):
+    def __init__(self, size: int) -> None:
+        self.left = size
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        await trio.sleep(0.01)
+        n = min(self.left, 200)
+        self.left -= n
+        return b"\0" * n
+
+    async def aclose(self) -> None:
+        pass
+
+
+@contextlib.asynccontextmanager
+async def _synth(
+    text: str, *, voice: str, rate_wpm: int, pitch: int, metrics: Metrics
+) -> AsyncIterator[Synthesis]:
+    yield Synthesis(1000, _Pcm(len(text) * 100))  # 50 ms of audio per character
+
+
+class _Output:
+    path = None
+
+    async def write(self, pcm: bytes) -> None:
+        await trio.lowlevel.checkpoint()
+
+    async def close(self, *, stopped: bool) -> None:
+        await trio.lowlevel.checkpoint()
+
+    def pause(self) -> None:
+        pass
+
+    def resume(self) -> None:
+        pass
+
+
+class _Sink:
+    async def open(self, utt_id: str, rate: int) -> _Output:
+        await trio.lowlevel.checkpoint()
+        return _Output()
+
+
+async def test_llm_cancel_stops_generation_and_the_speech_it_fed(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    long = " ".join(f"This is sentence number {i} of a long spoken answer." for i in range(40))
+    async with rig(LLMConfig(word_delay=0.05), speak=True) as r:
+        tts = TtsService(
+            Bus(InProcessTransport(r.client.transport.broker, client_id="tts"), source="tts"),
+            TtsConfig(player="wav"),
+            synthesizer=_synth,
+            sink=_Sink(),
+        )
+        await r.nursery.start(tts.run)
+        status = Collector()
+        await r.client.subscribe("tts/status", status)
+        # The offline backend echoes the request text: a long answer, spoken while it streams.
+        await r.ask(long)
+        while not any(s.event == "speaking_start" and s.utt_id == "r1" for s in status.data):
+            await status.wait_for(len(status.messages) + 1)
+        says = len(r.says.messages)
+        await r.cancel()
+        [response] = await r.responses.wait_id("r1")
+        assert response.error == CANCELLED
+        while not any(s.event == "stopped" for s in status.data):
+            await status.wait_for(len(status.messages) + 1)
+        [stopped] = [s for s in status.data if s.event == "stopped"]
+        assert (stopped.utt_id, stopped.reason) == ("r1", "llm_cancel")
+        await trio.sleep(30)
+        assert len(r.says.messages) == says  # no sentence was sent after the cancel
+        assert not any(s.event == "speaking_end" for s in status.data)
+        assert r.llm.turns == {}
+
+
+def test_sentence_chunker_bounds_and_no_text_lost() -> None:
+    text = "Hi. " + "A fairly long sentence that goes on for a while; " * 3 + "and on " * 60 + "end"
+    chunker = SentenceChunker()
+    chunks = [c for i in range(0, len(text), 7) for c in chunker.feed(text[i : i + 7])]
+    chunks.append(chunker.flush())
+    assert all(len(c) <= 240 for c in chunks)
+    assert all(len(c) >= 60 for c in chunks[:-1])
+    assert " ".join(chunks).split() == text.split()
