@@ -1,0 +1,60 @@
+"""Settings of the router service and the error its bad values raise."""
+
+from __future__ import annotations
+
+import attrs
+
+__all__ = ["RouterConfig", "RouterConfigError"]
+
+
+class RouterConfigError(ValueError):
+    """A setting of the router is unusable; names the field and what was expected."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"router config {field}: {problem}")
+        self.field = field
+        self.problem = problem
+
+
+def _at_least(low: float, kind: type | tuple[type, ...] = (int, float)):  # type: ignore[no-untyped-def]
+    what = "an integer" if kind is int else "a number"
+
+    def check(_: object, attribute: attrs.Attribute[float], value: float) -> None:
+        if isinstance(value, bool) or not isinstance(value, kind) or value < low:
+            raise RouterConfigError(attribute.name, f"expected {what} >= {low}, got {value!r}")
+
+    return check
+
+
+@attrs.frozen(kw_only=True)
+class RouterConfig:
+    """How the router runs a conversation turn."""
+
+    history_exchanges: int = attrs.field(default=10, validator=_at_least(0, int))
+    """Exchanges (user + assistant) kept and sent as ``conversation_history``; older ones are
+    forgotten."""
+    min_chunk: int = attrs.field(default=60, validator=_at_least(1, int))
+    """A ``tts/say`` chunk ends at the first sentence boundary past this many characters."""
+    max_chunk: int = attrs.field(default=240, validator=_at_least(1, int))
+    """... and is never longer than this (cut at a word break when no boundary comes)."""
+    reply_timeout: float = attrs.field(default=30.0, validator=_at_least(0.001))
+    """Seconds to wait for the first, and then for each next, ``llm/stream`` delta or the
+    ``llm/response``; past it the turn is cancelled (reason ``timeout``)."""
+    speech_timeout: float = attrs.field(default=300.0, validator=_at_least(0))
+    """Seconds a turn waits, once its reply is all said, for the tts to report the end of its
+    speech (so a barge-in while it is spoken cancels the turn); then the turn ends anyway."""
+    cancel_timeout: float = attrs.field(default=2.0, validator=_at_least(0.001))
+    """Seconds the shielded cleanup of a cancelled turn (``llm/cancel``, ``tts/control stop``)
+    may take at most."""
+    system: str | None = None
+    """``llm/request.system``; None lets the llm service use its own."""
+    use_rag: bool = False
+    rag_k: int = attrs.field(default=5, validator=_at_least(1, int))
+    voice: str | None = None
+    """``tts/say.voice``; None lets the tts service use its own."""
+
+    def __attrs_post_init__(self) -> None:
+        if self.max_chunk < self.min_chunk:
+            raise RouterConfigError(
+                "max_chunk", f"expected >= min_chunk ({self.min_chunk}), got {self.max_chunk}"
+            )

@@ -1,0 +1,310 @@
+"""The router service: ``stt/final`` -> ``llm/request`` -> sentences -> ``tts/say``, one turn at a time."""
+
+from __future__ import annotations
+
+import functools
+import logging
+
+import attrs
+import trio
+
+from ...bus import (
+    Bus,
+    FinalTranscript,
+    LLMCancel,
+    LLMRequest,
+    LLMResponse,
+    LLMStreamDelta,
+    Message,
+    Overflow,
+    Route,
+    Service,
+    TtsControl,
+    TtsSay,
+    TtsStatus,
+    WakeEvent,
+    new_id,
+)
+from ...core import RestartPolicy, supervise
+from ._chunker import SentenceChunker
+from ._config import RouterConfig
+from ._history import Exchange, History, TurnEnd
+
+__all__ = ["RouterService"]
+
+logger = logging.getLogger("trioworks.services.router")
+
+_STREAM_BUFFER = 1024  # deltas of the current turn waiting for the turn task; past it: dropped, counted
+_CANCELLED: frozenset[str] = frozenset({"barge_in", "superseded", "timeout", "shutdown"})
+
+
+@attrs.define(eq=False)
+class _Turn:
+    """One conversation turn: its request id (also the ``utt_id`` of its speech) and its scope."""
+
+    id: str
+    final: FinalTranscript
+    send: trio.MemorySendChannel[LLMStreamDelta | LLMResponse]
+    receive: trio.MemoryReceiveChannel[LLMStreamDelta | LLMResponse]
+    scope: trio.CancelScope = attrs.field(factory=trio.CancelScope)
+    ended: TurnEnd | None = None
+    reply: list[str] = attrs.field(factory=list)
+    said: int = 0
+    last_seq: int = -1
+    all_said: bool = False
+    heard: trio.Event = attrs.field(factory=trio.Event)
+
+    @classmethod
+    def create(cls, final: FinalTranscript) -> _Turn:
+        send, receive = trio.open_memory_channel[LLMStreamDelta | LLMResponse](_STREAM_BUFFER)
+        return cls(new_id(), final, send, receive)
+
+    def end(self, how: TurnEnd) -> None:
+        """Record how the turn ended; the first call wins. Not a checkpoint."""
+        if self.ended is None:
+            self.ended = how
+
+    def cancel(self, reason: TurnEnd) -> None:
+        """Cancel the turn's scope (LLM wait, chunking, speech wait) with ``reason``."""
+        self.end(reason)
+        self.scope.cancel()
+
+
+class RouterService:
+    """The conversation router of the voice stack (py-tars' ``router``).
+
+    Routes (each its own task and bounded queue): ``stt/final`` (starts a turn), ``wake/event``
+    (``interrupt`` = barge-in), ``llm/stream`` and ``llm/response`` (the current turn's reply),
+    ``tts/status`` (when the turn's speech is over).
+
+    A turn, run by the one turn task inside its own :class:`trio.CancelScope`:
+    ``llm/request`` (a fresh ``id``, the text, ``conversation_history`` of the last
+    ``config.history_exchanges`` exchanges) -> each ``llm/stream`` delta is fed to a
+    :class:`SentenceChunker` and every finished chunk goes out as ``tts/say`` with
+    ``utt_id`` = the request id -> on ``done`` (or ``llm/response``) the tail is said -> the turn
+    waits for the tts ``speaking_end``/``stopped`` of that utt_id (at most
+    ``config.speech_timeout`` s) -> the exchange is added to the history.
+
+    Cancellation: a ``wake/event`` ``interrupt`` cancels the current turn's scope (``barge_in``);
+    a new ``stt/final`` while a turn runs **replaces** it (``superseded``: the user spoke again,
+    so the answer in progress is moot; only the newest waiting transcript gets a turn); no delta
+    for ``config.reply_timeout`` s cancels it (``timeout``); stopping the service cancels it
+    (``shutdown``). A cancelled turn then publishes, shielded and within
+    ``config.cancel_timeout`` s, ``llm/cancel {id}`` (the llm stops generating and its tool
+    calls; the tts stops the speech of that utt_id) and ``tts/control stop`` with that
+    ``utt_id``, so LLM, tools and speech stop together; no ``tts/say`` of that turn follows.
+    Its partial reply is kept in the history, marked as cut. A barge-in with no turn running
+    still publishes ``tts/control stop`` (all speech): the user is talking.
+
+    No thread or process work: the router needs no CapacityLimiter.
+    """
+
+    def __init__(
+        self, bus: Bus, config: RouterConfig | None = None, *, restart: RestartPolicy = RestartPolicy()
+    ) -> None:
+        self.bus = bus
+        self.config = config if config is not None else RouterConfig()
+        self.history = History(self.config.history_exchanges)
+        self._restart = restart
+        # Bounded; a full queue holds up the stt/final route (BLOCK), never grows.
+        self._pending_send, self._pending_recv = trio.open_memory_channel[FinalTranscript](16)
+        self._current: _Turn | None = None
+        self._turn_over = trio.Event()  # set (and replaced) whenever a turn ends
+        self.turns_done = 0
+        self._service = Service(
+            bus,
+            [
+                Route("stt/final", self._on_final, capacity=16),
+                Route("wake/event", self._on_wake, capacity=16),
+                Route("llm/stream", self._on_stream, capacity=256),
+                Route("llm/response", self._on_response, capacity=16),
+                Route("tts/status", self._on_status, capacity=64, overflow=Overflow.DROP_OLDEST),
+            ],
+            restart=restart,
+        )
+        metrics = bus.metrics
+        self._started = metrics.counter("router.turns.started")
+        self._completed = metrics.counter("router.turns.completed")
+        self._cancelled = metrics.counter("router.turns.cancelled")
+        self._superseded = metrics.counter("router.transcripts.superseded")
+        self._says = metrics.counter("router.says")
+        self._ignored = metrics.counter("router.stream.ignored")
+        self._overflow = metrics.counter("router.stream.dropped")
+
+    @property
+    def current_turn(self) -> str | None:
+        """The request id (= utt_id) of the turn running now, if any."""
+        return self._current.id if self._current is not None else None
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Serve until cancelled; ``task_status.started()`` once the routes are subscribed.
+
+        Error handling: the turn task and the handlers are supervised with ``restart``; past it
+        :exc:`~trioworks.bus.ServiceFailed` (or RestartIntensityExceeded) propagates. A turn that
+        fails to publish ends as ``error`` (logged, kept in the history) without killing the task.
+        """
+        async with trio.open_nursery() as nursery:
+            await nursery.start(self._service.run)
+            nursery.start_soon(
+                functools.partial(supervise, self._turns, name="router.turns", policy=self._restart)
+            )
+            task_status.started()
+
+    async def wait_turns(self, n: int) -> None:
+        """Return once ``n`` turns have ended (in any way) since the service was created."""
+        while self.turns_done < n:
+            await self._turn_over.wait()
+
+    # --- handlers (each in its own subscription task) ------------------------------------
+
+    async def _on_final(self, message: Message) -> None:
+        final: FinalTranscript = message.data
+        if not final.is_final or not final.text.strip():
+            return
+        if self._current is not None:
+            self._current.cancel("superseded")
+        await self._pending_send.send(final)
+
+    async def _on_wake(self, message: Message) -> None:
+        event: WakeEvent = message.data
+        if event.type != "interrupt":
+            return
+        if self._current is not None:
+            self._current.cancel("barge_in")
+            return
+        # No turn running, but the last reply may still be being spoken.
+        with trio.move_on_after(self.config.cancel_timeout):
+            await self.bus.publish("tts/control", TtsControl(action="stop", reason="barge_in"))
+
+    def _route(self, item: LLMStreamDelta | LLMResponse) -> None:
+        turn = self._current
+        if turn is None or item.id != turn.id:
+            self._ignored.inc()  # a cancelled or finished turn's late output
+            return
+        try:
+            turn.send.send_nowait(item)
+        except trio.WouldBlock:
+            self._overflow.inc()
+            logger.warning("router: turn %s has %d deltas waiting; dropped one", turn.id, _STREAM_BUFFER)
+
+    async def _on_stream(self, message: Message) -> None:
+        self._route(message.data)
+
+    async def _on_response(self, message: Message) -> None:
+        self._route(message.data)
+
+    async def _on_status(self, message: Message) -> None:
+        status: TtsStatus = message.data
+        turn = self._current
+        if turn is None or status.utt_id != turn.id or not turn.all_said:
+            return
+        if status.event in ("speaking_end", "stopped"):
+            turn.heard.set()
+
+    # --- the turn task --------------------------------------------------------------------
+
+    async def _turns(self) -> None:
+        while True:
+            final = await self._pending_recv.receive()
+            while True:  # replace: only the newest waiting transcript gets a turn
+                try:
+                    newer = self._pending_recv.receive_nowait()
+                except trio.WouldBlock:
+                    break
+                self._superseded.inc()
+                final = newer
+            await self._turn(final)
+
+    async def _turn(self, final: FinalTranscript) -> None:
+        turn = _Turn.create(final)
+        self._current = turn
+        self._started.inc()
+        try:
+            with turn.scope:
+                await self._converse(turn)
+            turn.end("done")
+        except Exception as exc:
+            logger.warning("router: turn %s failed: %s", turn.id, exc)
+            turn.end("error")
+        finally:
+            self._current = None  # from here on its late deltas are ignored
+            turn.end("shutdown")  # only if nothing else ended it: the service is being cancelled
+            if turn.ended in _CANCELLED:
+                self._cancelled.inc()
+                await self._stop(turn)
+            else:
+                self._completed.inc()
+            self.history.add(
+                Exchange(turn_id=turn.id, user=final.text, reply="".join(turn.reply), ended=turn.ended)  # type: ignore[arg-type]
+            )
+            self.turns_done += 1
+            self._turn_over.set()
+            self._turn_over = trio.Event()
+
+    async def _converse(self, turn: _Turn) -> None:
+        config = self.config
+        await self.bus.publish(
+            "llm/request",
+            LLMRequest(
+                id=turn.id,
+                text=turn.final.text,
+                stream=True,
+                use_rag=config.use_rag,
+                rag_k=config.rag_k,
+                system=config.system,
+                conversation_history=self.history.messages(),
+            ),
+        )
+        chunker = SentenceChunker(config.min_chunk, config.max_chunk)
+        with trio.move_on_after(config.reply_timeout) as waiting:
+            async for item in turn.receive:
+                waiting.deadline = trio.current_time() + config.reply_timeout
+                if isinstance(item, LLMResponse):
+                    if item.error is not None:
+                        logger.warning("router: turn %s: the llm failed: %s", turn.id, item.error)
+                        turn.end("error")
+                    elif not turn.reply and item.reply:  # a reply that was not streamed
+                        turn.reply.append(item.reply)
+                        for chunk in chunker.feed(item.reply):
+                            await self._say(turn, chunk)
+                    break
+                if item.seq <= turn.last_seq:
+                    self._ignored.inc()  # a duplicate (QoS 0 over a reconnect)
+                    continue
+                turn.last_seq = item.seq
+                turn.reply.append(item.delta)
+                for chunk in chunker.feed(item.delta):
+                    await self._say(turn, chunk)
+                if item.done:
+                    break
+        if waiting.cancelled_caught:
+            logger.warning("router: turn %s: no reply for %s s", turn.id, config.reply_timeout)
+            turn.end("timeout")
+            return
+        await self._say(turn, chunker.flush())
+        turn.all_said = True
+        if turn.said:
+            with trio.move_on_after(config.speech_timeout):
+                await turn.heard.wait()
+
+    async def _say(self, turn: _Turn, chunk: str) -> None:
+        text = chunk.strip()
+        if not text:
+            return
+        say = TtsSay(text=text, utt_id=turn.id, voice=self.config.voice, stt_ts=turn.final.ts)
+        await self.bus.publish("tts/say", say)
+        turn.said += 1
+        self._says.inc()
+
+    async def _stop(self, turn: _Turn) -> None:
+        """Stop the turn's generation, tool calls and speech: shielded, bounded."""
+        with trio.CancelScope(shield=True), trio.move_on_after(self.config.cancel_timeout) as bounded:
+            try:
+                await self.bus.publish("llm/cancel", LLMCancel(id=turn.id))
+                await self.bus.publish(
+                    "tts/control", TtsControl(action="stop", reason=turn.ended, utt_id=turn.id)
+                )
+            except Exception as exc:  # the bus is going away (shutdown): nothing left to tell
+                logger.warning("router: could not cancel turn %s: %s", turn.id, exc)
+        if bounded.cancelled_caught:
+            logger.warning("router: cancelling turn %s took over %s s", turn.id, self.config.cancel_timeout)

@@ -1,0 +1,228 @@
+"""The router on the in-process bus with a scripted llm and the real tts service (fake synthesis).
+
+Virtual time throughout (``autojump_clock``): the fake llm streams a delta every 0.1 s and the
+fake synthesis speaks 20 ms per character, so a turn takes seconds of virtual time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Callable
+
+import attrs
+import pytest
+import trio
+import trio.testing
+from router_helpers import FakeLlm, NullSink, fake_synthesizer
+
+from _collector import Collector
+from trioworks.bus import Bus, FinalTranscript, InProcessBroker, InProcessTransport, LLMRequest, WakeEvent
+from trioworks.services.router import RouterConfig, RouterConfigError, RouterService, chunk_sentences
+from trioworks.services.tts import TtsConfig, TtsService
+
+SENTENCES = [
+    f"This is sentence number {i} of the answer, long enough to be spoken alone." for i in range(1, 21)
+]
+LONG = " ".join(SENTENCES)  # ~1,500 characters: 13 s of deltas, 30 s of speech
+
+
+def echo(request: LLMRequest) -> str:
+    return f"You said: {request.text}. That is all I have to say about it, thank you for asking!"
+
+
+@attrs.define
+class Rig:
+    router: RouterService
+    llm: FakeLlm
+    client: Bus
+    wire: Collector  # everything on the bus, in publish order
+
+    async def hear(self, text: str) -> None:
+        await self.client.publish("stt/final", FinalTranscript(text=text, utt_id="stt-" + text[:8], ts=1.0))
+
+    async def interrupt(self) -> None:
+        await self.client.publish("wake/event", WakeEvent(type="interrupt", cause="barge_in"))
+
+    def on(self, topic: str) -> list[object]:
+        return [m.data for m in self.wire.messages if m.topic == topic]
+
+    async def wait_for(self, topic: str, count: int = 1) -> None:
+        while len(self.on(topic)) < count:
+            await self.wire.wait_for(len(self.wire.messages) + 1)
+
+    def order(self, topic: str, **fields: object) -> list[int]:
+        """Positions on the wire of ``topic`` messages whose data has ``fields``."""
+        return [
+            i
+            for i, m in enumerate(self.wire.messages)
+            if m.topic == topic and all(getattr(m.data, k) == v for k, v in fields.items())
+        ]
+
+
+@contextlib.asynccontextmanager
+async def running(
+    script: Callable[[LLMRequest], str | None] = echo, config: RouterConfig | None = None
+) -> AsyncIterator[Rig]:
+    broker = InProcessBroker()
+    tts = TtsService(
+        Bus(InProcessTransport(broker), source="tts"),
+        TtsConfig(player="wav", aggregate_window=0.5),
+        synthesizer=fake_synthesizer,
+        sink=NullSink(),
+    )
+    llm = FakeLlm(Bus(InProcessTransport(broker), source="llm"), script)
+    router = RouterService(Bus(InProcessTransport(broker), source="router"), config)
+    client = Bus(InProcessTransport(broker), source="client")
+    wire = Collector()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(client.run)
+        await client.subscribe("#", wire, capacity=10_000)
+        for component in (tts, llm.service, router):
+            await nursery.start(component.run)
+        yield Rig(router, llm, client, wire)
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_full_turn_speaks_the_reply_in_sentences(autojump_clock: trio.testing.MockClock) -> None:
+    async with running(lambda r: LONG) as rig:
+        await rig.hear("tell me something long")
+        with trio.fail_after(120):
+            await rig.router.wait_turns(1)
+    (request,) = rig.llm.requests
+    assert request.text == "tell me something long" and request.stream
+    assert request.conversation_history == ()
+    says = rig.on("tts/say")
+    assert {s.utt_id for s in says} == {request.id}  # one utterance per turn, named by the request
+    assert [s.text for s in says] == [c.strip() for c in chunk_sentences(LONG)]
+    assert all(60 <= len(s.text) <= 240 for s in says[:-1])
+    assert rig.on("llm/cancel") == [] and rig.on("tts/control") == []
+    (end,) = [s for s in rig.on("tts/status") if s.event == "speaking_end"]
+    assert end.utt_id == request.id
+    (exchange,) = rig.router.history.exchanges
+    assert (exchange.user, exchange.reply, exchange.ended) == ("tell me something long", LONG, "done")
+
+
+async def test_barge_in_mid_stream_stops_generation_and_speech_together(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with running(lambda r: LONG) as rig:
+        await rig.hear("tell me something long")
+        with trio.fail_after(60):
+            await rig.wait_for("tts/say", 2)
+            await rig.interrupt()
+            await rig.router.wait_turns(1)
+            await trio.sleep(30)  # time for any straggler to show up
+    (request,) = rig.llm.requests
+    turn = request.id
+    (cancel,) = rig.order("llm/cancel", id=turn)
+    (stop,) = rig.order("tts/control", action="stop", utt_id=turn)
+    assert rig.on("tts/control")[0].reason == "barge_in"
+    says = rig.order("tts/say", utt_id=turn)
+    assert 2 <= len(says) < len(chunk_sentences(LONG))
+    assert max(says) < cancel < stop  # nothing said for the turn once it was cancelled
+    # The llm stopped generating: fewer deltas than the reply has, no final response.
+    assert turn in rig.llm.cancelled and turn not in rig.llm.finished
+    assert rig.on("llm/response") == []
+    # The tts stopped the turn's speech instead of finishing it.
+    events = [(s.event, s.reason) for s in rig.on("tts/status") if s.utt_id == turn]
+    assert events[0] == ("speaking_start", None) and events[-1][0] == "stopped"
+    assert "speaking_end" not in [e for e, _ in events]
+    # The partial reply is remembered as interrupted.
+    (exchange,) = rig.router.history.exchanges
+    assert exchange.ended == "barge_in" and LONG.startswith(exchange.reply) and exchange.reply != LONG
+    assert exchange.messages()[1].content.endswith("[interrupted by the user]")
+
+
+async def test_barge_in_while_the_finished_reply_is_still_spoken(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with running(lambda r: LONG) as rig:
+        await rig.hear("tell me something long")
+        with trio.fail_after(60):
+            await rig.wait_for("llm/response")  # generation over (13 s); speech goes on for ~30 s
+            assert rig.router.current_turn is not None
+            await rig.interrupt()
+            await rig.router.wait_turns(1)
+    turn = rig.llm.requests[0].id
+    assert rig.order("tts/control", action="stop", utt_id=turn)
+    assert [s.event for s in rig.on("tts/status") if s.utt_id == turn][-1] == "stopped"
+    (exchange,) = rig.router.history.exchanges
+    assert exchange.ended == "barge_in" and exchange.reply == LONG  # all generated, not all heard
+
+
+async def test_barge_in_with_no_turn_stops_all_speech(autojump_clock: trio.testing.MockClock) -> None:
+    async with running() as rig:
+        await rig.interrupt()
+        with trio.fail_after(5):
+            await rig.wait_for("tts/control")
+    (control,) = rig.on("tts/control")
+    assert (control.action, control.utt_id, control.reason) == ("stop", None, "barge_in")
+    assert rig.router.history.exchanges == ()
+
+
+async def test_history_grows_and_is_bounded(autojump_clock: trio.testing.MockClock) -> None:
+    async with running(config=RouterConfig(history_exchanges=2)) as rig:
+        for i in range(4):
+            await rig.hear(f"question {i}")
+            with trio.fail_after(60):
+                await rig.router.wait_turns(i + 1)
+    histories = [r.conversation_history for r in rig.llm.requests]
+    assert [len(h) for h in histories] == [0, 2, 4, 4]
+    assert [(m.role, m.content) for m in histories[1]] == [
+        ("user", "question 0"),
+        ("assistant", echo(rig.llm.requests[0])),
+    ]
+    assert [m.content for m in histories[3] if m.role == "user"] == ["question 1", "question 2"]
+    assert [e.user for e in rig.router.history.exchanges] == ["question 2", "question 3"]
+
+
+async def test_a_new_transcript_replaces_the_running_turn(autojump_clock: trio.testing.MockClock) -> None:
+    async with running(lambda r: LONG if r.text == "first" else echo(r)) as rig:
+        await rig.hear("first")
+        with trio.fail_after(60):
+            await rig.wait_for("tts/say")
+            await rig.hear("second")
+            await rig.router.wait_turns(2)
+    first, second = rig.llm.requests
+    assert rig.order("llm/cancel", id=first.id) and not rig.order("llm/cancel", id=second.id)
+    assert [e.ended for e in rig.router.history.exchanges] == ["superseded", "done"]
+    # The second request already knows the first was cut off.
+    assert second.conversation_history[1].content.endswith("[interrupted: the user spoke again]")
+    assert max(rig.order("tts/say", utt_id=first.id)) < min(rig.order("tts/say", utt_id=second.id))
+
+
+async def test_an_llm_that_never_answers_times_out_the_turn(autojump_clock: trio.testing.MockClock) -> None:
+    async with running(lambda r: None, RouterConfig(reply_timeout=5)) as rig:
+        await rig.hear("hello?")
+        with trio.fail_after(60):
+            await rig.router.wait_turns(1)
+            took = trio.current_time()
+    assert 5 <= took < 6
+    assert rig.order("llm/cancel", id=rig.llm.requests[0].id)
+    (exchange,) = rig.router.history.exchanges
+    assert exchange.ended == "timeout" and exchange.reply == ""
+
+
+async def test_an_llm_error_ends_the_turn_without_speech(autojump_clock: trio.testing.MockClock) -> None:
+    async with running(lambda r: "!model exploded") as rig:
+        await rig.hear("hello")
+        with trio.fail_after(60):
+            await rig.router.wait_turns(1)
+    assert rig.on("tts/say") == [] and rig.on("llm/cancel") == []
+    (exchange,) = rig.router.history.exchanges
+    assert exchange.ended == "error"
+    assert exchange.messages()[1].content == "[cut off: the model failed]"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"history_exchanges": -1}, "history_exchanges"),
+        ({"history_exchanges": 2.5}, "history_exchanges"),
+        ({"min_chunk": 100, "max_chunk": 50}, "max_chunk"),
+        ({"reply_timeout": 0}, "reply_timeout"),
+    ],
+)
+def test_config_errors_name_the_field(kwargs: dict[str, object], field: str) -> None:
+    with pytest.raises(RouterConfigError, match=f"router config {field}:"):
+        RouterConfig(**kwargs)  # type: ignore[arg-type]
