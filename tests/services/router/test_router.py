@@ -16,7 +16,16 @@ import trio.testing
 from router_helpers import FakeLlm, NullSink, fake_synthesizer
 
 from _collector import Collector
-from trioworks.bus import Bus, FinalTranscript, InProcessBroker, InProcessTransport, LLMRequest, WakeEvent
+from trioworks.bus import (
+    Bus,
+    FinalTranscript,
+    InProcessBroker,
+    InProcessTransport,
+    LLMRequest,
+    TtsControl,
+    TtsSay,
+    WakeEvent,
+)
 from trioworks.services.router import RouterConfig, RouterConfigError, RouterService, chunk_sentences
 from trioworks.services.tts import TtsConfig, TtsService
 
@@ -143,9 +152,11 @@ async def test_barge_in_while_the_finished_reply_is_still_spoken(
             assert rig.router.current_turn is not None
             await rig.interrupt()
             await rig.router.wait_turns(1)
-    turn = rig.llm.requests[0].id
+            turn = rig.llm.requests[0].id
+            while not rig.order("tts/status", event="stopped", utt_id=turn):
+                await rig.wire.wait_for(len(rig.wire.messages) + 1)
     assert rig.order("tts/control", action="stop", utt_id=turn)
-    assert [s.event for s in rig.on("tts/status") if s.utt_id == turn][-1] == "stopped"
+    assert [s.event for s in rig.on("tts/status") if s.utt_id == turn] == ["speaking_start", "stopped"]
     (exchange,) = rig.router.history.exchanges
     assert exchange.ended == "barge_in" and exchange.reply == LONG  # all generated, not all heard
 
@@ -226,3 +237,18 @@ async def test_an_llm_error_ends_the_turn_without_speech(autojump_clock: trio.te
 def test_config_errors_name_the_field(kwargs: dict[str, object], field: str) -> None:
     with pytest.raises(RouterConfigError, match=f"router config {field}:"):
         RouterConfig(**kwargs)  # type: ignore[arg-type]
+
+
+async def test_a_chunk_arriving_after_its_turn_was_stopped_is_not_spoken(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # Over MQTT tts/say and tts/control are separate queues at the tts: the stop of a barge-in
+    # can be handled before a chunk that was published just before it.
+    async with running() as rig:
+        await rig.client.publish("tts/control", TtsControl(action="stop", utt_id="turn-1"))
+        await rig.client.publish("tts/say", TtsSay(text="Too late.", utt_id="turn-1"))
+        await rig.client.publish("tts/say", TtsSay(text="Another turn.", utt_id="turn-2"))
+        with trio.fail_after(30):
+            while not rig.order("tts/status", event="speaking_end", utt_id="turn-2"):
+                await rig.wire.wait_for(len(rig.wire.messages) + 1)
+    assert [s.utt_id for s in rig.on("tts/status")] == ["turn-2", "turn-2"]

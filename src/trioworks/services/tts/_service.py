@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import functools
 import logging
 import math
@@ -67,7 +68,11 @@ class TtsService:
     the player; a WAV file is closed valid, holding the audio up to the stop.
 
     ``pause`` holds playback (and SIGSTOPs a player) until ``resume``; ``mute`` stops all
-    speech and drops ``tts/say`` (counted as ``tts.say.muted``) until ``unmute``.
+    speech and drops ``tts/say`` (counted as ``tts.say.muted``) until ``unmute``. Once an
+    utterance was stopped by name (``tts/control stop`` with ``utt_id``, ``llm/cancel``,
+    :meth:`stop` with an id), later chunks with that ``utt_id`` are dropped (counted as
+    ``tts.say.after_stop``; the last 256 such ids are remembered): a barge-in stays stopped even
+    when a chunk of it was still in flight.
 
     Where the audio goes: a player when ``config.player`` finds one, else WAV files in
     ``config.out_dir``, named by ``utt_id``; :attr:`outputs` maps utt_id to the last file
@@ -103,6 +108,9 @@ class TtsService:
         self._queue_send, self._queue_receive = trio.open_memory_channel[_Utterance](math.inf)
         self._waiting: list[_Utterance] = []  # queued or speaking, in order
         self._current: _Utterance | None = None
+        # utt_ids stopped by name: a chunk of theirs that arrives late (it was in flight, or
+        # queued behind the stop on another route) must not start them again.
+        self._stopped_ids: collections.deque[str] = collections.deque(maxlen=256)
         self._output: Output | None = None
         routes = [
             Route("tts/say", self._on_say, capacity=64),
@@ -114,6 +122,7 @@ class TtsService:
         metrics = bus.metrics
         self._muted_says = metrics.counter("tts.say.muted")
         self._dropped = metrics.counter("tts.say.dropped")
+        self._late = metrics.counter("tts.say.after_stop")
         self._spoken = metrics.counter("tts.utterances.spoken")
         self._stopped = metrics.counter("tts.utterances.stopped")
 
@@ -150,6 +159,8 @@ class TtsService:
         Returns how many were stopped. Not a checkpoint: the speaker task ends the utterance
         (kills synthesis, publishes ``stopped``) at its next checkpoint.
         """
+        if utt_id is not None and utt_id not in self._stopped_ids:
+            self._stopped_ids.append(utt_id)
         hits = [u for u in self._waiting if utt_id is None or u.utt_id == utt_id]
         for utterance in hits:
             utterance.stop(reason)
@@ -199,6 +210,9 @@ class TtsService:
             self._muted_says.inc()
             return
         if not say.text.strip():
+            return
+        if say.utt_id in self._stopped_ids:
+            self._late.inc()
             return
         if say.utt_id is not None:
             for utterance in self._waiting:
