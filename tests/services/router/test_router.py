@@ -70,7 +70,10 @@ class Rig:
 
 @contextlib.asynccontextmanager
 async def running(
-    script: Callable[[LLMRequest], str | None] = echo, config: RouterConfig | None = None
+    script: Callable[[LLMRequest], str | None] = echo,
+    config: RouterConfig | None = None,
+    *,
+    start_router: bool = True,
 ) -> AsyncIterator[Rig]:
     broker = InProcessBroker()
     tts = TtsService(
@@ -86,7 +89,7 @@ async def running(
     async with trio.open_nursery() as nursery:
         await nursery.start(client.run)
         await client.subscribe("#", wire, capacity=10_000)
-        for component in (tts, llm.service, router):
+        for component in (tts, llm.service, router) if start_router else (tts, llm.service):
             await nursery.start(component.run)
         yield Rig(router, llm, client, wire)
         nursery.cancel_scope.cancel()
@@ -252,3 +255,24 @@ async def test_a_chunk_arriving_after_its_turn_was_stopped_is_not_spoken(
             while not rig.order("tts/status", event="speaking_end", utt_id="turn-2"):
                 await rig.wire.wait_for(len(rig.wire.messages) + 1)
     assert [s.utt_id for s in rig.on("tts/status")] == ["turn-2", "turn-2"]
+
+
+async def test_stopping_the_router_mid_turn_still_cancels_llm_and_speech(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with running(lambda r: LONG, start_router=False) as rig:
+        with trio.CancelScope() as scope:  # the router's own: the other services stay up
+            async with trio.open_nursery() as nursery:
+                await nursery.start(rig.router.run)
+                await rig.hear("tell me something long")
+                with trio.fail_after(60):
+                    await rig.wait_for("tts/say", 2)
+                scope.cancel()
+        turn = rig.llm.requests[0].id
+        with trio.fail_after(10):
+            await rig.wait_for("llm/cancel")
+            while not rig.order("tts/status", event="stopped", utt_id=turn):
+                await rig.wire.wait_for(len(rig.wire.messages) + 1)
+    assert rig.order("tts/control", action="stop", utt_id=turn, reason="shutdown")
+    assert rig.router.history.exchanges[0].ended == "shutdown"
+    assert turn in rig.llm.cancelled

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import logging
 
 import attrs
@@ -139,16 +138,31 @@ class RouterService:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Serve until cancelled; ``task_status.started()`` once the routes are subscribed.
 
+        Resource handling: when cancelled, a running turn ends as ``shutdown`` and still
+        publishes its ``llm/cancel`` and ``tts/control stop`` (shielded, within
+        ``config.cancel_timeout``) before the bus says goodbye and disconnects.
+
         Error handling: the turn task and the handlers are supervised with ``restart``; past it
         :exc:`~trioworks.bus.ServiceFailed` (or RestartIntensityExceeded) propagates. A turn that
         fails to publish ends as ``error`` (logged, kept in the history) without killing the task.
         """
+        service_scope = trio.CancelScope()
+
+        async def serve(*, task_status: trio.TaskStatus[None]) -> None:
+            with service_scope:
+                await self._service.run(task_status=task_status)
+
         async with trio.open_nursery() as nursery:
-            await nursery.start(self._service.run)
-            nursery.start_soon(
-                functools.partial(supervise, self._turns, name="router.turns", policy=self._restart)
-            )
-            task_status.started()
+            await nursery.start(serve)
+            # Serving: from now on the bus outlives a cancellation of the router until the
+            # running turn has published its llm/cancel and tts/control stop (bounded by
+            # cancel_timeout); it is cancelled explicitly after the turn task is gone.
+            service_scope.shield = True
+            try:
+                task_status.started()
+                await supervise(self._turns, name="router.turns", policy=self._restart)
+            finally:
+                service_scope.cancel()
 
     async def wait_turns(self, n: int) -> None:
         """Return once ``n`` turns have ended (in any way) since the service was created."""
