@@ -24,7 +24,7 @@ from ...bus import (
     WakeEvent,
     new_id,
 )
-from ...core import RestartPolicy, supervise
+from ...core import RestartIntensityExceeded, RestartPolicy, supervise
 from ._chunker import SentenceChunker
 from ._config import RouterConfig
 from ._history import Exchange, History, TurnEnd
@@ -143,7 +143,9 @@ class RouterService:
         ``config.cancel_timeout``) before the bus says goodbye and disconnects.
 
         Error handling: the turn task and the handlers are supervised with ``restart``; past it
-        :exc:`~trioworks.bus.ServiceFailed` (or RestartIntensityExceeded) propagates. A turn that
+        :exc:`~trioworks.bus.ServiceFailed` (a handler) or
+        :exc:`~trioworks.core.RestartIntensityExceeded` (the turn task; health ``crashed``)
+        propagates, inside an ExceptionGroup. A turn that
         fails to publish ends as ``error`` (logged, kept in the history) without killing the task.
         """
         service_scope = trio.CancelScope()
@@ -161,6 +163,9 @@ class RouterService:
             try:
                 task_status.started()
                 await supervise(self._turns, name="router.turns", policy=self._restart)
+            except RestartIntensityExceeded as exc:
+                self.bus.set_exit_health("crashed", str(exc))  # what the goodbye health says
+                raise
             finally:
                 service_scope.cancel()
 
