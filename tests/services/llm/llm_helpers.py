@@ -11,6 +11,7 @@ import trio
 
 import _collector
 from trioworks.bus import (
+    DEFAULT_MAX_PAYLOAD,
     Bus,
     Envelope,
     InProcessBroker,
@@ -73,8 +74,13 @@ GET_TIME = ToolFunction(name="get_time", description="The current time of day", 
 
 @asynccontextmanager
 async def rig(
-    config: LLMConfig | None = None, *, backend: Backend | None = None, speak: bool = False
+    config: LLMConfig | None = None,
+    *,
+    backend: Backend | None = None,
+    speak: bool = False,
+    max_payload: int = DEFAULT_MAX_PAYLOAD,
 ) -> AsyncIterator[Rig]:
+    """The llm service and a client on one in-process broker; ``max_payload`` is the llm's bus's."""
     broker = InProcessBroker()
     async with trio.open_nursery() as nursery:
         client = Bus(InProcessTransport(broker, client_id="client"), source="client")
@@ -85,7 +91,7 @@ async def rig(
         ):
             await client.subscribe(topic, collector, capacity=1024)
         llm = LLMService(
-            Bus(InProcessTransport(broker, client_id="llm"), source="llm"),
+            Bus(InProcessTransport(broker, client_id="llm"), source="llm", max_payload=max_payload),
             config if config is not None else LLMConfig(word_delay=0.05),
             backend=backend,
             speak=speak,

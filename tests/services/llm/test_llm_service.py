@@ -7,7 +7,7 @@ import trio.testing
 from llm_helpers import GET_TIME, rig
 
 from trioworks.bus import LLMParams, MemoryResult, MemoryResults, Message, ToolCallResult, ToolFunction
-from trioworks.services.llm import CANCELLED, LLMConfig
+from trioworks.services.llm import CANCELLED, Completion, LLMConfig, OnDelta
 
 LONG = " ".join(f"word{i}" for i in range(200))
 
@@ -209,3 +209,30 @@ async def test_speak_sends_sentences_with_the_request_id_as_utt_id(
         await r.says.wait_for(1)
         assert [s.utt_id for s in r.says.data] == ["r1"] * len(r.says.data)
         assert " ".join(s.text for s in r.says.data) == response.reply
+
+
+class BigBackend:
+    """Replies 10,000 characters: more than the llm bus's payload limit in the test below."""
+
+    provider = "stub"
+    model = "big"
+
+    async def complete(
+        self, messages: object, *, tools: object, params: object, on_delta: OnDelta
+    ) -> Completion:
+        await trio.lowlevel.checkpoint()
+        return Completion(text="x" * 10_000)
+
+    async def aclose(self) -> None:
+        pass
+
+
+async def test_a_reply_too_large_to_send_is_answered_with_an_error(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with rig(max_payload=4096, backend=BigBackend()) as r:
+        with trio.fail_after(10):
+            await r.ask("hi", stream=False)
+            [response] = await r.responses.wait_id("r1")
+        assert response.error.startswith("response not sent: message on 'llm/response' is")
+        assert r.llm.metrics.counter("llm.responses.failed").value == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from typing import Any
@@ -221,8 +222,20 @@ class LLMService:
             del self.turns[turn.request.id]
         if turn.scope.cancelled_caught:
             error = CANCELLED
+        # Shielded: a cancelled request is still told it was cancelled; bounded, so a stuck
+        # broker cannot hold the service's shutdown.
         with trio.CancelScope(shield=True), trio.move_on_after(5):
-            await self._finish(turn, error)
+            try:
+                await self._finish(turn, error)
+            except BusError as exc:
+                # e.g. a reply over the bus's payload limit: say so rather than crash the service.
+                logger.warning("llm: could not send the response to %s: %s", turn.request.id, exc)
+                self.metrics.counter("llm.responses.failed").inc()
+                failed = LLMResponse(
+                    id=turn.request.id, error=f"response not sent: {exc}", provider=self.backend.provider
+                )
+                with contextlib.suppress(BusError):
+                    await self._respond(turn.message, failed)
 
     async def _finish(self, turn: _Turn, error: str | None) -> None:
         request = turn.request
@@ -261,9 +274,12 @@ class LLMService:
 
         tools = self.tools
         for round_ in range(self.config.max_tool_rounds + 1):
+            pieces = len(turn.text)
             completion = await self.backend.complete(
                 messages, tools=tools, params=request.params, on_delta=on_delta
             )
+            if completion.text and len(turn.text) == pieces:
+                await on_delta(completion.text)  # a backend that does not stream: one delta
             turn.model = completion.model or turn.model
             if completion.usage:
                 turn.tokens = {k: (turn.tokens or {}).get(k, 0) + n for k, n in completion.usage.items()}
