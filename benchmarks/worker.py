@@ -1,27 +1,44 @@
-"""trioworks.worker vs the original ``kruxiaflow`` 0.4.0 worker, against the same reference server.
+"""trioworks.worker vs the original ``kruxiaflow`` 0.4.0 worker, side by side against the same server.
 
-    python benchmarks/worker.py [--quick] [--sdk-python PATH] [--only NAME[,NAME...]] [--json PATH]
+    python benchmarks/worker.py [--server memory|sqlite|both] [--quick] [--only W[,W...]]
+                                [--systems S[,S...]] [--sdk-python PATH] [--json PATH]
 
-For every (workload, system) the parent starts a fresh ``trioworks server`` (SQLite, in a
-subprocess), submits workflows of one activity each, starts the worker in a subprocess (this
-file with ``--child``), waits until every workflow finished, then sends SIGTERM and reads the
-child's one result line (its worst event-loop lag). Both workers get 16 slots and their
-defaults otherwise. The original SDK runs under the interpreter given by ``--sdk-python`` (or
-``$KRUXIAFLOW_SDK_PYTHON``, or this one if it can import ``kruxiaflow``).
+For every (server, workload, system) the parent starts a fresh server in a subprocess, queues
+activities, starts the worker in another subprocess (this file with ``--child``), waits until
+every activity finished, then sends SIGTERM and reads the child's one result line (its worst
+event-loop lag and the CPU it used while serving). Every worker gets 16 slots and a 0.2 s
+heartbeat period, defaults otherwise. The original SDK runs under the interpreter given by
+``--sdk-python`` (or ``$KRUXIAFLOW_SDK_PYTHON``, or this one if it can import ``kruxiaflow``).
+
+Servers: ``memory`` (default) is ``benchmarks/_memserver.py``, a queue in memory behind a raw
+Trio + h11 HTTP/1.1 server, which records when each activity was submitted, claimed,
+heartbeated and finished; ``sqlite`` is ``trioworks server`` on SQLite (durable, slower: both
+workers are server-bound there).
+
+Systems: ``kruxiaflow`` (the original SDK), ``trioworks``, and ``trio-loop``, the floor: a
+30-line Trio + httpx poll/complete loop with no heartbeats, timeouts or retries (noop and latency
+only).
 
 Workloads:
 
-- ``noop``: 2,000 no-op activities queued before the worker starts; throughput.
+- ``noop``: 2,000 no-op activities queued before the worker starts; throughput (ready → last
+  completion, server clock) and the worker's CPU per activity.
 - ``latency``: 200 activities submitted at 20/s to an idle worker; schedule-to-start p50/p99
-  (submission time in the parent to ``time.time()`` at the start of the activity).
-- ``cpu``: 200 activities of 50 ms pure-Python CPU each; worst event-loop lag in the worker.
-  The original can only run them as ``async def`` (on its loop); ours are plain ``def`` (threads).
-- ``blocking``: sixteen activities calling ``time.sleep(0.5)``; wall time. Same split as ``cpu``.
+  (submission to ``time.time()`` at the start of the activity).
+- ``cpu``: 200 activities of 50 ms pure-Python CPU plus one 3 s ``watch`` activity; wall of the
+  CPU activities, worst event-loop lag, and the worst heartbeat delay (server-side gap between
+  consecutive heartbeats of an activity, or between its claim and its first heartbeat, minus the
+  0.2 s period). The original can only run CPU work as ``async def`` on its loop; ours run as
+  ``process=True`` activities (the documented way). ``cpu-thread``: ours as plain ``def``
+  (threads), to show what the GIL costs.
+- ``blocking``: sixteen activities calling ``time.sleep(0.5)``; wall time (ready → last
+  completion) with the first and last claim. Ours are plain ``def`` (threads).
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -36,26 +53,43 @@ from pathlib import Path
 from typing import Any
 
 SYSTEMS = ("kruxiaflow", "trioworks")
-WORKLOADS = ("noop", "latency", "cpu", "blocking")
+WORKLOADS = ("noop", "latency", "cpu", "cpu-thread", "blocking")
 RESULT_MARK = "BENCH-RESULT "
 READY_MARK = "BENCH-READY"
 CLIENT, SECRET = "bench", "bench-secret"
 SLOTS = 16
 LAG_TICK = 0.01
+HEARTBEAT = 0.2
+"""Heartbeat period given to both workers (the original heartbeats only activities with a timeout > 60 s)."""
+WATCH_SECONDS = 3.0
+HERE = Path(__file__).resolve().parent
 
 
-# --- the activities, same names and work on both sides -------------------------------------
+# --- the workers (children) -------------------------------------------------------------------
+
+_cpu_at_ready = 0.0
 
 
-def _burn(seconds: float) -> None:
-    end = time.perf_counter() + seconds
-    while time.perf_counter() < end:
-        pass
+def _cpu() -> float:
+    times = os.times()
+    return times.user + times.system
+
+
+def _ready() -> None:
+    global _cpu_at_ready
+    _cpu_at_ready = _cpu()
+    print(READY_MARK, flush=True)
+
+
+def _result(result: dict[str, Any]) -> None:
+    """The child's last line: its results plus the CPU seconds it used while serving."""
+    print(RESULT_MARK + json.dumps({**result, "cpu_s": _cpu() - _cpu_at_ready}), flush=True)
 
 
 def _trioworks_child(workload: str, url: str) -> None:
     import trio
 
+    from _workload import burn, cpu_process
     from trioworks.worker import ActivityResult, Worker, WorkerConfig, activity
 
     @activity(name="noop")
@@ -66,9 +100,14 @@ def _trioworks_child(workload: str, url: str) -> None:
     async def stamp(params: dict, ctx: Any) -> ActivityResult:
         return ActivityResult.value("t", time.time())
 
-    @activity(name="cpu")
-    def cpu(params: dict, ctx: Any) -> ActivityResult:
-        _burn(0.05)
+    @activity(name="watch")
+    async def watch(params: dict, ctx: Any) -> ActivityResult:
+        await trio.sleep(params["seconds"])
+        return ActivityResult.value("ok", True)
+
+    @activity(name="cpu-thread")
+    def cpu_thread(params: dict, ctx: Any) -> ActivityResult:
+        burn(0.05)
         return ActivityResult.value("ok", True)
 
     @activity(name="blocking")
@@ -76,24 +115,75 @@ def _trioworks_child(workload: str, url: str) -> None:
         time.sleep(0.5)
         return ActivityResult.value("ok", True)
 
+    cpu = activity(name="cpu", process=True)(cpu_process)  # the documented way for CPU work
     config = WorkerConfig(
-        api_url=url, client_id=CLIENT, client_secret=SECRET, max_activities=SLOTS, lag_interval=LAG_TICK
+        api_url=url,
+        client_id=CLIENT,
+        client_secret=SECRET,
+        max_activities=SLOTS,
+        lag_interval=LAG_TICK,
+        heartbeat_interval=HEARTBEAT,
     )
-    worker = Worker(config, [noop, stamp, cpu, blocking], handle_signals=True)
+    worker = Worker(config, [noop, stamp, watch, cpu, cpu_thread, blocking], handle_signals=True)
 
     async def main() -> None:
         async with trio.open_nursery() as nursery:
             await nursery.start(worker.run)
-            print(READY_MARK, flush=True)
+            _ready()
 
     trio.run(main)
-    print(RESULT_MARK + json.dumps({"lag_max": worker.stats().loop_lag_max}), flush=True)
+    _result({"lag_max": worker.stats().loop_lag_max})
+
+
+def _trio_loop_child(workload: str, url: str) -> None:
+    """The floor: the smallest Trio poll/run/complete loop (no heartbeats, timeouts or retries)."""
+    import httpx
+    import trio
+
+    async def main() -> None:
+        async with httpx.AsyncClient(base_url=url) as http, trio.open_nursery() as nursery:
+            token = (await http.post("/api/v1/oauth/token", json={"client_id": CLIENT})).json()
+            http.headers["Authorization"] = f"Bearer {token['access_token']}"
+            slots = trio.CapacityLimiter(SLOTS)
+
+            async def run(activity: dict[str, Any]) -> None:
+                try:
+                    output = {"t": time.time()} if activity["activity_name"] == "stamp" else {"ok": True}
+                    path = f"/api/v1/activities/{activity['activity_id']}/complete"
+                    await http.post(path, json={"worker_id": "loop", "output": output})
+                finally:
+                    slots.release_on_behalf_of(activity["activity_id"])
+
+            with trio.open_signal_receiver(signal.SIGTERM) as signals:
+
+                async def stop_on_signal() -> None:
+                    async for _ in signals:
+                        nursery.cancel_scope.cancel()
+
+                nursery.start_soon(stop_on_signal)
+                _ready()
+                while True:
+                    await slots.acquire_on_behalf_of("poll")
+                    want = min(10, int(slots.available_tokens) + 1)
+                    slots.release_on_behalf_of("poll")
+                    body = {"worker": "py-std", "worker_id": "loop", "max_activities": want}
+                    claimed = (await http.post("/api/v1/workers/poll", json=body)).json()["activities"]
+                    for activity in claimed:
+                        slots.acquire_on_behalf_of_nowait(activity["activity_id"])
+                        nursery.start_soon(run, activity)
+                    if not claimed:
+                        await trio.sleep(0.1)
+
+    trio.run(main)
+    _result({})
 
 
 def _kruxiaflow_child(workload: str, url: str) -> None:
     import asyncio
 
     from kruxiaflow.worker import ActivityRegistry, ActivityResult, WorkerConfig, WorkerManager, activity
+
+    from _workload import burn
 
     @activity(name="noop")
     async def noop(params: dict, ctx: Any) -> ActivityResult:
@@ -103,9 +193,14 @@ def _kruxiaflow_child(workload: str, url: str) -> None:
     async def stamp(params: dict, ctx: Any) -> ActivityResult:
         return ActivityResult.value("t", time.time())
 
+    @activity(name="watch")
+    async def watch(params: dict, ctx: Any) -> ActivityResult:
+        await asyncio.sleep(params["seconds"])
+        return ActivityResult.value("ok", True)
+
     @activity(name="cpu")
     async def cpu(params: dict, ctx: Any) -> ActivityResult:
-        _burn(0.05)  # the original has no sync activities: CPU work runs on the loop
+        burn(0.05)  # the original has no sync or process activities: CPU work runs on the loop
         return ActivityResult.value("ok", True)
 
     @activity(name="blocking")
@@ -125,10 +220,14 @@ def _kruxiaflow_child(workload: str, url: str) -> None:
 
     async def main() -> None:
         config = WorkerConfig(
-            api_url=url, client_id=CLIENT, client_secret=SECRET, max_concurrent_activities=SLOTS
+            api_url=url,
+            client_id=CLIENT,
+            client_secret=SECRET,
+            max_concurrent_activities=SLOTS,
+            heartbeat_interval=HEARTBEAT,
         )  # type: ignore[call-arg]
         registry = ActivityRegistry()
-        for a in (noop, stamp, cpu, blocking):
+        for a in (noop, stamp, watch, cpu, blocking):
             registry.register(a, config.worker)
         manager = WorkerManager(config, registry)
         stop = asyncio.Event()
@@ -136,16 +235,16 @@ def _kruxiaflow_child(workload: str, url: str) -> None:
         loop.add_signal_handler(signal.SIGTERM, stop.set)
         probe_task = asyncio.create_task(probe())
         await manager.start()
-        print(READY_MARK, flush=True)
+        _ready()
         await stop.wait()
         await manager.stop()
         probe_task.cancel()
 
     asyncio.run(main())
-    print(RESULT_MARK + json.dumps({"lag_max": lag_max}), flush=True)
+    _result({"lag_max": lag_max})
 
 
-# --- the parent ------------------------------------------------------------------------------
+# --- the servers -----------------------------------------------------------------------------
 
 
 def _free_port() -> int:
@@ -154,8 +253,63 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-class Server:
-    """``trioworks server`` in a subprocess, and a synchronous authenticated client for it."""
+def _wait_healthy(http: Any, process: subprocess.Popen[bytes]) -> None:
+    import httpx
+
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if http.get("/health").status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline or process.poll() is not None:
+            raise RuntimeError("the server did not come up")
+        time.sleep(0.05)
+
+
+class MemServer:
+    """``benchmarks/_memserver.py`` in a subprocess: a queue in memory, never the bottleneck."""
+
+    kind = "memory"
+
+    def __init__(self, directory: Path) -> None:
+        import httpx
+
+        port = _free_port()
+        self.url = f"http://127.0.0.1:{port}"
+        self.process = subprocess.Popen(
+            [sys.executable, str(HERE / "_memserver.py"), str(port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        self.http = httpx.Client(base_url=self.url, timeout=30)
+        _wait_healthy(self.http, self.process)
+
+    def submit(self, name: str, count: int = 1, params: dict[str, Any] | None = None) -> list[str]:
+        body = {"name": name, "count": count, "parameters": params or {}}
+        return self.http.post("/bench/submit", json=body).json()["ids"]
+
+    def progress(self) -> tuple[int, int]:
+        state = self.http.get("/bench/state").json()
+        return state["finished"], state["failed"]
+
+    def records(self) -> list[dict[str, Any]]:
+        return self.http.get("/bench/records").json()
+
+    def close(self) -> None:
+        self.http.close()
+        self.process.terminate()
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+class SqliteServer:
+    """``trioworks server`` (SQLite) in a subprocess: the reference server, durable and slower."""
+
+    kind = "sqlite"
 
     def __init__(self, directory: Path) -> None:
         import httpx
@@ -169,43 +323,48 @@ class Server:
             stderr=subprocess.DEVNULL,
         )  # fmt: skip
         self.http = httpx.Client(base_url=self.url, timeout=30)
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if self.http.get("/health").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("the server did not come up")
-            time.sleep(0.1)
+        _wait_healthy(self.http, self.process)
         token = self.http.post(
             "/api/v1/oauth/token",
             json={"grant_type": "client_credentials", "client_id": CLIENT, "client_secret": SECRET},
         ).json()["access_token"]
         self.http.headers["Authorization"] = f"Bearer {token}"
-        for name in ("noop", "stamp", "cpu", "blocking"):
-            activity = {
-                "key": "a",
-                "worker": "py-std",
-                "activity_name": name,
-                "settings": {"timeout_seconds": 120},
-            }
+        self._defined: set[str] = set()
+        self._ids: list[str] = []
+
+    def submit(self, name: str, count: int = 1, params: dict[str, Any] | None = None) -> list[str]:
+        if name not in self._defined:
+            activity = {"key": "a", "worker": "py-std", "activity_name": name, "parameters": params or {},
+                        "settings": {"timeout_seconds": 120}}  # fmt: skip
             reply = self.http.post(
                 "/api/v1/workflow_definitions", json={"name": name, "activities": [activity]}
             )
             reply.raise_for_status()
+            self._defined.add(name)
+        ids = []
+        for _ in range(count):
+            reply = self.http.post("/api/v1/workflows", json={"definition_name": name, "input": {}})
+            reply.raise_for_status()
+            ids.append(reply.json()["workflow_id"])
+        self._ids.extend(ids)
+        return ids
 
-    def submit(self, name: str) -> str:
-        reply = self.http.post("/api/v1/workflows", json={"definition_name": name, "input": {}})
-        reply.raise_for_status()
-        return reply.json()["workflow_id"]
-
-    def count(self, status: str) -> int:
+    def _count(self, status: str) -> int:
         return self.http.get("/api/v1/workflows", params={"status": status, "limit": 1}).json()["total"]
 
-    def output(self, workflow_id: str) -> dict[str, Any]:
-        return self.http.get(f"/api/v1/workflows/{workflow_id}/activities/a/output").json()["output"]
+    def progress(self) -> tuple[int, int]:
+        failed = self._count("failed")
+        return self._count("completed") + failed, failed
+
+    def records(self) -> list[dict[str, Any]]:
+        """Only the stamp outputs (the SQLite rows have no per-heartbeat history)."""
+        out = []
+        for workflow_id in self._ids:
+            reply = self.http.get(f"/api/v1/workflows/{workflow_id}/activities/a/output").json()
+            out.append(
+                {"activity_id": workflow_id, "output": reply["output"], "submitted": None, "heartbeats": []}
+            )
+        return out
 
     def close(self) -> None:
         self.http.close()
@@ -216,11 +375,14 @@ class Server:
             self.process.kill()
 
 
+# --- one row -----------------------------------------------------------------------------------
+
+
 def _start_worker(
     system: str, workload: str, url: str, sdk_python: str
 ) -> tuple[subprocess.Popen[str], float]:
     python = sdk_python if system == "kruxiaflow" else sys.executable
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1] / "src")])}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE.parent / "src"), str(HERE)])}
     child = subprocess.Popen(
         [python, __file__, "--child", system, "--workload", workload, "--url", url],
         stdout=subprocess.PIPE,
@@ -231,7 +393,7 @@ def _start_worker(
     assert child.stdout is not None
     for line in child.stdout:
         if line.startswith(READY_MARK):
-            return child, time.perf_counter()
+            return child, time.time()
     raise RuntimeError(f"{system} worker exited before it was ready (code {child.wait()})")
 
 
@@ -244,42 +406,78 @@ def _stop_worker(child: subprocess.Popen[str]) -> dict[str, Any]:
     return {}
 
 
-def _wait_done(server: Server, total: int, limit: float = 600) -> None:
+def _wait_done(server: MemServer | SqliteServer, total: int, limit: float = 600) -> float:
+    """Wait until ``total`` activities finished; the parent's ``time.time()`` when it saw that."""
     deadline = time.monotonic() + limit
-    while server.count("completed") + server.count("failed") < total:
+    while True:
+        finished, failed = server.progress()
+        if finished >= total:
+            break
         if time.monotonic() > deadline:
-            raise RuntimeError("workflows did not finish in time")
-        time.sleep(0.02)
-    failed = server.count("failed")
+            raise RuntimeError(f"only {finished} of {total} activities finished in time")
+        time.sleep(0.01)
+    seen = time.time()
     if failed:
-        raise RuntimeError(f"{failed} workflows failed")
+        raise RuntimeError(f"{failed} activities failed")
+    return seen
 
 
-def run_one(system: str, workload: str, sizes: dict[str, int], sdk_python: str) -> dict[str, Any]:
+def _heartbeat_delay(records: list[dict[str, Any]]) -> float | None:
+    """Worst lateness of a heartbeat: gap since the claim or the previous heartbeat, minus the period."""
+    gaps = []
+    for r in records:
+        if r.get("claimed") and r["heartbeats"]:
+            times = [r["claimed"], *r["heartbeats"]]
+            gaps.extend(b - a for a, b in itertools.pairwise(times))
+    return max(gaps) - HEARTBEAT if gaps else None
+
+
+def run_one(
+    server_kind: str, system: str, workload: str, sizes: dict[str, int], sdk_python: str
+) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as directory:
-        server = Server(Path(directory))
+        server = (MemServer if server_kind == "memory" else SqliteServer)(Path(directory))
         try:
+            result: dict[str, Any] = {}
             if workload == "latency":
                 child, _ = _start_worker(system, workload, server.url, sdk_python)
-                submitted = []
+                submitted = {}
                 for _ in range(sizes["latency"]):
-                    submitted.append((server.submit("stamp"), time.time()))
+                    (activity_id,) = server.submit("stamp")
+                    submitted[activity_id] = time.time()
                     time.sleep(1 / 20)
                 _wait_done(server, len(submitted))
-                delays = sorted(server.output(wf)["t"] - t for wf, t in submitted)
+                records = server.records()
+                delays = sorted(
+                    r["output"]["t"] - (r["submitted"] or submitted.get(r.get("activity_id"), 0))
+                    for r in records
+                )
                 result = {
                     "p50_ms": 1000 * statistics.median(delays),
                     "p99_ms": 1000 * delays[min(len(delays) - 1, int(0.99 * len(delays)))],
                 }
             else:
-                name = {"noop": "noop", "cpu": "cpu", "blocking": "blocking"}[workload]
-                for _ in range(sizes[workload]):
-                    server.submit(name)
-                child, started = _start_worker(system, workload, server.url, sdk_python)
-                _wait_done(server, sizes[workload])
-                wall = time.perf_counter() - started
-                result = {"wall_s": wall, "per_s": sizes[workload] / wall}
+                count = sizes["cpu" if workload == "cpu-thread" else workload]
+                if workload.startswith("cpu"):
+                    server.submit("watch", 1, {"seconds": WATCH_SECONDS})  # a long activity: heartbeats
+                    count += 1
+                server.submit(workload, sizes["cpu" if workload == "cpu-thread" else workload])
+                child, ready = _start_worker(system, workload, server.url, sdk_python)
+                seen = _wait_done(server, count)
+                records = server.records()
+                finished = [r["finished"] for r in records if r.get("finished") and r.get("name") != "watch"]
+                end = max(finished) if finished else seen
+                result = {"wall_s": end - ready, "per_s": count / (end - ready)}
+                claims = [r["claimed"] for r in records if r.get("claimed")]
+                if claims:
+                    result["first_claim_ms"] = 1000 * (min(claims) - ready)
+                    result["last_claim_ms"] = 1000 * (max(claims) - ready)
+                delay = _heartbeat_delay(records)
+                if delay is not None:
+                    result["heartbeat_delay"] = delay
             result.update(_stop_worker(child))
+            if "cpu_s" in result and workload == "noop":
+                result["cpu_ms_each"] = 1000 * result["cpu_s"] / sizes["noop"]
             return result
         finally:
             server.close()
@@ -295,57 +493,81 @@ def _sdk_python(given: str | None) -> str | None:
     return None
 
 
+def _shown(workload: str, r: dict[str, Any]) -> str:
+    if "error" in r:
+        return f"error: {r['error']}"
+    if workload == "latency":
+        return f"schedule-to-start p50 {r['p50_ms']:.0f} ms, p99 {r['p99_ms']:.0f} ms"
+    if workload == "noop":
+        return (
+            f"{r['per_s']:.0f} activities/s ({r['wall_s']:.2f} s, worker CPU {r['cpu_ms_each']:.2f} ms each)"
+        )
+    text = f"wall {r['wall_s']:.2f} s"
+    if "first_claim_ms" in r and workload == "blocking":
+        text += f" (first claim +{r['first_claim_ms']:.0f} ms, last claim +{r['last_claim_ms']:.0f} ms)"
+    if "heartbeat_delay" in r:
+        text += f", heartbeat delay {1000 * r['heartbeat_delay']:.0f} ms"
+    return text
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--child", choices=SYSTEMS)
+    parser.add_argument("--child", choices=(*SYSTEMS, "trio-loop"))
     parser.add_argument("--workload", default="noop")
     parser.add_argument("--url")
+    parser.add_argument("--server", choices=("memory", "sqlite", "both"), default="memory")
     parser.add_argument("--quick", action="store_true", help="smaller sizes (a smoke run)")
     parser.add_argument("--only", help="comma-separated workloads")
+    parser.add_argument("--systems", help="comma-separated systems (default: all)")
     parser.add_argument("--sdk-python", help="a Python that can import kruxiaflow 0.4.0")
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
-    if args.child == "trioworks":
-        return _trioworks_child(args.workload, args.url)
-    if args.child == "kruxiaflow":
-        return _kruxiaflow_child(args.workload, args.url)
+    if args.child:
+        child = {
+            "trioworks": _trioworks_child,
+            "kruxiaflow": _kruxiaflow_child,
+            "trio-loop": _trio_loop_child,
+        }
+        return child[args.child](args.workload, args.url)
 
     sizes = {"noop": 2000, "latency": 200, "cpu": 200, "blocking": 16}
     if args.quick:
         sizes.update(noop=200, latency=40, cpu=40)
     sdk_python = _sdk_python(args.sdk_python)
-    systems = SYSTEMS if sdk_python else ("trioworks",)
     if not sdk_python:
-        print("kruxiaflow not importable (give --sdk-python): running trioworks only", file=sys.stderr)
+        print("kruxiaflow not importable (give --sdk-python): skipping it", file=sys.stderr)
+    wanted = args.systems.split(",") if args.systems else [*SYSTEMS, "trio-loop"]
     workloads = args.only.split(",") if args.only else WORKLOADS
+    servers = ("memory", "sqlite") if args.server == "both" else (args.server,)
     results: dict[str, dict[str, Any]] = {}
-    for workload in workloads:
-        for system in systems:
-            print(f"{workload} / {system} ...", file=sys.stderr, flush=True)
-            try:
-                results[f"{workload}/{system}"] = run_one(system, workload, sizes, sdk_python or "")
-            except Exception as exc:
-                results[f"{workload}/{system}"] = {"error": str(exc)}
+    for server_kind in servers:
+        for workload in workloads:
+            for system in wanted:
+                if (system == "kruxiaflow" and not sdk_python) or (
+                    system == "trio-loop" and workload not in ("noop", "latency")
+                ):
+                    continue
+                if workload == "cpu-thread" and system != "trioworks":
+                    continue
+                print(f"{server_kind}: {workload} / {system} ...", file=sys.stderr, flush=True)
+                try:
+                    results[f"{server_kind}/{workload}/{system}"] = run_one(
+                        server_kind, system, workload, sizes, sdk_python or ""
+                    )
+                except Exception as exc:
+                    results[f"{server_kind}/{workload}/{system}"] = {"error": str(exc)}
 
     print(
         f"\nWorker benchmark ({platform.python_version()}, {os.cpu_count()} CPUs, {SLOTS} slots); sizes {sizes}\n"
     )
-    print("| workload | system | result | worst loop lag |")
-    print("|---|---|---|---|")
+    print("| server | workload | system | result | worst loop lag |")
+    print("|---|---|---|---|---|")
     for key, r in results.items():
-        workload, system = key.split("/")
-        if "error" in r:
-            shown = f"error: {r['error']}"
-        elif workload == "latency":
-            shown = f"schedule-to-start p50 {r['p50_ms']:.0f} ms, p99 {r['p99_ms']:.0f} ms"
-        elif workload == "noop":
-            shown = f"{r['per_s']:.0f} activities/s ({r['wall_s']:.2f} s)"
-        else:
-            shown = f"wall {r['wall_s']:.2f} s"
+        server_kind, workload, system = key.split("/")
         lag = f"{1000 * r['lag_max']:.0f} ms" if "lag_max" in r else "-"
-        print(f"| {workload} | {system} | {shown} | {lag} |")
+        print(f"| {server_kind} | {workload} | {system} | {_shown(workload, r)} | {lag} |")
     if args.json:
         Path(args.json).write_text(json.dumps({"sizes": sizes, "results": results}, indent=2))
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import random
 from collections.abc import AsyncIterable, AsyncIterator, Callable
 from typing import Any
@@ -18,6 +19,7 @@ import trio
 from ..core import RetryPolicy, retry
 from ._config import WorkerConfig
 from ._errors import ApiError, AuthenticationError, LeaseLostError
+from ._transport import worker_transport
 from ._wire import PendingActivity, converter
 
 __all__ = ["WorkerApiClient", "is_transient"]
@@ -25,6 +27,11 @@ __all__ = ["WorkerApiClient", "is_transient"]
 logger = logging.getLogger("trioworks.worker.client")
 
 TOKEN_PATH = "/api/v1/oauth/token"
+
+
+def _proxy_from_env() -> bool:
+    """A proxy set in the environment: keep httpx's own transports, which honour it."""
+    return any(k.lower() in ("http_proxy", "https_proxy", "all_proxy") and v for k, v in os.environ.items())
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -81,11 +88,14 @@ class WorkerApiClient:
         # No pool limit: the number of concurrent calls is already bounded by the work slots
         # (one heartbeat + one report or transfer per activity, plus the poller), and a
         # control-plane call must never queue behind file transfers for a connection.
+        limits = httpx.Limits(max_connections=None, max_keepalive_connections=64)
+        if transport is None and not _proxy_from_env():
+            transport = worker_transport(limits)
         self._http = httpx.AsyncClient(
             base_url=config.api_url.rstrip("/"),
             transport=transport,
             timeout=config.request_timeout,
-            limits=httpx.Limits(max_connections=None, max_keepalive_connections=64),
+            limits=limits,
         )
         self._token: str | None = None
         self._refresh_at = 0.0

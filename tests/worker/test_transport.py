@@ -1,0 +1,121 @@
+"""The worker's coalescing transport: a small request leaves in one write; large bodies stream."""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+import httpcore
+import httpx
+import pytest
+import trio
+
+from trioworks.worker import WorkerConfig
+from trioworks.worker._client import WorkerApiClient
+from trioworks.worker._transport import _FLUSH_AT, _CoalescingBackend, _CoalescingStream, worker_transport
+
+
+class RecordingStream(httpcore.AsyncNetworkStream):
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+        self.closed = False
+
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:  # noqa: ASYNC109
+        await trio.lowlevel.checkpoint()
+        return b"reply"
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:  # noqa: ASYNC109
+        await trio.lowlevel.checkpoint()
+        self.writes.append(buffer)
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+
+async def test_head_and_body_leave_in_one_write_when_the_response_is_read() -> None:
+    inner = RecordingStream()
+    stream = _CoalescingStream(inner)
+    await stream.write(b"POST / HTTP/1.1\r\n\r\n")
+    await stream.write(b"")
+    await stream.write(b"{}")
+    assert inner.writes == []
+    assert await stream.read(100) == b"reply"
+    assert inner.writes == [b"POST / HTTP/1.1\r\n\r\n{}"]
+
+
+async def test_large_bodies_are_written_in_bounded_chunks() -> None:
+    inner = RecordingStream()
+    stream = _CoalescingStream(inner)
+    chunk = b"x" * (_FLUSH_AT // 4)
+    for _ in range(9):
+        await stream.write(chunk)
+    assert [len(w) for w in inner.writes] == [_FLUSH_AT, _FLUSH_AT]
+    await stream.read(10)
+    assert sum(map(len, inner.writes)) == 9 * len(chunk)
+
+
+async def test_close_drops_what_is_pending() -> None:
+    inner = RecordingStream()
+    stream = _CoalescingStream(inner)
+    await stream.write(b"half a request")
+    await stream.aclose()
+    assert inner.closed and inner.writes == []
+
+
+async def test_requests_round_trip_over_a_real_socket() -> None:
+    """A tiny HTTP/1.1 server: the client's calls get their answers through the coalescing pool."""
+    seen: list[bytes] = []
+
+    async def handler(stream: trio.SocketStream) -> None:
+        buffer = b""
+        while True:
+            data = await stream.receive_some(65536)
+            if not data:
+                return
+            buffer += data
+            while b"\r\n\r\n" in buffer:
+                head, _, rest = buffer.partition(b"\r\n\r\n")
+                length = next(
+                    (
+                        int(line.split(b":")[1])
+                        for line in head.split(b"\r\n")
+                        if line.lower().startswith(b"content-length")
+                    ),
+                    0,
+                )
+                if len(rest) < length:
+                    break
+                seen.append(head.split(b"\r\n")[0])
+                buffer = rest[length:]
+                body = b'{"activities": []}'
+                await stream.send_all(
+                    b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s"
+                    % (len(body), body)
+                )
+
+    with trio.fail_after(10):  # a request lost in the buffer would hang
+        await _round_trips(handler)
+    assert seen == [b"POST /api/v1/workers/poll HTTP/1.1"] * 3
+
+
+async def _round_trips(handler: Any) -> None:
+    async with trio.open_nursery() as nursery:
+        (listener,) = await nursery.start(partial(trio.serve_tcp, handler, 0, host="127.0.0.1"))
+        port = listener.socket.getsockname()[1]
+        client = WorkerApiClient(WorkerConfig(api_url=f"http://127.0.0.1:{port}"))
+        async with client:
+            for _ in range(3):
+                assert await client.poll(5) == []
+        nursery.cancel_scope.cancel()
+
+
+def test_the_worker_uses_it_unless_a_proxy_is_configured(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    config = WorkerConfig(api_url="http://127.0.0.1:1")
+    transport = WorkerApiClient(config)._http._transport
+    assert isinstance(transport._pool._network_backend, _CoalescingBackend)  # type: ignore[attr-defined]
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.invalid:3128")
+    default = WorkerApiClient(config)._http._transport
+    assert not isinstance(default._pool._network_backend, _CoalescingBackend)  # type: ignore[attr-defined]
+    assert isinstance(worker_transport(httpx.Limits()), httpx.AsyncHTTPTransport)
