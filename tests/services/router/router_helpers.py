@@ -33,10 +33,18 @@ class FakeLlm:
     error on ``llm/response``. ``llm/cancel`` cancels the generation of that id (recorded).
     """
 
-    def __init__(self, bus: Bus, script: Callable[[LLMRequest], str | None], *, step: float = 0.1) -> None:
+    def __init__(
+        self,
+        bus: Bus,
+        script: Callable[[LLMRequest], str | None],
+        *,
+        step: float = 0.1,
+        done_after: float | None = None,
+    ) -> None:
         self.bus = bus
         self.script = script
         self.step = step
+        self.done_after = done_after  # None: done on the last text delta; else an empty one this much later
         self.requests: list[LLMRequest] = []
         self.cancelled: list[str] = []
         self.finished: list[str] = []
@@ -60,9 +68,14 @@ class FakeLlm:
             pieces = [reply[i : i + DELTA_CHARS] for i in range(0, len(reply), DELTA_CHARS)]
             for seq, piece in enumerate(pieces):
                 await trio.sleep(self.step)
-                done = seq == len(pieces) - 1
+                done = seq == len(pieces) - 1 and self.done_after is None
                 await self.bus.publish(
                     "llm/stream", LLMStreamDelta(id=request.id, seq=seq, delta=piece, done=done)
+                )
+            if self.done_after is not None:
+                await trio.sleep(self.done_after)
+                await self.bus.publish(
+                    "llm/stream", LLMStreamDelta(id=request.id, seq=len(pieces), done=True)
                 )
             await self.bus.publish("llm/response", LLMResponse(id=request.id, reply=reply, provider="fake"))
             self.finished.append(request.id)

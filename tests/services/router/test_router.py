@@ -74,6 +74,7 @@ async def running(
     config: RouterConfig | None = None,
     *,
     start_router: bool = True,
+    done_after: float | None = None,
 ) -> AsyncIterator[Rig]:
     broker = InProcessBroker()
     tts = TtsService(
@@ -82,7 +83,7 @@ async def running(
         synthesizer=fake_synthesizer,
         sink=NullSink(),
     )
-    llm = FakeLlm(Bus(InProcessTransport(broker), source="llm"), script)
+    llm = FakeLlm(Bus(InProcessTransport(broker), source="llm"), script, done_after=done_after)
     router = RouterService(Bus(InProcessTransport(broker), source="router"), config)
     client = Bus(InProcessTransport(broker), source="client")
     wire = Collector()
@@ -276,3 +277,19 @@ async def test_stopping_the_router_mid_turn_still_cancels_llm_and_speech(
     assert rig.order("tts/control", action="stop", utt_id=turn, reason="shutdown")
     assert rig.router.history.exchanges[0].ended == "shutdown"
     assert turn in rig.llm.cancelled
+
+
+async def test_speech_that_ended_before_the_stream_did_ends_the_turn(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # Every sentence is complete before ``done`` comes (25 s later, say after a slow tool):
+    # the tts has long reported the end of speech, and the turn must not wait for another.
+    async with running(lambda r: LONG + " ", done_after=25) as rig:
+        await rig.hear("tell me something long")
+        with trio.fail_after(200):
+            await rig.router.wait_turns(1)
+            took = trio.current_time()
+    assert took < 60  # ~13 s of deltas + 25 s; not the 300 s speech_timeout
+    done = [i for i, m in enumerate(rig.wire.messages) if m.topic == "llm/stream" and m.data.done]
+    assert rig.order("tts/status", event="speaking_end")[-1] < done[0]  # the case under test
+    assert rig.router.history.exchanges[0].ended == "done"

@@ -50,8 +50,8 @@ class _Turn:
     reply: list[str] = attrs.field(factory=list)
     said: int = 0
     last_seq: int = -1
-    all_said: bool = False
-    heard: trio.Event = attrs.field(factory=trio.Event)
+    heard_upto: int = 0  # said chunks published before the tts last reported an end of speech
+    heard: trio.Event = attrs.field(factory=trio.Event)  # set (and replaced) on each such report
 
     @classmethod
     def create(cls, final: FinalTranscript) -> _Turn:
@@ -215,10 +215,14 @@ class RouterService:
     async def _on_status(self, message: Message) -> None:
         status: TtsStatus = message.data
         turn = self._current
-        if turn is None or status.utt_id != turn.id or not turn.all_said:
+        if turn is None or status.utt_id != turn.id:
             return
         if status.event in ("speaking_end", "stopped"):
+            # The tts may end the utterance between chunks (its aggregate window); what counts
+            # is an end reported after the turn's last chunk was published.
+            turn.heard_upto = turn.said
             turn.heard.set()
+            turn.heard = trio.Event()
 
     # --- the turn task --------------------------------------------------------------------
 
@@ -301,9 +305,8 @@ class RouterService:
             turn.end("timeout")
             return
         await self._say(turn, chunker.flush())
-        turn.all_said = True
-        if turn.said:
-            with trio.move_on_after(config.speech_timeout):
+        with trio.move_on_after(config.speech_timeout):
+            while turn.heard_upto < turn.said:
                 await turn.heard.wait()
 
     async def _say(self, turn: _Turn, chunk: str) -> None:
