@@ -225,7 +225,13 @@ class Bus:
                     self.set_exit_health("crashed", str(failure))
                 raise
 
-        await target.start(serve)
+        try:
+            await target.start(serve)
+        except BaseException:
+            # Cancelled (or failed) while starting: the name must not stay taken, or every later
+            # subscribe under it (e.g. the reply route of the next request) would be refused.
+            self._names.discard(name)
+            raise
         try:
             sub.token = await self.transport.subscribe(pattern, qos, sub.offer)
         except BaseException:

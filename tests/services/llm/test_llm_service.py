@@ -236,3 +236,16 @@ async def test_a_reply_too_large_to_send_is_answered_with_an_error(
             [response] = await r.responses.wait_id("r1")
         assert response.error.startswith("response not sent: message on 'llm/response' is")
         assert r.llm.metrics.counter("llm.responses.failed").value == 1
+
+
+async def test_a_request_cancelled_while_rag_starts_does_not_break_later_rag(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # Found by test_llm_properties: the bus left the reply route's subscription name taken when
+    # the first request on it was cancelled while subscribing, so every later RAG query failed.
+    async with rig() as r:
+        await r.ask("hello", "q0", use_rag=True)
+        await r.ask("hello", "q1", use_rag=True)
+        await r.cancel("q0")
+        [response] = await r.responses.wait_id("q1")
+        assert response.error is None
