@@ -15,7 +15,7 @@ from llm_helpers import Collector, rig
 
 from trioworks.bus import Bus, FinalTranscript, InProcessTransport
 from trioworks.core import Metrics
-from trioworks.services.llm import CANCELLED, LLMConfig, SentenceChunker
+from trioworks.services.llm import CANCELLED, LLMConfig
 from trioworks.services.memory import MemoryService
 from trioworks.services.tts import Synthesis, TtsConfig, TtsService
 
@@ -127,13 +127,3 @@ async def test_llm_cancel_stops_generation_and_the_speech_it_fed(
         assert len(r.says.messages) == says  # no sentence was sent after the cancel
         assert not any(s.event == "speaking_end" for s in status.data)
         assert r.llm.turns == {}
-
-
-def test_sentence_chunker_bounds_and_no_text_lost() -> None:
-    text = "Hi. " + "A fairly long sentence that goes on for a while; " * 3 + "and on " * 60 + "end"
-    chunker = SentenceChunker()
-    chunks = [c for i in range(0, len(text), 7) for c in chunker.feed(text[i : i + 7])]
-    chunks.append(chunker.flush())
-    assert all(len(c) <= 240 for c in chunks)
-    assert all(len(c) >= 60 for c in chunks[:-1])
-    assert " ".join(chunks).split() == text.split()

@@ -13,7 +13,7 @@ import trio.testing
 from hypothesis import HealthCheck, given, settings
 from llm_helpers import GET_TIME, rig
 
-from trioworks.bus import Message, ToolCallResult
+from trioworks.bus import MemoryResults, Message, ToolCallResult
 from trioworks.services.llm import CANCELLED, LLMConfig
 
 REQUEST = st.fixed_dictionaries(
@@ -44,8 +44,6 @@ async def _scenario(
         async def memory(message: Message) -> None:
             if rag_delay is not None:
                 await trio.sleep(rag_delay)
-                from trioworks.bus import MemoryResults
-
                 await r.client.reply(message, "memory/results", MemoryResults(query="", k=0))
 
         await r.client.subscribe("llm/tool.call.request/+", tool, concurrency=8, name="tool")

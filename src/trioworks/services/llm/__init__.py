@@ -13,7 +13,6 @@ from ._config import LLMConfig, LLMConfigError
 from ._offline import CONTEXT_MARKER, OfflineBackend
 from ._openai import OpenAIBackend, StreamParser
 from ._service import CANCELLED, LLMService, make_backend
-from ._speech import SentenceChunker
 
 __all__ = [
     "CANCELLED",
@@ -28,7 +27,6 @@ __all__ = [
     "OfflineBackend",
     "OnDelta",
     "OpenAIBackend",
-    "SentenceChunker",
     "StreamParser",
     "ToolCall",
     "make_backend",

@@ -32,11 +32,11 @@ from ...bus import (
     new_id,
 )
 from ...core import Correlator, RestartPolicy
+from ..router import SentenceChunker  # the one sentence chunker (the router's)
 from ._chat import Backend, ChatMessage, ToolCall
 from ._config import LLMConfig
 from ._offline import CONTEXT_MARKER, OfflineBackend
 from ._openai import OpenAIBackend
-from ._speech import SentenceChunker
 
 __all__ = ["LLMService", "make_backend"]
 
@@ -294,7 +294,8 @@ class LLMService:
             )
 
     async def _say(self, turn: _Turn, text: str) -> None:
-        await self.bus.publish("tts/say", TtsSay(text=text, utt_id=turn.request.id))
+        if text.strip():
+            await self.bus.publish("tts/say", TtsSay(text=text.strip(), utt_id=turn.request.id))
 
     async def _context(self, request: LLMRequest) -> list[str]:
         """The texts memory returns for ``request``; [] without RAG, on timeout or bus error."""
