@@ -1,0 +1,80 @@
+"""The llm service over a real mosquitto broker: RAG, a tool call from the retained registry,
+streamed deltas and a cancel, each crossing the broker. Real time, seconds-scale bounds."""
+
+from __future__ import annotations
+
+import itertools
+
+import trio
+from llm_helpers import GET_TIME, Collector
+
+from _services import MosquittoBroker
+from trioworks.bus import (
+    Bus,
+    LLMCancel,
+    LLMRequest,
+    MemoryResult,
+    MemoryResults,
+    Message,
+    MqttTransport,
+    ToolCallResult,
+    ToolSpec,
+    ToolsRegistry,
+)
+from trioworks.core import RetryPolicy
+from trioworks.services.llm import CANCELLED, LLMConfig, LLMService
+
+FAST = RetryPolicy(max_attempts=100, base_delay=0.05, factor=2.0, max_delay=0.5, jitter=0.5)
+_ids = itertools.count()
+
+
+def _bus(broker: MosquittoBroker, source: str) -> Bus:
+    return Bus(MqttTransport(broker.url, client_id=f"{source}-{next(_ids)}", reconnect=FAST), source=source)
+
+
+async def test_rag_tools_stream_and_cancel_over_mqtt(fresh_mosquitto: MosquittoBroker) -> None:
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            client = _bus(fresh_mosquitto, "client")
+            await nursery.start(client.run)
+            stream, responses = Collector(), Collector()
+            await client.subscribe("llm/stream", stream, capacity=1024)
+            await client.subscribe("llm/response", responses)
+
+            async def memory(message: Message) -> None:
+                doc = MemoryResult(document={"text": "the spare key is under the mat"}, score=1.0)
+                await client.reply(
+                    message, "memory/results", MemoryResults(query=message.data.text, k=1, results=(doc,))
+                )
+
+            async def tool(message: Message) -> None:
+                await client.publish(
+                    "llm/tool.call.result", ToolCallResult(call_id=message.data.call_id, result="07:30")
+                )
+
+            await client.subscribe("memory/query", memory)
+            await client.subscribe("llm/tool.call.request/+", tool)
+            # Retained before the llm starts: it must pick the registry up when it subscribes.
+            await client.publish("llm/tools/registry", ToolsRegistry(tools=(ToolSpec(function=GET_TIME),)))
+
+            llm = LLMService(_bus(fresh_mosquitto, "llm"), LLMConfig(word_delay=0.02))
+            await nursery.start(llm.run)
+            await llm.registry.wait_value(lambda tools: len(tools) == 1)
+
+            await client.publish("llm/request", LLMRequest(id="rag", text="where is the key", use_rag=True))
+            await client.publish("llm/request", LLMRequest(id="tool", text="what time is it"))
+            [rag] = await responses.wait_id("rag")
+            [tool_reply] = await responses.wait_id("tool")
+            assert rag.reply == "From memory: the spare key is under the mat"
+            assert tool_reply.reply == "The get_time tool says: 07:30."
+            deltas = stream.for_id("rag")
+            assert "".join(d.delta for d in deltas) == rag.reply and deltas[-1].done
+
+            await client.publish("llm/request", LLMRequest(id="long", text="say " * 500))
+            await stream.wait_id("long", 3)
+            asked = trio.current_time()
+            await client.publish("llm/cancel", LLMCancel(id="long"))
+            [cancelled] = await responses.wait_id("long")
+            assert cancelled.error == CANCELLED
+            assert trio.current_time() - asked < 2.0
+            nursery.cancel_scope.cancel()
