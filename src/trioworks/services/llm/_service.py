@@ -227,14 +227,15 @@ class LLMService:
         with trio.CancelScope(shield=True), trio.move_on_after(5):
             try:
                 await self._finish(turn, error)
-            except BusError as exc:
-                # e.g. a reply over the bus's payload limit: say so rather than crash the service.
+            except Exception as exc:
+                # e.g. a reply over the bus's payload limit: say so rather than crash the service
+                # (turns run in the service's own nursery: a failure here would end it).
                 logger.warning("llm: could not send the response to %s: %s", turn.request.id, exc)
                 self.metrics.counter("llm.responses.failed").inc()
                 failed = LLMResponse(
                     id=turn.request.id, error=f"response not sent: {exc}", provider=self.backend.provider
                 )
-                with contextlib.suppress(BusError):
+                with contextlib.suppress(Exception):
                     await self._respond(turn.message, failed)
 
     async def _finish(self, turn: _Turn, error: str | None) -> None:
