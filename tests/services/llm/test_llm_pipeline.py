@@ -13,10 +13,11 @@ import trio
 import trio.testing
 from llm_helpers import Collector, rig
 
-from trioworks.bus import Bus, FinalTranscript, InProcessTransport
+from trioworks.bus import Bus, FinalTranscript, InProcessTransport, WakeEvent
 from trioworks.core import Metrics
 from trioworks.services.llm import CANCELLED, LLMConfig
 from trioworks.services.memory import MemoryService
+from trioworks.services.router import RouterService
 from trioworks.services.tts import Synthesis, TtsConfig, TtsService
 
 
@@ -127,3 +128,43 @@ async def test_llm_cancel_stops_generation_and_the_speech_it_fed(
         assert len(r.says.messages) == says  # no sentence was sent after the cancel
         assert not any(s.event == "speaking_end" for s in status.data)
         assert r.llm.turns == {}
+
+
+async def test_barge_in_through_the_router_stops_llm_and_speech(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The whole voice turn: stt/final -> router -> llm (offline) -> router -> tts; a barge-in
+    (wake/event interrupt) ends generation and speech together."""
+    long = " ".join(f"Sentence number {i} of what the user said at length." for i in range(40))
+    async with rig(LLMConfig(word_delay=0.05)) as r:
+        broker = r.client.transport.broker
+        tts = TtsService(
+            Bus(InProcessTransport(broker, client_id="tts"), source="tts"),
+            TtsConfig(player="wav"),
+            synthesizer=_synth,
+            sink=_Sink(),
+        )
+        router = RouterService(Bus(InProcessTransport(broker, client_id="router"), source="router"))
+        await r.nursery.start(tts.run)
+        await r.nursery.start(router.run)
+        status = Collector()
+        await r.client.subscribe("tts/status", status)
+        await r.client.publish("stt/final", FinalTranscript(text=long))
+        while not any(s.event == "speaking_start" for s in status.data):
+            await status.wait_for(len(status.messages) + 1)
+        await r.client.publish("wake/event", WakeEvent(type="interrupt"))
+        await router.wait_turns(1)
+        [response] = await r.responses.wait_for(1)
+        assert response.data.error == CANCELLED
+        turn_id = response.data.id
+        while not any(s.event == "stopped" for s in status.data):
+            await status.wait_for(len(status.messages) + 1)
+        [stopped] = [s for s in status.data if s.event == "stopped"]
+        assert stopped.utt_id == turn_id
+        says = len(r.says.messages)
+        deltas = len(r.deltas(turn_id))
+        await trio.sleep(30)
+        assert (len(r.says.messages), len(r.deltas(turn_id))) == (says, deltas)
+        assert not any(s.event == "speaking_end" for s in status.data)
+        [exchange] = router.history.exchanges
+        assert exchange.ended == "barge_in"
