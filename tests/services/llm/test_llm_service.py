@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
 import trio
 import trio.testing
 from llm_helpers import GET_TIME, rig
 
 from trioworks.bus import LLMParams, MemoryResult, MemoryResults, Message, ToolCallResult, ToolFunction
-from trioworks.services.llm import CANCELLED, Completion, LLMConfig, OnDelta
+from trioworks.services.llm import CANCELLED, Completion, LLMConfig, LLMConfigError, OnDelta
 
 LONG = " ".join(f"word{i}" for i in range(200))
 
@@ -249,3 +250,37 @@ async def test_a_request_cancelled_while_rag_starts_does_not_break_later_rag(
         await r.cancel("q0")
         [response] = await r.responses.wait_id("q1")
         assert response.error is None
+
+
+def test_bad_settings_name_the_field() -> None:
+    with pytest.raises(LLMConfigError, match="'base_url': provider 'openai' needs a base URL"):
+        LLMConfig(provider="openai")
+    with pytest.raises(LLMConfigError, match="'base_url': expected an http"):
+        LLMConfig(provider="openai", base_url="localhost:11434")
+    with pytest.raises(LLMConfigError, match="'tool_timeout': expected a positive number of seconds, got 0"):
+        LLMConfig(tool_timeout=0)
+    with pytest.raises(LLMConfigError, match="'provider': expected 'offline' or 'openai', got 'gpt'"):
+        LLMConfig(provider="gpt")  # type: ignore[arg-type]
+    assert "sk-secret" not in repr(LLMConfig(api_key="sk-secret"))
+
+
+async def test_offline_tool_with_one_string_parameter_gets_the_text(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    search = ToolFunction(
+        name="web_search",
+        description="Search the web",
+        parameters={"type": "object", "properties": {"query": {"type": "string"}}, "required": ["query"]},
+    )
+    async with rig() as r:
+        await r.register(search)
+
+        async def tool(message: Message) -> None:
+            result = ToolCallResult(call_id=message.data.call_id, result={"hits": 3})
+            await r.client.publish("llm/tool.call.result", result)
+
+        await r.serve("llm/tool.call.request/+", tool)
+        await r.ask("search for trio nurseries")
+        [response] = await r.responses.wait_id("r1")
+        assert r.tool_requests.data[0].arguments == {"query": "search for trio nurseries"}
+        assert response.reply == 'The web_search tool says: {"hits": 3}.'
