@@ -63,6 +63,7 @@ HEARTBEAT = 0.2
 """Heartbeat period given to both workers (the original heartbeats only activities with a timeout > 60 s)."""
 WATCH_SECONDS = 3.0
 HERE = Path(__file__).resolve().parent
+_TOKEN_REQUEST = {"grant_type": "client_credentials", "client_id": CLIENT, "client_secret": SECRET}
 
 
 # --- the workers (children) -------------------------------------------------------------------
@@ -142,7 +143,7 @@ def _trio_loop_child(workload: str, url: str) -> None:
 
     async def main() -> None:
         async with httpx.AsyncClient(base_url=url) as http, trio.open_nursery() as nursery:
-            token = (await http.post("/api/v1/oauth/token", json={"client_id": CLIENT})).json()
+            token = (await http.post("/api/v1/oauth/token", json=_TOKEN_REQUEST)).json()
             http.headers["Authorization"] = f"Bearer {token['access_token']}"
             slots = trio.CapacityLimiter(SLOTS)
 
