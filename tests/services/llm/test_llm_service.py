@@ -284,3 +284,22 @@ async def test_offline_tool_with_one_string_parameter_gets_the_text(
         [response] = await r.responses.wait_id("r1")
         assert r.tool_requests.data[0].arguments == {"query": "search for trio nurseries"}
         assert response.reply == 'The web_search tool says: {"hits": 3}.'
+
+
+async def test_a_cancel_handled_before_its_request_still_cancels_it(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # Separate routes, separate tasks: the cancel can overtake the request it cancels.
+    async with rig() as r:
+        await r.cancel("early")
+        await trio.sleep(1)
+        await r.ask("hello", "early")
+        [response] = await r.responses.wait_id("early")
+        assert response.error == CANCELLED and response.reply is None
+        assert [d.done for d in r.deltas("early")] == [True]
+        # Remembered for 30 s only, and used once.
+        await r.cancel("late")
+        await trio.sleep(31)
+        await r.ask("hello", "late")
+        [late] = await r.responses.wait_id("late")
+        assert late.error is None

@@ -42,6 +42,10 @@ __all__ = ["LLMService", "make_backend"]
 
 logger = logging.getLogger("trioworks.services.llm")
 
+EARLY_CANCEL_TTL = 30.0
+"""Seconds a cancel for an unknown request id is remembered, in case its request comes later."""
+EARLY_CANCEL_MAX = 256
+
 CANCELLED = "cancelled"
 """The ``error`` of the ``llm/response`` that ends a cancelled request."""
 
@@ -114,6 +118,7 @@ class LLMService:
         self.registry: AsyncValue[tuple[ToolSpec, ...]] = AsyncValue(())
         """The tools of the latest ``llm/tools/registry`` (an observable value)."""
         self._tool_waiters: Correlator[str, ToolCallResult] = Correlator()
+        self._early_cancels: dict[str, float] = {}  # request id -> expiry (trio time), oldest first
         self._nursery: trio.Nursery | None = None
         self._service = Service(
             bus,
@@ -167,8 +172,14 @@ class LLMService:
         cancel: LLMCancel = message.data
         if self.cancel(cancel.id):
             self.metrics.counter("llm.cancelled").inc()
-        else:
-            self.metrics.counter("llm.cancel.unknown").inc()
+            return
+        # Requests and cancels are handled by separate tasks, so a cancel published right after
+        # its request can be handled first: remember it for a while (bounded) and apply it when
+        # the request arrives.
+        self.metrics.counter("llm.cancel.unknown").inc()
+        self._early_cancels[cancel.id] = trio.current_time() + EARLY_CANCEL_TTL
+        while len(self._early_cancels) > EARLY_CANCEL_MAX:
+            del self._early_cancels[next(iter(self._early_cancels))]
 
     async def _on_registry(self, message: Message) -> None:
         registry: ToolsRegistry = message.data
@@ -205,6 +216,9 @@ class LLMService:
         assert self._nursery is not None
         turn = _Turn(request, message)
         self.turns[request.id] = turn.scope  # registered now: a cancel while queued counts
+        expiry = self._early_cancels.pop(request.id, None)
+        if expiry is not None and expiry >= trio.current_time():
+            turn.scope.cancel()  # its cancel came first: answered "cancelled" without generating
         self.metrics.counter("llm.requests").inc()
         self._nursery.start_soon(self._serve, turn)
 
