@@ -13,6 +13,7 @@ from ._config import LLMConfig, LLMConfigError
 from ._offline import CONTEXT_MARKER, OfflineBackend
 from ._openai import OpenAIBackend, StreamParser
 from ._service import CANCELLED, LLMService, make_backend
+from ._tools import ToolCaller
 
 __all__ = [
     "CANCELLED",
@@ -29,5 +30,6 @@ __all__ = [
     "OpenAIBackend",
     "StreamParser",
     "ToolCall",
+    "ToolCaller",
     "make_backend",
 ]

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
-from typing import Any
 
 import attrs
 import trio
@@ -24,19 +22,16 @@ from ...bus import (
     RequestTimeout,
     Route,
     Service,
-    ToolCallRequest,
-    ToolCallResult,
     ToolSpec,
-    ToolsRegistry,
     TtsSay,
-    new_id,
 )
-from ...core import Correlator, RestartPolicy
+from ...core import RestartPolicy
 from ..router import SentenceChunker  # the one sentence chunker (the router's)
-from ._chat import Backend, ChatMessage, ToolCall
+from ._chat import Backend, ChatMessage
 from ._config import LLMConfig
 from ._offline import CONTEXT_MARKER, OfflineBackend
 from ._openai import OpenAIBackend
+from ._tools import ToolCaller
 
 __all__ = ["LLMService", "make_backend"]
 
@@ -115,9 +110,7 @@ class LLMService:
         self.speak = speak
         self.generation_limiter = trio.CapacityLimiter(self.config.max_concurrent)
         self.turns: dict[str, trio.CancelScope] = {}
-        self.registry: AsyncValue[tuple[ToolSpec, ...]] = AsyncValue(())
-        """The tools of the latest ``llm/tools/registry`` (an observable value)."""
-        self._tool_waiters: Correlator[str, ToolCallResult] = Correlator()
+        self.tool_caller = ToolCaller(bus, timeout=self.config.tool_timeout)
         self._early_cancels: dict[str, float] = {}  # request id -> expiry (trio time), oldest first
         self._nursery: trio.Nursery | None = None
         self._service = Service(
@@ -125,8 +118,13 @@ class LLMService:
             [
                 Route("llm/request", self._on_request, capacity=64),
                 Route("llm/cancel", self._on_cancel, capacity=64),
-                Route("llm/tools/registry", self._on_registry, capacity=4, overflow=Overflow.DROP_OLDEST),
-                Route("llm/tool.call.result", self._on_tool_result, capacity=64),
+                Route(
+                    "llm/tools/registry",
+                    self.tool_caller.on_registry,
+                    capacity=4,
+                    overflow=Overflow.DROP_OLDEST,
+                ),
+                Route("llm/tool.call.result", self.tool_caller.on_result, capacity=64),
             ],
             restart=restart,
         )
@@ -135,12 +133,17 @@ class LLMService:
     @property
     def tools(self) -> tuple[ToolSpec, ...]:
         """The tools the model is offered now."""
-        return self.registry.value
+        return self.tool_caller.registry.value
+
+    @property
+    def registry(self) -> AsyncValue[tuple[ToolSpec, ...]]:
+        """The tools of the latest ``llm/tools/registry`` (an observable value)."""
+        return self.tool_caller.registry
 
     @property
     def pending_tool_calls(self) -> int:
         """Tool calls waiting for their result (0 whenever none is in flight)."""
-        return len(self._tool_waiters)
+        return self.tool_caller.pending
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Serve until cancelled; ``task_status.started()`` once every route is subscribed.
@@ -180,16 +183,6 @@ class LLMService:
         self._early_cancels[cancel.id] = trio.current_time() + EARLY_CANCEL_TTL
         while len(self._early_cancels) > EARLY_CANCEL_MAX:
             del self._early_cancels[next(iter(self._early_cancels))]
-
-    async def _on_registry(self, message: Message) -> None:
-        registry: ToolsRegistry = message.data
-        self.registry.value = registry.tools
-        logger.info("llm: %d tools registered: %s", len(self.tools), [t.function.name for t in self.tools])
-
-    async def _on_tool_result(self, message: Message) -> None:
-        result: ToolCallResult = message.data
-        if not self._tool_waiters.resolve(result.call_id, result):
-            self.metrics.counter("llm.tool.result.unmatched").inc()
 
     # --- requests -------------------------------------------------------------------------
 
@@ -302,7 +295,7 @@ class LLMService:
                 return
             if round_ == self.config.max_tool_rounds:
                 raise RuntimeError(f"still calling tools after {self.config.max_tool_rounds} rounds")
-            results = await self._call_tools(completion.tool_calls)
+            results = await self.tool_caller.call_all(completion.tool_calls)
             messages += (
                 ChatMessage(role="assistant", content=completion.text, tool_calls=completion.tool_calls),
                 *results,
@@ -345,44 +338,3 @@ class LLMService:
             *history,
             ChatMessage(role="user", content=request.text),
         )
-
-    async def _call_tools(self, calls: tuple[ToolCall, ...]) -> list[ChatMessage]:
-        results: list[ChatMessage | None] = [None] * len(calls)
-
-        async def one(i: int, call: ToolCall) -> None:
-            results[i] = ChatMessage(
-                role="tool", content=await self._call_tool(call), tool_call_id=call.id, name=call.name
-            )
-
-        async with trio.open_nursery() as nursery:
-            for i, call in enumerate(calls):
-                nursery.start_soon(one, i, call)
-        return [r for r in results if r is not None]
-
-    async def _call_tool(self, call: ToolCall) -> str:
-        """Ask the tool's service; the text the model is given (a result or an error)."""
-        if call.name not in {t.function.name for t in self.tools}:
-            self.metrics.counter("llm.tool.unknown").inc()
-            return json.dumps({"error": f"unknown tool {call.name!r}"})
-        # Our own wire id: the model's ids may repeat across turns or hold characters a topic
-        # level cannot (the model keeps its own id in the tool message).
-        call_id = new_id()
-        self.metrics.counter("llm.tool.calls").inc()
-        with self._tool_waiters.expect(call_id) as waiter:
-            with trio.move_on_after(self.config.tool_timeout):
-                request = ToolCallRequest(call_id=call_id, name=call.name, arguments=call.arguments)
-                await self.bus.publish(f"llm/tool.call.request/{call_id}", request)
-                result = await waiter.wait()
-                return _tool_text(result)
-        self.metrics.counter("llm.tool.timed_out").inc()
-        logger.warning(
-            "llm: tool %s (call %s) did not answer within %s s", call.name, call_id, self.config.tool_timeout
-        )
-        return json.dumps({"error": f"tool {call.name!r} did not answer within {self.config.tool_timeout} s"})
-
-
-def _tool_text(result: ToolCallResult) -> str:
-    if result.error is not None:
-        return json.dumps({"error": result.error})
-    value: Any = result.result
-    return value if isinstance(value, str) else json.dumps(value)
