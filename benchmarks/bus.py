@@ -55,7 +55,9 @@ def _start_mosquitto() -> tuple[subprocess.Popen[bytes], str] | None:
         return None
     port = _free_port()
     conf = Path(tempfile.mkdtemp(prefix="bus-bench-")) / "mosquitto.conf"
-    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
+    conf.write_text(
+        f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nset_tcp_nodelay true\n"
+    )
     proc = subprocess.Popen([program, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
