@@ -125,7 +125,10 @@ def _trioworks_child(workload: str, url: str) -> None:
         lag_interval=LAG_TICK,
         heartbeat_interval=HEARTBEAT,
     )
-    worker = Worker(config, [noop, stamp, watch, cpu, cpu_thread, blocking], handle_signals=True)
+    # freeze_gc: as `trioworks worker` runs it.
+    worker = Worker(
+        config, [noop, stamp, watch, cpu, cpu_thread, blocking], handle_signals=True, freeze_gc=True
+    )
 
     async def main() -> None:
         async with trio.open_nursery() as nursery:

@@ -111,7 +111,8 @@ def _worker_command(args: argparse.Namespace, io: Streams) -> int:
     overrides = {dest: getattr(args, dest) for _flag, dest, _kind, _text in _FLAGS}
     try:
         config = WorkerConfig.from_env(**overrides)
-        worker = Worker(config, activities, handle_signals=not args.check)
+        # The command owns the process: freezing the start-up heap keeps full GCs off the loop.
+        worker = Worker(config, activities, handle_signals=not args.check, freeze_gc=True)
     except ConfigError as exc:
         flag = next((f for f, dest, _k, _t in _FLAGS if dest == exc.source), None)
         raise CliError(f"{flag or exc.source}: {exc.message}") from exc

@@ -1,4 +1,4 @@
-"""The worker's coalescing transport: a small request leaves in one write; large bodies stream."""
+"""The worker's overhead fixes: a small request leaves in one write; the start-up heap can be frozen."""
 
 from __future__ import annotations
 
@@ -119,3 +119,21 @@ def test_the_worker_uses_it_unless_a_proxy_is_configured(monkeypatch: pytest.Mon
     default = WorkerApiClient(config)._http._transport
     assert not isinstance(default._pool._network_backend, _CoalescingBackend)  # type: ignore[attr-defined]
     assert isinstance(worker_transport(httpx.Limits()), httpx.AsyncHTTPTransport)
+
+
+async def test_freeze_gc_freezes_while_serving_and_unfreezes_after(fake: Any) -> None:
+    """``freeze_gc=True`` (what ``trioworks worker`` passes) moves the start-up heap out of the GC."""
+    import gc
+    import random
+
+    from worker_fake import make_config
+
+    from trioworks.worker import Worker
+
+    gc.unfreeze()
+    worker = Worker(make_config(), [], transport=fake.transport, rng=random.Random(1), freeze_gc=True)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(worker.run)
+        assert gc.get_freeze_count() > 1000
+        await worker.drain()
+    assert gc.get_freeze_count() == 0
