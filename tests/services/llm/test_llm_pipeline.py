@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import re
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -13,12 +12,12 @@ import trio
 import trio.testing
 from llm_helpers import Collector, rig
 
+from _fake_tts import NullSink, make_synthesizer
 from trioworks.bus import Bus, FinalTranscript, InProcessTransport, WakeEvent
-from trioworks.core import Metrics
 from trioworks.services.llm import CANCELLED, LLMConfig
 from trioworks.services.memory import MemoryService
 from trioworks.services.router import RouterService
-from trioworks.services.tts import Synthesis, TtsConfig, TtsService
+from trioworks.services.tts import TtsConfig, TtsService
 
 
 class WordEmbedder:
@@ -55,47 +54,7 @@ async def test_rag_through_a_real_memory_service(tmp_path: Path) -> None:
             assert r.llm.metrics.counter("llm.rag.answered").value == 1
 
 
-class _Pcm(trio.abc.ReceiveStream):
-    def __init__(self, size: int) -> None:
-        self.left = size
-
-    async def receive_some(self, max_bytes: int | None = None) -> bytes:
-        await trio.sleep(0.01)
-        n = min(self.left, 200)
-        self.left -= n
-        return b"\0" * n
-
-    async def aclose(self) -> None:
-        pass
-
-
-@contextlib.asynccontextmanager
-async def _synth(
-    text: str, *, voice: str, rate_wpm: int, pitch: int, metrics: Metrics
-) -> AsyncIterator[Synthesis]:
-    yield Synthesis(1000, _Pcm(len(text) * 100))  # 50 ms of audio per character
-
-
-class _Output:
-    path = None
-
-    async def write(self, pcm: bytes) -> None:
-        await trio.lowlevel.checkpoint()
-
-    async def close(self, *, stopped: bool) -> None:
-        await trio.lowlevel.checkpoint()
-
-    def pause(self) -> None:
-        pass
-
-    def resume(self) -> None:
-        pass
-
-
-class _Sink:
-    async def open(self, utt_id: str, rate: int) -> _Output:
-        await trio.lowlevel.checkpoint()
-        return _Output()
+_synth = make_synthesizer(rate=1000, bytes_per_char=100, delay=0.01)  # 50 ms of audio per character
 
 
 async def test_llm_cancel_stops_generation_and_the_speech_it_fed(
@@ -107,7 +66,7 @@ async def test_llm_cancel_stops_generation_and_the_speech_it_fed(
             Bus(InProcessTransport(r.client.transport.broker, client_id="tts"), source="tts"),
             TtsConfig(player="wav"),
             synthesizer=_synth,
-            sink=_Sink(),
+            sink=NullSink(),
         )
         await r.nursery.start(tts.run)
         status = Collector()
@@ -142,7 +101,7 @@ async def test_barge_in_through_the_router_stops_llm_and_speech(
             Bus(InProcessTransport(broker, client_id="tts"), source="tts"),
             TtsConfig(player="wav"),
             synthesizer=_synth,
-            sink=_Sink(),
+            sink=NullSink(),
         )
         router = RouterService(Bus(InProcessTransport(broker, client_id="router"), source="router"))
         await r.nursery.start(tts.run)

@@ -5,11 +5,11 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 
 import trio
 
+from _fake_tts import make_synthesizer
 from trioworks.bus import (
     Bus,
     LLMCancel,
@@ -20,8 +20,6 @@ from trioworks.bus import (
     Route,
     Service,
 )
-from trioworks.core import Metrics
-from trioworks.services.tts import Synthesis
 
 DELTA_CHARS = 12  # the fake llm streams its reply 12 characters at a time
 
@@ -88,47 +86,5 @@ class FakeLlm:
             self._scopes[cancel.id].cancel()
 
 
-class _Pcm(trio.abc.ReceiveStream):
-    def __init__(self, size: int) -> None:
-        self.left = size
-
-    async def receive_some(self, max_bytes: int | None = None) -> bytes:
-        await trio.sleep(0.001)
-        n = min(self.left, 200)
-        self.left -= n
-        return b"\0" * n
-
-    async def aclose(self) -> None:
-        pass
-
-
 RATE = 1000  # fake audio: 1000 samples/s, 40 bytes per character = 20 ms of speech per character
-
-
-@contextlib.asynccontextmanager
-async def fake_synthesizer(
-    text: str, *, voice: str, rate_wpm: int, pitch: int, metrics: Metrics
-) -> AsyncIterator[Synthesis]:
-    yield Synthesis(RATE, _Pcm(len(text) * 40))
-
-
-class NullOutput:
-    path = None
-
-    async def write(self, pcm: bytes) -> None:
-        await trio.lowlevel.checkpoint()
-
-    async def close(self, *, stopped: bool) -> None:
-        await trio.lowlevel.checkpoint()
-
-    def pause(self) -> None:
-        pass
-
-    def resume(self) -> None:
-        pass
-
-
-class NullSink:
-    async def open(self, utt_id: str, rate: int) -> NullOutput:
-        await trio.lowlevel.checkpoint()
-        return NullOutput()
+fake_synthesizer = make_synthesizer(rate=RATE, bytes_per_char=40, delay=0.001)

@@ -13,9 +13,10 @@ import attrs
 import pytest
 import trio
 import trio.testing
-from router_helpers import FakeLlm, NullSink, fake_synthesizer
+from router_helpers import FakeLlm, fake_synthesizer
 
 from _collector import Collector
+from _fake_tts import NullSink
 from trioworks.bus import (
     Bus,
     FinalTranscript,

@@ -11,9 +11,10 @@ from collections.abc import AsyncIterator
 
 import trio
 import trio.testing
-from router_helpers import NullSink, fake_synthesizer
+from router_helpers import fake_synthesizer
 
 from _collector import Collector
+from _fake_tts import NullSink
 from trioworks.bus import Bus, FinalTranscript, InProcessBroker, InProcessTransport, Message, WakeEvent
 from trioworks.services.llm import LLMConfig, LLMService
 from trioworks.services.router import RouterService

@@ -5,9 +5,10 @@ from __future__ import annotations
 import itertools
 
 import trio
-from router_helpers import FakeLlm, NullSink, fake_synthesizer
+from router_helpers import FakeLlm, fake_synthesizer
 
 from _collector import Collector
+from _fake_tts import NullSink
 from _services import MosquittoBroker
 from trioworks.bus import Bus, FinalTranscript, MqttTransport, WakeEvent
 from trioworks.core import RetryPolicy

@@ -11,9 +11,10 @@ import hypothesis.strategies as st
 import trio
 import trio.testing
 from hypothesis import HealthCheck, example, given, settings
-from router_helpers import FakeLlm, NullSink, fake_synthesizer
+from router_helpers import FakeLlm, fake_synthesizer
 
 from _collector import Collector
+from _fake_tts import NullSink
 from trioworks.bus import Bus, FinalTranscript, InProcessBroker, InProcessTransport, WakeEvent
 from trioworks.services.router import RouterConfig, RouterService
 from trioworks.services.tts import TtsConfig, TtsService
