@@ -4,6 +4,11 @@ Each service is a :class:`trioworks.bus.Service` (a supervised nursery of routes
 ``system/health/<service>``) and is imported from its own subpackage, e.g.
 ``from trioworks.services.memory import MemoryService``, so that importing one does not load the
 models of the others.
+
+Shared by the services (pure, no models): :func:`chunk_sentences` / :class:`SentenceChunker`, the
+sentence chunker of streamed replies for ``tts/say``.
 """
 
-__all__: list[str] = []
+from ._text import BOUNDARIES, SentenceChunker, chunk_sentences
+
+__all__ = ["BOUNDARIES", "SentenceChunker", "chunk_sentences"]

@@ -26,7 +26,7 @@ from ...bus import (
     TtsSay,
 )
 from ...core import RestartPolicy
-from ..router import SentenceChunker  # the one sentence chunker (the router's)
+from .._text import SentenceChunker  # the one sentence chunker, shared with the router
 from ._chat import Backend, ChatMessage
 from ._config import LLMConfig
 from ._offline import CONTEXT_MARKER, OfflineBackend

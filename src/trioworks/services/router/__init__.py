@@ -4,11 +4,12 @@
   ``llm/stream`` deltas chunked into sentences -> ``tts/say`` (one ``utt_id`` per turn); a
   ``wake/event`` ``interrupt`` (barge-in) cancels the turn: ``llm/cancel`` and ``tts/control stop``.
 - :class:`RouterConfig` (and :exc:`RouterConfigError`): history length, chunk bounds, timeouts.
-- :func:`chunk_sentences` / :class:`SentenceChunker`: the pure sentence chunker.
+- :func:`chunk_sentences` / :class:`SentenceChunker`: the pure sentence chunker (defined in
+  :mod:`trioworks.services`, re-exported here).
 - :class:`History`, :class:`Exchange`: the bounded conversation history.
 """
 
-from ._chunker import BOUNDARIES, SentenceChunker, chunk_sentences
+from .._text import BOUNDARIES, SentenceChunker, chunk_sentences
 from ._config import RouterConfig, RouterConfigError
 from ._history import Exchange, History, TurnEnd
 from ._service import RouterService

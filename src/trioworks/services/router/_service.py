@@ -25,7 +25,7 @@ from ...bus import (
     new_id,
 )
 from ...core import RestartIntensityExceeded, RestartPolicy, supervise
-from ._chunker import SentenceChunker
+from .._text import SentenceChunker
 from ._config import RouterConfig
 from ._history import Exchange, History, TurnEnd
 

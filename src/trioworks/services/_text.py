@@ -1,5 +1,7 @@
 """Sentence chunking of a streamed reply for ``tts/say``: pure, incremental, no I/O.
 
+Shared by the router (which speaks the llm's streamed deltas) and the llm service (``speak=True``).
+
 A chunk ends right after the *first* sentence boundary (one of ``.!?;:`` followed by
 whitespace) that makes it at least ``min_chars`` long. When no such boundary comes within
 ``max_chars``, the chunk is cut at the last whitespace in ``[min_chars, max_chars]``, else hard

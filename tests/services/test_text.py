@@ -1,4 +1,4 @@
-"""The sentence chunker: properties over arbitrary text and arbitrary delta splits."""
+"""The shared sentence chunker (services/_text.py): properties over arbitrary text and arbitrary delta splits."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import hypothesis.strategies as st
 import pytest
 from hypothesis import given
 
-from trioworks.services.router import BOUNDARIES, SentenceChunker, chunk_sentences
+from trioworks.services import BOUNDARIES, SentenceChunker, chunk_sentences
 
 # Text rich in the characters that matter: boundaries, whitespace, plain letters.
 TEXT = st.text(alphabet=st.sampled_from("ab .!?;:\n,3"), max_size=800) | st.text(max_size=400)
