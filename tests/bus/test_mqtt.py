@@ -107,6 +107,21 @@ async def test_malformed_message_is_dropped_and_the_subscription_lives_on(make_b
     assert a.metrics.snapshot()[f"bus.sub.{sub.name}.malformed"] == 1
 
 
+async def test_oversized_message_from_another_client_is_dropped_and_counted(make_bus: MakeBus) -> None:
+    a, b = await make_bus("a"), await make_bus("b")
+    topic = _topic("big")
+    got = Collector()
+    sub = await a.subscribe(topic, got)
+    big = b'{"id":"x","type":"t","ts":1,"source":"b","data":{"blob":"' + b"x" * a.max_payload + b'"}}'
+    await b.transport.publish(RawMessage(topic, big, qos=1))  # under the broker's limit, over ours
+    await b.publish(topic, {"fine": True})
+    with trio.fail_after(5):
+        await got.wait_for(1)
+    assert got.data == [{"fine": True}]
+    snap = a.metrics.snapshot()
+    assert (snap[f"bus.sub.{sub.name}.oversized"], snap[f"bus.sub.{sub.name}.malformed"]) == (1, 0)
+
+
 async def test_request_response_over_mqtt(make_bus: MakeBus) -> None:
     client, memory = await make_bus("llm"), await make_bus("memory")
 

@@ -11,14 +11,18 @@ from bus_helpers import Collector
 
 from trioworks.bus import (
     Bus,
+    EnvelopeError,
     InProcessBroker,
     InProcessTransport,
     LLMCancel,
     Message,
+    RawMessage,
     Route,
+    Salvage,
     Service,
     ServiceFailed,
     run_service,
+    salvage,
 )
 from trioworks.core import RestartIntensityExceeded, RestartPolicy, RetryPolicy
 
@@ -120,3 +124,52 @@ async def test_service_failed_names_the_service_and_keeps_the_cause(
             await service.run()
     assert isinstance(info.value.cause, RestartIntensityExceeded)
     assert info.value.cause.name == "cancel"
+
+
+async def test_on_malformed_gets_each_bad_message_in_order_with_the_field_at_fault(
+    broker: InProcessBroker, autojump_clock: trio.testing.MockClock
+) -> None:
+    order: list[str] = []
+    bad: list[tuple[RawMessage, EnvelopeError]] = []
+
+    async def handle(message: Message) -> None:
+        order.append(message.data.id)
+
+    async def on_malformed(raw: RawMessage, error: EnvelopeError) -> None:
+        bad.append((raw, error))
+        order.append(f"bad:{salvage(raw.payload).id}")
+        if salvage(raw.payload).id == "explode":
+            raise RuntimeError("hook bug")  # a failing hook is restarted like a failing handler
+
+    def wire(id_: str, data: object) -> RawMessage:
+        body = {"id": id_, "type": "llm.cancel", "ts": 1.0, "source": "evil", "data": data}
+        return RawMessage("llm/cancel", json.dumps(body).encode(), qos=1)
+
+    bus = Bus(InProcessTransport(broker), source="llm")
+    service = Service(bus, [Route("llm/cancel", handle, on_malformed=on_malformed)], restart=QUICK)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(service.run)
+        await bus.publish("llm/cancel", LLMCancel(id="a"))
+        await broker.publish(wire("e1", {"id": 5}))
+        await broker.publish(wire("explode", {}))
+        await bus.publish("llm/cancel", LLMCancel(id="b"))
+        await broker.publish(RawMessage("llm/cancel", b"\xff", qos=1))
+        await trio.sleep(5)
+        nursery.cancel_scope.cancel()
+    assert order == ["a", "bad:e1", "bad:explode", "b", "bad:None"]
+    assert [(raw.topic, err.topic) for raw, err in bad] == [("llm/cancel", "llm/cancel")] * 3
+    assert bad[0][1].problems == ["$.data.id: expected str, got int"]
+    assert bad[1][1].problems == ["$.data.id: required field missing"]
+    assert "not a JSON document" in bad[2][1].problems[0]
+    snap = bus.metrics.snapshot()
+    assert (snap["bus.sub.llm/cancel.malformed"], snap["bus.sub.llm/cancel.failed"]) == (3, 1)
+    assert snap["bus.sub.llm/cancel.handled"] == 2
+
+
+def test_salvage_reads_what_it_can_and_never_raises() -> None:
+    assert salvage(b'{"id": "x", "data": {"id": "r", "text": " "}}') == Salvage("x", {"id": "r", "text": " "})
+    assert salvage(b'{"id": "x", "data": {"id": "r"}}').text("id") == "r"
+    assert salvage(b'{"id": "x", "data": {"text": " "}}').text("text") is None
+    for junk in (b"\xff", b"[]", b'{"id": 5, "data": [1]}', b'{"id": ""}', b"[" * 100_000):
+        found = salvage(junk)
+        assert (found.id, found.data) == (None, {})

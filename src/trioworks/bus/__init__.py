@@ -5,15 +5,29 @@
   subscription, and :meth:`Bus.request` by correlation id.
 - Transports: :class:`InProcessTransport` over an :class:`InProcessBroker` (the embedded
   default) and :class:`MqttTransport` (mosquitto; reconnects with backoff and re-subscribes).
-- :class:`Service`: routes in a supervised nursery, retained ``system/health/<service>``.
+- :class:`Service`: routes in a supervised nursery, retained ``system/health/<service>``;
+  a route's ``on_malformed`` hook lets a service answer a request that breaks its contract
+  (:func:`salvage` reads the ids such a request still has).
 - The contracts: one attrs class per topic of the spec (``TOPICS`` maps topics to them).
 """
 
 from ._bus import DEFAULT_MAX_PAYLOAD, Bus
-from ._codec import TOPICS, Envelope, Message, TopicSpec, converter, decode, encode, new_id, spec_for
+from ._codec import (
+    TOPICS,
+    Envelope,
+    Message,
+    Salvage,
+    TopicSpec,
+    converter,
+    decode,
+    encode,
+    new_id,
+    salvage,
+    spec_for,
+)
 from ._contracts import *  # noqa: F403  # the contract classes, listed in _contracts.__all__
 from ._contracts import __all__ as _contract_names
-from ._dispatch import Handler, Overflow, Subscription
+from ._dispatch import Handler, MalformedHandler, Overflow, Subscription
 from ._errors import BusError, ContractError, EnvelopeError, PayloadTooLarge, RequestTimeout, TopicError
 from ._memory import InProcessBroker, InProcessTransport
 from ._mqtt import MqttError, MqttTransport
@@ -32,6 +46,7 @@ __all__ = [
     "Handler",
     "InProcessBroker",
     "InProcessTransport",
+    "MalformedHandler",
     "Message",
     "MqttError",
     "MqttTransport",
@@ -40,6 +55,7 @@ __all__ = [
     "RawMessage",
     "RequestTimeout",
     "Route",
+    "Salvage",
     "Service",
     "ServiceFailed",
     "Sink",
@@ -53,6 +69,7 @@ __all__ = [
     "matches",
     "new_id",
     "run_service",
+    "salvage",
     "spec_for",
     "validate_filter",
     "validate_topic",

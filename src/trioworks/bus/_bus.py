@@ -12,7 +12,7 @@ import trio
 from ..core import Correlator, Metrics, RestartPolicy
 from ._codec import Envelope, Message, encode, new_id, spec_for, type_for_topic
 from ._contracts import HealthStatus
-from ._dispatch import Handler, Overflow, Subscription, find_intensity
+from ._dispatch import Handler, MalformedHandler, Overflow, Subscription, find_intensity
 from ._errors import PayloadTooLarge, RequestTimeout
 from ._topics import validate_filter, validate_topic
 from ._transport import RawMessage, Transport
@@ -185,6 +185,7 @@ class Bus:
         qos: int = 1,
         restart: RestartPolicy = RestartPolicy(),
         nursery: trio.Nursery | None = None,
+        on_malformed: MalformedHandler | None = None,
     ) -> Subscription:
         """Subscribe ``handler`` to ``pattern`` (``+``/``#`` wildcards allowed).
 
@@ -192,9 +193,15 @@ class Bus:
         own when None), each fed by a queue of ``capacity`` messages with the ``overflow``
         policy. With ``concurrency=1`` messages are handled one at a time in arrival order.
         A handler that raises is logged and restarted under ``restart``; past that limit
-        :exc:`RestartIntensityExceeded` propagates into ``nursery``. Malformed and oversized
-        messages are logged, counted and dropped. Retained messages matching ``pattern`` are
-        delivered after the subscription is active, which it is when this returns.
+        :exc:`RestartIntensityExceeded` propagates into ``nursery``. Retained messages matching
+        ``pattern`` are delivered after the subscription is active, which it is when this returns.
+
+        Bad input: a message that fails to decode is logged, counted (``malformed``) and, when
+        ``on_malformed`` is given, passed to it as ``(raw, EnvelopeError)`` in the handler's task
+        and order (so a service can answer a bad request; :func:`salvage` reads its ids); it
+        never reaches ``handler``. A message over ``max_payload`` bytes is logged, counted
+        (``oversized``) and dropped on arrival, before it is queued or parsed: neither callback
+        sees it.
         """
         validate_filter(pattern)
         target = nursery if nursery is not None else self._nursery
@@ -213,6 +220,7 @@ class Bus:
             max_payload=self.max_payload,
             metrics=self.metrics,
             restart=restart,
+            on_malformed=on_malformed,
         )
         self._names.add(name)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import uuid
 from typing import Any
 
@@ -23,10 +24,12 @@ __all__ = [
     "TOPICS",
     "Envelope",
     "Message",
+    "Salvage",
     "TopicSpec",
     "decode",
     "encode",
     "new_id",
+    "salvage",
     "spec_for",
     "type_for_topic",
 ]
@@ -117,15 +120,19 @@ class Message:
 # --- the converter ----------------------------------------------------------------------------
 
 
+class _WrongType(TypeError):
+    """A JSON value of the wrong type; its message says what was expected and what came."""
+
+
 def _strict(kind: type, *accepted: type) -> Any:
     accepted = accepted or (kind,)
 
     def hook(value: Any, _: Any) -> Any:
         # bool is an int subclass: JSON true must not pass as a number.
         if isinstance(value, bool) and kind is not bool:
-            raise TypeError(f"expected {kind.__name__}, got a boolean")
+            raise _WrongType(f"expected {kind.__name__}, got a boolean")
         if not isinstance(value, accepted):
-            raise TypeError(f"expected {kind.__name__}, got {type(value).__name__}")
+            raise _WrongType(f"expected {kind.__name__}, got {type(value).__name__}")
         return kind(value)
 
     return hook
@@ -155,10 +162,25 @@ def _make_converter() -> cattrs.Converter:
 converter = _make_converter()
 
 
+_FIELD = "\x00"  # marks a message whose field name belongs on the path (see _reword)
+_ATTRS_RANGE = re.compile(r"^'([A-Za-z_]\w*)' (must .*?)(?:: (.*))?$", re.DOTALL)
+_LITERAL = re.compile(r"^(.*) not in literal typing\.Literal\[(.*)\]$", re.DOTALL)
+
+
 def _format(exc: BaseException, type_: type | None) -> str:
-    # attrs range validators raise ValueError("'top_k' must be <= 50: 99"), which says more than
-    # cattrs's generic "invalid value"; keep it.
-    if type(exc) is ValueError and str(exc):
+    # attrs validators run in the class's __init__, after cattrs has left the field, so cattrs
+    # reports them at the class's path ("$.data"). Their message starts with the field name
+    # ("'top_k' must be <= 50: 99"): move that name onto the path (_reword), so the error says
+    # "$.data.top_k: must be <= 50, got 99".
+    if type(exc) is ValueError and (found := _ATTRS_RANGE.match(str(exc))):
+        name, rule, value = found.groups()
+        return f"{_FIELD}{name}{_FIELD}{rule}" + (f", got {value}" if value is not None else "")
+    if isinstance(exc, TypeError) and len(exc.args) == 4 and isinstance(exc.args[1], attrs.Attribute):
+        return f"{_FIELD}{exc.args[1].name}{_FIELD}{exc.args[0]}"  # attrs instance_of
+    if type(exc) is cattrs.errors.CattrsError and (found := _LITERAL.match(str(exc))):
+        value, options = found.groups()
+        return f"expected one of {options}, got {value!r}"
+    if type(exc) in (ValueError, _WrongType) and str(exc):
         return str(exc)
     return cattrs.v.format_exception(exc, type_)
 
@@ -170,7 +192,12 @@ def _problems(exc: Exception, path: str) -> list[str]:
 def _reword(msg: str) -> str:
     # cattrs says "<what> @ <path>"; lead with the path, which is what a reader looks for.
     what, _, where = msg.rpartition(" @ ")
-    return f"{where}: {what}" if where else msg
+    if not where:
+        return msg
+    if what.startswith(_FIELD):
+        _, name, what = what.split(_FIELD, 2)
+        where = f"{where}.{name}"
+    return f"{where}: {what}"
 
 
 def decode(topic: str, payload: bytes) -> Envelope:
@@ -232,3 +259,34 @@ def encode(topic: str, envelope: Envelope) -> bytes:
         return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
     except (TypeError, ValueError) as exc:
         raise ContractError(topic, f"data is not JSON-serializable ({exc})") from None
+
+
+@attrs.frozen
+class Salvage:
+    """What can still be read from a message that failed to decode (see :func:`salvage`)."""
+
+    id: str | None
+    """The envelope id (a reply's correlation id), when it is a non-empty string."""
+    data: dict[str, Any] = attrs.field(factory=dict)
+    """The raw ``data`` object ({} when missing or not an object). Untrusted: read with :meth:`text`."""
+
+    def text(self, field: str) -> str | None:
+        """``data[field]`` when it is a non-empty string, else None."""
+        value = self.data.get(field)
+        return value if isinstance(value, str) and value.strip() else None
+
+
+def salvage(payload: bytes) -> Salvage:
+    """The envelope id and ``data`` of a payload that :func:`decode` rejected, as far as they
+    can be read (a bad payload may be anything: never raises, never checkpoints)."""
+    try:
+        raw = json.loads(payload)
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return Salvage(None)
+    if not isinstance(raw, dict):
+        return Salvage(None)
+    id_ = raw.get("id")
+    data = raw.get("data")
+    return Salvage(
+        id_ if isinstance(id_, str) and id_.strip() else None, data if isinstance(data, dict) else {}
+    )

@@ -19,11 +19,13 @@ from ._codec import Message, decode
 from ._errors import EnvelopeError
 from ._transport import RawMessage
 
-__all__ = ["Handler", "Overflow", "Subscription", "find_intensity"]
+__all__ = ["Handler", "MalformedHandler", "Overflow", "Subscription", "find_intensity"]
 
 logger = logging.getLogger("trioworks.bus")
 
 Handler = Callable[[Message], Awaitable[object]]
+MalformedHandler = Callable[[RawMessage, EnvelopeError], Awaitable[object]]
+"""Called with a message that failed to decode and the error naming each bad field."""
 
 
 def find_intensity(exc: BaseException) -> RestartIntensityExceeded | None:
@@ -69,6 +71,7 @@ class Subscription:
         max_payload: int,
         metrics: Metrics,
         restart: RestartPolicy,
+        on_malformed: MalformedHandler | None = None,
     ) -> None:
         if capacity < 1:
             raise ValueError(f"subscription {name!r}: capacity must be >= 1, got {capacity}")
@@ -79,6 +82,7 @@ class Subscription:
         self.overflow = Overflow(overflow)
         self.concurrency = concurrency
         self._handler = handler
+        self._on_malformed = on_malformed
         self._max_payload = max_payload
         self._restart = restart
         self._send, self._receive = trio.open_memory_channel[RawMessage](capacity)
@@ -137,9 +141,16 @@ class Subscription:
             try:
                 envelope = decode(raw.topic, raw.payload)
             except EnvelopeError as exc:
-                # Bad input from another service must not take this one down: log, count, drop.
+                # Bad input from another service must not take this one down: log, count, and
+                # let the service answer it (a requester should not wait for its deadline).
                 self._malformed.inc()
                 logger.warning("subscription %r dropped a message: %s", self.name, exc)
+                if self._on_malformed is not None:
+                    try:
+                        await self._on_malformed(raw, exc)
+                    except Exception:
+                        self._failed.inc()
+                        raise  # like a failing handler: logged and restarted by the supervisor
                 continue
             try:
                 await self._handler(Message(raw.topic, envelope, raw.retain))

@@ -9,7 +9,7 @@ import trio
 
 from ..core import RestartIntensityExceeded, RestartPolicy
 from ._bus import Bus
-from ._dispatch import Handler, Overflow, find_intensity
+from ._dispatch import Handler, MalformedHandler, Overflow, find_intensity
 
 __all__ = ["Route", "Service", "ServiceFailed", "run_service"]
 
@@ -18,7 +18,11 @@ logger = logging.getLogger("trioworks.bus")
 
 @attrs.frozen
 class Route:
-    """One subscription a service declares: filter, handler and how its queue behaves."""
+    """One subscription a service declares: filter, handler and how its queue behaves.
+
+    ``on_malformed(raw, error)``, when given, is called for each message on the route that
+    breaks its contract (see :meth:`Bus.subscribe`), e.g. to answer a bad request with an error.
+    """
 
     pattern: str
     handler: Handler
@@ -26,6 +30,7 @@ class Route:
     overflow: Overflow = Overflow.BLOCK
     concurrency: int = 1
     name: str | None = None
+    on_malformed: MalformedHandler | None = None
 
 
 class ServiceFailed(Exception):
@@ -76,6 +81,7 @@ class Service:
                                 name=route.name,
                                 restart=self.restart,
                                 nursery=handlers,
+                                on_malformed=route.on_malformed,
                             )
                         await self.bus.publish_health(True, "ready")
                         task_status.started()

@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import trio
 import trio.testing
 from llm_helpers import GET_TIME, rig
 
-from trioworks.bus import LLMParams, MemoryResult, MemoryResults, Message, ToolCallResult, ToolFunction
+from trioworks.bus import (
+    LLMParams,
+    LLMRequest,
+    MemoryResult,
+    MemoryResults,
+    Message,
+    RawMessage,
+    ToolCallResult,
+    ToolFunction,
+)
 from trioworks.services.llm import CANCELLED, Completion, LLMConfig, LLMConfigError, OnDelta
 
 LONG = " ".join(f"word{i}" for i in range(200))
@@ -191,6 +202,41 @@ async def test_bad_requests_get_clear_errors(autojump_clock: trio.testing.MockCl
         [dup] = await r.responses.wait_id("dup")
         assert dup.error == "bad request 'dup': a request with this id is already in flight"
         assert r.llm.metrics.counter("llm.requests.refused").value == 2
+
+
+async def test_a_malformed_request_is_answered_with_the_field_at_fault(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    def raw(id_: object, data: object) -> RawMessage:
+        body = {"id": id_, "type": "llm.request", "ts": 1.0, "source": "evil", "data": data}
+        return RawMessage("llm/request", json.dumps(body).encode(), qos=1)
+
+    async with rig() as r:
+        broker = r.client.transport.broker
+        await broker.publish(raw("env-1", {"id": "m1", "text": "hi", "rag_k": 0}))
+        [bad] = await r.responses.wait_id("m1")
+        assert bad.error.startswith("bad request: malformed envelope on 'llm/request'")
+        assert "$.data.rag_k: must be >= 1, got 0" in bad.error
+        [message] = [m for m in r.responses.messages if m.data.id == "m1"]
+        assert message.envelope.id == "env-1"  # the request's correlation id
+        # No data.id: the envelope id stands in for it.
+        await broker.publish(raw("env-2", {"text": "hi", "stream": "yes"}))
+        [no_data_id] = await r.responses.wait_id("env-2")
+        assert "$.data.stream: expected bool, got str" in no_data_id.error
+        # Nothing to correlate with: only logged and counted.
+        await broker.publish(raw(5, ["not", "an", "object"]))
+        # A requester waiting on the envelope id gets its answer now, not at its deadline.
+        request = LLMRequest(id="m3", text="hi")
+        object.__setattr__(request, "rag_k", -1)  # a peer with a looser contract
+        with trio.fail_after(1):
+            reply = await r.client.request("llm/request", request, reply_topic="llm/response", timeout=30)
+        assert reply.data.id == "m3" and "$.data.rag_k" in reply.data.error
+        await r.ask("still serving", "ok")
+        [ok] = await r.responses.wait_id("ok")
+        assert ok.error is None
+        snap = r.llm.metrics.snapshot()
+        assert snap["bus.sub.llm/request.malformed"] == 4
+        assert (snap["llm.requests.malformed"], snap["llm.requests.unanswerable"]) == (3, 1)
 
 
 async def test_busy_when_max_pending_reached(autojump_clock: trio.testing.MockClock) -> None:

@@ -99,35 +99,59 @@ async def test_a_plain_published_query_is_answered_with_its_envelope_id(
             assert all(m.data.results == () for m in got)  # nothing remembered yet
 
 
-async def test_bad_queries_are_logged_counted_and_dropped_and_the_service_keeps_answering(
+async def test_bad_queries_are_answered_with_the_field_at_fault_and_the_service_keeps_answering(
     memory_broker: InProcessBroker,
     tmp_path: Path,
     fake_embedder: HashEmbedder,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    def raw(data: dict[str, object]) -> RawMessage:
-        body = {"id": "bad", "type": "memory.query", "ts": 1.0, "source": "evil", "data": data}
+    def raw(id_: object, data: dict[str, object]) -> RawMessage:
+        body = {"id": id_, "type": "memory.query", "ts": 1.0, "source": "evil", "data": data}
         return RawMessage("memory/query", json.dumps(body).encode(), qos=1)
 
-    with trio.fail_after(20), caplog.at_level(logging.WARNING, logger="trioworks.bus"):
+    with trio.fail_after(20), caplog.at_level(logging.WARNING):
         async with (
             running(memory_broker, tmp_path / "m.db", fake_embedder) as memory,
             client(memory_broker) as llm,
         ):
             replies = Replies()
             await llm.subscribe("memory/results", replies)
-            await memory_broker.publish(raw({"text": "hi", "top_k": 0}))
-            await memory_broker.publish(raw({"text": "hi", "retrieval_strategy": "magic"}))
-            await memory_broker.publish(raw({"text": "hi", "top_k": 51, "context_window": 9}))
+            await memory_broker.publish(raw("b1", {"text": "hi", "top_k": 0}))
+            await memory_broker.publish(raw("b2", {"text": "hi", "retrieval_strategy": "magic"}))
+            await memory_broker.publish(raw("b3", {"text": "hi", "top_k": 51, "context_window": 9}))
+            await memory_broker.publish(raw(7, {"text": "no usable id", "top_k": 0}))  # logged only
             good = await llm.publish("memory/query", MemoryQuery(text="hi"))
-            [reply] = await replies.wait_for(1)
-            assert reply.envelope.id == good.id
+            got = await replies.wait_for(4)
+            by_id = {m.envelope.id: m.data for m in got}
+            assert set(by_id) == {"b1", "b2", "b3", good.id}
+            assert by_id[good.id].error is None
+            assert "$.data.top_k: must be >= 1, got 0" in by_id["b1"].error
+            assert "$.data.retrieval_strategy: expected one of" in by_id["b2"].error
+            assert "$.data.top_k: must be <= 50, got 51" in by_id["b3"].error
+            for bad in ("b1", "b2", "b3"):
+                assert (by_id[bad].query, by_id[bad].k, by_id[bad].results) == ("hi", 0, ())
             snap = memory.metrics.snapshot()
-            assert snap["bus.sub.memory/query.malformed"] == 3
+            assert snap["bus.sub.memory/query.malformed"] == 4
+            assert snap["memory.query.rejected"] == 3
+            assert snap["memory.query.unanswerable"] == 1
             assert snap["bus.sub.memory/query.handled"] == 1
             assert health(memory_broker)["ok"] is True
-    assert "'top_k' must be >= 1: 0" in caplog.text and "$.data.retrieval_strategy" in caplog.text
-    assert "'top_k' must be <= 50: 51" in caplog.text
+    assert "$.data.top_k: must be >= 1, got 0" in caplog.text  # logged by the bus too
+
+
+async def test_a_bad_query_is_answered_at_once_not_after_the_requesters_deadline(
+    memory_broker: InProcessBroker, tmp_path: Path, fake_embedder: HashEmbedder
+) -> None:
+    with trio.fail_after(20):
+        async with running(memory_broker, tmp_path / "m.db", fake_embedder), client(memory_broker) as llm:
+            # A requester whose contract is looser than memory's sends top_k 99 (forced past
+            # the attrs validator): it gets an error reply at once, not a RequestTimeout.
+            query = MemoryQuery(text="weather")
+            object.__setattr__(query, "top_k", 99)
+            started = trio.current_time()
+            reply = await llm.request("memory/query", query, reply_topic="memory/results", timeout=5)
+            assert trio.current_time() - started < 2.5
+            assert reply.data.error is not None and "$.data.top_k" in reply.data.error
 
 
 async def test_documents_survive_a_restart_and_ids_continue(

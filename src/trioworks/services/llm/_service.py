@@ -12,6 +12,7 @@ from trio_util import AsyncValue
 from ...bus import (
     Bus,
     BusError,
+    EnvelopeError,
     LLMCancel,
     LLMRequest,
     LLMResponse,
@@ -19,11 +20,14 @@ from ...bus import (
     MemoryQuery,
     Message,
     Overflow,
+    RawMessage,
     RequestTimeout,
     Route,
     Service,
     ToolSpec,
     TtsSay,
+    new_id,
+    salvage,
 )
 from ...core import RestartPolicy
 from .._text import SentenceChunker  # the one sentence chunker, shared with the router
@@ -92,7 +96,11 @@ class LLMService:
 
     Requests that cannot be served get an ``llm/response`` with ``error``: empty ``id`` or
     ``text``, an id already in flight, more than ``config.max_pending`` requests, a backend
-    failure. (Envelopes that break the contract are dropped and counted by the bus.)
+    failure. A request that breaks the contract (``rag_k`` 0, a wrong type, an unknown key) is
+    counted by the bus (``bus.sub.llm/request.malformed``) and answered at once with
+    ``error: "bad request: <the fields at fault>"``, its ``id`` and envelope id read from the
+    raw JSON as far as they can be (``llm.requests.malformed``); with neither readable it is
+    only logged (``llm.requests.unanswerable``).
     """
 
     def __init__(
@@ -116,7 +124,7 @@ class LLMService:
         self._service = Service(
             bus,
             [
-                Route("llm/request", self._on_request, capacity=64),
+                Route("llm/request", self._on_request, capacity=64, on_malformed=self._on_bad_request),
                 Route("llm/cancel", self._on_cancel, capacity=64),
                 Route(
                     "llm/tools/registry",
@@ -214,6 +222,23 @@ class LLMService:
             turn.scope.cancel()  # its cancel came first: answered "cancelled" without generating
         self.metrics.counter("llm.requests").inc()
         self._nursery.start_soon(self._serve, turn)
+
+    async def _on_bad_request(self, raw: RawMessage, error: EnvelopeError) -> None:
+        found = salvage(raw.payload)
+        request_id = found.text("id") or found.id
+        if request_id is None:
+            self.metrics.counter("llm.requests.unanswerable").inc()
+            logger.warning("llm: a malformed request without a readable id cannot be answered: %s", error)
+            return
+        self.metrics.counter("llm.requests.malformed").inc()
+        response = LLMResponse(id=request_id, error=f"bad request: {error}", provider=self.backend.provider)
+        # Bounded and never fatal: a reply that cannot go out is logged, like any other response.
+        with trio.move_on_after(5):
+            try:
+                await self.bus.publish("llm/response", response, id=found.id or new_id())
+            except Exception as exc:
+                logger.warning("llm: could not answer the malformed request %s: %s", request_id, exc)
+                self.metrics.counter("llm.responses.failed").inc()
 
     async def _serve(self, turn: _Turn) -> None:
         error: str | None = None

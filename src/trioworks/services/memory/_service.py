@@ -11,15 +11,18 @@ import trio
 
 from ...bus import (
     Bus,
+    EnvelopeError,
     FinalTranscript,
     MemoryQuery,
     MemoryResults,
     Message,
     Overflow,
+    RawMessage,
     Route,
     Service,
     ServiceFailed,
     TtsSay,
+    salvage,
 )
 from ...core import RestartIntensityExceeded, RestartPolicy, run_in_thread, supervise
 from ._bm25 import Bm25Indexer, tokenize
@@ -87,8 +90,12 @@ class MemoryService:
     never hold up ``memory/query``. The query route drops its *oldest* queued query when full
     (an old query is the likeliest to be past its deadline).
 
-    Bad queries (``top_k`` 0, an unknown strategy, ...) are rejected by the bus's codec before
-    they reach this service: logged and counted in ``bus.sub.memory/query.malformed``, no reply.
+    Bad queries (``top_k`` 0, an unknown strategy, ...) are rejected by the bus's codec: logged
+    and counted in ``bus.sub.memory/query.malformed``, then answered at once on
+    ``memory/results`` with empty results, ``k`` 0 and ``error`` naming each bad field
+    (``"... $.data.top_k: must be >= 1, got 0"``), under the query's envelope id when it can be
+    read (``memory.query.rejected``); one without a readable id is only logged
+    (``memory.query.unanswerable``).
     """
 
     def __init__(
@@ -133,7 +140,12 @@ class MemoryService:
                 Route("stt/final", self._on_transcript, capacity=256, overflow=Overflow.DROP_NEWEST),
                 Route("tts/say", self._on_say, capacity=256, overflow=Overflow.DROP_NEWEST),
                 Route(
-                    "memory/query", self._on_query, capacity=32, overflow=Overflow.DROP_OLDEST, concurrency=2
+                    "memory/query",
+                    self._on_query,
+                    capacity=32,
+                    overflow=Overflow.DROP_OLDEST,
+                    concurrency=2,
+                    on_malformed=self._on_bad_query,
                 ),
             ],
             restart=restart,
@@ -346,3 +358,17 @@ class MemoryService:
             logger.warning(
                 "memory: query %s not answered within %s s; dropped", message.envelope.id, self.query_deadline
             )
+
+    async def _on_bad_query(self, raw: RawMessage, error: EnvelopeError) -> None:
+        found = salvage(raw.payload)
+        if found.id is None:
+            self.metrics.counter("memory.query.unanswerable").inc()
+            logger.warning("memory: a malformed query without a readable id cannot be answered: %s", error)
+            return
+        results = MemoryResults(query=found.text("text") or "", k=0, error=str(error))
+        with trio.move_on_after(self.query_deadline) as deadline:
+            await self.bus.publish("memory/results", results, id=found.id)
+            self.metrics.counter("memory.query.rejected").inc()
+        if deadline.cancelled_caught:
+            self.metrics.counter("memory.query.timed_out").inc()
+            logger.warning("memory: the error reply to query %s could not be sent in time", found.id)
