@@ -5,13 +5,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import AsyncIterator, Callable
 
+import attrs
 import trio
 
-from _fake_tts import make_synthesizer
+from _collector import Collector
+from _fake_tts import NullSink, make_synthesizer
 from trioworks.bus import (
     Bus,
+    FinalTranscript,
+    InProcessBroker,
+    InProcessTransport,
     LLMCancel,
     LLMRequest,
     LLMResponse,
@@ -19,7 +25,10 @@ from trioworks.bus import (
     Message,
     Route,
     Service,
+    WakeEvent,
 )
+from trioworks.services.router import RouterConfig, RouterService
+from trioworks.services.tts import TtsConfig, TtsService
 
 DELTA_CHARS = 12  # the fake llm streams its reply 12 characters at a time
 
@@ -88,3 +97,73 @@ class FakeLlm:
 
 RATE = 1000  # fake audio: 1000 samples/s, 40 bytes per character = 20 ms of speech per character
 fake_synthesizer = make_synthesizer(rate=RATE, bytes_per_char=40, delay=0.001)
+
+
+SENTENCES = [
+    f"This is sentence number {i} of the answer, long enough to be spoken alone." for i in range(1, 21)
+]
+LONG = " ".join(SENTENCES)  # ~1,500 characters: 13 s of deltas, 30 s of speech
+
+
+def echo(request: LLMRequest) -> str:
+    return f"You said: {request.text}. That is all I have to say about it, thank you for asking!"
+
+
+@attrs.define
+class Rig:
+    router: RouterService
+    llm: FakeLlm
+    client: Bus
+    wire: Collector  # everything on the bus, in publish order
+
+    async def hear(self, text: str) -> None:
+        await self.client.publish("stt/final", FinalTranscript(text=text, utt_id="stt-" + text[:8], ts=1.0))
+
+    async def interrupt(self) -> None:
+        await self.client.publish("wake/event", WakeEvent(type="interrupt", cause="barge_in"))
+
+    async def wake(self, type: str = "wake") -> None:
+        await self.client.publish("wake/event", WakeEvent(type=type))  # type: ignore[arg-type]
+
+    def on(self, topic: str) -> list[object]:
+        return [m.data for m in self.wire.messages if m.topic == topic]
+
+    async def wait_for(self, topic: str, count: int = 1) -> None:
+        while len(self.on(topic)) < count:
+            await self.wire.wait_for(len(self.wire.messages) + 1)
+
+    def order(self, topic: str, **fields: object) -> list[int]:
+        """Positions on the wire of ``topic`` messages whose data has ``fields``."""
+        return [
+            i
+            for i, m in enumerate(self.wire.messages)
+            if m.topic == topic and all(getattr(m.data, k) == v for k, v in fields.items())
+        ]
+
+
+@contextlib.asynccontextmanager
+async def running(
+    script: Callable[[LLMRequest], str | None] = echo,
+    config: RouterConfig | None = None,
+    *,
+    start_router: bool = True,
+    done_after: float | None = None,
+) -> AsyncIterator[Rig]:
+    broker = InProcessBroker()
+    tts = TtsService(
+        Bus(InProcessTransport(broker), source="tts"),
+        TtsConfig(player="wav", aggregate_window=0.5),
+        synthesizer=fake_synthesizer,
+        sink=NullSink(),
+    )
+    llm = FakeLlm(Bus(InProcessTransport(broker), source="llm"), script, done_after=done_after)
+    router = RouterService(Bus(InProcessTransport(broker), source="router"), config)
+    client = Bus(InProcessTransport(broker), source="client")
+    wire = Collector()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(client.run)
+        await client.subscribe("#", wire, capacity=10_000)
+        for component in (tts, llm.service, router) if start_router else (tts, llm.service):
+            await nursery.start(component.run)
+        yield Rig(router, llm, client, wire)
+        nursery.cancel_scope.cancel()

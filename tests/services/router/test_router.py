@@ -6,95 +6,13 @@ fake synthesis speaks 20 ms per character, so a turn takes seconds of virtual ti
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator, Callable
-
-import attrs
 import pytest
 import trio
 import trio.testing
-from router_helpers import FakeLlm, fake_synthesizer
+from router_helpers import LONG, echo, running
 
-from _collector import Collector
-from _fake_tts import NullSink
-from trioworks.bus import (
-    Bus,
-    FinalTranscript,
-    InProcessBroker,
-    InProcessTransport,
-    LLMRequest,
-    TtsControl,
-    TtsSay,
-    WakeEvent,
-)
-from trioworks.services.router import RouterConfig, RouterConfigError, RouterService, chunk_sentences
-from trioworks.services.tts import TtsConfig, TtsService
-
-SENTENCES = [
-    f"This is sentence number {i} of the answer, long enough to be spoken alone." for i in range(1, 21)
-]
-LONG = " ".join(SENTENCES)  # ~1,500 characters: 13 s of deltas, 30 s of speech
-
-
-def echo(request: LLMRequest) -> str:
-    return f"You said: {request.text}. That is all I have to say about it, thank you for asking!"
-
-
-@attrs.define
-class Rig:
-    router: RouterService
-    llm: FakeLlm
-    client: Bus
-    wire: Collector  # everything on the bus, in publish order
-
-    async def hear(self, text: str) -> None:
-        await self.client.publish("stt/final", FinalTranscript(text=text, utt_id="stt-" + text[:8], ts=1.0))
-
-    async def interrupt(self) -> None:
-        await self.client.publish("wake/event", WakeEvent(type="interrupt", cause="barge_in"))
-
-    def on(self, topic: str) -> list[object]:
-        return [m.data for m in self.wire.messages if m.topic == topic]
-
-    async def wait_for(self, topic: str, count: int = 1) -> None:
-        while len(self.on(topic)) < count:
-            await self.wire.wait_for(len(self.wire.messages) + 1)
-
-    def order(self, topic: str, **fields: object) -> list[int]:
-        """Positions on the wire of ``topic`` messages whose data has ``fields``."""
-        return [
-            i
-            for i, m in enumerate(self.wire.messages)
-            if m.topic == topic and all(getattr(m.data, k) == v for k, v in fields.items())
-        ]
-
-
-@contextlib.asynccontextmanager
-async def running(
-    script: Callable[[LLMRequest], str | None] = echo,
-    config: RouterConfig | None = None,
-    *,
-    start_router: bool = True,
-    done_after: float | None = None,
-) -> AsyncIterator[Rig]:
-    broker = InProcessBroker()
-    tts = TtsService(
-        Bus(InProcessTransport(broker), source="tts"),
-        TtsConfig(player="wav", aggregate_window=0.5),
-        synthesizer=fake_synthesizer,
-        sink=NullSink(),
-    )
-    llm = FakeLlm(Bus(InProcessTransport(broker), source="llm"), script, done_after=done_after)
-    router = RouterService(Bus(InProcessTransport(broker), source="router"), config)
-    client = Bus(InProcessTransport(broker), source="client")
-    wire = Collector()
-    async with trio.open_nursery() as nursery:
-        await nursery.start(client.run)
-        await client.subscribe("#", wire, capacity=10_000)
-        for component in (tts, llm.service, router) if start_router else (tts, llm.service):
-            await nursery.start(component.run)
-        yield Rig(router, llm, client, wire)
-        nursery.cancel_scope.cancel()
+from trioworks.bus import TtsControl, TtsSay
+from trioworks.services.router import RouterConfig, RouterConfigError, chunk_sentences
 
 
 async def test_a_full_turn_speaks_the_reply_in_sentences(autojump_clock: trio.testing.MockClock) -> None:

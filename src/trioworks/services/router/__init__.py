@@ -7,12 +7,14 @@
 - :func:`chunk_sentences` / :class:`SentenceChunker`: the pure sentence chunker (defined in
   :mod:`trioworks.services`, re-exported here).
 - :class:`History`, :class:`Exchange`: the bounded conversation history.
+- :class:`WakeWindow`: when a transcript may start a turn (``RouterConfig.wake_required``).
 """
 
 from .._text import BOUNDARIES, SentenceChunker, chunk_sentences
 from ._config import RouterConfig, RouterConfigError
 from ._history import Exchange, History, TurnEnd
 from ._service import RouterService
+from ._wake import WakeWindow
 
 __all__ = [
     "BOUNDARIES",
@@ -23,5 +25,6 @@ __all__ = [
     "RouterService",
     "SentenceChunker",
     "TurnEnd",
+    "WakeWindow",
     "chunk_sentences",
 ]

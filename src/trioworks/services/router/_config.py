@@ -26,6 +26,11 @@ def _at_least(low: float, kind: type | tuple[type, ...] = (int, float)):  # type
     return check
 
 
+def _is_bool(_: object, attribute: attrs.Attribute[bool], value: bool) -> None:
+    if not isinstance(value, bool):
+        raise RouterConfigError(attribute.name, f"expected true or false, got {value!r}")
+
+
 @attrs.frozen(kw_only=True)
 class RouterConfig:
     """How the router runs a conversation turn."""
@@ -52,6 +57,13 @@ class RouterConfig:
     rag_k: int = attrs.field(default=5, validator=_at_least(1, int))
     voice: str | None = None
     """``tts/say.voice``; None lets the tts service use its own."""
+    wake_required: bool = attrs.field(default=False, validator=_is_bool)
+    """True: an ``stt/final`` starts a turn only inside the wake window (py-tars' behaviour);
+    False (the default): every ``stt/final`` starts a turn."""
+    wake_window: float = attrs.field(default=8.0, validator=_at_least(0.001))
+    """Seconds the window stays open after ``wake/event`` ``wake`` (or ``interrupt``), and after
+    each turn ends, so a conversation goes on without the wake word. ``wake/event`` ``timeout``
+    or ``cancelled`` closes it."""
 
     def __attrs_post_init__(self) -> None:
         if self.max_chunk < self.min_chunk:

@@ -28,6 +28,7 @@ from ...core import RestartIntensityExceeded, RestartPolicy, supervise
 from .._text import SentenceChunker
 from ._config import RouterConfig
 from ._history import Exchange, History, TurnEnd
+from ._wake import WakeWindow
 
 __all__ = ["RouterService"]
 
@@ -84,6 +85,12 @@ class RouterService:
     waits for the tts ``speaking_end``/``stopped`` of that utt_id (at most
     ``config.speech_timeout`` s) -> the exchange is added to the history.
 
+    Wake window (``config.wake_required``, off by default): an ``stt/final`` starts a turn only
+    while the :class:`WakeWindow` is open: ``config.wake_window`` s after ``wake/event``
+    ``wake`` (or ``interrupt``), while a turn runs, and ``config.wake_window`` s after each turn
+    ends (the conversation goes on); ``wake/event`` ``timeout``/``cancelled`` closes it.
+    Transcripts outside it are ignored (``router.transcripts.outside_window``).
+
     Cancellation: a ``wake/event`` ``interrupt`` cancels the current turn's scope (``barge_in``);
     a new ``stt/final`` while a turn runs **replaces** it (``superseded``: the user spoke again,
     so the answer in progress is moot; only the newest waiting transcript gets a turn); no delta
@@ -104,6 +111,7 @@ class RouterService:
         self.bus = bus
         self.config = config if config is not None else RouterConfig()
         self.history = History(self.config.history_exchanges)
+        self.wake = WakeWindow(required=self.config.wake_required, length=self.config.wake_window)
         self._restart = restart
         # Bounded; a full queue holds up the stt/final route (BLOCK), never grows.
         self._pending_send, self._pending_recv = trio.open_memory_channel[FinalTranscript](16)
@@ -129,6 +137,7 @@ class RouterService:
         self._says = metrics.counter("router.says")
         self._ignored = metrics.counter("router.stream.ignored")
         self._overflow = metrics.counter("router.stream.dropped")
+        self._outside = metrics.counter("router.transcripts.outside_window")
 
     @property
     def current_turn(self) -> str | None:
@@ -180,14 +189,25 @@ class RouterService:
         final: FinalTranscript = message.data
         if not final.is_final or not final.text.strip():
             return
+        if not self.wake.is_open:
+            self._outside.inc()
+            logger.info("router: no wake word; ignored %r", final.text)
+            return
         if self._current is not None:
             self._current.cancel("superseded")
         await self._pending_send.send(final)
 
     async def _on_wake(self, message: Message) -> None:
         event: WakeEvent = message.data
+        if event.type == "wake":
+            self.wake.open()
+            return
+        if event.type in ("timeout", "cancelled"):
+            self.wake.close()
+            return
         if event.type != "interrupt":
             return
+        self.wake.open()  # the user is talking to the assistant: what they say next counts
         if self._current is not None:
             self._current.cancel("barge_in")
             return
@@ -241,6 +261,7 @@ class RouterService:
     async def _turn(self, final: FinalTranscript) -> None:
         turn = _Turn.create(final)
         self._current = turn
+        self.wake.turn_started()
         self._started.inc()
         try:
             with turn.scope:
@@ -251,6 +272,7 @@ class RouterService:
             turn.end("error")
         finally:
             self._current = None  # from here on its late deltas are ignored
+            self.wake.turn_ended()
             turn.end("shutdown")  # only if nothing else ended it: the service is being cancelled
             if turn.ended in _CANCELLED:
                 self._cancelled.inc()
