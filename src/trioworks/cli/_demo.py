@@ -20,6 +20,7 @@ from ..dag import AsyncLocalRuntime, NodeStatus, WorkflowResult
 from . import _demo_workflow as etl
 from ._dag import run_workflow
 from ._demo_flow import flow_section
+from ._demo_voice import voice_section
 from ._loader import LoadedWorkflow, load_workflow
 from ._progress import NodeProgress
 from ._report import summary_table, totals_line
@@ -191,4 +192,5 @@ def _dag_highlights(
 SECTIONS: list[DemoSection] = [
     DemoSection("DAG runner: a small ETL on the Kailash API", _dag_section),
     DemoSection("Worker and server: a workflow on the embedded server", flow_section),
+    DemoSection("Voice services: one voice turn, a WAV question in and a WAV answer out", voice_section),
 ]

@@ -1,0 +1,435 @@
+"""``trioworks services run | say | ask``: the voice services from the command line.
+
+- ``run`` serves the chosen services (one nursery, one process) until SIGINT (exit 130) or
+  SIGTERM (exit 0); each service leaves its retained ``system/health/<name>`` ``stopped``.
+- ``say`` speaks a text through the tts service (in process, or the one behind the broker).
+- ``ask`` runs one voice turn from a WAV file (:mod:`._voice_turn`, shared with the demo).
+
+The wiring lives in :mod:`._voice_stack`; this module turns flags into settings and errors into
+one-line messages (exit 2 for bad input, 1 for what is missing or failed at run time).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TypeVar
+
+import trio
+
+from ..bus import ServiceFailed
+from ..services.llm import LLMConfig, LLMConfigError
+from ..services.stt import AudioError, ProgramMissing, SttConfig, SttConfigError, mic_source
+from ..services.stt import SttService as _SttService
+from ..services.tts import CommandSink
+from ._errors import CliError
+from ._server import single_error
+from ._streams import Streams
+from ._voice_stack import (
+    SERVICE_NAMES,
+    BusFactory,
+    Unavailable,
+    VoiceSettings,
+    default_data_dir,
+    freeze_heap,
+    parse_bus,
+    parse_only,
+    prepare_process,
+    probe_broker,
+    start_stack,
+)
+from ._voice_turn import TurnResult, ask, say
+
+__all__ = ["register"]
+
+T = TypeVar("T")
+
+
+def register(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    services = commands.add_parser(
+        "services",
+        parents=[common],
+        help="run the voice services, speak a text, or ask a question from a WAV file",
+        description="The voice assistant's services (stt, memory, llm, tts, router) on an in-process bus "
+        "or an MQTT broker. Exit codes: 0 ok, 1 a service, broker or program is missing or failed, "
+        "2 bad input, 130 interrupted.",
+    )
+    sub = services.add_subparsers(title="subcommands", metavar="SUBCOMMAND")
+    bus = argparse.ArgumentParser(add_help=False)
+    bus.add_argument(
+        "--bus",
+        type=_bus_type,
+        default=os.environ.get("TRIOWORKS_BUS", "memory"),
+        metavar="memory|mqtt://HOST:PORT",
+        help="the in-process bus (default, or $TRIOWORKS_BUS) or an MQTT broker",
+    )
+    bus.add_argument(
+        "--audio-dir",
+        type=Path,
+        default=_env_path("TRIOWORKS_AUDIO_DIR"),
+        metavar="DIR",
+        help="write speech as WAV files here (default: a sound card if there is one, else WAV files "
+        "in $TMPDIR/trioworks-tts; or $TRIOWORKS_AUDIO_DIR)",
+    )
+    bus.add_argument("--voice", default="en-us", help="espeak-ng voice of the tts (default en-us)")
+    stack = argparse.ArgumentParser(add_help=False)
+    stack.add_argument(
+        "--data",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help=f"memory store directory (default $TRIOWORKS_DATA, else {_shown(default_data_dir())})",
+    )
+    stack.add_argument(
+        "--llm-base-url", metavar="URL", help="an OpenAI-compatible server (default: offline rules)"
+    )
+    stack.add_argument("--llm-model", metavar="NAME", help="model name for --llm-base-url")
+    stack.add_argument(
+        "--llm-api-key-env",
+        metavar="VAR",
+        help="environment variable holding the API key (default OPENAI_API_KEY)",
+    )
+    stack.add_argument(
+        "--phrase",
+        action="append",
+        default=[],
+        metavar="TEXT",
+        help="recognise only these sentences (repeatable; a grammar: exact on synthetic speech)",
+    )
+    stack.add_argument(
+        "--remember",
+        action="append",
+        default=[],
+        metavar="FACT",
+        help="store FACT in memory first (repeatable)",
+    )
+
+    run = sub.add_parser(
+        "run",
+        parents=[common, bus, stack],
+        help="serve the voice services until Ctrl-C",
+        description="Run the chosen services in one process until SIGINT (exit 130) or SIGTERM (exit 0).",
+    )
+    run.add_argument(
+        "--only",
+        default=None,
+        metavar="LIST",
+        help=f"comma-separated services out of {','.join(SERVICE_NAMES)} (default: all but stt; all with --mic)",
+    )
+    run.add_argument("--mic", action="store_true", help="stt listens to the microphone (ALSA arecord)")
+    run.set_defaults(handler=_run_command)
+
+    say_parser = sub.add_parser(
+        "say",
+        parents=[common, bus],
+        help="speak TEXT through the tts service",
+        description="Publish tts/say and wait for its speaking_end; print the WAV path (or the device).",
+    )
+    say_parser.add_argument("text", metavar="TEXT")
+    say_parser.add_argument(
+        "--timeout", type=_seconds, default=30.0, metavar="S", help="wait at most S s (30)"
+    )
+    say_parser.set_defaults(handler=_say_command)
+
+    ask_parser = sub.add_parser(
+        "ask",
+        parents=[common, bus, stack],
+        help="one voice turn: a WAV question in, a spoken answer out",
+        description="Transcribe WAV (stt here), let router, llm (with memory) and tts answer, and print the "
+        "transcript, the memory hits, the answer and the reply's WAV path. With --bus memory the "
+        "whole stack runs in this process; over MQTT the other services must be running.",
+    )
+    ask_parser.add_argument("wav", type=Path, metavar="WAV")
+    ask_parser.add_argument("--timeout", type=_seconds, default=60.0, metavar="S", help="the whole turn (60)")
+    ask_parser.set_defaults(handler=_ask_command)
+    services.set_defaults(handler=_usage(services))
+
+
+# --- flags -> settings ------------------------------------------------------------------------
+
+
+def _usage(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace, Streams], int]:
+    def handler(args: argparse.Namespace, io: Streams) -> int:
+        parser.print_usage(io.err.file)
+        raise CliError("give a subcommand: run, say or ask")
+
+    return handler
+
+
+def _bus_type(text: str) -> str:
+    try:
+        return parse_bus(text)
+    except CliError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("--bus: ")) from None
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, got {text!r}")
+    return value
+
+
+def _env_path(name: str) -> Path | None:
+    value = os.environ.get(name)
+    return Path(value).expanduser() if value else None
+
+
+def _shown(path: Path) -> str:
+    home = str(Path.home())
+    return "~" + str(path)[len(home) :] if str(path).startswith(home) else str(path)
+
+
+def _llm_config(args: argparse.Namespace) -> LLMConfig:
+    url = getattr(args, "llm_base_url", None)
+    if url is None:
+        for flag in ("llm_model", "llm_api_key_env"):
+            if getattr(args, flag, None):
+                raise CliError(f"--{flag.replace('_', '-')}: only used with --llm-base-url")
+        return LLMConfig()  # the offline rules (not a language model)
+    if not args.llm_model:
+        raise CliError("--llm-model: required with --llm-base-url (the model the server should run)")
+    key_var = args.llm_api_key_env or "OPENAI_API_KEY"
+    key = os.environ.get(key_var)
+    if args.llm_api_key_env and not key:
+        raise CliError(f"--llm-api-key-env: ${key_var} is not set")
+    try:
+        return LLMConfig(provider="openai", base_url=url, model=args.llm_model, api_key=key)
+    except LLMConfigError as exc:
+        raise CliError(f"--llm-base-url: {exc.problem}") from exc
+
+
+def _settings(args: argparse.Namespace, *, realtime: bool) -> VoiceSettings:
+    try:
+        stt = SttConfig(phrases=tuple(getattr(args, "phrase", ())))
+    except SttConfigError as exc:
+        raise CliError(f"--phrase: {exc.problem}") from exc
+    data = getattr(args, "data", None)
+    return VoiceSettings(
+        bus=args.bus,
+        data_dir=data if data is not None else default_data_dir(),
+        audio_dir=args.audio_dir,
+        llm=_llm_config(args),
+        stt=stt,
+        voice=args.voice,
+        realtime=realtime,
+        remember=tuple(getattr(args, "remember", ())),
+    )
+
+
+def _make_data_dir(settings: VoiceSettings) -> None:
+    try:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CliError(f"--data: cannot create {settings.data_dir}: {exc.strerror or exc}") from exc
+
+
+def _trio_run(main: Callable[[], Awaitable[T]]) -> T:
+    """``trio.run(main)`` with the voice stack's failures turned into one-line CLI errors."""
+    try:
+        return trio.run(main)
+    except BaseException as exc:
+        error = single_error(exc)
+        if isinstance(error, CliError | KeyboardInterrupt):
+            raise error from None
+        if isinstance(error, ProgramMissing):
+            raise Unavailable(str(error)) from error
+        if isinstance(error, AudioError):
+            raise CliError(str(error)) from error
+        if isinstance(error, SttConfigError):
+            raise CliError(f"--phrase: {error.problem}") from error
+        if isinstance(error, ServiceFailed):
+            raise Unavailable(str(error)) from error
+        if type(error).__name__ == "MemoryStoreError":  # not imported here: it would load numpy
+            raise CliError(f"--data: {error}") from error
+        raise
+
+
+# --- run --------------------------------------------------------------------------------------
+
+
+def _run_command(args: argparse.Namespace, io: Streams) -> int:
+    names = (
+        parse_only(args.only)
+        if args.only is not None
+        else tuple(n for n in SERVICE_NAMES if args.mic or n != "stt")
+    )
+    if "stt" in names and not args.mic:
+        raise CliError("--only: stt needs --mic to listen to (`services ask` transcribes its WAV itself)")
+    if args.mic and "stt" not in names:
+        raise CliError("--mic: only the stt service listens to it; add stt to --only")
+    if args.remember and "memory" not in names:
+        raise CliError("--remember: the memory service is not among --only")
+    settings = _settings(args, realtime=True)
+    if "memory" in names:
+        _make_data_dir(settings)
+    prepare_process()
+    return _trio_run(lambda: _serve(settings, names, mic=args.mic, io=io))
+
+
+async def _serve(settings: VoiceSettings, names: tuple[str, ...], *, mic: bool, io: Streams) -> int:
+    """The services of ``names`` in one nursery until a signal: 130 for SIGINT, 0 for SIGTERM."""
+    code = 0
+    buses = BusFactory(settings.bus)
+    if not buses.in_process:
+        await probe_broker(settings.bus)
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+
+            async def stop_on_signal() -> None:
+                nonlocal code
+                async for signum in signals:
+                    code = 130 if signum == signal.SIGINT else 0
+                    io.note(f"{signal.Signals(signum).name}: stopping the services")
+                    nursery.cancel_scope.cancel()
+                    return
+
+            nursery.start_soon(stop_on_signal)
+            source = mic_source() if mic else None
+            stack = await start_stack(nursery, names, settings, buses, stt_source=source)
+            freeze_heap()
+            where = "the in-process bus" if buses.in_process else settings.bus
+            io.note(
+                f"serving {', '.join(stack.names)} on {where}"
+                + _details(settings, names)
+                + "; Ctrl-C to stop"
+            )
+            if stack.stt is not None:
+                nursery.start_soon(_mic_ended, stack.stt)
+    io.note("services stopped")
+    return code
+
+
+def _details(settings: VoiceSettings, names: tuple[str, ...]) -> str:
+    parts = []
+    if "memory" in names:
+        parts.append(f"memory {settings.memory_path}")
+    if "llm" in names:
+        llm = settings.llm
+        parts.append(
+            f"llm {llm.model} at {llm.base_url}" if llm.provider == "openai" else "llm offline rules"
+        )
+    if "tts" in names and settings.audio_dir is not None:
+        parts.append(f"speech to {settings.audio_dir}")
+    return f" ({'; '.join(parts)})" if parts else ""
+
+
+async def _mic_ended(stt: _SttService) -> None:
+    await stt.finished.wait()
+    raise Unavailable("the microphone stream ended (arecord stopped): is there a capture device?")
+
+
+# --- say --------------------------------------------------------------------------------------
+
+
+def _say_command(args: argparse.Namespace, io: Streams) -> int:
+    settings = _settings(args, realtime=False)
+    if not args.text.strip():
+        raise CliError("TEXT: nothing to say")
+    return _trio_run(lambda: _say(settings, args.text, args.timeout, io))
+
+
+async def _say(settings: VoiceSettings, text: str, limit: float, io: Streams) -> int:
+    buses = BusFactory(settings.bus)
+    if not buses.in_process:
+        await probe_broker(settings.bus)
+    async with trio.open_nursery() as nursery:
+        # In process the tts runs here; over MQTT the one behind the broker speaks.
+        stack = await start_stack(nursery, ("tts",) if buses.in_process else (), settings, buses)
+        client = buses("cli")
+        await nursery.start(client.run)
+        result = await say(client, text, limit=limit, voice=None)
+        nursery.cancel_scope.cancel()
+    if result.event is None:
+        health = result.health or "nothing on system/health/tts"
+        raise Unavailable(
+            f"no speaking_end from the tts within {limit:g} s ({health}): is it running on this bus?"
+        )
+    if result.event == "stopped":
+        io.error(f"the tts stopped the utterance: {result.reason}")
+        return 1
+    if result.path is not None:
+        io.write(str(result.path))
+    else:
+        sink = stack.tts.sink if stack.tts is not None else None
+        device = sink.command[0] if isinstance(sink, CommandSink) else "the tts service's audio device"
+        io.write(f"played on {device}")
+    return 0
+
+
+# --- ask --------------------------------------------------------------------------------------
+
+
+def _ask_command(args: argparse.Namespace, io: Streams) -> int:
+    settings = _settings(args, realtime=False)
+    if not args.wav.is_file():
+        raise CliError(f"no such file: {args.wav}")
+    in_process = settings.bus == "memory"
+    if settings.remember and not in_process:
+        raise CliError(
+            "--remember: the memory service runs behind the broker; give the facts to "
+            "`trioworks services run --remember ...` where it runs"
+        )
+    if in_process:
+        _make_data_dir(settings)
+    prepare_process()
+
+    async def main() -> TurnResult:
+        if not in_process:
+            await probe_broker(settings.bus)
+        return await ask(
+            settings,
+            args.wav,
+            limit=args.timeout,
+            freeze=True,
+            on_started=lambda s: io.note(f"services ready in {s:.1f} s"),
+        )
+
+    result = _trio_run(main)
+    show_turn(result, io)
+    if result.problem is not None:
+        io.error(result.problem)
+        return 1
+    if result.llm_error is not None:
+        io.error(f"the llm failed: {result.llm_error}")
+        return 1
+    return 0
+
+
+def show_turn(result: TurnResult, io: Streams) -> None:
+    """The turn as lines on stdout: transcript, memory hits, answer, reply, timings."""
+    lines = []
+    if result.transcript is not None:
+        confidence = f" (confidence {result.confidence:.2f})" if result.confidence is not None else ""
+        lines.append(f"transcript: {result.transcript}{confidence}")
+    if result.rag_asked:
+        hits = [h for h in result.hits if h.context_type == "target"]
+        if not hits:
+            lines.append(
+                "memory:     (no hits)" if result.rag_seconds is not None else "memory:     (no reply)"
+            )
+        for i, hit in enumerate(hits):
+            label = "memory:    " if i == 0 else "           "
+            lines.append(f"{label} {hit.score:.4f}  {hit.document.get('text', '')}")
+    if result.answer is not None or result.llm_error is not None:
+        via = f" ({result.provider}, {result.model})" if result.provider else ""
+        lines.append(f"answer:     {result.answer if result.answer is not None else ''}{via}")
+    for path in result.reply_paths:
+        lines.append(f"reply:      {path}")
+    if result.turn_id is not None and result.answer and not result.reply_paths and result.spoken:
+        lines.append("reply:      played on the tts service's audio device")
+    timings = []
+    if result.first_audio is not None:
+        timings.append(f"end of speech -> first audio {result.first_audio * 1000:.0f} ms")
+    if result.rag_seconds is not None:
+        timings.append(f"RAG round trip {result.rag_seconds * 1000:.0f} ms")
+    if timings:
+        lines.append(f"timing:     {'; '.join(timings)}")
+    for line in lines:
+        io.write(line)
