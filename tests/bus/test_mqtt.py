@@ -186,6 +186,29 @@ async def test_qos1_is_not_lost_across_a_broker_restart(fresh_mosquitto, nursery
     assert transport.metrics.snapshot()["mqtt.connections_lost"] >= 1
 
 
+async def test_health_is_published_again_after_a_broker_restart(
+    fresh_mosquitto, nursery: trio.Nursery
+) -> None:  # type: ignore[no-untyped-def]
+    # The fixture's broker keeps nothing across a restart (no persistence): without the bus
+    # saying it again, the retained health of a service that is up would be gone.
+    def make(name: str) -> Bus:
+        transport = MqttTransport(fresh_mosquitto.url, client_id=name, reconnect=FAST_RECONNECT, keep_alive=5)
+        return Bus(transport, source=name)
+
+    service, observer = make("svc"), make("observer")
+    await nursery.start(service.run)
+    await service.publish_health(True, "ready")
+    await trio.to_thread.run_sync(functools.partial(fresh_mosquitto.restart, down_for=0.3))
+    with trio.fail_after(20):
+        await service.transport.connections.wait_value(lambda n: n >= 2)
+        await nursery.start(observer.run)
+        health = Collector()
+        await observer.subscribe("system/health/svc", health)
+        [message] = await health.wait_for(1)
+    assert message.retained and message.data == HealthStatus(ok=True, event="ready")
+    assert service.metrics.snapshot()["bus.health.restored"] >= 1
+
+
 async def test_connects_once_the_broker_comes_up_and_drops_qos0_while_down(
     fresh_mosquitto, nursery: trio.Nursery
 ) -> None:  # type: ignore[no-untyped-def]

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 import trio
+from trio_util import AsyncValue
 
 from ..core import Correlator, Metrics, RestartPolicy
 from ._codec import Envelope, Message, encode, new_id, spec_for, type_for_topic
@@ -59,6 +60,7 @@ class Bus:
         self._route_lock = trio.Lock()
         self._names: set[str] = set()
         self._exit_health: tuple[str, str | None] = ("stopped", None)
+        self._health: HealthStatus | None = None  # the last one published, restored on reconnect
         self.goodbye_timeout = 2.0
         will = self._envelope(
             health_topic(source), HealthStatus(ok=False, event="offline", err="connection lost")
@@ -93,6 +95,9 @@ class Bus:
             # enough to send the goodbye below; its scope is cancelled explicitly after it.
             transport_scope.shield = True
             self._nursery = nursery
+            connections = getattr(self.transport, "connections", None)  # transports that reconnect
+            if isinstance(connections, AsyncValue):
+                nursery.start_soon(self._restore_health, connections)
             try:
                 task_status.started()
                 await trio.sleep_forever()
@@ -109,6 +114,22 @@ class Bus:
                 # The subscriptions die with the transport; a later run() starts afresh.
                 self._reply_routes.clear()
                 self._names.clear()
+
+    async def _restore_health(self, connections: AsyncValue[int]) -> None:
+        # After a lost connection the broker has published our last will ("offline"), and a
+        # broker restarted without persistence has forgotten every retained message: say again
+        # what we last said, on each new connection.
+        seen = connections.value
+        while True:
+            seen = await connections.wait_value(lambda n, last=seen: n > last)
+            health = self._health
+            if health is None:
+                continue
+            try:
+                await self.publish(health_topic(self.source), health)
+                self.metrics.counter("bus.health.restored").inc()
+            except Exception:
+                logger.warning("bus %r could not restore its health", self.source, exc_info=True)
 
     def set_exit_health(self, event: str, err: str | None = None) -> None:
         """What the final health message (published when :meth:`run` ends) says."""
@@ -160,8 +181,14 @@ class Bus:
         return await self.publish(topic, data, id=request.envelope.id, **kwargs)
 
     async def publish_health(self, ok: bool, event: str, err: str | None = None) -> Envelope:
-        """Publish this service's retained ``system/health/<source>``."""
-        return await self.publish(health_topic(self.source), HealthStatus(ok=ok, event=event, err=err))
+        """Publish this service's retained ``system/health/<source>``.
+
+        Over a transport that reconnects (MQTT), the last health published is published again
+        on each new connection (it replaces the broker's last will, ``offline``).
+        """
+        health = HealthStatus(ok=ok, event=event, err=err)
+        self._health = health
+        return await self.publish(health_topic(self.source), health)
 
     async def clear_retained(self, topic: str) -> None:
         """Remove the broker's retained message on ``topic`` (an empty retained publish, QoS 1).
