@@ -11,7 +11,7 @@ import trio
 import trio.testing
 from router_helpers import LONG, echo, running
 
-from trioworks.bus import TtsControl, TtsSay
+from trioworks.bus import LLMResponse, LLMStreamDelta, TtsControl, TtsSay
 from trioworks.services.router import RouterConfig, RouterConfigError, chunk_sentences
 
 
@@ -212,3 +212,28 @@ async def test_speech_that_ended_before_the_stream_did_ends_the_turn(
     done = [i for i, m in enumerate(rig.wire.messages) if m.topic == "llm/stream" and m.data.done]
     assert rig.order("tts/status", event="speaking_end")[-1] < done[0]  # the case under test
     assert rig.router.history.exchanges[0].ended == "done"
+
+
+async def test_a_response_that_overtakes_the_last_deltas_still_says_the_whole_reply(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # Over MQTT llm/stream and llm/response are separate subscriptions (separate queues and
+    # tasks at the router): the response can be handled before the last deltas.
+    reply = "The first part of the answer comes streamed. The rest of it only with the response!"
+    async with running(lambda r: None, config=RouterConfig(min_chunk=10)) as rig:
+        await rig.hear("a question")
+        with trio.fail_after(30):
+            await rig.wait_for("llm/request")
+            request_id = rig.llm.requests[0].id
+            await rig.llm.bus.publish("llm/stream", LLMStreamDelta(id=request_id, seq=0, delta=reply[:30]))
+            await rig.llm.bus.publish("llm/response", LLMResponse(id=request_id, reply=reply))
+            await rig.router.wait_turns(1)
+            # The overtaken deltas arrive after the turn is over: ignored, not said again.
+            await rig.llm.bus.publish(
+                "llm/stream", LLMStreamDelta(id=request_id, seq=1, delta=reply[30:], done=True)
+            )
+            await trio.sleep(5)
+    assert " ".join(s.text for s in rig.on("tts/say")) == reply
+    (exchange,) = rig.router.history.exchanges
+    assert (exchange.reply, exchange.ended) == (reply, "done")
+    assert rig.router.bus.metrics.counter("router.reply.from_response").value == 1

@@ -138,6 +138,7 @@ class RouterService:
         self._ignored = metrics.counter("router.stream.ignored")
         self._overflow = metrics.counter("router.stream.dropped")
         self._outside = metrics.counter("router.transcripts.outside_window")
+        self._from_response = metrics.counter("router.reply.from_response")
 
     @property
     def current_turn(self) -> str | None:
@@ -308,10 +309,17 @@ class RouterService:
                     if item.error is not None:
                         logger.warning("router: turn %s: the llm failed: %s", turn.id, item.error)
                         turn.end("error")
-                    elif not turn.reply and item.reply:  # a reply that was not streamed
-                        turn.reply.append(item.reply)
-                        for chunk in chunker.feed(item.reply):
-                            await self._say(turn, chunk)
+                    elif item.reply:
+                        # The whole reply. Over MQTT llm/response and llm/stream are separate
+                        # subscriptions, so the response can overtake the last deltas (or the
+                        # reply was not streamed at all): say what the stream has not said yet.
+                        streamed = "".join(turn.reply)
+                        if item.reply.startswith(streamed) and len(item.reply) > len(streamed):
+                            rest = item.reply[len(streamed) :]
+                            turn.reply.append(rest)
+                            self._from_response.inc()
+                            for chunk in chunker.feed(rest):
+                                await self._say(turn, chunk)
                     break
                 if item.seq <= turn.last_seq:
                     self._ignored.inc()  # a duplicate (QoS 0 over a reconnect)

@@ -1,0 +1,134 @@
+"""Whole voice turns through every service: a WAV question (espeak-ng) -> stt (pocketsphinx) ->
+router -> llm (offline) -> tts (espeak-ng) -> ``tts/status speaking_end``, on the in-process bus
+and on a real mosquitto; and a conversation that goes on across a broker restart.
+
+Real programs and real time: every bound is seconds.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import trio
+from voice_helpers import ANSWER, QUESTION, MakeBus, Stack, speak_wav, start_stack, stt_for
+
+from _fake_tts import NullSink, make_synthesizer
+from _services import MosquittoBroker
+from trioworks.bus import (
+    Bus,
+    FinalTranscript,
+    HealthStatus,
+    InProcessBroker,
+    InProcessTransport,
+    MqttTransport,
+)
+from trioworks.core import RetryPolicy
+from trioworks.services.tts import TtsConfig, TtsService
+
+FAST = RetryPolicy(max_attempts=1000, base_delay=0.05, factor=2.0, max_delay=0.5, jitter=0.5)
+_ids = itertools.count()
+
+
+@pytest.fixture(params=["in-process", "mosquitto"])
+def make_bus(request: pytest.FixtureRequest) -> Iterator[MakeBus]:
+    if request.param == "in-process":
+        broker = InProcessBroker()
+        yield lambda source: Bus(InProcessTransport(broker, client_id=source), source=source)
+    else:
+        mosquitto: MosquittoBroker = request.getfixturevalue("fresh_mosquitto")
+        yield lambda source: Bus(
+            MqttTransport(mosquitto.url, client_id=f"{source}-{next(_ids)}", reconnect=FAST), source=source
+        )
+
+
+async def test_a_spoken_question_is_answered_aloud(
+    make_bus: MakeBus, espeak_ng: str, sox: str, tmp_path: Path
+) -> None:
+    wav = speak_wav(espeak_ng, sox, tmp_path / "question.wav", QUESTION)
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            stack = await start_stack(nursery, make_bus, tmp_path)
+            stt = stt_for(make_bus, wav)
+            await nursery.start(stt.run)  # transcribing starts now: everyone is listening
+            await stack.wire.wait_until(lambda: stack.wire.status("speaking_end"))
+            await stack.memory.wait_documents(2)  # the question and the spoken answer
+            nursery.cancel_scope.cancel()
+    wire = stack.wire
+    [final] = wire.on("stt/final")
+    assert final.data.text == QUESTION
+    [request] = wire.on("llm/request")
+    assert request.data.text == QUESTION and request.envelope.source == "router"
+    [response] = wire.on("llm/response")
+    assert (response.data.id, response.data.reply, response.data.error) == (request.data.id, ANSWER, None)
+    says = wire.on("tts/say")
+    assert " ".join(s.data.text for s in says) == ANSWER
+    assert {s.data.utt_id for s in says} == {request.data.id}  # one utterance: the turn's
+    [end] = wire.status("speaking_end")
+    assert end.data.utt_id == request.data.id
+    # In causal order on the wire.
+    order = [wire.messages.index(m) for m in (final, request, says[0], wire.status("speaking_start")[0], end)]
+    assert order == sorted(order)
+    # The answer is a real WAV of a few seconds of speech.
+    info = await trio.run_process([sox, "--i", "-D", end.data.path], capture_stdout=True)
+    assert float(info.stdout) > 2.0
+    [exchange] = stack.router.history.exchanges
+    assert (exchange.user, exchange.reply, exchange.ended) == (QUESTION, ANSWER, "done")
+    assert len(stack.memory) >= 2
+
+
+async def test_the_conversation_goes_on_across_a_broker_restart(
+    fresh_mosquitto: MosquittoBroker, tmp_path: Path
+) -> None:
+    """Every service reconnects and re-subscribes on its own; the next turn works and carries
+    the history of the one before; each service's retained health is back to ready."""
+
+    def make_bus(source: str) -> Bus:
+        transport = MqttTransport(fresh_mosquitto.url, client_id=source, reconnect=FAST, keep_alive=5)
+        return Bus(transport, source=source)
+
+    fake_tts = TtsService(
+        make_bus("tts"),
+        TtsConfig(player="wav"),
+        synthesizer=make_synthesizer(rate=1000, bytes_per_char=10, delay=0.001),
+        sink=NullSink(),
+    )
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            stack = await start_stack(nursery, make_bus, tmp_path, tts=fake_tts)
+            await stack.client.publish("stt/final", FinalTranscript(text="my name is Ada"))
+            await stack.router.wait_turns(1)
+
+            before = len(stack.wire.messages)
+            await trio.to_thread.run_sync(functools.partial(fresh_mosquitto.restart, down_for=0.5))
+            for bus in stack.buses:
+                await bus.transport.connections.wait_value(lambda n: n >= 2)  # type: ignore[attr-defined]
+            await _wait_healthy(stack, before)  # retained health is gone with the broker: said again
+
+            await stack.client.publish("stt/final", FinalTranscript(text="what is my name"))
+            await stack.router.wait_turns(2)
+            await stack.wire.wait_until(lambda: len(stack.wire.status("speaking_end")) >= 2)
+            nursery.cancel_scope.cancel()
+    first, second = stack.router.history.exchanges
+    assert (first.ended, second.ended) == ("done", "done")
+    assert second.user == "what is my name" and second.reply.endswith("You said: what is my name")
+    [_, request] = stack.wire.on("llm/request")
+    assert [m.content for m in request.data.conversation_history] == [first.user, first.reply]
+    for bus in stack.buses:
+        assert bus.transport.metrics.snapshot()["mqtt.connections_lost"] >= 1  # type: ignore[attr-defined]
+
+
+async def _wait_healthy(stack: Stack, since: int) -> None:
+    """Until every service's health on the wire after position ``since`` says ready."""
+    services = {bus.source for bus in stack.buses} - {"client"}
+    while True:
+        seen: dict[str, HealthStatus] = {}
+        for message in stack.wire.messages[since:]:
+            if message.topic.startswith("system/health/"):
+                seen[message.topic.rsplit("/", 1)[1]] = message.data
+        if all(name in seen and seen[name] == HealthStatus(ok=True, event="ready") for name in services):
+            return
+        await stack.wire.wait_for(len(stack.wire.messages) + 1)
