@@ -1,7 +1,14 @@
 """HTTP client of the worker API: OAuth token cache, error mapping, retries.
 
-A thin layer over :class:`httpx.AsyncClient`; pass ``transport=`` (e.g. :class:`httpx.MockTransport`
-or :class:`httpx.ASGITransport`) to talk to a fake or in-process server.
+A thin layer over httpx; pass ``transport=`` (e.g. :class:`httpx.MockTransport` or
+:class:`httpx.ASGITransport`) to talk to a fake or in-process server.
+
+The worker's own calls (poll, heartbeat, complete, fail, upload) build their :class:`httpx.Request`
+and hand it straight to the transport. :class:`httpx.AsyncClient` would add URL merging, cookie
+jars, auth and redirect handling and event hooks that these calls never use; on the bench machine
+that was about 0.3 ms of CPU per call, a fifth of the worker's cost per no-op activity. The token
+fetch and downloads go through the client. With a proxy in the environment every call goes
+through the client, which picks the proxy.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ from typing import Any
 import httpx
 import trio
 
+from .. import __version__
 from ..core import RetryPolicy, retry
 from ._config import WorkerConfig
 from ._errors import ApiError, AuthenticationError, LeaseLostError
@@ -91,12 +99,13 @@ class WorkerApiClient:
         limits = httpx.Limits(max_connections=None, max_keepalive_connections=64)
         if transport is None and not _proxy_from_env():
             transport = worker_transport(limits)
+        self._base = config.api_url.rstrip("/")
+        self._transport = transport
         self._http = httpx.AsyncClient(
-            base_url=config.api_url.rstrip("/"),
-            transport=transport,
-            timeout=config.request_timeout,
-            limits=limits,
+            base_url=self._base, transport=transport, timeout=config.request_timeout, limits=limits
         )
+        self._headers = {"User-Agent": f"trioworks-worker/{__version__}", "Accept": "application/json"}
+        self._extensions = {"timeout": httpx.Timeout(config.request_timeout).as_dict()}
         self._token: str | None = None
         self._refresh_at = 0.0
         self._token_lock = trio.Lock()
@@ -163,12 +172,15 @@ class WorkerApiClient:
     ) -> httpx.Response:
         for attempt in (1, 2):
             auth = await self._auth_headers()
-            response = await self._http.request(
-                method,
-                path,
-                json=json,
-                content=body() if body is not None else None,
-                headers={**(headers or {}), **auth},
+            response = await self._exchange(
+                httpx.Request(
+                    method,
+                    self._base + path,
+                    json=json,
+                    content=body() if body is not None else None,
+                    headers={**self._headers, **(headers or {}), **auth},
+                    extensions=self._extensions,
+                )
             )
             if response.status_code == 401 and attempt == 1 and auth:
                 self._forget(auth)
@@ -180,6 +192,18 @@ class WorkerApiClient:
         if lease and response.status_code in (404, 409):
             raise LeaseLostError(*error.args)
         raise error
+
+    async def _exchange(self, request: httpx.Request) -> httpx.Response:
+        """Send ``request`` and read the whole response (closing it even when cancelled)."""
+        if self._transport is None:
+            return await self._http.send(request)
+        response = await self._transport.handle_async_request(request)
+        response.request = request
+        try:
+            await response.aread()
+        finally:
+            await response.aclose()
+        return response
 
     async def _send(self, method: str, path: str, retry_policy: RetryPolicy | None = None, **kw: Any) -> Any:
         async def once() -> httpx.Response:
