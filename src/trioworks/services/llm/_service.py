@@ -49,6 +49,10 @@ CANCELLED = "cancelled"
 """The ``error`` of the ``llm/response`` that ends a cancelled request."""
 
 
+def _plain(text: str) -> str:
+    return " ".join(text.split()).casefold()
+
+
 def make_backend(config: LLMConfig) -> Backend:
     """The backend ``config.provider`` names."""
     if config.provider == "openai":
@@ -351,7 +355,10 @@ class LLMService:
             return []
         self.metrics.counter("llm.rag.answered").inc()
         texts = [r.document.get("text") for r in reply.data.results if r.context_type == "target"]
-        return [t for t in texts if isinstance(t, str) and t.strip()]
+        # Memory ingests every stt/final, so the question itself (just said, or asked before) is
+        # often the best hit; it is not context for its own answer.
+        asked = _plain(request.text)
+        return [t for t in texts if isinstance(t, str) and t.strip() and _plain(t) != asked]
 
     def _messages(self, request: LLMRequest, context: list[str]) -> tuple[ChatMessage, ...]:
         system = request.system or self.config.system_prompt
