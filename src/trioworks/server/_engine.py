@@ -39,6 +39,8 @@ __all__ = [
     "new_activities",
     "owned_check",
     "pending_activity",
+    "schedule_row",
+    "workflow_failure",
 ]
 
 S = ActivityStatus
@@ -75,7 +77,7 @@ def _template_failure(row: ActivityRow, exc: TemplateError, now: float) -> Activ
     return attrs.evolve(row, status=S.FAILED, error=error, completed_at=now)
 
 
-def _schedule(
+def schedule_row(
     spec: ActivityDef,
     row: ActivityRow,
     by_key: Mapping[str, ActivityRow],
@@ -110,7 +112,8 @@ def advance(
 
     Returns the new workflow row and the new list of rows (same order). A workflow that is
     already completed or failed is returned unchanged. Linear in the number of activities per
-    pass; a chain of skips takes one pass per link.
+    pass; a chain of skips takes one pass per link. This is the rule as a whole; a completion
+    applies it incrementally with :func:`._progress.progress`, which a property test holds to it.
     """
     rows = list(rows)
     if workflow.status in (WorkflowStatus.COMPLETED, WorkflowStatus.FAILED):
@@ -124,7 +127,7 @@ def advance(
         for i, row in enumerate(rows):
             if row.status is not S.NOT_SCHEDULED:
                 continue
-            new = _schedule(specs[row.key], row, by_key, ctx, now)
+            new = schedule_row(specs[row.key], row, by_key, ctx, now)
             if new is not None:
                 rows[i] = by_key[row.key] = new
                 changed = True
@@ -143,13 +146,7 @@ def fail_workflow(
     Running activities keep their claim (with no retry left): their worker learns through a 409
     on its next heartbeat; a completion or failure it reports is still recorded.
     """
-    error = failed.error or {}
-    message = f"activity {failed.key!r} failed: {error.get('code', 'ERROR')}: {error.get('message', '')}"
-    cascade = {
-        "code": "WORKFLOW_FAILED",
-        "message": f"not run: activity {failed.key!r} failed",
-        "retryable": False,
-    }
+    workflow, cascade = workflow_failure(workflow, failed, now)
     new_rows = [
         attrs.evolve(r, status=S.FAILED, error=cascade, completed_at=now)
         if r.status.unclaimed
@@ -160,8 +157,22 @@ def fail_workflow(
         else r
         for r in rows
     ]
-    workflow = attrs.evolve(workflow, status=WorkflowStatus.FAILED, error_message=message, updated_at=now)
     return workflow, new_rows
+
+
+def workflow_failure(
+    workflow: WorkflowRow, failed: ActivityRow, now: float
+) -> tuple[WorkflowRow, dict[str, Any]]:
+    """The failed workflow row and the error its unclaimed activities get (see :func:`fail_workflow`)."""
+    error = failed.error or {}
+    message = f"activity {failed.key!r} failed: {error.get('code', 'ERROR')}: {error.get('message', '')}"
+    cascade = {
+        "code": "WORKFLOW_FAILED",
+        "message": f"not run: activity {failed.key!r} failed",
+        "retryable": False,
+    }
+    workflow = attrs.evolve(workflow, status=WorkflowStatus.FAILED, error_message=message, updated_at=now)
+    return workflow, cascade
 
 
 def claim_row(row: ActivityRow, worker_id: str, now: float) -> ActivityRow:

@@ -183,6 +183,9 @@ class ActivityRow:
     cost_usd: float = 0.0
     usage: list[dict[str, JSON]] | None = None
     signal_data: dict[str, JSON] | None = None
+    # Bookkeeping for incremental scheduling: how many of its distinct dependencies have not
+    # completed or been skipped yet (meaningful while it is not_scheduled).
+    waiting_for: int = 0
 
     def lease_expired(self, now: float) -> bool:
         return (

@@ -2,7 +2,8 @@
 
 A backend subclasses it with a :class:`Dialect`, a ``connect()`` and a ``transaction()``
 (SQLite: ``BEGIN IMMEDIATE``; Postgres: the driver's transaction). The rules themselves live in
-:mod:`._engine`; this module only loads rows, calls the engine and writes back what changed.
+:mod:`._engine` and :mod:`._progress`; this module (definitions, workflows, signals, files) and
+:mod:`._sqlqueue` (the activity queue) only load rows, call the rules and write what changed.
 """
 
 from __future__ import annotations
@@ -20,27 +21,23 @@ from ._models import (
     Definition,
     DefinitionSummary,
     FileRecord,
-    PendingActivity,
     PutDefinitionResult,
     StoredDefinition,
     WorkflowPage,
     WorkflowRow,
     WorkflowStatus,
 )
+from ._progress import waiting_counts
 from ._sqlbase import (
-    ACTIVITY_COLUMNS,
-    ACTIVITY_MUTABLE,
     INSERT_ACTIVITY,
-    UPDATE_ACTIVITY,
     WORKFLOW_COLUMNS,
-    SqlBase,
     Tx,
     activity_values,
     loads,
-    row_to_activity,
     row_to_workflow,
     workflow_values,
 )
+from ._sqlqueue import SqlQueue
 from ._wire import canonical_json, definition_body
 
 __all__ = ["SqlStorage"]
@@ -48,11 +45,26 @@ __all__ = ["SqlStorage"]
 S = ActivityStatus
 
 
-class SqlStorage(SqlBase):
+_PUT_DEFINITION_ATTEMPTS = 50
+
+
+class SqlStorage(SqlQueue):
     """The :class:`Storage` operations. Subclasses set ``dialect`` and implement ``connect``/``transaction``."""
 
     # -- definitions --------------------------------------------------------------------------
     def put_definition(self, definition: Definition, now: float) -> PutDefinitionResult:
+        # Two writers storing one name at once (Postgres; SQLite has one writer) both pick
+        # version N+1 and the primary key rejects the later. Running it again sees the winner's
+        # row and answers as a serial run would (unchanged, or N+2). Each rejection means
+        # another writer committed, so this ends; the bound only guards against a bug.
+        for _ in range(_PUT_DEFINITION_ATTEMPTS - 1):
+            try:
+                return self._put_definition(definition, now)
+            except self.dialect.integrity_errors:
+                continue
+        return self._put_definition(definition, now)
+
+    def _put_definition(self, definition: Definition, now: float) -> PutDefinitionResult:
         body = canonical_json(definition_body(definition))
         with self._tx() as db:
             latest = db.one(
@@ -125,6 +137,7 @@ class SqlStorage(SqlBase):
             )
             rows = engine.new_activities(workflow, stored.definition)
             advanced, rows = engine.advance(workflow, stored.definition, rows, now)
+            plan = self._plan(db, definition_name, stored.version)
             try:
                 db.exec(
                     f"INSERT INTO workflows ({WORKFLOW_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -132,8 +145,7 @@ class SqlStorage(SqlBase):
                 )
             except self.dialect.integrity_errors as exc:  # a concurrent submit won the unique_key
                 raise Conflict(f"a workflow with unique_key {unique_key!r} already exists") from exc
-            for row in rows:
-                db.exec(INSERT_ACTIVITY, activity_values(row))
+            db.many(INSERT_ACTIVITY, [activity_values(row) for row in waiting_counts(plan, rows)])
         return workflow
 
     def list_workflows(
@@ -157,17 +169,17 @@ class SqlStorage(SqlBase):
 
     def get_workflow(self, workflow_id: str) -> tuple[WorkflowRow, list[ActivityRow]]:
         with self._tx() as db:
-            return self._load(db, workflow_id, lock=False)
+            return self._load(db, workflow_id)
 
     def signal(
         self, workflow_id: str, activity_key: str, event_name: str, data: dict[str, Any] | None, now: float
     ) -> str:
         with self._tx() as db:
-            old = self._load(db, workflow_id, lock=True)
-            workflow, rows = old
-            index = next((i for i, r in enumerate(rows) if r.key == activity_key), None)
-            if index is None:
+            workflow = self._workflow(db, workflow_id, lock=True)
+            found = self._rows(db, workflow_id, [activity_key])
+            if not found:
                 raise NotFound(f"workflow {workflow_id} has no activity {activity_key!r}")
+            row = found[0]
             definition = self._definition(db, workflow.definition_name, workflow.definition_version)
             expected = (definition.activity(activity_key).settings or {}).get("wait_for_signal")
             if not expected:
@@ -176,160 +188,18 @@ class SqlStorage(SqlBase):
                 raise BadRequest(
                     f"activity {activity_key!r} waits for event {expected!r}, not {event_name!r}"
                 )
-            row = rows[index]
             if row.signal_data is not None or row.status not in (S.NOT_SCHEDULED, S.WAITING):
                 raise Conflict(f"activity {activity_key!r} was already signalled or is {row.status.value}")
             # The worker sees the signal's data as ``signal_data`` (the original SDK's ctx.signal).
             new_row = attrs.evolve(row, signal_data=data if data is not None else {})
             if row.status is S.WAITING:
                 new_row = attrs.evolve(new_row, status=S.PENDING, scheduled_for=now)
-            rows = [*rows[:index], new_row, *rows[index + 1 :]]
-            self._save(db, old, (workflow, rows))
+            self._write(db, [new_row])
         if row.status is S.WAITING:
             return f"activity {activity_key!r} resumed by event {event_name!r}"
         return (
             f"signal {event_name!r} stored; activity {activity_key!r} will start when its dependencies finish"
         )
-
-    # -- the queue ---------------------------------------------------------------------------
-    def _expire(self, db: Tx, where: str, params: tuple[Any, ...], now: float) -> int:
-        """Fail expired running rows with no retry left (and their workflows)."""
-        expired = db.all(
-            f"SELECT DISTINCT workflow_id FROM activities WHERE status = 'running' AND claimed_at + lease_seconds < ? "
-            f"AND retry_count >= max_retries{where}",
-            (now, *params),
-        )
-        for (workflow_id,) in expired:
-            old = self._load(db, workflow_id, lock=True)
-            workflow, rows = old[0], list(old[1])
-            for i, row in enumerate(rows):
-                if row.lease_expired(now) and row.retry_count >= row.max_retries:
-                    rows[i] = failed = engine.expire_row(row, now)
-                    if workflow.status is not WorkflowStatus.FAILED:
-                        workflow, rows = engine.fail_workflow(workflow, rows, failed, now)
-            self._save(db, old, (workflow, rows))
-        return len(expired)
-
-    def claim(self, worker: str, worker_id: str, max_activities: int, now: float) -> list[PendingActivity]:
-        with self._tx() as db:
-            self._expire(db, " AND worker = ?", (worker,), now)
-            candidates = db.all(
-                f"SELECT {ACTIVITY_COLUMNS} FROM activities WHERE worker = ? AND ("
-                "(status = 'pending' AND scheduled_for <= ?) OR "
-                "(status = 'running' AND claimed_at + lease_seconds < ? AND retry_count < max_retries)) "
-                f"ORDER BY scheduled_for, id LIMIT ?{self.dialect.skip_locked}",
-                (worker, now, now, max_activities),
-            )
-            claimed = []
-            for raw in candidates:
-                row = engine.claim_row(row_to_activity(raw), worker_id, now)
-                db.exec(UPDATE_ACTIVITY, (*activity_values(row, ACTIVITY_MUTABLE), row.id))
-                claimed.append(row)
-            for workflow_id in sorted({r.workflow_id for r in claimed}):
-                db.exec(
-                    "UPDATE workflows SET status = 'running', updated_at = ? WHERE id = ? AND status = 'created'",
-                    (now, workflow_id),
-                )
-            out = []
-            for row in claimed:
-                wf = db.one(
-                    "SELECT definition_name, definition_version FROM workflows WHERE id = ?",
-                    (row.workflow_id,),
-                )
-                assert wf is not None
-                out.append(engine.pending_activity(row, self._definition(db, wf[0], int(wf[1]))))
-        return out
-
-    def _activity(self, db: Tx, activity_id: str) -> tuple[tuple[WorkflowRow, list[ActivityRow]], int]:
-        row = db.one("SELECT workflow_id FROM activities WHERE id = ?", (activity_id,))
-        if row is None:
-            raise NotFound(f"activity {activity_id} not found")
-        loaded = self._load(db, row[0], lock=True)
-        index = next(i for i, r in enumerate(loaded[1]) if r.id == activity_id)
-        return loaded, index
-
-    def heartbeat(self, activity_id: str, worker_id: str, now: float) -> float:
-        with self._tx() as db:
-            (workflow, rows), index = self._activity(db, activity_id)
-            engine.owned_check(rows[index], worker_id, workflow, "heartbeat")
-            db.exec("UPDATE activities SET claimed_at = ? WHERE id = ?", (now, activity_id))
-        return rows[index].lease_seconds
-
-    def complete(
-        self,
-        activity_id: str,
-        worker_id: str,
-        output: dict[str, Any],
-        cost_usd: float,
-        usage: list[dict[str, Any]] | None,
-        now: float,
-    ) -> list[str]:
-        with self._tx() as db:
-            old, index = self._activity(db, activity_id)
-            workflow, rows = old
-            row = rows[index]
-            if row.status is S.COMPLETED and row.claimed_by == worker_id:
-                return ["activity was already completed by this worker; output unchanged"]
-            warnings = []
-            if (
-                workflow.status is WorkflowStatus.FAILED
-                and row.status is S.RUNNING
-                and row.claimed_by == worker_id
-            ):
-                warnings.append(f"workflow already failed: {workflow.error_message}")
-            else:
-                engine.owned_check(row, worker_id, workflow, "complete")
-            rows = list(rows)
-            rows[index] = engine.complete_row(row, output, cost_usd, usage, now)
-            definition = self._definition(db, workflow.definition_name, workflow.definition_version)
-            new = engine.advance(workflow, definition, rows, now)
-            self._save(db, old, new)
-        return warnings
-
-    def fail(
-        self,
-        activity_id: str,
-        worker_id: str,
-        error: dict[str, Any],
-        cost_usd: float,
-        usage: list[dict[str, Any]] | None,
-        now: float,
-    ) -> bool:
-        with self._tx() as db:
-            old, index = self._activity(db, activity_id)
-            workflow, rows = old
-            row = rows[index]
-            if row.claimed_by == worker_id and row.error == error:
-                if row.status is S.FAILED:
-                    return False  # the same report again
-                if row.status is S.PENDING:
-                    return True
-            if not (
-                workflow.status is WorkflowStatus.FAILED
-                and row.status is S.RUNNING
-                and row.claimed_by == worker_id
-            ):
-                engine.owned_check(row, worker_id, workflow, "fail")
-            definition = self._definition(db, workflow.definition_name, workflow.definition_version)
-            new_row, will_retry = engine.fail_row(row, definition, error, cost_usd, usage, now)
-            rows = list(rows)
-            rows[index] = new_row
-            if will_retry or workflow.status is WorkflowStatus.FAILED:
-                new = (workflow, rows)  # requeued; or recorded in a workflow that already failed
-            else:
-                new = engine.fail_workflow(workflow, rows, new_row, now)
-            self._save(db, old, new)
-        return will_retry
-
-    def sweep(self, now: float) -> int:
-        with self._tx() as db:
-            failed = self._expire(db, "", (), now)
-            requeued = db.exec(
-                "UPDATE activities SET status = 'pending', retry_count = retry_count + 1, claimed_at = NULL "
-                "WHERE status = 'running' AND claimed_at + lease_seconds < ? AND retry_count < max_retries",
-                (now,),
-            )
-        return failed + requeued
 
     # -- files --------------------------------------------------------------------------------
     def activity_exists(self, workflow_id: str, activity_key: str) -> bool:
@@ -341,20 +211,21 @@ class SqlStorage(SqlBase):
         return row is not None
 
     def put_file(self, record: FileRecord) -> None:
-        values = (record.size, record.content_type, record.created_at)
-        keys = (record.workflow_id, record.activity_key, record.filename)
+        # One statement: an UPDATE-then-INSERT races when two uploads of one new file meet.
         with self._tx() as db:
-            updated = db.exec(
-                "UPDATE files SET size = ?, content_type = ?, created_at = ? "
-                "WHERE workflow_id = ? AND activity_key = ? AND filename = ?",
-                (*values, *keys),
+            db.exec(
+                "INSERT INTO files (workflow_id, activity_key, filename, size, content_type, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (workflow_id, activity_key, filename) DO UPDATE "
+                "SET size = EXCLUDED.size, content_type = EXCLUDED.content_type, created_at = EXCLUDED.created_at",
+                (
+                    record.workflow_id,
+                    record.activity_key,
+                    record.filename,
+                    record.size,
+                    record.content_type,
+                    record.created_at,
+                ),
             )
-            if not updated:
-                db.exec(
-                    "INSERT INTO files (workflow_id, activity_key, filename, size, content_type, created_at) "
-                    "VALUES (?, ?, ?, ?, ?, ?)",
-                    (*keys, *values),
-                )
 
     def get_file(self, workflow_id: str, activity_key: str, filename: str) -> FileRecord:
         with self._tx() as db:

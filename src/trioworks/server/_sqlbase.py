@@ -1,9 +1,10 @@
 """Plumbing shared by the SQL backends: dialect, connection pool, transactions, row mapping,
-and :class:`SqlBase` (load and save one workflow's rows inside a transaction).
+schema (and its one migration), and :class:`SqlBase` (definitions cache, row loads and writes).
 
-The SQL in :mod:`._sql` is written once, in a portable subset (TEXT, INTEGER, a float type,
-``?`` placeholders); a :class:`Dialect` supplies the few things that differ. JSON is stored as
-TEXT so that both SQLite and Postgres read it back the same way.
+The SQL in :mod:`._sql` and :mod:`._sqlqueue` is written once, in a portable subset (TEXT,
+INTEGER, a float type, ``?`` placeholders, ``INSERT ... ON CONFLICT``, which SQLite has since
+3.24); a :class:`Dialect` supplies the few things that differ. JSON is stored as TEXT so that
+both SQLite and Postgres read it back the same way.
 """
 
 from __future__ import annotations
@@ -12,13 +13,14 @@ import contextlib
 import json
 import queue
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import attrs
 
 from ._errors import NotFound
 from ._models import ActivityRow, ActivityStatus, Definition, WorkflowRow, WorkflowStatus
+from ._progress import Plan, make_plan, waiting_counts
 from ._wire import load_definition
 
 __all__ = [
@@ -26,12 +28,14 @@ __all__ = [
     "ACTIVITY_MUTABLE",
     "INSERT_ACTIVITY",
     "UPDATE_ACTIVITY",
+    "UPDATE_WORKFLOW",
     "WORKFLOW_COLUMNS",
     "Dialect",
     "Pool",
     "SqlBase",
     "Tx",
     "activity_values",
+    "marks",
     "row_to_activity",
     "row_to_workflow",
     "schema",
@@ -46,9 +50,11 @@ class Dialect:
     name: str
     float_type: str  # SQLite REAL is 8 bytes; Postgres needs DOUBLE PRECISION for epoch seconds
     placeholder: str = "?"  # psycopg: "%s"
-    for_update: str = ""  # Postgres: " FOR UPDATE" (lock the workflow row)
-    skip_locked: str = ""  # Postgres: " FOR UPDATE SKIP LOCKED" (claim query)
+    for_update: str = ""  # Postgres: " FOR UPDATE" (lock the rows a change reads)
+    skip_locked: str = ""  # Postgres: " FOR UPDATE SKIP LOCKED" (claims and sweeps never wait)
     integrity_errors: tuple[type[BaseException], ...] = ()
+    schema_lock: str = ""  # a statement serializing schema creation between processes
+    extra_schema: tuple[str, ...] = ()  # indexes only this backend's planner needs
 
     def sql(self, text: str) -> str:
         return text if self.placeholder == "?" else text.replace("?", self.placeholder)
@@ -72,6 +78,19 @@ class Tx:
     def all(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         self._cur.execute(self.dialect.sql(sql), tuple(params))
         return list(self._cur.fetchall())
+
+    def many(self, sql: str, params: Sequence[Sequence[Any]]) -> None:
+        if params:
+            self._cur.executemany(self.dialect.sql(sql), [tuple(p) for p in params])
+
+    def columns(self, table: str) -> set[str]:
+        self._cur.execute(f"SELECT * FROM {table} WHERE 1 = 0")
+        return {d[0] for d in self._cur.description}
+
+
+def marks(count: int) -> str:
+    """``?, ?, ?`` for an ``IN (...)`` of ``count`` values."""
+    return ", ".join("?" * count)
 
 
 class Pool:
@@ -154,8 +173,8 @@ ACTIVITY_MUTABLE = tuple(
 
 
 _STATUSES = {s.value: s for s in ActivityStatus}
-# Per column: how to turn the stored value into the field's value (None: as it is). A complete
-# loads every row of its workflow, so this runs once per activity per change: keep it lean.
+# Per column: how to turn the stored value into the field's value (None: as it is). Runs for
+# every row read (a workflow listing reads them all): keep it lean.
 _DECODERS: tuple[Callable[[Any], Any] | None, ...] = tuple(
     loads if name in _JSON_FIELDS else _STATUSES.__getitem__ if name == "status" else None
     for name in _ACTIVITY_FIELDS
@@ -200,8 +219,10 @@ def schema(dialect: Dialect) -> list[str]:
             lease_seconds {f} NOT NULL, retry_count INTEGER NOT NULL, parameters TEXT,
             scheduled_for {f}, claimed_by TEXT, claimed_at {f}, started_at {f}, completed_at {f},
             output TEXT, error TEXT, cost_usd {f} NOT NULL, usage TEXT, signal_data TEXT,
-            UNIQUE (workflow_id, activity_key))""",
+            waiting_for INTEGER NOT NULL DEFAULT 0, UNIQUE (workflow_id, activity_key))""",
         "CREATE INDEX IF NOT EXISTS activities_queue ON activities (worker, status, scheduled_for)",
+        # "Has this workflow an unfinished activity?" after each completion, without a scan.
+        "CREATE INDEX IF NOT EXISTS activities_workflow_status ON activities (workflow_id, status)",
         "CREATE INDEX IF NOT EXISTS activities_running ON activities (status, claimed_at)",
         f"""CREATE TABLE IF NOT EXISTS files (
             workflow_id TEXT NOT NULL, activity_key TEXT NOT NULL, filename TEXT NOT NULL,
@@ -211,12 +232,13 @@ def schema(dialect: Dialect) -> list[str]:
 
 
 UPDATE_ACTIVITY = f"UPDATE activities SET {', '.join(f'{c} = ?' for c in ACTIVITY_MUTABLE)} WHERE id = ?"
-INSERT_ACTIVITY = f"INSERT INTO activities ({ACTIVITY_COLUMNS}) VALUES ({', '.join('?' * len(ACTIVITY_COLUMNS.split(',')))})"
+INSERT_ACTIVITY = f"INSERT INTO activities ({ACTIVITY_COLUMNS}) VALUES ({marks(len(_ACTIVITY_FIELDS))})"
 UPDATE_WORKFLOW = "UPDATE workflows SET status = ?, updated_at = ?, error_message = ? WHERE id = ?"
+_IN_CHUNK = 500  # keys per IN (...) list: far below both databases' limits on parameters
 
 
 class SqlBase:
-    """Connections, transactions, the definition cache, loading and saving one workflow's rows.
+    """Connections, transactions, the definitions cache, loading and writing rows.
 
     Subclasses set ``dialect`` and implement ``connect`` and ``transaction``.
     """
@@ -226,7 +248,7 @@ class SqlBase:
 
     def __init__(self) -> None:
         self._pool = Pool(self.connect)
-        self._definitions: dict[tuple[str, int], Definition] = {}  # immutable once stored
+        self._plans: dict[tuple[str, int], Plan] = {}  # definitions are immutable once stored
         self._cache_lock = threading.Lock()
 
     # -- backend hooks ----------------------------------------------------------------------
@@ -248,9 +270,29 @@ class SqlBase:
             yield Tx(cursor, self.dialect)
 
     def create_schema(self) -> None:
+        """Create what is missing (idempotent), then bring an older database up to date."""
         with self._tx() as db:
-            for statement in schema(self.dialect):
+            if self.dialect.schema_lock:
+                db.exec(self.dialect.schema_lock)
+            for statement in (*schema(self.dialect), *self.dialect.extra_schema):
                 db.exec(statement)
+            if "waiting_for" not in db.columns("activities"):
+                self._add_waiting_for(db)
+
+    def _add_waiting_for(self, db: Tx) -> None:
+        # Databases made before incremental scheduling: add the counter and fill it in for the
+        # workflows still in progress (the others never read it).
+        db.exec("ALTER TABLE activities ADD COLUMN waiting_for INTEGER NOT NULL DEFAULT 0")
+        workflows = db.all(
+            "SELECT id, definition_name, definition_version FROM workflows WHERE status IN ('created', 'running')"
+        )
+        for workflow_id, name, version in workflows:
+            plan = self._plan(db, name, int(version))
+            _, rows = self._load(db, workflow_id)
+            db.many(
+                "UPDATE activities SET waiting_for = ? WHERE id = ?",
+                [(r.waiting_for, r.id) for r in waiting_counts(plan, rows) if r.waiting_for],
+            )
 
     def close(self) -> None:
         self._pool.close()
@@ -260,48 +302,61 @@ class SqlBase:
             db.one("SELECT 1")
 
     def meta_setdefault(self, key: str, value: str) -> str:
+        # Two servers starting together both find no row: let the database pick the winner.
         with self._tx() as db:
-            row = db.one(f"SELECT value FROM meta WHERE key = ?{self.dialect.for_update}", (key,))
-            if row is not None:
-                return str(row[0])
-            db.exec("INSERT INTO meta (key, value) VALUES (?, ?)", (key, value))
-            return value
+            db.exec("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING", (key, value))
+            row = db.one("SELECT value FROM meta WHERE key = ?", (key,))
+        assert row is not None
+        return str(row[0])
 
-    def _definition(self, db: Tx, name: str, version: int) -> Definition:
+    def _plan(self, db: Tx, name: str, version: int) -> Plan:
         with self._cache_lock:
-            cached = self._definitions.get((name, version))
+            cached = self._plans.get((name, version))
         if cached is not None:
             return cached
         row = db.one("SELECT body FROM definitions WHERE name = ? AND version = ?", (name, version))
         if row is None:
             raise NotFound(f"workflow definition {name!r} version {version} not found")
-        definition = load_definition(loads(row[0]))
+        plan = make_plan(load_definition(loads(row[0])))
         with self._cache_lock:
-            self._definitions[(name, version)] = definition
-        return definition
+            self._plans[(name, version)] = plan
+        return plan
 
-    def _load(self, db: Tx, workflow_id: str, *, lock: bool) -> tuple[WorkflowRow, list[ActivityRow]]:
+    def _definition(self, db: Tx, name: str, version: int) -> Definition:
+        return self._plan(db, name, version).definition
+
+    def _workflow(self, db: Tx, workflow_id: str, *, lock: bool) -> WorkflowRow:
         suffix = self.dialect.for_update if lock else ""
         row = db.one(f"SELECT {WORKFLOW_COLUMNS} FROM workflows WHERE id = ?{suffix}", (workflow_id,))
         if row is None:
             raise NotFound(f"workflow {workflow_id} not found")
+        return row_to_workflow(row)
+
+    def _load(self, db: Tx, workflow_id: str) -> tuple[WorkflowRow, list[ActivityRow]]:
+        """A workflow and all its rows, unlocked: for reading only (a change loads what it changes)."""
+        workflow = self._workflow(db, workflow_id, lock=False)
         activities = db.all(
             f"SELECT {ACTIVITY_COLUMNS} FROM activities WHERE workflow_id = ? ORDER BY position",
             (workflow_id,),
         )
-        return row_to_workflow(row), [row_to_activity(a) for a in activities]
+        return workflow, [row_to_activity(a) for a in activities]
 
-    def _save(
-        self,
-        db: Tx,
-        old: tuple[WorkflowRow, list[ActivityRow]],
-        new: tuple[WorkflowRow, list[ActivityRow]],
-    ) -> None:
-        (old_wf, old_rows), (new_wf, new_rows) = old, new
-        if new_wf != old_wf:
-            db.exec(
-                UPDATE_WORKFLOW, (new_wf.status.value, new_wf.updated_at, new_wf.error_message, new_wf.id)
+    def _rows(self, db: Tx, workflow_id: str, keys: Sequence[str]) -> list[ActivityRow]:
+        """These activities of one workflow, locked (Postgres) like every row a change reads."""
+        out = []
+        for i in range(0, len(keys), _IN_CHUNK):
+            chunk = keys[i : i + _IN_CHUNK]
+            out += db.all(
+                f"SELECT {ACTIVITY_COLUMNS} FROM activities WHERE workflow_id = ? "
+                f"AND activity_key IN ({marks(len(chunk))}) ORDER BY position{self.dialect.for_update}",
+                (workflow_id, *chunk),
             )
-        for before, after in zip(old_rows, new_rows, strict=True):
-            if before != after:
-                db.exec(UPDATE_ACTIVITY, (*activity_values(after, ACTIVITY_MUTABLE), after.id))
+        return [row_to_activity(r) for r in out]
+
+    def _write(self, db: Tx, rows: Iterable[ActivityRow]) -> None:
+        db.many(UPDATE_ACTIVITY, [(*activity_values(r, ACTIVITY_MUTABLE), r.id) for r in rows])
+
+    def _write_workflow(self, db: Tx, workflow: WorkflowRow) -> None:
+        db.exec(
+            UPDATE_WORKFLOW, (workflow.status.value, workflow.updated_at, workflow.error_message, workflow.id)
+        )

@@ -1,0 +1,266 @@
+""":class:`SqlQueue`: the activity queue (claim, heartbeat, complete, fail, sweep) in portable SQL.
+
+Every change reads only the rows it changes: a completion locks its workflow row, its own row
+and its dependents (see :mod:`._progress`), never the whole workflow, so its cost does not grow
+with the workflow's width. A final failure fails the rest of the workflow with two ``UPDATE``
+statements.
+
+Locking (Postgres; SQLite has one writer and ignores the dialect's lock clauses): whoever waits
+for a lock takes workflow rows first (one at a time, or several in id order) and then activity
+rows of that workflow. Rows that are ``pending`` or ``running`` are also changed without the
+workflow lock, by claims, heartbeats and sweeps; those never wait while holding a lock another
+transaction might wait for: claims and sweeps take rows ``FOR UPDATE SKIP LOCKED`` and mark a
+``created`` workflow ``running`` only if they can lock it at once (else they leave that
+candidate for the next poll); a heartbeat locks its one row and reads its workflow unlocked.
+The cascade of a failure is an ``UPDATE ... WHERE status IN (...)``, which re-checks each row
+after waiting for its lock, so a row claimed meanwhile stays claimed (and loses its retries).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import attrs
+
+from . import _engine as engine
+from ._errors import NotFound
+from ._models import ActivityRow, ActivityStatus, PendingActivity, WorkflowRow, WorkflowStatus
+from ._progress import progress
+from ._sqlbase import ACTIVITY_COLUMNS, SqlBase, Tx, dumps, marks, row_to_activity
+
+__all__ = ["SqlQueue"]
+
+S = ActivityStatus
+_UNCLAIMED = ", ".join(f"'{s.value}'" for s in S if s.unclaimed)
+_UNFINISHED = ", ".join(f"'{s.value}'" for s in S if s not in (S.COMPLETED, S.SKIPPED))
+_EXPIRED = "status = 'running' AND claimed_at + lease_seconds < ?"
+
+# A claim takes the oldest rows among two sets, each read in order through its own index so
+# that (on Postgres) SKIP LOCKED streams, skipping the rows other polls hold and stopping at the
+# limit, instead of sorting every pending row on each poll: pending rows that are due, and
+# running rows whose lease expired with retries left.
+_CLAIM_PENDING = (
+    f"SELECT {ACTIVITY_COLUMNS} FROM activities WHERE worker = ? AND status = 'pending' "
+    "AND scheduled_for <= ? ORDER BY scheduled_for, id LIMIT ?"
+)
+_CLAIM_EXPIRED = (
+    f"SELECT {ACTIVITY_COLUMNS} FROM activities WHERE worker = ? AND {_EXPIRED} "
+    "AND retry_count < max_retries ORDER BY scheduled_for, id LIMIT ?"
+)
+
+
+class _Rows:
+    """The :class:`~._progress.RowSource` of one workflow inside one transaction."""
+
+    def __init__(self, storage: SqlBase, db: Tx, workflow_id: str) -> None:
+        self._storage, self._db, self._workflow_id = storage, db, workflow_id
+
+    def rows(self, keys: Sequence[str]) -> list[ActivityRow]:
+        return self._storage._rows(self._db, self._workflow_id, keys)
+
+
+class SqlQueue(SqlBase):
+    """The queue operations of :class:`~._storage.Storage`, shared by every SQL backend."""
+
+    def claim(self, worker: str, worker_id: str, max_activities: int, now: float) -> list[PendingActivity]:
+        skip = self.dialect.skip_locked
+        with self._tx() as db:
+            self._expire(db, " AND worker = ?", (worker,), now)
+            found = db.all(_CLAIM_EXPIRED + skip, (worker, now, max_activities))
+            found += db.all(_CLAIM_PENDING + skip, (worker, now, max_activities))
+            # The oldest of both sets; rows locked here but not taken stay as they are (and
+            # locked, so skipped by other polls, only until this transaction ends).
+            candidates = sorted(map(row_to_activity, found), key=lambda r: (r.scheduled_for, r.id))
+            del candidates[max_activities:]
+            if not candidates:
+                return []
+            ids = sorted({c.workflow_id for c in candidates})
+            workflows = {
+                r[0]: r
+                for r in db.all(
+                    f"SELECT id, status, definition_name, definition_version FROM workflows WHERE id IN ({marks(len(ids))})",
+                    ids,
+                )
+            }
+            created = [w for w in ids if workflows[w][1] == WorkflowStatus.CREATED.value]
+            if created:
+                # Never wait here: we already hold activity locks (see the module docstring).
+                locked = [
+                    r[0]
+                    for r in db.all(
+                        f"SELECT id FROM workflows WHERE id IN ({marks(len(created))}) AND status = 'created' "
+                        f"ORDER BY id{skip}",
+                        created,
+                    )
+                ]
+                if locked:
+                    db.exec(
+                        f"UPDATE workflows SET status = 'running', updated_at = ? WHERE id IN ({marks(len(locked))})",
+                        (now, *locked),
+                    )
+                busy = set(created) - set(locked)
+                candidates = [c for c in candidates if c.workflow_id not in busy]
+            claimed = [engine.claim_row(c, worker_id, now) for c in candidates]
+            self._write(db, claimed)
+            return [
+                engine.pending_activity(
+                    row,
+                    self._definition(db, workflows[row.workflow_id][2], int(workflows[row.workflow_id][3])),
+                )
+                for row in claimed
+            ]
+
+    def heartbeat(self, activity_id: str, worker_id: str, now: float) -> float:
+        # The most frequent call (every activity, about three times a lease) locks only its own
+        # row, not the workflow: claims of sibling rows go on meanwhile. Its row lock waits for
+        # a transaction that holds the row (complete, fail), so a workflow failed by a sibling
+        # is seen failed here; it holds nothing else, so it cannot be part of a deadlock.
+        with self._tx() as db:
+            found = db.one(
+                f"SELECT {ACTIVITY_COLUMNS} FROM activities WHERE id = ?{self.dialect.for_update}",
+                (activity_id,),
+            )
+            if found is None:
+                raise NotFound(f"activity {activity_id} not found")
+            row = row_to_activity(found)
+            workflow = self._workflow(db, row.workflow_id, lock=False)
+            engine.owned_check(row, worker_id, workflow, "heartbeat")
+            db.exec("UPDATE activities SET claimed_at = ? WHERE id = ?", (now, activity_id))
+        return row.lease_seconds
+
+    def complete(
+        self,
+        activity_id: str,
+        worker_id: str,
+        output: dict[str, Any],
+        cost_usd: float,
+        usage: list[dict[str, Any]] | None,
+        now: float,
+    ) -> list[str]:
+        with self._tx() as db:
+            workflow, row = self._locked_activity(db, activity_id)
+            if row.status is S.COMPLETED and row.claimed_by == worker_id:
+                return ["activity was already completed by this worker; output unchanged"]
+            warnings = []
+            if (
+                workflow.status is WorkflowStatus.FAILED
+                and row.status is S.RUNNING
+                and row.claimed_by == worker_id
+            ):
+                warnings.append(f"workflow already failed: {workflow.error_message}")
+            else:
+                engine.owned_check(row, worker_id, workflow, "complete")
+            done = engine.complete_row(row, output, cost_usd, usage, now)
+            self._write(db, [done])
+            if workflow.status not in (WorkflowStatus.COMPLETED, WorkflowStatus.FAILED):
+                self._advance(db, workflow, done, now)
+        return warnings
+
+    def fail(
+        self,
+        activity_id: str,
+        worker_id: str,
+        error: dict[str, Any],
+        cost_usd: float,
+        usage: list[dict[str, Any]] | None,
+        now: float,
+    ) -> bool:
+        with self._tx() as db:
+            workflow, row = self._locked_activity(db, activity_id)
+            if row.claimed_by == worker_id and row.error == error:
+                if row.status is S.FAILED:
+                    return False  # the same report again
+                if row.status is S.PENDING:
+                    return True
+            if not (
+                workflow.status is WorkflowStatus.FAILED
+                and row.status is S.RUNNING
+                and row.claimed_by == worker_id
+            ):
+                engine.owned_check(row, worker_id, workflow, "fail")
+            definition = self._definition(db, workflow.definition_name, workflow.definition_version)
+            new_row, will_retry = engine.fail_row(row, definition, error, cost_usd, usage, now)
+            self._write(db, [new_row])
+            # Requeued; or recorded in a workflow that already failed; or the workflow fails now.
+            if not will_retry and workflow.status is not WorkflowStatus.FAILED:
+                self._fail_workflow(db, workflow, new_row, now)
+        return will_retry
+
+    def sweep(self, now: float) -> int:
+        with self._tx() as db:
+            failed = self._expire(db, "", (), now)
+            ids = db.all(
+                f"SELECT id FROM activities WHERE {_EXPIRED} AND retry_count < max_retries "
+                f"ORDER BY id{self.dialect.skip_locked}",
+                (now,),
+            )
+            db.many(
+                "UPDATE activities SET status = 'pending', retry_count = retry_count + 1, claimed_at = NULL "
+                "WHERE id = ?",
+                ids,
+            )
+        return failed + len(ids)
+
+    # -- helpers (inside a transaction) ----------------------------------------------------------
+    def _locked_activity(self, db: Tx, activity_id: str) -> tuple[WorkflowRow, ActivityRow]:
+        """The activity's workflow and row, locked in that order; :exc:`NotFound` otherwise."""
+        found = db.one("SELECT workflow_id FROM activities WHERE id = ?", (activity_id,))
+        if found is None:
+            raise NotFound(f"activity {activity_id} not found")
+        workflow = self._workflow(db, found[0], lock=True)
+        row = db.one(
+            f"SELECT {ACTIVITY_COLUMNS} FROM activities WHERE id = ?{self.dialect.for_update}", (activity_id,)
+        )
+        assert row is not None  # activities are never deleted
+        return workflow, row_to_activity(row)
+
+    def _advance(self, db: Tx, workflow: WorkflowRow, finished: ActivityRow, now: float) -> None:
+        """Schedule what ``finished`` (written already) makes ready; settle the workflow."""
+        plan = self._plan(db, workflow.definition_name, workflow.definition_version)
+        result = progress(workflow, plan, finished, _Rows(self, db, workflow.id), now)
+        self._write(db, result.changed.values())
+        if result.failed is not None:
+            self._fail_workflow(db, workflow, result.failed, now)
+        elif (
+            db.one(
+                f"SELECT 1 FROM activities WHERE workflow_id = ? AND status IN ({_UNFINISHED}) LIMIT 1",
+                (workflow.id,),
+            )
+            is None
+        ):
+            self._write_workflow(db, attrs.evolve(workflow, status=WorkflowStatus.COMPLETED, updated_at=now))
+
+    def _fail_workflow(self, db: Tx, workflow: WorkflowRow, failed: ActivityRow, now: float) -> None:
+        """:func:`._engine.fail_workflow` in SQL; ``failed`` (already written) is the cause."""
+        workflow, cascade = engine.workflow_failure(workflow, failed, now)
+        self._write_workflow(db, workflow)
+        db.exec(
+            f"UPDATE activities SET status = 'failed', error = ?, completed_at = ? "
+            f"WHERE workflow_id = ? AND status IN ({_UNCLAIMED})",
+            (dumps(cascade), now, workflow.id),
+        )
+        db.exec(
+            "UPDATE activities SET max_retries = retry_count WHERE workflow_id = ? AND status = 'running'",
+            (workflow.id,),
+        )
+
+    def _expire(self, db: Tx, where: str, params: tuple[Any, ...], now: float) -> int:
+        """Fail expired running rows with no retry left (and their workflows), in workflow id order."""
+        expired = db.all(
+            f"SELECT DISTINCT workflow_id FROM activities WHERE {_EXPIRED} "
+            f"AND retry_count >= max_retries{where} ORDER BY workflow_id",
+            (now, *params),
+        )
+        for (workflow_id,) in expired:
+            workflow = self._workflow(db, workflow_id, lock=True)
+            rows = db.all(
+                f"SELECT {ACTIVITY_COLUMNS} FROM activities WHERE workflow_id = ? AND {_EXPIRED} "
+                f"AND retry_count >= max_retries ORDER BY position{self.dialect.for_update}",
+                (workflow_id, now),
+            )
+            failed = [engine.expire_row(row_to_activity(r), now) for r in rows]
+            self._write(db, failed)
+            if failed and workflow.status is not WorkflowStatus.FAILED:
+                self._fail_workflow(db, workflow, failed[0], now)
+        return len(expired)
