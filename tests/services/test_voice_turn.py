@@ -1,6 +1,7 @@
 """Whole voice turns through every service: a WAV question (espeak-ng) -> stt (pocketsphinx) ->
 router -> llm (offline) -> tts (espeak-ng) -> ``tts/status speaking_end``, on the in-process bus
-and on a real mosquitto; and a conversation that goes on across a broker restart.
+and on a real mosquitto; RAG with real context while other traffic flows; and a conversation
+that goes on across a broker restart.
 
 Real programs and real time: every bound is seconds.
 """
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import trio
-from voice_helpers import ANSWER, QUESTION, MakeBus, Stack, speak_wav, start_stack, stt_for
+from voice_helpers import ANSWER, QUESTION, MakeBus, Stack, Wire, speak_wav, start_stack, stt_for
 
 from _fake_tts import NullSink, make_synthesizer
 from _services import MosquittoBroker
@@ -24,9 +25,13 @@ from trioworks.bus import (
     HealthStatus,
     InProcessBroker,
     InProcessTransport,
+    LLMRequest,
     MqttTransport,
+    PartialTranscript,
 )
 from trioworks.core import RetryPolicy
+from trioworks.services.llm import LLMConfig, LLMService
+from trioworks.services.memory import MemoryService, MiniLM
 from trioworks.services.tts import TtsConfig, TtsService
 
 FAST = RetryPolicy(max_attempts=1000, base_delay=0.05, factor=2.0, max_delay=0.5, jitter=0.5)
@@ -132,3 +137,54 @@ async def _wait_healthy(stack: Stack, since: int) -> None:
         if all(name in seen and seen[name] == HealthStatus(ok=True, event="ready") for name in services):
             return
         await stack.wire.wait_for(len(stack.wire.messages) + 1)
+
+
+async def test_rag_returns_real_context_while_other_messages_flow(make_bus: MakeBus, tmp_path: Path) -> None:
+    """The original's head-of-line bug: the llm's RAG request could only be answered after its
+    own handler returned, so it always timed out (5 s) with no context. Here the reply comes
+    from a real memory service (real MiniLM) while a long reply streams and partials flood."""
+    embedder = await trio.to_thread.run_sync(MiniLM)
+    facts = [
+        "the spare key is under the blue flower pot by the door",
+        "my sister lives in Bergen and works as a nurse",
+        "the boiler was serviced in May by the plumber",
+    ]
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            client = make_bus("client")
+            await nursery.start(client.run)
+            stream, responses = Wire(), Wire()
+            await client.subscribe("llm/stream", stream, capacity=10_000)
+            await client.subscribe("llm/response", responses)
+            memory = MemoryService(make_bus("memory"), tmp_path / "memory.db", embedder=embedder)
+            llm = LLMService(make_bus("llm"), LLMConfig(word_delay=0.01))
+            await nursery.start(memory.run)
+            await nursery.start(llm.run)
+            for i, fact in enumerate(facts):
+                await client.publish("stt/final", FinalTranscript(text=fact, utt_id=f"f{i}"))
+            await memory.wait_documents(len(facts))
+
+            async def flood() -> None:  # other traffic, all along
+                for n in itertools.count():
+                    await client.publish("stt/partial", PartialTranscript(text=f"noise {n}"))
+                    await trio.sleep(0.002)
+
+            nursery.start_soon(flood)
+            await client.publish("llm/request", LLMRequest(id="long", text="say " * 400))
+            await stream.wait_until(lambda: len(stream.messages) >= 5)
+            asked = trio.current_time()
+            await client.publish(
+                "llm/request", LLMRequest(id="rag", text="where is the spare key", use_rag=True, rag_k=1)
+            )
+            await responses.wait_until(lambda: [m for m in responses.messages if m.data.id == "rag"])
+            took = trio.current_time() - asked
+            long_deltas_then = len([m for m in stream.messages if m.data.id == "long"])
+            await stream.wait_until(
+                lambda: len([m for m in stream.messages if m.data.id == "long"]) > long_deltas_then
+            )  # the long reply was still streaming: RAG did not wait for it
+            nursery.cancel_scope.cancel()
+    [rag] = [m.data for m in responses.messages if m.data.id == "rag"]
+    assert rag.reply == f"From memory: {facts[0]}"
+    assert took < 2.5, f"RAG answer took {took:.2f} s (the original: 5 s timeout, no context)"
+    snap = llm.metrics.snapshot()
+    assert snap["llm.rag.answered"] == 1 and "llm.rag.timed_out" not in snap
