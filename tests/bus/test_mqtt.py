@@ -27,8 +27,11 @@ from trioworks.bus import (
     MqttTransport,
     RawMessage,
     RequestTimeout,
+    Route,
+    Service,
+    run_service,
 )
-from trioworks.core import RetryPolicy
+from trioworks.core import RestartPolicy, RetryPolicy
 
 FAST_RECONNECT = RetryPolicy(max_attempts=1000, base_delay=0.05, factor=2.0, max_delay=0.5, jitter=0.5)
 _ids = itertools.count()
@@ -395,3 +398,38 @@ async def test_clear_retained_over_mqtt(make_bus: MakeBus) -> None:
         await got.wait_for(1)
     assert got.data == [{"state": 2}]  # not the cleared retained {"state": 1}
     assert b.metrics.snapshot()[f"bus.sub.{sub.name}.malformed"] == 0
+
+
+async def test_a_handler_past_its_restarts_leaves_crashed_health_and_exit_code_1(
+    make_bus: MakeBus, mosquitto_url: str
+) -> None:
+    observer = await make_bus("observer")
+    name = f"fragile-{next(_ids)}"
+    health = Collector()
+    await observer.subscribe(f"system/health/{name}", health)
+    topic = _topic("crash")
+    calls = 0
+
+    async def broken(message: Message) -> None:
+        nonlocal calls
+        calls += 1
+        raise RuntimeError("handler bug")
+
+    transport = MqttTransport(mosquitto_url, client_id=name, reconnect=FAST_RECONNECT, keep_alive=5)
+    policy = RestartPolicy(max_restarts=2, window=30, backoff=RetryPolicy(base_delay=0.01, jitter=0))
+    service = Service(Bus(transport, source=name), [Route(topic, broken)], restart=policy)
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+
+            async def feed() -> None:
+                await health.wait_for(1)  # ready: subscribed
+                for n in range(5):
+                    await observer.publish(topic, {"n": n})
+
+            nursery.start_soon(feed)
+            code = await run_service(service)
+        await health.wait_for(2)
+    assert code == 1 and calls == 3  # the first failure and two restarts
+    assert health.data[0] == HealthStatus(ok=True, event="ready")
+    assert health.data[-1].ok is False and health.data[-1].event == "crashed"
+    assert "failed after 2 restart(s)" in str(health.data[-1].err)

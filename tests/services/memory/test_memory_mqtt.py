@@ -46,3 +46,20 @@ async def test_rag_query_over_mosquitto(mosquitto_broker: MosquittoBroker, tmp_p
         "my passport expires in march",
         "I will remind you about the passport in February.",
     }
+
+
+async def test_a_malformed_query_over_mosquitto_is_answered_with_the_field(
+    mosquitto_broker: MosquittoBroker, tmp_path: Path
+) -> None:
+    memory = MemoryService(_bus(mosquitto_broker.url, "memory"), tmp_path / "m.db", embedder=HashEmbedder())
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(memory.run)
+            llm = _bus(mosquitto_broker.url, "llm")
+            await nursery.start(llm.run)
+            query = MemoryQuery(text="anything")
+            object.__setattr__(query, "context_window", 9)  # a peer with a looser contract
+            reply = await llm.request("memory/query", query, reply_topic="memory/results", timeout=5)
+            nursery.cancel_scope.cancel()
+    assert reply.data.results == () and reply.data.k == 0
+    assert "$.data.context_window: must be <= 5, got 9" in reply.data.error
