@@ -6,7 +6,8 @@ tool calls, cancellation) on a machine without a model. What it answers:
 1. after a tool result: ``"The <tool> tool says: <result>."``;
 2. a request that names a registered tool (a word of the tool's name, other than a generic verb
    such as ``get``, appears in the text; e.g. "what time is it" -> ``get_time``): a call to it;
-3. with RAG context: ``"From memory: <best document>"``;
+3. with RAG context: ``"From memory: <best document>"`` (an earlier answer of its own only when
+   nothing else was found);
 4. otherwise: ``"I am the offline backend, not a language model. You said: <text>"``.
 """
 
@@ -25,6 +26,8 @@ __all__ = ["CONTEXT_MARKER", "OfflineBackend"]
 
 CONTEXT_MARKER = "Relevant memories:\n"
 """Starts the RAG context block the service appends to the system prompt (one memory a line)."""
+
+_ANSWER = "From memory: "
 
 _GENERIC = frozenset({"get", "set", "do", "run", "call", "fetch", "make", "the", "a", "of", "to", "for"})
 
@@ -76,9 +79,14 @@ class OfflineBackend:
                 return Completion(tool_calls=(call,), model=self.model)
         system = next((m.content for m in messages if m.role == "system"), "")
         if CONTEXT_MARKER in system:
-            memories = system.split(CONTEXT_MARKER, 1)[1].strip().splitlines()
+            memories = [
+                m.lstrip("- ").strip() for m in system.split(CONTEXT_MARKER, 1)[1].strip().splitlines()
+            ]
+            # Memory also holds what was said back (every tts/say): quoting an earlier answer of
+            # ours would nest "From memory: From memory: ...", so the best memory of another kind wins.
+            memories = [m for m in memories if not m.startswith(_ANSWER)] or memories
             if memories:
-                return f"From memory: {memories[0].lstrip('- ').strip()}"
+                return f"{_ANSWER}{memories[0].removeprefix(_ANSWER)}"
         return f"I am the offline backend, not a language model. You said: {text.strip()}"
 
     async def complete(
