@@ -135,7 +135,7 @@ def _show(run: VoiceRun, wav: Path, io: Streams) -> None:
     turn = run.turn
     rows = [("question", f"{QUESTION!r} spoken into {wav}")]
     rows.append(("transcript", turn.transcript or "(none)"))
-    for i, hit in enumerate(h for h in turn.hits if h.context_type == "target"):
+    for i, hit in enumerate(turn.used_hits):
         rows.append(("memory" if i == 0 else "", f"{hit.score:.4f}  {hit.document.get('text', '')}"))
     rows.append(("answer", f"{turn.answer} ({turn.provider})" if turn.answer else "(none)"))
     for path in turn.reply_paths:
@@ -151,7 +151,7 @@ def voice_highlights(run: VoiceRun) -> list[Highlight]:
     if run.problem is not None:
         return [Highlight(f"the voice turn completes ({run.problem})", False)]
     turn = run.turn
-    top = next((h for h in turn.hits if h.context_type == "target"), None)
+    top = next(iter(turn.used_hits), None)
     top_text = str(top.document.get("text", "")) if top is not None else None
     rag = turn.rag_seconds
     first = turn.first_audio

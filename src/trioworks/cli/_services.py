@@ -61,7 +61,6 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     bus = argparse.ArgumentParser(add_help=False)
     bus.add_argument(
         "--bus",
-        type=_bus_type,
         default=os.environ.get("TRIOWORKS_BUS", "memory"),
         metavar="memory|mqtt://HOST:PORT",
         help="the in-process bus (default, or $TRIOWORKS_BUS) or an MQTT broker",
@@ -159,13 +158,6 @@ def _usage(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace, Str
     return handler
 
 
-def _bus_type(text: str) -> str:
-    try:
-        return parse_bus(text)
-    except CliError as exc:
-        raise argparse.ArgumentTypeError(str(exc).removeprefix("--bus: ")) from None
-
-
 def _seconds(text: str) -> float:
     try:
         value = float(text)
@@ -212,7 +204,7 @@ def _settings(args: argparse.Namespace, *, realtime: bool) -> VoiceSettings:
         raise CliError(f"--phrase: {exc.problem}") from exc
     data = getattr(args, "data", None)
     return VoiceSettings(
-        bus=args.bus,
+        bus=parse_bus(args.bus),
         data_dir=data if data is not None else default_data_dir(),
         audio_dir=args.audio_dir,
         llm=_llm_config(args),
@@ -409,7 +401,7 @@ def show_turn(result: TurnResult, io: Streams) -> None:
         confidence = f" (confidence {result.confidence:.2f})" if result.confidence is not None else ""
         lines.append(f"transcript: {result.transcript}{confidence}")
     if result.rag_asked:
-        hits = [h for h in result.hits if h.context_type == "target"]
+        hits = result.used_hits
         if not hits:
             lines.append(
                 "memory:     (no hits)" if result.rag_seconds is not None else "memory:     (no reply)"

@@ -171,7 +171,7 @@ class BusFactory:
         return Bus(MqttTransport(self.url, client_id=client_id, **extra), source=source)
 
 
-async def probe_broker(url: str, *, attempts: int = 3) -> None:
+async def probe_broker(url: str, *, attempts: int = 1) -> None:
     """Connect to the broker once and disconnect; :class:`Unavailable` (exit 1) when it cannot.
 
     The services themselves retry forever (a broker restart must not kill them), so an address
@@ -194,6 +194,9 @@ async def probe_broker(url: str, *, attempts: int = 3) -> None:
 def _reason(exc: BaseException) -> str:
     if isinstance(exc, trio.TooSlowError):
         return "no answer (connect timed out)"
+    cause = exc.__cause__  # trio's "all attempts to connect failed" holds the real errors
+    if isinstance(cause, ExceptionGroup) and isinstance(cause.exceptions[0], OSError):
+        exc = cause.exceptions[0]
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror.lower()
     return str(exc) or type(exc).__name__

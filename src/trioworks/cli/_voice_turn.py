@@ -108,8 +108,19 @@ class TurnResult:
     problem: str | None = None
 
     @property
-    def memory_texts(self) -> list[str]:
-        return [str(h.document.get("text", "")) for h in self.hits if h.context_type == "target"]
+    def used_hits(self) -> list[MemoryResult]:
+        """The hits the llm puts in its context: the ``target`` ones, except the question itself
+        (memory ingests every ``stt/final``; the llm service leaves it out the same way)."""
+        asked = _plain(self.transcript or "")
+        return [
+            h
+            for h in self.hits
+            if h.context_type == "target" and _plain(str(h.document.get("text", ""))) != asked
+        ]
+
+
+def _plain(text: str) -> str:
+    return " ".join(text.split()).casefold()
 
 
 def _squash(text: str) -> str:
@@ -129,7 +140,7 @@ async def voice_turn(client: Bus, transcribe: Callable[[], Awaitable[None]], *, 
     await watch.subscribe(client, WATCHED)
     found: dict[str, Any] = {}
     started = trio.current_time()
-    step = "transcribing the audio"
+    step = "the transcript (stt/final)"
     with trio.move_on_after(limit) as deadline:
         # Push-to-talk: a router with a wake window opens it; today's router ignores "wake".
         await client.publish("wake/event", WakeEvent(type="wake", cause="push_to_talk"))
@@ -145,11 +156,11 @@ async def voice_turn(client: Bus, transcribe: Callable[[], Awaitable[None]], *, 
         step = "the llm's llm/response"
         response = found["response"] = await watch.wait("llm/response", lambda r: r.id == turn_id)
         if response.data.error is None and (response.data.reply or "").strip():
-            step = "the tts's speaking_end"
+            step = "the tts's speaking_end of the whole answer"
             await _spoken(watch, turn_id, response.data.reply)
     result = _result(watch, found, trio.current_time() - started)
     if deadline.cancelled_caught:
-        return attrs.evolve(result, problem=f"no {step} within {limit:g} s")
+        return attrs.evolve(result, problem=f"waited {limit:g} s for {step} in vain")
     return result
 
 

@@ -1,0 +1,333 @@
+"""``trioworks services run | say | ask`` and the demo's voice section.
+
+Real espeak-ng, sox, pocketsphinx (a grammar: exact on synthetic speech), MiniLM and mosquitto;
+real time, so every bound is seconds-scale. ``services run`` is tested as a subprocess of the
+real ``trioworks`` console script: that is where the memory service's BM25 rebuild runs in a
+spawned worker process, and where SIGINT/SIGTERM arrive.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import wave
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import attrs
+import pytest
+import trio
+
+from _services import MosquittoBroker, free_port
+from trioworks.bus import Bus, Message, MqttTransport
+from trioworks.cli import _demo_voice
+from trioworks.cli._demo_voice import VoiceRun, voice_highlights
+from trioworks.cli._streams import Streams
+from trioworks.cli._voice_turn import TurnResult
+
+QUESTION = "where does my sister live"
+PHRASES = ("--phrase", QUESTION, "--phrase", "when was the boiler serviced")
+FACT = "My sister lives in Bergen."
+OTHER = "The boiler was serviced in May."
+TRIOWORKS = str(Path(sys.executable).with_name("trioworks"))  # the console script of this venv
+
+
+@pytest.fixture(scope="module")
+def question_wav(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The question spoken by espeak-ng's klatt voice, with silence around it, as a mic hears it."""
+    try:
+        espeak = subprocess.run(["which", "espeak-ng"], capture_output=True, text=True).stdout.strip()
+        sox = subprocess.run(["which", "sox"], capture_output=True, text=True).stdout.strip()
+    except OSError:  # pragma: no cover
+        espeak = sox = ""
+    if not espeak or not sox:
+        if os.environ.get("TRIOWORKS_REQUIRE_SERVICES") == "1":
+            pytest.fail("espeak-ng and sox are required")
+        pytest.skip("espeak-ng and sox not installed: run scripts/system-deps.sh")
+    folder = tmp_path_factory.mktemp("question")
+    raw, wav = folder / "q.raw.wav", folder / "q.wav"
+    subprocess.run(
+        [espeak, "-v", "en-us+klatt", "-s", "150", "-w", str(raw), QUESTION], check=True, timeout=30
+    )
+    subprocess.run([sox, "-D", str(raw), str(wav), "pad", "0.5", "1.0"], check=True, timeout=30)
+    return wav
+
+
+def _lines(out: str) -> dict[str, list[str]]:
+    """``label: value`` lines of ``services ask`` (continuation lines join the label above)."""
+    found: dict[str, list[str]] = {}
+    label = ""
+    for line in out.splitlines():
+        head, sep, rest = line.partition(":")
+        if sep and head and not head.startswith(" "):
+            label = head
+            found.setdefault(label, []).append(rest.strip())
+        elif line.strip():
+            found.setdefault(label, []).append(line.strip())
+    return found
+
+
+def _wav_seconds(path: Path) -> float:
+    with wave.open(str(path), "rb") as reply:
+        return reply.getnframes() / reply.getframerate()
+
+
+# --- ask, in process ----------------------------------------------------------------------------
+
+
+def test_ask_in_process_transcribes_finds_the_fact_and_speaks_the_answer(
+    cli, question_wav: Path, tmp_path: Path
+) -> None:
+    data, audio = tmp_path / "data", tmp_path / "audio"
+    common = ("--data", data, "--audio-dir", audio, *PHRASES, "--timeout", "30")
+    started = time.monotonic()
+    first = cli("services", "ask", question_wav, "--remember", FACT, "--remember", OTHER, *common)
+    assert first.code == 0, first.out + first.err
+    assert time.monotonic() - started < 60
+    shown = _lines(first.out)
+    assert shown["transcript"][0].startswith(QUESTION)
+    assert shown["memory"][0].endswith(FACT)  # the best hit, score first
+    assert shown["answer"] == [f"From memory: {FACT} (offline, offline-rules)"]
+    [reply] = shown["reply"]
+    assert Path(reply).parent == audio and _wav_seconds(Path(reply)) > 1.0
+    assert "end of speech -> first audio" in shown["timing"][0]
+
+    # The facts persist in --data; the question just asked is in memory too (memory ingests every
+    # stt/final), and it must not become its own answer.
+    again = cli("services", "ask", question_wav, *common)
+    assert again.code == 0, again.out + again.err
+    assert _lines(again.out)["answer"] == [f"From memory: {FACT} (offline, offline-rules)"]
+    assert QUESTION not in " ".join(_lines(again.out)["memory"])
+
+
+def test_ask_reports_input_errors_on_one_line(cli, tmp_path: Path) -> None:
+    missing = cli("services", "ask", tmp_path / "nope.wav", "--data", tmp_path)
+    assert (missing.code, missing.err) == (2, f"error: no such file: {tmp_path / 'nope.wav'}\n")
+    text = tmp_path / "text.wav"
+    text.write_text("not audio")
+    bad = cli("services", "ask", text, "--data", tmp_path / "d", "--audio-dir", tmp_path, *PHRASES)
+    assert bad.code == 2 and bad.err.strip().splitlines()[-1].startswith(f"error: {text}:"), bad.err
+    remote = cli("services", "ask", text, "--bus", "mqtt://127.0.0.1:1883", "--remember", FACT)
+    assert remote.code == 2 and "--remember: the memory service runs behind the broker" in remote.err
+
+
+# --- run: validation ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (("--only", "stt,foo"), "--only: unknown service 'foo'"),
+        (("--only", "llm,rooter"), "--only: unknown service 'rooter' (did you mean 'router'?)"),
+        (("--only", ","), "--only: expected a comma-separated list"),
+        (("--only", "stt,llm"), "--only: stt needs --mic"),
+        (("--only", "llm", "--mic"), "--mic: only the stt service listens to it"),
+        (("--only", "llm", "--remember", "x"), "--remember: the memory service is not among --only"),
+        (
+            ("--bus", "http://broker:1883"),
+            "--bus: expected 'memory' or mqtt://host:port, got 'http://broker:1883'",
+        ),
+        (("--llm-base-url", "http://localhost:11434/v1"), "--llm-model: required with --llm-base-url"),
+        (("--llm-model", "llama3"), "--llm-model: only used with --llm-base-url"),
+        (
+            ("--llm-base-url", "ftp://x", "--llm-model", "m"),
+            "--llm-base-url: expected an http:// or https:// URL, got 'ftp://x'",
+        ),
+        (
+            (
+                "--llm-base-url",
+                "http://x/v1",
+                "--llm-model",
+                "m",
+                "--llm-api-key-env",
+                "TRIOWORKS_TEST_UNSET_KEY",
+            ),
+            "--llm-api-key-env: $TRIOWORKS_TEST_UNSET_KEY is not set",
+        ),
+        (("--phrase", "  "), "--phrase: expected a non-empty sentence"),
+    ],
+)
+def test_run_refuses_bad_input_with_one_line(
+    cli, argv: tuple[str, ...], message: str, tmp_path: Path
+) -> None:
+    out = cli("services", "run", "--data", tmp_path, *argv)
+    assert out.code == 2, out.err
+    [line] = out.err.splitlines()
+    assert line.startswith(f"error: {message}"), line
+
+
+def test_an_unreachable_broker_is_exit_1_naming_it(cli, tmp_path: Path) -> None:
+    url = f"mqtt://127.0.0.1:{free_port()}"
+    for argv in (("run", "--data", tmp_path), ("say", "hello")):
+        out = cli("services", *argv, "--bus", url)
+        assert out.code == 1
+        assert out.err.splitlines()[-1].startswith(f"error: --bus: cannot reach the MQTT broker at {url}: ")
+        assert "refused" in out.err and "Traceback" not in out.err
+
+
+# --- run as a subprocess: mosquitto, SIGINT, SIGTERM ----------------------------------------------
+
+
+@attrs.define
+class Served:
+    proc: subprocess.Popen[str]
+    err: Path
+
+    def wait_serving(self, limit: float = 60) -> str:
+        deadline = time.monotonic() + limit
+        while time.monotonic() < deadline:
+            text = self.err.read_text()
+            if "Ctrl-C to stop" in text:
+                return text
+            assert self.proc.poll() is None, f"services run exited {self.proc.returncode}: {text}"
+            time.sleep(0.05)
+        raise AssertionError(f"services run not serving after {limit} s: {self.err.read_text()}")
+
+    def stop(self, signum: int) -> int:
+        self.proc.send_signal(signum)
+        return self.proc.wait(30)
+
+
+@pytest.fixture
+def serve(tmp_path: Path) -> Iterator[Callable[..., Served]]:
+    started: list[Served] = []
+
+    def start(*argv: object) -> Served:
+        err = tmp_path / f"run{len(started)}.err"
+        with err.open("w") as sink:
+            proc = subprocess.Popen(
+                [TRIOWORKS, "services", "run", *map(str, argv)],
+                stdout=subprocess.DEVNULL,
+                stderr=sink,
+                text=True,
+            )
+        started.append(Served(proc, err))
+        return started[-1]
+
+    yield start
+    for served in started:
+        if served.proc.poll() is None:
+            served.proc.kill()
+            served.proc.wait()
+
+
+async def _retained_health(url: str) -> dict[str, dict[str, object]]:
+    health: dict[str, dict[str, object]] = {}
+
+    async def record(message: Message) -> None:
+        health[message.topic.rsplit("/", 1)[1]] = attrs.asdict(message.data)
+
+    bus = Bus(MqttTransport(url, client_id="health-reader"), source="health-reader")
+    async with trio.open_nursery() as nursery:
+        await nursery.start(bus.run)
+        await bus.subscribe("system/health/+", record)
+        await trio.sleep(0.5)  # retained messages arrive right after the subscription
+        nursery.cancel_scope.cancel()
+    return health
+
+
+def test_ask_and_say_against_services_run_on_mosquitto(
+    cli, serve, fresh_mosquitto: MosquittoBroker, question_wav: Path, tmp_path: Path
+) -> None:
+    url = fresh_mosquitto.url
+    audio = tmp_path / "audio"
+    served = serve("--bus", url, "--data", tmp_path / "data", "--audio-dir", audio, "--remember", FACT)
+    banner = served.wait_serving()
+    assert f"serving memory, llm, tts, router on {url}" in banner
+
+    said = cli("services", "say", "hello from the command line", "--bus", url, "--timeout", "20")
+    assert said.code == 0, said.err
+    path = Path(said.out.strip())
+    assert path.parent == audio and _wav_seconds(path) > 0.5
+
+    # stt runs here (the command transcribes its WAV); router, llm, memory and tts behind the broker.
+    asked = cli("services", "ask", question_wav, "--bus", url, *PHRASES, "--timeout", "30")
+    assert asked.code == 0, asked.out + asked.err
+    shown = _lines(asked.out)
+    assert shown["transcript"][0].startswith(QUESTION)
+    assert shown["answer"] == [f"From memory: {FACT} (offline, offline-rules)"]
+    assert Path(shown["reply"][0]).parent == audio
+
+    assert served.stop(signal.SIGINT) == 130
+    assert "SIGINT: stopping the services" in served.err.read_text()
+    health = trio.run(_retained_health, url)
+    for name in ("memory", "llm", "tts", "router"):
+        assert health[name]["ok"] is False and health[name]["event"] == "stopped", health
+
+
+def test_say_with_no_tts_on_the_broker_names_the_missing_health(cli, mosquitto_url: str) -> None:
+    out = cli("services", "say", "anyone there", "--bus", mosquitto_url, "--timeout", "1")
+    assert out.code == 1
+    assert "no speaking_end from the tts within 1 s" in out.err
+
+
+def test_run_in_process_stops_cleanly_on_sigterm(serve, tmp_path: Path) -> None:
+    served = serve("--only", "memory,llm", "--data", tmp_path / "data", "--remember", FACT)
+    assert "serving memory, llm on the in-process bus" in served.wait_serving()
+    assert served.stop(signal.SIGTERM) == 0
+    log = served.err.read_text()
+    assert log.rstrip().endswith("services stopped") and "Traceback" not in log, log
+    assert (tmp_path / "data" / "memory.db").stat().st_size > 0
+
+
+# --- the demo section ---------------------------------------------------------------------------
+
+
+def _quiet() -> Streams:
+    from io import StringIO
+
+    from rich.console import Console
+
+    return Streams(out=Console(file=StringIO(), width=100), err=Console(file=StringIO(), width=100))
+
+
+def test_the_demo_voice_section_holds_on_a_real_run(question_wav: Path) -> None:
+    io = _quiet()
+    highlights = _demo_voice.voice_section(io, False)
+    assert len(highlights) == 5
+    assert all(h.ok for h in highlights), [h.text for h in highlights if not h.ok]
+    shown = io.out.file.getvalue()
+    assert "transcript  where does my sister live" in shown and f"From memory: {FACT}" in shown
+
+
+def _good() -> VoiceRun:
+    from trioworks.bus import MemoryResult
+
+    turn = TurnResult(
+        transcript=QUESTION,
+        turn_id="t1",
+        rag_asked=True,
+        hits=(MemoryResult(document={"text": FACT}, score=0.03),),
+        rag_seconds=0.02,
+        answer=f"From memory: {FACT}",
+        provider="offline",
+        reply_paths=(Path("/tmp/reply.wav"),),
+        spoken=f"From memory: {FACT}",
+        first_audio=0.3,
+    )
+    return VoiceRun(turn=turn, reply_seconds=2.0, reply_peak=20000)
+
+
+@pytest.mark.parametrize(
+    ("change", "false_one"),
+    [
+        (lambda r: attrs.evolve(r, turn=attrs.evolve(r.turn, transcript="where does my sister leave")), 0),
+        (lambda r: attrs.evolve(r, turn=attrs.evolve(r.turn, hits=())), 1),
+        (lambda r: attrs.evolve(r, turn=attrs.evolve(r.turn, rag_seconds=None)), 2),
+        (lambda r: attrs.evolve(r, reply_peak=0), 3),
+        (lambda r: attrs.evolve(r, turn=attrs.evolve(r.turn, spoken="From memory:")), 3),
+        (lambda r: attrs.evolve(r, turn=attrs.evolve(r.turn, first_audio=1.2)), 4),
+    ],
+)
+def test_each_voice_highlight_turns_false_with_its_fact(change, false_one: int) -> None:
+    assert all(h.ok for h in voice_highlights(_good()))
+    verdicts = [h.ok for h in voice_highlights(change(_good()))]
+    assert verdicts == [i != false_one for i in range(5)]
+
+
+def test_a_turn_that_did_not_complete_is_one_false_highlight() -> None:
+    [highlight] = voice_highlights(attrs.evolve(_good(), problem="waited 30 s for the tts in vain"))
+    assert not highlight.ok and "waited 30 s for the tts in vain" in highlight.text
