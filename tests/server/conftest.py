@@ -41,6 +41,18 @@ def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Storage]
 
 
 @pytest.fixture
+def pg(fresh_postgres_url: str) -> Iterator[Any]:
+    """A :class:`PostgresStorage` on an empty database of its own (skips without Postgres)."""
+    from trioworks.server._postgres import PostgresStorage
+
+    store = PostgresStorage(fresh_postgres_url, max_threads=8)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+@pytest.fixture
 def define(storage: Storage) -> Callable[..., Definition]:
     """``define(name, *activities)``: parse and store a definition at time 0."""
 

@@ -1,8 +1,9 @@
-"""Postgres-only behaviour: concurrent claims from threads and processes, locking, errors.
+"""Postgres under concurrency: claims from threads and processes, locking, races, completions.
 
 The storage contract itself runs on Postgres through the parametrized ``storage`` fixture
-(``test_storage.py``); several servers on one database are in ``test_postgres_servers.py``.
-Each test gets an empty database of its own (``fresh_postgres_url``) and skips without Postgres.
+(``test_storage.py``); opening, connection errors and restarts are in ``test_postgres_open.py``;
+several servers on one database in ``test_postgres_servers.py``. Each test gets an empty
+database of its own (``fresh_postgres_url``, the ``pg`` fixture) and skips without Postgres.
 """
 
 from __future__ import annotations
@@ -15,95 +16,21 @@ import textwrap
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
 from typing import Any
 
-import psycopg
-import psycopg_pool
 import pytest
+from pg_helpers import NOW, claims_in_db, drain, fan_out, run_threads
 from server_helpers import activity
 
-from _services import PostgresCluster, free_port
 from trioworks.server import (
     ActivityStatus,
     Conflict,
     FileRecord,
-    StorageUnavailable,
-    open_storage,
     parse_definition,
 )
 from trioworks.server._postgres import PostgresStorage
 
-NOW = 10.0
 TERMINAL = {"code": "BOOM", "message": "no retry", "retryable": False}
-
-
-@pytest.fixture
-def pg(fresh_postgres_url: str) -> Iterator[PostgresStorage]:
-    store = PostgresStorage(fresh_postgres_url, max_threads=8)
-    try:
-        yield store
-    finally:
-        store.close()
-
-
-def fan_out(
-    store: PostgresStorage,
-    workflows: int,
-    width: int,
-    *,
-    name: str = "fan",
-    settings: dict[str, Any] | None = None,
-    **extra: Any,
-) -> list[str]:
-    """``workflows`` workflows of ``width`` independent ``std`` activities (plus ``extra``); ids."""
-    activities = [activity(f"a{i}", settings=settings) for i in range(width)]
-    for key, spec in extra.items():
-        activities.append(activity(key, **spec))
-    store.put_definition(parse_definition({"name": name, "activities": activities}), 0.0)
-    return [store.create_workflow(name, None, {}, None, 1.0).id for _ in range(workflows)]
-
-
-def run_threads(count: int, target: Callable[[int], None]) -> None:
-    """Run ``target(i)`` in ``count`` threads released together; re-raise the first error."""
-    barrier = threading.Barrier(count)
-    errors: list[BaseException] = []
-
-    def body(i: int) -> None:
-        try:
-            barrier.wait()
-            target(i)
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=body, args=(i,)) for i in range(count)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
-    assert not any(t.is_alive() for t in threads), "a poller thread hung"
-    if errors:
-        raise errors[0]
-
-
-def drain(store: PostgresStorage, worker: str, worker_id: str, batch: int) -> list[str]:
-    """Claim until two polls in a row come back empty; the claimed activity ids."""
-    got: list[str] = []
-    empty = 0
-    while empty < 2:
-        claimed = store.claim(worker, worker_id, batch, NOW)
-        empty = 0 if claimed else empty + 1
-        got.extend(a.activity_id for a in claimed)
-    return got
-
-
-def claims_in_db(store: PostgresStorage, workflow_ids: list[str]) -> dict[str, tuple[str, str | None]]:
-    """activity id -> (status, claimed_by), as stored."""
-    out = {}
-    for wf in workflow_ids:
-        for row in store.get_workflow(wf)[1]:
-            out[row.id] = (row.status.value, row.claimed_by)
-    return out
 
 
 def test_concurrent_threads_never_claim_the_same_row(pg: PostgresStorage) -> None:
@@ -353,73 +280,38 @@ def test_concurrent_unique_keys_and_file_uploads(pg: PostgresStorage) -> None:
     assert len(pg.list_files(workflow_id, "a")) == 8
 
 
-def test_schema_creation_is_safe_when_servers_start_together(fresh_postgres_url: str) -> None:
-    stores: list[PostgresStorage] = []
-    secrets: list[str] = []
-    lock = threading.Lock()
+def test_concurrent_completions_of_one_wide_workflow_schedule_the_join_once(pg: PostgresStorage) -> None:
+    """Completions of one workflow's siblings in many threads: no update of the join's counter of
+    unfinished dependencies is lost (each completion holds the workflow row), so the join is
+    scheduled exactly once, after the last sibling, with its template resolved."""
+    middle = [activity(f"m{i}", "root") for i in range(60)]
+    join = activity("join", *[m["key"] for m in middle], parameters={"first": "{{m0.by}}"})
+    pg.put_definition(
+        parse_definition({"name": "wide", "activities": [activity("root"), *middle, join]}), 0.0
+    )
+    workflow_id = pg.create_workflow("wide", None, {}, None, 1.0).id
+    completed: list[str] = []
+    joined = threading.Event()
 
-    def open_one(i: int) -> None:
-        store = PostgresStorage(fresh_postgres_url, max_threads=1)
-        secret = store.meta_setdefault("jwt_secret", f"secret-{i}")
-        with lock:
-            stores.append(store)
-            secrets.append(secret)
+    def worker(i: int) -> None:
+        deadline = time.monotonic() + 60
+        while not joined.is_set():
+            assert time.monotonic() < deadline, "the join was never scheduled"
+            for a in pg.claim("std", f"w{i}", 3, NOW):
+                if a.activity_key == "join":
+                    join_parameters.append(a.parameters)
+                pg.complete(a.activity_id, f"w{i}", {"by": i}, 0.0, None, NOW)
+                completed_by[a.activity_key] = i
+                completed.append(a.activity_key)
+                if a.activity_key == "join":
+                    joined.set()
 
-    try:
-        run_threads(4, open_one)
-    finally:
-        for store in stores:
-            store.close()
-    assert len(stores) == 4 and len(set(secrets)) == 1  # one winner, seen by all
-
-
-def test_open_storage_picks_postgres(fresh_postgres_url: str) -> None:
-    store = open_storage(fresh_postgres_url)
-    try:
-        assert isinstance(store, PostgresStorage)
-        store.check()
-        assert "postgresql://postgres@127.0.0.1" in repr(store)
-    finally:
-        store.close()
-    with pytest.raises(RuntimeError, match="closed"):
-        store.check()
-
-
-def test_unreachable_database_is_a_clear_error_without_the_password() -> None:
-    url = f"postgresql://ann:hunter2@127.0.0.1:{free_port()}/jobs"
-    with pytest.raises(
-        StorageUnavailable, match=r"cannot connect to postgresql://ann@127\.0\.0\.1:\d+/jobs"
-    ) as info:
-        PostgresStorage(url, connect_timeout=1)
-    assert "Connection refused" in str(info.value)  # the reason, not just a timeout
-    assert "hunter2" not in str(info.value)
-
-
-def test_storage_recovers_from_a_database_restart(
-    postgres_cluster: PostgresCluster, fresh_postgres_url: str
-) -> None:
-    store = PostgresStorage(fresh_postgres_url, max_threads=4, check_timeout=0.5)
-    try:
-        ids = fan_out(store, workflows=2, width=3)
-        run_threads(4, lambda i: store.check())  # several connections in the pool
-        postgres_cluster.stop()  # every pooled connection is now broken
-        started = time.monotonic()
-        with pytest.raises((psycopg.OperationalError, psycopg_pool.PoolTimeout)):
-            store.check()  # the readiness probe says so, quickly
-        assert time.monotonic() - started < 10
-        postgres_cluster.start()  # same port
-        run_threads(4, lambda i: store.check())
-        assert len(drain(store, "std", "w", batch=2)) == 6
-        assert {s for s, _ in claims_in_db(store, ids).values()} == {"running"}
-    finally:
-        store.close()
-
-
-def test_missing_database_is_named(postgres_cluster: PostgresCluster) -> None:
-    with pytest.raises(StorageUnavailable, match=r'/no_such_db: .*database "no_such_db" does not exist'):
-        PostgresStorage(postgres_cluster.url("no_such_db"))
-
-
-def test_malformed_url_is_a_clear_error() -> None:
-    with pytest.raises(StorageUnavailable, match="bad Postgres URL"):
-        PostgresStorage("postgresql://x/y?nonsense_option=1")
+    completed_by: dict[str, int] = {}
+    join_parameters: list[dict[str, Any]] = []
+    run_threads(6, worker)
+    assert join_parameters == [{"first": completed_by["m0"]}]
+    assert sorted(completed) == sorted(["root", "join", *(m["key"] for m in middle)])
+    assert len({by for key, by in completed_by.items() if key.startswith("m")}) >= 2, "no concurrency"
+    workflow, rows = pg.get_workflow(workflow_id)
+    assert workflow.status.value == "completed"
+    assert {r.status for r in rows} == {ActivityStatus.COMPLETED}

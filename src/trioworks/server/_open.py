@@ -16,13 +16,21 @@ class StorageUnavailable(ServerError):
     """The database URL names a backend that is not available, or is malformed."""
 
 
-def open_storage(url: str | Path) -> Storage:
+def open_storage(url: str | Path, *, max_threads: int | None = None, control_threads: int = 2) -> Storage:
     """Open (creating the schema if needed) the database at ``url``.
 
     ``sqlite:///relative/path.db``, ``sqlite:////absolute/path.db`` or a bare file path give
     :class:`SQLiteStorage`; ``postgresql://...`` gives the Postgres backend when it is installed.
     Blocking: call it from a thread (or before ``trio.run``).
+
+    ``max_threads`` (default: the backend's own) becomes the storage's ``max_threads``, the size
+    of the storage limiter the server builds: :class:`Server` passes ``ServerConfig.storage_threads``.
+    Postgres sizes its connection pool from it, plus ``control_threads + 1`` connections for the
+    control limiter's threads and the opener, so control-plane calls never wait for a
+    connection behind user work. SQLite ignores ``control_threads`` (its connections are per
+    thread and its writers queue on one lock).
     """
+    sizes = {} if max_threads is None else {"max_threads": max_threads}
     text = str(url)
     if text.startswith(("postgresql://", "postgres://")):
         try:
@@ -32,7 +40,7 @@ def open_storage(url: str | Path) -> Storage:
                 f"Postgres backend not available for {text.split('@')[-1]!r}: "
                 "trioworks.server._postgres is missing or psycopg is not installed"
             ) from exc
-        return PostgresStorage(text)  # type: ignore[no-any-return]
+        return PostgresStorage(text, control_connections=control_threads + 1, **sizes)  # type: ignore[no-any-return]
     if text.startswith("sqlite://"):
         path = text.removeprefix("sqlite://")
         if not path.startswith("/") or path == "/":
@@ -44,6 +52,6 @@ def open_storage(url: str | Path) -> Storage:
         path = text
     try:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        return SQLiteStorage(path)
+        return SQLiteStorage(path, **sizes)
     except (OSError, sqlite3.Error) as exc:
         raise StorageUnavailable(f"cannot open SQLite database {path!r}: {exc}") from exc

@@ -54,7 +54,7 @@ class ServerConfig:
     max_body_bytes: int = 50 * MB
     max_file_bytes: int = 50 * MB
     sweep_interval: float = 5.0
-    storage_threads: int | None = None  # default: the backend's max_threads
+    storage_threads: int | None = None  # default: the backend's max_threads; also sizes its pool
     control_threads: int = 2
     file_threads: int = 4
     clock: Callable[[], float] = time.time
@@ -91,7 +91,15 @@ class Server:
         patch_hypercorn()
         opener = trio.CapacityLimiter(1)
         owned = config.storage is None
-        storage = config.storage or await run_in_thread(open_storage, config.db, limiter=opener)
+        storage = config.storage or await run_in_thread(
+            functools.partial(
+                open_storage,
+                config.db,
+                max_threads=config.storage_threads,
+                control_threads=config.control_threads,
+            ),
+            limiter=opener,
+        )
         self.storage = storage
         try:
             ctx = await self._context(storage, opener)
