@@ -186,6 +186,13 @@ class Served:
             time.sleep(0.05)
         raise AssertionError(f"services run not serving after {limit} s: {self.err.read_text()}")
 
+    def wait_for(self, text: str, limit: float = 30) -> None:
+        deadline = time.monotonic() + limit
+        while text not in " ".join(self.err.read_text().split()):  # rich wraps log lines
+            assert time.monotonic() < deadline, f"no {text!r} in {limit} s: {self.err.read_text()}"
+            assert self.proc.poll() is None, f"services run exited {self.proc.returncode}"
+            time.sleep(0.05)
+
     def stop(self, signum: int) -> int:
         self.proc.send_signal(signum)
         return self.proc.wait(30)
@@ -265,8 +272,13 @@ def test_say_with_no_tts_on_the_broker_names_the_missing_health(cli, mosquitto_u
 
 
 def test_run_in_process_stops_cleanly_on_sigterm(serve, tmp_path: Path) -> None:
-    served = serve("--only", "memory,llm", "--data", tmp_path / "data", "--remember", FACT)
+    served = serve(
+        "--only", "memory,llm", "--data", tmp_path / "data", "--remember", FACT, "--log-level", "DEBUG"
+    )
     assert "serving memory, llm on the in-process bus" in served.wait_serving()
+    # The console script's memory rebuilds its BM25 index in a spawned worker process (which
+    # imports the script as its main module): at start-up over nothing, then over the fact.
+    served.wait_for("bm25 index rebuilt over 1 documents")
     assert served.stop(signal.SIGTERM) == 0
     log = served.err.read_text()
     assert log.rstrip().endswith("services stopped") and "Traceback" not in log, log

@@ -5,37 +5,31 @@
 - ``say`` speaks a text through the tts service (in process, or the one behind the broker).
 - ``ask`` runs one voice turn from a WAV file (:mod:`._voice_turn`, shared with the demo).
 
-The wiring lives in :mod:`._voice_stack`; this module turns flags into settings and errors into
-one-line messages (exit 2 for bad input, 1 for what is missing or failed at run time).
+The wiring lives in :mod:`._voice_stack`; flags become settings, and failures one-line errors
+(exit 2 for bad input, 1 for what is missing or failed at run time), in :mod:`._voice_args`.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
 
 import trio
 
-from ..bus import ServiceFailed
-from ..services.llm import LLMConfig, LLMConfigError
-from ..services.stt import AudioError, ProgramMissing, SttConfig, SttConfigError, mic_source
 from ..services.stt import SttService as _SttService
+from ..services.stt import mic_source
 from ..services.tts import CommandSink
 from ._errors import CliError
-from ._server import single_error
 from ._streams import Streams
+from ._voice_args import bus_flags, make_data_dir, seconds, settings_from, stack_flags, trio_run
 from ._voice_stack import (
     SERVICE_NAMES,
     BusFactory,
     Unavailable,
     VoiceSettings,
-    default_data_dir,
     freeze_heap,
-    parse_bus,
     parse_only,
     prepare_process,
     probe_broker,
@@ -43,9 +37,7 @@ from ._voice_stack import (
 )
 from ._voice_turn import TurnResult, ask, say
 
-__all__ = ["register"]
-
-T = TypeVar("T")
+__all__ = ["register", "show_turn"]
 
 
 def register(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -58,53 +50,7 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
         "2 bad input, 130 interrupted.",
     )
     sub = services.add_subparsers(title="subcommands", metavar="SUBCOMMAND")
-    bus = argparse.ArgumentParser(add_help=False)
-    bus.add_argument(
-        "--bus",
-        default=os.environ.get("TRIOWORKS_BUS", "memory"),
-        metavar="memory|mqtt://HOST:PORT",
-        help="the in-process bus (default, or $TRIOWORKS_BUS) or an MQTT broker",
-    )
-    bus.add_argument(
-        "--audio-dir",
-        type=Path,
-        default=_env_path("TRIOWORKS_AUDIO_DIR"),
-        metavar="DIR",
-        help="write speech as WAV files here (default: a sound card if there is one, else WAV files "
-        "in $TMPDIR/trioworks-tts; or $TRIOWORKS_AUDIO_DIR)",
-    )
-    bus.add_argument("--voice", default="en-us", help="espeak-ng voice of the tts (default en-us)")
-    stack = argparse.ArgumentParser(add_help=False)
-    stack.add_argument(
-        "--data",
-        type=Path,
-        default=None,
-        metavar="DIR",
-        help=f"memory store directory (default $TRIOWORKS_DATA, else {_shown(default_data_dir())})",
-    )
-    stack.add_argument(
-        "--llm-base-url", metavar="URL", help="an OpenAI-compatible server (default: offline rules)"
-    )
-    stack.add_argument("--llm-model", metavar="NAME", help="model name for --llm-base-url")
-    stack.add_argument(
-        "--llm-api-key-env",
-        metavar="VAR",
-        help="environment variable holding the API key (default OPENAI_API_KEY)",
-    )
-    stack.add_argument(
-        "--phrase",
-        action="append",
-        default=[],
-        metavar="TEXT",
-        help="recognise only these sentences (repeatable; a grammar: exact on synthetic speech)",
-    )
-    stack.add_argument(
-        "--remember",
-        action="append",
-        default=[],
-        metavar="FACT",
-        help="store FACT in memory first (repeatable)",
-    )
+    bus, stack = bus_flags(), stack_flags()
 
     run = sub.add_parser(
         "run",
@@ -129,7 +75,7 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     )
     say_parser.add_argument("text", metavar="TEXT")
     say_parser.add_argument(
-        "--timeout", type=_seconds, default=30.0, metavar="S", help="wait at most S s (30)"
+        "--timeout", type=seconds, default=30.0, metavar="S", help="wait at most S s (30)"
     )
     say_parser.set_defaults(handler=_say_command)
 
@@ -142,7 +88,7 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
         "whole stack runs in this process; over MQTT the other services must be running.",
     )
     ask_parser.add_argument("wav", type=Path, metavar="WAV")
-    ask_parser.add_argument("--timeout", type=_seconds, default=60.0, metavar="S", help="the whole turn (60)")
+    ask_parser.add_argument("--timeout", type=seconds, default=60.0, metavar="S", help="the whole turn (60)")
     ask_parser.set_defaults(handler=_ask_command)
     services.set_defaults(handler=_usage(services))
 
@@ -156,91 +102,6 @@ def _usage(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace, Str
         raise CliError("give a subcommand: run, say or ask")
 
     return handler
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, got {text!r}")
-    return value
-
-
-def _env_path(name: str) -> Path | None:
-    value = os.environ.get(name)
-    return Path(value).expanduser() if value else None
-
-
-def _shown(path: Path) -> str:
-    home = str(Path.home())
-    return "~" + str(path)[len(home) :] if str(path).startswith(home) else str(path)
-
-
-def _llm_config(args: argparse.Namespace) -> LLMConfig:
-    url = getattr(args, "llm_base_url", None)
-    if url is None:
-        for flag in ("llm_model", "llm_api_key_env"):
-            if getattr(args, flag, None):
-                raise CliError(f"--{flag.replace('_', '-')}: only used with --llm-base-url")
-        return LLMConfig()  # the offline rules (not a language model)
-    if not args.llm_model:
-        raise CliError("--llm-model: required with --llm-base-url (the model the server should run)")
-    key_var = args.llm_api_key_env or "OPENAI_API_KEY"
-    key = os.environ.get(key_var)
-    if args.llm_api_key_env and not key:
-        raise CliError(f"--llm-api-key-env: ${key_var} is not set")
-    try:
-        return LLMConfig(provider="openai", base_url=url, model=args.llm_model, api_key=key)
-    except LLMConfigError as exc:
-        raise CliError(f"--llm-base-url: {exc.problem}") from exc
-
-
-def _settings(args: argparse.Namespace, *, realtime: bool) -> VoiceSettings:
-    try:
-        stt = SttConfig(phrases=tuple(getattr(args, "phrase", ())))
-    except SttConfigError as exc:
-        raise CliError(f"--phrase: {exc.problem}") from exc
-    data = getattr(args, "data", None)
-    return VoiceSettings(
-        bus=parse_bus(args.bus),
-        data_dir=data if data is not None else default_data_dir(),
-        audio_dir=args.audio_dir,
-        llm=_llm_config(args),
-        stt=stt,
-        voice=args.voice,
-        realtime=realtime,
-        remember=tuple(getattr(args, "remember", ())),
-    )
-
-
-def _make_data_dir(settings: VoiceSettings) -> None:
-    try:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise CliError(f"--data: cannot create {settings.data_dir}: {exc.strerror or exc}") from exc
-
-
-def _trio_run(main: Callable[[], Awaitable[T]]) -> T:
-    """``trio.run(main)`` with the voice stack's failures turned into one-line CLI errors."""
-    try:
-        return trio.run(main)
-    except BaseException as exc:
-        error = single_error(exc)
-        if isinstance(error, CliError | KeyboardInterrupt):
-            raise error from None
-        if isinstance(error, ProgramMissing):
-            raise Unavailable(str(error)) from error
-        if isinstance(error, AudioError):
-            raise CliError(str(error)) from error
-        if isinstance(error, SttConfigError):
-            raise CliError(f"--phrase: {error.problem}") from error
-        if isinstance(error, ServiceFailed):
-            raise Unavailable(str(error)) from error
-        if type(error).__name__ == "MemoryStoreError":  # not imported here: it would load numpy
-            raise CliError(f"--data: {error}") from error
-        raise
 
 
 # --- run --------------------------------------------------------------------------------------
@@ -258,11 +119,11 @@ def _run_command(args: argparse.Namespace, io: Streams) -> int:
         raise CliError("--mic: only the stt service listens to it; add stt to --only")
     if args.remember and "memory" not in names:
         raise CliError("--remember: the memory service is not among --only")
-    settings = _settings(args, realtime=True)
+    settings = settings_from(args, realtime=True)
     if "memory" in names:
-        _make_data_dir(settings)
+        make_data_dir(settings)
     prepare_process()
-    return _trio_run(lambda: _serve(settings, names, mic=args.mic, io=io))
+    return trio_run(lambda: _serve(settings, names, mic=args.mic, io=io))
 
 
 async def _serve(settings: VoiceSettings, names: tuple[str, ...], *, mic: bool, io: Streams) -> int:
@@ -321,10 +182,10 @@ async def _mic_ended(stt: _SttService) -> None:
 
 
 def _say_command(args: argparse.Namespace, io: Streams) -> int:
-    settings = _settings(args, realtime=False)
+    settings = settings_from(args, realtime=False)
     if not args.text.strip():
         raise CliError("TEXT: nothing to say")
-    return _trio_run(lambda: _say(settings, args.text, args.timeout, io))
+    return trio_run(lambda: _say(settings, args.text, args.timeout, io))
 
 
 async def _say(settings: VoiceSettings, text: str, limit: float, io: Streams) -> int:
@@ -359,7 +220,7 @@ async def _say(settings: VoiceSettings, text: str, limit: float, io: Streams) ->
 
 
 def _ask_command(args: argparse.Namespace, io: Streams) -> int:
-    settings = _settings(args, realtime=False)
+    settings = settings_from(args, realtime=False)
     if not args.wav.is_file():
         raise CliError(f"no such file: {args.wav}")
     in_process = settings.bus == "memory"
@@ -369,7 +230,7 @@ def _ask_command(args: argparse.Namespace, io: Streams) -> int:
             "`trioworks services run --remember ...` where it runs"
         )
     if in_process:
-        _make_data_dir(settings)
+        make_data_dir(settings)
     prepare_process()
 
     async def main() -> TurnResult:
@@ -383,7 +244,7 @@ def _ask_command(args: argparse.Namespace, io: Streams) -> int:
             on_started=lambda s: io.note(f"services ready in {s:.1f} s"),
         )
 
-    result = _trio_run(main)
+    result = trio_run(main)
     show_turn(result, io)
     if result.problem is not None:
         io.error(result.problem)

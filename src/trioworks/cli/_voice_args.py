@@ -1,0 +1,164 @@
+"""The flags of ``trioworks services`` and what they become: :class:`VoiceSettings` and one-line errors."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TypeVar
+
+import trio
+
+from ..bus import ServiceFailed
+from ..services.llm import LLMConfig, LLMConfigError
+from ..services.stt import AudioError, ProgramMissing, SttConfig, SttConfigError
+from ._errors import CliError
+from ._server import single_error
+from ._voice_stack import Unavailable, VoiceSettings, default_data_dir, parse_bus
+
+__all__ = ["bus_flags", "make_data_dir", "seconds", "settings_from", "stack_flags", "trio_run"]
+
+T = TypeVar("T")
+
+
+def bus_flags() -> argparse.ArgumentParser:
+    """Flags of every subcommand: the bus, where speech goes, the voice."""
+    bus = argparse.ArgumentParser(add_help=False)
+    bus.add_argument(
+        "--bus",
+        default=os.environ.get("TRIOWORKS_BUS", "memory"),
+        metavar="memory|mqtt://HOST:PORT",
+        help="the in-process bus (default, or $TRIOWORKS_BUS) or an MQTT broker",
+    )
+    bus.add_argument(
+        "--audio-dir",
+        type=Path,
+        default=_env_path("TRIOWORKS_AUDIO_DIR"),
+        metavar="DIR",
+        help="write speech as WAV files here (default: a sound card if there is one, else WAV files "
+        "in $TMPDIR/trioworks-tts; or $TRIOWORKS_AUDIO_DIR)",
+    )
+    bus.add_argument("--voice", default="en-us", help="espeak-ng voice of the tts (default en-us)")
+    return bus
+
+
+def stack_flags() -> argparse.ArgumentParser:
+    """Flags of the subcommands that start the stack (``run``, ``ask``)."""
+    stack = argparse.ArgumentParser(add_help=False)
+    stack.add_argument(
+        "--data",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help=f"memory store directory (default $TRIOWORKS_DATA, else {_shown(default_data_dir())})",
+    )
+    stack.add_argument(
+        "--llm-base-url", metavar="URL", help="an OpenAI-compatible server (default: offline rules)"
+    )
+    stack.add_argument("--llm-model", metavar="NAME", help="model name for --llm-base-url")
+    stack.add_argument(
+        "--llm-api-key-env",
+        metavar="VAR",
+        help="environment variable holding the API key (default OPENAI_API_KEY)",
+    )
+    stack.add_argument(
+        "--phrase",
+        action="append",
+        default=[],
+        metavar="TEXT",
+        help="recognise only these sentences (repeatable; a grammar: exact on synthetic speech)",
+    )
+    stack.add_argument(
+        "--remember",
+        action="append",
+        default=[],
+        metavar="FACT",
+        help="store FACT in memory first (repeatable)",
+    )
+    return stack
+
+
+def seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, got {text!r}")
+    return value
+
+
+def _env_path(name: str) -> Path | None:
+    value = os.environ.get(name)
+    return Path(value).expanduser() if value else None
+
+
+def _shown(path: Path) -> str:
+    home = str(Path.home())
+    return "~" + str(path)[len(home) :] if str(path).startswith(home) else str(path)
+
+
+def _llm_config(args: argparse.Namespace) -> LLMConfig:
+    url = getattr(args, "llm_base_url", None)
+    if url is None:
+        for flag in ("llm_model", "llm_api_key_env"):
+            if getattr(args, flag, None):
+                raise CliError(f"--{flag.replace('_', '-')}: only used with --llm-base-url")
+        return LLMConfig()  # the offline rules (not a language model)
+    if not args.llm_model:
+        raise CliError("--llm-model: required with --llm-base-url (the model the server should run)")
+    key_var = args.llm_api_key_env or "OPENAI_API_KEY"
+    key = os.environ.get(key_var)
+    if args.llm_api_key_env and not key:
+        raise CliError(f"--llm-api-key-env: ${key_var} is not set")
+    try:
+        return LLMConfig(provider="openai", base_url=url, model=args.llm_model, api_key=key)
+    except LLMConfigError as exc:
+        raise CliError(f"--llm-base-url: {exc.problem}") from exc
+
+
+def settings_from(args: argparse.Namespace, *, realtime: bool) -> VoiceSettings:
+    try:
+        stt = SttConfig(phrases=tuple(getattr(args, "phrase", ())))
+    except SttConfigError as exc:
+        raise CliError(f"--phrase: {exc.problem}") from exc
+    data = getattr(args, "data", None)
+    return VoiceSettings(
+        bus=parse_bus(args.bus),
+        data_dir=data if data is not None else default_data_dir(),
+        audio_dir=args.audio_dir,
+        llm=_llm_config(args),
+        stt=stt,
+        voice=args.voice,
+        realtime=realtime,
+        remember=tuple(getattr(args, "remember", ())),
+    )
+
+
+def make_data_dir(settings: VoiceSettings) -> None:
+    try:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CliError(f"--data: cannot create {settings.data_dir}: {exc.strerror or exc}") from exc
+
+
+def trio_run(main: Callable[[], Awaitable[T]]) -> T:
+    """``trio.run(main)`` with the voice stack's failures turned into one-line CLI errors."""
+    try:
+        return trio.run(main)
+    except BaseException as exc:
+        error = single_error(exc)
+        if isinstance(error, CliError | KeyboardInterrupt):
+            raise error from None
+        if isinstance(error, ProgramMissing):
+            raise Unavailable(str(error)) from error
+        if isinstance(error, AudioError):
+            raise CliError(str(error)) from error
+        if isinstance(error, SttConfigError):
+            raise CliError(f"--phrase: {error.problem}") from error
+        if isinstance(error, ServiceFailed):
+            raise Unavailable(str(error)) from error
+        if type(error).__name__ == "MemoryStoreError":  # not imported here: it would load numpy
+            raise CliError(f"--data: {error}") from error
+        raise
