@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -20,6 +21,7 @@ from ._config import WorkerConfig
 from ._context import ActivityContext, CancelReason
 from ._errors import ActivityError, ApiError, LeaseLostError
 from ._files import ActivityFiles
+from ._heartbeats import HeartbeatStarter
 from ._results import ActivityResult, OutputType
 from ._wire import PendingActivity, unstructure_usage
 
@@ -71,8 +73,10 @@ class ActivityRunner:
         registry: Mapping[str, ActivityDefinition],
         limiters: Limiters,
         metrics: Metrics,
+        heartbeats: HeartbeatStarter,
     ) -> None:
         self._config = config
+        self._heartbeats = heartbeats
         self._client = client
         self._registry = registry
         self._limiters = limiters
@@ -106,24 +110,38 @@ class ActivityRunner:
         )
         on_context(ctx)
         self._metrics.counter("activities.started").inc()
+        period = self.heartbeat_period(pending)
         try:
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._heartbeat_loop, ctx, self.heartbeat_period(pending))
+                # The heartbeat task joins this nursery when the first heartbeat is due (most
+                # activities are done by then); withdrawn before the nursery closes.
+                withdraw = self._heartbeats.schedule(
+                    trio.current_time() + period,
+                    functools.partial(nursery.start_soon, self._heartbeat_loop, ctx, period),
+                )
                 try:
-                    report = await self._execute(pending, ctx, files, timeout)
-                except trio.Cancelled:
-                    ctx.cancel(CancelReason.SHUTDOWN)
-                    await self._report(ctx, self._cancelled_report(ctx, timeout))
-                    raise
-                except Exception as exc:  # a bug outside the activity body: report it, keep serving
-                    logger.exception("activity %s: worker error", pending.activity_id)
-                    report = Report("WORKER_ERROR", f"{type(exc).__name__}: {exc}")
-                if report is not None:
-                    await self._report(ctx, report)
+                    await self._execute_and_report(pending, ctx, files, timeout)
+                finally:
+                    withdraw()
                 nursery.cancel_scope.cancel()  # heartbeats stop only after the report
         finally:
             await files.cleanup()  # shielded
             on_context(None)
+
+    async def _execute_and_report(
+        self, pending: PendingActivity, ctx: ActivityContext, files: ActivityFiles, limit: float
+    ) -> None:
+        try:
+            report = await self._execute(pending, ctx, files, limit)
+        except trio.Cancelled:
+            ctx.cancel(CancelReason.SHUTDOWN)
+            await self._report(ctx, self._cancelled_report(ctx, limit))
+            raise
+        except Exception as exc:  # a bug outside the activity body: report it, keep serving
+            logger.exception("activity %s: worker error", pending.activity_id)
+            report = Report("WORKER_ERROR", f"{type(exc).__name__}: {exc}")
+        if report is not None:
+            await self._report(ctx, report)
 
     # -- executing -------------------------------------------------------------
 
@@ -237,10 +255,9 @@ class ActivityRunner:
     # -- heartbeat and report --------------------------------------------------
 
     async def _heartbeat_loop(self, ctx: ActivityContext, period: float) -> None:
-        """Heartbeat every ``period`` until cancelled; on 409/404 cancel the activity (LEASE_LOST)."""
-        delay = period
+        """Started when the first heartbeat is due: heartbeat now and every ``period`` until
+        cancelled; on 409/404 cancel the activity (LEASE_LOST)."""
         while True:
-            await trio.sleep(delay)
             try:
                 await self._client.heartbeat(ctx.activity_id)
             except LeaseLostError as exc:
@@ -255,6 +272,7 @@ class ActivityRunner:
             else:
                 self._metrics.counter("heartbeats").inc()
                 delay = period
+            await trio.sleep(delay)
 
     async def _report(self, ctx: ActivityContext, report: Report) -> None:
         """Complete or fail, shielded, retrying transient errors until ``report_timeout``."""
@@ -263,7 +281,10 @@ class ActivityRunner:
             extra["cost_usd"] = ctx.cost_usd
         if ctx.usage:
             extra["usage"] = unstructure_usage(tuple(ctx.usage))
-        with trio.CancelScope(shield=True), trio.move_on_after(self._config.report_timeout) as deadline:
+        # Shielded from the worker's cancellation, bounded by its own deadline.
+        with trio.CancelScope(
+            shield=True, deadline=trio.current_time() + self._config.report_timeout
+        ) as deadline:
             try:
                 if report.ok:
                     try:

@@ -21,6 +21,7 @@ from ._config import WorkerConfig
 from ._context import ActivityContext, CancelReason
 from ._errors import ApiError, AuthenticationError
 from ._execute import ActivityRunner, Limiters
+from ._heartbeats import HeartbeatStarter
 from ._wire import PendingActivity
 
 __all__ = ["Worker", "WorkerStats"]
@@ -106,7 +107,10 @@ class Worker:
             io=trio.CapacityLimiter(4),
         )
         self._client = WorkerApiClient(config, transport=transport, rng=rng)
-        self._runner = ActivityRunner(config, self._client, self.registry, self.limiters, self.metrics)
+        self._heartbeats = HeartbeatStarter()
+        self._runner = ActivityRunner(
+            config, self._client, self.registry, self.limiters, self.metrics, self._heartbeats
+        )
         self._handle_signals = handle_signals
         self._freeze_gc = freeze_gc
         self._rng = rng or random.Random()
@@ -162,6 +166,7 @@ class Worker:
         try:
             async with self._client, trio.open_nursery() as root:
                 root.start_soon(self._lag_ticker)
+                root.start_soon(self._heartbeats.run)
                 if self._handle_signals:
                     await root.start(self._signal_watcher)
                 async with trio.open_nursery() as activities:
