@@ -17,14 +17,15 @@ Nursery tree of :func:`ask` (one ``trio.run``)::
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import attrs
 import trio
 
-from ..bus import Bus, MemoryResult, Message, Overflow, TtsSay, WakeEvent, new_id
+from ..bus import Bus, MemoryResult, Message, Overflow, Subscription, TtsSay, WakeEvent, new_id
 from ..services.stt import wav_source
 from ._voice_stack import SERVICE_NAMES, BusFactory, VoiceSettings, freeze_heap, start_stack
 
@@ -47,17 +48,35 @@ class Seen:
 
 
 class Watch:
-    """Records every message on some topics; :meth:`wait` for one that matches a predicate."""
+    """Records every message on some topics; :meth:`wait` for one that matches a predicate.
+
+    Use ``async with Watch.on(bus, topics) as watch:``: the subscriptions (one task and queue per
+    topic, so a busy stream never delays another) are removed when the block exits.
+    """
 
     def __init__(self) -> None:
         self.seen: list[Seen] = []
         self._changed = trio.Event()
 
-    async def subscribe(self, bus: Bus, topics: Sequence[str]) -> None:
-        for topic in topics:
-            # Own queue per topic; status is QoS 0 and may be dropped under load, never blocks.
-            overflow = Overflow.DROP_OLDEST if topic == "tts/status" else Overflow.BLOCK
-            await bus.subscribe(topic, self._record, capacity=256, overflow=overflow, name=f"watch:{topic}")
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def on(cls, bus: Bus, topics: Sequence[str]) -> AsyncIterator[Watch]:
+        watch = cls()
+        tag = new_id()[:8]  # several watches on one bus (one per turn) need distinct names
+        subs: list[Subscription] = []
+        try:
+            for topic in topics:
+                # Status is QoS 0 and plentiful: under load drop the oldest, never hold the bus up.
+                overflow = Overflow.DROP_OLDEST if topic == "tts/status" else Overflow.BLOCK
+                subs.append(
+                    await bus.subscribe(
+                        topic, watch._record, capacity=256, overflow=overflow, name=f"watch-{tag}:{topic}"
+                    )
+                )
+            yield watch
+        finally:
+            for sub in subs:
+                await bus.unsubscribe(sub)  # shielded and bounded inside
 
     async def _record(self, message: Message) -> None:
         self.seen.append(Seen(trio.current_time(), message))
@@ -127,38 +146,40 @@ def _squash(text: str) -> str:
     return "".join(text.split())
 
 
-async def voice_turn(client: Bus, transcribe: Callable[[], Awaitable[None]], *, limit: float) -> TurnResult:
+async def voice_turn(client: Bus, transcribe: Callable[[], Awaitable[int]], *, limit: float) -> TurnResult:
     """Run one turn: announce it (``wake/event`` ``wake``, as push-to-talk), ``transcribe()`` (which
-    publishes ``stt/final``), then follow the turn on the bus until its reply was spoken.
+    publishes ``stt/final`` and returns how many), then follow the turn on the bus until its reply
+    was spoken.
 
     The question is the last ``stt/final`` (the router answers only the newest transcript). The
     turn is over when the tts has reported as spoken (``speaking_end``) the whole answer of the
     ``llm/response``, possibly in several utterances, or stopped it. Everything runs under one
     deadline of ``limit`` seconds; past it the result says which step did not come.
     """
-    watch = Watch()
-    await watch.subscribe(client, WATCHED)
-    found: dict[str, Any] = {}
-    started = trio.current_time()
-    step = "the transcript (stt/final)"
-    with trio.move_on_after(limit) as deadline:
-        # Push-to-talk: a router with a wake window opens it; today's router ignores "wake".
-        await client.publish("wake/event", WakeEvent(type="wake", cause="push_to_talk"))
-        await transcribe()
-        finals = watch.of("stt/final", lambda f: bool(f.text.strip()))
-        if not finals:
-            return TurnResult(seconds=trio.current_time() - started, problem="no speech was recognised")
-        final = finals[-1]
-        found["final"] = final
-        step = "the router's llm/request"
-        request = await watch.wait("llm/request", lambda r: r.text == final.data.text)
-        turn_id = found["turn_id"] = request.data.id
-        step = "the llm's llm/response"
-        response = found["response"] = await watch.wait("llm/response", lambda r: r.id == turn_id)
-        if response.data.error is None and (response.data.reply or "").strip():
-            step = "the tts's speaking_end of the whole answer"
-            await _spoken(watch, turn_id, response.data.reply)
-    result = _result(watch, found, trio.current_time() - started)
+    async with Watch.on(client, WATCHED) as watch:
+        found: dict[str, Any] = {}
+        started = trio.current_time()
+        step = "the transcript (stt/final)"
+        with trio.move_on_after(limit) as deadline:
+            # Push-to-talk: a router with a wake window opens it (RouterConfig.wake_required).
+            await client.publish("wake/event", WakeEvent(type="wake", cause="push_to_talk"))
+            published = await transcribe()
+            if published == 0:
+                return TurnResult(seconds=trio.current_time() - started, problem="no speech was recognised")
+            # Published is not yet seen: the finals reach the watcher through its own queue (and,
+            # over MQTT, the broker).
+            while len(watch.of("stt/final")) < published:
+                await watch.changed()
+            final = found["final"] = watch.of("stt/final")[-1]
+            step = "the router's llm/request"
+            request = await watch.wait("llm/request", lambda r: r.text == final.data.text)
+            turn_id = found["turn_id"] = request.data.id
+            step = "the llm's llm/response"
+            response = found["response"] = await watch.wait("llm/response", lambda r: r.id == turn_id)
+            if response.data.error is None and (response.data.reply or "").strip():
+                step = "the tts's speaking_end of the whole answer"
+                await _spoken(watch, turn_id, response.data.reply)
+        result = _result(watch, found, trio.current_time() - started)
     if deadline.cancelled_caught:
         return attrs.evolve(result, problem=f"waited {limit:g} s for {step} in vain")
     return result
@@ -247,7 +268,14 @@ async def ask(
         stt = stack.stt
         assert stt is not None
         files = trio.CapacityLimiter(1)
-        result = await voice_turn(client, lambda: stt.transcribe(wav_source(wav, limiter=files)), limit=limit)
+        finals = stt.bus.metrics.counter("stt.finals")  # counted by the stt service as it publishes
+
+        async def transcribe() -> int:
+            before = finals.value
+            await stt.transcribe(wav_source(wav, limiter=files))
+            return finals.value - before
+
+        result = await voice_turn(client, transcribe, limit=limit)
         nursery.cancel_scope.cancel()
     return result
 
@@ -265,18 +293,17 @@ class SayResult:
 
 async def say(client: Bus, text: str, *, limit: float, voice: str | None = None) -> SayResult:
     """Publish ``tts/say`` and wait (at most ``limit`` s) for the end of that utterance."""
-    watch = Watch()
-    await watch.subscribe(client, ("tts/status", "system/health/tts"))
-    utt_id = new_id()
-    await client.publish("tts/say", TtsSay(text=text, utt_id=utt_id, voice=voice))
-    with trio.move_on_after(limit):
-        end = await watch.wait("tts/status", lambda s: s.utt_id == utt_id and s.event in _ENDS)
-        return SayResult(
-            utt_id=utt_id,
-            event=end.data.event,
-            path=Path(end.data.path) if end.data.path else None,
-            reason=end.data.reason,
-        )
+    async with Watch.on(client, ("tts/status", "system/health/tts")) as watch:
+        utt_id = new_id()
+        await client.publish("tts/say", TtsSay(text=text, utt_id=utt_id, voice=voice))
+        with trio.move_on_after(limit):
+            end = await watch.wait("tts/status", lambda s: s.utt_id == utt_id and s.event in _ENDS)
+            return SayResult(
+                utt_id=utt_id,
+                event=end.data.event,
+                path=Path(end.data.path) if end.data.path else None,
+                reason=end.data.reason,
+            )
     health = watch.of("system/health/tts")
     shown = None
     if health:
