@@ -7,6 +7,7 @@ never ends, one that stops, several transcripts. The real services are in test_s
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,6 +15,9 @@ import attrs
 import pytest
 import trio
 import trio.testing
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from trio.testing import MockClock
 
 from trioworks.bus import (
     Bus,
@@ -29,6 +33,8 @@ from trioworks.bus import (
     TtsStatus,
     new_id,
 )
+from trioworks.cli._errors import CliError
+from trioworks.cli._voice_stack import SERVICE_NAMES, parse_only
 from trioworks.cli._voice_turn import say, voice_turn
 
 FACT = "My sister lives in Bergen."
@@ -187,3 +193,32 @@ async def test_say_reports_the_end_or_the_tts_health(autojump_clock: trio.testin
         spoken = await say(client, "hello", limit=5)
         assert (spoken.event, spoken.path) == ("speaking_end", Path("/a.wav"))
         nursery.cancel_scope.cancel()
+
+
+@settings(max_examples=40, deadline=None)
+@given(cuts=st.lists(st.integers(min_value=1, max_value=len(ANSWER) - 1), unique=True, max_size=3))
+def test_the_turn_ends_exactly_when_the_whole_answer_was_spoken(cuts: list[int]) -> None:
+    """However the tts splits the reply into utterances, the turn waits for the last one."""
+    bounds = [0, *sorted(cuts), len(ANSWER)]
+    parts = tuple(ANSWER[a:b].strip() for a, b in itertools.pairwise(bounds))
+    parts = tuple(p for p in parts if p)
+    result = trio.run(
+        _turn, Script(utterances=parts), ("where does my sister live",), clock=MockClock(autojump_threshold=0)
+    )
+    assert result.problem is None
+    assert len(result.reply_paths) == len(parts)
+    assert result.seconds == pytest.approx(0.5 + 0.3 + len(parts))
+
+
+@given(st.lists(st.sampled_from([*SERVICE_NAMES, " llm ", "tts "]), min_size=1))
+def test_only_is_the_named_services_in_pipeline_order(names: list[str]) -> None:
+    chosen = parse_only(",".join(names))
+    assert chosen == tuple(n for n in SERVICE_NAMES if n in {x.strip() for x in names})
+
+
+@given(st.text(alphabet="abcdefghijklmnopqrstuvwxyz", min_size=1, max_size=8))
+def test_only_refuses_any_other_name(name: str) -> None:
+    if name in SERVICE_NAMES:
+        return
+    with pytest.raises(CliError, match=f"--only: unknown service '{name}'"):
+        parse_only(f"llm,{name}")
