@@ -93,9 +93,6 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     services.set_defaults(handler=_usage(services))
 
 
-# --- flags -> settings ------------------------------------------------------------------------
-
-
 def _usage(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace, Streams], int]:
     def handler(args: argparse.Namespace, io: Streams) -> int:
         parser.print_usage(io.err.file)
@@ -185,10 +182,10 @@ def _say_command(args: argparse.Namespace, io: Streams) -> int:
     settings = settings_from(args, realtime=False)
     if not args.text.strip():
         raise CliError("TEXT: nothing to say")
-    return trio_run(lambda: _say(settings, args.text, args.timeout, io))
+    return trio_run(lambda: _say(settings, args.text, args.timeout, args.voice, io))
 
 
-async def _say(settings: VoiceSettings, text: str, limit: float, io: Streams) -> int:
+async def _say(settings: VoiceSettings, text: str, limit: float, voice: str | None, io: Streams) -> int:
     buses = BusFactory(settings.bus)
     if not buses.in_process:
         await probe_broker(settings.bus)
@@ -197,7 +194,7 @@ async def _say(settings: VoiceSettings, text: str, limit: float, io: Streams) ->
         stack = await start_stack(nursery, ("tts",) if buses.in_process else (), settings, buses)
         client = buses("cli")
         await nursery.start(client.run)
-        result = await say(client, text, limit=limit, voice=None)
+        result = await say(client, text, limit=limit, voice=voice)  # None: the tts's own voice
         nursery.cancel_scope.cancel()
     if result.event is None:
         health = result.health or "nothing on system/health/tts"

@@ -39,7 +39,11 @@ def bus_flags() -> argparse.ArgumentParser:
         help="write speech as WAV files here (default: a sound card if there is one, else WAV files "
         "in $TMPDIR/trioworks-tts; or $TRIOWORKS_AUDIO_DIR)",
     )
-    bus.add_argument("--voice", default="en-us", help="espeak-ng voice of the tts (default en-us)")
+    bus.add_argument(
+        "--voice",
+        default=None,
+        help="espeak-ng voice (default en-us; `say` over MQTT: the running tts's own)",
+    )
     return bus
 
 
@@ -130,7 +134,7 @@ def settings_from(args: argparse.Namespace, *, realtime: bool) -> VoiceSettings:
         audio_dir=args.audio_dir,
         llm=_llm_config(args),
         stt=stt,
-        voice=args.voice,
+        voice=args.voice or "en-us",
         realtime=realtime,
         remember=tuple(getattr(args, "remember", ())),
     )
