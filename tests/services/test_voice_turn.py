@@ -25,12 +25,14 @@ from trioworks.bus import (
     HealthStatus,
     InProcessBroker,
     InProcessTransport,
+    LLMCancel,
     LLMRequest,
     MqttTransport,
     PartialTranscript,
+    WakeEvent,
 )
 from trioworks.core import RetryPolicy
-from trioworks.services.llm import LLMConfig, LLMService
+from trioworks.services.llm import CANCELLED, LLMConfig, LLMService
 from trioworks.services.memory import MemoryService, MiniLM
 from trioworks.services.tts import TtsConfig, TtsService
 
@@ -188,3 +190,47 @@ async def test_rag_returns_real_context_while_other_messages_flow(make_bus: Make
     assert took < 2.5, f"RAG answer took {took:.2f} s (the original: 5 s timeout, no context)"
     snap = llm.metrics.snapshot()
     assert snap["llm.rag.answered"] == 1 and "llm.rag.timed_out" not in snap
+
+
+@pytest.mark.parametrize("how", ["barge_in", "llm_cancel"])
+async def test_barge_in_or_llm_cancel_stops_generation_and_speech_together(
+    make_bus: MakeBus, tmp_path: Path, how: str
+) -> None:
+    """The real router, llm and tts: a long answer is being generated and spoken; a barge-in
+    (``wake/event interrupt``) or an ``llm/cancel`` of the turn stops both, promptly."""
+    slow_tts = TtsService(
+        make_bus("tts"),
+        TtsConfig(player="wav"),
+        synthesizer=make_synthesizer(rate=1000, bytes_per_char=50, delay=0.002),  # 50 ms a character
+        sink=NullSink(),
+    )
+    long = " ".join(f"Sentence number {i} of a question asked at great length." for i in range(40))
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            stack = await start_stack(nursery, make_bus, tmp_path, tts=slow_tts)
+            wire = stack.wire
+            await stack.client.publish("stt/final", FinalTranscript(text=long))
+            await wire.wait_until(lambda: wire.status("speaking_start") and len(wire.on("llm/stream")) > 5)
+            [request] = wire.on("llm/request")
+            turn = request.data.id
+            asked = trio.current_time()
+            if how == "barge_in":
+                await stack.client.publish("wake/event", WakeEvent(type="interrupt"))
+            else:
+                await stack.client.publish("llm/cancel", LLMCancel(id=turn))
+            await wire.wait_until(lambda: wire.status("stopped") and wire.on("llm/response"))
+            took = trio.current_time() - asked
+            await stack.router.wait_turns(1)
+            said, streamed = len(wire.on("tts/say")), len(wire.on("llm/stream"))
+            await trio.sleep(1)  # stragglers would show up by now
+            nursery.cancel_scope.cancel()
+    assert took < 2.0, f"{how} to silence took {took:.2f} s"
+    [response] = [m.data for m in wire.on("llm/response")]
+    assert (response.id, response.error) == (turn, CANCELLED)
+    assert len(response.reply) < len(long)  # generation stopped part-way
+    [stopped] = [m.data for m in wire.status("stopped")]
+    assert stopped.utt_id == turn
+    assert not wire.status("speaking_end")
+    assert (len(wire.on("tts/say")), len(wire.on("llm/stream"))) == (said, streamed)
+    [exchange] = stack.router.history.exchanges
+    assert exchange.ended == ("barge_in" if how == "barge_in" else "cancelled")

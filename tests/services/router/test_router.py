@@ -11,7 +11,7 @@ import trio
 import trio.testing
 from router_helpers import LONG, echo, running
 
-from trioworks.bus import LLMResponse, LLMStreamDelta, TtsControl, TtsSay
+from trioworks.bus import LLMCancel, LLMResponse, LLMStreamDelta, TtsControl, TtsSay
 from trioworks.services.router import RouterConfig, RouterConfigError, chunk_sentences
 
 
@@ -237,3 +237,40 @@ async def test_a_response_that_overtakes_the_last_deltas_still_says_the_whole_re
     (exchange,) = rig.router.history.exchanges
     assert (exchange.reply, exchange.ended) == (reply, "done")
     assert rig.router.bus.metrics.counter("router.reply.from_response").value == 1
+
+
+async def test_an_llm_cancel_from_another_client_ends_the_turn_without_waiting_for_speech(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with running(lambda r: LONG) as rig:
+        await rig.hear("tell me something long")
+        with trio.fail_after(60):
+            await rig.wait_for("tts/say", 2)
+            turn = rig.llm.requests[0].id
+            await rig.client.publish("llm/cancel", LLMCancel(id=turn))
+            await rig.router.wait_turns(1)
+            took = trio.current_time()
+            await trio.sleep(30)
+    assert took < 20  # not the 300 s speech timeout
+    assert len(rig.order("llm/cancel", id=turn)) == 1  # the client's: the router does not repeat it
+    assert rig.order("tts/control", action="stop", utt_id=turn, reason="cancelled")
+    assert max(rig.order("tts/say", utt_id=turn)) < rig.order("llm/cancel", id=turn)[0]
+    (exchange,) = rig.router.history.exchanges
+    assert exchange.ended == "cancelled"
+    assert exchange.messages()[1].content.endswith("[cut off: the request was cancelled]")
+
+
+async def test_an_llm_error_after_some_of_the_reply_says_nothing_more(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with running(lambda r: None) as rig:
+        await rig.hear("hello")
+        with trio.fail_after(30):
+            await rig.wait_for("llm/request")
+            turn = rig.llm.requests[0].id
+            await rig.llm.bus.publish("llm/stream", LLMStreamDelta(id=turn, seq=0, delta="Half a sentence"))
+            await rig.llm.bus.publish("llm/response", LLMResponse(id=turn, error="backend failed"))
+            await rig.router.wait_turns(1)
+    assert rig.on("tts/say") == []  # the tail is not said: the reply is broken
+    (exchange,) = rig.router.history.exchanges
+    assert (exchange.reply, exchange.ended) == ("Half a sentence", "error")

@@ -11,7 +11,7 @@ from ...bus import ConversationMessage
 
 __all__ = ["Exchange", "History", "TurnEnd"]
 
-TurnEnd = Literal["done", "barge_in", "superseded", "timeout", "error", "shutdown"]
+TurnEnd = Literal["done", "barge_in", "superseded", "timeout", "cancelled", "error", "shutdown"]
 """How a turn ended: ``done`` is a complete reply; every other value cut it short."""
 
 
@@ -44,6 +44,7 @@ _MARKS: dict[str, str] = {
     "barge_in": "interrupted by the user",
     "superseded": "interrupted: the user spoke again",
     "timeout": "cut off: no reply in time",
+    "cancelled": "cut off: the request was cancelled",
     "error": "cut off: the model failed",
     "shutdown": "cut off: the assistant stopped",
 }

@@ -35,7 +35,8 @@ __all__ = ["RouterService"]
 logger = logging.getLogger("trioworks.services.router")
 
 _STREAM_BUFFER = 1024  # deltas of the current turn waiting for the turn task; past it: dropped, counted
-_CANCELLED: frozenset[str] = frozenset({"barge_in", "superseded", "timeout", "shutdown"})
+_CANCELLED: frozenset[str] = frozenset({"barge_in", "superseded", "timeout", "shutdown", "cancelled"})
+_LLM_CANCELLED = "cancelled"  # the llm/response error of a cancelled request (the llm service's CANCELLED)
 
 
 @attrs.define(eq=False)
@@ -74,8 +75,9 @@ class RouterService:
     """The conversation router of the voice stack (py-tars' ``router``).
 
     Routes (each its own task and bounded queue): ``stt/final`` (starts a turn), ``wake/event``
-    (``interrupt`` = barge-in), ``llm/stream`` and ``llm/response`` (the current turn's reply),
-    ``tts/status`` (when the turn's speech is over).
+    (``interrupt`` = barge-in; wake window), ``llm/stream`` and ``llm/response`` (the current
+    turn's reply), ``llm/cancel`` (another client cancelled the turn's request), ``tts/status``
+    (when the turn's speech is over).
 
     A turn, run by the one turn task inside its own :class:`trio.CancelScope`:
     ``llm/request`` (a fresh ``id``, the text, ``conversation_history`` of the last
@@ -94,8 +96,9 @@ class RouterService:
     Cancellation: a ``wake/event`` ``interrupt`` cancels the current turn's scope (``barge_in``);
     a new ``stt/final`` while a turn runs **replaces** it (``superseded``: the user spoke again,
     so the answer in progress is moot; only the newest waiting transcript gets a turn); no delta
-    for ``config.reply_timeout`` s cancels it (``timeout``); stopping the service cancels it
-    (``shutdown``). A cancelled turn then publishes, shielded and within
+    for ``config.reply_timeout`` s cancels it (``timeout``); an ``llm/cancel`` of its request from
+    another client cancels it (``cancelled``; the router then does not repeat the ``llm/cancel``);
+    stopping the service cancels it (``shutdown``). A cancelled turn then publishes, shielded and within
     ``config.cancel_timeout`` s, ``llm/cancel {id}`` (the llm stops generating and its tool
     calls; the tts stops the speech of that utt_id) and ``tts/control stop`` with that
     ``utt_id``, so LLM, tools and speech stop together; no ``tts/say`` of that turn follows.
@@ -125,6 +128,7 @@ class RouterService:
                 Route("wake/event", self._on_wake, capacity=16),
                 Route("llm/stream", self._on_stream, capacity=256),
                 Route("llm/response", self._on_response, capacity=16),
+                Route("llm/cancel", self._on_llm_cancel, capacity=16),
                 Route("tts/status", self._on_status, capacity=64, overflow=Overflow.DROP_OLDEST),
             ],
             restart=restart,
@@ -227,6 +231,14 @@ class RouterService:
             self._overflow.inc()
             logger.warning("router: turn %s has %d deltas waiting; dropped one", turn.id, _STREAM_BUFFER)
 
+    async def _on_llm_cancel(self, message: Message) -> None:
+        # Another client cancelled the current turn's request (the router's own llm/cancel is
+        # published after its turn is over, so it never matches here).
+        cancel: LLMCancel = message.data
+        turn = self._current
+        if turn is not None and cancel.id == turn.id:
+            turn.cancel("cancelled")
+
     async def _on_stream(self, message: Message) -> None:
         self._route(message.data)
 
@@ -307,8 +319,9 @@ class RouterService:
                 waiting.deadline = trio.current_time() + config.reply_timeout
                 if isinstance(item, LLMResponse):
                     if item.error is not None:
-                        logger.warning("router: turn %s: the llm failed: %s", turn.id, item.error)
-                        turn.end("error")
+                        # "cancelled": someone else's llm/cancel, which stops the speech too.
+                        logger.warning("router: turn %s: the llm ended it: %s", turn.id, item.error)
+                        turn.end("cancelled" if item.error == _LLM_CANCELLED else "error")
                     elif item.reply:
                         # The whole reply. Over MQTT llm/response and llm/stream are separate
                         # subscriptions, so the response can overtake the last deltas (or the
@@ -334,6 +347,11 @@ class RouterService:
             logger.warning("router: turn %s: no reply for %s s", turn.id, config.reply_timeout)
             turn.end("timeout")
             return
+        if turn.ended is not None:
+            # The llm failed or the request was cancelled elsewhere: nothing more is said, and
+            # the speech of a cancelled request was stopped by the tts (a tail sent now would be
+            # dropped by it, and its end of speech waited for in vain).
+            return
         await self._say(turn, chunker.flush())
         with trio.move_on_after(config.speech_timeout):
             while turn.heard_upto < turn.said:
@@ -352,7 +370,8 @@ class RouterService:
         """Stop the turn's generation, tool calls and speech: shielded, bounded."""
         with trio.CancelScope(shield=True), trio.move_on_after(self.config.cancel_timeout) as bounded:
             try:
-                await self.bus.publish("llm/cancel", LLMCancel(id=turn.id))
+                if turn.ended != "cancelled":  # else the llm/cancel came from someone else
+                    await self.bus.publish("llm/cancel", LLMCancel(id=turn.id))
                 await self.bus.publish(
                     "tts/control", TtsControl(action="stop", reason=turn.ended, utt_id=turn.id)
                 )
