@@ -8,14 +8,18 @@ spawned worker process, and where SIGINT/SIGTERM arrive.
 
 from __future__ import annotations
 
+import http.server
+import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import wave
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any, ClassVar
 
 import attrs
 import pytest
@@ -343,3 +347,51 @@ def test_each_voice_highlight_turns_false_with_its_fact(change, false_one: int) 
 def test_a_turn_that_did_not_complete_is_one_false_highlight() -> None:
     [highlight] = voice_highlights(attrs.evolve(_good(), problem="waited 30 s for the tts in vain"))
     assert not highlight.ok and "waited 30 s for the tts in vain" in highlight.text
+
+
+# --- ask with an OpenAI-compatible server ---------------------------------------------------------
+
+
+class _FakeOpenAI(http.server.BaseHTTPRequestHandler):
+    """POST /v1/chat/completions: a few SSE deltas, then [DONE]; records what it was sent."""
+
+    seen: ClassVar[list[tuple[str, dict[str, Any]]]] = []
+    protocol_version = "HTTP/1.0"  # the body ends when the connection closes
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        self.seen.append((self.headers.get("Authorization", ""), body))
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.end_headers()
+        for word in ("Bergen,", " says", " the", " server."):
+            event = {"model": "fake-1", "choices": [{"index": 0, "delta": {"content": word}}]}
+            self.wfile.write(f"data: {json.dumps(event)}\n\n".encode())
+        self.wfile.write(b"data: [DONE]\n\n")
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_ask_with_an_openai_compatible_server(cli, question_wav: Path, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("TRIOWORKS_TEST_KEY", "sk-test")
+    _FakeOpenAI.seen.clear()
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _FakeOpenAI)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/v1"
+        llm = ("--llm-base-url", url, "--llm-model", "fake-1", "--llm-api-key-env", "TRIOWORKS_TEST_KEY")
+        out = cli(
+            "services", "ask", question_wav, "--data", tmp_path / "data", "--audio-dir", tmp_path, "--remember", FACT,
+            *PHRASES, *llm, "--timeout", "30",
+        )  # fmt: skip
+    finally:
+        server.shutdown()
+        thread.join()
+    assert out.code == 0, out.out + out.err
+    assert _lines(out.out)["answer"] == ["Bergen, says the server. (openai, fake-1)"]
+    [(auth, body)] = _FakeOpenAI.seen
+    assert auth == "Bearer sk-test" and body["model"] == "fake-1" and body["stream"] is True
+    system, user = body["messages"][0]["content"], body["messages"][-1]["content"]
+    assert FACT in system and user == QUESTION  # the RAG context and the question
