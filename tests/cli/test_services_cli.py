@@ -267,6 +267,8 @@ def test_ask_and_say_against_services_run_on_mosquitto(
     health = trio.run(_retained_health, url)
     for name in ("memory", "llm", "tts", "router"):
         assert health[name]["ok"] is False and health[name]["event"] == "stopped", health
+    # ask's own stt reports under a name of its own, never over a running stt service's health.
+    assert "stt" not in health and health["ask-stt"]["event"] == "stopped"
 
 
 def test_say_with_no_tts_on_the_broker_names_the_missing_health(cli, mosquitto_url: str) -> None:

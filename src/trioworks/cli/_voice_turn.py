@@ -258,7 +258,10 @@ async def ask(
     names = SERVICE_NAMES if buses.in_process else ("stt",)
     begun = trio.current_time()
     async with trio.open_nursery() as nursery:
-        stack = await start_stack(nursery, names, settings, buses)
+        # Over MQTT a real stt may be running too (services run --mic): ours must not report
+        # on its health topic, so it has a name of its own.
+        sources = {"stt": "stt" if buses.in_process else "ask-stt"}
+        stack = await start_stack(nursery, names, settings, lambda name: buses(sources.get(name, name)))
         client = buses("cli")
         await nursery.start(client.run)
         if on_started is not None:
