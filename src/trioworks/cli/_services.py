@@ -117,6 +117,8 @@ def _run_command(args: argparse.Namespace, io: Streams) -> int:
     if args.remember and "memory" not in names:
         raise CliError("--remember: the memory service is not among --only")
     settings = settings_from(args, realtime=True)
+    if settings.bus == "memory" and not args.mic:
+        io.warning("on the in-process bus with no --mic nothing outside this process reaches the services")
     if "memory" in names:
         make_data_dir(settings)
     prepare_process()
