@@ -16,6 +16,7 @@ import signal
 from collections.abc import Callable
 from pathlib import Path
 
+import attrs
 import trio
 
 from ..services.stt import SttService as _SttService
@@ -117,6 +118,8 @@ def _run_command(args: argparse.Namespace, io: Streams) -> int:
     if args.remember and "memory" not in names:
         raise CliError("--remember: the memory service is not among --only")
     settings = settings_from(args, realtime=True)
+    if settings.bus == "memory" and "memory" not in names:
+        settings = attrs.evolve(settings, rag_k=0)  # nobody to ask: RAG would wait 5 s every turn
     if settings.bus == "memory" and not args.mic:
         io.warning("on the in-process bus with no --mic nothing outside this process reaches the services")
     if "memory" in names:

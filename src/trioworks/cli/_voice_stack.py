@@ -144,6 +144,7 @@ class VoiceSettings:
     remember: tuple[str, ...] = attrs.field(default=(), converter=tuple)
     """Facts stored in memory at start-up (needs the memory service in this process)."""
     rag_k: int = RAG_K
+    """Memories the router asks the llm to fetch per turn; 0: no RAG (no memory service to ask)."""
 
     @property
     def memory_path(self) -> Path:
@@ -235,7 +236,8 @@ def _make(
             bus, TtsConfig(voice=settings.voice, player=player, realtime=settings.realtime, **extra)
         )
     if name == "router":
-        return RouterService(bus, RouterConfig(use_rag=True, rag_k=settings.rag_k))
+        rag = settings.rag_k > 0
+        return RouterService(bus, RouterConfig(use_rag=rag, rag_k=settings.rag_k if rag else RAG_K))
     raise AssertionError(name)
 
 
