@@ -9,8 +9,7 @@ all that differs:
 - a change locks the rows it reads ``FOR UPDATE`` (its workflow row first); claims and sweeps
   use ``FOR UPDATE SKIP LOCKED``, so concurrent polls (threads, processes or several servers on
   one database) never claim the same row and never wait for each other;
-- schema creation is serialized by an advisory lock, and two partial indexes let a claim's
-  ``SKIP LOCKED`` read rows in order instead of sorting every pending row.
+- schema creation is serialized by an advisory lock.
 """
 
 from __future__ import annotations
@@ -33,12 +32,6 @@ __all__ = ["PostgresStorage"]
 # against itself (two servers starting on an empty database race on the catalog).
 _SCHEMA_LOCK = 0x7472696F776B73  # "triowks"
 
-_INDEXES = (
-    "CREATE INDEX IF NOT EXISTS activities_pending_pg ON activities (worker, scheduled_for, id) "
-    "WHERE status = 'pending'",
-    "CREATE INDEX IF NOT EXISTS activities_lease_pg ON activities ((claimed_at + lease_seconds)) "
-    "WHERE status = 'running'",
-)
 _DIALECT = Dialect(
     name="postgres",
     float_type="DOUBLE PRECISION",
@@ -47,7 +40,6 @@ _DIALECT = Dialect(
     skip_locked=" FOR UPDATE SKIP LOCKED",
     integrity_errors=(errors.UniqueViolation,),
     schema_lock=f"SELECT pg_advisory_xact_lock({_SCHEMA_LOCK})",
-    extra_schema=_INDEXES,
 )
 
 

@@ -27,7 +27,16 @@ from . import _engine as engine
 from ._errors import NotFound
 from ._models import ActivityRow, ActivityStatus, PendingActivity, WorkflowRow, WorkflowStatus
 from ._progress import progress
-from ._sqlbase import ACTIVITY_COLUMNS, SqlBase, Tx, dumps, marks, row_to_activity
+from ._sqlbase import (
+    ACTIVITY_COLUMNS,
+    WORKFLOW_COLUMNS,
+    SqlBase,
+    Tx,
+    dumps,
+    marks,
+    row_to_activity,
+    row_to_workflow,
+)
 
 __all__ = ["SqlQueue"]
 
@@ -191,8 +200,7 @@ class SqlQueue(SqlBase):
         with self._tx() as db:
             failed = self._expire(db, "", (), now)
             ids = db.all(
-                f"SELECT id FROM activities WHERE {_EXPIRED} AND retry_count < max_retries "
-                f"ORDER BY id{self.dialect.skip_locked}",
+                f"SELECT id FROM activities WHERE {_EXPIRED} AND retry_count < max_retries{self.dialect.skip_locked}",
                 (now,),
             )
             db.many(
@@ -205,10 +213,14 @@ class SqlQueue(SqlBase):
     # -- helpers (inside a transaction) ----------------------------------------------------------
     def _locked_activity(self, db: Tx, activity_id: str) -> tuple[WorkflowRow, ActivityRow]:
         """The activity's workflow and row, locked in that order; :exc:`NotFound` otherwise."""
-        found = db.one("SELECT workflow_id FROM activities WHERE id = ?", (activity_id,))
+        found = db.one(
+            f"SELECT {WORKFLOW_COLUMNS} FROM workflows WHERE id = "
+            f"(SELECT workflow_id FROM activities WHERE id = ?){self.dialect.for_update}",
+            (activity_id,),
+        )
         if found is None:
             raise NotFound(f"activity {activity_id} not found")
-        workflow = self._workflow(db, found[0], lock=True)
+        workflow = row_to_workflow(found)
         row = db.one(
             f"SELECT {ACTIVITY_COLUMNS} FROM activities WHERE id = ?{self.dialect.for_update}", (activity_id,)
         )
@@ -247,12 +259,17 @@ class SqlQueue(SqlBase):
 
     def _expire(self, db: Tx, where: str, params: tuple[Any, ...], now: float) -> int:
         """Fail expired running rows with no retry left (and their workflows), in workflow id order."""
-        expired = db.all(
-            f"SELECT DISTINCT workflow_id FROM activities WHERE {_EXPIRED} "
-            f"AND retry_count >= max_retries{where} ORDER BY workflow_id",
-            (now, *params),
+        # Deduplicated and sorted here: SQLite's planner would scan a whole index to do it.
+        expired = sorted(
+            {
+                r[0]
+                for r in db.all(
+                    f"SELECT workflow_id FROM activities WHERE {_EXPIRED} AND retry_count >= max_retries{where}",
+                    (now, *params),
+                )
+            }
         )
-        for (workflow_id,) in expired:
+        for workflow_id in expired:
             workflow = self._workflow(db, workflow_id, lock=True)
             rows = db.all(
                 f"SELECT {ACTIVITY_COLUMNS} FROM activities WHERE workflow_id = ? AND {_EXPIRED} "
