@@ -1,12 +1,14 @@
 """The reference server: Kruxia Flow's HTTP API, orchestrating workflows over a SQL store.
 
 - :class:`Storage`: the synchronous, one-transaction-per-method interface of a backend;
-  :class:`SqlStorage` writes the operations once in portable SQL; :class:`SQLiteStorage` is the
-  SQLite backend; :func:`open_storage` picks one from a URL.
+  :class:`SqlStorage` writes the operations once in portable SQL, a :class:`Dialect` holding what
+  differs; :class:`SQLiteStorage` is the SQLite backend (Postgres: ``_postgres``);
+  :func:`open_storage` picks one from a URL.
 - :class:`Server` with :class:`ServerConfig`: the HTTP API (Starlette on hypercorn's Trio
   worker) and the lease sweeper; ``url = await nursery.start(Server(config).run)``.
 - The rules (scheduling, templates, conditions, retries, leases) are pure functions in
-  ``_engine``, shared by every backend.
+  ``_engine``, shared by every backend; ``_progress`` applies scheduling incrementally, so that
+  a completion reads only the rows it changes.
 """
 
 from ._definitions import parse_definition
