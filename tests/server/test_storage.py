@@ -17,8 +17,10 @@ from trioworks.server import (
     Conflict,
     FileRecord,
     NotFound,
+    SQLiteStorage,
     Storage,
     WorkflowStatus,
+    open_storage,
     parse_definition,
 )
 
@@ -333,3 +335,14 @@ def test_running_activity_of_a_failed_workflow_is_never_stolen(storage: Storage,
     assert by_key["slow2"].error["code"] == "BOOM"
     workflow = storage.get_workflow(wf.id)[0]
     assert "'bad'" in workflow.error_message  # the first failure stays the workflow's reason
+
+
+def test_open_storage_gives_sqlite_the_storage_threads(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    default = open_storage(f"sqlite:///{tmp_path}/a.db")
+    sized = open_storage(tmp_path / "b.db", max_threads=7)
+    try:
+        assert isinstance(default, SQLiteStorage) and isinstance(sized, SQLiteStorage)
+        assert (default.max_threads, sized.max_threads) == (4, 7)
+    finally:
+        default.close()
+        sized.close()
