@@ -10,6 +10,7 @@ broker) is the part worth reusing; connection, reconnect, acknowledgements and r
 from __future__ import annotations
 
 import logging
+import math
 import random
 import sys
 
@@ -17,6 +18,7 @@ import attrs
 import trio
 from moat.lib.mqtt import (
     MQTTConnAckPacket,
+    MQTTConnectPacket,
     MQTTDisconnectPacket,
     MQTTException,
     MQTTPingResponsePacket,
@@ -72,8 +74,19 @@ class MqttTransport:
     ``run`` connects (retrying with ``reconnect``: exponential backoff with jitter, via the
     core :func:`~trioworks.core.retry`), re-subscribes every registered filter, then calls
     ``task_status.started()``; after a lost connection it does the same again, forever, until
-    cancelled. Every connection is a clean session: messages published while this client was
-    disconnected are not queued for it.
+    cancelled.
+
+    Sessions (MQTT 5): with ``session_expiry`` > 0 (seconds, default 300) the broker keeps this
+    client's session that long after a lost connection, and each reconnect resumes it: QoS 1
+    messages for its subscriptions that arrive while it is away are queued by the broker and
+    delivered when it is back, even if it re-subscribes after their publisher resent them. A
+    session left behind by an earlier process with this client id is ended on the first
+    connection (so its queued messages never reach the new one); a clean shutdown ends the
+    session at once (DISCONNECT with expiry 0). Across a broker *restart* this holds only if the
+    broker persists sessions (mosquitto: ``persistence true``, and ``autosave_interval``, since
+    mosquitto 2.0 saves the sessions of connected clients only then). ``session_expiry=0``: a
+    clean session on every connection; what was published while this client was away is lost
+    to it.
 
     Delivery guarantees: ``publish`` with QoS 1 returns once the broker sent PUBACK; if the
     connection dies first, it waits for the next connection and sends again (at least once).
@@ -101,7 +114,13 @@ class MqttTransport:
         metrics: Metrics | None = None,
         rng: random.Random | None = None,
         backlog: int = 256,
+        session_expiry: int = 300,
     ) -> None:
+        if isinstance(session_expiry, bool) or not isinstance(session_expiry, int) or session_expiry < 0:
+            raise ValueError(
+                f"session_expiry must be an integer number of seconds >= 0, got {session_expiry!r}"
+            )
+        self.session_expiry = session_expiry
         self.host, self.port = _parse_url(url)
         self.client_id = client_id
         self.keep_alive = keep_alive
@@ -158,24 +177,75 @@ class MqttTransport:
         )
 
     async def _connect(self) -> _Connection:
+        conn, resumed = await self._connect_once()
+        if resumed and self.connections.value == 0:
+            # A session this client id left behind (an earlier process): its queued messages
+            # and subscription ids are not ours. End it and start a fresh one.
+            with trio.CancelScope(shield=True), trio.move_on_after(1):
+                await conn.stream.send_all(self._disconnect_packet(conn.sm, ending=True))
+            await trio.aclose_forcefully(conn.stream)
+            conn, _ = await self._connect_once()
+        return conn
+
+    async def _connect_once(self) -> tuple[_Connection, bool]:
+        """A connection whose CONNACK said SUCCESS, and whether it resumed a session."""
         with trio.fail_after(self.connect_timeout):
             stream = await trio.open_tcp_stream(self.host, self.port)
             try:
                 sm = MQTTClientStateMachine(client_id=self.client_id)
-                sm.connect(will=self._will, clean_start=True, keep_alive=self.keep_alive)
-                await stream.send_all(bytes(sm.get_outbound_data()))
+                await stream.send_all(self._connect_packet(sm))
                 while True:
                     data = await stream.receive_some(65536)
                     if not data:
                         raise ConnectionError("the broker closed the connection during CONNECT")
-                    for packet in sm.feed_bytes(data):
+                    packets = sm.feed_bytes(data)
+                    for i, packet in enumerate(packets):
                         if isinstance(packet, MQTTConnAckPacket):
                             if packet.reason_code is not ReasonCode.SUCCESS:
                                 raise MqttError(f"broker refused CONNECT: {packet.reason_code.name}")
-                            return _Connection(stream, sm, self.keep_alive)
+                            conn = _Connection(stream, sm, self.keep_alive)
+                            # A resumed session's queued messages can share the CONNACK's read.
+                            conn.early = list(packets[i + 1 :])
+                            return conn, packet.session_present
             except BaseException:
                 await trio.aclose_forcefully(stream)
                 raise
+
+    def _connect_packet(self, sm: MQTTClientStateMachine) -> bytes:
+        # Never a clean start when sessions are kept, not even the first time (a session left
+        # behind by an earlier process is ended in _connect): mosquitto 2.0 persists across its
+        # restarts only the sessions that began with clean_start false.
+        clean_start = not self.session_expiry
+        sm.connect(will=self._will, clean_start=clean_start, keep_alive=self.keep_alive)
+        data = bytes(sm.get_outbound_data())
+        if not self.session_expiry:
+            return data
+        # moat-lib-mqtt's connect() cannot send CONNECT properties. It has put the state machine
+        # in CONNECTING (what it needs to read the CONNACK); send the same CONNECT with a
+        # session expiry instead of the one it encoded.
+        packet = MQTTConnectPacket(
+            client_id=self.client_id,
+            will=self._will,
+            clean_start=clean_start,
+            keep_alive=self.keep_alive,
+            properties={PropertyType.SESSION_EXPIRY_INTERVAL: self.session_expiry},
+        )
+        out = bytearray()
+        packet.encode(out)
+        return bytes(out)
+
+    def _disconnect_packet(self, sm: MQTTClientStateMachine, *, ending: bool) -> bytes:
+        sm.disconnect()
+        data = bytes(sm.get_outbound_data())
+        if not (ending and self.session_expiry):
+            return data
+        # A clean shutdown: end the session now rather than session_expiry seconds later.
+        packet = MQTTDisconnectPacket(
+            reason_code=ReasonCode.SUCCESS, properties={PropertyType.SESSION_EXPIRY_INTERVAL: 0}
+        )
+        out = bytearray()
+        packet.encode(out)
+        return bytes(out)
 
     async def _serve(self, conn: _Connection, task_status: trio.TaskStatus[None] | None) -> None:
         try:
@@ -196,13 +266,15 @@ class MqttTransport:
                     task_status.started()
                 await trio.sleep_forever()  # until _read or _ping cancels: the connection is gone
         finally:
+            # Cancelled from outside (not a lost connection, which ends the nursery above on
+            # its own): this client is going away for good.
+            ending = trio.current_effective_deadline() == -math.inf
             self._conn.value = None
             conn.alive = False
             conn.acks.fail_all(_ConnectionLost())
             with trio.CancelScope(shield=True), trio.move_on_after(1):
                 try:
-                    conn.sm.disconnect()
-                    await conn.stream.send_all(bytes(conn.sm.get_outbound_data()))
+                    await conn.stream.send_all(self._disconnect_packet(conn.sm, ending=ending))
                 except (trio.BrokenResourceError, trio.ClosedResourceError, OSError, MQTTException):
                     pass  # already gone: the broker will publish the will
                 await trio.aclose_forcefully(conn.stream)
@@ -210,11 +282,15 @@ class MqttTransport:
     async def _read(self, conn: _Connection, scope: trio.CancelScope) -> None:
         try:
             while True:
-                data = await conn.stream.receive_some(65536)
-                if not data:
-                    logger.warning("MQTT %r: the broker closed the connection", self.client_id)
-                    return
-                for packet in conn.sm.feed_bytes(data):
+                if conn.early:
+                    packets, conn.early = conn.early, []
+                else:
+                    data = await conn.stream.receive_some(65536)
+                    if not data:
+                        logger.warning("MQTT %r: the broker closed the connection", self.client_id)
+                        return
+                    packets = conn.sm.feed_bytes(data)
+                for packet in packets:
                     if isinstance(packet, MQTTPublishPacket):
                         self._deliver(packet)
                     elif isinstance(

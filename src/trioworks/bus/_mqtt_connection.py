@@ -34,6 +34,7 @@ class _Connection:
         self.send_lock = trio.Lock()
         self.alive = True
         self.ping_pending = False
+        self.early: list[Any] = []  # packets read together with the CONNACK, for the reader
 
     async def flush(self) -> None:
         """Send whatever the state machine has queued. Raises _ConnectionLost on a dead socket."""
