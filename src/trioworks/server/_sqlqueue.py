@@ -1,9 +1,10 @@
 """:class:`SqlQueue`: the activity queue (claim, heartbeat, complete, fail, sweep) in portable SQL.
 
-Every change reads only the rows it changes: a completion locks its workflow row, its own row
-and its dependents (see :mod:`._progress`), never the whole workflow, so its cost does not grow
-with the workflow's width. A final failure fails the rest of the workflow with two ``UPDATE``
-statements.
+Every change reads only the rows it needs: a completion locks its workflow row, its own row and
+its direct dependents (plus, for a dependent that becomes ready, that one's dependencies and the
+outputs its templates name: see :mod:`._progress`), never the whole workflow, so its cost does
+not grow with the workflow's width. A final failure fails the rest of the workflow with two
+``UPDATE`` statements.
 
 Locking (Postgres; SQLite has one writer and ignores the dialect's lock clauses): whoever waits
 for a lock takes workflow rows first (one at a time, or several in id order) and then activity
@@ -45,10 +46,10 @@ _UNCLAIMED = ", ".join(f"'{s.value}'" for s in S if s.unclaimed)
 _UNFINISHED = ", ".join(f"'{s.value}'" for s in S if s not in (S.COMPLETED, S.SKIPPED))
 _EXPIRED = "status = 'running' AND claimed_at + lease_seconds < ?"
 
-# A claim takes the oldest rows among two sets, each read in order through its own index so
-# that (on Postgres) SKIP LOCKED streams, skipping the rows other polls hold and stopping at the
-# limit, instead of sorting every pending row on each poll: pending rows that are due, and
-# running rows whose lease expired with retries left.
+# A claim takes the oldest rows among two sets, each read through its own partial index (see
+# schema()): pending rows that are due, in claim order, so that (on Postgres) SKIP LOCKED streams,
+# skipping the rows other polls hold and stopping at the limit, instead of sorting every pending
+# row on each poll; and running rows whose lease expired with retries left (usually none).
 _CLAIM_PENDING = (
     f"SELECT {ACTIVITY_COLUMNS} FROM activities WHERE worker = ? AND status = 'pending' "
     "AND scheduled_for <= ? ORDER BY scheduled_for, id LIMIT ?"
