@@ -67,6 +67,10 @@ async def test_rag_tools_stream_and_cancel_over_mqtt(fresh_mosquitto: MosquittoB
             [tool_reply] = await responses.wait_id("tool")
             assert rag.reply == "From memory: the spare key is under the mat"
             assert tool_reply.reply == "The get_time tool says: 07:30."
+            # The response and the stream are separate subscriptions: the response can be
+            # handled before the last deltas.
+            while not any(d.done for d in stream.for_id("rag")):
+                await stream.wait_id("rag", len(stream.for_id("rag")) + 1)
             deltas = stream.for_id("rag")
             assert "".join(d.delta for d in deltas) == rag.reply and deltas[-1].done
 
