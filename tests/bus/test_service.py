@@ -21,6 +21,7 @@ from trioworks.bus import (
     Salvage,
     Service,
     ServiceFailed,
+    encode,
     run_service,
     salvage,
 )
@@ -173,3 +174,33 @@ def test_salvage_reads_what_it_can_and_never_raises() -> None:
     for junk in (b"\xff", b"[]", b'{"id": 5, "data": [1]}', b'{"id": ""}', b"[" * 100_000):
         found = salvage(junk)
         assert (found.id, found.data) == (None, {})
+
+
+async def test_dedupe_handles_a_redelivered_message_once_within_its_window(
+    broker: InProcessBroker, autojump_clock: trio.testing.MockClock
+) -> None:
+    seen: list[str] = []
+
+    async def handle(message: Message) -> None:
+        seen.append(message.data.id)
+
+    bus = Bus(InProcessTransport(broker), source="llm")
+    service = Service(
+        bus, [Route("llm/cancel", handle, dedupe=True), Route("llm/cancel", handle, name="plain")]
+    )
+    client = Bus(InProcessTransport(broker), source="client")
+    async with trio.open_nursery() as nursery:
+        await nursery.start(service.run)
+        await nursery.start(client.run)
+        first = await client.publish("llm/cancel", LLMCancel(id="a"), id="env-1")
+        again = encode("llm/cancel", first)  # the same envelope, as a QoS 1 resend delivers it
+        await broker.publish(RawMessage("llm/cancel", again, qos=1))
+        await client.publish("llm/cancel", LLMCancel(id="b"))  # another envelope
+        await trio.sleep(61)  # past the window: the id may be used again
+        await broker.publish(RawMessage("llm/cancel", again, qos=1))
+        await trio.sleep(1)
+        nursery.cancel_scope.cancel()
+    snap = bus.metrics.snapshot()
+    assert (snap["bus.sub.llm/cancel.handled"], snap["bus.sub.llm/cancel.duplicates"]) == (3, 1)
+    assert (snap["bus.sub.plain.handled"], snap["bus.sub.plain.duplicates"]) == (4, 0)
+    assert sorted(seen) == ["a"] * 5 + ["b"] * 2  # plain: a, a, b, a; deduped: a, b, a

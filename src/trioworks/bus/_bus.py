@@ -213,6 +213,7 @@ class Bus:
         restart: RestartPolicy = RestartPolicy(),
         nursery: trio.Nursery | None = None,
         on_malformed: MalformedHandler | None = None,
+        dedupe: bool = False,
     ) -> Subscription:
         """Subscribe ``handler`` to ``pattern`` (``+``/``#`` wildcards allowed).
 
@@ -229,6 +230,10 @@ class Bus:
         never reaches ``handler``. A message over ``max_payload`` bytes is logged, counted
         (``oversized``) and dropped on arrival, before it is queued or parsed: neither callback
         sees it.
+
+        ``dedupe``: a message whose envelope id this subscription handled in the last 60 s is
+        dropped (counted in ``duplicates``): QoS 1 delivers at least once, so a resend can repeat
+        a request. For routes whose handler must not run twice for one message.
         """
         validate_filter(pattern)
         target = nursery if nursery is not None else self._nursery
@@ -248,6 +253,7 @@ class Bus:
             metrics=self.metrics,
             restart=restart,
             on_malformed=on_malformed,
+            dedupe=dedupe,
         )
         self._names.add(name)
 

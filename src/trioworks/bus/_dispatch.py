@@ -51,12 +51,35 @@ class Overflow(enum.Enum):
     """Discard the incoming message."""
 
 
+DEDUPE_WINDOW = 60.0
+"""Seconds a subscription with ``dedupe`` remembers an envelope id."""
+DEDUPE_MAX = 4096
+"""Envelope ids a subscription with ``dedupe`` remembers at most (the oldest are forgotten)."""
+
+
+class _RecentIds:
+    """Envelope ids seen in the last ``DEDUPE_WINDOW`` seconds (at most ``DEDUPE_MAX``)."""
+
+    def __init__(self) -> None:
+        self._expiry: dict[str, float] = {}  # id -> trio time it is forgotten, oldest first
+
+    def seen(self, id_: str) -> bool:
+        """Whether ``id_`` was seen in the window; remembers it either way. Not a checkpoint."""
+        now = trio.current_time()
+        while self._expiry and (len(self._expiry) >= DEDUPE_MAX or next(iter(self._expiry.values())) <= now):
+            del self._expiry[next(iter(self._expiry))]
+        if self._expiry.get(id_, -1.0) > now:
+            return True
+        self._expiry[id_] = now + DEDUPE_WINDOW
+        return False
+
+
 class Subscription:
     """One subscription: filter, bounded queue, overflow policy and handler task(s).
 
     Created by :meth:`Bus.subscribe`. Metrics (names prefixed ``bus.sub.<name>.``): counters
-    ``received``, ``dropped``, ``oversized``, ``malformed``, ``handled``, ``failed`` and the gauge
-    ``queued`` (with its high-water mark).
+    ``received``, ``dropped``, ``oversized``, ``malformed``, ``duplicates``, ``handled``,
+    ``failed`` and the gauge ``queued`` (with its high-water mark).
     """
 
     def __init__(
@@ -72,6 +95,7 @@ class Subscription:
         metrics: Metrics,
         restart: RestartPolicy,
         on_malformed: MalformedHandler | None = None,
+        dedupe: bool = False,
     ) -> None:
         if capacity < 1:
             raise ValueError(f"subscription {name!r}: capacity must be >= 1, got {capacity}")
@@ -83,6 +107,7 @@ class Subscription:
         self.concurrency = concurrency
         self._handler = handler
         self._on_malformed = on_malformed
+        self._recent = _RecentIds() if dedupe else None
         self._max_payload = max_payload
         self._restart = restart
         self._send, self._receive = trio.open_memory_channel[RawMessage](capacity)
@@ -94,6 +119,7 @@ class Subscription:
         self._oversized = metrics.counter(prefix + "oversized")
         self._malformed = metrics.counter(prefix + "malformed")
         self._handled = metrics.counter(prefix + "handled")
+        self._duplicates = metrics.counter(prefix + "duplicates")
         self._failed = metrics.counter(prefix + "failed")
         self._queued = metrics.gauge(prefix + "queued")
 
@@ -151,6 +177,11 @@ class Subscription:
                     except Exception:
                         self._failed.inc()
                         raise  # like a failing handler: logged and restarted by the supervisor
+                continue
+            if self._recent is not None and self._recent.seen(envelope.id):
+                # QoS 1 is at least once: a resend after a lost acknowledgement, or a resumed
+                # session's redelivery, is the same envelope again. Handle it once.
+                self._duplicates.inc()
                 continue
             try:
                 await self._handler(Message(raw.topic, envelope, raw.retain))

@@ -22,6 +22,7 @@ class Route:
 
     ``on_malformed(raw, error)``, when given, is called for each message on the route that
     breaks its contract (see :meth:`Bus.subscribe`), e.g. to answer a bad request with an error.
+    ``dedupe``: handle a redelivered message (same envelope id within 60 s) only once.
     """
 
     pattern: str
@@ -31,6 +32,7 @@ class Route:
     concurrency: int = 1
     name: str | None = None
     on_malformed: MalformedHandler | None = None
+    dedupe: bool = False
 
 
 class ServiceFailed(Exception):
@@ -82,6 +84,7 @@ class Service:
                                 restart=self.restart,
                                 nursery=handlers,
                                 on_malformed=route.on_malformed,
+                                dedupe=route.dedupe,
                             )
                         await self.bus.publish_health(True, "ready")
                         task_status.started()

@@ -18,6 +18,7 @@ from trioworks.bus import (
     RawMessage,
     ToolCallResult,
     ToolFunction,
+    encode,
 )
 from trioworks.services.llm import CANCELLED, Completion, LLMConfig, LLMConfigError, OnDelta
 
@@ -237,6 +238,17 @@ async def test_a_malformed_request_is_answered_with_the_field_at_fault(
         snap = r.llm.metrics.snapshot()
         assert snap["bus.sub.llm/request.malformed"] == 4
         assert (snap["llm.requests.malformed"], snap["llm.requests.unanswerable"]) == (3, 1)
+
+
+async def test_a_redelivered_request_is_answered_once(autojump_clock: trio.testing.MockClock) -> None:
+    # QoS 1 is at least once: the same envelope can arrive twice (a resend, a resumed session).
+    async with rig() as r:
+        sent = await r.ask(LONG, "once")
+        await r.client.transport.broker.publish(RawMessage("llm/request", encode("llm/request", sent), qos=1))
+        [response] = await r.responses.wait_id("once")
+        await trio.sleep(30)
+        assert len(r.responses.for_id("once")) == 1 and response.error is None
+        assert r.llm.metrics.snapshot()["bus.sub.llm/request.duplicates"] == 1
 
 
 async def test_busy_when_max_pending_reached(autojump_clock: trio.testing.MockClock) -> None:

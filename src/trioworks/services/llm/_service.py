@@ -128,7 +128,13 @@ class LLMService:
         self._service = Service(
             bus,
             [
-                Route("llm/request", self._on_request, capacity=64, on_malformed=self._on_bad_request),
+                Route(
+                    "llm/request",
+                    self._on_request,
+                    capacity=64,
+                    on_malformed=self._on_bad_request,
+                    dedupe=True,
+                ),
                 Route("llm/cancel", self._on_cancel, capacity=64),
                 Route(
                     "llm/tools/registry",

@@ -137,8 +137,11 @@ class MemoryService:
         self._service = Service(
             bus,
             [
-                Route("stt/final", self._on_transcript, capacity=256, overflow=Overflow.DROP_NEWEST),
-                Route("tts/say", self._on_say, capacity=256, overflow=Overflow.DROP_NEWEST),
+                # dedupe: a QoS 1 redelivery must not store a document twice.
+                Route(
+                    "stt/final", self._on_transcript, capacity=256, overflow=Overflow.DROP_NEWEST, dedupe=True
+                ),
+                Route("tts/say", self._on_say, capacity=256, overflow=Overflow.DROP_NEWEST, dedupe=True),
                 Route(
                     "memory/query",
                     self._on_query,
@@ -146,6 +149,7 @@ class MemoryService:
                     overflow=Overflow.DROP_OLDEST,
                     concurrency=2,
                     on_malformed=self._on_bad_query,
+                    dedupe=True,
                 ),
             ],
             restart=restart,

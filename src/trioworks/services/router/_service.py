@@ -124,7 +124,7 @@ class RouterService:
         self._service = Service(
             bus,
             [
-                Route("stt/final", self._on_final, capacity=16),
+                Route("stt/final", self._on_final, capacity=16, dedupe=True),
                 Route("wake/event", self._on_wake, capacity=16),
                 Route("llm/stream", self._on_stream, capacity=256),
                 Route("llm/response", self._on_response, capacity=16),
