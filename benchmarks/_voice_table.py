@@ -12,6 +12,7 @@ TURNS = {
     "grammar_no_word_delay": "same, offline llm without word pacing",
     "language_model": "stt general model (process), 30 ms/word",
     "grammar_short_first_chunk": "what-if: as the first, router min_chunk 12",
+    "grammar_short_first_chunk_vad_0.2": "what-if: same, and stt vad_window 0.2 s",
 }
 LAG_PHASES = {
     "stt_grammar_thread": "stt transcribing, grammar (decoder thread)",
@@ -30,7 +31,15 @@ def _met(ok: bool) -> str:
 
 
 def _lag(phase: dict[str, Any]) -> str:
-    return f"{phase['worst_lag_ms']:.1f} ms ({phase['cpu_wait_ms']:.0f} ms of it waiting for a CPU)"
+    return f"{phase['worst_lag_ms']:.1f} ms (run queue: {phase['cpu_wait_ms']:.0f} ms of that tick)"
+
+
+def _lag_met(phase: dict[str, Any], bar: float = 50) -> str:
+    """Judged on the raw lag; when only the run-queue wait (other processes) put it over, say so."""
+    if phase["worst_lag_ms"] < bar:
+        return "yes"
+    own = max(0.0, phase["worst_lag_ms"] - phase["cpu_wait_ms"])
+    return f"**no**, machine: {own:.0f} ms without the run-queue wait" if own < bar else "**no**"
 
 
 def _rag_rows(out: dict[str, Any]) -> list[Row]:
@@ -72,7 +81,7 @@ def _turn_rows(out: dict[str, Any]) -> list[Row]:
         if turn is None:
             continue
         stages = ", ".join(f"{k} {v:.0f}" for k, v in turn["median_stage_ms"].items())
-        diagnostic = key.endswith("first_chunk")
+        diagnostic = "short_first_chunk" in key
         rows.append(
             (
                 f"end of speech → first TTS audio, {label}: p50 / max of {turn['trials']}",
@@ -102,7 +111,7 @@ def _lag_rows(out: dict[str, Any]) -> list[Row]:
                 _lag(phase),
                 "–",
                 "< 50 ms (aim < 10)",
-                _met(phase["worst_lag_ms"] < 50),
+                _lag_met(phase),
             )
         )
     for key, label in (
@@ -129,7 +138,7 @@ def _lag_rows(out: dict[str, Any]) -> list[Row]:
                     _lag(turn),
                     "–",
                     "< 50 ms",
-                    _met(turn["worst_lag_ms"] < 50),
+                    _lag_met(turn),
                 )
             )
     return rows
@@ -151,7 +160,7 @@ def _memory_rows(out: dict[str, Any]) -> list[Row]:
     rows: list[Row] = [
         (
             f"memory: ingest {docs} documents (embed + SQLite + BM25), worst lag",
-            f"{ingest['total_s']:.0f} s, {ingest['docs_per_s']:.1f} documents/s; {ingest['worst_lag_ms']:.0f} ms",
+            f"{ingest['total_s']:.1f} s, {ingest['docs_per_s']:.1f} documents/s; {ingest['worst_lag_ms']:.0f} ms",
             "–",
             "–",
             "–",

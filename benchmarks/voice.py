@@ -29,6 +29,7 @@ import os
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import argparse
+import gc
 import json
 import platform
 import sys
@@ -80,6 +81,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     add("--memory-queries", type=int, default=30)
     add("--bus-messages", type=int, default=5000)
     add("--json", type=Path, help="also write every number as JSON here")
+    add("--render", type=Path, metavar="JSON", help="only print the table of an earlier --json file")
     args = parser.parse_args(argv)
     if args.quick:
         for name, value in QUICK.items():
@@ -136,7 +138,10 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
             broker[0].wait(10)
     if "memory" in args.sections:  # last: the long one, with its own ticker
         print(f"memory at {args.memory_docs} documents (benchmarks/voice_memory.py)", flush=True)
+        gc.collect()
+        gc.freeze()  # as a services entry point does once started (docs/memory.md), like the phases above
         out["memory"] = await bench_memory(args.memory_docs, args.memory_queries, 64, args.fake_embedder)
+        gc.unfreeze()
     return out
 
 
@@ -155,6 +160,13 @@ async def _speech_sections(
                 # What-if: the router speaks "From memory:" (the first boundary) instead of
                 # waiting for 60 characters; shows what the sentence chunking costs here.
                 ("grammar_short_first_chunk", grammar, args.word_delay, attrs.evolve(router, min_chunk=12)),
+                # ... and the endpointer deciding on 0.2 s of audio instead of 0.3 s.
+                (
+                    "grammar_short_first_chunk_vad_0.2",
+                    attrs.evolve(grammar, vad_window=0.2),
+                    args.word_delay,
+                    attrs.evolve(router, min_chunk=12),
+                ),
             ]
             for name, stt, delay, router_config in variants[:1] if args.quick else variants:
                 print(f"end of speech -> first audio: {name}", flush=True)
@@ -176,6 +188,9 @@ async def _speech_sections(
 
 def main(argv: list[str] | None = None) -> None:
     args = _parse(argv)
+    if args.render:
+        print(table(json.loads(args.render.read_text(encoding="utf-8"))))
+        return
     load = os.getloadavg()[0]
     print(
         f"python {platform.python_version()}, {os.cpu_count()} CPUs, load {load:.2f}, sections {args.sections}"
