@@ -15,6 +15,7 @@ from typing import Any
 import trio
 
 from trioworks.bus import Bus, InProcessBroker, InProcessTransport, MqttTransport, Transport
+from trioworks.core import run_in_thread
 from trioworks.services.memory import MemoryService, MiniLM, NewDocument
 
 MakeTransport = Callable[[str], Transport]
@@ -58,7 +59,7 @@ async def load_embedder(fake: bool) -> Any:
         from memory_helpers import HashEmbedder
 
         return HashEmbedder()
-    return await trio.to_thread.run_sync(MiniLM)
+    return await run_in_thread(MiniLM, limiter=trio.CapacityLimiter(1))
 
 
 @asynccontextmanager

@@ -69,7 +69,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     add("--quick", action="store_true", help="small sizes, one voice-turn variant: a smoke run")
     add("--only", default=",".join(SECTIONS), help=f"comma-separated sections of {', '.join(SECTIONS)}")
     add("--fake-embedder", action="store_true", help="hashing embedder instead of MiniLM (plumbing only)")
-    add("--no-mqtt", action="store_true", help="skip the rows that need mosquitto")
+    add(
+        "--no-mqtt", action="store_true", help="skip the RAG rows over mosquitto (bus.py runs its own broker)"
+    )
     add("--rag-requests", type=int, default=200, help="round trips per RAG row")
     add("--rag-docs", type=int, default=200, help="filler documents in memory for the RAG rows")
     add("--baseline-requests", type=int, default=5)
@@ -96,46 +98,38 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-async def _run(args: argparse.Namespace) -> dict[str, Any]:
+async def _run(args: argparse.Namespace, mqtt_url: str | None) -> dict[str, Any]:
     out: dict[str, Any] = {"skipped": {}}
     lag = LagProbe()
     missing = programs_missing()
-    broker = None if args.no_mqtt else bus_benchmark._start_mosquitto()
-    if broker is None and not args.no_mqtt:
-        out["skipped"]["mqtt"] = "mosquitto not installed"
-    try:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(lag.tick)
-            embedder = await load_embedder(args.fake_embedder)
-            out["embedder"] = embedder.name
-            filler = utterances(max(args.rag_docs, args.lag_docs))
-            if "rag" in args.sections:
-                transports = [("in_process", in_process())]
-                if broker is not None:
-                    transports.append(("mqtt", over_mqtt(broker[1])))
-                for name, make in transports:
-                    print(f"rag: {name}", flush=True)
-                    out[f"rag_{name}"] = await bench_rag(
-                        make,
-                        embedder,
-                        filler[: args.rag_docs],
-                        requests=args.rag_requests,
-                        baseline_requests=args.baseline_requests,
-                        baseline_timeout=args.baseline_timeout,
-                        lag=lag,
-                    )
-            if missing and {"turn", "lag"} & set(args.sections):
-                out["skipped"]["turn, lag"] = missing
-            elif {"turn", "lag"} & set(args.sections):
-                await _speech_sections(args, out, embedder, filler, lag)
-            if "bus" in args.sections:
-                print("bus throughput (benchmarks/bus.py)", flush=True)
-                out["bus"] = await bus_benchmark._run(args.bus_messages)
-            nursery.cancel_scope.cancel()
-    finally:
-        if broker is not None:
-            broker[0].terminate()
-            broker[0].wait(10)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(lag.tick)
+        embedder = await load_embedder(args.fake_embedder)
+        out["embedder"] = embedder.name
+        filler = utterances(max(args.rag_docs, args.lag_docs))
+        if "rag" in args.sections:
+            transports = [("in_process", in_process())]
+            if mqtt_url is not None:
+                transports.append(("mqtt", over_mqtt(mqtt_url)))
+            for name, make in transports:
+                print(f"rag: {name}", flush=True)
+                out[f"rag_{name}"] = await bench_rag(
+                    make,
+                    embedder,
+                    filler[: args.rag_docs],
+                    requests=args.rag_requests,
+                    baseline_requests=args.baseline_requests,
+                    baseline_timeout=args.baseline_timeout,
+                    lag=lag,
+                )
+        if missing and {"turn", "lag"} & set(args.sections):
+            out["skipped"]["turn, lag"] = missing
+        elif {"turn", "lag"} & set(args.sections):
+            await _speech_sections(args, out, embedder, filler, lag)
+        if "bus" in args.sections:
+            print("bus throughput (benchmarks/bus.py)", flush=True)
+            out["bus"] = await bus_benchmark._run(args.bus_messages)
+        nursery.cancel_scope.cancel()
     if "memory" in args.sections:  # last: the long one, with its own ticker
         print(f"memory at {args.memory_docs} documents (benchmarks/voice_memory.py)", flush=True)
         gc.collect()
@@ -195,7 +189,16 @@ def main(argv: list[str] | None = None) -> None:
     print(
         f"python {platform.python_version()}, {os.cpu_count()} CPUs, load {load:.2f}, sections {args.sections}"
     )
-    out = trio.run(_run, args)
+    # Our own broker (blocking start and stop, outside the Trio run); bus.py starts another for its rows.
+    broker = None if args.no_mqtt else bus_benchmark._start_mosquitto()
+    try:
+        out = trio.run(_run, args, broker[1] if broker else None)
+    finally:
+        if broker is not None:
+            broker[0].terminate()
+            broker[0].wait(10)
+    if broker is None and not args.no_mqtt:
+        out["skipped"]["mqtt"] = "mosquitto not installed or did not start"
     out["load_before"] = load
     print()
     print(f"embedder: {out.get('embedder')}; load average before {load:.2f}, after {os.getloadavg()[0]:.2f}")
