@@ -154,6 +154,8 @@ async def test_an_llm_error_ends_the_turn_without_speech(autojump_clock: trio.te
         ({"history_exchanges": -1}, "history_exchanges"),
         ({"history_exchanges": 2.5}, "history_exchanges"),
         ({"min_chunk": 100, "max_chunk": 50}, "max_chunk"),
+        ({"first_chunk": 300}, "first_chunk"),
+        ({"first_chunk": 0}, "first_chunk"),
         ({"reply_timeout": 0}, "reply_timeout"),
     ],
 )

@@ -42,6 +42,9 @@ class RouterConfig:
     """A ``tts/say`` chunk ends at the first sentence boundary past this many characters."""
     max_chunk: int = attrs.field(default=240, validator=_at_least(1, int))
     """... and is never longer than this (cut at a word break when no boundary comes)."""
+    first_chunk: int = attrs.field(default=12, validator=_at_least(1, int))
+    """The minimum of a reply's *first* chunk: its first clause (ending ``.!?;:``) is said as soon
+    as it is complete, so speech starts early; the rest goes in ``min_chunk`` chunks."""
     reply_timeout: float = attrs.field(default=30.0, validator=_at_least(0.001))
     """Seconds to wait for the first, and then for each next, ``llm/stream`` delta or the
     ``llm/response``; past it the turn is cancelled (reason ``timeout``)."""
@@ -69,4 +72,8 @@ class RouterConfig:
         if self.max_chunk < self.min_chunk:
             raise RouterConfigError(
                 "max_chunk", f"expected >= min_chunk ({self.min_chunk}), got {self.max_chunk}"
+            )
+        if self.max_chunk < self.first_chunk:
+            raise RouterConfigError(
+                "first_chunk", f"expected <= max_chunk ({self.max_chunk}), got {self.first_chunk}"
             )

@@ -313,7 +313,7 @@ class RouterService:
                 conversation_history=self.history.messages(),
             ),
         )
-        chunker = SentenceChunker(config.min_chunk, config.max_chunk)
+        chunker = SentenceChunker(config.min_chunk, config.max_chunk, config.first_chunk)
         with trio.move_on_after(config.reply_timeout) as waiting:
             async for item in turn.receive:
                 waiting.deadline = trio.current_time() + config.reply_timeout
