@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint unit bench bench-server clean system-deps
+.PHONY: demo test lint unit bench bench-dag bench-worker bench-server bench-voice clean system-deps
 
 # OS packages (postgresql, mosquitto, espeak-ng, sox) via apt-get, only those missing; seconds when
 # all are present. Never fails: tests that need a program it could not install skip and name it.
@@ -36,12 +36,26 @@ $(VENV)/.bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	touch $(VENV)/.bench
 
-bench: $(VENV)/.bench
+# Every benchmark, one after the other (about 10 minutes); each prints its table.
+bench: bench-dag bench-worker bench-server bench-voice
+
+# The DAG runner next to Kailash's AsyncLocalRuntime (the bench extra installs kailash).
+bench-dag: $(VENV)/.bench
 	$(BIN)/python benchmarks/dag.py
 
-# Storage claims per second, SQLite and Postgres (a throwaway cluster, or $$TRIOWORKS_BENCH_POSTGRES).
+# The worker next to the original kruxiaflow SDK, against the same in-memory server.
+bench-worker: $(STAMP)
+	$(BIN)/python benchmarks/worker.py
+
+# Storage claims per second and a 1,000-wide fan-out, SQLite and Postgres (a throwaway cluster,
+# or $$TRIOWORKS_BENCH_POSTGRES).
 bench-server: system-deps $(STAMP)
 	$(BIN)/python benchmarks/server.py storage
+	$(BIN)/python benchmarks/server.py fanout
+
+# The voice services: RAG round trips next to the original's single dispatch loop, first audio, bus, lag, memory.
+bench-voice: system-deps $(STAMP)
+	$(BIN)/python benchmarks/voice.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info

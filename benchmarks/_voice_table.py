@@ -11,8 +11,8 @@ TURNS = {
     "grammar": "stt grammar (thread), offline llm at its default 30 ms/word",
     "grammar_no_word_delay": "same, offline llm without word pacing",
     "language_model": "stt general model (process), 30 ms/word",
-    "grammar_short_first_chunk": "what-if: as the first, router min_chunk 12",
-    "grammar_short_first_chunk_vad_0.2": "what-if: same, and stt vad_window 0.2 s",
+    "grammar_whole_first_sentence": "as the first, router first_chunk 60 (before: the whole first sentence)",
+    "grammar_vad_0.2": "what-if: as the first, and stt vad_window 0.2 s",
 }
 LAG_PHASES = {
     "stt_grammar_thread": "stt transcribing, grammar (decoder thread)",
@@ -81,7 +81,10 @@ def _turn_rows(out: dict[str, Any]) -> list[Row]:
         if turn is None:
             continue
         stages = ", ".join(f"{k} {v:.0f}" for k, v in turn["median_stage_ms"].items())
-        diagnostic = "short_first_chunk" in key
+        diagnostic = key in (
+            "grammar_whole_first_sentence",
+            "grammar_vad_0.2",
+        )  # comparisons, not the product
         rows.append(
             (
                 f"end of speech → first TTS audio, {label}: p50 / max of {turn['trials']}",

@@ -151,16 +151,16 @@ async def _speech_sections(
                 ("grammar", grammar, args.word_delay, router),
                 ("grammar_no_word_delay", grammar, 0.0, router),
                 ("language_model", SttConfig(), args.word_delay, router),
-                # What-if: the router speaks "From memory:" (the first boundary) instead of
-                # waiting for 60 characters; shows what the sentence chunking costs here.
-                ("grammar_short_first_chunk", grammar, args.word_delay, attrs.evolve(router, min_chunk=12)),
-                # ... and the endpointer deciding on 0.2 s of audio instead of 0.3 s.
+                # Before RouterConfig.first_chunk: the first chunk also waits for 60 characters
+                # (the whole first sentence here); shows what speaking the first clause saves.
                 (
-                    "grammar_short_first_chunk_vad_0.2",
-                    attrs.evolve(grammar, vad_window=0.2),
+                    "grammar_whole_first_sentence",
+                    grammar,
                     args.word_delay,
-                    attrs.evolve(router, min_chunk=12),
+                    attrs.evolve(router, first_chunk=60),
                 ),
+                # What-if: the endpointer deciding on 0.2 s of silence instead of 0.3 s.
+                ("grammar_vad_0.2", attrs.evolve(grammar, vad_window=0.2), args.word_delay, router),
             ]
             for name, stt, delay, router_config in variants[:1] if args.quick else variants:
                 print(f"end of speech -> first audio: {name}", flush=True)
