@@ -354,3 +354,14 @@ class MosquittoBroker:
             self.stop()
         finally:
             shutil.rmtree(self.root, ignore_errors=True)
+
+
+class PersistentMosquitto(MosquittoBroker):
+    """A broker keeping sessions (and retained messages) across a restart, for QoS 1 tests."""
+
+    def _write_config(self) -> None:
+        super()._write_config()
+        self.root.chmod(0o777)  # as root, mosquitto drops to its own user before writing
+        with self.config.open("a", encoding="utf-8") as config:
+            # mosquitto 2.0 saves connected clients' sessions only on autosave, not at shutdown.
+            config.write(f"persistence true\npersistence_location {self.root}/\nautosave_interval 1\n")

@@ -9,6 +9,7 @@ instead, so that a machine meant to run everything cannot go quietly green.
 - ``fresh_postgres_url``: a new, empty database per test in the same cluster, dropped afterwards.
 - ``mosquitto_url`` / ``mosquitto_broker``: a broker shared by the session.
 - ``fresh_mosquitto``: a broker of the test's own, for tests that restart or stop it.
+- ``persistent_mosquitto``: the same, keeping sessions across a restart (mosquitto persistence on).
 - ``espeak_ng``, ``sox``: absolute paths of those programs.
 """
 
@@ -21,7 +22,7 @@ from typing import NoReturn, TypeVar
 
 import pytest
 
-from _services import MosquittoBroker, PostgresCluster, ServiceUnavailable, find_program
+from _services import MosquittoBroker, PersistentMosquitto, PostgresCluster, ServiceUnavailable, find_program
 
 
 def _unavailable(exc: ServiceUnavailable) -> NoReturn:
@@ -100,6 +101,17 @@ def fresh_mosquitto() -> Iterator[MosquittoBroker]:
     """A broker of this test's own: stop, start or restart it freely (blocking calls; from Trio,
     ``await trio.to_thread.run_sync(broker.restart)``)."""
     broker = _service(MosquittoBroker)
+    try:
+        _service(broker.start)
+        yield broker
+    finally:
+        broker.close()
+
+
+@pytest.fixture
+def persistent_mosquitto() -> Iterator[PersistentMosquitto]:
+    """:func:`fresh_mosquitto` with persistence: QoS 1 sessions survive a restart (autosave every 1 s)."""
+    broker = _service(PersistentMosquitto)
     try:
         _service(broker.start)
         yield broker

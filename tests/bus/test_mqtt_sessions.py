@@ -4,48 +4,20 @@ messages sent meanwhile (the broker queued them in its session). Real mosquitto,
 from __future__ import annotations
 
 import functools
-import os
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
 
 import pytest
 import trio
 from bus_helpers import Collector
 
-from _services import MosquittoBroker, ServiceUnavailable
+from _services import PersistentMosquitto
 from trioworks.bus import Bus, MqttTransport
 from trioworks.core import RetryPolicy
 
 FAST = RetryPolicy(max_attempts=1000, base_delay=0.05, factor=2.0, max_delay=0.2, jitter=0)
 SLOW = RetryPolicy(max_attempts=1000, base_delay=1.5, factor=1.0, max_delay=1.5, jitter=0)
-
-
-class PersistentMosquitto(MosquittoBroker):
-    """The fixture's broker, but keeping sessions (and retained messages) across a restart."""
-
-    def _write_config(self) -> None:
-        super()._write_config()
-        os.chmod(self.root, 0o777)  # as root, mosquitto drops to its own user before writing
-        with self.config.open("a", encoding="utf-8") as config:
-            # mosquitto 2.0 saves connected clients' sessions only on autosave, not at shutdown.
-            config.write(f"persistence true\npersistence_location {self.root}/\nautosave_interval 1\n")
-
-
-@pytest.fixture
-def persistent_mosquitto() -> Iterator[PersistentMosquitto]:
-    try:
-        broker = PersistentMosquitto()
-        broker.start()
-    except ServiceUnavailable as exc:
-        if os.environ.get("TRIOWORKS_REQUIRE_SERVICES") == "1":
-            pytest.fail(f"required service unavailable: {exc}", pytrace=False)
-        pytest.skip(str(exc))
-    try:
-        yield broker
-    finally:
-        broker.close()
 
 
 @pytest.mark.parametrize("session_expiry", [300, 0])

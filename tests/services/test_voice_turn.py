@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import itertools
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,7 +19,6 @@ from voice_helpers import (
     ANSWER,
     QUESTION,
     MakeBus,
-    PersistentMosquitto,
     Stack,
     Wire,
     speak_wav,
@@ -29,7 +27,7 @@ from voice_helpers import (
 )
 
 from _fake_tts import NullSink, make_synthesizer
-from _services import MosquittoBroker, ServiceUnavailable
+from _services import MosquittoBroker, PersistentMosquitto
 from trioworks.bus import (
     Bus,
     FinalTranscript,
@@ -96,21 +94,6 @@ async def test_a_spoken_question_is_answered_aloud(
     [exchange] = stack.router.history.exchanges
     assert (exchange.user, exchange.reply, exchange.ended) == (QUESTION, ANSWER, "done")
     assert len(stack.memory) >= 2
-
-
-@pytest.fixture
-def persistent_mosquitto() -> Iterator[PersistentMosquitto]:
-    try:
-        broker = PersistentMosquitto()
-        broker.start()
-    except ServiceUnavailable as exc:
-        if os.environ.get("TRIOWORKS_REQUIRE_SERVICES") == "1":
-            pytest.fail(f"required service unavailable: {exc}", pytrace=False)
-        pytest.skip(str(exc))
-    try:
-        yield broker
-    finally:
-        broker.close()
 
 
 async def test_the_conversation_goes_on_across_a_broker_restart(

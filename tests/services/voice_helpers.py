@@ -17,7 +17,6 @@ import numpy as np
 import trio
 
 from _collector import Collector
-from _services import MosquittoBroker
 from trioworks.bus import Bus, Message
 from trioworks.services.llm import LLMConfig, LLMService
 from trioworks.services.memory import MemoryService
@@ -31,17 +30,6 @@ VOICE = "en-us+klatt"
 ANSWER = f"I am the offline backend, not a language model. You said: {QUESTION}"
 
 MakeBus = Callable[[str], Bus]
-
-
-class PersistentMosquitto(MosquittoBroker):
-    """The fixture's broker, keeping sessions across a restart (as tests/bus/test_mqtt_sessions.py)."""
-
-    def _write_config(self) -> None:
-        super()._write_config()
-        self.root.chmod(0o777)  # as root, mosquitto drops to its own user before writing
-        with self.config.open("a", encoding="utf-8") as config:
-            # mosquitto 2.0 saves connected clients' sessions only on autosave, not at shutdown.
-            config.write(f"persistence true\npersistence_location {self.root}/\nautosave_interval 1\n")
 
 
 def speak_wav(espeak: str, sox: str, path: Path, text: str) -> Path:
