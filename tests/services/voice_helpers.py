@@ -6,17 +6,15 @@ tests' recipe: the klatt voice, which pocketsphinx hears best, and phrases as a 
 
 from __future__ import annotations
 
-import hashlib
-import re
 import subprocess
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 
 import attrs
-import numpy as np
 import trio
 
 from _collector import Collector
+from _embedders import WordEmbedder
 from trioworks.bus import Bus, Message
 from trioworks.services.llm import LLMConfig, LLMService
 from trioworks.services.memory import MemoryService
@@ -38,21 +36,6 @@ def speak_wav(espeak: str, sox: str, path: Path, text: str) -> Path:
     subprocess.run([espeak, "-v", VOICE, "-s", "150", "-w", str(raw), text], check=True, timeout=30)
     subprocess.run([sox, "-D", str(raw), str(path), "pad", "0.5", "1.0"], check=True, timeout=30)
     return path
-
-
-class WordEmbedder:
-    """A fast stand-in for MiniLM (a normalised bag of hashed words), for tests not about the model."""
-
-    name = "voice-test-words"
-    dim = 64
-
-    def encode(self, texts: Sequence[str]) -> np.ndarray:
-        out = np.zeros((len(texts), self.dim), np.float32)
-        for row, text in enumerate(texts):
-            for word in re.findall(r"\w+", text.lower()):
-                out[row, int(hashlib.sha1(word.encode()).hexdigest(), 16) % self.dim] += 1.0
-            out[row] /= np.linalg.norm(out[row]) or 1.0
-        return out
 
 
 class Wire(Collector):

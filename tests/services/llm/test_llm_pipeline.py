@@ -2,37 +2,19 @@
 
 from __future__ import annotations
 
-import hashlib
-import re
-from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
 import trio
 import trio.testing
 from llm_helpers import Collector, rig
 
+from _embedders import WordEmbedder
 from _fake_tts import NullSink, make_synthesizer
 from trioworks.bus import Bus, FinalTranscript, InProcessTransport, WakeEvent
 from trioworks.services.llm import CANCELLED, LLMConfig
 from trioworks.services.memory import MemoryService
 from trioworks.services.router import RouterService
 from trioworks.services.tts import TtsConfig, TtsService
-
-
-class WordEmbedder:
-    """Deterministic stand-in for MiniLM: a normalised bag of hashed words (fast, no model)."""
-
-    name = "llm-test-words"
-    dim = 64
-
-    def encode(self, texts: Sequence[str]) -> np.ndarray:
-        out = np.zeros((len(texts), self.dim), np.float32)
-        for row, text in enumerate(texts):
-            for word in re.findall(r"\w+", text.lower()):
-                out[row, int(hashlib.sha1(word.encode()).hexdigest(), 16) % self.dim] += 1.0
-            out[row] /= np.linalg.norm(out[row]) or 1.0
-        return out
 
 
 async def test_rag_through_a_real_memory_service(tmp_path: Path) -> None:
