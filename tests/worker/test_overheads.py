@@ -62,9 +62,8 @@ async def test_close_drops_what_is_pending() -> None:
     assert inner.closed and inner.writes == []
 
 
-async def test_requests_round_trip_over_a_real_socket() -> None:
-    """A tiny HTTP/1.1 server: the client's calls get their answers through the coalescing pool."""
-    seen: list[bytes] = []
+def _answering(seen: list[bytes]) -> Any:
+    """A tiny HTTP/1.1 server's connection handler: records each request line, answers an empty poll."""
 
     async def handler(stream: trio.SocketStream) -> None:
         buffer = b""
@@ -93,9 +92,32 @@ async def test_requests_round_trip_over_a_real_socket() -> None:
                     % (len(body), body)
                 )
 
+    return handler
+
+
+async def test_requests_round_trip_over_a_real_socket() -> None:
+    """The client's calls get their answers through the coalescing pool."""
+    seen: list[bytes] = []
     with trio.fail_after(10):  # a request lost in the buffer would hang
-        await _round_trips(handler)
+        await _round_trips(_answering(seen))
     assert seen == [b"POST /api/v1/workers/poll HTTP/1.1"] * 3
+
+
+async def test_with_a_proxy_in_the_environment_calls_go_through_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The worker's own calls skip httpx.AsyncClient, except with a proxy: then the client picks it."""
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+    seen: list[bytes] = []
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            (proxy,) = await nursery.start(partial(trio.serve_tcp, _answering(seen), 0, host="127.0.0.1"))
+            monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{proxy.socket.getsockname()[1]}")
+            async with WorkerApiClient(WorkerConfig(api_url="http://worker-api.invalid")) as client:
+                assert await client.poll(5) == []
+            nursery.cancel_scope.cancel()
+    # A forward proxy gets the absolute URL; the API host itself is never resolved.
+    assert seen == [b"POST http://worker-api.invalid/api/v1/workers/poll HTTP/1.1"]
 
 
 async def _round_trips(handler: Any) -> None:
