@@ -97,7 +97,7 @@ def test_ask_in_process_transcribes_finds_the_fact_and_speaks_the_answer(
     assert shown["answer"] == [f"From memory: {FACT} (offline, offline-rules)"]
     [reply] = shown["reply"]
     assert Path(reply).parent == audio and _wav_seconds(Path(reply)) > 1.0
-    assert "end of speech -> first audio" in shown["timing"][0]
+    assert "transcript -> first audio" in shown["timing"][0]
 
     # The facts persist in --data; the question just asked is in memory too (memory ingests every
     # stt/final), and it must not become its own answer.
@@ -324,7 +324,7 @@ def _good() -> VoiceRun:
         provider="offline",
         reply_paths=(Path("/tmp/reply.wav"),),
         spoken=f"From memory: {FACT}",
-        first_audio=0.3,
+        first_audio=0.15,
     )
     return VoiceRun(turn=turn, reply_seconds=2.0, reply_peak=20000)
 
@@ -337,7 +337,10 @@ def _good() -> VoiceRun:
         (lambda r: attrs.evolve(r, turn=attrs.evolve(r.turn, rag_seconds=None)), 2),
         (lambda r: attrs.evolve(r, reply_peak=0), 3),
         (lambda r: attrs.evolve(r, turn=attrs.evolve(r.turn, spoken="From memory:")), 3),
-        (lambda r: attrs.evolve(r, turn=attrs.evolve(r.turn, first_audio=1.2)), 4),
+        (
+            lambda r: attrs.evolve(r, turn=attrs.evolve(r.turn, first_audio=0.4)),
+            4,
+        ),  # 0.4 + ~0.5 endpointing > 0.8
     ],
 )
 def test_each_voice_highlight_turns_false_with_its_fact(change, false_one: int) -> None:

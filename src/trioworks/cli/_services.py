@@ -281,7 +281,7 @@ def show_turn(result: TurnResult, io: Streams) -> None:
         lines.append("reply:      played on the tts service's audio device")
     timings = []
     if result.first_audio is not None:
-        timings.append(f"end of speech -> first audio {result.first_audio * 1000:.0f} ms")
+        timings.append(f"transcript -> first audio {result.first_audio * 1000:.0f} ms")
     if result.rag_seconds is not None:
         timings.append(f"RAG round trip {result.rag_seconds * 1000:.0f} ms")
     if timings:

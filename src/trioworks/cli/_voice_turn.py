@@ -122,7 +122,8 @@ class TurnResult:
     stopped: str | None = None
     """The reason, when the tts stopped the reply instead of finishing it."""
     first_audio: float | None = None
-    """Seconds from ``stt/final`` (end of speech) to the tts's ``speaking_start`` of the reply."""
+    """Seconds from ``stt/final`` (after the recogniser's end-of-speech window) to the tts's
+    ``speaking_start`` of the reply."""
     seconds: float = 0.0
     problem: str | None = None
 
