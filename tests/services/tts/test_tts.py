@@ -151,6 +151,23 @@ async def test_chunks_with_one_utt_id_form_one_utterance_in_order(rig: Rig) -> N
     assert _wav_seconds(rig.tts.outputs["a"]) > _wav_seconds(rig.tts.outputs["b"]) * 2
 
 
+async def test_a_redelivered_say_is_spoken_once(rig: Rig) -> None:
+    # QoS 1 is at least once: the same envelope can arrive twice (a resend, a resumed session).
+    with trio.fail_after(20):
+        for _ in range(2):
+            await rig.client.publish("tts/say", TtsSay(text="Only once.", utt_id="a"), id="say-1")
+        await rig.say("Then this.", utt_id="b")
+        await rig.status.wait_event("speaking_end", "b")
+    assert rig.status.events() == [
+        ("speaking_start", "a"),
+        ("speaking_end", "a"),
+        ("speaking_start", "b"),
+        ("speaking_end", "b"),
+    ]
+    assert rig.status.messages[1].data.text == "Only once."
+    assert rig.tts.bus.metrics.snapshot()["bus.sub.tts/say.duplicates"] == 1
+
+
 async def test_llm_cancel_stops_only_the_speech_it_fed(rig: Rig) -> None:
     with trio.fail_after(20):
         await rig.say(LONG, utt_id="turn-1")

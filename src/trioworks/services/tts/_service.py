@@ -113,7 +113,7 @@ class TtsService:
         self._stopped_ids: collections.deque[str] = collections.deque(maxlen=256)
         self._output: Output | None = None
         routes = [
-            Route("tts/say", self._on_say, capacity=64),
+            Route("tts/say", self._on_say, capacity=64, dedupe=True),  # QoS 1 redeliveries said once
             Route("tts/control", self._on_control, capacity=16),
         ]
         if self.config.stop_on_llm_cancel:
