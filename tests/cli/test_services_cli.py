@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import http.server
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -40,21 +39,12 @@ TRIOWORKS = str(Path(sys.executable).with_name("trioworks"))  # the console scri
 
 
 @pytest.fixture(scope="module")
-def question_wav(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def question_wav(tmp_path_factory: pytest.TempPathFactory, espeak_ng: str, sox: str) -> Path:
     """The question spoken by espeak-ng's klatt voice, with silence around it, as a mic hears it."""
-    try:
-        espeak = subprocess.run(["which", "espeak-ng"], capture_output=True, text=True).stdout.strip()
-        sox = subprocess.run(["which", "sox"], capture_output=True, text=True).stdout.strip()
-    except OSError:  # pragma: no cover
-        espeak = sox = ""
-    if not espeak or not sox:
-        if os.environ.get("TRIOWORKS_REQUIRE_SERVICES") == "1":
-            pytest.fail("espeak-ng and sox are required")
-        pytest.skip("espeak-ng and sox not installed: run scripts/system-deps.sh")
     folder = tmp_path_factory.mktemp("question")
     raw, wav = folder / "q.raw.wav", folder / "q.wav"
     subprocess.run(
-        [espeak, "-v", "en-us+klatt", "-s", "150", "-w", str(raw), QUESTION], check=True, timeout=30
+        [espeak_ng, "-v", "en-us+klatt", "-s", "150", "-w", str(raw), QUESTION], check=True, timeout=30
     )
     subprocess.run([sox, "-D", str(raw), str(wav), "pad", "0.5", "1.0"], check=True, timeout=30)
     return wav
