@@ -32,6 +32,7 @@ def _unavailable(exc: ServiceUnavailable) -> NoReturn:
 
 
 T = TypeVar("T")
+S = TypeVar("S", bound=MosquittoBroker | PostgresCluster)
 
 
 def _service(make: Callable[[], T]) -> T:
@@ -41,18 +42,24 @@ def _service(make: Callable[[], T]) -> T:
         _unavailable(exc)
 
 
+def _running(make: Callable[[], S]) -> Iterator[S]:
+    """Make and start a service (skipping or failing as above when that is impossible), yield it,
+    close it afterwards: the body of every service fixture below."""
+    service = _service(make)
+    try:
+        _service(service.start)
+        yield service
+    finally:
+        service.close()
+
+
 # --------------------------------------------------------------------------------------------------
 # Postgres
 
 
 @pytest.fixture(scope="session")
 def postgres_cluster() -> Iterator[PostgresCluster]:
-    cluster = _service(PostgresCluster)
-    try:
-        _service(cluster.start)
-        yield cluster
-    finally:
-        cluster.close()
+    yield from _running(PostgresCluster)
 
 
 @pytest.fixture(scope="session")
@@ -82,12 +89,7 @@ def fresh_postgres_url(postgres_cluster: PostgresCluster) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def mosquitto_broker() -> Iterator[MosquittoBroker]:
     """The session's broker. A test that restarts it must leave it running (``restart()`` does)."""
-    broker = _service(MosquittoBroker)
-    try:
-        _service(broker.start)
-        yield broker
-    finally:
-        broker.close()
+    yield from _running(MosquittoBroker)
 
 
 @pytest.fixture(scope="session")
@@ -100,23 +102,13 @@ def mosquitto_url(mosquitto_broker: MosquittoBroker) -> str:
 def fresh_mosquitto() -> Iterator[MosquittoBroker]:
     """A broker of this test's own: stop, start or restart it freely (blocking calls; from Trio,
     ``await trio.to_thread.run_sync(broker.restart)``)."""
-    broker = _service(MosquittoBroker)
-    try:
-        _service(broker.start)
-        yield broker
-    finally:
-        broker.close()
+    yield from _running(MosquittoBroker)
 
 
 @pytest.fixture
 def persistent_mosquitto() -> Iterator[PersistentMosquitto]:
     """:func:`fresh_mosquitto` with persistence: QoS 1 sessions survive a restart (autosave every 1 s)."""
-    broker = _service(PersistentMosquitto)
-    try:
-        _service(broker.start)
-        yield broker
-    finally:
-        broker.close()
+    yield from _running(PersistentMosquitto)
 
 
 # --------------------------------------------------------------------------------------------------
