@@ -26,6 +26,7 @@ demo: system-deps $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks examples
 	$(BIN)/ruff format --check src tests benchmarks examples
+	$(BIN)/mypy src
 
 unit: system-deps $(STAMP)
 	$(BIN)/python -m pytest -q

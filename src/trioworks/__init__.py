@@ -1,9 +1,17 @@
 """trioworks: three asyncio systems rebuilt on Trio structured concurrency.
 
-Subpackages:
+Subpackages (each exports its public names in ``__all__``; modules named ``_x`` are private):
 
-- :mod:`trioworks.core`: offload, retry, supervision and metrics shared by every subsystem.
+- :mod:`trioworks.core`: offload, retry, supervision, correlation and metrics shared by every
+  subsystem; depends on nothing else in trioworks.
 - :mod:`trioworks.dag`: a Kailash-compatible workflow builder and a Trio DAG runtime.
+- :mod:`trioworks.worker`: the Kruxia Flow activity worker (wire-compatible with its server).
+- :mod:`trioworks.server`: the reference Kruxia Flow server (HTTP API, SQLite or Postgres
+  storage, lease sweeper).
+- :mod:`trioworks.bus`: the voice services' message bus (in-process or MQTT) and its contracts.
+- :mod:`trioworks.services`: the voice services on the bus (stt, memory, llm, tts, router), one
+  subpackage each.
+- :mod:`trioworks.cli`: the ``trioworks`` command line, a thin layer over the subsystems.
 """
 
 __version__ = "0.1.0"

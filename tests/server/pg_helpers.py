@@ -11,8 +11,7 @@ from typing import Any
 
 from server_helpers import activity
 
-from trioworks.server import parse_definition
-from trioworks.server._postgres import PostgresStorage
+from trioworks.server import PostgresStorage, parse_definition
 
 NOW = 10.0
 

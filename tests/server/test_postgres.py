@@ -26,9 +26,9 @@ from trioworks.server import (
     ActivityStatus,
     Conflict,
     FileRecord,
+    PostgresStorage,
     parse_definition,
 )
-from trioworks.server._postgres import PostgresStorage
 
 TERMINAL = {"code": "BOOM", "message": "no retry", "retryable": False}
 
@@ -54,7 +54,7 @@ def test_concurrent_threads_never_claim_the_same_row(pg: PostgresStorage) -> Non
 _POLLER = textwrap.dedent(
     """
     import json, sys
-    from trioworks.server._postgres import PostgresStorage
+    from trioworks.server import PostgresStorage
     url, worker_id = sys.argv[1], sys.argv[2]
     store = PostgresStorage(url, max_threads=1)
     print("ready", flush=True)

@@ -10,8 +10,7 @@ from hypothesis import settings
 from hypothesis.stateful import run_state_machine_as_test
 from test_queue_machine import QueueMachine
 
-from trioworks.server import Storage
-from trioworks.server._postgres import PostgresStorage
+from trioworks.server import PostgresStorage, Storage
 
 
 def test_queue_state_machine_on_postgres(fresh_postgres_url: str) -> None:

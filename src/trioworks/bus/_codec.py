@@ -7,6 +7,7 @@ Decoding is strict: unknown envelope keys, unknown ``data`` keys, wrong JSON typ
 
 from __future__ import annotations
 
+import builtins
 import functools
 import json
 import re
@@ -43,7 +44,7 @@ class TopicSpec:
 
     pattern: str
     type: str
-    data_cls: type
+    data_cls: builtins.type  # the field ``type`` shadows the builtin in this class body
     qos: int = 1
     retain: bool = False
 

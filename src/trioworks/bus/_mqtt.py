@@ -13,6 +13,8 @@ import logging
 import math
 import random
 import sys
+from collections.abc import Sequence
+from typing import Any
 
 import attrs
 import trio
@@ -280,6 +282,7 @@ class MqttTransport:
                 await trio.aclose_forcefully(conn.stream)
 
     async def _read(self, conn: _Connection, scope: trio.CancelScope) -> None:
+        packets: Sequence[Any]  # the early list, or what the state machine parsed
         try:
             while True:
                 if conn.early:

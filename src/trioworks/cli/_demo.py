@@ -116,7 +116,12 @@ def _dag_section(io: Streams, bar: bool) -> list[Highlight]:
     result, failure = run_workflow(runtime, loaded.workflow, loaded.inputs, progress)
     io.out.print()
     io.out.print(
-        summary_table(loaded.workflow, result, progress.attempts, failed_node=failure and failure.node_id)
+        summary_table(
+            loaded.workflow,
+            result,
+            progress.attempts,
+            failed_node=failure.node_id if failure is not None else None,
+        )
     )
     io.out.print(totals_line(result))
     if failure is not None:

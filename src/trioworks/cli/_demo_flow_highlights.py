@@ -6,7 +6,7 @@ one fact of a real run and see the one highlight about it turn false.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -20,13 +20,17 @@ if TYPE_CHECKING:
 __all__ = ["FlowRun", "flow_highlights"]
 
 
+def _documents(items: Iterable[Mapping[str, Any]]) -> tuple[Mapping[str, Any], ...]:
+    return tuple(items)  # typed: ``converter=tuple`` gives mypy a generic it cannot match
+
+
 @attrs.frozen
 class FlowRun:
     """What the section saw; the server's JSON documents are kept as they came (the CLI's edge)."""
 
     workflow: Mapping[str, Any]
     """``GET /api/v1/workflows/{id}`` once it ended (or when the section gave up)."""
-    files: tuple[Mapping[str, Any], ...] = attrs.field(converter=tuple)
+    files: tuple[Mapping[str, Any], ...] = attrs.field(converter=_documents)
     """The files the server holds for ``extract`` (``.../activities/extract/output``)."""
     stats: WorkerStats
     """The worker's counters after it drained."""

@@ -134,7 +134,7 @@ def auto_approve(batch: dict[str, Any]) -> dict[str, Any]:
     return {**batch, "approved_by": "auto"}
 
 
-def store(batch: dict[str, Any], db: sqlite3.Connection = Resource("db")) -> dict[str, Any]:
+def store(batch: dict[str, Any], db: sqlite3.Connection = Resource("db")) -> dict[str, Any]:  # type: ignore[assignment]  # a Resource marker; the runtime passes the connection
     """Write the batch to the ``db`` resource; return what the table holds."""
     with db:  # one transaction
         db.execute(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from typing import TextIO
 
 import attrs
 from rich.console import Console
@@ -25,8 +26,8 @@ class Streams:
     def from_sys(cls) -> Streams:
         """Consoles on the *current* ``sys.stdout`` / ``sys.stderr`` (so tests can capture them)."""
 
-        def console(file: object) -> Console:
-            return Console(file=file, markup=False, emoji=False, highlight=False)  # type: ignore[arg-type]
+        def console(file: TextIO) -> Console:
+            return Console(file=file, markup=False, emoji=False, highlight=False)
 
         return cls(out=console(sys.stdout), err=console(sys.stderr))
 

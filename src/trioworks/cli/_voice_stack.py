@@ -23,9 +23,9 @@ import gc
 import os
 import secrets
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
 import trio
@@ -125,6 +125,10 @@ def freeze_heap() -> None:
     gc.freeze()
 
 
+def _strings(items: Iterable[str]) -> tuple[str, ...]:
+    return tuple(items)  # typed: ``converter=tuple`` gives mypy a generic it cannot match
+
+
 @attrs.frozen(kw_only=True)
 class VoiceSettings:
     """What the services are given; made from the command line (or by the demo)."""
@@ -141,7 +145,7 @@ class VoiceSettings:
     voice: str = "en-us"
     realtime: bool = True
     """Pace speech as a listener hears it (False: write WAV files as fast as espeak-ng goes)."""
-    remember: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    remember: tuple[str, ...] = attrs.field(default=(), converter=_strings)
     """Facts stored in memory at start-up (needs the memory service in this process)."""
     rag_k: int = RAG_K
     """Memories the router asks the llm to fetch per turn; 0: no RAG (no memory service to ask)."""
@@ -168,7 +172,7 @@ class BusFactory:
             return Bus(InProcessTransport(self.broker, client_id=source), source=source)
         # MQTT client ids must be unique per connection; the health topic uses ``source``.
         client_id = f"{source}-{secrets.token_hex(4)}"
-        extra = {"reconnect": self._reconnect} if self._reconnect is not None else {}
+        extra: dict[str, Any] = {"reconnect": self._reconnect} if self._reconnect is not None else {}
         return Bus(MqttTransport(self.url, client_id=client_id, **extra), source=source)
 
 
@@ -230,8 +234,8 @@ def _make(
     if name == "llm":
         return LLMService(bus, settings.llm)  # speak=False: the router says the reply
     if name == "tts":
-        player = "wav" if settings.audio_dir is not None else "auto"
-        extra = {"out_dir": settings.audio_dir} if settings.audio_dir is not None else {}
+        player: Literal["auto", "wav"] = "wav" if settings.audio_dir is not None else "auto"
+        extra: dict[str, Any] = {"out_dir": settings.audio_dir} if settings.audio_dir is not None else {}
         return TtsService(
             bus, TtsConfig(voice=settings.voice, player=player, realtime=settings.realtime, **extra)
         )

@@ -160,7 +160,7 @@ async def run_in_process(
         _report(on_cancel, CancelOutcome.NOT_STARTED)
         raise
     try:
-        return await trio_parallel.run_sync(fn, *args, kill_on_cancel=True, limiter=_NO_LIMIT)  # type: ignore[arg-type]
+        return await trio_parallel.run_sync(fn, *args, kill_on_cancel=True, limiter=_NO_LIMIT)
     except trio.Cancelled:
         _report(on_cancel, CancelOutcome.KILLED)
         raise

@@ -26,7 +26,7 @@ from ._errors import (
     WorkflowValidationError,
 )
 from ._export import to_dot, to_mermaid
-from ._nodes import NODE_TYPES, CodeNodeError, NodeKind, Resource
+from ._nodes import NODE_TYPES, CodeNodeError, NodeKind, NodeSpec, Resource
 from ._resources import (
     CircuitBreakerPolicy,
     CircuitOpenError,
@@ -51,6 +51,7 @@ __all__ = [
     "NodeEvent",
     "NodeInputError",
     "NodeKind",
+    "NodeSpec",
     "NodeStatus",
     "NodeTimeoutError",
     "Resource",

@@ -348,6 +348,7 @@ class ResourceRegistry:
         return False
 
     async def _dispose(self, entry: _Entry, instance: Any) -> None:
+        args: tuple[Any, ...]
         if entry.cleanup is not None:
             fn, args = entry.cleanup, (instance,)
         elif callable(getattr(instance, "aclose", None)):

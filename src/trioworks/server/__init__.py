@@ -2,7 +2,8 @@
 
 - :class:`Storage`: the synchronous, one-transaction-per-method interface of a backend;
   :class:`SqlStorage` writes the operations once in portable SQL, a :class:`Dialect` holding what
-  differs; :class:`SQLiteStorage` is the SQLite backend (Postgres: ``_postgres``);
+  differs; :class:`SQLiteStorage` is the SQLite backend, :class:`PostgresStorage` the Postgres
+  one (imported on first use: it needs ``pip install 'trioworks[postgres]'``);
   :func:`open_storage` picks one from a URL.
 - :class:`Server` with :class:`ServerConfig`: the HTTP API (Starlette on hypercorn's Trio
   worker) and the lease sweeper; ``url = await nursery.start(Server(config).run)``.
@@ -10,6 +11,8 @@
   ``_engine``, shared by every backend; ``_progress`` applies scheduling incrementally, so that
   a completion reads only the rows it changes.
 """
+
+import typing
 
 from ._definitions import parse_definition
 from ._errors import (
@@ -47,6 +50,9 @@ from ._sqlite import SQLiteStorage
 from ._storage import Storage
 from ._templates import TemplateError
 
+if typing.TYPE_CHECKING:
+    from ._postgres import PostgresStorage
+
 __all__ = [
     "ActivityDef",
     "ActivityRow",
@@ -62,6 +68,7 @@ __all__ = [
     "OutputDef",
     "PayloadTooLarge",
     "PendingActivity",
+    "PostgresStorage",
     "PutDefinitionResult",
     "RetrySettings",
     "SQLiteStorage",
@@ -82,3 +89,25 @@ __all__ = [
     "open_storage",
     "parse_definition",
 ]
+
+
+if not typing.TYPE_CHECKING:
+
+    def __getattr__(name: str) -> object:
+        # PostgresStorage needs psycopg (the postgres extra): imported when first asked for, so
+        # that the server and SQLite work without it.
+        if name != "PostgresStorage":
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        try:
+            from ._postgres import PostgresStorage
+        except ModuleNotFoundError as exc:
+            raise ImportError(
+                f"trioworks.server.PostgresStorage needs the postgres extra (missing {exc.name!r}): "
+                "pip install 'trioworks[postgres]'",
+                name=exc.name,
+            ) from exc
+        globals()[name] = PostgresStorage
+        return PostgresStorage
+
+    def __dir__() -> list[str]:
+        return sorted({*globals(), *__all__})

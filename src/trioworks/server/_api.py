@@ -7,7 +7,7 @@ so bad input never changes the database.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, overload
 
 import yaml
 from starlette.requests import Request
@@ -127,6 +127,10 @@ async def list_definitions(request: Request, ctx: Context) -> Response:
     return respond({"definitions": definitions, "total": len(definitions)})
 
 
+@overload
+def _int_query(request: Request, name: str, default: int, lo: int, hi: int) -> int: ...
+@overload
+def _int_query(request: Request, name: str, default: None, lo: int, hi: int) -> int | None: ...
 def _int_query(request: Request, name: str, default: int | None, lo: int, hi: int) -> int | None:
     raw = request.query_params.get(name)
     if raw is None:
@@ -157,7 +161,7 @@ async def start(request: Request, ctx: Context) -> Response:
     if not isinstance(data, dict):
         data = {"definition_name": data}  # parse_submit reports the bad body
     version = data.get("version")
-    renamed = {
+    renamed: dict[str, Any] = {
         "definition_name": data.get("name"),
         "input": data.get("inputs") if data.get("inputs") is not None else {},
         "version": int(version) if isinstance(version, str) and version.isdigit() else version,

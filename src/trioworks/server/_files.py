@@ -10,9 +10,9 @@ from __future__ import annotations
 import os
 import re
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import IO
+from typing import IO, Any, TypeVar
 
 import trio
 from starlette.requests import Request
@@ -28,6 +28,7 @@ __all__ = ["FileStore", "check_filename", "download", "upload"]
 
 FILENAME = re.compile(r"^[a-zA-Z0-9_][a-zA-Z0-9_./-]*$")
 _CHUNK = 64 * 1024
+_T = TypeVar("_T")
 
 
 def check_filename(filename: str) -> None:
@@ -53,7 +54,7 @@ class FileStore:
     def path(self, workflow_id: str, activity_key: str, filename: str) -> Path:
         return self.root / workflow_id / activity_key / filename
 
-    async def _thread(self, fn, *args):  # type: ignore[no-untyped-def]
+    async def _thread(self, fn: Callable[..., _T], *args: Any) -> _T:
         return await run_in_thread(fn, *args, limiter=self._limiter)
 
     async def save(self, target: Path, chunks: AsyncIterator[bytes], cap: int) -> int:

@@ -36,5 +36,5 @@ def patch_hypercorn() -> None:
         except trio.BusyResourceError:
             logger.debug("dropped a send on a connection that is closing (hypercorn send/EOF race)")
 
-    protocol_send._trioworks_patched = True  # type: ignore[attr-defined]
-    TCPServer.protocol_send = protocol_send  # type: ignore[method-assign]
+    protocol_send._trioworks_patched = True  # type: ignore[attr-defined]  # a marker on a function object
+    TCPServer.protocol_send = protocol_send  # type: ignore[method-assign]  # the patch itself (see above)

@@ -34,13 +34,13 @@ def open_storage(url: str | Path, *, max_threads: int | None = None, control_thr
     text = str(url)
     if text.startswith(("postgresql://", "postgres://")):
         try:
-            from ._postgres import PostgresStorage  # type: ignore[import-not-found]
+            from ._postgres import PostgresStorage
         except ImportError as exc:
             raise StorageUnavailable(
                 f"Postgres backend not available for {text.split('@')[-1]!r}: "
                 "trioworks.server._postgres is missing or psycopg is not installed"
             ) from exc
-        return PostgresStorage(text, control_connections=control_threads + 1, **sizes)  # type: ignore[no-any-return]
+        return PostgresStorage(text, control_connections=control_threads + 1, **sizes)
     if text.startswith("sqlite://"):
         path = text.removeprefix("sqlite://")
         if not path.startswith("/") or path == "/":

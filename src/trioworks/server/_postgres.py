@@ -150,5 +150,5 @@ class PostgresStorage(SqlStorage):
     def check(self) -> None:
         if self._pool.closed:
             raise RuntimeError("storage is closed")
-        with self._pool.connection(timeout=self.check_timeout) as conn:  # type: ignore[call-arg]
+        with self._pool.connection(timeout=self.check_timeout) as conn:  # type: ignore[call-arg]  # psycopg_pool.connection() takes a timeout; the base Pool type does not
             conn.execute("SELECT 1")

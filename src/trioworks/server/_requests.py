@@ -7,6 +7,7 @@ Each ``parse_*`` takes the decoded JSON and returns a typed request or raises
 
 from __future__ import annotations
 
+import builtins
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -34,7 +35,11 @@ _MISSING = object()
 
 
 class _Fields:
-    """Reads fields of one JSON object, collecting errors instead of raising at the first."""
+    """Reads fields of one JSON object, collecting errors instead of raising at the first.
+
+    Its readers are named after the JSON types (``str``, ``int``...), so below ``def str`` the
+    annotations spell the builtin as ``builtins.str``.
+    """
 
     def __init__(self, data: Any, prefix: str = "", errors: dict[str, list[str]] | None = None) -> None:
         self.errors: dict[str, list[str]] = {} if errors is None else errors
@@ -60,14 +65,14 @@ class _Fields:
             return None
         return value
 
-    def int(self, name: str, default: int, lo: int, hi: int) -> int:
+    def int(self, name: builtins.str, default: int, lo: int, hi: int) -> int:
         value = self.data.get(name, default)
         if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
             self.add(name, f"must be an integer from {lo} to {hi}")
             return default
         return value
 
-    def number(self, name: str, default: float) -> float:
+    def number(self, name: builtins.str, default: float) -> float:
         """A number >= 0; a decimal string is accepted too (the original SDK sends Decimal as str)."""
         value = self.data.get(name)
         if value is None:
@@ -87,7 +92,7 @@ class _Fields:
             return default
         return float(value)
 
-    def object(self, name: str, *, required: bool) -> Any:
+    def object(self, name: builtins.str, *, required: bool) -> Any:
         value = self.data.get(name)
         if value is None:
             if required:
@@ -98,7 +103,7 @@ class _Fields:
             return None
         return dict(value)
 
-    def bool(self, name: str) -> bool:
+    def bool(self, name: builtins.str) -> bool:
         value = self.data.get(name)
         if not isinstance(value, bool):
             self.add(name, "required: true or false")

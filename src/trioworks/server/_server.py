@@ -91,15 +91,19 @@ class Server:
         patch_hypercorn()
         opener = trio.CapacityLimiter(1)
         owned = config.storage is None
-        storage = config.storage or await run_in_thread(
-            functools.partial(
-                open_storage,
-                config.db,
-                max_threads=config.storage_threads,
-                control_threads=config.control_threads,
-            ),
-            limiter=opener,
-        )
+        storage: Storage
+        if config.storage is not None:
+            storage = config.storage
+        else:
+            storage = await run_in_thread(
+                functools.partial(
+                    open_storage,
+                    config.db,
+                    max_threads=config.storage_threads,
+                    control_threads=config.control_threads,
+                ),
+                limiter=opener,
+            )
         self.storage = storage
         try:
             ctx = await self._context(storage, opener)
@@ -130,9 +134,11 @@ class Server:
         config = self.config
         auth = None
         if not config.insecure_dev:
-            secret = config.jwt_secret or await run_in_thread(
-                storage.meta_setdefault, "jwt_secret", secrets.token_urlsafe(32), limiter=limiter
-            )
+            secret = config.jwt_secret
+            if not secret:  # none configured: the one stored in the database (made on first use)
+                secret = await run_in_thread(
+                    storage.meta_setdefault, "jwt_secret", secrets.token_urlsafe(32), limiter=limiter
+                )
             if not config.clients:
                 logger.warning("no clients configured (--client ID:SECRET): every token request will get 401")
             auth = Authenticator(secret, dict(config.clients), config.clock, config.token_ttl)

@@ -41,7 +41,7 @@ def load_definition(body: dict[str, Any]) -> Definition:
 
 
 def _pending(activity: PendingActivity) -> dict[str, Any]:
-    out = {
+    out: dict[str, Any] = {
         "activity_id": activity.activity_id,
         "workflow_id": activity.workflow_id,
         "activity_key": activity.activity_key,

@@ -1,14 +1,81 @@
 """The voice-assistant services on the bus (py-tars' contracts): one subpackage per service.
 
 Each service is a :class:`trioworks.bus.Service` (a supervised nursery of routes with a retained
-``system/health/<service>``) and is imported from its own subpackage, e.g.
-``from trioworks.services.memory import MemoryService``, so that importing one does not load the
-models of the others.
+``system/health/<service>``) with its config class and the error a bad setting raises:
+
+- :class:`SttService`, :class:`SttConfig`, :exc:`SttConfigError` (:mod:`trioworks.services.stt`)
+- :class:`MemoryService` (:mod:`trioworks.services.memory`)
+- :class:`LLMService`, :class:`LLMConfig`, :exc:`LLMConfigError` (:mod:`trioworks.services.llm`)
+- :class:`TtsService`, :class:`TtsConfig`, :exc:`TtsConfigError` (:mod:`trioworks.services.tts`)
+- :class:`RouterService`, :class:`RouterConfig`, :exc:`RouterConfigError`
+  (:mod:`trioworks.services.router`)
+
+They are importable from here or from their subpackage (which has the rest: sources, sinks,
+backends...). A name is imported on first use, so that ``from trioworks.services import
+TtsService`` does not load the models of the others (memory needs numpy and the voice extra).
 
 Shared by the services (pure, no models): :func:`chunk_sentences` / :class:`SentenceChunker`, the
 sentence chunker of streamed replies for ``tts/say``.
 """
 
+import importlib
+import typing
+
 from ._text import BOUNDARIES, SentenceChunker, chunk_sentences
 
-__all__ = ["BOUNDARIES", "SentenceChunker", "chunk_sentences"]
+if typing.TYPE_CHECKING:
+    from .llm import LLMConfig, LLMConfigError, LLMService
+    from .memory import MemoryService
+    from .router import RouterConfig, RouterConfigError, RouterService
+    from .stt import SttConfig, SttConfigError, SttService
+    from .tts import TtsConfig, TtsConfigError, TtsService
+
+__all__ = [
+    "BOUNDARIES",
+    "LLMConfig",
+    "LLMConfigError",
+    "LLMService",
+    "MemoryService",
+    "RouterConfig",
+    "RouterConfigError",
+    "RouterService",
+    "SentenceChunker",
+    "SttConfig",
+    "SttConfigError",
+    "SttService",
+    "TtsConfig",
+    "TtsConfigError",
+    "TtsService",
+    "chunk_sentences",
+]
+
+# Name -> the subpackage that defines it, imported on first access (PEP 562).
+_LAZY = {
+    "LLMConfig": "llm",
+    "LLMConfigError": "llm",
+    "LLMService": "llm",
+    "MemoryService": "memory",
+    "RouterConfig": "router",
+    "RouterConfigError": "router",
+    "RouterService": "router",
+    "SttConfig": "stt",
+    "SttConfigError": "stt",
+    "SttService": "stt",
+    "TtsConfig": "tts",
+    "TtsConfigError": "tts",
+    "TtsService": "tts",
+}
+
+if not typing.TYPE_CHECKING:  # type checkers see the imports above instead
+
+    def __getattr__(name: str) -> object:
+        subpackage = _LAZY.get(name)
+        if subpackage is None:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        # A missing extra raises here, naming the pip command (see trioworks.services.memory).
+        value = getattr(importlib.import_module(f"{__name__}.{subpackage}"), name)
+        globals()[name] = value
+        return value
+
+    def __dir__() -> list[str]:
+        return sorted({*globals(), *__all__})

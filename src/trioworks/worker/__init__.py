@@ -24,6 +24,7 @@ from ._errors import (
     TerminalActivityError,
     WorkerError,
 )
+from ._files import ActivityFiles
 from ._results import ActivityOutput, ActivityResult, OutputType
 from ._wire import FileReference, PendingActivity, UsageEntry
 from ._worker import Worker, WorkerStats
@@ -34,6 +35,7 @@ __all__ = [
     "ActivityContext",
     "ActivityDefinition",
     "ActivityError",
+    "ActivityFiles",
     "ActivityKind",
     "ActivityOutput",
     "ActivityResult",

@@ -129,9 +129,9 @@ class WorkerConfig:
         try:
             return cls(**values)
         except ConfigError as exc:
-            var = ENV_VARS.get(exc.source, (None,))[0]
-            if var and exc.source not in overrides and var in env:
-                raise ConfigError(var, exc.message) from None
+            source_var = ENV_VARS.get(exc.source, (None,))[0]  # the variable the bad value came from
+            if source_var and exc.source not in overrides and source_var in env:
+                raise ConfigError(source_var, exc.message) from None
             raise
 
 

@@ -228,8 +228,9 @@ class ActivityRunner:
             kind = out.output_type
             if kind is OutputType.VALUE and isinstance(out.value, str) and "://" not in out.value:
                 # The definition says this output is a file/folder and the activity gave a local path.
+                # str(): a missing or malformed (e.g. unhashable) declared type keeps the kind.
                 kind = {"file": OutputType.FILE, "folder": OutputType.FOLDER}.get(
-                    declared.get(out.name), kind
+                    str(declared.get(out.name)), kind
                 )
             try:
                 if kind is OutputType.FILE:

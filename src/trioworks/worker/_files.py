@@ -8,7 +8,7 @@ import shutil
 import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import trio
 
@@ -55,7 +55,7 @@ class ActivityFiles:
         content_type = mimetypes.guess_type(name)[0]
 
         async def body() -> AsyncIterator[bytes]:
-            handle = await run_in_thread(open, path, "rb", limiter=self._io)
+            handle: IO[bytes] = await run_in_thread(open, path, "rb", limiter=self._io)
             try:
                 while chunk := await run_in_thread(handle.read, CHUNK, limiter=self._io):
                     yield chunk

@@ -39,6 +39,16 @@ def _cost(value: Decimal | float | int | None) -> float | None:
     return cost
 
 
+# Typed converters: attrs' ``converter=tuple`` would type the field's __init__ parameter as tuple's
+# generic ``Iterable[_T_co]``, which mypy can match with nothing.
+def _outputs(items: Iterable[ActivityOutput]) -> tuple[ActivityOutput, ...]:
+    return tuple(items)
+
+
+def _usage(items: Iterable[UsageEntry]) -> tuple[UsageEntry, ...]:
+    return tuple(items)
+
+
 @attrs.frozen
 class ActivityResult:
     """Outputs plus optional cost and usage; or an error (``code``, ``retryable``).
@@ -47,9 +57,9 @@ class ActivityResult:
     original (``ActivityResult.value("x", 1).with_cost(0.02)``).
     """
 
-    outputs: tuple[ActivityOutput, ...] = attrs.field(default=(), converter=tuple)
+    outputs: tuple[ActivityOutput, ...] = attrs.field(default=(), converter=_outputs)
     cost_usd: float | None = attrs.field(default=None, converter=_cost)
-    usage: tuple[UsageEntry, ...] = attrs.field(default=(), converter=tuple)
+    usage: tuple[UsageEntry, ...] = attrs.field(default=(), converter=_usage)
     metadata: Mapping[str, Any] | None = None
     error_code: str | None = None
     error_message: str | None = None

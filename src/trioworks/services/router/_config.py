@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import attrs
 
 __all__ = ["RouterConfig", "RouterConfigError"]
@@ -16,10 +19,12 @@ class RouterConfigError(ValueError):
         self.problem = problem
 
 
-def _at_least(low: float, kind: type | tuple[type, ...] = (int, float)):  # type: ignore[no-untyped-def]
+def _at_least(
+    low: float, kind: type[float] | tuple[type[float], ...] = (int, float)
+) -> Callable[[object, attrs.Attribute[Any], Any], None]:
     what = "an integer" if kind is int else "a number"
 
-    def check(_: object, attribute: attrs.Attribute[float], value: float) -> None:
+    def check(_: object, attribute: attrs.Attribute[Any], value: Any) -> None:
         if isinstance(value, bool) or not isinstance(value, kind) or value < low:
             raise RouterConfigError(attribute.name, f"expected {what} >= {low}, got {value!r}")
 

@@ -292,8 +292,9 @@ class RouterService:
                 await self._stop(turn)
             else:
                 self._completed.inc()
+            assert turn.ended is not None  # turn.end("shutdown") above set it if nothing else had
             self.history.add(
-                Exchange(turn_id=turn.id, user=final.text, reply="".join(turn.reply), ended=turn.ended)  # type: ignore[arg-type]
+                Exchange(turn_id=turn.id, user=final.text, reply="".join(turn.reply), ended=turn.ended)
             )
             self.turns_done += 1
             self._turn_over.set()

@@ -17,7 +17,7 @@ import json
 import struct
 import subprocess
 import sys
-from typing import Protocol
+from typing import Any, Protocol
 
 import trio
 
@@ -118,7 +118,7 @@ class ProcessRecognizer:
             return err.decode(errors="replace").strip()[-500:] or f"exit code {self._proc.returncode}"
         return "no message"
 
-    async def _receive(self) -> dict[str, object]:
+    async def _receive(self) -> dict[str, Any]:  # a JSON object from the decoder process
         (length,) = struct.unpack("<I", await self._read_exactly(4))
         return json.loads(await self._read_exactly(length))
 
@@ -140,7 +140,7 @@ class ProcessRecognizer:
                 raise
         if "error" in reply:
             raise RecognizerDied(f"the decoder process failed: {reply['error']}")
-        return [Recognition(**r) for r in reply["results"]]  # type: ignore[attr-defined]
+        return [Recognition(**r) for r in reply["results"]]
 
     async def feed(self, pcm: bytes) -> list[Recognition]:
         return await self._request(b"F", pcm)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Literal
 
@@ -29,6 +30,15 @@ def _fraction(_: object, attribute: attrs.Attribute[float], value: float) -> Non
         raise SttConfigError(attribute.name, f"must be in (0, 1], got {value!r}")
 
 
+# Typed converters (``converter=tuple`` would type the parameters as a generic mypy cannot match).
+def _phrases(items: Iterable[str]) -> tuple[str, ...]:
+    return tuple(items)
+
+
+def _keyphrases(items: Iterable[tuple[str, float]]) -> tuple[tuple[str, float], ...]:
+    return tuple(items)
+
+
 @attrs.frozen(kw_only=True)
 class SttConfig:
     """How the recognizer listens. At most one of ``phrases``, ``jsgf_path``, ``keyphrases`` is set.
@@ -44,9 +54,9 @@ class SttConfig:
     lang: str = "en"
     lm_path: Path | None = None
     dict_path: Path | None = None
-    phrases: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    phrases: tuple[str, ...] = attrs.field(default=(), converter=_phrases)
     jsgf_path: Path | None = None
-    keyphrases: tuple[tuple[str, float], ...] = attrs.field(default=(), converter=tuple)
+    keyphrases: tuple[tuple[str, float], ...] = attrs.field(default=(), converter=_keyphrases)
     partial_interval: float = attrs.field(default=0.6, validator=_positive)
     """Seconds of speech between two ``stt/partial`` messages."""
     vad_window: float = attrs.field(default=0.3, validator=_positive)

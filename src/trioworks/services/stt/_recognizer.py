@@ -11,7 +11,8 @@ from __future__ import annotations
 import os
 import tempfile
 import uuid
-from typing import Literal
+from collections.abc import Iterable
+from typing import Any, Literal
 
 import attrs
 
@@ -64,7 +65,7 @@ def _dictionary_of(full_dict: str, phrases: list[str]) -> str:
     return path
 
 
-def _import_pocketsphinx():  # type: ignore[no-untyped-def]
+def _import_pocketsphinx() -> Any:  # the module; pocketsphinx has no type information
     try:
         import pocketsphinx
     except ImportError:
@@ -104,7 +105,7 @@ class Recognizer:
         self._last_partial = 0.0
 
     @staticmethod
-    def _make_decoder(ps, config: SttConfig):  # type: ignore[no-untyped-def]
+    def _make_decoder(ps: Any, config: SttConfig) -> Any:
         kwargs: dict[str, object] = {"samprate": STT_RATE, "loglevel": "FATAL"}
         for field in ("lm_path", "dict_path", "jsgf_path"):
             path = getattr(config, field)
@@ -149,7 +150,7 @@ class Recognizer:
         return decoder
 
     @staticmethod
-    def _check_words(decoder, field: str, phrases) -> None:  # type: ignore[no-untyped-def]
+    def _check_words(decoder: Any, field: str, phrases: Iterable[str]) -> None:
         for i, phrase in enumerate(phrases):
             unknown = [w for w in phrase.lower().split() if decoder.lookup_word(w) is None]
             if unknown:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import attrs
 
@@ -23,15 +24,15 @@ class TtsConfigError(ValueError):
         self.problem = problem
 
 
-def _between(low: float, high: float):  # type: ignore[no-untyped-def]
-    def check(_: object, attribute: attrs.Attribute[float], value: float) -> None:
+def _between(low: float, high: float) -> Callable[[object, attrs.Attribute[Any], Any], None]:
+    def check(_: object, attribute: attrs.Attribute[Any], value: Any) -> None:
         if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
             raise TtsConfigError(attribute.name, f"expected a number in [{low}, {high}], got {value!r}")
 
     return check
 
 
-def _player(_: object, attribute: attrs.Attribute[object], value: object) -> None:
+def _player(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
     if value in ("auto", "wav"):
         return
     if isinstance(value, tuple) and value and all(isinstance(part, str) for part in value):

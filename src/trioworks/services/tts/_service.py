@@ -7,6 +7,7 @@ import functools
 import logging
 import math
 from pathlib import Path
+from typing import Literal
 
 import attrs
 import trio
@@ -301,6 +302,8 @@ class TtsService:
                         # player would be lost to the finally below and never closed.
                         with trio.CancelScope(shield=True):
                             output = await self.sink.open(utterance.utt_id, synthesis.rate)
+                        # (A shielded scope without a deadline never swallows the open's outcome.)
+                        assert output is not None
                         self._output = output
                         if output.path is not None:
                             self.outputs[utterance.utt_id] = output.path
@@ -309,7 +312,7 @@ class TtsService:
                             output.pause()
                     while pcm := await synthesis.pcm.receive_some(_READ):
                         await self.clock.wait_until(origin + heard - config.lead)
-                        await output.write(pcm)
+                        await output.write(bytes(pcm))  # Output takes bytes; a no-op for bytes
                         heard += len(pcm) / (2 * synthesis.rate)
                 utterance.spoken.append(say.text)
             await self.clock.wait_until(origin + heard)  # the listener hears the last of it
@@ -321,7 +324,7 @@ class TtsService:
 
     async def _status(
         self,
-        event: str,
+        event: Literal["speaking_start", "speaking_end", "paused", "resumed", "stopped"],  # TtsStatus.event
         utt_id: str | None,
         *,
         text: str = "",
@@ -329,7 +332,7 @@ class TtsService:
         path: Path | None = None,
     ) -> None:
         status = TtsStatus(
-            event=event,  # type: ignore[arg-type]
+            event=event,
             text=text,
             utt_id=utt_id,
             reason=reason,

@@ -1,0 +1,477 @@
+"""The public surface, pinned (as httpx's tests/test_exported_members.py and trio's test_exports.py do).
+
+- Each public package's ``__all__`` is exactly the set below: adding or removing a public name is
+  a decision made here, in review, not a side effect of an import.
+- Every name in ``__all__`` is importable, and every public attribute of the package is in it.
+- No class a user needs is reachable only through a private (``_x``) module: each class defined
+  in a private module is exported by a public package or listed in ``INTERNAL`` with a reason.
+- Optional pieces are imported on first use: ``trioworks.services`` does not load one service's
+  models for another, and ``trioworks.server`` works without psycopg.
+- The package docstring lists every subsystem.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import pkgutil
+import subprocess
+import sys
+import types
+
+import pytest
+
+import trioworks
+
+# trioworks.bus: one class per topic of the spec (bus/_contracts.py), plus the bus itself.
+CONTRACTS = {
+    "CharacterGet",
+    "CharacterResult",
+    "CharacterUpdate",
+    "ConversationMessage",
+    "FinalTranscript",
+    "HealthStatus",
+    "LLMCancel",
+    "LLMParams",
+    "LLMRequest",
+    "LLMResponse",
+    "LLMStreamDelta",
+    "MemoryQuery",
+    "MemoryResult",
+    "MemoryResults",
+    "MicCommand",
+    "PartialTranscript",
+    "ToolCallRequest",
+    "ToolCallResult",
+    "ToolFunction",
+    "ToolSpec",
+    "ToolsRegistry",
+    "TtsControl",
+    "TtsSay",
+    "TtsStatus",
+    "WakeEvent",
+}
+
+PUBLIC: dict[str, set[str]] = {
+    "trioworks": {
+        "__version__",
+    },
+    "trioworks.core": {
+        "CancelOutcome",
+        "Correlator",
+        "Counter",
+        "DuplicateCorrelationId",
+        "Gauge",
+        "Metrics",
+        "RestartIntensityExceeded",
+        "RestartPolicy",
+        "RetryPolicy",
+        "Waiter",
+        "retry",
+        "run_in_process",
+        "run_in_thread",
+        "supervise",
+    },
+    "trioworks.dag": {
+        "AsyncLocalRuntime",
+        "CircuitBreakerPolicy",
+        "CircuitOpenError",
+        "CodeNodeError",
+        "CycleError",
+        "DagError",
+        "Edge",
+        "MappingPathError",
+        "NODE_TYPES",
+        "NodeEvent",
+        "NodeInputError",
+        "NodeKind",
+        "NodeSpec",
+        "NodeStatus",
+        "NodeTimeoutError",
+        "Resource",
+        "ResourceCreationError",
+        "ResourceError",
+        "ResourceRegistry",
+        "RetryPolicy",
+        "UnknownResourceError",
+        "Workflow",
+        "WorkflowBuilder",
+        "WorkflowExecutionError",
+        "WorkflowResult",
+        "WorkflowTimeoutError",
+        "WorkflowValidationError",
+        "to_dot",
+        "to_mermaid",
+    },
+    "trioworks.worker": {
+        "Activity",
+        "ActivityContext",
+        "ActivityDefinition",
+        "ActivityError",
+        "ActivityFiles",
+        "ActivityKind",
+        "ActivityOutput",
+        "ActivityResult",
+        "ApiError",
+        "AuthenticationError",
+        "CancelReason",
+        "ConfigError",
+        "ENV_VARS",
+        "FileReference",
+        "InvalidParameters",
+        "LeaseLostError",
+        "OutputType",
+        "PendingActivity",
+        "TerminalActivityError",
+        "UsageEntry",
+        "Worker",
+        "WorkerApiClient",
+        "WorkerConfig",
+        "WorkerError",
+        "WorkerStats",
+        "activity",
+    },
+    "trioworks.server": {
+        "ActivityDef",
+        "ActivityRow",
+        "ActivityStatus",
+        "BadRequest",
+        "Conflict",
+        "Definition",
+        "DefinitionSummary",
+        "Dependency",
+        "Dialect",
+        "FileRecord",
+        "NotFound",
+        "OutputDef",
+        "PayloadTooLarge",
+        "PendingActivity",
+        "PostgresStorage",
+        "PutDefinitionResult",
+        "RetrySettings",
+        "SQLiteStorage",
+        "Server",
+        "ServerConfig",
+        "ServerError",
+        "SqlStorage",
+        "Storage",
+        "StorageUnavailable",
+        "StoredDefinition",
+        "TemplateError",
+        "Unauthorized",
+        "UnsupportedMediaType",
+        "ValidationFailed",
+        "WorkflowPage",
+        "WorkflowRow",
+        "WorkflowStatus",
+        "open_storage",
+        "parse_definition",
+    },
+    "trioworks.bus": CONTRACTS
+    | {
+        "Bus",
+        "BusError",
+        "ContractError",
+        "DEFAULT_MAX_PAYLOAD",
+        "Envelope",
+        "EnvelopeError",
+        "Handler",
+        "InProcessBroker",
+        "InProcessTransport",
+        "MalformedHandler",
+        "Message",
+        "MqttError",
+        "MqttTransport",
+        "Overflow",
+        "PayloadTooLarge",
+        "RawMessage",
+        "RequestTimeout",
+        "Route",
+        "Salvage",
+        "Service",
+        "ServiceFailed",
+        "Sink",
+        "Subscription",
+        "TOPICS",
+        "TopicError",
+        "TopicSpec",
+        "Transport",
+        "converter",
+        "decode",
+        "encode",
+        "matches",
+        "new_id",
+        "run_service",
+        "salvage",
+        "spec_for",
+        "validate_filter",
+        "validate_topic",
+    },
+    "trioworks.services": {
+        "BOUNDARIES",
+        "LLMConfig",
+        "LLMConfigError",
+        "LLMService",
+        "MemoryService",
+        "RouterConfig",
+        "RouterConfigError",
+        "RouterService",
+        "SentenceChunker",
+        "SttConfig",
+        "SttConfigError",
+        "SttService",
+        "TtsConfig",
+        "TtsConfigError",
+        "TtsService",
+        "chunk_sentences",
+    },
+    "trioworks.services.llm": {
+        "Backend",
+        "BackendError",
+        "CANCELLED",
+        "CONTEXT_MARKER",
+        "ChatMessage",
+        "Completion",
+        "LLMConfig",
+        "LLMConfigError",
+        "LLMService",
+        "OfflineBackend",
+        "OnDelta",
+        "OpenAIBackend",
+        "StreamParser",
+        "ToolCall",
+        "ToolCaller",
+        "make_backend",
+    },
+    "trioworks.services.memory": {
+        "Bm25Indexer",
+        "Corpus",
+        "Document",
+        "Embedder",
+        "IndexedPrefix",
+        "MemoryService",
+        "MemoryStore",
+        "MemoryStoreError",
+        "MiniLM",
+        "NewDocument",
+        "RRF_K",
+        "Snapshot",
+        "bm25_rankings",
+        "build_index",
+        "default_model_dir",
+        "dense_top",
+        "estimate_tokens",
+        "rrf_fuse",
+        "search",
+        "tokenize",
+        "top_indices",
+    },
+    "trioworks.services.router": {
+        "BOUNDARIES",
+        "Exchange",
+        "History",
+        "RouterConfig",
+        "RouterConfigError",
+        "RouterService",
+        "SentenceChunker",
+        "TurnEnd",
+        "WakeWindow",
+        "chunk_sentences",
+    },
+    "trioworks.services.stt": {
+        "AsyncRecognizer",
+        "AudioError",
+        "AudioSource",
+        "ProcessRecognizer",
+        "ProgramMissing",
+        "Recognition",
+        "Recognizer",
+        "RecognizerDied",
+        "SttConfig",
+        "SttConfigError",
+        "SttService",
+        "ThreadRecognizer",
+        "VoiceUnavailable",
+        "grammar_for",
+        "mic_source",
+        "open_recognizer",
+        "pcm_source",
+        "stream_source",
+        "wav_source",
+    },
+    "trioworks.services.tts": {
+        "AudioError",
+        "CommandSink",
+        "DEFAULT_OUT_DIR",
+        "Output",
+        "PlaybackClock",
+        "ProgramMissing",
+        "Sink",
+        "Synthesis",
+        "SynthesisError",
+        "Synthesizer",
+        "TtsConfig",
+        "TtsConfigError",
+        "TtsService",
+        "WavSink",
+        "detect_player",
+        "synthesize",
+    },
+    "trioworks.cli": {
+        "COMMANDS",
+        "main",
+    },
+}
+
+# The command line's public surface is the command line itself (tests/cli); its modules are all private.
+CLI = "trioworks.cli"
+
+# Classes defined in private modules that are deliberately not exported, with why.
+INTERNAL: dict[str, set[str]] = {
+    # A structural protocol: any object with create() is a factory; nobody needs to import it.
+    "trioworks.dag._resources": {"SupportsCreate"},
+    # The server's insides: request plumbing, parsed bodies, the SQL layer under SqlStorage, the
+    # incremental scheduler, template evaluation. Users see Server, Storage and the models.
+    "trioworks.server._auth": {"Authenticator"},
+    "trioworks.server._files": {"FileStore"},
+    "trioworks.server._http": {"Context"},
+    "trioworks.server._progress": {"Plan", "Progress", "RowSource"},
+    "trioworks.server._requests": {
+        "CompleteRequest",
+        "FailRequest",
+        "PollRequest",
+        "SignalRequest",
+        "SubmitRequest",
+        "WorkerRequest",
+    },
+    "trioworks.server._sqlbase": {"Pool", "SqlBase", "Tx"},
+    "trioworks.server._sqlqueue": {"SqlQueue"},
+    "trioworks.server._templates": {"TemplateContext", "Unresolved"},
+    # A WAV header's numbers, inside the stt sources and tts sinks.
+    "trioworks.services._audio": {"AudioFormat"},
+    # The worker's machinery behind Worker: the per-activity runner, its limiters and report.
+    "trioworks.worker._execute": {"ActivityRunner", "Limiters", "Report"},
+    "trioworks.worker._heartbeats": {"HeartbeatStarter"},
+}
+
+SUBSYSTEMS = {"bus", "cli", "core", "dag", "server", "services", "worker"}
+
+
+def _private_modules() -> list[str]:
+    """Every module of trioworks with a ``_x`` part in its name, outside the command line."""
+    return sorted(
+        info.name
+        for info in pkgutil.walk_packages(trioworks.__path__, "trioworks.")
+        if any(part.startswith("_") for part in info.name.split(".")[1:])
+        and not info.name.startswith(f"{CLI}.")
+    )
+
+
+def _exported_objects() -> dict[int, str]:
+    """id of each object some public package exports -> ``package.name``."""
+    found: dict[int, str] = {}
+    for package in PUBLIC:
+        module = importlib.import_module(package)
+        for name in module.__all__:
+            found.setdefault(id(getattr(module, name)), f"{package}.{name}")
+    return found
+
+
+@pytest.mark.parametrize("package", sorted(PUBLIC))
+def test_all_is_exactly_the_pinned_names(package: str) -> None:
+    module = importlib.import_module(package)
+    assert len(module.__all__) == len(set(module.__all__)), f"{package}.__all__ has duplicates"
+    added = set(module.__all__) - PUBLIC[package]
+    removed = PUBLIC[package] - set(module.__all__)
+    assert not added and not removed, (
+        f"{package}.__all__ changed: added {sorted(added)}, removed {sorted(removed)}; "
+        "if intended, update PUBLIC in tests/test_exports.py"
+    )
+
+
+@pytest.mark.parametrize("package", sorted(PUBLIC))
+def test_every_name_in_all_is_importable(package: str) -> None:
+    module = importlib.import_module(package)
+    for name in module.__all__:
+        namespace: dict[str, object] = {}
+        exec(f"from {package} import {name}", namespace)  # the user's spelling, lazy names included
+        assert namespace[name] is getattr(module, name)
+        assert name in dir(module), f"{package}.{name} is missing from dir()"
+
+
+@pytest.mark.parametrize("package", sorted(set(PUBLIC) - {CLI}))
+def test_every_public_attribute_is_in_all(package: str) -> None:
+    """No public-looking name that is not in ``__all__`` (subpackages aside)."""
+    module = importlib.import_module(package)
+    stray = {
+        name
+        for name, value in vars(module).items()
+        if not name.startswith("_") and not isinstance(value, types.ModuleType)
+    } - set(module.__all__)
+    assert not stray, f"{package} has public names outside __all__: {sorted(stray)}"
+
+
+def test_pinned_packages_are_every_public_package() -> None:
+    public = {
+        info.name
+        for info in pkgutil.walk_packages(trioworks.__path__, "trioworks.")
+        if info.ispkg and not any(part.startswith("_") for part in info.name.split(".")[1:])
+    }
+    assert public | {"trioworks"} == set(PUBLIC)
+
+
+@pytest.mark.parametrize("module_name", _private_modules())
+def test_no_class_is_reachable_only_through_a_private_module(module_name: str) -> None:
+    exported = _exported_objects()
+    module = importlib.import_module(module_name)
+    hidden = {
+        name
+        for name, value in vars(module).items()
+        if inspect.isclass(value)
+        and value.__module__ == module_name  # defined here, not imported
+        and not name.startswith("_")
+        and id(value) not in exported
+    }
+    internal = INTERNAL.get(module_name, set())
+    assert hidden == internal, (
+        f"classes of {module_name} not exported by any public package: {sorted(hidden - internal)} "
+        f"(export them, or list them in INTERNAL with a reason); "
+        f"listed as internal but exported or gone: {sorted(internal - hidden)}"
+    )
+
+
+def test_internal_lists_only_existing_private_modules() -> None:
+    assert set(INTERNAL) <= set(_private_modules())
+
+
+def test_lazy_exports_load_only_what_is_asked_for() -> None:
+    """``trioworks.services`` loads one service's subpackage, not the others' models;
+    ``trioworks.server`` imports psycopg only for PostgresStorage."""
+    script = (
+        "import sys\n"
+        "import trioworks.server\n"
+        "assert 'psycopg' not in sys.modules, 'trioworks.server imported psycopg'\n"
+        "from trioworks.services import TtsService\n"
+        "assert TtsService.__module__.startswith('trioworks.services.tts.')\n"
+        "loaded = {m for m in ('memory', 'stt', 'llm', 'router') if f'trioworks.services.{m}' in sys.modules}\n"
+        "assert not loaded, f'importing TtsService loaded {loaded}'\n"
+        "from trioworks.server import PostgresStorage\n"
+        "assert 'psycopg' in sys.modules\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+
+
+def test_unknown_names_raise_attribute_error() -> None:
+    for package in ("trioworks.server", "trioworks.services"):
+        module = importlib.import_module(package)
+        with pytest.raises(AttributeError, match="no_such_name"):
+            module.no_such_name  # noqa: B018
+
+
+def test_package_docstring_lists_every_subsystem() -> None:
+    subpackages = {info.name for info in pkgutil.iter_modules(trioworks.__path__) if info.ispkg}
+    assert subpackages == SUBSYSTEMS
+    assert trioworks.__doc__ is not None
+    missing = {name for name in SUBSYSTEMS if f":mod:`trioworks.{name}`" in trioworks.__doc__} ^ SUBSYSTEMS
+    assert not missing, f"the trioworks docstring does not list {sorted(missing)}"
