@@ -6,10 +6,8 @@ so bad input never changes the database.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-import yaml
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -17,6 +15,7 @@ from ..core import run_in_thread
 from ._definitions import KEY_PATTERN, parse_definition
 from ._errors import BadRequest, NotFound, ValidationFailed
 from ._http import Context, json_body, respond
+from ._limits import load_yaml
 from ._models import ActivityRow, ActivityStatus, WorkflowRow, WorkflowStatus
 from ._requests import (
     SubmitRequest,
@@ -81,22 +80,10 @@ async def fail(request: Request, ctx: Context) -> Response:
 
 
 # -- definitions -------------------------------------------------------------------------------
-def _load_yaml(data: bytes) -> Any:
-    try:
-        value = yaml.safe_load(data)
-    except yaml.YAMLError as exc:
-        raise BadRequest(f"request body is not valid YAML: {exc}") from None
-    try:  # YAML has more types than JSON (dates, .nan): everything stored must be JSON
-        json.dumps(value, allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise BadRequest(f"request body has a value JSON cannot hold (quote dates): {exc}") from None
-    return value
-
-
 async def put_definition(request: Request, ctx: Context) -> Response:
     data = await json_body(request, ctx, also=_YAML_TYPES)
     if isinstance(data, bytes):  # YAML: json_body hands back raw bytes for the types in ``also``
-        data = await run_in_thread(_load_yaml, data, limiter=ctx.file_limiter)  # CPU, not storage
+        data = await run_in_thread(load_yaml, data, limiter=ctx.file_limiter)  # CPU, not storage
     return await _deploy(data, ctx)
 
 

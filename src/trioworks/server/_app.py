@@ -16,7 +16,7 @@ import trioworks
 from ..core import run_in_thread
 from ._api import HANDLERS
 from ._auth import FORM, token_form
-from ._errors import ServerError, UnsupportedMediaType
+from ._errors import ServerError, UnsupportedMediaType, ValidationFailed
 from ._files import download, upload
 from ._http import Context, on_disconnect, on_http_error, on_server_error, on_unexpected, read_body, respond
 
@@ -27,6 +27,15 @@ FEATURES = ["workflows", "definitions", "templates", "conditions", "signals", "r
 _READY_TIMEOUT = 5.0
 
 
+def _check_url(request: Request) -> None:
+    """422 naming the path or query parameter that holds a NUL (``%00``): no id, key or name
+    has one, and Postgres text cannot store one (it made each of these routes a 500)."""
+    for where, params in (("path", request.path_params), ("query", request.query_params)):
+        for name, value in params.items():
+            if isinstance(value, str) and "\x00" in value:
+                raise ValidationFailed.one(name, f"{where} parameter must not contain a NUL character")
+
+
 def build_app(ctx: Context) -> Starlette:
     """The Starlette app serving the whole API for ``ctx``."""
 
@@ -34,6 +43,7 @@ def build_app(ctx: Context) -> Starlette:
         async def endpoint(request: Request) -> Response:
             if ctx.auth is not None:
                 ctx.auth.verify(request.headers.get("authorization"))
+            _check_url(request)
             ctx.metrics.counter("server.requests").inc()
             in_flight = ctx.metrics.gauge("server.requests_in_flight")
             in_flight.inc()

@@ -7,7 +7,6 @@ storage limiter, :meth:`Context.control` on the separate control-plane limiter.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -21,6 +20,7 @@ from starlette.responses import JSONResponse, Response
 from ..core import Metrics, run_in_thread
 from ._auth import Authenticator
 from ._errors import BadRequest, PayloadTooLarge, ServerError, UnsupportedMediaType
+from ._limits import load_json
 from ._storage import Storage
 
 if TYPE_CHECKING:
@@ -133,23 +133,6 @@ def media_type(request: Request) -> str:
     return request.headers.get("content-type", "").split(";")[0].strip().lower()
 
 
-def _no_constant(name: str) -> Any:
-    # Python's json accepts NaN and Infinity, which are not JSON: stored, they would make every
-    # later response that carries them fail to encode (a 500 far from the bad request).
-    raise ValueError(f"{name} is not valid JSON")
-
-
-def _decode(body: bytes) -> Any:
-    try:
-        value = json.loads(body, parse_constant=_no_constant)
-        # "\ud800" escapes decode to lone surrogates, which no UTF-8 response (or database
-        # text parameter) can hold: refuse them here rather than fail later with a 500.
-        json.dumps(value, ensure_ascii=False).encode("utf-8")
-    except (ValueError, UnicodeError, RecursionError) as exc:
-        raise BadRequest(f"request body is not valid JSON: {exc}") from None
-    return value
-
-
 async def json_body(request: Request, ctx: Context, *, also: tuple[str, ...] = ()) -> Any:
     """The decoded JSON body (raw bytes for a type in ``also``).
 
@@ -165,5 +148,5 @@ async def json_body(request: Request, ctx: Context, *, also: tuple[str, ...] = (
     if kind in also:
         return body  # the caller decodes its other formats (raw bytes)
     if len(body) > _BIG_JSON:
-        return await run_in_thread(_decode, body, limiter=ctx.file_limiter)
-    return _decode(body)
+        return await run_in_thread(load_json, body, limiter=ctx.file_limiter)
+    return load_json(body)
