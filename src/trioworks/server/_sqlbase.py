@@ -122,7 +122,9 @@ class Pool:
 
 
 def dumps(value: Any) -> str | None:
-    return None if value is None else json.dumps(value, separators=(",", ":"))
+    # allow_nan=False: a value no response could carry is refused on the way in (the request
+    # fails and rolls back) instead of stored to fail every later read of it.
+    return None if value is None else json.dumps(value, separators=(",", ":"), allow_nan=False)
 
 
 def loads(text: str | None) -> Any:
