@@ -15,9 +15,11 @@ from ._definitions import parse_definition
 from ._errors import (
     BadRequest,
     Conflict,
+    Forbidden,
     NotFound,
     PayloadTooLarge,
     ServerError,
+    StorageUnavailable,
     Unauthorized,
     UnsupportedMediaType,
     ValidationFailed,
@@ -39,7 +41,7 @@ from ._models import (
     WorkflowRow,
     WorkflowStatus,
 )
-from ._open import StorageUnavailable, open_storage
+from ._open import open_storage
 from ._server import Server, ServerConfig
 from ._sql import SqlStorage
 from ._sqlbase import Dialect
@@ -54,6 +56,7 @@ __all__ = [
     "BadRequest",
     "Conflict",
     "Definition",
+    "Forbidden",
     "DefinitionSummary",
     "Dependency",
     "Dialect",

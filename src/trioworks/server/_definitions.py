@@ -32,6 +32,7 @@ _OUTPUT_TYPES = ("value", "file", "folder")
 MAX_ATTEMPTS = 10_000
 MAX_SECONDS = 366 * 86_400  # timeouts and retry delays: at most a year
 MAX_FACTOR = 1_000.0
+MAX_NAME = 128  # definition names, activity keys and names, worker types
 
 
 class _Errors:
@@ -51,6 +52,8 @@ def _str(
         return ""
     if pattern is not None and not pattern.match(value):
         errors.add(path, f"must match {pattern.pattern}")
+    elif len(value) > MAX_NAME:  # keys name directories of stored files: keep them short
+        errors.add(path, f"must be at most {MAX_NAME} characters")
     return value
 
 

@@ -7,6 +7,7 @@ thread under the file limiter.
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import uuid
@@ -19,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from ..core import run_in_thread
-from ._errors import NotFound, PayloadTooLarge, ValidationFailed
+from ._errors import Conflict, NotFound, PayloadTooLarge, ValidationFailed
 from ._http import Context, respond
 from ._models import FileRecord
 from ._wire import iso
@@ -30,8 +31,14 @@ FILENAME = re.compile(r"^[a-zA-Z0-9_][a-zA-Z0-9_./-]*$")
 _CHUNK = 64 * 1024
 
 
+MAX_SEGMENT = 255  # bytes of one path segment: what file systems accept (NAME_MAX)
+MAX_FILENAME = 1024  # bytes of the whole name, far below PATH_MAX with the root prepended
+_CLASH = (errno.EEXIST, errno.ENOTDIR, errno.EISDIR, errno.ENOTEMPTY)
+
+
 def check_filename(filename: str) -> None:
-    """422 naming ``filename`` unless it matches the spec's pattern with no ``..`` segment."""
+    """422 naming ``filename`` unless it matches the spec's pattern with no ``..`` segment and
+    fits the file system (each segment at most :data:`MAX_SEGMENT` bytes)."""
     if (
         not FILENAME.match(filename)
         or ".." in filename.split("/")
@@ -40,6 +47,12 @@ def check_filename(filename: str) -> None:
     ):
         raise ValidationFailed.one(
             "filename", f"{filename!r} must match {FILENAME.pattern} with no '..' or empty path segment"
+        )
+    if len(filename) > MAX_FILENAME or any(len(part) > MAX_SEGMENT for part in filename.split("/")):
+        raise ValidationFailed.one(
+            "filename",
+            f"{filename[:40]!r}... is too long: at most {MAX_SEGMENT} characters per segment, "
+            f"{MAX_FILENAME} in all",
         )
 
 
@@ -57,7 +70,21 @@ class FileStore:
         return await run_in_thread(fn, *args, limiter=self._limiter)
 
     async def save(self, target: Path, chunks: AsyncIterator[bytes], cap: int) -> int:
-        """Stream ``chunks`` into ``target``; returns the size. 413 (and nothing kept) past ``cap``."""
+        """Stream ``chunks`` into ``target``; returns the size. 413 (and nothing kept) past ``cap``;
+        409 when a file and a directory of the activity would have the same name (``a`` and ``a/b``)."""
+        try:
+            return await self._save(target, chunks, cap)
+        except OSError as exc:
+            if exc.errno in _CLASH:
+                name = target.relative_to(self.root).parts[2:]
+                raise Conflict(
+                    f"file {'/'.join(name)!r}: a file and a directory of this activity would share a name"
+                ) from None
+            if exc.errno == errno.ENAMETOOLONG:
+                raise ValidationFailed.one("filename", "too long for the server's file system") from None
+            raise
+
+    async def _save(self, target: Path, chunks: AsyncIterator[bytes], cap: int) -> int:
         await self._thread(lambda: target.parent.mkdir(parents=True, exist_ok=True))
         temp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.part")
         handle: IO[bytes] = await self._thread(open, temp, "wb")

@@ -80,6 +80,8 @@ _HTTP_CODES = {
 
 async def on_server_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ServerError)
+    if exc.status >= 500:  # the database is down: one line per request, not a traceback
+        logger.warning("%s %s: %d %s", request.method, request.url.path, exc.status, exc.message)
     return error_response(exc)
 
 

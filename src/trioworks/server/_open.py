@@ -5,15 +5,11 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from ._errors import ServerError
+from ._errors import StorageUnavailable
 from ._sqlite import SQLiteStorage
 from ._storage import Storage
 
 __all__ = ["StorageUnavailable", "open_storage"]
-
-
-class StorageUnavailable(ServerError):
-    """The database URL names a backend that is not available, or is malformed."""
 
 
 def open_storage(url: str | Path, *, max_threads: int | None = None, control_threads: int = 2) -> Storage:

@@ -18,6 +18,7 @@ from hypercorn.trio import serve
 from ..core import Metrics, RestartPolicy, run_in_thread, supervise
 from ._app import build_app
 from ._auth import Authenticator, parse_clients
+from ._errors import StorageUnavailable
 from ._files import FileStore
 from ._http import Context
 from ._hypercorn import patch_hypercorn
@@ -155,7 +156,11 @@ class Server:
         """Reclaim expired leases every ``sweep_interval`` seconds (polls also do it lazily)."""
         while True:
             await trio.sleep(self.config.sweep_interval)
-            count = await ctx.control(ctx.storage.sweep, ctx.clock())
+            try:
+                count = await ctx.control(ctx.storage.sweep, ctx.clock())
+            except StorageUnavailable as exc:  # an outage is not a failing sweeper: try next time
+                logger.warning("lease sweep skipped: %s", exc.message)
+                continue
             ctx.metrics.counter("server.leases_reclaimed").inc(count)
             if count:
                 logger.info("lease sweep: %d expired activities requeued or failed", count)

@@ -18,7 +18,7 @@ from typing import Any
 
 import attrs
 
-from ._errors import NotFound
+from ._errors import NotFound, StorageUnavailable
 from ._models import ActivityRow, ActivityStatus, Definition, WorkflowRow, WorkflowStatus
 from ._progress import Plan, make_plan, waiting_counts
 from ._wire import load_definition
@@ -53,6 +53,9 @@ class Dialect:
     for_update: str = ""  # Postgres: " FOR UPDATE" (lock the rows a change reads)
     skip_locked: str = ""  # Postgres: " FOR UPDATE SKIP LOCKED" (claims and sweeps never wait)
     integrity_errors: tuple[type[BaseException], ...] = ()
+    # Errors meaning "the database is unreachable" (connection lost, pool exhausted): a request
+    # meeting one gets a 503 and one log line instead of a 500 with a traceback.
+    unavailable_errors: tuple[type[BaseException], ...] = ()
     schema_lock: str = ""  # a statement serializing schema creation between processes
 
     def sql(self, text: str) -> str:
@@ -278,8 +281,12 @@ class SqlBase:
     def _tx(self) -> Iterator[Tx]:
         if self._pool.closed:
             raise RuntimeError("storage is closed")
-        with self._pool.connection() as conn, self.transaction(conn) as cursor:
-            yield Tx(cursor, self.dialect)
+        try:
+            with self._pool.connection() as conn, self.transaction(conn) as cursor:
+                yield Tx(cursor, self.dialect)
+        except self.dialect.unavailable_errors as exc:
+            reason = " ".join(str(exc).split()) or type(exc).__name__
+            raise StorageUnavailable(f"database unavailable: {reason}") from exc
 
     def create_schema(self) -> None:
         """Create what is missing (idempotent), then bring an older database up to date."""
