@@ -125,7 +125,6 @@ async def test_case8_nul_bytes_are_a_422_on_postgres(pg_api: Api) -> None:
 async def test_case8_postgres_outage_is_a_503_with_one_log_line(
     server_config: ServerConfig, fresh_postgres_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    import psycopg
 
     from trioworks.server._postgres import PostgresStorage
 

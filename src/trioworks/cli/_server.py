@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
 import signal
 from pathlib import Path
 
 import trio
 
-from ..server import Server, ServerConfig, StorageUnavailable
+from ..server import Server, ServerConfig, StorageUnavailable, mask_url
 from ..server._auth import parse_clients
 from ._errors import CliError
 from ._streams import Streams
@@ -39,7 +40,16 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     server.add_argument(
         "--client", action="append", default=[], metavar="ID:SECRET", help="an OAuth client (repeatable)"
     )
-    server.add_argument("--insecure-dev", action="store_true", help="no authentication (development only)")
+    server.add_argument(
+        "--insecure-dev",
+        action="store_true",
+        help="no authentication (development only; refused with a non-loopback --host)",
+    )
+    server.add_argument(
+        "--insecure-dev-allow-remote",
+        action="store_true",
+        help="allow --insecure-dev on a non-loopback --host: anyone who reaches the port controls the server",
+    )
     server.add_argument("--files-dir", type=Path, metavar="DIR", help="where uploaded files live")
     server.add_argument(
         "--sweep-interval",
@@ -67,6 +77,16 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _loopback(host: str) -> bool:
+    """True if ``host`` only listens on this machine (``localhost``, 127.0.0.0/8, ``::1``)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # another host name, "", 0.0.0.0...: assume reachable from elsewhere
+
+
 def single_error(exc: BaseException) -> BaseException:
     """The one exception inside (nested) single-member exception groups, else ``exc`` itself."""
     while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
@@ -92,6 +112,13 @@ def _serve(args: argparse.Namespace, io: Streams) -> int:
     if not clients and not args.insecure_dev:
         io.warning("no --client ID:SECRET given: every token request will be refused (or use --insecure-dev)")
     if args.insecure_dev:
+        if not _loopback(args.host):
+            if not args.insecure_dev_allow_remote:
+                raise CliError(
+                    f"--insecure-dev with --host {args.host!r}: an unauthenticated API would be reachable "
+                    "from other machines; listen on 127.0.0.1, or add --insecure-dev-allow-remote"
+                )
+            io.warning(f"--insecure-dev on {args.host!r}: ANYONE who can reach this port controls the server")
         io.warning("--insecure-dev: the API accepts requests without authentication")
     config = ServerConfig(
         db=args.db,
@@ -109,7 +136,9 @@ def _serve(args: argparse.Namespace, io: Streams) -> int:
         with trio.open_signal_receiver(signal.SIGTERM) as signals:
             async with trio.open_nursery() as nursery:
                 url = await nursery.start(Server(config).run)
-                io.note(f"trioworks server listening on {url} (database {config.db}); Ctrl-C to stop")
+                io.note(
+                    f"trioworks server listening on {url} (database {mask_url(config.db)}); Ctrl-C to stop"
+                )
                 async for _ in signals:
                     io.note("SIGTERM: shutting down")
                     nursery.cancel_scope.cancel()

@@ -11,9 +11,11 @@
   a completion reads only the rows it changes.
 """
 
+from ._auth import Client
 from ._definitions import parse_definition
 from ._errors import (
     BadRequest,
+    ConfigurationError,
     Conflict,
     Forbidden,
     NotFound,
@@ -41,7 +43,7 @@ from ._models import (
     WorkflowRow,
     WorkflowStatus,
 )
-from ._open import open_storage
+from ._open import mask_url, open_storage
 from ._server import Server, ServerConfig
 from ._sql import SqlStorage
 from ._sqlbase import Dialect
@@ -54,13 +56,15 @@ __all__ = [
     "ActivityRow",
     "ActivityStatus",
     "BadRequest",
+    "Client",
+    "ConfigurationError",
     "Conflict",
     "Definition",
-    "Forbidden",
     "DefinitionSummary",
     "Dependency",
     "Dialect",
     "FileRecord",
+    "Forbidden",
     "NotFound",
     "OutputDef",
     "PayloadTooLarge",
@@ -82,6 +86,7 @@ __all__ = [
     "WorkflowPage",
     "WorkflowRow",
     "WorkflowStatus",
+    "mask_url",
     "open_storage",
     "parse_definition",
 ]

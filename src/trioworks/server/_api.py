@@ -36,6 +36,9 @@ _YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-ya
 # -- worker queue ------------------------------------------------------------------------------
 async def poll(request: Request, ctx: Context) -> Response:
     body = parse_poll(await json_body(request, ctx))
+    if ctx.auth is not None and request.state.client is not None:
+        ctx.auth.check_worker(request.state.client, body.worker)
+    await ctx.check_worker_id(request, body.worker_id, bind=True)
     claimed = await ctx.db(ctx.storage.claim, body.worker, body.worker_id, body.max_activities, ctx.clock())
     ctx.metrics.counter("server.activities_claimed").inc(len(claimed))
     return respond({"activities": [converter.unstructure(a) for a in claimed], "count": len(claimed)})
@@ -43,6 +46,7 @@ async def poll(request: Request, ctx: Context) -> Response:
 
 async def heartbeat(request: Request, ctx: Context) -> Response:
     body = parse_worker(await json_body(request, ctx))
+    await ctx.check_worker_id(request, body.worker_id)
     activity_id = request.path_params["activity_id"]
     lease = await ctx.control(ctx.storage.heartbeat, activity_id, body.worker_id, ctx.clock())
     # The spec's 30 s, but never more than a third of a shorter lease.
@@ -51,6 +55,7 @@ async def heartbeat(request: Request, ctx: Context) -> Response:
 
 async def complete(request: Request, ctx: Context) -> Response:
     body = parse_complete(await json_body(request, ctx))
+    await ctx.check_worker_id(request, body.worker_id)
     warnings = await ctx.db(
         ctx.storage.complete,
         request.path_params["activity_id"],
@@ -66,6 +71,7 @@ async def complete(request: Request, ctx: Context) -> Response:
 
 async def fail(request: Request, ctx: Context) -> Response:
     body = parse_fail(await json_body(request, ctx))
+    await ctx.check_worker_id(request, body.worker_id)
     will_retry = await ctx.db(
         ctx.storage.fail,
         request.path_params["activity_id"],

@@ -25,6 +25,7 @@ __all__ = ["FEATURES", "build_app"]
 Handler = Callable[[Request, Context], Awaitable[Response]]
 FEATURES = ["workflows", "definitions", "templates", "conditions", "signals", "retries", "files", "oauth2"]
 _READY_TIMEOUT = 5.0
+TOKEN_BODY_BYTES = 4096
 
 
 def _check_url(request: Request) -> None:
@@ -41,8 +42,10 @@ def build_app(ctx: Context) -> Starlette:
 
     def protected(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
+            # The token's client (None without authentication), for the handlers' tenancy checks.
+            request.state.client = None
             if ctx.auth is not None:
-                ctx.auth.verify(request.headers.get("authorization"))
+                request.state.client = ctx.auth.verify(request.headers.get("authorization"))
             _check_url(request)
             ctx.metrics.counter("server.requests").inc()
             in_flight = ctx.metrics.gauge("server.requests_in_flight")
@@ -81,7 +84,8 @@ def build_app(ctx: Context) -> Starlette:
             raise UnsupportedMediaType(
                 f"token requests must be JSON or {FORM}, got {kind or 'no content type'!r}"
             )
-        form = token_form(kind, await read_body(request, 64 * 1024))
+        # Unauthenticated: read at most a few KB, so that nobody can make the server buffer more.
+        form = token_form(kind, await read_body(request, TOKEN_BODY_BYTES))
         if ctx.auth is None:  # insecure development mode: any well-formed request gets a token
             return respond({"access_token": "insecure-dev", "token_type": "Bearer", "expires_in": 3600})
         return respond(ctx.auth.issue(form))

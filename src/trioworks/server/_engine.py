@@ -39,8 +39,8 @@ __all__ = [
     "new_activities",
     "owned_check",
     "pending_activity",
-    "undeliverable_row",
     "schedule_row",
+    "undeliverable_row",
     "workflow_failure",
 ]
 

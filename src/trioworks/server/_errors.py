@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 
 __all__ = [
     "BadRequest",
+    "ConfigurationError",
     "Conflict",
     "Forbidden",
     "NotFound",
@@ -104,3 +105,7 @@ class StorageUnavailable(ServerError):
 
     status = 503
     code = "UNAVAILABLE"
+
+
+class ConfigurationError(Exception):
+    """The server cannot start with its configuration (e.g. an unreadable JWT secret file)."""

@@ -22,7 +22,7 @@ from starlette.responses import Response, StreamingResponse
 from ..core import run_in_thread
 from ._errors import Conflict, NotFound, PayloadTooLarge, ValidationFailed
 from ._http import Context, respond
-from ._models import FileRecord
+from ._models import ActivityStatus, FileRecord
 from ._wire import iso
 
 __all__ = ["FileStore", "check_filename", "download", "upload"]
@@ -119,8 +119,15 @@ async def upload(request: Request, ctx: Context) -> Response:
     key = request.path_params["activity_key"]
     filename = request.path_params["filename"]
     check_filename(filename)
-    if not await ctx.db(ctx.storage.activity_exists, workflow_id, key):
+    claim = await ctx.db(ctx.storage.activity_claim, workflow_id, key)
+    if claim is None:
         raise NotFound(f"workflow {workflow_id} has no activity {key!r}")
+    # Only the worker running the activity writes its files (checked by client: the protocol's
+    # upload carries no worker_id), and only while it runs: then they are final.
+    status, claimed_by = claim
+    if status is not ActivityStatus.RUNNING or claimed_by is None:
+        raise Conflict(f"activity {key!r} is {status.value}: its files can change only while it runs")
+    await ctx.check_worker_id(request, claimed_by)
     content_type = request.headers.get("content-type") or "application/octet-stream"
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > ctx.max_file_bytes:

@@ -208,6 +208,9 @@ def schema(dialect: Dialect) -> list[str]:
     f = dialect.float_type
     return [
         "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+        # Which client each worker_id belongs to (bound on first use): a client cannot report
+        # as another client's worker.
+        "CREATE TABLE IF NOT EXISTS workers (worker_id TEXT PRIMARY KEY, client_id TEXT NOT NULL)",
         f"""CREATE TABLE IF NOT EXISTS definitions (
             name TEXT NOT NULL, version INTEGER NOT NULL, body TEXT NOT NULL,
             activity_count INTEGER NOT NULL, created_at {f} NOT NULL, PRIMARY KEY (name, version))""",
@@ -327,6 +330,27 @@ class SqlBase:
             row = db.one("SELECT value FROM meta WHERE key = ?", (key,))
         assert row is not None
         return str(row[0])
+
+    def meta_take(self, key: str) -> str | None:
+        with self._tx() as db:
+            row = db.one("SELECT value FROM meta WHERE key = ?", (key,))
+            db.exec("DELETE FROM meta WHERE key = ?", (key,))
+        return None if row is None else str(row[0])
+
+    def bind_worker(self, worker_id: str, client_id: str) -> str:
+        with self._tx() as db:
+            db.exec(
+                "INSERT INTO workers (worker_id, client_id) VALUES (?, ?) ON CONFLICT (worker_id) DO NOTHING",
+                (worker_id, client_id),
+            )
+            row = db.one("SELECT client_id FROM workers WHERE worker_id = ?", (worker_id,))
+        assert row is not None
+        return str(row[0])
+
+    def worker_client(self, worker_id: str) -> str | None:
+        with self._tx() as db:
+            row = db.one("SELECT client_id FROM workers WHERE worker_id = ?", (worker_id,))
+        return None if row is None else str(row[0])
 
     def _plan(self, db: Tx, name: str, version: int) -> Plan:
         with self._cache_lock:

@@ -29,7 +29,6 @@ from . import _engine as engine
 from ._errors import NotFound
 from ._models import ActivityRow, ActivityStatus, PendingActivity, WorkflowRow, WorkflowStatus
 from ._progress import progress
-from ._wire import undeliverable
 from ._sqlbase import (
     ACTIVITY_COLUMNS,
     WORKFLOW_COLUMNS,
@@ -40,6 +39,7 @@ from ._sqlbase import (
     row_to_activity,
     row_to_workflow,
 )
+from ._wire import undeliverable
 
 __all__ = ["SqlQueue"]
 
