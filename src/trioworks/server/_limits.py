@@ -42,6 +42,9 @@ MAX_YAML_NODES = 100_000
 _STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
 _NOT_BRACKET = bytes(b for b in range(256) if b not in b"[]{}")
 _OPEN = frozenset(b"[{")
+# A surrogate: escaped (\\uD800-\\uDFFF; a valid pair is checked too, and passes) or raw
+# (UTF-8 bytes ED A0-BF .., which json.loads lets through).
+_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]|\xed[\xa0-\xbf]")
 
 
 def check_json_shape(body: bytes) -> None:
@@ -83,8 +86,10 @@ def load_json(body: bytes) -> Any:
     try:
         value = json.loads(body, parse_constant=_no_constant, parse_float=_finite)
         # "\ud800" escapes decode to lone surrogates, which no UTF-8 response (or database
-        # text parameter) can hold: refuse them here rather than fail later with a 500.
-        json.dumps(value, ensure_ascii=False).encode("utf-8")
+        # text parameter) can hold: refuse them here rather than fail later with a 500. The
+        # check encodes the whole value again, so it runs only when the body has a surrogate.
+        if _SURROGATE.search(body):
+            json.dumps(value, ensure_ascii=False).encode("utf-8")
     except (ValueError, UnicodeError, RecursionError) as exc:
         raise BadRequest(f"request body is not valid JSON: {exc}") from None
     return value

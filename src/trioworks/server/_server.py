@@ -46,7 +46,7 @@ class ServerConfig:
     worker types it may touch. The JWT signing secret is ``jwt_secret`` (``TRIOWORKS_JWT_SECRET``)
     or else kept in ``jwt_secret_file`` (mode 0600, created on first start; default: next to a
     SQLite database, else next to the files directory); it is never stored in the database.
-    ``max_body_bytes`` caps every JSON or YAML body (decoded, it takes at most ~16 times that:
+    ``max_body_bytes`` caps every JSON or YAML body (a request costs at most ~24 times that:
     see docs/server.md); file uploads are streamed to disk under ``max_file_bytes``.
     """
 
