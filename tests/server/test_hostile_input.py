@@ -22,6 +22,7 @@ from server_helpers import Api, activity, running_api
 
 from trioworks.cli import main
 from trioworks.server import Client, Server, ServerConfig, SQLiteStorage
+from trioworks.server._auth import load_clients_file, parse_clients
 
 ONE = {"name": "one", "activities": [activity("a", parameters={"x": "{{INPUT.x}}"})]}
 
@@ -92,7 +93,8 @@ async def test_case1_one_bad_row_fails_only_its_own_workflow(api: Api) -> None:
 # -- case 8: 500s that are the client's fault, or the database's -----------------------------------
 @pytest.fixture
 async def pg_api(server_config: ServerConfig, fresh_postgres_url: str) -> AsyncIterator[Api]:
-    async with running_api(attrs.evolve(server_config, db=fresh_postgres_url)) as running:
+    files = Path(server_config.db).parent / "files"  # and the JWT secret file next to it, not in cwd
+    async with running_api(attrs.evolve(server_config, db=fresh_postgres_url, files_dir=files)) as running:
         yield running
 
 
@@ -140,7 +142,8 @@ async def test_case8_postgres_outage_is_a_503_with_one_log_line(
     # A short wait for a pooled connection, so that the test does not wait the default 10 s.
     store = PostgresStorage(fresh_postgres_url, max_threads=2, acquire_timeout=1.0)
     try:
-        async with running_api(attrs.evolve(server_config, storage=store)) as api:
+        files = Path(server_config.db).parent / "files"
+        async with running_api(attrs.evolve(server_config, storage=store, files_dir=files)) as api:
             await _outage_answers_503(api, fresh_postgres_url, caplog)
     finally:
         store.close()
@@ -428,3 +431,25 @@ def test_case9_insecure_dev_refused_on_a_non_loopback_host(
     assert "ANYONE" in capsys.readouterr().err
     assert main(["server", "--insecure-dev", "--host", "127.0.0.1", *bad_db]) == 2
     assert "ANYONE" not in capsys.readouterr().err
+
+
+def test_case6_client_configuration(tmp_path: Path) -> None:
+    clients = parse_clients("a:x,b:y:billing,mail,c:z")
+    assert clients == {
+        "a": Client("x"),
+        "b": Client("y", frozenset({"billing", "mail"})),
+        "c": Client("z"),
+    }
+    with pytest.raises(ValueError, match="expected ID:SECRET"):
+        parse_clients("a:x,stray")
+    secret = tmp_path / "b.secret"
+    secret.write_text("from-file\n")
+    secret.chmod(0o600)
+    toml = tmp_path / "clients.toml"
+    toml.write_text(
+        '[clients.a]\nsecret = "x"\n[clients.b]\nsecret_file = "b.secret"\nworkers = ["billing"]\n'
+    )
+    assert load_clients_file(toml) == {"a": Client("x"), "b": Client("from-file", frozenset({"billing"}))}
+    secret.chmod(0o644)  # a secret others can read is refused
+    with pytest.raises(ValueError, match="chmod 600"):
+        load_clients_file(toml)

@@ -51,7 +51,7 @@ async def test_several_servers_share_one_database(fresh_postgres_url: str, tmp_p
                 db=fresh_postgres_url,
                 port=0,
                 clients={"c": "s"},
-                jwt_secret="one-secret-for-all-servers",  # configured: it is never kept in the database
+                jwt_secret="one-secret-for-all-servers-of-this-test",  # configured: it is never kept in the database
                 clock=clock,
                 sweep_interval=3600.0,
                 files_dir=tmp_path / f"files{i}",

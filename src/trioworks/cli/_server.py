@@ -10,8 +10,8 @@ from pathlib import Path
 
 import trio
 
-from ..server import Server, ServerConfig, StorageUnavailable, mask_url
-from ..server._auth import parse_clients
+from ..server import Client, ConfigurationError, Server, ServerConfig, StorageUnavailable, mask_url
+from ..server._auth import load_clients_file, parse_clients
 from ._errors import CliError
 from ._streams import Streams
 
@@ -38,7 +38,31 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
         "--port", type=_port, default=8080, help="port to listen on; 0 picks a free one (default 8080)"
     )
     server.add_argument(
-        "--client", action="append", default=[], metavar="ID:SECRET", help="an OAuth client (repeatable)"
+        "--client",
+        action="append",
+        default=[],
+        metavar="ID:SECRET[:WORKER,...]",
+        help="an OAuth client (repeatable); with worker types, it may only poll and report on those",
+    )
+    server.add_argument(
+        "--clients-file",
+        type=Path,
+        metavar="TOML",
+        help="clients from a file: [clients.ID] tables with secret (or secret_file) and workers = [...]",
+    )
+    server.add_argument(
+        "--jwt-secret-file",
+        type=Path,
+        metavar="FILE",
+        help="the token signing secret (mode 0600, created if missing; default: next to the database "
+        "or files directory); $TRIOWORKS_JWT_SECRET takes precedence",
+    )
+    server.add_argument(
+        "--max-body-bytes",
+        type=_positive_int,
+        default=4 * 1024 * 1024,
+        metavar="N",
+        help="largest JSON/YAML request body (default 4 MiB; file uploads: 50 MiB, streamed)",
     )
     server.add_argument(
         "--insecure-dev",
@@ -64,6 +88,12 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
 def _port(text: str) -> int:
     if not text.isdigit() or int(text) > 65535:
         raise argparse.ArgumentTypeError(f"expected a port number 0-65535, got {text!r}")
+    return int(text)
+
+
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer > 0, got {text!r}")
     return int(text)
 
 
@@ -94,11 +124,16 @@ def single_error(exc: BaseException) -> BaseException:
     return exc
 
 
-def _clients(args: argparse.Namespace) -> dict[str, str]:
+def _clients(args: argparse.Namespace) -> dict[str, Client]:
     try:
         clients = parse_clients(os.environ.get("TRIOWORKS_CLIENTS", ""))
     except ValueError as exc:
         raise CliError(f"TRIOWORKS_CLIENTS: {exc}") from exc
+    if args.clients_file is not None:
+        try:
+            clients.update(load_clients_file(args.clients_file))
+        except ValueError as exc:
+            raise CliError(f"--clients-file: {exc}") from exc
     for item in args.client:
         try:
             clients.update(parse_clients(item))
@@ -127,6 +162,8 @@ def _serve(args: argparse.Namespace, io: Streams) -> int:
         clients=clients,
         insecure_dev=args.insecure_dev,
         files_dir=args.files_dir,
+        jwt_secret_file=args.jwt_secret_file,
+        max_body_bytes=args.max_body_bytes,
         sweep_interval=args.sweep_interval,
     )
 
@@ -150,6 +187,8 @@ def _serve(args: argparse.Namespace, io: Streams) -> int:
         error = single_error(exc)
         if isinstance(error, StorageUnavailable):
             raise CliError(f"--db: {error}") from error
+        if isinstance(error, ConfigurationError):
+            raise CliError(str(error)) from error
         if isinstance(error, OSError) and not isinstance(error, FileNotFoundError):
             raise CliError(f"cannot serve on {args.host}:{args.port}: {error.strerror or error}") from error
         raise
