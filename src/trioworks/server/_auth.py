@@ -79,9 +79,10 @@ def parse_clients(text: str) -> dict[str, Client]:
     last: str | None = None
     for entry in filter(None, (part.strip() for part in text.split(","))):
         if ":" not in entry:
-            if last is None or clients[last].workers is None:
+            workers = None if last is None else clients[last].workers
+            if last is None or workers is None:
                 raise ValueError(f"bad client {entry!r}: expected ID:SECRET[:WORKER,...]")
-            clients[last] = Client(clients[last].secret, clients[last].workers | {entry})
+            clients[last] = Client(clients[last].secret, workers | {entry})
             continue
         client_id, _, rest = entry.partition(":")
         secret, sep, worker = rest.partition(":")

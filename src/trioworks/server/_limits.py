@@ -115,7 +115,7 @@ def _check_yaml_events(data: bytes) -> None:
         elif isinstance(event, yaml.ScalarEvent):
             anchor, size = event.anchor, 1
         elif isinstance(event, yaml.AliasEvent):
-            anchor, size = None, sizes.get(event.anchor, 1)  # unknown: the composer reports it
+            anchor, size = None, sizes.get(event.anchor or "", 1)  # unknown: the composer reports it
         else:
             continue
         if anchor is not None:
