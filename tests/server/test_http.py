@@ -222,6 +222,7 @@ async def test_signal(api: Api) -> None:
 
 async def test_files(api: Api) -> None:
     workflow_id = await deploy_and_submit(api, url="u")
+    await poll(api)  # files are written by the worker running the activity
     base = f"/api/v1/workflows/{workflow_id}/activities/fetch/files"
     payload = bytes(range(256)) * 100  # 25.6 kB, several chunks
     up = await api.client.post(f"{base}/dir/data.bin", content=payload, headers={"Content-Type": "image/png"})

@@ -1,6 +1,6 @@
 """Several reference servers on one Postgres database, over HTTP (real hypercorn, real Postgres).
 
-The servers start together on an empty database (schema creation and the stored JWT secret race),
+The servers start together on an empty database (schema creation races),
 a workflow submitted through one is worked on through the others, and workers polling different
 servers at once never receive the same activity.
 """
@@ -51,6 +51,7 @@ async def test_several_servers_share_one_database(fresh_postgres_url: str, tmp_p
                 db=fresh_postgres_url,
                 port=0,
                 clients={"c": "s"},
+                jwt_secret="one-secret-for-all-servers-of-this-test",  # configured: it is never kept in the database
                 clock=clock,
                 sweep_interval=3600.0,
                 files_dir=tmp_path / f"files{i}",
@@ -79,7 +80,7 @@ async def test_several_servers_share_one_database(fresh_postgres_url: str, tmp_p
 
 
 async def exercise(clients: list[httpx.AsyncClient]) -> None:
-    # A token from one server is good on every other: they share the secret stored in the database.
+    # A token from one server is good on every other: they are configured with one secret.
     bearer = await token(clients[0])
     for client in clients:
         client.headers["Authorization"] = f"Bearer {bearer}"

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
 import signal
 from pathlib import Path
 
 import trio
 
-from ..server import Server, ServerConfig, StorageUnavailable
-from ..server._auth import parse_clients
+from ..server import Client, ConfigurationError, Server, ServerConfig, StorageUnavailable, mask_url
+from ..server._auth import load_clients_file, parse_clients
 from ._errors import CliError
 from ._streams import Streams
 
@@ -37,9 +38,42 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
         "--port", type=_port, default=8080, help="port to listen on; 0 picks a free one (default 8080)"
     )
     server.add_argument(
-        "--client", action="append", default=[], metavar="ID:SECRET", help="an OAuth client (repeatable)"
+        "--client",
+        action="append",
+        default=[],
+        metavar="ID:SECRET[:WORKER,...]",
+        help="an OAuth client (repeatable); with worker types, it may only poll and report on those",
     )
-    server.add_argument("--insecure-dev", action="store_true", help="no authentication (development only)")
+    server.add_argument(
+        "--clients-file",
+        type=Path,
+        metavar="TOML",
+        help="clients from a file: [clients.ID] tables with secret (or secret_file) and workers = [...]",
+    )
+    server.add_argument(
+        "--jwt-secret-file",
+        type=Path,
+        metavar="FILE",
+        help="the token signing secret (mode 0600, created if missing; default: next to the database "
+        "or files directory); $TRIOWORKS_JWT_SECRET takes precedence",
+    )
+    server.add_argument(
+        "--max-body-bytes",
+        type=_positive_int,
+        default=4 * 1024 * 1024,
+        metavar="N",
+        help="largest JSON/YAML request body (default 4 MiB; file uploads: 50 MiB, streamed)",
+    )
+    server.add_argument(
+        "--insecure-dev",
+        action="store_true",
+        help="no authentication (development only; refused with a non-loopback --host)",
+    )
+    server.add_argument(
+        "--insecure-dev-allow-remote",
+        action="store_true",
+        help="allow --insecure-dev on a non-loopback --host: anyone who reaches the port controls the server",
+    )
     server.add_argument("--files-dir", type=Path, metavar="DIR", help="where uploaded files live")
     server.add_argument(
         "--sweep-interval",
@@ -57,6 +91,12 @@ def _port(text: str) -> int:
     return int(text)
 
 
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer > 0, got {text!r}")
+    return int(text)
+
+
 def _positive_float(text: str) -> float:
     try:
         value = float(text)
@@ -67,6 +107,16 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _loopback(host: str) -> bool:
+    """True if ``host`` only listens on this machine (``localhost``, 127.0.0.0/8, ``::1``)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # another host name, "", 0.0.0.0...: assume reachable from elsewhere
+
+
 def single_error(exc: BaseException) -> BaseException:
     """The one exception inside (nested) single-member exception groups, else ``exc`` itself."""
     while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
@@ -74,11 +124,16 @@ def single_error(exc: BaseException) -> BaseException:
     return exc
 
 
-def _clients(args: argparse.Namespace) -> dict[str, str]:
+def _clients(args: argparse.Namespace) -> dict[str, Client]:
     try:
         clients = parse_clients(os.environ.get("TRIOWORKS_CLIENTS", ""))
     except ValueError as exc:
         raise CliError(f"TRIOWORKS_CLIENTS: {exc}") from exc
+    if args.clients_file is not None:
+        try:
+            clients.update(load_clients_file(args.clients_file))
+        except ValueError as exc:
+            raise CliError(f"--clients-file: {exc}") from exc
     for item in args.client:
         try:
             clients.update(parse_clients(item))
@@ -92,6 +147,13 @@ def _serve(args: argparse.Namespace, io: Streams) -> int:
     if not clients and not args.insecure_dev:
         io.warning("no --client ID:SECRET given: every token request will be refused (or use --insecure-dev)")
     if args.insecure_dev:
+        if not _loopback(args.host):
+            if not args.insecure_dev_allow_remote:
+                raise CliError(
+                    f"--insecure-dev with --host {args.host!r}: an unauthenticated API would be reachable "
+                    "from other machines; listen on 127.0.0.1, or add --insecure-dev-allow-remote"
+                )
+            io.warning(f"--insecure-dev on {args.host!r}: ANYONE who can reach this port controls the server")
         io.warning("--insecure-dev: the API accepts requests without authentication")
     config = ServerConfig(
         db=args.db,
@@ -100,6 +162,8 @@ def _serve(args: argparse.Namespace, io: Streams) -> int:
         clients=clients,
         insecure_dev=args.insecure_dev,
         files_dir=args.files_dir,
+        jwt_secret_file=args.jwt_secret_file,
+        max_body_bytes=args.max_body_bytes,
         sweep_interval=args.sweep_interval,
     )
 
@@ -109,7 +173,9 @@ def _serve(args: argparse.Namespace, io: Streams) -> int:
         with trio.open_signal_receiver(signal.SIGTERM) as signals:
             async with trio.open_nursery() as nursery:
                 url = await nursery.start(Server(config).run)
-                io.note(f"trioworks server listening on {url} (database {config.db}); Ctrl-C to stop")
+                io.note(
+                    f"trioworks server listening on {url} (database {mask_url(config.db)}); Ctrl-C to stop"
+                )
                 async for _ in signals:
                     io.note("SIGTERM: shutting down")
                     nursery.cancel_scope.cancel()
@@ -121,6 +187,8 @@ def _serve(args: argparse.Namespace, io: Streams) -> int:
         error = single_error(exc)
         if isinstance(error, StorageUnavailable):
             raise CliError(f"--db: {error}") from error
+        if isinstance(error, ConfigurationError):
+            raise CliError(str(error)) from error
         if isinstance(error, OSError) and not isinstance(error, FileNotFoundError):
             raise CliError(f"cannot serve on {args.host}:{args.port}: {error.strerror or error}") from error
         raise

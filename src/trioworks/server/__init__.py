@@ -14,13 +14,17 @@
 
 import typing
 
+from ._auth import Client
 from ._definitions import parse_definition
 from ._errors import (
     BadRequest,
+    ConfigurationError,
     Conflict,
+    Forbidden,
     NotFound,
     PayloadTooLarge,
     ServerError,
+    StorageUnavailable,
     Unauthorized,
     UnsupportedMediaType,
     ValidationFailed,
@@ -42,7 +46,7 @@ from ._models import (
     WorkflowRow,
     WorkflowStatus,
 )
-from ._open import StorageUnavailable, open_storage
+from ._open import mask_url, open_storage
 from ._server import Server, ServerConfig
 from ._sql import SqlStorage
 from ._sqlbase import Dialect
@@ -58,12 +62,15 @@ __all__ = [
     "ActivityRow",
     "ActivityStatus",
     "BadRequest",
+    "Client",
+    "ConfigurationError",
     "Conflict",
     "Definition",
     "DefinitionSummary",
     "Dependency",
     "Dialect",
     "FileRecord",
+    "Forbidden",
     "NotFound",
     "OutputDef",
     "PayloadTooLarge",
@@ -86,6 +93,7 @@ __all__ = [
     "WorkflowPage",
     "WorkflowRow",
     "WorkflowStatus",
+    "mask_url",
     "open_storage",
     "parse_definition",
 ]

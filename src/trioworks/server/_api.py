@@ -6,10 +6,8 @@ so bad input never changes the database.
 
 from __future__ import annotations
 
-import json
 from typing import Any, overload
 
-import yaml
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -17,6 +15,7 @@ from ..core import run_in_thread
 from ._definitions import KEY_PATTERN, parse_definition
 from ._errors import BadRequest, NotFound, ValidationFailed
 from ._http import Context, json_body, respond
+from ._limits import load_yaml
 from ._models import ActivityRow, ActivityStatus, WorkflowRow, WorkflowStatus
 from ._requests import (
     SubmitRequest,
@@ -37,6 +36,9 @@ _YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-ya
 # -- worker queue ------------------------------------------------------------------------------
 async def poll(request: Request, ctx: Context) -> Response:
     body = parse_poll(await json_body(request, ctx))
+    if ctx.auth is not None and request.state.client is not None:
+        ctx.auth.check_worker(request.state.client, body.worker)
+    await ctx.check_worker_id(request, body.worker_id, bind=True)
     claimed = await ctx.db(ctx.storage.claim, body.worker, body.worker_id, body.max_activities, ctx.clock())
     ctx.metrics.counter("server.activities_claimed").inc(len(claimed))
     return respond({"activities": [converter.unstructure(a) for a in claimed], "count": len(claimed)})
@@ -44,6 +46,7 @@ async def poll(request: Request, ctx: Context) -> Response:
 
 async def heartbeat(request: Request, ctx: Context) -> Response:
     body = parse_worker(await json_body(request, ctx))
+    await ctx.check_worker_id(request, body.worker_id)
     activity_id = request.path_params["activity_id"]
     lease = await ctx.control(ctx.storage.heartbeat, activity_id, body.worker_id, ctx.clock())
     # The spec's 30 s, but never more than a third of a shorter lease.
@@ -52,6 +55,7 @@ async def heartbeat(request: Request, ctx: Context) -> Response:
 
 async def complete(request: Request, ctx: Context) -> Response:
     body = parse_complete(await json_body(request, ctx))
+    await ctx.check_worker_id(request, body.worker_id)
     warnings = await ctx.db(
         ctx.storage.complete,
         request.path_params["activity_id"],
@@ -67,6 +71,7 @@ async def complete(request: Request, ctx: Context) -> Response:
 
 async def fail(request: Request, ctx: Context) -> Response:
     body = parse_fail(await json_body(request, ctx))
+    await ctx.check_worker_id(request, body.worker_id)
     will_retry = await ctx.db(
         ctx.storage.fail,
         request.path_params["activity_id"],
@@ -81,22 +86,10 @@ async def fail(request: Request, ctx: Context) -> Response:
 
 
 # -- definitions -------------------------------------------------------------------------------
-def _load_yaml(data: bytes) -> Any:
-    try:
-        value = yaml.safe_load(data)
-    except yaml.YAMLError as exc:
-        raise BadRequest(f"request body is not valid YAML: {exc}") from None
-    try:  # YAML has more types than JSON (dates, .nan): everything stored must be JSON
-        json.dumps(value, allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise BadRequest(f"request body has a value JSON cannot hold (quote dates): {exc}") from None
-    return value
-
-
 async def put_definition(request: Request, ctx: Context) -> Response:
     data = await json_body(request, ctx, also=_YAML_TYPES)
     if isinstance(data, bytes):  # YAML: json_body hands back raw bytes for the types in ``also``
-        data = await run_in_thread(_load_yaml, data, limiter=ctx.file_limiter)  # CPU, not storage
+        data = await run_in_thread(load_yaml, data, limiter=ctx.file_limiter)  # CPU, not storage
     return await _deploy(data, ctx)
 
 

@@ -16,7 +16,7 @@ import trioworks
 from ..core import run_in_thread
 from ._api import HANDLERS
 from ._auth import FORM, token_form
-from ._errors import ServerError, UnsupportedMediaType
+from ._errors import ServerError, UnsupportedMediaType, ValidationFailed
 from ._files import download, upload
 from ._http import Context, on_disconnect, on_http_error, on_server_error, on_unexpected, read_body, respond
 
@@ -25,6 +25,16 @@ __all__ = ["FEATURES", "build_app"]
 Handler = Callable[[Request, Context], Awaitable[Response]]
 FEATURES = ["workflows", "definitions", "templates", "conditions", "signals", "retries", "files", "oauth2"]
 _READY_TIMEOUT = 5.0
+TOKEN_BODY_BYTES = 4096
+
+
+def _check_url(request: Request) -> None:
+    """422 naming the path or query parameter that holds a NUL (``%00``): no id, key or name
+    has one, and Postgres text cannot store one (it made each of these routes a 500)."""
+    for where, params in (("path", request.path_params), ("query", request.query_params)):
+        for name, value in params.items():
+            if isinstance(value, str) and "\x00" in value:
+                raise ValidationFailed.one(name, f"{where} parameter must not contain a NUL character")
 
 
 def build_app(ctx: Context) -> Starlette:
@@ -32,8 +42,11 @@ def build_app(ctx: Context) -> Starlette:
 
     def protected(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
+            # The token's client (None without authentication), for the handlers' tenancy checks.
+            request.state.client = None
             if ctx.auth is not None:
-                ctx.auth.verify(request.headers.get("authorization"))
+                request.state.client = ctx.auth.verify(request.headers.get("authorization"))
+            _check_url(request)
             ctx.metrics.counter("server.requests").inc()
             in_flight = ctx.metrics.gauge("server.requests_in_flight")
             in_flight.inc()
@@ -71,7 +84,8 @@ def build_app(ctx: Context) -> Starlette:
             raise UnsupportedMediaType(
                 f"token requests must be JSON or {FORM}, got {kind or 'no content type'!r}"
             )
-        form = token_form(kind, await read_body(request, 64 * 1024))
+        # Unauthenticated: read at most a few KB, so that nobody can make the server buffer more.
+        form = token_form(kind, await read_body(request, TOKEN_BODY_BYTES))
         if ctx.auth is None:  # insecure development mode: any well-formed request gets a token
             return respond({"access_token": "insecure-dev", "token_type": "Bearer", "expires_in": 3600})
         return respond(ctx.auth.issue(form))

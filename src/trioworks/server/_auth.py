@@ -7,18 +7,34 @@ from __future__ import annotations
 
 import hmac
 import json
+import os
+import secrets
+import stat
+import tomllib
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
 
 import attrs
 import jwt
 
-from ._errors import BadRequest, Unauthorized
+from ._errors import BadRequest, Forbidden, Unauthorized
 
-__all__ = ["FORM", "Authenticator", "parse_clients", "token_form"]
+__all__ = [
+    "FORM",
+    "Authenticator",
+    "Client",
+    "load_clients_file",
+    "parse_clients",
+    "read_secret_file",
+    "secret_from_file",
+    "token_form",
+]
 
 _ISSUER = "trioworks"
+LEEWAY = 10.0
+"""Seconds an ``iat`` or ``nbf`` claim may lie in the future (clock skew between servers)."""
 FORM = "application/x-www-form-urlencoded"
 
 
@@ -35,18 +51,107 @@ def token_form(media_type: str, raw: bytes) -> dict[str, Any]:
     return form
 
 
-def parse_clients(text: str) -> dict[str, str]:
-    """``"id:secret,id2:secret2"`` (``TRIOWORKS_CLIENTS``) or one ``--client`` value.
+@attrs.frozen
+class Client:
+    r"""One OAuth client: its secret, and what it may touch.
 
-    Raises ValueError naming the bad entry.
+    ``workers``: the worker types it may poll (and so the activities it may report on); None
+    means every type. Its workers' ``worker_id``\ s are bound to it on first use (see
+    :meth:`~trioworks.server.Storage.bind_worker`), so no other client can report as them.
     """
-    clients = {}
+
+    secret: str
+    workers: frozenset[str] | None = None
+
+
+def _client(value: str | Client) -> Client:
+    return value if isinstance(value, Client) else Client(value)
+
+
+def parse_clients(text: str) -> dict[str, Client]:
+    """``"id:secret,id2:secret2:worker1,worker2"`` (``TRIOWORKS_CLIENTS``) or one ``--client`` value.
+
+    An entry is ``ID:SECRET`` (every worker type) or ``ID:SECRET:WORKER``; items after it with
+    no ``:`` are more worker types of the same client. So a secret may not contain ``:`` or
+    ``,``. Raises ValueError naming the bad entry.
+    """
+    clients: dict[str, Client] = {}
+    last: str | None = None
     for entry in filter(None, (part.strip() for part in text.split(","))):
-        client_id, sep, secret = entry.partition(":")
-        if not sep or not client_id or not secret:
-            raise ValueError(f"bad client {entry.split(':')[0]!r}: expected ID:SECRET")
-        clients[client_id] = secret
+        if ":" not in entry:
+            workers = None if last is None else clients[last].workers
+            if last is None or workers is None:
+                raise ValueError(f"bad client {entry!r}: expected ID:SECRET[:WORKER,...]")
+            clients[last] = Client(clients[last].secret, workers | {entry})
+            continue
+        client_id, _, rest = entry.partition(":")
+        secret, sep, worker = rest.partition(":")
+        if not client_id or not secret or (sep and not worker):
+            raise ValueError(f"bad client {client_id!r}: expected ID:SECRET[:WORKER,...]")
+        clients[client_id] = Client(secret, frozenset({worker}) if worker else None)
+        last = client_id
     return clients
+
+
+def load_clients_file(path: Path) -> dict[str, Client]:
+    """Clients from a TOML file: ``[clients.ID]`` tables with ``secret`` (or ``secret_file``)
+    and optional ``workers = ["type", ...]``. Raises ValueError naming the bad entry."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError, UnicodeError) as exc:
+        raise ValueError(f"{path}: {exc}") from None
+    table = data.get("clients")
+    if not isinstance(table, dict) or not table:
+        raise ValueError(f"{path}: expected [clients.ID] tables")
+    clients = {}
+    for client_id, spec in table.items():
+        where = f"{path}: clients.{client_id}"
+        if not isinstance(spec, dict):
+            raise ValueError(f"{where}: expected a table with 'secret'")
+        secret = spec.get("secret")
+        if secret is None and isinstance(spec.get("secret_file"), str):
+            secret = read_secret_file(path.parent / spec["secret_file"])
+        if not isinstance(secret, str) or not secret:
+            raise ValueError(f"{where}.secret: required, a non-empty string (or secret_file)")
+        workers = spec.get("workers")
+        if workers is not None and (
+            not isinstance(workers, list) or not all(isinstance(w, str) and w for w in workers)
+        ):
+            raise ValueError(f"{where}.workers: expected a list of worker types")
+        clients[client_id] = Client(secret, None if workers is None else frozenset(workers))
+    return clients
+
+
+def read_secret_file(path: Path) -> str:
+    """The stripped content of a secret file, refused (ValueError) if others may read it."""
+    mode = path.stat().st_mode
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise ValueError(f"{path}: readable by group or others (mode {stat.S_IMODE(mode):o}): chmod 600 it")
+    secret = path.read_text(encoding="utf-8").strip()
+    if not secret:
+        raise ValueError(f"{path}: empty")
+    return secret
+
+
+def secret_from_file(path: Path, legacy: str | None = None) -> str:
+    """The JWT signing secret kept in ``path`` (mode 0600), creating the file on first start.
+
+    A new file holds ``legacy`` when given (the secret older versions kept in the database, so
+    that tokens already issued stay valid), else a fresh random secret. Blocking (file I/O).
+    """
+    try:
+        return read_secret_file(path)
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    secret = legacy or secrets.token_urlsafe(32)
+    try:  # O_EXCL: two servers starting together on one directory keep the first one's secret
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return read_secret_file(path)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(secret + "\n")
+    return secret
 
 
 @attrs.frozen
@@ -57,8 +162,8 @@ class Authenticator:
     """
 
     secret: str
-    clients: Mapping[str, str]
-    clock: Any
+    clients: Mapping[str, Client] = attrs.field(converter=lambda m: {k: _client(v) for k, v in m.items()})
+    clock: Any = None
     token_ttl: int = 3600
 
     def issue(self, form: Mapping[str, Any]) -> dict[str, Any]:
@@ -75,7 +180,8 @@ class Authenticator:
             raise BadRequest(f"missing field(s): {', '.join(missing)}", details={"missing": missing})
         if form["grant_type"] != "client_credentials":
             raise BadRequest(f"unsupported grant_type {form['grant_type']!r}: only client_credentials")
-        expected = self.clients.get(form["client_id"])
+        client = self.clients.get(form["client_id"])
+        expected = client.secret if client is not None else None
         # Compare even for an unknown client so that timing does not tell which ids exist.
         ok = hmac.compare_digest((expected or "\0").encode(), form["client_secret"].encode())
         if expected is None or not ok:
@@ -110,8 +216,21 @@ class Authenticator:
         except jwt.PyJWTError as exc:
             raise Unauthorized(f"invalid token: {exc}") from None
         # Time claims are checked against our clock, not PyJWT's wall clock, so tests can move time.
-        if int(claims["exp"]) <= self.clock():
-            raise Unauthorized("token expired")
-        if claims["sub"] not in self.clients:
+        now = self.clock()
+        try:
+            if float(claims["exp"]) <= now:
+                raise Unauthorized("token expired")
+            for name in ("iat", "nbf"):  # a token from the future was not issued by us, or not yet valid
+                if name in claims and float(claims[name]) > now + LEEWAY:
+                    raise Unauthorized(f"token {name} is in the future")
+        except (TypeError, ValueError, OverflowError):
+            raise Unauthorized("invalid token: exp, iat and nbf must be numbers") from None
+        if not isinstance(claims["sub"], str) or claims["sub"] not in self.clients:
             raise Unauthorized(f"client {claims['sub']!r} is no longer configured")
-        return str(claims["sub"])
+        return claims["sub"]
+
+    def check_worker(self, client_id: str, worker: str) -> None:
+        """403 unless ``client_id`` may poll (and report on) activities of worker type ``worker``."""
+        allowed = self.clients[client_id].workers
+        if allowed is not None and worker not in allowed:
+            raise Forbidden(f"client {client_id!r} may not work on worker type {worker!r}")

@@ -14,11 +14,25 @@ from ._errors import ValidationFailed
 from ._models import ActivityDef, Definition, Dependency, OutputDef, RetrySettings
 from ._templates import check_condition, normalize_condition, references
 
-__all__ = ["KEY_PATTERN", "WORKER_PATTERN", "parse_definition", "retry_settings"]
+__all__ = [
+    "KEY_PATTERN",
+    "MAX_ATTEMPTS",
+    "MAX_FACTOR",
+    "MAX_SECONDS",
+    "WORKER_PATTERN",
+    "parse_definition",
+    "retry_settings",
+]
 
 KEY_PATTERN = re.compile(r"^[a-zA-Z0-9_-]+$")
 WORKER_PATTERN = re.compile(r"^[a-z][a-z0-9_-]*$")
 _OUTPUT_TYPES = ("value", "file", "folder")
+# What the storage (64-bit INTEGER, double) and the engine (lease and backoff arithmetic) accept:
+# checked at deploy, so that a definition that is stored can always be started.
+MAX_ATTEMPTS = 10_000
+MAX_SECONDS = 366 * 86_400  # timeouts and retry delays: at most a year
+MAX_FACTOR = 1_000.0
+MAX_NAME = 128  # definition names, activity keys and names, worker types
 
 
 class _Errors:
@@ -38,6 +52,8 @@ def _str(
         return ""
     if pattern is not None and not pattern.match(value):
         errors.add(path, f"must match {pattern.pattern}")
+    elif len(value) > MAX_NAME:  # keys name directories of stored files: keep them short
+        errors.add(path, f"must be at most {MAX_NAME} characters")
     return value
 
 
@@ -57,6 +73,14 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
+def _in_range(value: Any, lo: float, hi: float, *, open_low: bool = False) -> bool:
+    """A number (not bool) from ``lo`` (excluded when ``open_low``) to ``hi``; false for nan/inf
+    and for an int too large for a float (compared exactly, never converted)."""
+    if not _is_number(value) or value != value:
+        return False
+    return (lo < value if open_low else lo <= value) and value <= hi
+
+
 def _check_settings(errors: _Errors, settings: Any, path: str) -> None:
     if settings is None:
         return
@@ -64,8 +88,8 @@ def _check_settings(errors: _Errors, settings: Any, path: str) -> None:
         errors.add(path, "must be an object")
         return
     timeout = settings.get("timeout_seconds")
-    if timeout is not None and (not _is_number(timeout) or timeout <= 0):
-        errors.add(f"{path}.timeout_seconds", "must be a number > 0")
+    if timeout is not None and not _in_range(timeout, 0, MAX_SECONDS, open_low=True):
+        errors.add(f"{path}.timeout_seconds", f"must be a number > 0 and <= {MAX_SECONDS}")
     signal = settings.get("wait_for_signal")
     if signal is not None and not isinstance(signal, bool | str):
         errors.add(f"{path}.wait_for_signal", "must be a boolean or an event name")
@@ -76,13 +100,13 @@ def _check_settings(errors: _Errors, settings: Any, path: str) -> None:
         errors.add(f"{path}.retry", "must be an object")
         return
     attempts = retry.get("max_attempts", 1)
-    if not isinstance(attempts, int) or isinstance(attempts, bool) or attempts < 1:
-        errors.add(f"{path}.retry.max_attempts", "must be an integer >= 1")
+    if not isinstance(attempts, int) or isinstance(attempts, bool) or not 1 <= attempts <= MAX_ATTEMPTS:
+        errors.add(f"{path}.retry.max_attempts", f"must be an integer from 1 to {MAX_ATTEMPTS}")
     if retry.get("strategy", "exponential") not in ("exponential", "fixed"):
         errors.add(f"{path}.retry.strategy", "must be 'exponential' or 'fixed'")
-    for name in ("base_seconds", "factor", "max_seconds"):
-        if name in retry and (not _is_number(retry[name]) or retry[name] < 0):
-            errors.add(f"{path}.retry.{name}", "must be a number >= 0")
+    for name, hi in (("base_seconds", MAX_SECONDS), ("factor", MAX_FACTOR), ("max_seconds", MAX_SECONDS)):
+        if name in retry and not _in_range(retry[name], 0, hi):
+            errors.add(f"{path}.retry.{name}", f"must be a number from 0 to {hi:g}")
 
 
 def _parse_outputs(errors: _Errors, outputs: Any, path: str) -> tuple[OutputDef, ...]:

@@ -40,6 +40,7 @@ __all__ = [
     "owned_check",
     "pending_activity",
     "schedule_row",
+    "undeliverable_row",
     "workflow_failure",
 ]
 
@@ -259,6 +260,17 @@ def fail_row(
         claimed_at=None,
     )
     return requeued, True
+
+
+def undeliverable_row(row: ActivityRow, problem: str, now: float) -> ActivityRow:
+    """A pending row whose data no response can carry (stored before the edge checked it):
+    failed for good, so that it fails its own workflow and no other workflow's poll."""
+    error = {
+        "code": "INVALID_DATA",
+        "message": f"activity {row.key!r} cannot be sent to a worker: {problem}",
+        "retryable": False,
+    }
+    return attrs.evolve(row, status=S.FAILED, error=error, completed_at=now)
 
 
 def pending_activity(row: ActivityRow, definition: Definition) -> PendingActivity:

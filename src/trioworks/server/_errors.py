@@ -7,10 +7,13 @@ from typing import Any, ClassVar
 
 __all__ = [
     "BadRequest",
+    "ConfigurationError",
     "Conflict",
+    "Forbidden",
     "NotFound",
     "PayloadTooLarge",
     "ServerError",
+    "StorageUnavailable",
     "Unauthorized",
     "UnsupportedMediaType",
     "ValidationFailed",
@@ -50,6 +53,13 @@ class Unauthorized(ServerError):
     code = "UNAUTHORIZED"
 
 
+class Forbidden(ServerError):
+    """403: authenticated, but this client may not touch that worker type, worker or workflow."""
+
+    status = 403
+    code = "FORBIDDEN"
+
+
 class NotFound(ServerError):
     status = 404
     code = "NOT_FOUND"
@@ -87,3 +97,15 @@ class ValidationFailed(ServerError):
     @classmethod
     def one(cls, field: str, message: str) -> ValidationFailed:
         return cls({field: [message]})
+
+
+class StorageUnavailable(ServerError):
+    """The database cannot be reached (503), or its URL names a backend that is not available or
+    is malformed (at open). The message names the database, never its password."""
+
+    status = 503
+    code = "UNAVAILABLE"
+
+
+class ConfigurationError(Exception):
+    """The server cannot start with its configuration (e.g. an unreadable JWT secret file)."""

@@ -7,6 +7,7 @@ thread under the file limiter.
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import uuid
@@ -19,9 +20,9 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from ..core import run_in_thread
-from ._errors import NotFound, PayloadTooLarge, ValidationFailed
+from ._errors import Conflict, NotFound, PayloadTooLarge, ValidationFailed
 from ._http import Context, respond
-from ._models import FileRecord
+from ._models import ActivityStatus, FileRecord
 from ._wire import iso
 
 __all__ = ["FileStore", "check_filename", "download", "upload"]
@@ -31,8 +32,14 @@ _CHUNK = 64 * 1024
 _T = TypeVar("_T")
 
 
+MAX_SEGMENT = 255  # bytes of one path segment: what file systems accept (NAME_MAX)
+MAX_FILENAME = 1024  # bytes of the whole name, far below PATH_MAX with the root prepended
+_CLASH = (errno.EEXIST, errno.ENOTDIR, errno.EISDIR, errno.ENOTEMPTY)
+
+
 def check_filename(filename: str) -> None:
-    """422 naming ``filename`` unless it matches the spec's pattern with no ``..`` segment."""
+    """422 naming ``filename`` unless it matches the spec's pattern with no ``..`` segment and
+    fits the file system (each segment at most :data:`MAX_SEGMENT` bytes)."""
     if (
         not FILENAME.match(filename)
         or ".." in filename.split("/")
@@ -41,6 +48,12 @@ def check_filename(filename: str) -> None:
     ):
         raise ValidationFailed.one(
             "filename", f"{filename!r} must match {FILENAME.pattern} with no '..' or empty path segment"
+        )
+    if len(filename) > MAX_FILENAME or any(len(part) > MAX_SEGMENT for part in filename.split("/")):
+        raise ValidationFailed.one(
+            "filename",
+            f"{filename[:40]!r}... is too long: at most {MAX_SEGMENT} characters per segment, "
+            f"{MAX_FILENAME} in all",
         )
 
 
@@ -58,7 +71,21 @@ class FileStore:
         return await run_in_thread(fn, *args, limiter=self._limiter)
 
     async def save(self, target: Path, chunks: AsyncIterator[bytes], cap: int) -> int:
-        """Stream ``chunks`` into ``target``; returns the size. 413 (and nothing kept) past ``cap``."""
+        """Stream ``chunks`` into ``target``; returns the size. 413 (and nothing kept) past ``cap``;
+        409 when a file and a directory of the activity would have the same name (``a`` and ``a/b``)."""
+        try:
+            return await self._save(target, chunks, cap)
+        except OSError as exc:
+            if exc.errno in _CLASH:
+                name = target.relative_to(self.root).parts[2:]
+                raise Conflict(
+                    f"file {'/'.join(name)!r}: a file and a directory of this activity would share a name"
+                ) from None
+            if exc.errno == errno.ENAMETOOLONG:
+                raise ValidationFailed.one("filename", "too long for the server's file system") from None
+            raise
+
+    async def _save(self, target: Path, chunks: AsyncIterator[bytes], cap: int) -> int:
         await self._thread(lambda: target.parent.mkdir(parents=True, exist_ok=True))
         temp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.part")
         handle: IO[bytes] = await self._thread(open, temp, "wb")
@@ -93,8 +120,15 @@ async def upload(request: Request, ctx: Context) -> Response:
     key = request.path_params["activity_key"]
     filename = request.path_params["filename"]
     check_filename(filename)
-    if not await ctx.db(ctx.storage.activity_exists, workflow_id, key):
+    claim = await ctx.db(ctx.storage.activity_claim, workflow_id, key)
+    if claim is None:
         raise NotFound(f"workflow {workflow_id} has no activity {key!r}")
+    # Only the worker running the activity writes its files (checked by client: the protocol's
+    # upload carries no worker_id), and only while it runs: then they are final.
+    status, claimed_by = claim
+    if status is not ActivityStatus.RUNNING or claimed_by is None:
+        raise Conflict(f"activity {key!r} is {status.value}: its files can change only while it runs")
+    await ctx.check_worker_id(request, claimed_by)
     content_type = request.headers.get("content-type") or "application/octet-stream"
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > ctx.max_file_bytes:

@@ -7,7 +7,6 @@ storage limiter, :meth:`Context.control` on the separate control-plane limiter.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -20,7 +19,8 @@ from starlette.responses import JSONResponse, Response
 
 from ..core import Metrics, run_in_thread
 from ._auth import Authenticator
-from ._errors import BadRequest, PayloadTooLarge, ServerError, UnsupportedMediaType
+from ._errors import BadRequest, Forbidden, PayloadTooLarge, ServerError, UnsupportedMediaType
+from ._limits import load_json
 from ._storage import Storage
 
 if TYPE_CHECKING:
@@ -31,6 +31,7 @@ __all__ = ["Context", "error_response", "json_body", "read_body", "respond"]
 T = TypeVar("T")
 logger = logging.getLogger("trioworks.server")
 
+_MAX_OWNERS = 10_000
 _BIG_JSON = 256 * 1024  # decode bodies larger than this in a thread, off the loop
 
 
@@ -46,6 +47,9 @@ class Context:
     max_file_bytes: int
     files: FileStore
     metrics: Metrics
+    # worker_id -> client, as bound in the storage (bindings never change, so caching is safe);
+    # cleared when it passes _MAX_OWNERS entries, so a client inventing ids cannot grow it.
+    owners: dict[str, str] = attrs.field(factory=dict)
 
     async def db(self, fn: Callable[..., T], *args: Any) -> T:
         """Run a storage method in a thread under the storage limiter (a checkpoint).
@@ -53,6 +57,29 @@ class Context:
         Not abandoned on cancel: a transaction that started runs to its commit or rollback.
         """
         return await run_in_thread(fn, *args, limiter=self.storage_limiter)
+
+    async def check_worker_id(self, request: Request, worker_id: str, *, bind: bool = False) -> None:
+        """403 if ``worker_id`` belongs to another client than the request's.
+
+        With ``bind`` (a poll) a new ``worker_id`` is bound to the request's client first; other
+        requests only look (so a refused one stores nothing): an id that was never bound holds
+        no claim made with authentication, so the claim check that follows refuses it anyway.
+        A no-op without authentication (``--insecure-dev``).
+        """
+        client = getattr(request.state, "client", None)
+        if client is None or self.owners.get(worker_id) == client:
+            return
+        if bind:
+            owner: str | None = await self.control(self.storage.bind_worker, worker_id, client)
+        else:
+            owner = await self.control(self.storage.worker_client, worker_id)
+            if owner is None:
+                return
+        if owner != client:
+            raise Forbidden(f"worker_id {worker_id!r} belongs to another client, not {client!r}")
+        if len(self.owners) >= _MAX_OWNERS:
+            self.owners.clear()
+        self.owners[worker_id] = client
 
     async def control(self, fn: Callable[..., T], *args: Any) -> T:
         """Like :meth:`db` on the control-plane limiter (heartbeats, readiness), so these never
@@ -80,6 +107,8 @@ _HTTP_CODES = {
 
 async def on_server_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ServerError)
+    if exc.status >= 500:  # the database is down: one line per request, not a traceback
+        logger.warning("%s %s: %d %s", request.method, request.url.path, exc.status, exc.message)
     return error_response(exc)
 
 
@@ -133,23 +162,6 @@ def media_type(request: Request) -> str:
     return request.headers.get("content-type", "").split(";")[0].strip().lower()
 
 
-def _no_constant(name: str) -> Any:
-    # Python's json accepts NaN and Infinity, which are not JSON: stored, they would make every
-    # later response that carries them fail to encode (a 500 far from the bad request).
-    raise ValueError(f"{name} is not valid JSON")
-
-
-def _decode(body: bytes) -> Any:
-    try:
-        value = json.loads(body, parse_constant=_no_constant)
-        # "\ud800" escapes decode to lone surrogates, which no UTF-8 response (or database
-        # text parameter) can hold: refuse them here rather than fail later with a 500.
-        json.dumps(value, ensure_ascii=False).encode("utf-8")
-    except (ValueError, UnicodeError, RecursionError) as exc:
-        raise BadRequest(f"request body is not valid JSON: {exc}") from None
-    return value
-
-
 async def json_body(request: Request, ctx: Context, *, also: tuple[str, ...] = ()) -> Any:
     """The decoded JSON body (raw bytes for a type in ``also``).
 
@@ -165,5 +177,5 @@ async def json_body(request: Request, ctx: Context, *, also: tuple[str, ...] = (
     if kind in also:
         return body  # the caller decodes its other formats (raw bytes)
     if len(body) > _BIG_JSON:
-        return await run_in_thread(_decode, body, limiter=ctx.file_limiter)
-    return _decode(body)
+        return await run_in_thread(load_json, body, limiter=ctx.file_limiter)
+    return load_json(body)

@@ -142,7 +142,10 @@ class RetrySettings:
         """Delay before retry ``retry_number`` (1 for the first retry)."""
         if self.strategy == "fixed":
             return min(self.base_seconds, self.max_seconds)
-        return min(self.base_seconds * self.factor ** (retry_number - 1), self.max_seconds)
+        try:
+            return min(self.base_seconds * self.factor ** (retry_number - 1), self.max_seconds)
+        except OverflowError:  # factor ** n past the largest double: the cap applies anyway
+            return self.max_seconds
 
 
 @attrs.frozen

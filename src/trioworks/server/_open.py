@@ -2,18 +2,42 @@
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
-from ._errors import ServerError
+from ._errors import StorageUnavailable
 from ._sqlite import SQLiteStorage
 from ._storage import Storage
 
-__all__ = ["StorageUnavailable", "open_storage"]
+__all__ = ["StorageUnavailable", "mask_url", "open_storage"]
+
+_CONNINFO_PASSWORD = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
+_QUERY_PASSWORD = re.compile(r"(password=)[^&]*", re.IGNORECASE)
 
 
-class StorageUnavailable(ServerError):
-    """The database URL names a backend that is not available, or is malformed."""
+def mask_url(url: str | Path) -> str:
+    """``url`` with any password replaced by ``***``, for logs and messages.
+
+    Handles URLs (``postgresql://user:pw@host/db``, ``?password=pw``) and libpq key=value
+    strings (``host=h password=pw``); anything else is returned as it is (a SQLite path).
+    """
+    text = str(url)
+    if "://" not in text:
+        return _CONNINFO_PASSWORD.sub(r"\1***", text)
+    try:
+        parts = urlsplit(text)
+        netloc = parts.netloc
+        if parts.password is not None:
+            userinfo, _, host = netloc.rpartition("@")
+            netloc = f"{userinfo.partition(':')[0]}:***@{host}"
+        query = _QUERY_PASSWORD.sub(r"\1***", parts.query)
+        if netloc == parts.netloc and query == parts.query:
+            return text  # nothing to hide (urlunsplit would also drop an empty netloc's //)
+        return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    except ValueError:  # unparsable (a bad port...): say nothing that could be the password
+        return text.split("://", 1)[0] + "://<unparsable URL>"
 
 
 def open_storage(url: str | Path, *, max_threads: int | None = None, control_threads: int = 2) -> Storage:
@@ -37,7 +61,7 @@ def open_storage(url: str | Path, *, max_threads: int | None = None, control_thr
             from ._postgres import PostgresStorage
         except ImportError as exc:
             raise StorageUnavailable(
-                f"Postgres backend not available for {text.split('@')[-1]!r}: "
+                f"Postgres backend not available for {mask_url(text)!r}: "
                 "trioworks.server._postgres is missing or psycopg is not installed"
             ) from exc
         return PostgresStorage(text, control_connections=control_threads + 1, **sizes)
@@ -47,7 +71,9 @@ def open_storage(url: str | Path, *, max_threads: int | None = None, control_thr
             raise StorageUnavailable(f"bad SQLite URL {text!r}: expected sqlite:///path/to/file.db")
         path = path[1:]  # sqlite:///rel.db -> rel.db ; sqlite:////abs.db -> /abs.db
     elif "://" in text:
-        raise StorageUnavailable(f"unsupported database URL {text!r}: use sqlite:///path or postgresql://...")
+        raise StorageUnavailable(
+            f"unsupported database URL {mask_url(text)!r}: use sqlite:///path or postgresql://..."
+        )
     else:
         path = text
     try:

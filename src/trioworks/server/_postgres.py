@@ -22,7 +22,7 @@ import psycopg
 import psycopg_pool
 from psycopg import conninfo, errors
 
-from ._open import StorageUnavailable
+from ._errors import StorageUnavailable
 from ._sql import SqlStorage
 from ._sqlbase import Dialect
 
@@ -39,6 +39,9 @@ _DIALECT = Dialect(
     for_update=" FOR UPDATE",
     skip_locked=" FOR UPDATE SKIP LOCKED",
     integrity_errors=(errors.UniqueViolation,),
+    # Lost or refused connections and pool timeouts (PoolTimeout is an OperationalError); a
+    # deadlock or serialization failure is one too, and as retryable as the others.
+    unavailable_errors=(psycopg.OperationalError, psycopg.InterfaceError),
     schema_lock=f"SELECT pg_advisory_xact_lock({_SCHEMA_LOCK})",
 )
 

@@ -32,6 +32,8 @@ __all__ = [
 ]
 
 _MISSING = object()
+MAX_COST = 1e9
+"""Largest ``cost_usd`` one report may carry (costs add up over retries: they must stay finite)."""
 
 
 class _Fields:
@@ -63,6 +65,9 @@ class _Fields:
         if not isinstance(value, str) or (required and not value):
             self.add(name, "must be a non-empty string")
             return None
+        if "\x00" in value:  # Postgres text cannot hold NUL; no name or id needs one
+            self.add(name, "must not contain a NUL character")
+            return None
         return value
 
     def int(self, name: builtins.str, default: int, lo: int, hi: int) -> int:
@@ -73,7 +78,8 @@ class _Fields:
         return value
 
     def number(self, name: builtins.str, default: float) -> float:
-        """A number >= 0; a decimal string is accepted too (the original SDK sends Decimal as str)."""
+        """A number from 0 to :data:`MAX_COST`; a decimal string is accepted too (the original SDK
+        sends Decimal as str). Bounded so that costs summed over attempts stay finite."""
         value = self.data.get(name)
         if value is None:
             return default
@@ -86,9 +92,9 @@ class _Fields:
             not isinstance(value, int | float)
             or isinstance(value, bool)
             or not math.isfinite(value)
-            or value < 0
+            or not 0 <= value <= MAX_COST
         ):
-            self.add(name, "must be a number >= 0 (or a decimal string)")
+            self.add(name, f"must be a number from 0 to {MAX_COST:g} (or a decimal string)")
             return default
         return float(value)
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import logging
 import os
-import secrets
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -17,7 +16,8 @@ from hypercorn.trio import serve
 
 from ..core import Metrics, RestartPolicy, run_in_thread, supervise
 from ._app import build_app
-from ._auth import Authenticator, parse_clients
+from ._auth import Authenticator, Client, parse_clients, secret_from_file
+from ._errors import ConfigurationError, StorageUnavailable
 from ._files import FileStore
 from ._http import Context
 from ._hypercorn import patch_hypercorn
@@ -30,7 +30,7 @@ logger = logging.getLogger("trioworks.server")
 MB = 1024 * 1024
 
 
-def _env_clients() -> dict[str, str]:
+def _env_clients() -> dict[str, Client]:
     return parse_clients(os.environ.get("TRIOWORKS_CLIENTS", ""))
 
 
@@ -41,17 +41,25 @@ class ServerConfig:
     ``storage`` injects an already open backend (tests, embedding); it is then not closed by the
     server. Otherwise ``db`` is opened with :func:`open_storage`. ``clock`` gives POSIX seconds
     and drives leases, retries and token expiry (tests pass a controllable one).
+
+    ``clients`` maps a client id to its secret, or to a :class:`Client` that also limits the
+    worker types it may touch. The JWT signing secret is ``jwt_secret`` (``TRIOWORKS_JWT_SECRET``)
+    or else kept in ``jwt_secret_file`` (mode 0600, created on first start; default: next to a
+    SQLite database, else next to the files directory); it is never stored in the database.
+    ``max_body_bytes`` caps every JSON or YAML body (a request costs at most ~24 times that:
+    see docs/server.md); file uploads are streamed to disk under ``max_file_bytes``.
     """
 
     db: str = "sqlite:///trioworks.db"
     host: str = "127.0.0.1"
     port: int = 8080
-    clients: Mapping[str, str] = attrs.field(factory=_env_clients)
+    clients: Mapping[str, str | Client] = attrs.field(factory=_env_clients)
     insecure_dev: bool = False
     jwt_secret: str | None = attrs.field(factory=lambda: os.environ.get("TRIOWORKS_JWT_SECRET") or None)
+    jwt_secret_file: Path | None = None
     token_ttl: int = 3600
     files_dir: Path | None = None  # default: next to a SQLite database, else ./trioworks-files
-    max_body_bytes: int = 50 * MB
+    max_body_bytes: int = 4 * MB
     max_file_bytes: int = 50 * MB
     sweep_interval: float = 5.0
     storage_threads: int | None = None  # default: the backend's max_threads; also sizes its pool
@@ -133,16 +141,14 @@ class Server:
     async def _context(self, storage: Storage, limiter: trio.CapacityLimiter) -> Context:
         config = self.config
         auth = None
+        files_dir = Path(config.files_dir or getattr(storage, "files_dir", None) or "trioworks-files")
         if not config.insecure_dev:
             secret = config.jwt_secret
-            if not secret:  # none configured: the one stored in the database (made on first use)
-                secret = await run_in_thread(
-                    storage.meta_setdefault, "jwt_secret", secrets.token_urlsafe(32), limiter=limiter
-                )
+            if not secret:  # none configured: the 0600 file beside the data (made on first start)
+                secret = await run_in_thread(self._secret_from_file, storage, files_dir, limiter=limiter)
             if not config.clients:
                 logger.warning("no clients configured (--client ID:SECRET): every token request will get 401")
             auth = Authenticator(secret, dict(config.clients), config.clock, config.token_ttl)
-        files_dir = config.files_dir or getattr(storage, "files_dir", None) or Path("trioworks-files")
         file_limiter = trio.CapacityLimiter(config.file_threads)
         return Context(
             storage=storage,
@@ -157,11 +163,35 @@ class Server:
             metrics=config.metrics,
         )
 
+    def _secret_from_file(self, storage: Storage, files_dir: Path) -> str:
+        """The signing secret of ``jwt_secret_file`` (see :class:`ServerConfig`); blocking.
+
+        Older versions kept the secret in clear in the database: it is moved into the file (so
+        that tokens already issued stay valid) and deleted from the database.
+        """
+        path = self.config.jwt_secret_file
+        if path is None:
+            db_path = getattr(storage, "path", None)
+            base = Path(db_path) if db_path is not None else files_dir
+            path = base.with_name(base.name + ".jwt-secret")
+        legacy = storage.meta_take("jwt_secret")
+        try:
+            if path.exists() or legacy is None:
+                return secret_from_file(path)
+            logger.info("moving the JWT secret out of the database into %s", path)
+            return secret_from_file(path, legacy)
+        except (OSError, ValueError) as exc:
+            raise ConfigurationError(f"JWT secret file {path}: {exc}") from exc
+
     async def _sweep_forever(self, ctx: Context) -> None:
         """Reclaim expired leases every ``sweep_interval`` seconds (polls also do it lazily)."""
         while True:
             await trio.sleep(self.config.sweep_interval)
-            count = await ctx.control(ctx.storage.sweep, ctx.clock())
+            try:
+                count = await ctx.control(ctx.storage.sweep, ctx.clock())
+            except StorageUnavailable as exc:  # an outage is not a failing sweeper: try next time
+                logger.warning("lease sweep skipped: %s", exc.message)
+                continue
             ctx.metrics.counter("server.leases_reclaimed").inc(count)
             if count:
                 logger.info("lease sweep: %d expired activities requeued or failed", count)

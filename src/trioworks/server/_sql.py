@@ -210,6 +210,14 @@ class SqlStorage(SqlQueue):
             )
         return row is not None
 
+    def activity_claim(self, workflow_id: str, activity_key: str) -> tuple[ActivityStatus, str | None] | None:
+        with self._tx() as db:
+            row = db.one(
+                "SELECT status, claimed_by FROM activities WHERE workflow_id = ? AND activity_key = ?",
+                (workflow_id, activity_key),
+            )
+        return None if row is None else (ActivityStatus(row[0]), row[1])
+
     def put_file(self, record: FileRecord) -> None:
         # One statement: an UPDATE-then-INSERT races when two uploads of one new file meet.
         with self._tx() as db:

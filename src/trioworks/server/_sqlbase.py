@@ -18,7 +18,7 @@ from typing import Any
 
 import attrs
 
-from ._errors import NotFound
+from ._errors import NotFound, StorageUnavailable
 from ._models import ActivityRow, ActivityStatus, Definition, WorkflowRow, WorkflowStatus
 from ._progress import Plan, make_plan, waiting_counts
 from ._wire import load_definition
@@ -53,6 +53,9 @@ class Dialect:
     for_update: str = ""  # Postgres: " FOR UPDATE" (lock the rows a change reads)
     skip_locked: str = ""  # Postgres: " FOR UPDATE SKIP LOCKED" (claims and sweeps never wait)
     integrity_errors: tuple[type[BaseException], ...] = ()
+    # Errors meaning "the database is unreachable" (connection lost, pool exhausted): a request
+    # meeting one gets a 503 and one log line instead of a 500 with a traceback.
+    unavailable_errors: tuple[type[BaseException], ...] = ()
     schema_lock: str = ""  # a statement serializing schema creation between processes
 
     def sql(self, text: str) -> str:
@@ -122,7 +125,9 @@ class Pool:
 
 
 def dumps(value: Any) -> str | None:
-    return None if value is None else json.dumps(value, separators=(",", ":"))
+    # allow_nan=False: a value no response could carry is refused on the way in (the request
+    # fails and rolls back) instead of stored to fail every later read of it.
+    return None if value is None else json.dumps(value, separators=(",", ":"), allow_nan=False)
 
 
 def loads(text: str | None) -> Any:
@@ -203,6 +208,9 @@ def schema(dialect: Dialect) -> list[str]:
     f = dialect.float_type
     return [
         "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+        # Which client each worker_id belongs to (bound on first use): a client cannot report
+        # as another client's worker.
+        "CREATE TABLE IF NOT EXISTS workers (worker_id TEXT PRIMARY KEY, client_id TEXT NOT NULL)",
         f"""CREATE TABLE IF NOT EXISTS definitions (
             name TEXT NOT NULL, version INTEGER NOT NULL, body TEXT NOT NULL,
             activity_count INTEGER NOT NULL, created_at {f} NOT NULL, PRIMARY KEY (name, version))""",
@@ -276,8 +284,12 @@ class SqlBase:
     def _tx(self) -> Iterator[Tx]:
         if self._pool.closed:
             raise RuntimeError("storage is closed")
-        with self._pool.connection() as conn, self.transaction(conn) as cursor:
-            yield Tx(cursor, self.dialect)
+        try:
+            with self._pool.connection() as conn, self.transaction(conn) as cursor:
+                yield Tx(cursor, self.dialect)
+        except self.dialect.unavailable_errors as exc:
+            reason = " ".join(str(exc).split()) or type(exc).__name__
+            raise StorageUnavailable(f"database unavailable: {reason}") from exc
 
     def create_schema(self) -> None:
         """Create what is missing (idempotent), then bring an older database up to date."""
@@ -318,6 +330,27 @@ class SqlBase:
             row = db.one("SELECT value FROM meta WHERE key = ?", (key,))
         assert row is not None
         return str(row[0])
+
+    def meta_take(self, key: str) -> str | None:
+        with self._tx() as db:
+            row = db.one("SELECT value FROM meta WHERE key = ?", (key,))
+            db.exec("DELETE FROM meta WHERE key = ?", (key,))
+        return None if row is None else str(row[0])
+
+    def bind_worker(self, worker_id: str, client_id: str) -> str:
+        with self._tx() as db:
+            db.exec(
+                "INSERT INTO workers (worker_id, client_id) VALUES (?, ?) ON CONFLICT (worker_id) DO NOTHING",
+                (worker_id, client_id),
+            )
+            row = db.one("SELECT client_id FROM workers WHERE worker_id = ?", (worker_id,))
+        assert row is not None
+        return str(row[0])
+
+    def worker_client(self, worker_id: str) -> str | None:
+        with self._tx() as db:
+            row = db.one("SELECT client_id FROM workers WHERE worker_id = ?", (worker_id,))
+        return None if row is None else str(row[0])
 
     def _plan(self, db: Tx, name: str, version: int) -> Plan:
         with self._cache_lock:

@@ -19,6 +19,7 @@ after waiting for its lock, so a row claimed meanwhile stays claimed (and loses 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -38,8 +39,11 @@ from ._sqlbase import (
     row_to_activity,
     row_to_workflow,
 )
+from ._wire import undeliverable
 
 __all__ = ["SqlQueue"]
+
+logger = logging.getLogger("trioworks.server")
 
 S = ActivityStatus
 _UNCLAIMED = ", ".join(f"'{s.value}'" for s in S if s.unclaimed)
@@ -94,6 +98,7 @@ class SqlQueue(SqlBase):
                 )
             }
             created = [w for w in ids if workflows[w][1] == WorkflowStatus.CREATED.value]
+            locked: list[str] = []
             if created:
                 # Never wait here: we already hold activity locks (see the module docstring).
                 locked = [
@@ -111,15 +116,20 @@ class SqlQueue(SqlBase):
                     )
                 busy = set(created) - set(locked)
                 candidates = [c for c in candidates if c.workflow_id not in busy]
-            claimed = [engine.claim_row(c, worker_id, now) for c in candidates]
+            claimed, handed, bad = [], [], []
+            for row in (engine.claim_row(c, worker_id, now) for c in candidates):
+                meta = workflows[row.workflow_id]
+                pending = engine.pending_activity(row, self._definition(db, meta[2], int(meta[3])))
+                # Checked before the commit: a claim is only committed if it can be handed out.
+                problem = undeliverable(pending)
+                if problem is None:
+                    claimed.append(row)
+                    handed.append(pending)
+                else:
+                    bad.append(engine.undeliverable_row(row, problem, now))
             self._write(db, claimed)
-            return [
-                engine.pending_activity(
-                    row,
-                    self._definition(db, workflows[row.workflow_id][2], int(workflows[row.workflow_id][3])),
-                )
-                for row in claimed
-            ]
+            self._fail_undeliverable(db, bad, set(locked), now)
+            return handed
 
     def heartbeat(self, activity_id: str, worker_id: str, now: float) -> float:
         # The most frequent call (every activity, about three times a lease) locks only its own
@@ -212,6 +222,32 @@ class SqlQueue(SqlBase):
         return failed + len(ids)
 
     # -- helpers (inside a transaction) ----------------------------------------------------------
+    def _fail_undeliverable(self, db: Tx, failed: list[ActivityRow], locked: set[str], now: float) -> None:
+        """Fail each row (and its workflow) that a poll could not hand out.
+
+        A claim holds activity locks, so it never waits for a workflow lock here (see the module
+        docstring): a workflow it cannot lock at once keeps its row pending for a later poll.
+        """
+        for row in failed:
+            if row.workflow_id not in locked:
+                found = db.one(
+                    f"SELECT {WORKFLOW_COLUMNS} FROM workflows WHERE id = ?{self.dialect.skip_locked}",
+                    (row.workflow_id,),
+                )
+                if found is None:
+                    continue
+                workflow = row_to_workflow(found)
+            else:
+                workflow = self._workflow(db, row.workflow_id, lock=False)
+            logger.warning("%s; workflow %s fails", row.error["message"] if row.error else "", workflow.id)
+            # Only what changed: the row's own data is what cannot be encoded.
+            db.exec(
+                "UPDATE activities SET status = ?, error = ?, completed_at = ? WHERE id = ?",
+                (row.status.value, dumps(row.error), row.completed_at, row.id),
+            )
+            if workflow.status is not WorkflowStatus.FAILED:
+                self._fail_workflow(db, workflow, row, now)
+
     def _locked_activity(self, db: Tx, activity_id: str) -> tuple[WorkflowRow, ActivityRow]:
         """The activity's workflow and row, locked in that order; :exc:`NotFound` otherwise."""
         found = db.one(

@@ -17,6 +17,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from ._models import (
     ActivityRow,
+    ActivityStatus,
     Definition,
     DefinitionSummary,
     FileRecord,
@@ -45,6 +46,15 @@ class Storage(Protocol):
 
     def meta_setdefault(self, key: str, value: str) -> str:
         """The stored value of ``key``, storing ``value`` first if there is none (e.g. JWT secret)."""
+
+    def meta_take(self, key: str) -> str | None:
+        """Remove ``key``, returning the value it had (None if none)."""
+
+    def bind_worker(self, worker_id: str, client_id: str) -> str:
+        """The client ``worker_id`` belongs to, binding it to ``client_id`` if it is new."""
+
+    def worker_client(self, worker_id: str) -> str | None:
+        """The client ``worker_id`` is bound to, or None (never bound: it polled no activity)."""
 
     # -- definitions --------------------------------------------------------------------
     def put_definition(self, definition: Definition, now: float) -> PutDefinitionResult:
@@ -122,6 +132,9 @@ class Storage(Protocol):
 
     # -- files --------------------------------------------------------------------------
     def activity_exists(self, workflow_id: str, activity_key: str) -> bool: ...
+
+    def activity_claim(self, workflow_id: str, activity_key: str) -> tuple[ActivityStatus, str | None] | None:
+        """The activity's status and ``claimed_by``; None if the workflow has no such activity."""
 
     def put_file(self, record: FileRecord) -> None:
         """Insert or replace the metadata of one file."""

@@ -14,7 +14,7 @@ import cattrs
 
 from ._models import Definition, OutputDef, PendingActivity
 
-__all__ = ["canonical_json", "converter", "definition_body", "iso", "load_definition"]
+__all__ = ["canonical_json", "converter", "definition_body", "iso", "load_definition", "undeliverable"]
 
 converter = cattrs.Converter(omit_if_default=False)
 
@@ -59,3 +59,16 @@ def _pending(activity: PendingActivity) -> dict[str, Any]:
 
 
 converter.register_unstructure_hook(PendingActivity, _pending)
+
+
+def undeliverable(activity: PendingActivity) -> str | None:
+    """Why ``activity`` cannot be encoded in a poll response (JSON, UTF-8), or None if it can.
+
+    A poll checks each activity before it commits the claim, so that one row that cannot be
+    encoded is failed on its own instead of failing the response that carries other rows.
+    """
+    try:
+        json.dumps(converter.unstructure(activity), ensure_ascii=False, allow_nan=False).encode("utf-8")
+    except (ValueError, TypeError, UnicodeError, RecursionError) as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return None
