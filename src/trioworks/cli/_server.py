@@ -9,8 +9,7 @@ from pathlib import Path
 
 import trio
 
-from ..server import Server, ServerConfig, StorageUnavailable
-from ..server._auth import parse_clients
+from ..server import Server, ServerConfig, StorageUnavailable, parse_clients
 from ._errors import CliError
 from ._streams import Streams
 

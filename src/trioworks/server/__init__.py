@@ -11,6 +11,7 @@
   a completion reads only the rows it changes.
 """
 
+from ._auth import parse_clients
 from ._definitions import parse_definition
 from ._errors import (
     BadRequest,
@@ -80,5 +81,6 @@ __all__ = [
     "WorkflowRow",
     "WorkflowStatus",
     "open_storage",
+    "parse_clients",
     "parse_definition",
 ]

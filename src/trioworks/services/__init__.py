@@ -6,9 +6,11 @@ Each service is a :class:`trioworks.bus.Service` (a supervised nursery of routes
 models of the others.
 
 Shared by the services (pure, no models): :func:`chunk_sentences` / :class:`SentenceChunker`, the
-sentence chunker of streamed replies for ``tts/say``.
+sentence chunker of streamed replies for ``tts/say``; :func:`find_program` (an external program's
+path, :exc:`ProgramMissing` naming it when absent).
 """
 
+from ._audio import ProgramMissing, find_program
 from ._text import BOUNDARIES, SentenceChunker, chunk_sentences
 
-__all__ = ["BOUNDARIES", "SentenceChunker", "chunk_sentences"]
+__all__ = ["BOUNDARIES", "ProgramMissing", "SentenceChunker", "chunk_sentences", "find_program"]
