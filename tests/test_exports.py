@@ -67,9 +67,13 @@ PUBLIC: dict[str, set[str]] = {
         "RestartPolicy",
         "RetryPolicy",
         "Waiter",
+        "child_process",
+        "read_exactly",
         "retry",
         "run_in_process",
         "run_in_thread",
+        "start_process",
+        "stop_process",
         "supervise",
     },
     "trioworks.dag": {
@@ -167,8 +171,10 @@ PUBLIC: dict[str, set[str]] = {
         "WorkflowPage",
         "WorkflowRow",
         "WorkflowStatus",
-        "open_storage",
+        "load_clients_file",
         "mask_url",
+        "open_storage",
+        "parse_clients",
         "parse_definition",
     },
     "trioworks.bus": CONTRACTS
@@ -227,7 +233,9 @@ PUBLIC: dict[str, set[str]] = {
         "TtsConfig",
         "TtsConfigError",
         "TtsService",
+        "ProgramMissing",
         "chunk_sentences",
+        "find_program",
     },
     "trioworks.services.llm": {
         "Backend",
@@ -337,6 +345,8 @@ INTERNAL: dict[str, set[str]] = {
     # The server's insides: request plumbing, parsed bodies, the SQL layer under SqlStorage, the
     # incremental scheduler, template evaluation. Users see Server, Storage and the models.
     "trioworks.server._auth": {"Authenticator"},
+    # hypercorn's connection handler with the send/EOF race guard, installed by Server.run.
+    "trioworks.server._hypercorn": {"GuardedTCPServer"},
     "trioworks.server._files": {"FileStore"},
     "trioworks.server._http": {"Context"},
     "trioworks.server._progress": {"Plan", "Progress", "RowSource"},
@@ -356,6 +366,8 @@ INTERNAL: dict[str, set[str]] = {
     # The worker's machinery behind Worker: the per-activity runner, its limiters and report.
     "trioworks.worker._execute": {"ActivityRunner", "Limiters", "Report"},
     "trioworks.worker._heartbeats": {"HeartbeatStarter"},
+    # The worker's HTTP transport (coalesced writes, proxy from the environment) inside its client.
+    "trioworks.worker._transport": {"WorkerTransport"},
 }
 
 SUBSYSTEMS = {"bus", "cli", "core", "dag", "server", "services", "worker"}

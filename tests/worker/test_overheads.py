@@ -12,7 +12,12 @@ import trio
 
 from trioworks.worker import WorkerConfig
 from trioworks.worker._client import WorkerApiClient
-from trioworks.worker._transport import _FLUSH_AT, _CoalescingBackend, _CoalescingStream, worker_transport
+from trioworks.worker._transport import (
+    _FLUSH_AT,
+    WorkerTransport,
+    _CoalescingStream,
+    environment_proxy,
+)
 
 
 class RecordingStream(httpcore.AsyncNetworkStream):
@@ -104,7 +109,7 @@ async def test_requests_round_trip_over_a_real_socket() -> None:
 
 
 async def test_with_a_proxy_in_the_environment_calls_go_through_it(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The worker's own calls skip httpx.AsyncClient, except with a proxy: then the client picks it."""
+    """With a proxy in the environment the same transport sends every call through it."""
     for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
         monkeypatch.delenv(name, raising=False)
         monkeypatch.delenv(name.lower(), raising=False)
@@ -131,16 +136,56 @@ async def _round_trips(handler: Any) -> None:
         nursery.cancel_scope.cancel()
 
 
-def test_the_worker_uses_it_unless_a_proxy_is_configured(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
+def _clear_proxies(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
         monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+
+
+def test_one_transport_with_or_without_a_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pool is httpcore's, built through its public ``network_backend`` parameter."""
+    _clear_proxies(monkeypatch)
     config = WorkerConfig(api_url="http://127.0.0.1:1")
-    transport = WorkerApiClient(config)._http._transport
-    assert isinstance(transport._pool._network_backend, _CoalescingBackend)  # type: ignore[attr-defined]
-    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.invalid:3128")
-    default = WorkerApiClient(config)._http._transport
-    assert not isinstance(default._pool._network_backend, _CoalescingBackend)  # type: ignore[attr-defined]
-    assert isinstance(worker_transport(httpx.Limits()), httpx.AsyncHTTPTransport)
+    direct = WorkerApiClient(config)._transport
+    assert isinstance(direct, WorkerTransport)
+    assert type(direct.pool) is httpcore.AsyncConnectionPool
+    monkeypatch.setenv("HTTP_PROXY", "http://proxy.invalid:3128")
+    proxied = WorkerApiClient(config)._transport
+    assert isinstance(proxied, WorkerTransport)
+    assert isinstance(proxied.pool, httpcore.AsyncHTTPProxy)
+
+
+def test_the_environment_proxy_for_the_api_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    _clear_proxies(monkeypatch)
+    assert environment_proxy("http://api.example") is None
+    monkeypatch.setenv("HTTPS_PROXY", "proxy.example:3128")
+    assert environment_proxy("http://api.example") is None
+    assert environment_proxy("https://api.example") == "http://proxy.example:3128"
+    monkeypatch.setenv("ALL_PROXY", "socks5://socks.example:1080")
+    assert environment_proxy("http://api.example") == "socks5://socks.example:1080"
+    monkeypatch.setenv("NO_PROXY", "api.example")
+    assert environment_proxy("https://api.example") is None
+    assert environment_proxy("https://other.example") == "http://proxy.example:3128"
+
+
+def test_an_unknown_proxy_scheme_is_named() -> None:
+    with pytest.raises(ValueError, match=r"ftp://proxy\.example"):
+        WorkerTransport(limits=httpx.Limits(), proxy="ftp://proxy.example")
+
+
+async def test_httpcore_errors_arrive_as_httpx_errors() -> None:
+    """The transport's own exception table: the most specific httpx class, the message kept."""
+
+    class Refusing(httpcore.AsyncNetworkBackend):
+        async def connect_tcp(self, *args: Any, **kwargs: Any) -> httpcore.AsyncNetworkStream:
+            await trio.lowlevel.checkpoint()
+            raise httpcore.ConnectTimeout("took too long")
+
+    transport = WorkerTransport(limits=httpx.Limits(), network_backend=Refusing())
+    with pytest.raises(httpx.ConnectTimeout, match="took too long") as caught:
+        await transport.handle_async_request(httpx.Request("GET", "http://127.0.0.1:1/"))
+    assert isinstance(caught.value.__cause__, httpcore.ConnectTimeout)
+    await transport.aclose()
 
 
 async def test_freeze_gc_freezes_while_serving_and_unfreezes_after(fake: Any) -> None:

@@ -95,8 +95,8 @@ class Bus:
             # enough to send the goodbye below; its scope is cancelled explicitly after it.
             transport_scope.shield = True
             self._nursery = nursery
-            connections = getattr(self.transport, "connections", None)  # transports that reconnect
-            if isinstance(connections, AsyncValue):
+            connections = self.transport.connections  # declared by transports that reconnect
+            if connections is not None:
                 nursery.start_soon(self._restore_health, connections)
             try:
                 task_status.started()

@@ -10,6 +10,7 @@ import itertools
 
 import attrs
 import trio
+from trio_util import AsyncValue
 
 from ._topics import matches, validate_filter, validate_topic
 from ._transport import RawMessage, Sink
@@ -71,6 +72,7 @@ class InProcessTransport:
         self._will: RawMessage | None = None
         self._feeds: list[_Feed] = []
         self._running = False
+        self.connections: AsyncValue[int] | None = None  # one connection for the whole run
 
     def set_will(self, will: RawMessage | None) -> None:
         self._will = will

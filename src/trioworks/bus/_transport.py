@@ -12,6 +12,7 @@ from typing import Any, Protocol
 
 import attrs
 import trio
+from trio_util import AsyncValue
 
 __all__ = ["RawMessage", "Sink", "Transport"]
 
@@ -40,6 +41,12 @@ class Transport(Protocol):
     """
 
     client_id: str
+
+    @property
+    def connections(self) -> AsyncValue[int] | None:
+        """Capability: a transport that reconnects counts its connections here (each one fully
+        re-subscribed), and the bus says its health again on each new one. ``None``: it never
+        reconnects (:class:`~trioworks.bus.InProcessTransport`)."""
 
     def set_will(self, will: RawMessage | None) -> None:
         """The message the broker publishes if this client dies without a clean disconnect."""

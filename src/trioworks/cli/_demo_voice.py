@@ -21,7 +21,7 @@ import attrs
 import trio
 from rich.text import Text
 
-from ..services._audio import find_program
+from ..services import find_program
 from ..services.llm import LLMConfig
 from ..services.stt import SttConfig
 from ._server import single_error

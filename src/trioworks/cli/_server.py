@@ -10,8 +10,16 @@ from pathlib import Path
 
 import trio
 
-from ..server import Client, ConfigurationError, Server, ServerConfig, StorageUnavailable, mask_url
-from ..server._auth import load_clients_file, parse_clients
+from ..server import (
+    Client,
+    ConfigurationError,
+    Server,
+    ServerConfig,
+    StorageUnavailable,
+    load_clients_file,
+    mask_url,
+    parse_clients,
+)
 from ._errors import CliError
 from ._streams import Streams
 

@@ -10,6 +10,9 @@ This package depends on nothing else in trioworks; every subsystem builds on it.
 - :func:`supervise` with a :class:`RestartPolicy`: restart a failing child task with backoff,
   giving up with :exc:`RestartIntensityExceeded` when it fails too often.
 - :class:`Metrics`, :class:`Counter`, :class:`Gauge`: thread-safe counters and gauges.
+- :func:`start_process` / :func:`stop_process` / :func:`child_process`: the one way to run a
+  long-lived child process (killed if still running, reaped shielded and bounded, pipes closed),
+  and :func:`read_exactly` for its pipes.
 - :class:`Correlator`: the one waiter table keyed by correlation id (registered before the
   request is sent, removed in ``finally``, a duplicate id raises :exc:`DuplicateCorrelationId`).
 """
@@ -17,6 +20,7 @@ This package depends on nothing else in trioworks; every subsystem builds on it.
 from ._correlation import Correlator, DuplicateCorrelationId, Waiter
 from ._metrics import Counter, Gauge, Metrics
 from ._offload import CancelOutcome, run_in_process, run_in_thread
+from ._process import child_process, read_exactly, start_process, stop_process
 from ._retry import RetryPolicy, retry
 from ._supervisor import RestartIntensityExceeded, RestartPolicy, supervise
 
@@ -31,8 +35,12 @@ __all__ = [
     "RestartPolicy",
     "RetryPolicy",
     "Waiter",
+    "child_process",
+    "read_exactly",
     "retry",
     "run_in_process",
     "run_in_thread",
+    "start_process",
+    "stop_process",
     "supervise",
 ]

@@ -14,7 +14,7 @@
 
 import typing
 
-from ._auth import Client
+from ._auth import Client, load_clients_file, parse_clients
 from ._definitions import parse_definition
 from ._errors import (
     BadRequest,
@@ -93,8 +93,10 @@ __all__ = [
     "WorkflowPage",
     "WorkflowRow",
     "WorkflowStatus",
+    "load_clients_file",
     "mask_url",
     "open_storage",
+    "parse_clients",
     "parse_definition",
 ]
 

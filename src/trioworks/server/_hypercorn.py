@@ -1,4 +1,4 @@
-"""A workaround for a race in hypercorn's Trio TCP server (seen with hypercorn 0.18.0).
+"""A guard against a race in hypercorn's Trio TCP server (seen with hypercorn 0.18.0).
 
 When a client closes its connection in the middle of a request body, hypercorn writes a 400
 response while its ``_close()`` sends EOF on the same stream without holding the send lock. The
@@ -7,34 +7,68 @@ escapes the connection task, and through ``trio.serve_listeners`` it cancels the
 One client hanging up mid-upload must not stop the server, so a send that loses that race is
 dropped (the connection is closing anyway), the way hypercorn already drops sends on a broken
 or closed stream. ``tests/server/test_http.py`` hangs up mid-upload twenty times to check it.
+
+hypercorn has no public hook for this: ``hypercorn.trio.serve`` builds its connection handler
+from the name ``TCPServer`` in ``hypercorn.trio.run``. So:
+
+- the workaround is a subclass, :class:`GuardedTCPServer`; hypercorn's own class is untouched;
+- :func:`hypercorn_guard` points that one name at the subclass (once per process) and marks the
+  calling task's context, so only connections served under it (our :class:`Server`) drop the
+  losing send; any other hypercorn server in the process behaves exactly as upstream;
+- ``pyproject.toml`` pins hypercorn to the tested range (``>=0.17,<0.19``), and
+  ``tests/server/test_hypercorn_guard.py`` fails if the internals used here change.
 """
 
 from __future__ import annotations
 
-import functools
+import contextlib
+import contextvars
 import logging
+from collections.abc import Iterator
 from typing import Any
 
+import hypercorn.trio.run
 import trio
 from hypercorn.trio.tcp_server import TCPServer
 
-__all__ = ["patch_hypercorn"]
+__all__ = ["GuardedTCPServer", "hypercorn_guard"]
 
 logger = logging.getLogger("trioworks.server")
 
+_guarded: contextvars.ContextVar[bool] = contextvars.ContextVar("trioworks_hypercorn_guarded", default=False)
 
-def patch_hypercorn() -> None:
-    """Install the workaround once per process (idempotent)."""
-    original = TCPServer.protocol_send
-    if getattr(original, "_trioworks_patched", False):
-        return
 
-    @functools.wraps(original)
-    async def protocol_send(self: TCPServer, event: Any) -> None:
+class GuardedTCPServer(TCPServer):
+    """hypercorn's connection handler; under :func:`hypercorn_guard` a send that loses the
+    send/EOF race is dropped instead of taking the server down."""
+
+    async def protocol_send(self, event: Any) -> None:
         try:
-            await original(self, event)
+            await super().protocol_send(event)
         except trio.BusyResourceError:
+            if not _guarded.get():
+                raise
             logger.debug("dropped a send on a connection that is closing (hypercorn send/EOF race)")
 
-    protocol_send._trioworks_patched = True  # type: ignore[attr-defined]  # a marker on a function object
-    TCPServer.protocol_send = protocol_send  # type: ignore[method-assign]  # the patch itself (see above)
+
+def _install() -> None:
+    current = getattr(hypercorn.trio.run, "TCPServer", None)
+    if current is GuardedTCPServer:
+        return
+    if current is not TCPServer:
+        raise RuntimeError(
+            f"hypercorn.trio.run.TCPServer is {current!r}, not hypercorn's TCPServer: "
+            "this hypercorn version is outside the range trioworks supports (>=0.17,<0.19)"
+        )
+    hypercorn.trio.run.TCPServer = GuardedTCPServer  # type: ignore[misc]
+
+
+@contextlib.contextmanager
+def hypercorn_guard() -> Iterator[None]:
+    """Serve hypercorn inside this block to get the guard; tasks started here inherit it."""
+    _install()
+    token = _guarded.set(True)
+    try:
+        yield
+    finally:
+        _guarded.reset(token)

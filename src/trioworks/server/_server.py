@@ -20,7 +20,7 @@ from ._auth import Authenticator, Client, parse_clients, secret_from_file
 from ._errors import ConfigurationError, StorageUnavailable
 from ._files import FileStore
 from ._http import Context
-from ._hypercorn import patch_hypercorn
+from ._hypercorn import hypercorn_guard
 from ._open import open_storage
 from ._storage import Storage
 
@@ -96,7 +96,6 @@ class Server:
             :exc:`~trioworks.core.RestartIntensityExceeded`.
         """
         config = self.config
-        patch_hypercorn()
         opener = trio.CapacityLimiter(1)
         owned = config.storage is None
         storage: Storage
@@ -120,19 +119,21 @@ class Server:
             hyper.accesslog = None
             hyper.errorlog = logging.getLogger("hypercorn.error")  # through our logging, not raw stderr
             hyper.graceful_timeout = 5.0
-            async with trio.open_nursery() as nursery:
-                await nursery.start(
-                    functools.partial(
-                        supervise,
-                        functools.partial(self._sweep_forever, ctx),
-                        name="lease-sweeper",
-                        policy=RestartPolicy(max_restarts=5, window=60.0),
+            # Connections served in this block drop a send that loses hypercorn's send/EOF race.
+            with hypercorn_guard():
+                async with trio.open_nursery() as nursery:
+                    await nursery.start(
+                        functools.partial(
+                            supervise,
+                            functools.partial(self._sweep_forever, ctx),
+                            name="lease-sweeper",
+                            policy=RestartPolicy(max_restarts=5, window=60.0),
+                        )
                     )
-                )
-                binds = await nursery.start(serve, build_app(ctx), hyper)
-                self.url = binds[0]
-                logger.info("trioworks server listening on %s", self.url)
-                task_status.started(self.url)
+                    binds = await nursery.start(serve, build_app(ctx), hyper)
+                    self.url = binds[0]
+                    logger.info("trioworks server listening on %s", self.url)
+                    task_status.started(self.url)
         finally:
             if owned:
                 with trio.CancelScope(shield=True), trio.move_on_after(10):

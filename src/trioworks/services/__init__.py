@@ -15,12 +15,14 @@ backends...). A name is imported on first use, so that ``from trioworks.services
 TtsService`` does not load the models of the others (memory needs numpy and the voice extra).
 
 Shared by the services (pure, no models): :func:`chunk_sentences` / :class:`SentenceChunker`, the
-sentence chunker of streamed replies for ``tts/say``.
+sentence chunker of streamed replies for ``tts/say``; :func:`find_program` (an external program's
+path, :exc:`ProgramMissing` naming it when absent).
 """
 
 import importlib
 import typing
 
+from ._audio import ProgramMissing, find_program
 from ._text import BOUNDARIES, SentenceChunker, chunk_sentences
 
 if typing.TYPE_CHECKING:
@@ -36,6 +38,7 @@ __all__ = [
     "LLMConfigError",
     "LLMService",
     "MemoryService",
+    "ProgramMissing",
     "RouterConfig",
     "RouterConfigError",
     "RouterService",
@@ -47,6 +50,7 @@ __all__ = [
     "TtsConfigError",
     "TtsService",
     "chunk_sentences",
+    "find_program",
 ]
 
 # Name -> the subpackage that defines it, imported on first access (PEP 562).

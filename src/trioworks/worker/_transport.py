@@ -1,4 +1,4 @@
-"""The worker's HTTP transport: httpx's own, with each small request sent in one write.
+"""The worker's HTTP transport: an httpcore pool behind httpx's public transport interface.
 
 httpcore writes a request's head and its body with two ``send`` calls. On a fast link every
 worker call (poll, heartbeat, complete) is a few hundred bytes, so the second system call (and
@@ -6,18 +6,26 @@ the second TCP segment, with ``TCP_NODELAY``) is a large share of its cost: meas
 2-CPU bench machine, about a quarter of the worker's CPU per no-op activity. Here writes are
 held back until the connection next reads (or until 64 KiB are pending), so a small request goes
 out in one ``send``; a large upload still streams in 64 KiB writes.
+
+Only public extension points are used: :class:`WorkerTransport` is an
+:class:`httpx.AsyncBaseTransport` that owns an :class:`httpcore.AsyncConnectionPool` (or, with a
+proxy, an :class:`httpcore.AsyncHTTPProxy` / :class:`httpcore.AsyncSOCKSProxy`) built with the
+``network_backend`` parameter, and maps httpcore's exceptions to httpx's with its own table (as
+httpx's ``AsyncHTTPTransport`` does). An upgrade of httpx cannot reach into it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ssl
-from collections.abc import Iterable
+import urllib.request
+from collections.abc import AsyncIterator, Iterable, Iterator
 from typing import Any
 
 import httpcore
 import httpx
 
-__all__ = ["worker_transport"]
+__all__ = ["WorkerTransport", "environment_proxy"]
 
 _FLUSH_AT = 64 * 1024
 
@@ -98,18 +106,136 @@ class _CoalescingBackend(httpcore.AsyncNetworkBackend):
         await self._backend.sleep(seconds)
 
 
-def worker_transport(limits: httpx.Limits) -> httpx.AsyncHTTPTransport:
-    """httpx's transport (same TLS, proxy-less pool, exception mapping) over the coalescing backend."""
-    transport = httpx.AsyncHTTPTransport(limits=limits)
-    # httpx has no parameter for the network backend; its pool is rebuilt with the same settings.
-    # The attribute is private but has been stable across httpx 0.2x; checked by the tests.
-    pool = transport._pool
-    assert isinstance(pool, httpcore.AsyncConnectionPool)
-    transport._pool = httpcore.AsyncConnectionPool(
-        ssl_context=pool._ssl_context,
-        max_connections=limits.max_connections,
-        max_keepalive_connections=limits.max_keepalive_connections,
-        keepalive_expiry=limits.keepalive_expiry,
-        network_backend=_CoalescingBackend(),
-    )
-    return transport
+# httpcore's exceptions as httpx's (the table httpx's own transport keeps). The most specific
+# class wins: the raised exception's MRO is walked, so ReadTimeout maps to httpx.ReadTimeout and
+# not to httpx.TimeoutException.
+_EXCEPTIONS: dict[type[Exception], type[httpx.TransportError]] = {
+    httpcore.TimeoutException: httpx.TimeoutException,
+    httpcore.ConnectTimeout: httpx.ConnectTimeout,
+    httpcore.ReadTimeout: httpx.ReadTimeout,
+    httpcore.WriteTimeout: httpx.WriteTimeout,
+    httpcore.PoolTimeout: httpx.PoolTimeout,
+    httpcore.NetworkError: httpx.NetworkError,
+    httpcore.ConnectError: httpx.ConnectError,
+    httpcore.ReadError: httpx.ReadError,
+    httpcore.WriteError: httpx.WriteError,
+    httpcore.ProxyError: httpx.ProxyError,
+    httpcore.UnsupportedProtocol: httpx.UnsupportedProtocol,
+    httpcore.ProtocolError: httpx.ProtocolError,
+    httpcore.LocalProtocolError: httpx.LocalProtocolError,
+    httpcore.RemoteProtocolError: httpx.RemoteProtocolError,
+}
+
+
+@contextlib.contextmanager
+def _mapped() -> Iterator[None]:
+    try:
+        yield
+    except Exception as exc:
+        for kind in type(exc).__mro__:
+            mapped = _EXCEPTIONS.get(kind)
+            if mapped is not None:
+                raise mapped(str(exc)) from exc
+        raise
+
+
+class _ResponseStream(httpx.AsyncByteStream):
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        with _mapped():
+            async for part in self._stream:
+                yield part
+
+    async def aclose(self) -> None:
+        with _mapped():
+            await self._stream.aclose()
+
+
+def environment_proxy(url: str) -> str | None:
+    """The proxy the environment sets for ``url`` (``HTTP_PROXY``, ``HTTPS_PROXY``, ``ALL_PROXY``,
+    either case, minus ``NO_PROXY``), or None."""
+    proxies = urllib.request.getproxies_environment()
+    target = httpx.URL(url)
+    # proxy_bypass_environment is in the stdlib but not in typeshed's stubs
+    bypass = urllib.request.proxy_bypass_environment  # type: ignore[attr-defined]
+    if target.host and bypass(target.host, proxies):
+        return None
+    proxy = proxies.get(target.scheme) or proxies.get("all")
+    if not proxy:
+        return None
+    return proxy if "://" in proxy else f"http://{proxy}"
+
+
+class WorkerTransport(httpx.AsyncBaseTransport):
+    """HTTP/1.1 over the coalescing backend, direct or through ``proxy`` (http, https or socks5).
+
+    TLS as httpx's default (:func:`httpx.create_ssl_context`: certifi, ``SSL_CERT_FILE`` /
+    ``SSL_CERT_DIR``). Network failures raise :class:`httpx.TransportError` subclasses.
+    """
+
+    def __init__(
+        self,
+        *,
+        limits: httpx.Limits,
+        proxy: str | httpx.Proxy | None = None,
+        network_backend: httpcore.AsyncNetworkBackend | None = None,
+    ) -> None:
+        ssl_context = httpx.create_ssl_context()
+        backend = network_backend or _CoalescingBackend()
+        pool_limits: dict[str, Any] = {
+            "max_connections": limits.max_connections,
+            "max_keepalive_connections": limits.max_keepalive_connections,
+            "keepalive_expiry": limits.keepalive_expiry,
+            "network_backend": backend,
+        }
+        self.pool: httpcore.AsyncConnectionPool  # AsyncHTTPProxy and AsyncSOCKSProxy are pools too
+        if proxy is None:
+            self.pool = httpcore.AsyncConnectionPool(ssl_context=ssl_context, **pool_limits)
+            return
+        proxy = httpx.Proxy(proxy) if isinstance(proxy, str) else proxy
+        proxy_url = httpcore.URL(
+            scheme=proxy.url.raw_scheme,
+            host=proxy.url.raw_host,
+            port=proxy.url.port,
+            target=proxy.url.raw_path,
+        )
+        if proxy.url.scheme in ("http", "https"):
+            self.pool = httpcore.AsyncHTTPProxy(
+                proxy_url=proxy_url,
+                proxy_auth=proxy.raw_auth,
+                proxy_headers=proxy.headers.raw,
+                proxy_ssl_context=proxy.ssl_context,
+                ssl_context=ssl_context,
+                **pool_limits,
+            )
+        elif proxy.url.scheme in ("socks5", "socks5h"):
+            self.pool = httpcore.AsyncSOCKSProxy(
+                proxy_url=proxy_url, proxy_auth=proxy.raw_auth, ssl_context=ssl_context, **pool_limits
+            )
+        else:
+            raise ValueError(f"proxy {proxy.url}: scheme must be http, https, socks5 or socks5h")
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        assert isinstance(request.stream, httpx.AsyncByteStream)
+        url = request.url
+        core_request = httpcore.Request(
+            method=request.method,
+            url=httpcore.URL(scheme=url.raw_scheme, host=url.raw_host, port=url.port, target=url.raw_path),
+            headers=request.headers.raw,
+            content=request.stream,
+            extensions=request.extensions,
+        )
+        with _mapped():
+            response = await self.pool.handle_async_request(core_request)
+        return httpx.Response(
+            status_code=response.status,
+            headers=response.headers,
+            stream=_ResponseStream(response.stream),
+            extensions=response.extensions,
+        )
+
+    async def aclose(self) -> None:
+        with _mapped():
+            await self.pool.aclose()

@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 import trio
 
-from ...core import run_in_thread
+from ...core import read_exactly, run_in_thread, start_process, stop_process
 from ._config import SttConfig, SttConfigError
 from ._recognizer import Recognition, Recognizer, VoiceUnavailable
 from ._worker import config_to_json
@@ -82,9 +82,7 @@ class ProcessRecognizer:
     @classmethod
     async def open(cls, config: SttConfig, limiter: trio.CapacityLimiter) -> ProcessRecognizer:
         cmd = [sys.executable, "-m", "trioworks.services.stt._worker", config_to_json(config)]
-        proc = await trio.lowlevel.open_process(
-            cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-        )
+        proc = await start_process(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         self = cls(proc, limiter)
         try:
             async with limiter:
@@ -99,14 +97,11 @@ class ProcessRecognizer:
             raise SttConfigError(reply["field"], reply["error"])
         return self
 
-    async def _read_exactly(self, n: int) -> bytes:
+    async def _receive_exactly(self, n: int) -> bytes:
         assert self._proc.stdout is not None
-        data = b""
-        while len(data) < n:
-            more = await self._proc.stdout.receive_some(n - len(data))
-            if not more:
-                raise RecognizerDied(f"the decoder process ended: {await self._stderr_tail()}")
-            data += more
+        data = await read_exactly(self._proc.stdout, n)
+        if len(data) < n:
+            raise RecognizerDied(f"the decoder process ended: {await self._stderr_tail()}")
         return data
 
     async def _stderr_tail(self) -> str:
@@ -118,9 +113,9 @@ class ProcessRecognizer:
             return err.decode(errors="replace").strip()[-500:] or f"exit code {self._proc.returncode}"
         return "no message"
 
-    async def _receive(self) -> dict[str, Any]:  # a JSON object from the decoder process
-        (length,) = struct.unpack("<I", await self._read_exactly(4))
-        return json.loads(await self._read_exactly(length))
+    async def _receive(self) -> dict[str, Any]:
+        (length,) = struct.unpack("<I", await self._receive_exactly(4))
+        return json.loads(await self._receive_exactly(length))
 
     async def _request(self, op: bytes, pcm: bytes = b"") -> list[Recognition]:
         if self._broken:
@@ -136,7 +131,7 @@ class ProcessRecognizer:
             except BaseException:
                 # Cancelled (or worse) mid-message: the pipe is out of step for good.
                 self._broken = True
-                self._proc.kill()
+                await stop_process(self._proc, reap_timeout=2)
                 raise
         if "error" in reply:
             raise RecognizerDied(f"the decoder process failed: {reply['error']}")
@@ -154,10 +149,7 @@ class ProcessRecognizer:
     async def aclose(self) -> None:
         """Kill the decoder process and wait for it (shielded, at most 2 s)."""
         self._broken = True
-        if self._proc.returncode is None:
-            self._proc.kill()
-        with trio.CancelScope(shield=True), trio.move_on_after(2):
-            await self._proc.wait()
+        await stop_process(self._proc, reap_timeout=2)
 
 
 async def open_recognizer(config: SttConfig, limiter: trio.CapacityLimiter) -> AsyncRecognizer:

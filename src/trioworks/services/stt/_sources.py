@@ -13,6 +13,7 @@ from pathlib import Path
 
 import trio
 
+from ...core import child_process
 from .._audio import STT_RATE, find_program, read_wav_16k
 
 __all__ = ["AudioSource", "mic_source", "pcm_source", "stream_source", "wav_source"]
@@ -83,12 +84,7 @@ async def mic_source(*, device: str | None = None, chunk_seconds: float = 0.1) -
     cmd = [find_program("arecord"), "-q", "-t", "raw", "-f", "S16_LE", "-r", str(STT_RATE), "-c", "1"]
     if device is not None:
         cmd += ["-D", device]
-    proc = await trio.lowlevel.open_process(cmd, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
-    try:
+    async with child_process(cmd, stdout=subprocess.PIPE) as proc:
         assert proc.stdout is not None
         async for chunk in stream_source(proc.stdout, chunk_seconds=chunk_seconds):
             yield chunk
-    finally:
-        proc.kill()
-        with trio.CancelScope(shield=True), trio.move_on_after(1):
-            await proc.wait()

@@ -47,7 +47,9 @@ def _reply(out: BinaryIO, payload: dict[str, Any]) -> None:
     out.flush()
 
 
-def _read_exactly(stream: BinaryIO, n: int) -> bytes | None:
+def _read_block(stream: BinaryIO, n: int) -> bytes | None:
+    """The child's side, blocking: ``n`` bytes, or None at the end (the parent reads its replies
+    with :func:`trioworks.core.read_exactly`)."""
     data = b""
     while len(data) < n:
         more = stream.read(n - len(data))
@@ -71,9 +73,9 @@ def serve(config_json: str, stdin: BinaryIO, stdout: BinaryIO) -> None:
         _reply(stdout, {"error": str(exc), "field": None})
         return
     _reply(stdout, {"results": []})
-    while (head := _read_exactly(stdin, 5)) is not None:
+    while (head := _read_block(stdin, 5)) is not None:
         op, length = head[:1], struct.unpack("<I", head[1:])[0]
-        pcm = _read_exactly(stdin, length) if length else b""
+        pcm = _read_block(stdin, length) if length else b""
         if pcm is None:
             return
         if op == b"F":

@@ -16,7 +16,7 @@ from typing import BinaryIO, Protocol
 
 import trio
 
-from ...core import run_in_thread
+from ...core import run_in_thread, start_process, stop_process
 from .._audio import ProgramMissing, find_program
 
 __all__ = ["CommandSink", "Output", "Sink", "WavSink", "detect_player"]
@@ -130,14 +130,12 @@ class _ProcessOutput:
         # Normal end: close stdin and let the player finish the buffered audio. Stopped: kill
         # it at once, so the speech ends now rather than after the pipe drains.
         assert self._proc.stdin is not None
-        if stopped:
-            self._proc.kill()
         try:
-            await self._proc.stdin.aclose()
-            await self._proc.wait()
+            if not stopped:
+                await self._proc.stdin.aclose()
+                await self._proc.wait()
         finally:
-            if self._proc.returncode is None:
-                self._proc.kill()
+            await stop_process(self._proc)
 
     def pause(self) -> None:
         if self._proc.returncode is None:
@@ -157,10 +155,7 @@ class CommandSink:
     async def open(self, utt_id: str, rate: int) -> Output:
         program = find_program(self.command[0]) if "/" not in self.command[0] else self.command[0]
         args = [program, *(part.replace("{rate}", str(rate)) for part in self.command[1:])]
-        proc = await trio.lowlevel.open_process(
-            args, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        return _ProcessOutput(proc)
+        return _ProcessOutput(await start_process(args, stdin=subprocess.PIPE))
 
 
 APLAY = ("aplay", "-q", "-t", "raw", "-f", "S16_LE", "-c", "1", "-r", "{rate}")

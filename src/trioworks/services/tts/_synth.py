@@ -12,7 +12,7 @@ from typing import Protocol
 import attrs
 import trio
 
-from ...core import Metrics
+from ...core import Metrics, read_exactly, start_process, stop_process
 from .._audio import AudioError, find_program
 
 __all__ = ["Synthesis", "SynthesisError", "Synthesizer", "synthesize"]
@@ -46,16 +46,6 @@ class Synthesizer(Protocol):
     ) -> contextlib.AbstractAsyncContextManager[Synthesis]: ...
 
 
-async def _read_exactly(stream: trio.abc.ReceiveStream, n: int) -> bytes:
-    data = b""
-    while len(data) < n:
-        more = await stream.receive_some(n - len(data))
-        if not more:
-            break
-        data += more
-    return data
-
-
 @contextlib.asynccontextmanager
 async def synthesize(
     text: str, *, voice: str, rate_wpm: int, pitch: int, metrics: Metrics
@@ -69,16 +59,14 @@ async def synthesize(
     """
     cmd = [find_program("espeak-ng"), "-v", voice, "-s", str(rate_wpm), "-p", str(pitch), "--stdout"]
     # "--": text starting with "-" is speech, not an option.
-    proc = await trio.lowlevel.open_process(
-        [*cmd, "--", text], stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL
-    )
+    proc = await start_process([*cmd, "--", text], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert proc.stdout is not None and proc.stderr is not None
     try:
-        header = await _read_exactly(proc.stdout, _HEADER)
+        header = await read_exactly(proc.stdout, _HEADER)
         if len(header) < _HEADER or header[:4] != b"RIFF" or header[8:12] != b"WAVE":
             with trio.move_on_after(5):
                 await proc.wait()
-            err = (await _read_exactly(proc.stderr, 4096)).decode(errors="replace").strip()
+            err = (await read_exactly(proc.stderr, 4096)).decode(errors="replace").strip()
             raise SynthesisError(f"espeak-ng (voice {voice!r}) produced no audio: {err or 'no message'}")
         (rate,) = struct.unpack("<I", header[24:28])
         yield Synthesis(rate, proc.stdout, proc)
@@ -86,9 +74,6 @@ async def synthesize(
         with trio.move_on_after(5):
             await proc.wait()
     finally:
-        if proc.returncode is None:
-            proc.kill()
+        if await stop_process(proc):
             metrics.counter("tts.synth.killed").inc()
             logger.info("killed espeak-ng (pid %d) mid-synthesis", proc.pid)
-        with trio.CancelScope(shield=True), trio.move_on_after(1):
-            await proc.wait()
