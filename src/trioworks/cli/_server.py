@@ -9,12 +9,13 @@ from pathlib import Path
 
 import trio
 
+from ..core import single_error
 from ..server import Server, ServerConfig, StorageUnavailable
 from ..server._auth import parse_clients
 from ._errors import CliError
 from ._streams import Streams
 
-__all__ = ["register", "single_error"]
+__all__ = ["register"]
 
 
 def register(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -67,13 +68,6 @@ def _positive_float(text: str) -> float:
     return value
 
 
-def single_error(exc: BaseException) -> BaseException:
-    """The one exception inside (nested) single-member exception groups, else ``exc`` itself."""
-    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
-        exc = exc.exceptions[0]
-    return exc
-
-
 def _clients(args: argparse.Namespace) -> dict[str, str]:
     try:
         clients = parse_clients(os.environ.get("TRIOWORKS_CLIENTS", ""))
@@ -89,8 +83,7 @@ def _clients(args: argparse.Namespace) -> dict[str, str]:
 
 def _serve(args: argparse.Namespace, io: Streams) -> int:
     clients = _clients(args)
-    if not clients and not args.insecure_dev:
-        io.warning("no --client ID:SECRET given: every token request will be refused (or use --insecure-dev)")
+    # No clients: the server itself logs that every token request will be refused (once).
     if args.insecure_dev:
         io.warning("--insecure-dev: the API accepts requests without authentication")
     config = ServerConfig(

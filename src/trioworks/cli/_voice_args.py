@@ -11,10 +11,10 @@ from typing import TypeVar
 import trio
 
 from ..bus import ServiceFailed
+from ..core import single_error
 from ..services.llm import LLMConfig, LLMConfigError
 from ..services.stt import AudioError, ProgramMissing, SttConfig, SttConfigError
 from ._errors import CliError
-from ._server import single_error
 from ._voice_stack import Unavailable, VoiceSettings, default_data_dir, parse_bus
 
 __all__ = ["bus_flags", "make_data_dir", "seconds", "settings_from", "stack_flags", "trio_run"]
@@ -165,4 +165,6 @@ def trio_run(main: Callable[[], Awaitable[T]]) -> T:
             raise Unavailable(str(error)) from error
         if type(error).__name__ == "MemoryStoreError":  # not imported here: it would load numpy
             raise CliError(f"--data: {error}") from error
+        if type(error).__name__ == "ModelNotInstalled" or isinstance(error, ModuleNotFoundError):
+            raise Unavailable(str(error)) from error  # the message says what to install, and how
         raise

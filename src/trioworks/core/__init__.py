@@ -12,9 +12,12 @@ This package depends on nothing else in trioworks; every subsystem builds on it.
 - :class:`Metrics`, :class:`Counter`, :class:`Gauge`: thread-safe counters and gauges.
 - :class:`Correlator`: the one waiter table keyed by correlation id (registered before the
   request is sent, removed in ``finally``, a duplicate id raises :exc:`DuplicateCorrelationId`).
+- :func:`single_error`, :func:`find_error`, :func:`leaf_errors`: the one way to find the real
+  error inside (nested) exception groups, for reporting it or acting on one kind of error.
 """
 
 from ._correlation import Correlator, DuplicateCorrelationId, Waiter
+from ._errors import find_error, leaf_errors, single_error
 from ._metrics import Counter, Gauge, Metrics
 from ._offload import CancelOutcome, run_in_process, run_in_thread
 from ._retry import RetryPolicy, retry
@@ -31,8 +34,11 @@ __all__ = [
     "RestartPolicy",
     "RetryPolicy",
     "Waiter",
+    "find_error",
+    "leaf_errors",
     "retry",
     "run_in_process",
     "run_in_thread",
+    "single_error",
     "supervise",
 ]
