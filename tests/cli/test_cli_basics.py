@@ -213,6 +213,39 @@ def test_ctrl_c_stops_a_dag_run_cleanly(started, write, tmp_path: Path) -> None:
     assert (code, err) == (130, "stopped\n")
 
 
+def test_ctrl_c_drains_the_worker_and_exits_130(started, tmp_path: Path) -> None:
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "trioworks",
+            "server",
+            "--insecure-dev",
+            "--port",
+            "0",
+            "--db",
+            f"sqlite:///{tmp_path / 'w.db'}",
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+    )
+    started.append(server)
+    assert server.stderr is not None
+    url = None
+    while url is None:
+        line = server.stderr.readline()
+        assert line, "the server exited"
+        url = next((word for word in line.split() if word.startswith("http://")), None)
+    app = Path(__file__).parents[2] / "examples" / "worker_app.py"
+    argv = ["worker", "--app", str(app), "--url", url, "--client-id", "x", "--client-secret", "y"]
+    code, err = _start_and_interrupt(started, [*argv, "--log-level", "INFO"], " serving ", cwd=tmp_path)
+    assert code == 130, err
+    assert "SIGINT: draining" in err
+    assert err.splitlines()[-1].startswith("worker stopped: ")
+    assert "error" not in err.lower()
+
+
 # --- one line for a missing piece ---------------------------------------------------------------
 
 
