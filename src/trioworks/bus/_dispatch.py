@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 
 import trio
 
-from ..core import Metrics, RestartIntensityExceeded, RestartPolicy, supervise
+from ..core import Metrics, RestartIntensityExceeded, RestartPolicy, find_error, supervise
 from ._codec import Message, decode
 from ._errors import EnvelopeError
 from ._transport import RawMessage
@@ -30,14 +30,7 @@ MalformedHandler = Callable[[RawMessage, EnvelopeError], Awaitable[object]]
 
 def find_intensity(exc: BaseException) -> RestartIntensityExceeded | None:
     """The RestartIntensityExceeded in ``exc`` (or in its nested exception groups), if any."""
-    if isinstance(exc, RestartIntensityExceeded):
-        return exc
-    if isinstance(exc, BaseExceptionGroup):
-        for inner in exc.exceptions:
-            found = find_intensity(inner)
-            if found is not None:
-                return found
-    return None
+    return find_error(exc, RestartIntensityExceeded)
 
 
 class Overflow(enum.Enum):

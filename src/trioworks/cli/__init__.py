@@ -1,3 +1,4 @@
+# PYTHON_ARGCOMPLETE_OK (this marker lets argcomplete's global completion find the command)
 """The ``trioworks`` command line: a thin layer over the subsystems.
 
 Each command lives in its own module with a ``register(commands, common)`` function that
@@ -5,23 +6,27 @@ adds its sub-parser and sets ``handler(args, io) -> int`` as its default; :data:
 lists their names (imported when the parser is built).
 
 Exit codes: 0 ok; 1 the workflow (or a demo highlight) failed; 2 bad input, as argparse
-does for usage errors; 130 interrupted by Ctrl-C. Bad input is reported as one
-``error: ...`` line on stderr naming the file, attribute, node or input at fault;
-``--traceback`` adds the full traceback.
+does for usage errors; 130 stopped by Ctrl-C (one ``stopped`` line). Bad input is reported
+as one ``error: ...`` line on stderr naming the file, attribute, node or input at fault,
+found inside exception groups by :func:`trioworks.core.single_error`; ``--traceback`` adds
+the full traceback. Logs go to stderr (:mod:`._logs`).
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import importlib
-import logging
+import os
 import sys
 import traceback
-from collections.abc import Iterator
 
+import trio
+
+from .. import __version__
+from ..core import find_error, leaf_errors, single_error
 from ..dag import DagError
 from ._errors import CliError, describe
+from ._logs import LOG_FORMATS, logging_to
 from ._streams import Streams
 
 __all__ = ["COMMANDS", "main"]
@@ -31,6 +36,11 @@ __all__ = ["COMMANDS", "main"]
 COMMANDS: tuple[str, ...] = ("_dag", "_demo", "_server", "_services", "_worker", "_workflow")
 
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+_LOG_FORMAT_ENV = "TRIOWORKS_LOG_FORMAT"
+_EPILOG = (
+    "Shell completion (bash, zsh): "
+    'eval "$(register-python-argcomplete trioworks)" (add it to ~/.bashrc or ~/.zshrc).'
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,9 +52,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="trioworks",
         description="Trio rebuilds of three asyncio systems. Start with `trioworks demo`.",
+        epilog=_EPILOG,
     )
+    parser.add_argument("--version", action="version", version=f"trioworks {__version__}")
     _add_global_options(parser)
-    parser.set_defaults(handler=None, log_level="WARNING", traceback=False)
+    parser.set_defaults(
+        handler=None,
+        log_level="WARNING",
+        log_format=os.environ.get(_LOG_FORMAT_ENV) or "text",
+        traceback=False,
+    )
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
     for name in COMMANDS:
         importlib.import_module(f"{__name__}.{name}").register(commands, common)
@@ -59,74 +76,76 @@ def _add_global_options(parser: argparse.ArgumentParser) -> None:
         metavar="LEVEL",
         help=f"log level on stderr: {', '.join(_LOG_LEVELS)} (default WARNING)",
     )
+    parser.add_argument(
+        "--log-format",
+        choices=LOG_FORMATS,
+        help="log records as text (rich on a terminal, one plain line each in a file or pipe) or one "
+        f"JSON object per line (default text, or ${_LOG_FORMAT_ENV})",
+    )
     parser.add_argument("--traceback", action="store_true", help="on an error, show the full traceback")
+
+
+def _complete(parser: argparse.ArgumentParser) -> None:
+    """Answer a shell's completion request (argcomplete sets ``_ARGCOMPLETE``) and exit."""
+    if "_ARGCOMPLETE" in os.environ:
+        import argcomplete
+
+        argcomplete.autocomplete(parser)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line ``argv`` (default ``sys.argv[1:]``); return the exit code."""
     parser = build_parser()
+    _complete(parser)
     try:
         args = parser.parse_args(argv)
-    except SystemExit as exc:  # --help, or a usage error already printed by argparse
+    except SystemExit as exc:  # --help, --version, or a usage error already printed by argparse
         return exc.code if isinstance(exc.code, int) else 2
     if args.handler is None:
         parser.print_usage(sys.stderr)
         print("error: give a command; `trioworks --help` lists them", file=sys.stderr)
         return 2
-    io = Streams.from_sys()
-    with _logging_to(io, args.log_level):
+    if args.log_format not in LOG_FORMATS:  # only an environment variable can get here
+        print(
+            f"error: {_LOG_FORMAT_ENV}: expected one of {', '.join(LOG_FORMATS)}, got {args.log_format!r}",
+            file=sys.stderr,
+        )
+        return 2
+    io = Streams.from_sys(json_lines=args.log_format == "json")
+    with logging_to(io, args.log_level, args.log_format, show_traceback=args.traceback):
         try:
             return args.handler(args, io)
         except BaseException as exc:
             return _exit_code(exc, io, show_traceback=args.traceback)
 
 
-@contextlib.contextmanager
-def _logging_to(io: Streams, level: str) -> Iterator[None]:
-    """Log records at ``level`` and above on stderr (the console the progress bar shares).
-
-    The root logger is restored on exit, so that ``main`` can be called again (tests).
-    """
-    from rich.logging import RichHandler
-
-    handler = RichHandler(console=io.err, show_path=False, markup=False)
-    handler.setLevel(level)
-    root = logging.getLogger()
-    previous = root.level
-    root.addHandler(handler)
-    root.setLevel(min(previous or logging.WARNING, logging.getLevelName(level)))
-    try:
-        yield
-    finally:
-        root.removeHandler(handler)
-        root.setLevel(previous)
-
-
-def _is_interrupt(exc: BaseException) -> bool:
-    if isinstance(exc, BaseExceptionGroup):
-        return exc.subgroup(KeyboardInterrupt) is not None
-    return isinstance(exc, KeyboardInterrupt)
-
-
 def _exit_code(exc: BaseException, io: Streams, *, show_traceback: bool) -> int:
     """Report what a command raised as one line (plus the traceback if asked); the exit code."""
-    if _is_interrupt(exc):
-        io.error("interrupted")
+    if find_error(exc, KeyboardInterrupt) is not None:
+        io.note("stopped")  # Ctrl-C is how a long-running command is meant to end
         return 130
-    if not isinstance(exc, Exception):
+    error = single_error(exc)
+    if not isinstance(error, Exception):
         raise exc  # SystemExit and the like are not ours to report
     if show_traceback:
-        io.err.file.write("".join(traceback.format_exception(exc)))
-    if isinstance(exc, CliError):
-        io.error(str(exc))
-        return exc.exit_code
-    if isinstance(exc, DagError):  # e.g. a node input no connection, config or input gives
-        io.error(str(exc))
+        text = "".join(traceback.format_exception(exc))
+        if io.json_lines:
+            io.note(text.rstrip(), level="ERROR")  # one JSON line, like everything else on stderr
+        else:
+            io.err.file.write(text)
+    if isinstance(error, CliError):
+        io.error(str(error))
+        return error.exit_code
+    if isinstance(error, DagError):  # e.g. a node input no connection, config or input gives
+        io.error(str(error))
         return 2
-    if isinstance(exc, FileNotFoundError):
-        io.error(f"no such file: {exc.filename}")
+    if isinstance(error, FileNotFoundError):  # without a file name, the message says what is missing
+        io.error(f"no such file: {error.filename}" if error.filename else str(error))
         return 2
-    io.error(
-        f"unexpected {describe(exc)}" + ("" if show_traceback else " (rerun with --traceback for details)")
-    )
+    hint = "" if show_traceback else " (rerun with --traceback for details)"
+    if isinstance(error, BaseExceptionGroup):  # several errors at once: the first, and how many more
+        errors = [e for e in leaf_errors(error) if not isinstance(e, trio.Cancelled)]
+        io.error(f"unexpected {describe(errors[0])} (and {len(errors) - 1} more){hint}")
+        return 1
+    io.error(f"unexpected {describe(error)}{hint}")
     return 1

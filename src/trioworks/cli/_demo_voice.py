@@ -21,10 +21,11 @@ import attrs
 import trio
 from rich.text import Text
 
+from ..core import single_error
 from ..services import find_program
 from ..services.llm import LLMConfig
 from ..services.stt import SttConfig
-from ._server import single_error
+from ._install_model import install_on_first_run
 from ._streams import Streams
 from ._voice_stack import VoiceSettings, prepare_process
 from ._voice_turn import TurnResult, ask
@@ -125,10 +126,18 @@ def voice_section(io: Streams, bar: bool) -> list[Highlight]:
         io.out.print(Text("  remembered  ", style="dim") + Text(fact))
     with tempfile.TemporaryDirectory(prefix="trioworks-demo-memory-") as data:
         try:
-            turn = trio.run(_run, _settings(Path(data)), wav)
+            try:
+                turn = trio.run(_run, _settings(Path(data)), wav)
+            except Exception as exc:
+                if not install_on_first_run(single_error(exc), io):
+                    raise
+                turn = trio.run(_run, _settings(Path(data)), wav)  # the weights are there now
         except Exception as exc:  # a missing program or model: one false highlight that names it
             error = single_error(exc)
-            return voice_highlights(VoiceRun(turn=TurnResult(), problem=f"{type(error).__name__}: {error}"))
+            # A missing model or extra says what to install; anything else is named by its type.
+            missing = type(error).__name__ == "ModelNotInstalled" or isinstance(error, ModuleNotFoundError)
+            problem = str(error) if missing else f"{type(error).__name__}: {error}"
+            return voice_highlights(VoiceRun(turn=TurnResult(), problem=problem))
     seconds, peak = _audio(turn.reply_paths)
     run = VoiceRun(turn=turn, reply_seconds=seconds, reply_peak=peak, problem=turn.problem)
     _show(run, wav, io)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import trio
 
+from ..core import single_error
 from ..server import (
     Client,
     ConfigurationError,
@@ -23,7 +24,7 @@ from ..server import (
 from ._errors import CliError
 from ._streams import Streams
 
-__all__ = ["register", "single_error"]
+__all__ = ["register"]
 
 
 def register(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -125,13 +126,6 @@ def _loopback(host: str) -> bool:
         return False  # another host name, "", 0.0.0.0...: assume reachable from elsewhere
 
 
-def single_error(exc: BaseException) -> BaseException:
-    """The one exception inside (nested) single-member exception groups, else ``exc`` itself."""
-    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
-        exc = exc.exceptions[0]
-    return exc
-
-
 def _clients(args: argparse.Namespace) -> dict[str, Client]:
     try:
         clients = parse_clients(os.environ.get("TRIOWORKS_CLIENTS", ""))
@@ -152,8 +146,7 @@ def _clients(args: argparse.Namespace) -> dict[str, Client]:
 
 def _serve(args: argparse.Namespace, io: Streams) -> int:
     clients = _clients(args)
-    if not clients and not args.insecure_dev:
-        io.warning("no --client ID:SECRET given: every token request will be refused (or use --insecure-dev)")
+    # No clients: the server itself logs that every token request will be refused (once).
     if args.insecure_dev:
         if not _loopback(args.host):
             if not args.insecure_dev_allow_remote:

@@ -4,6 +4,7 @@
   SIGTERM (exit 0); each service leaves its retained ``system/health/<name>`` ``stopped``.
 - ``say`` speaks a text through the tts service (in process, or the one behind the broker).
 - ``ask`` runs one voice turn from a WAV file (:mod:`._voice_turn`, shared with the demo).
+- ``install-model`` installs the memory service's weights (:mod:`._install_model`).
 
 The wiring lives in :mod:`._voice_stack`; flags become settings, and failures one-line errors
 (exit 2 for bad input, 1 for what is missing or failed at run time), in :mod:`._voice_args`.
@@ -22,6 +23,7 @@ import trio
 from ..services.stt import SttService as _SttService
 from ..services.stt import mic_source
 from ..services.tts import CommandSink
+from . import _install_model
 from ._errors import CliError
 from ._streams import Streams
 from ._voice_args import bus_flags, make_data_dir, seconds, settings_from, stack_flags, trio_run
@@ -91,13 +93,14 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     ask_parser.add_argument("wav", type=Path, metavar="WAV")
     ask_parser.add_argument("--timeout", type=seconds, default=60.0, metavar="S", help="the whole turn (60)")
     ask_parser.set_defaults(handler=_ask_command)
+    _install_model.register(sub, [common])
     services.set_defaults(handler=_usage(services))
 
 
 def _usage(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace, Streams], int]:
     def handler(args: argparse.Namespace, io: Streams) -> int:
         parser.print_usage(io.err.file)
-        raise CliError("give a subcommand: run, say or ask")
+        raise CliError("give a subcommand: run, say, ask or install-model")
 
     return handler
 
@@ -125,7 +128,7 @@ def _run_command(args: argparse.Namespace, io: Streams) -> int:
     if "memory" in names:
         make_data_dir(settings)
     prepare_process()
-    return trio_run(lambda: _serve(settings, names, mic=args.mic, io=io))
+    return trio_run(lambda: _serve(settings, names, mic=args.mic, io=io), io)
 
 
 async def _serve(settings: VoiceSettings, names: tuple[str, ...], *, mic: bool, io: Streams) -> int:
@@ -187,7 +190,7 @@ def _say_command(args: argparse.Namespace, io: Streams) -> int:
     settings = settings_from(args, realtime=False)
     if not args.text.strip():
         raise CliError("TEXT: nothing to say")
-    return trio_run(lambda: _say(settings, args.text, args.timeout, args.voice, io))
+    return trio_run(lambda: _say(settings, args.text, args.timeout, args.voice, io), io)
 
 
 async def _say(settings: VoiceSettings, text: str, limit: float, voice: str | None, io: Streams) -> int:
@@ -246,7 +249,7 @@ def _ask_command(args: argparse.Namespace, io: Streams) -> int:
             on_started=lambda s: io.note(f"services ready in {s:.1f} s"),
         )
 
-    result = trio_run(main)
+    result = trio_run(main, io)
     show_turn(result, io)
     if result.problem is not None:
         io.error(result.problem)

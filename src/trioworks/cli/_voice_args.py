@@ -11,10 +11,12 @@ from typing import TypeVar
 import trio
 
 from ..bus import ServiceFailed
+from ..core import single_error
 from ..services.llm import LLMConfig, LLMConfigError
 from ..services.stt import AudioError, ProgramMissing, SttConfig, SttConfigError
 from ._errors import CliError
-from ._server import single_error
+from ._install_model import install_on_first_run
+from ._streams import Streams
 from ._voice_stack import Unavailable, VoiceSettings, default_data_dir, parse_bus
 
 __all__ = ["bus_flags", "make_data_dir", "seconds", "settings_from", "stack_flags", "trio_run"]
@@ -147,12 +149,18 @@ def make_data_dir(settings: VoiceSettings) -> None:
         raise CliError(f"--data: cannot create {settings.data_dir}: {exc.strerror or exc}") from exc
 
 
-def trio_run(main: Callable[[], Awaitable[T]]) -> T:
-    """``trio.run(main)`` with the voice stack's failures turned into one-line CLI errors."""
+def trio_run(main: Callable[[], Awaitable[T]], io: Streams) -> T:
+    """``trio.run(main)`` with the voice stack's failures turned into one-line CLI errors.
+
+    Missing embedding weights are installed on the first run (reported on ``io``), then ``main``
+    runs again from the start: they are found when the memory service starts, before any turn.
+    """
     try:
         return trio.run(main)
     except BaseException as exc:
         error = single_error(exc)
+        if install_on_first_run(error, io):
+            return trio_run(main, io)
         if isinstance(error, CliError | KeyboardInterrupt):
             raise error from None
         if isinstance(error, ProgramMissing):
@@ -165,4 +173,6 @@ def trio_run(main: Callable[[], Awaitable[T]]) -> T:
             raise Unavailable(str(error)) from error
         if type(error).__name__ == "MemoryStoreError":  # not imported here: it would load numpy
             raise CliError(f"--data: {error}") from error
+        if type(error).__name__ == "ModelNotInstalled" or isinstance(error, ModuleNotFoundError):
+            raise Unavailable(str(error)) from error  # the message says what to install, and how
         raise

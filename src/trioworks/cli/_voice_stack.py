@@ -31,13 +31,12 @@ import attrs
 import trio
 
 from ..bus import Bus, InProcessBroker, InProcessTransport, MqttTransport
-from ..core import RetryPolicy
+from ..core import RetryPolicy, find_error, single_error
 from ..services.llm import LLMConfig, LLMService
 from ..services.router import RouterConfig, RouterService
 from ..services.stt import SttConfig, SttService
 from ..services.tts import TtsConfig, TtsService
 from ._errors import CliError, did_you_mean
-from ._server import single_error
 
 if TYPE_CHECKING:
     from ..services.memory import MemoryService
@@ -200,8 +199,8 @@ def _reason(exc: BaseException) -> str:
     if isinstance(exc, trio.TooSlowError):
         return "no answer (connect timed out)"
     cause = exc.__cause__  # trio's "all attempts to connect failed" holds the real errors
-    if isinstance(cause, ExceptionGroup) and isinstance(cause.exceptions[0], OSError):
-        exc = cause.exceptions[0]
+    if isinstance(cause, BaseExceptionGroup):
+        exc = find_error(cause, OSError) or exc
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror.lower()
     return str(exc) or type(exc).__name__

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import types
 from typing import Any
@@ -112,7 +113,8 @@ def _worker_command(args: argparse.Namespace, io: Streams) -> int:
     try:
         config = WorkerConfig.from_env(**overrides)
         # The command owns the process: freezing the start-up heap keeps full GCs off the loop.
-        worker = Worker(config, activities, handle_signals=not args.check, freeze_gc=True)
+        # Signals are watched here, not by the worker, to tell Ctrl-C (130) from SIGTERM (0).
+        worker = Worker(config, activities, freeze_gc=True)
     except ConfigError as exc:
         flag = next((f for f, dest, _k, _t in _FLAGS if dest == exc.source), None)
         raise CliError(f"{flag or exc.source}: {exc.message}") from exc
@@ -125,6 +127,33 @@ def _worker_command(args: argparse.Namespace, io: Streams) -> int:
     )
     if args.check:
         return 0
-    trio.run(worker.run)
+    code = trio.run(_run_until_stopped, worker, io)
     io.note(f"worker stopped: {worker.stats().line()}")
-    return 0
+    return code
+
+
+async def _run_until_stopped(worker: Worker, io: Streams) -> int:
+    """Run ``worker`` until it ends; SIGINT or SIGTERM drains it, a second one cuts the drain short.
+
+    Returns the exit code: 130 when a SIGINT stopped it, else 0.
+    """
+    code = 0
+
+    async def watch(*, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        nonlocal code
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            task_status.started()
+            draining = False
+            async for signum in signals:
+                code = 130 if signum == signal.SIGINT else code
+                io.note(
+                    f"{signal.Signals(signum).name}: {'cutting the drain short' if draining else 'draining'}"
+                )
+                worker.request_drain()  # the second call forces
+                draining = True
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(watch)
+        await worker.run()
+        nursery.cancel_scope.cancel()
+    return code

