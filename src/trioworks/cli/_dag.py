@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import trio
+import trio_parallel
 
 from ..dag import AsyncLocalRuntime, Workflow, WorkflowExecutionError, WorkflowResult
 from ._errors import CliError, did_you_mean, location
@@ -118,7 +119,9 @@ def run_workflow(
     """
 
     async def execute() -> WorkflowResult:
-        async with runtime:
+        # Worker processes of this run's own, spawned after the loader put the flow's folder on
+        # sys.path (so process nodes defined in the file unpickle) and shut down when it ends.
+        async with trio_parallel.cache_scope(), runtime:
             return await runtime.execute_workflow_async(workflow, inputs)
 
     with progress:
