@@ -11,7 +11,6 @@ fact of a real run and see the one highlight about it turn false.
 from __future__ import annotations
 
 import array
-import shutil
 import tempfile
 import wave
 from pathlib import Path
@@ -52,7 +51,6 @@ ENDPOINTING = 0.5
 """Seconds the recogniser takes, after the end of speech, to decide the utterance is over (its 0.3 s
 silence window plus a 0.1 s chunk, measured ~0.5 s by benchmarks/voice.py). It comes before
 ``stt/final``, so the services after it have what is left of the target."""
-AUDIO_DIR = Path(tempfile.gettempdir()) / "trioworks-demo" / "voice"
 """Where the question and the spoken reply are left, to listen to after the demo."""
 
 
@@ -94,11 +92,11 @@ def _audio(paths: tuple[Path, ...]) -> tuple[float, int]:
     return seconds, peak
 
 
-def _settings(data: Path) -> VoiceSettings:
+def _settings(data: Path, audio: Path) -> VoiceSettings:
     return VoiceSettings(
         bus="memory",
         data_dir=data,
-        audio_dir=AUDIO_DIR,
+        audio_dir=audio,
         llm=LLMConfig(),  # the offline rules: not a language model
         stt=SttConfig(phrases=PHRASES),
         voice="en-us",
@@ -119,19 +117,19 @@ def voice_section(io: Streams, bar: bool) -> list[Highlight]:
         "RAG context it answers from the best memory.\n"
     )
     prepare_process()
-    shutil.rmtree(AUDIO_DIR, ignore_errors=True)
-    AUDIO_DIR.mkdir(parents=True, exist_ok=True)
-    wav = AUDIO_DIR / "question.wav"
+    # A folder of this run's own (two demos at once must not share one); kept for listening.
+    audio = Path(tempfile.mkdtemp(prefix="trioworks-demo-voice-"))
+    wav = audio / "question.wav"
     for fact in FACTS:
         io.out.print(Text("  remembered  ", style="dim") + Text(fact))
     with tempfile.TemporaryDirectory(prefix="trioworks-demo-memory-") as data:
         try:
             try:
-                turn = trio.run(_run, _settings(Path(data)), wav)
+                turn = trio.run(_run, _settings(Path(data), audio), wav)
             except Exception as exc:
                 if not install_on_first_run(single_error(exc), io):
                     raise
-                turn = trio.run(_run, _settings(Path(data)), wav)  # the weights are there now
+                turn = trio.run(_run, _settings(Path(data), audio), wav)  # the weights are there now
         except Exception as exc:  # a missing program or model: one false highlight that names it
             error = single_error(exc)
             # A missing model or extra says what to install; anything else is named by its type.
