@@ -356,6 +356,26 @@ class MosquittoBroker:
             shutil.rmtree(self.root, ignore_errors=True)
 
 
+class RefusingMosquitto(MosquittoBroker):
+    """A broker that refuses some publishes: an ACL denies ``refused/#`` to every client, and
+    messages over 2000 bytes are refused under ``size_setting``: ``message_size_limit`` (the
+    broker answers PUBACK 0x95) or ``max_packet_size`` (advertised in CONNACK; a larger packet
+    gets the client disconnected)."""
+
+    def __init__(self, size_setting: str = "message_size_limit") -> None:
+        self.size_setting = size_setting
+        super().__init__()
+
+    def _write_config(self) -> None:
+        super()._write_config()
+        acl = self.root / "acl"
+        acl.write_text("topic readwrite #\ntopic deny refused/#\n", encoding="utf-8")
+        self.root.chmod(0o755)  # as root, mosquitto drops to its own user before reading the ACL
+        acl.chmod(0o644)
+        with self.config.open("a", encoding="utf-8") as config:
+            config.write(f"acl_file {acl}\n{self.size_setting} 2000\n")
+
+
 class PersistentMosquitto(MosquittoBroker):
     """A broker keeping sessions (and retained messages) across a restart, for QoS 1 tests."""
 

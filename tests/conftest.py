@@ -10,11 +10,13 @@ instead, so that a machine meant to run everything cannot go quietly green.
 - ``mosquitto_url`` / ``mosquitto_broker``: a broker shared by the session.
 - ``fresh_mosquitto``: a broker of the test's own, for tests that restart or stop it.
 - ``persistent_mosquitto``: the same, keeping sessions across a restart (mosquitto persistence on).
+- ``refusing_mosquitto``: the same, refusing publishes by ACL and by size.
 - ``espeak_ng``, ``sox``: absolute paths of those programs.
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 from collections.abc import Callable, Iterator
@@ -22,7 +24,14 @@ from typing import NoReturn, TypeVar
 
 import pytest
 
-from _services import MosquittoBroker, PersistentMosquitto, PostgresCluster, ServiceUnavailable, find_program
+from _services import (
+    MosquittoBroker,
+    PersistentMosquitto,
+    PostgresCluster,
+    RefusingMosquitto,
+    ServiceUnavailable,
+    find_program,
+)
 
 
 def _unavailable(exc: ServiceUnavailable) -> NoReturn:
@@ -103,6 +112,13 @@ def fresh_mosquitto() -> Iterator[MosquittoBroker]:
     """A broker of this test's own: stop, start or restart it freely (blocking calls; from Trio,
     ``await trio.to_thread.run_sync(broker.restart)``)."""
     yield from _running(MosquittoBroker)
+
+
+@pytest.fixture(params=["message_size_limit", "max_packet_size"])
+def refusing_mosquitto(request: pytest.FixtureRequest) -> Iterator[RefusingMosquitto]:
+    """A broker of this test's own that refuses publishes on ``refused/#`` (ACL) and over 2000
+    bytes, the size limit set once with each of mosquitto's two settings."""
+    yield from _running(functools.partial(RefusingMosquitto, request.param))
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from trioworks import bus
-from trioworks.bus import EnvelopeError, TopicError
+from trioworks.bus import EnvelopeError, TopicError, _codec
 
 # One JSON payload per row of the spec's topic table, as the original services send it.
 SHAPES: dict[str, dict[str, Any]] = {
@@ -331,3 +331,75 @@ def test_optional_fields_added_since_the_original(topic: str, data: Any, field: 
     assert getattr(env.data, field) == value
     with pytest.raises(EnvelopeError, match=rf"\$\.data\.{field}"):
         bus.decode(topic, _wire(topic, {**data, field: 5}))
+
+
+# --- nesting depth (issue 10, case 2): refused before parsing, never a RecursionError ---------
+
+
+def _nested(depth: int) -> Any:
+    value: Any = "leaf"
+    for n in range(depth):
+        value = [value] if n % 2 else {"k": value}
+    return value
+
+
+def _depth(value: Any) -> int:
+    if isinstance(value, dict):
+        return 1 + max(map(_depth, value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max(map(_depth, value), default=0)
+    return 0
+
+
+_tricky_text = st.text(alphabet='[]{}"\\ab,:', max_size=6)
+_json_values = st.recursive(
+    st.none() | st.integers() | _tricky_text,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_tricky_text, inner, max_size=3),
+    max_leaves=40,
+)
+
+
+@given(_json_values, st.integers(min_value=0, max_value=12))
+def test_depth_scan_agrees_with_the_parsed_depth(value: Any, limit: int) -> None:
+    # Brackets, quotes and backslashes inside strings must not count.
+    payload = json.dumps(value).encode()
+    assert _codec._too_deep(payload, limit) == (_depth(value) > limit)
+
+
+def test_a_deeply_nested_payload_is_refused_before_parsing_naming_the_limit() -> None:
+    def off_table(data: Any) -> bytes:
+        return json.dumps({"id": "i", "type": "test.x", "ts": 1, "source": "s", "data": data}).encode()
+
+    # The envelope is level 1, its data level 2.
+    assert bus.decode("test/x", off_table(_nested(bus.MAX_DEPTH - 1))).data == _nested(bus.MAX_DEPTH - 1)
+    with pytest.raises(EnvelopeError, match=f"test/x.*nested deeper than {bus.MAX_DEPTH} levels"):
+        bus.decode("test/x", off_table(_nested(bus.MAX_DEPTH)))
+    # The attack: ~100 KB of brackets, deep enough to exhaust the parser's recursion.
+    bomb = _wire("llm/request", {"id": "r", "text": "hi", "x": "@"}).replace(
+        b'"@"', b"[" * 50_000 + b"]" * 50_000
+    )
+    with pytest.raises(EnvelopeError, match=f"llm/request.*nested deeper than {bus.MAX_DEPTH} levels"):
+        bus.decode("llm/request", bomb)
+
+
+def test_salvage_reads_the_ids_of_a_payload_refused_for_its_depth() -> None:
+    bomb = _wire("llm/request", {"id": "r", "text": "hi", "x": "@"}).replace(
+        b'"@"', b"[" * 50_000 + b"]" * 50_000
+    )
+    found = bus.salvage(bomb)
+    assert (found.id, found.text("id"), found.text("text")) == ("a" * 32, "r", "hi")
+    assert _depth(found.data["x"]) == bus.MAX_DEPTH - 2  # what is deeper reads as None
+
+
+@given(
+    st.binary(max_size=64)
+    | st.text(alphabet='[]{}"\\:,0 a', max_size=200).map(str.encode)
+    | st.integers(min_value=60, max_value=3000).map(lambda n: b'{"id":"x","data":' + b"[" * n)
+)
+def test_any_payload_decodes_or_raises_envelope_error(payload: bytes) -> None:
+    for topic in ("llm/request", "test/x"):
+        try:
+            bus.decode(topic, payload)
+        except EnvelopeError:
+            pass
+    bus.salvage(payload)  # never raises

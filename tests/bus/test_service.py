@@ -15,6 +15,7 @@ from trioworks.bus import (
     InProcessBroker,
     InProcessTransport,
     LLMCancel,
+    LLMRequest,
     Message,
     RawMessage,
     Route,
@@ -204,3 +205,40 @@ async def test_dedupe_handles_a_redelivered_message_once_within_its_window(
     assert (snap["bus.sub.llm/cancel.handled"], snap["bus.sub.llm/cancel.duplicates"]) == (3, 1)
     assert (snap["bus.sub.plain.handled"], snap["bus.sub.plain.duplicates"]) == (4, 0)
     assert sorted(seen) == ["a"] * 5 + ["b"] * 2  # plain: a, a, b, a; deduped: a, b, a
+
+
+def _nested_request(envelope_id: str, depth: int = 50_000) -> RawMessage:
+    """An llm/request of ~100 KB (under the size cap) whose data nests ``depth`` levels deep."""
+    body = {"id": envelope_id, "type": "llm.request", "ts": 1.0, "source": "evil", "data": {"id": "r"}}
+    payload = json.dumps(body).encode().replace(b'{"id": "r"}', b"[" * depth + b"]" * depth)
+    return RawMessage("llm/request", payload, qos=1)
+
+
+async def test_deeply_nested_messages_are_malformed_input_not_handler_restarts(
+    broker: InProcessBroker, autojump_clock: trio.testing.MockClock
+) -> None:
+    # Issue 10, case 2: five of these used to raise RecursionError out of the decoder, restart
+    # the handler past its intensity and stop the service.
+    bad: list[EnvelopeError] = []
+
+    async def on_malformed(raw: RawMessage, error: EnvelopeError) -> None:
+        bad.append(error)
+
+    got = Collector()
+    bus = Bus(InProcessTransport(broker), source="llm")
+    service = Service(bus, [Route("llm/request", got, on_malformed=on_malformed)], restart=QUICK)
+    client = Bus(InProcessTransport(broker), source="client")
+    async with trio.open_nursery() as nursery:
+        await nursery.start(service.run)
+        await nursery.start(client.run)
+        for n in range(5):
+            await broker.publish(_nested_request(f"bomb-{n}"))
+        await client.publish("llm/request", LLMRequest(id="ok", text="hi"))
+        [message] = await got.wait_for(1)
+        assert message.data.id == "ok"
+        assert _health(broker, "llm")["event"] == "ready"
+        nursery.cancel_scope.cancel()
+    assert [e.problems for e in bad] == [["$: nested deeper than 64 levels of arrays and objects"]] * 5
+    snap = bus.metrics.snapshot()
+    assert (snap["bus.sub.llm/request.malformed"], snap["bus.sub.llm/request.failed"]) == (5, 0)
+    assert _health(broker, "llm")["event"] == "stopped"  # stopped by us, not crashed

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -355,3 +359,72 @@ def test_process_node_in_a_file_loaded_by_path(write, cli):
 
     pid = _results(cli("dag", "run", path, "--json"))["where"]
     assert isinstance(pid, int) and pid != os.getpid()
+
+
+# -- a hung sync node: --timeout, a node's timeout= and Ctrl-C return (issue 10, case 7) ----------
+
+HUNG = """
+    import sys
+    import threading
+    from trioworks.dag import WorkflowBuilder
+
+    def hang():
+        print("hanging", flush=True)
+        threading.Event().wait()  # a hung call: never returns
+
+    workflow = WorkflowBuilder()
+    workflow.add_node(hang, "hang"{timeout})
+"""
+
+# The node never returns: the command exiting at all shows it was not waited for. The bound only
+# turns a regression into a failure instead of a hung test suite.
+SAFETY_NET = 120
+
+
+@pytest.fixture
+def dag_run() -> Iterator[Callable[..., subprocess.Popen[str]]]:
+    """``dag_run(*argv)``: ``trioworks dag run`` in a fresh interpreter; killed at the end if
+    still running (a regression must not leave a hung process behind)."""
+    started: list[subprocess.Popen[str]] = []
+
+    def run(*argv: object) -> subprocess.Popen[str]:
+        command = [sys.executable, "-m", "trioworks.cli", "dag", "run", *map(str, argv)]
+        started.append(subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        return started[-1]
+
+    yield run
+    for proc in started:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+
+@pytest.mark.parametrize(
+    ("timeout", "options", "message"),
+    [
+        ("", ("--timeout", "1"), "timed out after 1 s; cancelled: ['hang']; threads abandoned"),
+        (
+            ", timeout=1",
+            (),
+            "node 'hang' timed out after 1 s; its thread could not be stopped and was abandoned",
+        ),
+    ],
+    ids=["--timeout", "node timeout="],
+)
+def test_a_timeout_returns_while_a_sync_node_hangs(write, dag_run, timeout, options, message):
+    proc = dag_run(write(HUNG.format(timeout=timeout)), *options)
+    out, err = proc.communicate(timeout=SAFETY_NET)
+    assert proc.returncode == 1, err
+    assert out.startswith("hanging\n")
+    assert message in err
+
+
+def test_ctrl_c_interrupts_a_run_while_a_sync_node_hangs(write, dag_run):
+    proc = dag_run(write(HUNG.format(timeout="")))
+    assert proc.stdout is not None
+    assert proc.stdout.readline() == "hanging\n"  # the node is in its thread
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=SAFETY_NET)
+    assert proc.returncode == 130, err
+    assert err.endswith("error: interrupted\n")
+    assert "node 'hang': its thread could not be stopped" in " ".join(err.split())  # logged, wrapped

@@ -434,6 +434,72 @@ async def test_execution_timeout_per_call(autojump_clock: trio.testing.MockClock
         await runtime.execute_workflow_async(workflow, execution_timeout=2)
 
 
+class HungCall:
+    """A sync node body that blocks in its thread like a hung call: it returns only when the
+    test releases it (in its cleanup, or after a minute as a safety net, so that a runtime that
+    waited for it would fail these tests instead of hanging them)."""
+
+    def __init__(self) -> None:
+        self.entered = trio.Event()
+        self.release = threading.Event()
+        self.returned = threading.Event()
+        self._net = threading.Timer(60, self.release.set)
+        self._net.daemon = True
+
+    def __call__(self) -> str:
+        trio.from_thread.run_sync(self.entered.set)
+        self.release.wait()
+        self.returned.set()
+        return "too late"
+
+    async def expire_after_entry(self, clock: trio.testing.MockClock, seconds: float) -> None:
+        # Virtual time, moved by hand: a deadline passes only once the thread is in the call.
+        self._net.start()
+        await self.entered.wait()
+        clock.jump(seconds)
+
+    def done(self) -> None:
+        self._net.cancel()
+        self.release.set()
+
+
+@pytest.mark.parametrize("where", ["node timeout", "workflow timeout"])
+async def test_a_timeout_abandons_a_hung_thread_and_returns_at_the_deadline(
+    mock_clock: trio.testing.MockClock, where: str
+) -> None:
+    # Issue 10, case 7: the run used to wait for the thread (forever, for a hung call).
+    hung = HungCall()
+    wb = WorkflowBuilder()
+    wb.add_node(hung, "hang", timeout=2 if where == "node timeout" else None)
+    runtime = AsyncLocalRuntime(execution_timeout=2 if where == "workflow timeout" else None)
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(hung.expire_after_entry, mock_clock, 2)
+            with pytest.raises(WorkflowExecutionError) as info:
+                await runtime.execute_workflow_async(wb.build())
+            returned_first = not hung.returned.is_set()
+    finally:
+        hung.done()
+    assert returned_first  # control came back while the call was still hung
+    result = info.value.result
+    assert result.total_duration == 2  # virtual seconds: at the deadline
+    assert result.cancel_outcomes == {"hang": CancelOutcome.ABANDONED}
+    assert result.abandoned == ["hang"]
+    assert "hang" not in result.results
+    if where == "node timeout":
+        assert info.value.node_id == "hang"
+        assert isinstance(info.value.__cause__, NodeTimeoutError) and info.value.__cause__.abandoned
+        assert str(info.value) == (
+            "node 'hang' failed: NodeTimeoutError: node 'hang' timed out after 2 s; "
+            "its thread could not be stopped and was abandoned (still running)"
+        )
+    else:
+        assert isinstance(info.value, WorkflowTimeoutError)
+        assert str(info.value).endswith(
+            "timed out after 2 s; cancelled: ['hang']; threads abandoned (still running): ['hang']"
+        )
+
+
 # --- failure and cancellation --------------------------------------------------------
 
 

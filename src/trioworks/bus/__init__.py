@@ -13,6 +13,7 @@
 
 from ._bus import DEFAULT_MAX_PAYLOAD, Bus
 from ._codec import (
+    MAX_DEPTH,
     TOPICS,
     Envelope,
     Message,
@@ -37,6 +38,7 @@ from ._transport import RawMessage, Sink, Transport
 
 __all__ = [
     "DEFAULT_MAX_PAYLOAD",
+    "MAX_DEPTH",
     "TOPICS",
     "Bus",
     "BusError",

@@ -2,16 +2,22 @@
 
 Decoding is strict: unknown envelope keys, unknown ``data`` keys, wrong JSON types (no silent
 ``str(5)``) and values outside a contract's range are all rejected with an
-:exc:`~trioworks.bus.EnvelopeError` naming the topic and each offending field.
+:exc:`~trioworks.bus.EnvelopeError` naming the topic and each offending field. A payload nested
+deeper than :data:`MAX_DEPTH` is refused before it is parsed (the depth is counted without
+recursion), and :func:`decode` raises nothing but :exc:`EnvelopeError`: any bad message is that
+message's problem, never its handler's.
 """
 
 from __future__ import annotations
 
 import builtins
 import functools
+import itertools
 import json
+import operator
 import re
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import attrs
@@ -22,6 +28,7 @@ from ._errors import ContractError, EnvelopeError
 from ._topics import matches
 
 __all__ = [
+    "MAX_DEPTH",
     "TOPICS",
     "Envelope",
     "Message",
@@ -36,6 +43,11 @@ __all__ = [
 ]
 
 ENVELOPE_KEYS = ("id", "type", "ts", "source", "data")
+
+MAX_DEPTH = 64
+"""Deepest nesting of JSON arrays and objects a message may have (the envelope is level 1, its
+``data`` level 2). Far above any contract's needs; far below what would exhaust the stack of the
+parser, the converter or a service that walks the data."""
 
 
 @attrs.frozen
@@ -201,11 +213,75 @@ def _reword(msg: str) -> str:
     return f"{where}: {what}"
 
 
+# --- nesting depth, without recursion ----------------------------------------------------------
+
+_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)  # a JSON string, escapes included
+# Each byte's step to the depth after it, plus one (bytes are unsigned): an opener 2, a closer 0.
+_STEP = bytes(2 if b in b"[{" else 0 if b in b"]}" else 1 for b in range(256))
+
+
+def _blank_strings(payload: bytes) -> bytes:
+    # Same length, so offsets still line up with the payload: brackets inside strings don't count.
+    return _STRING.sub(lambda m: b'"' + b" " * (len(m[0]) - 2) + b'"', payload)
+
+
+def _depths(blanked: bytes) -> Iterator[int]:
+    # The depth after each byte, computed in C (accumulate/map): no Python loop per byte.
+    return map(operator.sub, itertools.accumulate(blanked.translate(_STEP)), itertools.count(1))
+
+
+def _too_deep(payload: bytes, limit: int = MAX_DEPTH) -> bool:
+    """Whether the JSON text ``payload`` nests arrays and objects deeper than ``limit``.
+
+    Counted by scanning, not parsing: no recursion, linear time, and nearly free for a payload
+    with few brackets. Brackets inside strings don't count. On text that is not JSON the answer
+    is a guess (the parser refuses such text anyway).
+    """
+    if payload.count(b"[") + payload.count(b"{") <= limit:
+        return False
+    return max(_depths(_blank_strings(payload))) > limit
+
+
+def _flatten(payload: bytes, limit: int) -> bytes:
+    """``payload`` with every array or object deeper than ``limit`` replaced by ``null``."""
+    deep = bytes(map(limit.__lt__, _depths(_blank_strings(payload))))  # 1 where deeper than limit
+    parts: list[bytes] = []
+    last = 0
+    for run in re.finditer(b"\\x01+", deep):  # a run starts at an opener; its closer ends it
+        parts += (payload[last : run.start()], b"null")
+        last = run.end() + 1
+    parts.append(payload[last:])
+    return b"".join(parts)
+
+
+# --- decoding -----------------------------------------------------------------------------------
+
+
 def decode(topic: str, payload: bytes) -> Envelope:
-    """Parse and validate one message on ``topic``. Raises :exc:`EnvelopeError`; never checkpoints."""
+    """Parse and validate one message on ``topic``. Never checkpoints.
+
+    Raises :exc:`EnvelopeError` and nothing else, whatever the payload: invalid UTF-8 or JSON,
+    nesting deeper than :data:`MAX_DEPTH` (checked before parsing), a broken contract, or any
+    other failure to decode it (a ``RecursionError`` or ``MemoryError`` included).
+    """
     try:
-        raw = json.loads(payload)
-    except (UnicodeDecodeError, ValueError) as exc:
+        return _decode(topic, payload)
+    except EnvelopeError:
+        raise
+    except Exception as exc:  # whatever else one message can provoke stays that message's error
+        raise EnvelopeError(topic, [f"$: could not be decoded ({type(exc).__name__}: {exc})"]) from None
+
+
+def _decode(topic: str, payload: bytes) -> Envelope:
+    try:
+        text = payload.decode()  # JSON on the wire is UTF-8 (RFC 8259), so bytes scan as ASCII
+    except UnicodeDecodeError as exc:
+        raise EnvelopeError(topic, [f"$: not a JSON document ({exc})"]) from None
+    if _too_deep(payload):
+        raise EnvelopeError(topic, [f"$: nested deeper than {MAX_DEPTH} levels of arrays and objects"])
+    try:
+        raw = json.loads(text)
+    except ValueError as exc:
         raise EnvelopeError(topic, [f"$: not a JSON document ({exc})"]) from None
     if not isinstance(raw, dict):
         raise EnvelopeError(topic, [f"$: expected a JSON object, got {type(raw).__name__}"])
@@ -279,10 +355,16 @@ class Salvage:
 
 def salvage(payload: bytes) -> Salvage:
     """The envelope id and ``data`` of a payload that :func:`decode` rejected, as far as they
-    can be read (a bad payload may be anything: never raises, never checkpoints)."""
+    can be read (a bad payload may be anything: never raises, never checkpoints).
+
+    Arrays and objects nested deeper than :data:`MAX_DEPTH` read as None, so the ids of a
+    message refused for its depth can still be read.
+    """
     try:
+        if _too_deep(payload):
+            payload = _flatten(payload, MAX_DEPTH)
         raw = json.loads(payload)
-    except (UnicodeDecodeError, ValueError, RecursionError):
+    except Exception:  # anything at all: this is the path for hostile payloads
         return Salvage(None)
     if not isinstance(raw, dict):
         return Salvage(None)

@@ -39,7 +39,14 @@ from moat.lib.mqtt.client_state_machine import MQTTClientStateMachine
 from trio_util import AsyncValue
 
 from ..core import Metrics, RetryPolicy, retry
-from ._mqtt_connection import MqttError, _Connection, _ConnectionLost, _parse_url
+from ._mqtt_connection import (
+    MqttError,
+    _Connection,
+    _ConnectionLost,
+    _parse_url,
+    disconnect_refusal,
+    publish_size,
+)
 from ._topics import matches, validate_filter
 from ._transport import RawMessage, Sink
 
@@ -50,6 +57,12 @@ logger = logging.getLogger("trioworks.bus.mqtt")
 DEFAULT_RECONNECT = RetryPolicy(
     max_attempts=sys.maxsize, base_delay=0.2, factor=2.0, max_delay=5.0, jitter=0.5
 )
+
+PUBLISH_REFUSALS = 3
+"""A QoS 1 publish in flight on this many connections in a row that the broker ended over
+something this client sent (a DISCONNECT with an error reason, or a PUBACK with a reason code
+the protocol library cannot decode: mosquitto answers a message over its ``message_size_limit``
+with PUBACK 0x95) raises :exc:`MqttError` instead of being sent again."""
 
 
 @attrs.define(eq=False)
@@ -94,6 +107,13 @@ class MqttTransport:
     connection dies first, it waits for the next connection and sends again (at least once).
     QoS 0 while disconnected is dropped and counted (``mqtt.qos0_dropped``).
 
+    Refusals are final, never retried: a PUBACK with an error reason code (e.g.
+    ``NOT_AUTHORIZED`` from an ACL, ``QUOTA_EXCEEDED``, ``PAYLOAD_FORMAT_INVALID``) raises
+    :exc:`MqttError` naming the topic and the reason; a message larger than the broker's
+    Maximum Packet Size (from CONNACK) raises it before anything is sent; a message in flight
+    each time the broker ended the connection over what this client sent, ``PUBLISH_REFUSALS``
+    times in a row, raises it too. Each is counted in ``mqtt.publish_refused``.
+
     Backpressure: the connection's reader never waits for a subscription (it must keep reading
     PUBACKs, or a handler publishing on this same connection would deadlock against its own
     full queue). It puts each message into the subscription's ``backlog`` (default 256
@@ -102,7 +122,8 @@ class MqttTransport:
     and counted (``mqtt.backlog_dropped``): a broker cannot be made to wait per subscription.
 
     Metrics: counters ``mqtt.connects``, ``mqtt.connect_failures``, ``mqtt.connections_lost``,
-    ``mqtt.publish_resends``, ``mqtt.qos0_dropped``, ``mqtt.backlog_dropped``.
+    ``mqtt.publish_resends``, ``mqtt.publish_refused``, ``mqtt.qos0_dropped``,
+    ``mqtt.backlog_dropped``.
     """
 
     def __init__(
@@ -205,7 +226,8 @@ class MqttTransport:
                         if isinstance(packet, MQTTConnAckPacket):
                             if packet.reason_code is not ReasonCode.SUCCESS:
                                 raise MqttError(f"broker refused CONNECT: {packet.reason_code.name}")
-                            conn = _Connection(stream, sm, self.keep_alive)
+                            max_packet = packet.properties.get(PropertyType.MAXIMUM_PACKET_SIZE)
+                            conn = _Connection(stream, sm, self.keep_alive, max_packet)
                             # A resumed session's queued messages can share the CONNACK's read.
                             conn.early = list(packets[i + 1 :])
                             return conn, packet.session_present
@@ -306,15 +328,15 @@ class MqttTransport:
                         logger.warning(
                             "MQTT %r: broker disconnected us (%s)", self.client_id, packet.reason_code.name
                         )
+                        conn.refusal = disconnect_refusal(packet)
                         return
                 await conn.flush()  # the PUBACKs the state machine queued for received messages
-        except (
-            trio.BrokenResourceError,
-            trio.ClosedResourceError,
-            OSError,
-            MQTTException,
-            _ConnectionLost,
-        ) as exc:
+        except MQTTException as exc:
+            # A packet the state machine cannot decode, e.g. mosquitto's PUBACK 0x95 (packet
+            # too large), which MQTT 5 does not allow for PUBACK: the broker refused something.
+            conn.refusal = f"the broker sent a reply this client cannot decode ({exc})"
+            logger.warning("MQTT %r: connection lost: %r", self.client_id, exc)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError, _ConnectionLost) as exc:
             logger.warning("MQTT %r: connection lost: %r", self.client_id, exc)
         finally:
             conn.alive = False
@@ -377,9 +399,18 @@ class MqttTransport:
             ):
                 raise MqttError(f"broker refused SUBSCRIBE {pattern!r}: {ack.reason_codes[0].name}")
 
+    def _refused(self, message: RawMessage, why: str) -> MqttError:
+        self.metrics.counter("mqtt.publish_refused").inc()
+        logger.warning("MQTT %r: broker refused PUBLISH on %r: %s", self.client_id, message.topic, why)
+        return MqttError(f"broker refused PUBLISH on {message.topic!r}: {why}")
+
     async def publish(self, message: RawMessage) -> None:
-        """Publish; QoS 1 waits for PUBACK, across reconnects (see the class docstring)."""
+        """Publish; QoS 1 waits for PUBACK, across reconnects (see the class docstring).
+
+        Raises :exc:`MqttError` when the broker refuses the message (never sent again then).
+        """
         attempt = 0
+        refusals = 0
         while True:
             if message.qos == 0:
                 conn = self._conn.value
@@ -393,6 +424,14 @@ class MqttTransport:
             attempt += 1
             if attempt > 1:
                 self.metrics.counter("mqtt.publish_resends").inc()
+            if conn.max_packet is not None:
+                size = publish_size(message.topic, message.payload, message.qos, message.retain)
+                if size > conn.max_packet:
+                    # Sending it would only get the connection closed (and the message resent).
+                    await trio.lowlevel.checkpoint()
+                    raise self._refused(
+                        message, f"{size}-byte packet, over the broker's maximum of {conn.max_packet} bytes"
+                    )
             try:
                 packet_id = conn.sm.publish(
                     message.topic, message.payload, qos=QoS(message.qos), retain=message.retain
@@ -405,6 +444,14 @@ class MqttTransport:
                 if message.qos == 0:
                     self.metrics.counter("mqtt.qos0_dropped").inc()
                     return
+                if conn.refusal is not None:
+                    refusals += 1
+                    if refusals >= PUBLISH_REFUSALS:
+                        raise self._refused(
+                            message,
+                            f"the broker ended the connection {refusals} times in a row while it "
+                            f"waited for its PUBACK (last: {conn.refusal})",
+                        ) from None
                 await self._conn.wait_value(lambda c, dead=conn: c is not dead)  # no spinning on it
                 continue
             except MQTTException as exc:  # the state machine says we are not connected (any more)
@@ -415,7 +462,7 @@ class MqttTransport:
                 await self._conn.wait_value(lambda c, dead=conn: c is not dead)
                 continue
             if ack.reason_code not in (ReasonCode.SUCCESS, ReasonCode.NO_MATCHING_SUBSCRIBERS):
-                raise MqttError(f"broker refused PUBLISH on {message.topic!r}: {ack.reason_code.name}")
+                raise self._refused(message, ack.reason_code.name)
             return
 
     async def subscribe(self, pattern: str, qos: int, sink: Sink) -> _Feed:

@@ -61,7 +61,10 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
         "--threads", type=_positive_int, metavar="N", help="sync nodes in threads at once (default 4)"
     )
     run.add_argument(
-        "--timeout", type=_positive_float, metavar="S", help="cancel the whole run after S seconds"
+        "--timeout",
+        type=_positive_float,
+        metavar="S",
+        help="cancel the whole run after S seconds (a sync node's thread is abandoned, not waited for)",
     )
     run.add_argument(
         "--continue-on-error",
@@ -115,7 +118,8 @@ def run_workflow(
     Returns the result and, if the run failed fast or timed out, the error (whose ``result``
     is the partial result). Anything else propagates: :class:`~trioworks.dag.NodeInputError`
     before anything runs, ``KeyboardInterrupt`` on Ctrl-C (running nodes are cancelled and
-    resources cleaned up first).
+    resources cleaned up first; with ``abandon_threads`` a thread that cannot be stopped is
+    left running, and dies with the process: Trio's worker threads are daemon threads).
     """
 
     async def execute() -> WorkflowResult:
@@ -147,6 +151,9 @@ def _run_command(args: argparse.Namespace, io: Streams) -> int:
     runtime = AsyncLocalRuntime(
         resource_registry=loaded.resources,
         continue_on_error=args.continue_on_error,
+        # A command returns when it is stopped (--timeout, a failing node, Ctrl-C): a sync node
+        # whose thread cannot be stopped is left behind (named in the error), not waited for.
+        abandon_threads=True,
         on_node_start=progress.on_start,
         on_node_finish=progress.on_finish,
         **options,

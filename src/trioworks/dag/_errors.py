@@ -62,12 +62,15 @@ class MappingPathError(NodeInputError):
 
 
 class NodeTimeoutError(DagError, TimeoutError):
-    """A node ran past its own ``timeout``."""
+    """A node ran past its own ``timeout``. ``abandoned``: its thread could not be stopped and
+    was left running (its result will be dropped)."""
 
-    def __init__(self, node_id: str, timeout: float) -> None:
+    def __init__(self, node_id: str, timeout: float, *, abandoned: bool = False) -> None:
         self.node_id = node_id
         self.timeout = timeout
-        super().__init__(f"node {node_id!r} timed out after {timeout:g} s")
+        self.abandoned = abandoned
+        left = "; its thread could not be stopped and was abandoned (still running)" if abandoned else ""
+        super().__init__(f"node {node_id!r} timed out after {timeout:g} s{left}")
 
 
 class WorkflowExecutionError(DagError):

@@ -69,6 +69,11 @@ class WorkflowResult:
     def nodes_with(self, status: NodeStatus) -> list[str]:
         return [n for n, s in self.statuses.items() if s is status]
 
+    @property
+    def abandoned(self) -> list[str]:
+        """The nodes whose thread was abandoned: it may still be running; its result is dropped."""
+        return [n for n, o in self.cancel_outcomes.items() if o is CancelOutcome.ABANDONED]
+
     def to_kailash_dict(self) -> dict[str, Any]:
         """Kailash's pre-0.10 shape: results, errors (as text), execution_times, ..."""
         return {

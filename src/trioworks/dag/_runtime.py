@@ -61,9 +61,12 @@ class AsyncLocalRuntime:
     node's dependents are skipped, and the rest runs to the end.
 
     Cancellation: cancelling the caller's scope (or ``execution_timeout``) starts nothing
-    new. A sync node already in a thread is waited for, or with ``abandon_threads=True``
-    abandoned (the thread runs on; its result is dropped); a process node is killed. The
-    result's ``cancel_outcomes`` records which.
+    new; a process node is killed. A sync node already in a thread cannot be stopped: under a
+    **timeout** (its own ``timeout``, or the run's ``execution_timeout``) a cancelled thread is
+    **abandoned**, whatever cancelled it, so control returns at the deadline (the thread runs on in the background, holding its ``thread_pool_size`` slot
+    until it ends; its result is dropped). Without a timeout it is waited for, or with
+    ``abandon_threads=True`` abandoned too. The result's ``cancel_outcomes`` records which
+    (``abandoned`` lists the abandoned nodes), and the timeout errors name them.
     """
 
     def __init__(
@@ -217,6 +220,7 @@ class _Run:
         self.running = self.metrics.gauge("running")
         self.threads = self.metrics.gauge("threads")
         self.nursery: trio.Nursery | None = None
+        self.time_limit: float | None = None
         self._preflight()
 
     # -- inputs ---------------------------------------------------------------
@@ -279,6 +283,7 @@ class _Run:
     # -- scheduling -----------------------------------------------------------
 
     async def run(self, time_limit: float | None) -> WorkflowResult:
+        self.time_limit = time_limit
         start = trio.current_time()
         try:
             with trio.move_on_after(time_limit if time_limit is not None else math.inf) as timeout_scope:
@@ -295,8 +300,10 @@ class _Run:
             ) from exc
         if timeout_scope.cancelled_caught:
             running = self.result.nodes_with(NodeStatus.CANCELLED)
+            abandoned = self.result.abandoned
+            left = f"; threads abandoned (still running): {abandoned}" if abandoned else ""
             raise WorkflowTimeoutError(
-                f"workflow {self.wf.workflow_id!r} timed out after {time_limit:g} s; cancelled: {running}",
+                f"workflow {self.wf.workflow_id!r} timed out after {time_limit:g} s; cancelled: {running}{left}",
                 node_id=None,
                 result=self.result,
             )
@@ -372,7 +379,8 @@ class _Run:
                     return await self._invoke(node_id, spec, kwargs)
                 assert scope.cancelled_caught
                 self.metrics.counter("timeouts").inc()
-                raise NodeTimeoutError(node_id, spec.timeout)
+                abandoned = self.result.cancel_outcomes.get(node_id) is CancelOutcome.ABANDONED
+                raise NodeTimeoutError(node_id, spec.timeout, abandoned=abandoned)
             finally:
                 self.running.dec()
 
@@ -420,6 +428,8 @@ class _Run:
     async def _invoke(self, node_id: str, spec: NodeSpec, kwargs: dict[str, Any]) -> Any:
         def on_cancel(outcome: CancelOutcome) -> None:
             self.result.cancel_outcomes[node_id] = outcome
+            if outcome is CancelOutcome.ABANDONED:
+                log.warning("node %r: its thread could not be stopped and was abandoned", node_id)
 
         if spec.kind is NodeKind.ASYNC:
             if spec.code is not None:
@@ -439,11 +449,18 @@ class _Run:
         else:
             assert spec.fn is not None
             job = functools.partial(spec.fn, **kwargs)
+        return await self._thread(spec, functools.partial(self._in_thread, job), on_cancel)
+
+    async def _thread(
+        self, spec: NodeSpec, job: Callable[[], Any], on_cancel: Callable[[CancelOutcome], None]
+    ) -> Any:
+        # A thread cannot be interrupted: a timeout that waited for it would return whenever
+        # the thread ended (never, for a hung call). So under a timeout (the node's own or the
+        # run's) a cancelled thread is abandoned, whatever cancelled it; without one it is
+        # waited for unless abandon_threads.
+        abandon = self.rt.abandon_threads or spec.timeout is not None or self.time_limit is not None
         return await run_in_thread(
-            functools.partial(self._in_thread, job),
-            limiter=self.rt.thread_limiter,
-            abandon_on_cancel=self.rt.abandon_threads,
-            on_cancel=on_cancel,
+            job, limiter=self.rt.thread_limiter, abandon_on_cancel=abandon, on_cancel=on_cancel
         )
 
     def _in_thread(self, job: Callable[[], Any]) -> Any:

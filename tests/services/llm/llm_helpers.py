@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -19,6 +20,7 @@ from trioworks.bus import (
     LLMCancel,
     LLMRequest,
     Message,
+    RawMessage,
     ToolFunction,
     ToolSpec,
     ToolsRegistry,
@@ -99,3 +101,11 @@ async def rig(
         await nursery.start(llm.run)
         yield Rig(llm, client, *collectors, nursery)
         nursery.cancel_scope.cancel()
+
+
+def nested_request(request_id: str, depth: int = 50_000) -> RawMessage:
+    """An llm/request of ~100 KB (under the size cap) nesting ``depth`` levels deep in its data."""
+    body = {"id": f"env-{request_id}", "type": "llm.request", "ts": 1.0, "source": "evil"}
+    body["data"] = {"id": request_id, "text": "hi", "history": "@"}
+    payload = json.dumps(body).encode().replace(b'"@"', b"[" * depth + b"]" * depth)
+    return RawMessage("llm/request", payload, qos=1)

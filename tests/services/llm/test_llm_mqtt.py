@@ -6,7 +6,7 @@ from __future__ import annotations
 import itertools
 
 import trio
-from llm_helpers import GET_TIME, Collector
+from llm_helpers import GET_TIME, Collector, nested_request
 
 from _services import MosquittoBroker
 from trioworks.bus import (
@@ -81,4 +81,32 @@ async def test_rag_tools_stream_and_cancel_over_mqtt(fresh_mosquitto: MosquittoB
             [cancelled] = await responses.wait_id("long")
             assert cancelled.error == CANCELLED
             assert trio.current_time() - asked < 2.0
+            nursery.cancel_scope.cancel()
+
+
+async def test_deeply_nested_requests_over_mqtt_leave_the_service_serving(
+    fresh_mosquitto: MosquittoBroker,
+) -> None:
+    # Issue 10, case 2, across a real broker: five ~100 KB nested requests, then a normal one.
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            client = _bus(fresh_mosquitto, "client")
+            await nursery.start(client.run)
+            responses, health = Collector(), Collector()
+            await client.subscribe("llm/response", responses)
+            llm = LLMService(_bus(fresh_mosquitto, "llm"), LLMConfig(word_delay=0.0))
+            await nursery.start(llm.run)
+            for n in range(5):
+                await client.transport.publish(nested_request(f"deep-{n}"))
+            for n in range(5):
+                [bad] = await responses.wait_id(f"deep-{n}")
+                assert "nested deeper than 64 levels" in bad.error
+            reply = await client.request(
+                "llm/request", LLMRequest(id="ok", text="hello"), reply_topic="llm/response", timeout=10
+            )
+            assert reply.data.error is None and reply.data.reply
+            await client.subscribe("system/health/llm", health)  # retained: the service's latest
+            [status] = await health.wait_for(1)
+            assert (status.data.ok, status.data.event) == (True, "ready")
+            assert llm.metrics.snapshot()["bus.sub.llm/request.failed"] == 0
             nursery.cancel_scope.cancel()

@@ -7,7 +7,7 @@ import json
 import pytest
 import trio
 import trio.testing
-from llm_helpers import GET_TIME, rig
+from llm_helpers import GET_TIME, nested_request, rig
 
 from trioworks.bus import (
     LLMParams,
@@ -361,3 +361,24 @@ async def test_a_cancel_handled_before_its_request_still_cancels_it(
         await r.ask("hello", "late")
         [late] = await r.responses.wait_id("late")
         assert late.error is None
+
+
+async def test_deeply_nested_requests_are_answered_as_bad_and_the_service_lives_on(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # Issue 10, case 2: five of these used to stop the service (RecursionError in the decoder,
+    # the handler restarted past its intensity).
+    async with rig() as r:
+        broker = r.client.transport.broker
+        for n in range(5):
+            await broker.publish(nested_request(f"deep-{n}"))
+        for n in range(5):
+            [bad] = await r.responses.wait_id(f"deep-{n}")
+            assert "nested deeper than 64 levels" in bad.error
+        await r.ask("still serving", "ok")
+        [ok] = await r.responses.wait_id("ok")
+        assert ok.error is None and ok.reply
+        health = json.loads(broker.retained["system/health/llm"].payload)["data"]
+        assert (health["ok"], health["event"]) == (True, "ready")
+        snap = r.llm.metrics.snapshot()
+        assert (snap["bus.sub.llm/request.malformed"], snap["bus.sub.llm/request.failed"]) == (5, 0)
