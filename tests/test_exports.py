@@ -186,6 +186,7 @@ PUBLIC: dict[str, set[str]] = {
         "BusError",
         "ContractError",
         "DEFAULT_MAX_PAYLOAD",
+        "MAX_DEPTH",
         "Envelope",
         "EnvelopeError",
         "Handler",

@@ -226,7 +226,8 @@ class MqttTransport:
                         if isinstance(packet, MQTTConnAckPacket):
                             if packet.reason_code is not ReasonCode.SUCCESS:
                                 raise MqttError(f"broker refused CONNECT: {packet.reason_code.name}")
-                            max_packet = packet.properties.get(PropertyType.MAXIMUM_PACKET_SIZE)
+                            announced = packet.properties.get(PropertyType.MAXIMUM_PACKET_SIZE)
+                            max_packet = announced if isinstance(announced, int) else None
                             conn = _Connection(stream, sm, self.keep_alive, max_packet)
                             # A resumed session's queued messages can share the CONNACK's read.
                             conn.early = list(packets[i + 1 :])
