@@ -14,11 +14,13 @@ from ._errors import ValidationFailed
 from ._models import ActivityDef, Definition, Dependency, OutputDef, RetrySettings
 from ._templates import check_condition, normalize_condition, references
 
-__all__ = ["KEY_PATTERN", "WORKER_PATTERN", "parse_definition", "retry_settings"]
+__all__ = ["DEFAULT_MAX_ATTEMPTS", "KEY_PATTERN", "WORKER_PATTERN", "parse_definition", "retry_settings"]
 
 KEY_PATTERN = re.compile(r"^[a-zA-Z0-9_-]+$")
 WORKER_PATTERN = re.compile(r"^[a-z][a-z0-9_-]*$")
 _OUTPUT_TYPES = ("value", "file", "folder")
+# Attempts of an activity whose definition has no ``settings.retry`` (see :func:`retry_settings`).
+DEFAULT_MAX_ATTEMPTS = 4
 
 
 class _Errors:
@@ -42,10 +44,17 @@ def _str(
 
 
 def retry_settings(settings: Mapping[str, Any] | None) -> RetrySettings:
-    """``settings.retry`` as :class:`RetrySettings` (defaults when absent). Assumes it was checked."""
-    retry = (settings or {}).get("retry") or {}
+    """``settings.retry`` as :class:`RetrySettings`. Assumes it was checked.
+
+    Two defaults, as in the original Kruxia Flow: an activity with no ``settings.retry`` gets
+    :data:`DEFAULT_MAX_ATTEMPTS` (its queue's ``default_max_retries`` 3, plus the first try), so
+    a worker crash or a lease expiry is retried rather than failing the workflow; a
+    ``settings.retry`` that leaves out ``max_attempts`` means 1 (no retry), the field's own default.
+    """
+    given = (settings or {}).get("retry")
+    retry = given or {}
     return RetrySettings(
-        max_attempts=int(retry.get("max_attempts", 1)),
+        max_attempts=int(retry.get("max_attempts", 1 if given is not None else DEFAULT_MAX_ATTEMPTS)),
         strategy=str(retry.get("strategy", "exponential")),
         base_seconds=float(retry.get("base_seconds", 2.0)),
         factor=float(retry.get("factor", 2.0)),
