@@ -32,7 +32,7 @@ from _services import free_port
 
 pytestmark = pytest.mark.slow
 
-WORKFLOWS = 12
+WORKFLOWS = 12  # more than a worker's 8 slots: wa cannot take every first activity
 LEASE_SECONDS = 3  # settings.timeout_seconds: the lease a killed worker's activities wait out
 HANG_GUARD = 120.0  # seconds; only a hung run ever gets near it
 APP = Path(__file__).with_name("fault_activities.py")
@@ -175,16 +175,19 @@ def test_killed_workers_and_server_lose_no_activity(cluster: Cluster) -> None:
             assert reply.status_code == 201, reply.text
             ids.append(reply.json()["workflow_id"])
 
-    for name in ("wa", "wb", "wc"):
-        cluster.start_worker(name)
-    # SIGKILL one worker in the middle of an activity (wa never finishes one, see fault_activities):
-    # its leases must expire and be re-run.
+    # One worker at a time, so that each is sure to get work whatever the machine's speed: wa holds
+    # what it takes (it never finishes an activity, see fault_activities) and has fewer slots than
+    # there are first activities, so wb finds the rest; wc finds wb's follow-ups and wa's requeues.
+    cluster.start_worker("wa")
     wait_until(lambda: cluster.running_on("wa"), "worker wa to run an activity")
-    cluster.workers["wa"].kill()
-    # SIGTERM another in the middle of one: it drains (finishes, reports) and exits 0.
+    cluster.start_worker("wb")
     wait_until(lambda: cluster.running_on("wb"), "worker wb to run an activity")
+    # SIGTERM in the middle of an activity: it drains (finishes, reports) and exits 0.
     cluster.workers["wb"].send_signal(signal.SIGTERM)
     assert cluster.workers["wb"].wait(HANG_GUARD) == 0, (cluster.root / "wb.log").read_text()
+    # SIGKILL in the middle of an activity: its leases must expire and the activities run again.
+    cluster.workers["wa"].kill()
+    cluster.start_worker("wc")
     # SIGKILL the server while wc runs something, restart it on the same database and port.
     wait_until(lambda: cluster.running_on("wc"), "worker wc to run an activity")
     cluster.kill_server()
