@@ -273,7 +273,8 @@ async def test_sweeper_reclaims_expired_leases(server_config: ServerConfig) -> N
     # No poll comes after the expiry: only the periodic sweep can notice it.
     config = attrs.evolve(server_config, sweep_interval=0.05)
     async with running_api(config) as api:
-        definition = {"name": "lease", "activities": [activity("a", settings={"timeout_seconds": 5})]}
+        settings = {"timeout_seconds": 5, "retry": {"max_attempts": 1}}  # no retry: the expiry fails it
+        definition = {"name": "lease", "activities": [activity("a", settings=settings)]}
         await api.client.post("/api/v1/workflow_definitions", json=definition)
         started = await api.client.post("/api/v1/workflows", json={"definition_name": "lease", "input": {}})
         await poll(api)

@@ -201,7 +201,7 @@ def test_expired_leases_are_stolen_exactly_once_under_concurrency(pg: PostgresSt
 
 
 def test_expired_leases_without_retries_fail_once_under_concurrency(pg: PostgresStorage) -> None:
-    ids = fan_out(pg, workflows=10, width=5, name="nolease")
+    ids = fan_out(pg, workflows=10, width=5, name="nolease", settings={"retry": {"max_attempts": 1}})
     assert len(drain(pg, "std", "old", batch=10)) == 50
     stolen: list[str] = []
 

@@ -105,7 +105,8 @@ def test_complete_idempotent_for_same_worker_conflict_for_other(storage: Storage
 
 
 def test_fractional_timeout_is_rounded_up_on_the_wire(storage: Storage, define) -> None:
-    define("d", activity("a", settings={"timeout_seconds": 0.5}))
+    # An explicit retry block: without one the expired lease would be retried (the default policy).
+    define("d", activity("a", settings={"timeout_seconds": 0.5, "retry": {"max_attempts": 1}}))
     storage.create_workflow("d", None, {}, None, 0.0)
     (a,) = storage.claim("std", "w1", 1, 0.0)
     assert a.timeout_seconds == 1
@@ -181,7 +182,7 @@ def test_expired_lease_is_stolen_with_retry_count(storage: Storage, define) -> N
 
 def test_sweep_requeues_or_fails(storage: Storage, define) -> None:
     define("d", activity("a", settings={"timeout_seconds": 5, "retry": {"max_attempts": 2}}))
-    define("e", activity("b", settings={"timeout_seconds": 5}))
+    define("e", activity("b", settings={"timeout_seconds": 5, "retry": {}}))  # max_attempts 1: no retry
     wf_a = storage.create_workflow("d", None, {}, None, 0.0)
     wf_b = storage.create_workflow("e", None, {}, None, 0.0)
     storage.claim("std", "w1", 2, 0.0)
@@ -190,6 +191,25 @@ def test_sweep_requeues_or_fails(storage: Storage, define) -> None:
     assert statuses(storage, wf_a.id) == {"a": "pending"}
     assert storage.get_workflow(wf_a.id)[1][0].retry_count == 1
     assert storage.get_workflow(wf_b.id)[0].status is WorkflowStatus.FAILED
+
+
+def test_default_retry_policy_survives_lost_leases_and_failures(storage: Storage, define) -> None:
+    """No ``settings.retry``: 4 attempts (the original's queue default of 3 retries), for lost
+    leases (a worker crash) and retryable failures alike, with the default backoff (2 s, x2)."""
+    define("d", activity("a", settings={"timeout_seconds": 5}))
+    wf = storage.create_workflow("d", None, {}, None, 0.0)
+    (a,) = storage.claim("std", "w1", 1, 0.0)
+    (again,) = storage.claim("std", "w2", 1, 6.0)  # w1 crashed: its lease expired, w2 steals it
+    assert again.activity_id == a.activity_id
+    assert storage.sweep(12.0) == 1  # w2 crashed too: requeued by the sweeper (third attempt)
+    (third,) = storage.claim("std", "w3", 1, 12.0)
+    error = {"code": "EXECUTION_ERROR", "message": "boom", "retryable": True}
+    assert storage.fail(third.activity_id, "w3", error, 0, None, 13.0) is True  # fourth attempt due at 13 + 8
+    assert storage.claim("std", "w4", 1, 20.0) == []
+    (fourth,) = storage.claim("std", "w4", 1, 21.0)
+    assert storage.get_workflow(wf.id)[1][0].retry_count == 3
+    assert storage.fail(fourth.activity_id, "w4", error, 0, None, 22.0) is False  # no attempt left
+    assert storage.get_workflow(wf.id)[0].status is WorkflowStatus.FAILED
 
 
 def test_conditions_skip_and_propagate(storage: Storage, define) -> None:

@@ -122,7 +122,15 @@ async def test_workflow_runs_on_our_worker(tmp_path: Path) -> None:
 
             failing = {
                 "name": "worker-it-fail",
-                "activities": [{"key": "x", "worker": "py-std", "activity_name": "refuse"}],
+                # One attempt: by default the server would retry this retryable error 3 times.
+                "activities": [
+                    {
+                        "key": "x",
+                        "worker": "py-std",
+                        "activity_name": "refuse",
+                        "settings": {"retry": {"max_attempts": 1}},
+                    }
+                ],
             }
             await client.post("/api/v1/workflow_definitions", json=failing)
             started = await client.post(

@@ -15,6 +15,7 @@ from ._models import ActivityDef, Definition, Dependency, OutputDef, RetrySettin
 from ._templates import check_condition, normalize_condition, references
 
 __all__ = [
+    "DEFAULT_MAX_ATTEMPTS",
     "KEY_PATTERN",
     "MAX_ATTEMPTS",
     "MAX_FACTOR",
@@ -33,6 +34,8 @@ MAX_ATTEMPTS = 10_000
 MAX_SECONDS = 366 * 86_400  # timeouts and retry delays: at most a year
 MAX_FACTOR = 1_000.0
 MAX_NAME = 128  # definition names, activity keys and names, worker types
+# Attempts of an activity whose definition has no ``settings.retry`` (see :func:`retry_settings`).
+DEFAULT_MAX_ATTEMPTS = 4
 
 
 class _Errors:
@@ -58,10 +61,17 @@ def _str(
 
 
 def retry_settings(settings: Mapping[str, Any] | None) -> RetrySettings:
-    """``settings.retry`` as :class:`RetrySettings` (defaults when absent). Assumes it was checked."""
-    retry = (settings or {}).get("retry") or {}
+    """``settings.retry`` as :class:`RetrySettings`. Assumes it was checked.
+
+    Two defaults, as in the original Kruxia Flow: an activity with no ``settings.retry`` gets
+    :data:`DEFAULT_MAX_ATTEMPTS` (its queue's ``default_max_retries`` 3, plus the first try), so
+    a worker crash or a lease expiry is retried rather than failing the workflow; a
+    ``settings.retry`` that leaves out ``max_attempts`` means 1 (no retry), the field's own default.
+    """
+    given = (settings or {}).get("retry")
+    retry = given or {}
     return RetrySettings(
-        max_attempts=int(retry.get("max_attempts", 1)),
+        max_attempts=int(retry.get("max_attempts", 1 if given is not None else DEFAULT_MAX_ATTEMPTS)),
         strategy=str(retry.get("strategy", "exponential")),
         base_seconds=float(retry.get("base_seconds", 2.0)),
         factor=float(retry.get("factor", 2.0)),

@@ -8,7 +8,6 @@ Each ``parse_*`` takes the decoded JSON and returns a typed request or raises
 from __future__ import annotations
 
 import builtins
-import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -88,12 +87,9 @@ class _Fields:
                 value = float(value)
             except ValueError:
                 value = None
-        if (
-            not isinstance(value, int | float)
-            or isinstance(value, bool)
-            or not math.isfinite(value)
-            or not 0 <= value <= MAX_COST
-        ):
+        # The range check also refuses inf and nan, and compares a huge int without converting it
+        # (math.isfinite would raise OverflowError on one).
+        if not isinstance(value, int | float) or isinstance(value, bool) or not 0 <= value <= MAX_COST:
             self.add(name, f"must be a number from 0 to {MAX_COST:g} (or a decimal string)")
             return default
         return float(value)
