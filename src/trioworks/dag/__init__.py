@@ -65,9 +65,9 @@ from ._resources import (
     HealthState,
     HealthStatus,
     ResourceCreationError,
+    ResourceError,
     ResourceFactory,
     ResourceNotFoundError,
-    ResourceError,
     ResourceRegistry,
     UnknownResourceError,
 )

@@ -27,10 +27,10 @@ __all__ = [
     "CircuitOpenError",
     "HealthState",
     "HealthStatus",
-    "ResourceFactory",
-    "ResourceNotFoundError",
     "ResourceCreationError",
     "ResourceError",
+    "ResourceFactory",
+    "ResourceNotFoundError",
     "ResourceRegistry",
     "UnknownResourceError",
 ]
