@@ -421,6 +421,7 @@ class WorkflowBuilder:
         self._workflow_inputs: dict[str, dict[str, str]] = {}
         self._meta: dict[str, Any] = {}
         self._via_connect: set[int] = set()
+        self._unknown: dict[str, WorkflowValidationError] = {}
 
     # -- nodes ------------------------------------------------------------------------
 
@@ -457,6 +458,10 @@ class WorkflowBuilder:
                 f"Invalid add_node signature: {len(args)} positional arguments; "
                 "use add_node('NodeType', 'node_id', {'param': value})"
             )
+        if not isinstance(node, str) and node_id is not None and not isinstance(node_id, str):
+            raise WorkflowValidationError(
+                f"Invalid add_node signature: node id must be a non-empty string, got {node_id!r}"
+            )
         if isinstance(node, str) and node_id is not None and not isinstance(node_id, str):
             if isinstance(node_id, type) or callable(node_id) or isinstance(node_id, Node):
                 raise WorkflowValidationError(
@@ -490,6 +495,15 @@ class WorkflowBuilder:
         return node, node_id, merged
 
     def _add(self, node: Any, node_id: str | None, config: dict[str, Any], options: dict[str, Any]) -> str:
+        from ._node_api import Node
+        from ._nodes import NODE_TYPES
+
+        if node_id is None and (
+            isinstance(node, Node)
+            or (isinstance(node, type) and issubclass(node, Node))
+            or (isinstance(node, str) and node not in NODE_TYPES)
+        ):
+            node_id = f"node_{uuid.uuid4().hex[:8]}"  # Kailash's form for node objects and types
         if node_id is None:
             base = node if isinstance(node, str) else getattr(node, "__name__", None) or type(node).__name__
             node_id, n = base, 1
@@ -502,14 +516,26 @@ class WorkflowBuilder:
             raise WorkflowValidationError(
                 f"Node ID '{node_id}' already exists (duplicate node id {node_id!r})"
             )
-        spec = make_node(
-            node,
-            node_id,
-            config,
-            timeout=options.get("timeout"),
-            retry=_retry_policy(options.get("retry"), node_id),
-            process=options.get("process", False),
-        )
+        try:
+            spec = make_node(
+                node,
+                node_id,
+                config,
+                timeout=options.get("timeout"),
+                retry=_retry_policy(options.get("retry"), node_id),
+                process=options.get("process", False),
+            )
+        except WorkflowValidationError as exc:
+            if not (isinstance(node, str) and "unknown node type" in str(exc)) or did_you_mean(
+                node, NODE_TYPES
+            ):
+                raise  # a typo of a built-in type fails at once
+            # Kailash accepts any type name here (it may be registered later); build() checks.
+            self._unknown[node_id] = exc
+            self._args[node_id] = (node, options)
+            self.nodes[node_id] = {"type": node, "config": dict(config)}
+            return node_id
+        self._unknown.pop(node_id, None)
         self._specs[node_id] = spec
         self._args[node_id] = (node, options)
         self.nodes[node_id] = {"type": spec.node_type, "config": dict(config)}
@@ -530,6 +556,9 @@ class WorkflowBuilder:
             raise WorkflowValidationError(f"Node '{node_id}' not found in workflow")
         node, options = self._args[node_id]
         config = {**self.nodes[node_id]["config"], **config_updates}
+        if node_id in self._unknown:
+            self.nodes[node_id]["config"] = config
+            return self
         spec = make_node(
             node,
             node_id,
@@ -648,13 +677,21 @@ class WorkflowBuilder:
 
     def build(self, workflow_id: str | None = None, **kwargs: Any) -> Workflow:
         """Freeze the graph into a :class:`Workflow` (validated: connections, cycles)."""
+        for exc in self._unknown.values():
+            raise exc
+        workflow_id = workflow_id or kwargs.pop("id", None) or str(uuid.uuid4())
+        metadata = dict(kwargs.pop("metadata", None) or {})
+        if self.workflow_parameters:
+            metadata["workflow_parameters"] = dict(self.workflow_parameters)
+        if self.parameter_mappings:
+            metadata["parameter_mappings"] = {k: dict(v) for k, v in self.parameter_mappings.items()}
         wf = Workflow(
-            workflow_id or kwargs.pop("id", None),
-            kwargs.pop("name", None) or self._meta.get("name"),
+            workflow_id,
+            kwargs.pop("name", None) or self._meta.get("name") or f"Workflow-{workflow_id[:8]}",
             kwargs.pop("description", self._meta.get("description", "")),
             kwargs.pop("version", self._meta.get("version", "1.0.0")),
             kwargs.pop("author", self._meta.get("author", "")),
-            {**self._meta, **kwargs.pop("metadata", {}), **kwargs},
+            {**self._meta, **metadata, **kwargs},
             strict=self.strict,
         )
         for spec in self._specs.values():
