@@ -7,6 +7,7 @@ is ``None``), ``connection_validation="warn"``.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -45,8 +46,13 @@ class LocalRuntime(AsyncLocalRuntime):
             connection_validation=connection_validation,
             debug=debug,
             **own,
-            **options,
         )
+        # Kailash's enterprise switches: kept as attributes, no effect here.
+        self.user_context = options.pop("user_context", None)
+        self.resource_limits = options.pop("resource_limits", None) or {}
+        for name, value in options.items():
+            setattr(self, name, value)
+        self.logger = logging.getLogger("trioworks.dag.runtime")
         self.enable_cycles = enable_cycles
         self.enable_async = enable_async
         self.max_concurrency = max_concurrency

@@ -618,6 +618,15 @@ class _Run:
         )
         if self.continue_on_error:
             return self._resolve_edges(node_id, None, _FAILED)
+        if self.mode is not None and not self.wf.outbound[node_id]:
+            # Kailash: a failing node nothing depends on does not stop the run; its result
+            # records the error.
+            self.result.results[node_id] = {
+                "error": str(exc),
+                "error_type": type(exc).__name__,
+                "failed": True,
+            }
+            return []
         if self.failure is None:
             self.failure = (node_id, exc)
             assert self.nursery is not None
