@@ -10,6 +10,7 @@ from typing import Any
 import attrs
 
 from ..core import RetryPolicy
+from ._cycles import CycleBuilder
 from ._errors import (
     ConnectionError,
     CycleConfigurationError,
@@ -183,8 +184,6 @@ class Workflow:
     def create_cycle(self, cycle_id: str) -> Any:
         """Kailash's fluent cycle builder: ``.connect(a, b, mapping).max_iterations(n)
         .converge_when("expr").build()``."""
-        from ._cycles import CycleBuilder
-
         return CycleBuilder(self, cycle_id)
 
     @property

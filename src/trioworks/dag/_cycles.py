@@ -76,7 +76,3 @@ class CycleBuilder:
                 cycle_id=self._cycle_id,
                 timeout=self._timeout,
             )
-
-
-def unroll(plan: Any) -> Any:
-    raise NotImplementedError("cycles are not supported by this runtime yet")

@@ -189,9 +189,10 @@ class AsyncLocalRuntime(RuntimeLifecycle):
             raise TypeError(f"execute_workflow_async takes a Workflow, got {type(workflow).__name__}")
         plan = workflow.plan()
         if plan.cycles:
-            from ._cycles import unroll
-
-            plan = unroll(plan)
+            raise NotImplementedError(
+                f"workflow {plan.workflow_id!r} has cycles ({', '.join(c.cycle_id for c in plan.cycles)}); "
+                "trioworks.dag does not run cyclic workflows yet (issue 12)"
+            )
         if inputs is not None and not isinstance(inputs, Mapping):
             raise TypeError(f"workflow inputs must be a mapping, got {type(inputs).__name__}")
         merged = dict(getattr(workflow, "workflow_parameters", None) or {})
