@@ -116,7 +116,7 @@ async def test_kailash_code_nodes_sync_then_async(autojump_clock: trio.testing.M
 
 @pytest.mark.parametrize("node_type", ["PythonCodeNode", "AsyncPythonCodeNode"])
 async def test_code_node_that_never_sets_result(node_type: str) -> None:
-    wb = WorkflowBuilder()
+    wb = WorkflowBuilder(strict=True)  # Kailash exports the variables instead: strict opts in
     wb.add_node(node_type, "forgetful", {"code": "answer = 42"})
     with pytest.raises(WorkflowExecutionError) as info:
         await AsyncLocalRuntime().execute_workflow_async(wb.build())
@@ -251,7 +251,7 @@ async def test_a_bad_mapping_path_at_run_time(
     def use(value: Any) -> Any:
         return value
 
-    wb = WorkflowBuilder()
+    wb = WorkflowBuilder(strict=True)  # Kailash gives None for a missing key: strict opts in
     wb.add_node(load, "load")
     wb.add_node(use, "use")
     wb.add_connection("load", path, "use", "value")

@@ -132,6 +132,8 @@ def run_workflow(
         try:
             return trio.run(execute), None
         except WorkflowExecutionError as exc:
+            if exc.result is None:  # raised before the run began: nothing partial to show
+                raise
             return exc.result, exc
 
 

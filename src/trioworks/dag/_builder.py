@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Mapping
+import warnings
+from collections.abc import Mapping
 from typing import Any
 
 import attrs
 
 from ..core import RetryPolicy
-from ._errors import CycleError, WorkflowValidationError, did_you_mean
+from ._cycles import CycleBuilder
+from ._errors import (
+    ConnectionError,
+    CycleConfigurationError,
+    CycleError,
+    WorkflowValidationError,
+    did_you_mean,
+)
 from ._nodes import RESULT, NodeKind, NodeSpec, make_node
 
-__all__ = ["Edge", "Workflow", "WorkflowBuilder"]
+__all__ = ["Connection", "Edge", "Plan", "Workflow", "WorkflowBuilder"]
 
 
 @attrs.frozen(cache_hash=True)
@@ -35,15 +43,225 @@ class Edge:
 
 
 @attrs.frozen
-class Workflow:
-    """A validated, immutable graph. Build it with :class:`WorkflowBuilder`; run it many times."""
+class Plan:
+    """A workflow compiled for the runtime: edges indexed both ways, a topological order.
+
+    Made (and cached) by :meth:`Workflow.plan`; the runtime reads only this.
+    """
 
     workflow_id: str
     nodes: Mapping[str, NodeSpec]
     edges: tuple[Edge, ...]
-    order: tuple[str, ...]  # a topological order
+    order: tuple[str, ...]  # a topological order of the acyclic part
     inbound: Mapping[str, tuple[Edge, ...]]
     outbound: Mapping[str, tuple[Edge, ...]]
+    strict: bool = False
+    cycles: tuple[CycleSpec, ...] = ()
+
+
+@attrs.frozen
+class CycleSpec:
+    """One cycle: its back edges, iteration limit and convergence expression."""
+
+    cycle_id: str
+    edges: tuple[Edge, ...]
+    max_iterations: int | None
+    convergence_check: str | None
+    timeout: float | None = None
+
+
+@attrs.frozen
+class Connection:
+    """One connection (Kailash's ``Connection``): ``source_node.source_output -> target_node.target_input``."""
+
+    source_node: str
+    source_output: str
+    target_node: str
+    target_input: str
+    cycle: bool = False
+    cycle_id: str | None = None
+    max_iterations: int | None = None
+    convergence_check: str | None = None
+
+
+class Workflow:
+    """A workflow graph: nodes and connections (Kailash's ``Workflow``).
+
+    Build one with :class:`WorkflowBuilder`, or directly: ``Workflow("id", "name")``, then
+    ``add_node(node_id, node)`` and ``connect(a, b, mapping={"out": "in"})``. The runtime
+    compiles it into a :class:`Plan` once (again only after a change) and runs that.
+    """
+
+    def __init__(
+        self,
+        workflow_id: str | None = None,
+        name: str | None = None,
+        description: str = "",
+        version: str = "1.0.0",
+        author: str = "",
+        metadata: Mapping[str, Any] | None = None,
+        *,
+        strict: bool = False,
+        **_: Any,
+    ) -> None:
+        self.workflow_id = workflow_id or f"wf-{uuid.uuid4().hex[:12]}"
+        self.name = name or self.workflow_id
+        self.description = description
+        self.version = version
+        self.author = author
+        self.metadata: dict[str, Any] = dict(metadata or {})
+        self.strict = strict
+        self.nodes: dict[str, NodeSpec] = {}
+        self.connections: list[Connection] = []
+        self._plan: Plan | None = None
+        self._plan_key: tuple[int, int] | None = None
+
+    # -- Kailash's surface --------------------------------------------------------
+
+    def add_node(self, node_id: str, node_or_type: Any, **config: Any) -> None:
+        """Add ``node_or_type`` (a Node object or class, a type name, a callable) as ``node_id``."""
+        if not isinstance(node_id, str) or not node_id:
+            raise WorkflowValidationError(f"node id must be a non-empty string, got {node_id!r}")
+        if node_id in self.nodes:
+            raise WorkflowValidationError(f"Node '{node_id}' already exists in workflow {self.workflow_id!r}")
+        self.nodes[node_id] = make_node(
+            node_or_type, node_id, config, timeout=None, retry=None, process=False
+        )
+
+    def _add_spec(self, spec: NodeSpec) -> None:
+        self.nodes[spec.node_id] = spec
+
+    def connect(
+        self,
+        source_node: str,
+        target_node: str,
+        mapping: Mapping[str, str] | None = None,
+        cycle: bool = False,
+        max_iterations: int | None = None,
+        convergence_check: str | None = None,
+        cycle_id: str | None = None,
+        timeout: float | None = None,
+        **_: Any,
+    ) -> None:
+        """Connect ``source_node`` to ``target_node``: ``mapping={output_path: input_name}``.
+
+        ``cycle=True`` makes the connection a back edge of a cycle (with ``max_iterations``
+        and/or ``convergence_check``), run by LocalRuntime's cycle support.
+        """
+        for role, node in (("source", source_node), ("target", target_node)):
+            if node not in self.nodes:
+                raise WorkflowValidationError(
+                    f"connect({source_node!r}, {target_node!r}): unknown {role} node {node!r}"
+                    f"{did_you_mean(str(node), self.nodes)}; nodes: {sorted(self.nodes)}"
+                )
+        if source_node == target_node and not cycle:
+            raise ConnectionError(
+                f"Cannot connect node '{source_node}' to itself (use cycle=True for a loop)"
+            )
+        if cycle and max_iterations is None and convergence_check is None:
+            raise CycleConfigurationError(
+                f"cycle {source_node!r} -> {target_node!r}: give max_iterations or convergence_check"
+            )
+        if mapping is None:
+            mapping = {"output": "input"}
+        for out, inp in mapping.items():
+            self.connections.append(
+                Connection(
+                    source_node,
+                    out,
+                    target_node,
+                    inp,
+                    cycle=cycle,
+                    cycle_id=cycle_id or (f"cycle_{source_node}_{target_node}" if cycle else None),
+                    max_iterations=max_iterations,
+                    convergence_check=convergence_check,
+                )
+            )
+
+    def _add_connection(self, c: Connection) -> None:
+        self.connections.append(c)
+
+    def create_cycle(self, cycle_id: str) -> Any:
+        """Kailash's fluent cycle builder: ``.connect(a, b, mapping).max_iterations(n)
+        .converge_when("expr").build()``."""
+        return CycleBuilder(self, cycle_id)
+
+    @property
+    def graph(self) -> Any:
+        """The graph as a ``networkx.DiGraph`` (edge data: ``from_output``, ``to_input``, ``mapping``)."""
+        import networkx as nx
+
+        graph = nx.DiGraph()
+        for node_id, spec in self.nodes.items():
+            graph.add_node(node_id, node=spec, type=getattr(spec, "type_name", None))
+        for c in self.connections:
+            data = graph.get_edge_data(c.source_node, c.target_node)
+            if data is None:
+                graph.add_edge(
+                    c.source_node,
+                    c.target_node,
+                    from_output=c.source_output,
+                    to_input=c.target_input,
+                    mapping={c.source_output: c.target_input},
+                    cycle=c.cycle,
+                )
+            else:
+                data["mapping"][c.source_output] = c.target_input
+                data["from_output"], data["to_input"] = c.source_output, c.target_input
+        return graph
+
+    def has_cycles(self) -> bool:
+        return any(c.cycle for c in self.connections)
+
+    def validate(self, runtime_parameters: Mapping[str, Any] | None = None) -> None:
+        """Compile the workflow; raises :class:`WorkflowValidationError` if it cannot run."""
+        self.plan()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "workflow_id": self.workflow_id,
+            "name": self.name,
+            "description": self.description,
+            "version": self.version,
+            "author": self.author,
+            "metadata": dict(self.metadata),
+            "nodes": {n: {"type": s.node_type, "config": _plain(s.config)} for n, s in self.nodes.items()},
+            "connections": [
+                {
+                    "source_node": c.source_node,
+                    "source_output": c.source_output,
+                    "target_node": c.target_node,
+                    "target_input": c.target_input,
+                }
+                for c in self.connections
+            ],
+        }
+
+    # -- the runtime's view ---------------------------------------------------------
+
+    def plan(self) -> Plan:
+        """The compiled workflow (cached until the next add_node/connect)."""
+        key = (len(self.nodes), len(self.connections))
+        if self._plan is None or self._plan_key != key:
+            self._plan = _compile(self)
+            self._plan_key = key
+        return self._plan
+
+    @property
+    def edges(self) -> tuple[Edge, ...]:
+        return self.plan().edges
+
+    @property
+    def order(self) -> tuple[str, ...]:
+        return self.plan().order
+
+    @property
+    def inbound(self) -> Mapping[str, tuple[Edge, ...]]:
+        return self.plan().inbound
+
+    @property
+    def outbound(self) -> Mapping[str, tuple[Edge, ...]]:
+        return self.plan().outbound
 
     def to_dot(self) -> str:
         from ._export import to_dot
@@ -55,14 +273,117 @@ class Workflow:
 
         return to_mermaid(self)
 
+    def __repr__(self) -> str:
+        return f"Workflow({self.workflow_id!r}, nodes={list(self.nodes)})"
 
-@attrs.define
-class _Connection:
-    source: str
-    path: str
-    target: str
-    input: str
-    via_connect: bool  # made by connect(), for the misuse hint
+
+def _plain(config: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in config.items() if not callable(v)}
+
+
+def _compile(wf: Workflow) -> Plan:
+    """Check the connections and index them; strict workflows get trioworks' extra checks."""
+    nodes = {n: s for n, s in wf.nodes.items() if isinstance(s, NodeSpec)}
+    edges: list[Edge] = []
+    cycle_edges: dict[str, list[tuple[Edge, Connection]]] = {}
+    seen: dict[tuple[str, str], Edge] = {}
+    for c in wf.connections:
+        edge = _check_connection(nodes, c, wf.strict)
+        if c.cycle:
+            cycle_edges.setdefault(c.cycle_id or "cycle", []).append((edge, c))
+            continue
+        if edge in edges:
+            if wf.strict:
+                raise WorkflowValidationError(
+                    f"duplicate connection {edge.source}.{edge.path} -> {edge.target}.{edge.input}"
+                )
+            continue
+        prior = seen.get((edge.target, edge.input))
+        if wf.strict and prior is not None and nodes[edge.target].kind is not NodeKind.MERGE:
+            raise WorkflowValidationError(
+                f"node {edge.target!r}, input {edge.input!r}: fed twice, by {prior.source}.{prior.path} "
+                f"and by {edge.source}.{edge.path}; use a MergeNode to take whichever arrives"
+            )
+        seen[(edge.target, edge.input)] = edge
+        edges.append(edge)
+    inbound: dict[str, list[Edge]] = {n: [] for n in nodes}
+    outbound: dict[str, list[Edge]] = {n: [] for n in nodes}
+    for e in edges:
+        inbound[e.target].append(e)
+        outbound[e.source].append(e)
+    order = _toposort(list(nodes), outbound)
+    cycles = tuple(
+        CycleSpec(
+            cycle_id=cid,
+            edges=tuple(e for e, _ in pairs),
+            max_iterations=next((c.max_iterations for _, c in pairs if c.max_iterations is not None), None),
+            convergence_check=next((c.convergence_check for _, c in pairs if c.convergence_check), None),
+        )
+        for cid, pairs in cycle_edges.items()
+    )
+    return Plan(
+        workflow_id=wf.workflow_id,
+        nodes=nodes,
+        edges=tuple(edges),
+        order=tuple(order),
+        inbound={n: tuple(v) for n, v in inbound.items()},
+        outbound={n: tuple(v) for n, v in outbound.items()},
+        strict=wf.strict,
+        cycles=cycles,
+    )
+
+
+def _check_connection(nodes: Mapping[str, NodeSpec], c: Connection, strict: bool) -> Edge:
+    where = f"connection {c.source_node}.{c.source_output} -> {c.target_node}.{c.target_input}"
+    for role, node_id in (("source", c.source_node), ("target", c.target_node)):
+        if node_id not in nodes:
+            raise WorkflowValidationError(
+                f"{where}: unknown {role} node {node_id!r}{did_you_mean(node_id, nodes)}; nodes: {sorted(nodes)}"
+            )
+    source, target = nodes[c.source_node], nodes[c.target_node]
+    if not isinstance(c.source_output, str) or not c.source_output or "" in c.source_output.split("."):
+        raise WorkflowValidationError(f"{where}: output path must be a dotted name like 'result.rows'")
+    edge = Edge(c.source_node, c.source_output, c.target_node, c.target_input)
+    if not isinstance(c.target_input, str) or not c.target_input:
+        raise WorkflowValidationError(
+            f"{where}: input name must be a non-empty string, got {c.target_input!r}"
+        )
+    if c.target_input in target.resources:
+        raise WorkflowValidationError(
+            f"{where}: input {c.target_input!r} of node {c.target_node!r} is a resource "
+            f"({target.resources[c.target_input]!r}), given by the runtime's registry"
+        )
+    # A callable (native node) cannot take an input it has no parameter for, in any mode.
+    callable_target = target.fn is not None
+    if strict or callable_target:
+        if not c.target_input.isidentifier():
+            raise WorkflowValidationError(
+                f"{where}: input name must be a Python identifier, got {c.target_input!r}"
+            )
+        if (
+            not target.accepts_any
+            and not target.takes(c.target_input)
+            and (strict or target.instance is None)
+        ):
+            if target.code is not None:
+                takes = f"its code reads: {sorted(target.params)}"
+            else:
+                takes = f"its parameters: {sorted(target.params)}"
+            raise WorkflowValidationError(
+                f"{where}: node {c.target_node!r} has no input {c.target_input!r}"
+                f"{did_you_mean(c.target_input, target.params)}; {takes}"
+            )
+    if strict and source.outputs is not None and edge.root not in source.outputs:
+        raise WorkflowValidationError(
+            f"{where}: node {c.source_node!r} has no output {edge.root!r}"
+            f"{did_you_mean(edge.root, source.outputs)}; its outputs: {sorted(source.outputs)}"
+            + (
+                f" (for a key inside the value write '{RESULT}.{c.source_output}')"
+                if RESULT in source.outputs
+                else ""
+            )
+        )
+    return edge
 
 
 def _retry_policy(retry: RetryPolicy | int | None, node_id: str) -> RetryPolicy | None:
@@ -75,173 +396,330 @@ def _retry_policy(retry: RetryPolicy | int | None, node_id: str) -> RetryPolicy 
     )
 
 
+_NATIVE_OPTIONS = ("timeout", "retry", "process")
+
+
 class WorkflowBuilder:
     """Kailash's ``WorkflowBuilder``: add nodes, connect them, ``build()``.
 
-    Node errors (unknown type, bad code, bad config) are raised by ``add_node`` at once;
-    graph errors (unknown nodes, duplicate edges, cycles, unknown mapping targets) by ``build()``.
+    Node errors (unknown type, bad code, bad config) and connection errors (unknown nodes,
+    self-connections, duplicates) are raised at once. ``strict=True`` adds trioworks' own
+    checks at build time (an input nothing reads, an output a node does not have, an input
+    fed twice, code that sets no ``result``, a missing key in a mapping path): none of them
+    is an error in Kailash, so they are off by default.
     """
 
-    def __init__(self) -> None:
-        self._nodes: dict[str, NodeSpec] = {}
-        self._connections: list[_Connection] = []
+    def __init__(self, edge_config: Mapping[str, Any] | None = None, *, strict: bool = False) -> None:
+        self.strict = strict
+        self.nodes: dict[str, dict[str, Any]] = {}
+        self.connections: list[dict[str, str]] = []
+        self.workflow_parameters: dict[str, Any] = {}
+        self.parameter_mappings: dict[str, dict[str, str]] = {}
+        self._specs: dict[str, NodeSpec] = {}
+        self._args: dict[str, tuple[Any, dict[str, Any]]] = {}
+        self._workflow_inputs: dict[str, dict[str, str]] = {}
+        self._meta: dict[str, Any] = {}
+        self._via_connect: set[int] = set()
+        self._unknown: dict[str, WorkflowValidationError] = {}
 
-    def add_node(
-        self,
-        node: str | Callable[..., Any],
-        node_id: str | None = None,
-        config: Mapping[str, Any] | None = None,
-        *,
-        timeout: float | None = None,
-        retry: RetryPolicy | int | None = None,
-        process: bool = False,
-    ) -> str:
+    # -- nodes ------------------------------------------------------------------------
+
+    def add_node(self, *args: Any, **kwargs: Any) -> str:
         """Add a node; return its id.
 
-        ``node`` is a Kailash type name (``"PythonCodeNode"``, ``"AsyncPythonCodeNode"``,
-        ``"SwitchNode"``, ``"MergeNode"``) or a sync or async callable whose parameters are
-        the node's inputs. ``config`` gives defaults for those inputs (and a code node's
-        ``code``). ``timeout`` (seconds) bounds each attempt; ``retry`` is a number of
-        retries or a :class:`~trioworks.core.RetryPolicy`; ``process=True`` runs a sync
-        node in a worker process (``trio_parallel``): use it for CPU-bound work.
+        Forms: ``add_node("TypeName", "id", {config})`` (Kailash's), ``add_node(NodeClass,
+        "id", **config)``, ``add_node(node_object, "id")``, ``add_node(callable, "id",
+        {defaults})`` (trioworks': the callable's parameters are the node's inputs), and the
+        keyword forms ``node_type=``, ``node_id=``, ``config=``. Native options: ``timeout``
+        (seconds per attempt), ``retry`` (retries or a RetryPolicy), ``process=True`` (run a
+        sync node in a worker process).
         """
-        if node_id is None:
-            base = node if isinstance(node, str) else getattr(node, "__name__", "node")
-            node_id, n = base, 1
-            while node_id in self._nodes:
-                n += 1
-                node_id = f"{base}_{n}"
-        if not isinstance(node_id, str) or not node_id:
-            raise WorkflowValidationError(f"node id must be a non-empty string, got {node_id!r}")
-        if node_id in self._nodes:
-            raise WorkflowValidationError(f"duplicate node id {node_id!r}")
+        options = {k: kwargs.pop(k) for k in _NATIVE_OPTIONS if k in kwargs}
+        node, node_id, config = self._add_node_args(args, kwargs)
+        return self._add(node, node_id, config, options)
+
+    def _add_node_args(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[Any, str | None, dict[str, Any]]:
+        from ._node_api import Node
+
+        node = kwargs.pop("node_type", None) if not args else args[0]
+        if not args and node is None:
+            raise WorkflowValidationError("node_type is required when using keyword arguments")
+        node_id = kwargs.pop("node_id", None)
+        if len(args) >= 2:
+            node_id = args[1]
+        config = kwargs.pop("config", None)
+        if len(args) >= 3:
+            config = args[2]
+        if len(args) > 3:
+            raise WorkflowValidationError(
+                f"Invalid add_node signature: {len(args)} positional arguments; "
+                "use add_node('NodeType', 'node_id', {'param': value})"
+            )
+        if not isinstance(node, str) and node_id is not None and not isinstance(node_id, str):
+            raise WorkflowValidationError(
+                f"Invalid add_node signature: node id must be a non-empty string, got {node_id!r}"
+            )
+        if isinstance(node, str) and node_id is not None and not isinstance(node_id, str):
+            if isinstance(node_id, type) or callable(node_id) or isinstance(node_id, Node):
+                raise WorkflowValidationError(
+                    f"Legacy fluent API (add_node('node_id', NodeClass, ...)) was removed in v1.0.0; "
+                    f"write add_node({getattr(node_id, '__name__', type(node_id).__name__)!r}, {node!r}, {{...}})"
+                )
+            if isinstance(node_id, dict) and config is None:
+                node_id, config = None, node_id
+            else:
+                raise WorkflowValidationError(f"Invalid node type: {type(node_id).__name__}")
         if config is not None and not isinstance(config, Mapping):
             raise WorkflowValidationError(
                 f"node {node_id!r}: config must be a mapping of input name to value, got {type(config).__name__}"
             )
-        self._nodes[node_id] = make_node(
+        merged = {**dict(config or {}), **kwargs}
+        if (
+            isinstance(node, type)
+            and issubclass(node, Node)
+            and node.__module__ != __name__.rsplit(".", 1)[0] + "._node_api"
+        ):
+            warnings.warn(
+                f"✅ CUSTOM NODE USAGE CORRECT: add_node({node.__name__}, ...) with a custom Node class",
+                UserWarning,
+                stacklevel=3,
+            )
+        if not isinstance(node, str | type) and not isinstance(node, Node) and not callable(node):
+            raise WorkflowValidationError(
+                f"Invalid node type for node {node_id!r}: expected a str (node type name), a Node class, "
+                f"a Node instance or a callable, got {type(node).__name__}"
+            )
+        return node, node_id, merged
+
+    def _add(self, node: Any, node_id: str | None, config: dict[str, Any], options: dict[str, Any]) -> str:
+        from ._node_api import Node
+        from ._nodes import NODE_TYPES
+
+        if node_id is None and (
+            isinstance(node, Node)
+            or (isinstance(node, type) and issubclass(node, Node))
+            or (isinstance(node, str) and node not in NODE_TYPES)
+        ):
+            node_id = f"node_{uuid.uuid4().hex[:8]}"  # Kailash's form for node objects and types
+        if node_id is None:
+            base = node if isinstance(node, str) else getattr(node, "__name__", None) or type(node).__name__
+            node_id, n = base, 1
+            while node_id in self.nodes:
+                n += 1
+                node_id = f"{base}_{n}"
+        if not isinstance(node_id, str) or not node_id:
+            raise WorkflowValidationError(f"node id must be a non-empty string, got {node_id!r}")
+        if node_id in self.nodes:
+            raise WorkflowValidationError(
+                f"Node ID '{node_id}' already exists (duplicate node id {node_id!r})"
+            )
+        try:
+            spec = make_node(
+                node,
+                node_id,
+                config,
+                timeout=options.get("timeout"),
+                retry=_retry_policy(options.get("retry"), node_id),
+                process=options.get("process", False),
+            )
+        except WorkflowValidationError as exc:
+            if not (isinstance(node, str) and "unknown node type" in str(exc)) or did_you_mean(
+                node, NODE_TYPES
+            ):
+                raise  # a typo of a built-in type fails at once
+            # Kailash accepts any type name here (it may be registered later); build() checks.
+            self._unknown[node_id] = exc
+            self._args[node_id] = (node, options)
+            self.nodes[node_id] = {"type": node, "config": dict(config)}
+            return node_id
+        self._unknown.pop(node_id, None)
+        self._specs[node_id] = spec
+        self._args[node_id] = (node, options)
+        self.nodes[node_id] = {"type": spec.node_type, "config": dict(config)}
+        if spec.instance is not None and not isinstance(node, str):
+            self.nodes[node_id]["class" if isinstance(node, type) else "instance"] = node
+        return node_id
+
+    def add_node_instance(self, node_instance: Any, node_id: str | None = None) -> str:
+        return self._add(node_instance, node_id, {}, {})
+
+    def add_node_type(
+        self, node_type: str, node_id: str | None = None, config: Mapping[str, Any] | None = None
+    ) -> str:
+        return self._add(node_type, node_id, dict(config or {}), {})
+
+    def update_node(self, node_id: str, config_updates: Mapping[str, Any]) -> WorkflowBuilder:
+        if node_id not in self.nodes:
+            raise WorkflowValidationError(f"Node '{node_id}' not found in workflow")
+        node, options = self._args[node_id]
+        config = {**self.nodes[node_id]["config"], **config_updates}
+        if node_id in self._unknown:
+            self.nodes[node_id]["config"] = config
+            return self
+        spec = make_node(
             node,
             node_id,
-            dict(config or {}),
-            timeout=timeout,
-            retry=_retry_policy(retry, node_id),
-            process=process,
+            config,
+            timeout=options.get("timeout"),
+            retry=_retry_policy(options.get("retry"), node_id),
+            process=options.get("process", False),
         )
-        return node_id
+        self._specs[node_id] = spec
+        self.nodes[node_id]["config"] = config
+        return self
+
+    # -- connections -------------------------------------------------------------------
 
     def add_connection(
         self, from_node: str, from_output: str, to_node: str, to_input: str
     ) -> WorkflowBuilder:
         """Connect one output path of ``from_node`` to one input of ``to_node``."""
-        self._connections.append(_Connection(from_node, from_output, to_node, to_input, via_connect=False))
+        # Checked by build(): nodes may be added after their connections.
+        conn = {"from_node": from_node, "from_output": from_output, "to_node": to_node, "to_input": to_input}
+        self.connections.append(conn)
         return self
 
     def connect(
-        self, from_node: str, to_node: str, mapping: Mapping[str, str] | None = None
+        self,
+        from_node: str,
+        to_node: str,
+        mapping: Mapping[str, str] | None = None,
+        from_output: str | None = None,
+        to_input: str | None = None,
     ) -> WorkflowBuilder:
-        """Connect ``from_node`` to ``to_node`` with ``mapping={output_path: input_name}``.
-
-        With no mapping the whole value (``result``) goes to the input ``data``.
-        """
-        if mapping is None:
-            mapping = {RESULT: "data"}
-        if not isinstance(mapping, Mapping) or not mapping:
+        """Connect ``from_node`` to ``to_node`` with ``mapping={output_path: input_name}``
+        (or ``from_output=``/``to_input=``; with neither, ``data`` -> ``data``)."""
+        if mapping is not None and not isinstance(mapping, Mapping):
+            raise WorkflowValidationError(
+                f"connect({from_node!r}, {to_node!r}): mapping must be a dict {{output_path: input_name}}, "
+                f"got {mapping!r}"
+            )
+        if mapping is not None and not mapping:
             raise WorkflowValidationError(
                 f"connect({from_node!r}, {to_node!r}): mapping must be a non-empty dict "
                 f"{{output_path: input_name}}, got {mapping!r}"
             )
-        for path, name in mapping.items():
-            self._connections.append(_Connection(from_node, path, to_node, name, via_connect=True))
+        if mapping:
+            for out, inp in mapping.items():
+                self._via_connect.add(len(self.connections))
+                self.add_connection(from_node, out, to_node, inp)
+        elif from_output and to_input:
+            self.add_connection(from_node, from_output, to_node, to_input)
+        else:
+            # Kailash's default is data -> data; a trioworks callable or code node has one
+            # output, ``result``, and that is what it gives.
+            source = self._specs.get(from_node)
+            out = RESULT if source is not None and source.outputs == frozenset({RESULT}) else "data"
+            self.add_connection(from_node, out, to_node, "data")
         return self
 
-    def build(self, workflow_id: str | None = None) -> Workflow:
-        """Validate the graph and freeze it into a :class:`Workflow`."""
-        edges = tuple(self._validate_connection(c) for c in self._connections)
-        seen: dict[tuple[str, str], Edge] = {}
-        for e in edges:
-            spec = self._nodes[e.target]
-            if spec.kind is NodeKind.MERGE:
-                continue
-            prior = seen.get((e.target, e.input))
-            if prior == e:
-                raise WorkflowValidationError(
-                    f"duplicate connection {e.source}.{e.path} -> {e.target}.{e.input}"
-                )
-            if prior is not None:
-                raise WorkflowValidationError(
-                    f"node {e.target!r}, input {e.input!r}: fed twice, by {prior.source}.{prior.path} "
-                    f"and by {e.source}.{e.path}; use a MergeNode to take whichever arrives"
-                )
-            seen[(e.target, e.input)] = e
-        if len(set(edges)) != len(edges):
-            dup = next(e for i, e in enumerate(edges) if e in edges[:i])
-            raise WorkflowValidationError(
-                f"duplicate connection {dup.source}.{dup.path} -> {dup.target}.{dup.input}"
-            )
-        inbound: dict[str, list[Edge]] = {n: [] for n in self._nodes}
-        outbound: dict[str, list[Edge]] = {n: [] for n in self._nodes}
-        for e in edges:
-            inbound[e.target].append(e)
-            outbound[e.source].append(e)
-        order = _toposort(list(self._nodes), outbound)
-        return Workflow(
-            workflow_id=workflow_id or f"wf-{uuid.uuid4().hex[:12]}",
-            nodes=dict(self._nodes),
-            edges=edges,
-            order=tuple(order),
-            inbound={n: tuple(v) for n, v in inbound.items()},
-            outbound={n: tuple(v) for n, v in outbound.items()},
-        )
+    # -- workflow-level settings ----------------------------------------------------------
 
-    def _node(self, node_id: str, role: str, c: _Connection) -> NodeSpec:
-        spec = self._nodes.get(node_id)
-        if spec is not None:
-            return spec
-        if role == "target" and c.via_connect and c.path in self._nodes:
-            # The seed document's form: connect("a", "result.x", mapping={"b": "y"}).
-            raise WorkflowValidationError(
-                f"connect({c.source!r}, {c.target!r}, mapping={{{c.path!r}: {c.input!r}}}) looks like "
-                f"connect(from_node, output_path, mapping={{to_node: input}}), which Kailash does not support "
-                f"either; write add_connection({c.source!r}, {c.target!r}, {c.path!r}, {c.input!r}) or "
-                f"connect({c.source!r}, {c.path!r}, mapping={{{c.target!r}: {c.input!r}}})"
-            )
-        raise WorkflowValidationError(
-            f"connection {c.source}.{c.path} -> {c.target}.{c.input}: unknown {role} node "
-            f"{node_id!r}{did_you_mean(node_id, self._nodes)}; nodes: {sorted(self._nodes)}"
-        )
+    def set_workflow_parameters(self, **parameters: Any) -> WorkflowBuilder:
+        self.workflow_parameters.update(parameters)
+        return self
 
-    def _validate_connection(self, c: _Connection) -> Edge:
-        source = self._node(c.source, "source", c)
-        target = self._node(c.target, "target", c)
-        where = f"connection {c.source}.{c.path} -> {c.target}.{c.input}"
-        if not isinstance(c.path, str) or not c.path or "" in c.path.split("."):
-            raise WorkflowValidationError(f"{where}: output path must be a dotted name like 'result.rows'")
-        edge = Edge(c.source, c.path, c.target, c.input)
-        if source.outputs is not None and edge.root not in source.outputs:
-            raise WorkflowValidationError(
-                f"{where}: node {c.source!r} has no output {edge.root!r}"
-                f"{did_you_mean(edge.root, source.outputs)}; its outputs: {sorted(source.outputs)}"
-                + (
-                    f" (for a key inside the value write '{RESULT}.{c.path}')"
-                    if RESULT in source.outputs
-                    else ""
+    def add_parameter_mapping(self, node_id: str, mapping: Mapping[str, str]) -> WorkflowBuilder:
+        self.parameter_mappings.setdefault(node_id, {}).update(mapping)
+        return self
+
+    def add_workflow_inputs(self, input_node_id: str, input_mappings: Mapping[str, str]) -> WorkflowBuilder:
+        if input_node_id not in self.nodes:
+            raise WorkflowValidationError(f"Node '{input_node_id}' not found")
+        self._workflow_inputs[input_node_id] = dict(input_mappings)
+        return self
+
+    def add_input_connection(self, to_node: str, to_input: str, from_workflow_input: str) -> WorkflowBuilder:
+        self._workflow_inputs.setdefault(to_node, {})[from_workflow_input] = to_input
+        return self
+
+    def set_metadata(self, **kwargs: Any) -> WorkflowBuilder:
+        self._meta.update(kwargs)
+        return self
+
+    def clear(self) -> WorkflowBuilder:
+        self.__init__(strict=self.strict)  # type: ignore[misc]
+        return self
+
+    @classmethod
+    def from_dict(cls, config: Mapping[str, Any]) -> WorkflowBuilder:
+        """A builder from Kailash's dict form (``nodes`` as a list or a dict, ``connections``)."""
+        builder = cls()
+        nodes = config.get("nodes", {})
+        items = (
+            [(nid, spec) for nid, spec in nodes.items()]
+            if isinstance(nodes, Mapping)
+            else [(spec.get("id") or spec.get("node_id"), spec) for spec in nodes]
+        )
+        for node_id, spec in items:
+            if not isinstance(spec, Mapping):
+                raise WorkflowValidationError(f"node {node_id!r}: expected a dict, got {type(spec).__name__}")
+            node_type = spec.get("type") or spec.get("node_type")
+            if not node_type:
+                raise WorkflowValidationError(f"Node type is required for node {node_id!r}")
+            if not node_id:
+                raise WorkflowValidationError(f"Node ID is required (node of type {node_type!r})")
+            builder.add_node(node_type, node_id, dict(spec.get("config") or spec.get("parameters") or {}))
+        for conn in config.get("connections", []):
+            source = conn.get("from_node") or conn.get("source") or conn.get("source_node")
+            target = conn.get("to_node") or conn.get("target") or conn.get("target_node")
+            if not source or not target:
+                raise WorkflowValidationError(f"connection {dict(conn)!r}: needs from_node and to_node")
+            out = conn.get("from_output") or conn.get("source_output") or "data"
+            inp = conn.get("to_input") or conn.get("target_input") or "data"
+            builder.add_connection(source, out, target, inp)
+        return builder
+
+    # -- build ----------------------------------------------------------------------------
+
+    def build(self, workflow_id: str | None = None, **kwargs: Any) -> Workflow:
+        """Freeze the graph into a :class:`Workflow` (validated: connections, cycles)."""
+        for exc in self._unknown.values():
+            raise exc
+        workflow_id = workflow_id or kwargs.pop("id", None) or str(uuid.uuid4())
+        metadata = dict(kwargs.pop("metadata", None) or {})
+        if self.workflow_parameters:
+            metadata["workflow_parameters"] = dict(self.workflow_parameters)
+        if self.parameter_mappings:
+            metadata["parameter_mappings"] = {k: dict(v) for k, v in self.parameter_mappings.items()}
+        wf = Workflow(
+            workflow_id,
+            kwargs.pop("name", None) or self._meta.get("name") or f"Workflow-{workflow_id[:8]}",
+            kwargs.pop("description", self._meta.get("description", "")),
+            kwargs.pop("version", self._meta.get("version", "1.0.0")),
+            kwargs.pop("author", self._meta.get("author", "")),
+            {**self._meta, **metadata, **kwargs},
+            strict=self.strict,
+        )
+        for spec in self._specs.values():
+            wf._add_spec(spec)
+        seen: set[tuple[str, str, str, str]] = set()
+        for i, c in enumerate(self.connections):
+            key = (c["from_node"], c["from_output"], c["to_node"], c["to_input"])
+            where = f"connection {key[0]}.{key[1]} -> {key[2]}.{key[3]}"
+            if (
+                key[2] not in self.nodes
+                and i in self._via_connect
+                and key[0] in self.nodes
+                and key[1] in self.nodes
+            ):
+                # The seed document's form: connect("a", "result.x", mapping={"b": "y"}).
+                raise WorkflowValidationError(
+                    f"connect({key[0]!r}, {key[2]!r}, mapping={{{key[1]!r}: {key[3]!r}}}) looks like "
+                    f"connect(from_node, output_path, mapping={{to_node: input}}), which Kailash does not "
+                    f"support either; write add_connection({key[0]!r}, {key[2]!r}, {key[1]!r}, {key[3]!r}) or "
+                    f"connect({key[0]!r}, {key[1]!r}, mapping={{{key[2]!r}: {key[3]!r}}})"
                 )
-            )
-        if not isinstance(c.input, str) or not c.input.isidentifier():
-            raise WorkflowValidationError(f"{where}: input name must be a Python identifier, got {c.input!r}")
-        if c.input in target.resources:
-            raise WorkflowValidationError(
-                f"{where}: input {c.input!r} of node {c.target!r} is a resource ({target.resources[c.input]!r}), given by the runtime's registry"
-            )
-        if not target.accepts_any and not target.takes(c.input):
-            if target.code is not None:
-                takes = f"its code reads: {sorted(target.params)}"
-            else:
-                takes = f"its parameters: {sorted(target.params)}"
-            raise WorkflowValidationError(
-                f"{where}: node {c.target!r} has no input {c.input!r}{did_you_mean(c.input, target.params)}; {takes}"
-            )
-        return edge
+            if key in seen:
+                raise ConnectionError(f"duplicate {where}")
+            seen.add(key)
+            wf._add_connection(Connection(*key))
+        wf.workflow_parameters = dict(self.workflow_parameters)  # type: ignore[attr-defined]
+        wf.workflow_inputs = {k: dict(v) for k, v in self._workflow_inputs.items()}  # type: ignore[attr-defined]
+        wf.plan()
+        return wf
 
 
 def _toposort(nodes: list[str], outbound: Mapping[str, list[Edge]]) -> list[str]:

@@ -16,12 +16,64 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
-class DagError(Exception):
+class KailashException(Exception):
+    """Kailash's root exception (``kailash.sdk_exceptions.KailashException``)."""
+
+
+class DagError(KailashException):
     """Base class of every error the DAG runner raises on its own account."""
 
 
-class WorkflowValidationError(DagError, ValueError):
+class WorkflowException(DagError):
+    """Kailash's base of workflow errors."""
+
+
+class NodeException(DagError):
+    """Kailash's base of node errors."""
+
+
+class RuntimeException(DagError):
+    """Kailash's base of runtime errors."""
+
+
+class NodeValidationError(NodeException, ValueError):
+    """A node's inputs or outputs do not match its declared parameters."""
+
+
+class NodeExecutionError(NodeException):
+    """A node's ``run`` raised; the message names the node and carries the original text."""
+
+
+class NodeConfigurationError(NodeException, ValueError):
+    """A node was constructed with an invalid configuration."""
+
+
+class RuntimeExecutionError(RuntimeException):
+    """The runtime could not execute the workflow (no workflow, bad call)."""
+
+
+class SoftTimeLimitExceeded(RuntimeException):
+    """The run passed its ``soft_time_limit``; running nodes were cancelled."""
+
+
+class HardTimeLimitExceeded(RuntimeException):
+    """The run passed its ``time_limit``; running nodes were cancelled."""
+
+
+class WorkflowValidationError(WorkflowException, ValueError):
     """The workflow is malformed; raised by the builder, before anything runs."""
+
+
+class ConnectionError(WorkflowValidationError):
+    """A connection is invalid: a self-connection, a duplicate (Kailash's ``ConnectionError``)."""
+
+
+class CycleException(WorkflowException):
+    """Kailash's base of cycle errors."""
+
+
+class CycleConfigurationError(CycleException, WorkflowValidationError):
+    """A cycle is configured wrongly (no limit, no convergence, unknown node)."""
 
 
 class CycleError(WorkflowValidationError):
@@ -73,7 +125,7 @@ class NodeTimeoutError(DagError, TimeoutError):
         super().__init__(f"node {node_id!r} timed out after {timeout:g} s{left}")
 
 
-class WorkflowExecutionError(DagError):
+class WorkflowExecutionError(WorkflowException):
     """A node failed and the run stopped (fail-fast), or the run timed out.
 
     ``node_id`` is the failing node (``None`` for a workflow timeout), ``__cause__`` its
@@ -81,14 +133,16 @@ class WorkflowExecutionError(DagError):
     failed, what was cancelled.
     """
 
-    def __init__(self, message: str, *, node_id: str | None, result: WorkflowResult) -> None:
+    def __init__(
+        self, message: str, *, node_id: str | None = None, result: WorkflowResult | None = None
+    ) -> None:
         self.node_id = node_id
         self.result = result
         super().__init__(message)
 
     @property
     def partial_results(self) -> dict[str, Any]:
-        return self.result.results
+        return self.result.results if self.result is not None else {}
 
 
 class WorkflowTimeoutError(WorkflowExecutionError, TimeoutError):

@@ -66,9 +66,28 @@ class NodeSpec:
     timeout: float | None
     retry: RetryPolicy | None
     routing: Mapping[str, Any] = attrs.field(factory=dict)  # a switch node's condition config
+    # A Kailash node object (Node subclass) that this spec runs; None for native nodes.
+    instance: Any = None
+    # The node's value is its whole output dict (code and Node objects), not {"result": value}.
+    raw_output: bool = False
 
     def takes(self, name: str) -> bool:
         return name in self.params
+
+    @property
+    def node_type(self) -> str:
+        """Kailash's ``NodeInstance.node_type``."""
+        return self.type_name
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """Kailash's ``NodeInstance.config``: what the node was configured with."""
+        if self.instance is not None and hasattr(self.instance, "config"):
+            return dict(self.instance.config)
+        config = {**self.routing, **self.defaults}
+        if self.source is not None:
+            config["code"] = self.source
+        return config
 
 
 # --- code nodes --------------------------------------------------------------
@@ -88,10 +107,27 @@ class _FreeNames(ast.NodeVisitor):
         self.free: set[str] = set()
         self.bound: set[str] = set()
         self.deferred: list[ast.AST] = []
+        self.optional: set[str] = set()  # read where a NameError is caught: may be absent
+        self._guarded = 0
 
     def _load(self, name: str) -> None:
         if name not in self.bound:
             self.free.add(name)
+            if self._guarded:
+                self.optional.add(name)
+
+    def visit_Try(self, node: ast.Try) -> None:
+        guarded = any(_catches_name_error(h.type) for h in node.handlers)
+        self._guarded += guarded
+        for statement in node.body:
+            self.visit(statement)
+        self._guarded -= guarded
+        for handler in node.handlers:
+            self.visit(handler)
+        for statement in [*node.orelse, *node.finalbody]:
+            self.visit(statement)
+
+    visit_TryStar = visit_Try  # type: ignore[assignment]  # ast.TryStar has ast.Try's fields
 
     def visit_Name(self, node: ast.Name) -> None:
         if isinstance(node.ctx, ast.Load):
@@ -187,11 +223,21 @@ class _FreeNames(ast.NodeVisitor):
         return free
 
 
-def _free_names(tree: ast.AST) -> frozenset[str]:
-    """Names the code reads before binding them: the code node's inputs."""
+def _catches_name_error(kind: ast.expr | None) -> bool:
+    if kind is None:
+        return True
+    if isinstance(kind, ast.Tuple):
+        return any(_catches_name_error(k) for k in kind.elts)
+    return isinstance(kind, ast.Name) and kind.id in ("NameError", "Exception", "BaseException")
+
+
+def _free_names(tree: ast.AST) -> tuple[frozenset[str], frozenset[str]]:
+    """Names the code reads before binding them (the code node's inputs), and those of them
+    read only where a ``NameError`` is caught (``try: x except NameError: ...``: optional)."""
     names = _FreeNames()
     names.visit(tree)
-    return frozenset((names.free | names.deferred_free()) - _BUILTINS - {"get_resource"})
+    free = frozenset((names.free | names.deferred_free()) - _BUILTINS - {"get_resource"})
+    return free, frozenset(names.optional & free)
 
 
 def _compile_code(node_id: str, source: str, *, is_async: bool) -> tuple[types.CodeType, ast.AST]:
@@ -210,34 +256,51 @@ def _compile_code(node_id: str, source: str, *, is_async: bool) -> tuple[types.C
     return code, tree
 
 
-def code_result(node_id: str, namespace: dict[str, Any]) -> Any:
-    if RESULT not in namespace:
+def code_result(
+    node_id: str, namespace: dict[str, Any], inputs: Mapping[str, Any], strict: bool
+) -> dict[str, Any]:
+    """A code node's output: ``{"result": result}``, or (Kailash) the variables it defined."""
+    if RESULT in namespace:
+        return {RESULT: namespace[RESULT]}
+    if strict:
         raise CodeNodeError(f"node {node_id!r}: its code ran but never set `result`")
-    return namespace[RESULT]
+    from ._node_api import exported_variables
+
+    return exported_variables(namespace, inputs)
 
 
-def run_code(node_id: str, code: types.CodeType, inputs: Mapping[str, Any], extra: Mapping[str, Any]) -> Any:
-    """Run a sync code node's compiled code on ``inputs``; return its ``result``."""
+def run_code(
+    node_id: str,
+    code: types.CodeType,
+    inputs: Mapping[str, Any],
+    extra: Mapping[str, Any],
+    strict: bool = False,
+) -> dict[str, Any]:
+    """Run a sync code node's compiled code on ``inputs``; return its output dict."""
     namespace: dict[str, Any] = {"__builtins__": builtins, **extra, **inputs}
     exec(code, namespace)
-    return code_result(node_id, namespace)
+    return code_result(node_id, namespace, inputs, strict)
 
 
-def run_source(node_id: str, source: str, inputs: Mapping[str, Any]) -> Any:
+def run_source(node_id: str, source: str, inputs: Mapping[str, Any], strict: bool = False) -> dict[str, Any]:
     """Compile and run a sync code node's source (in a worker process, which has no code objects)."""
     code = compile(source, f"<node {node_id}>", "exec", dont_inherit=True)
-    return run_code(node_id, code, inputs, {})
+    return run_code(node_id, code, inputs, {}, strict)
 
 
 async def run_async_code(
-    node_id: str, code: types.CodeType, inputs: Mapping[str, Any], extra: Mapping[str, Any]
-) -> Any:
+    node_id: str,
+    code: types.CodeType,
+    inputs: Mapping[str, Any],
+    extra: Mapping[str, Any],
+    strict: bool = False,
+) -> dict[str, Any]:
     """Run an async code node's code; top-level ``await`` runs on the Trio loop."""
     namespace: dict[str, Any] = {"__builtins__": builtins, **extra, **inputs}
     maybe_coro = eval(code, namespace)
     if inspect.iscoroutine(maybe_coro):
         await maybe_coro
-    return code_result(node_id, namespace)
+    return code_result(node_id, namespace, inputs, strict)
 
 
 # --- switch ------------------------------------------------------------------
@@ -250,6 +313,7 @@ _OPERATORS: dict[str, Callable[[Any, Any], bool]] = {
     "<=": operator.le,
     ">=": operator.ge,
     "in": lambda a, b: a in b,
+    "contains": lambda a, b: b in a,
     "not in": lambda a, b: a not in b,
     "is_null": lambda a, _b: a is None,
     "is_not_null": lambda a, _b: a is not None,
@@ -315,7 +379,18 @@ def _switch_spec(node_id: str, config: Mapping[str, Any], common: dict[str, Any]
 
 CODE_NODE_TYPES = ("PythonCodeNode", "AsyncPythonCodeNode")
 NODE_TYPES = (*CODE_NODE_TYPES, "SwitchNode", "MergeNode")
-_SWITCH_CONFIG = frozenset({"condition_field", "operator", "value", "cases"})
+_SWITCH_CONFIG = frozenset(
+    {
+        "condition_field",
+        "operator",
+        "value",
+        "cases",
+        "case_prefix",
+        "default_field",
+        "pass_condition_result",
+        "break_after_first_match",
+    }
+)
 
 
 def make_node(
@@ -335,12 +410,18 @@ def make_node(
             f"node {node_id!r}: timeout must be > 0 seconds (a number), got {timeout!r}"
         )
     common: dict[str, Any] = {"node_id": node_id, "timeout": timeout, "retry": retry}
+    from ._node_api import Node, NodeRegistry, PythonCodeNode
+
     if isinstance(node, str):
         if node not in NODE_TYPES:
-            raise WorkflowValidationError(
-                f"node {node_id!r}: unknown node type {node!r}{did_you_mean(node, NODE_TYPES)}; "
-                f"known types: {', '.join(NODE_TYPES)}, or pass a Python callable"
-            )
+            registered = NodeRegistry._nodes.get(node)
+            if registered is None:
+                known = [*NODE_TYPES, *NodeRegistry._nodes]
+                raise WorkflowValidationError(
+                    f"node {node_id!r}: unknown node type {node!r}{did_you_mean(node, known)}; "
+                    f"known types: {', '.join(dict.fromkeys(known))}, or pass a Python callable"
+                )
+            return instance_spec(_instantiate(registered, node_id, config), node_id, common)
         if process and node != "PythonCodeNode":
             raise WorkflowValidationError(
                 f"node {node_id!r}: process=True needs a sync callable or a 'PythonCodeNode', not {node!r}"
@@ -361,15 +442,74 @@ def make_node(
                 defaults={},
                 resources={},
                 outputs=frozenset({RESULT, "merged_data"}),
+                routing=dict(config),
                 **common,
             )
         return _code_spec(node, node_id, config, process, common)
+    if isinstance(node, type) and issubclass(node, Node):
+        return instance_spec(_instantiate(node, node_id, config), node_id, common)
+    if isinstance(node, Node):
+        if config:
+            node.config.update(config)
+        if isinstance(node, PythonCodeNode) and node.code is not None:
+            spec = _code_spec("PythonCodeNode", node_id, {**node.config, "code": node.code}, process, common)
+            return attrs.evolve(spec, instance=node)
+        return instance_spec(node, node_id, common)
     if not callable(node):
         raise WorkflowValidationError(
-            f"node {node_id!r}: expected a node type name ({', '.join(NODE_TYPES)}) or a callable, "
-            f"got {type(node).__name__}"
+            f"node {node_id!r}: expected a node type name ({', '.join(NODE_TYPES)}), a Node class or "
+            f"object, or a callable, got {type(node).__name__}"
         )
     return _callable_spec(node, node_id, config, process, common)
+
+
+def _instantiate(cls: type, node_id: str, config: Mapping[str, Any]) -> Any:
+    try:
+        return cls(_node_id=node_id, **config)
+    except TypeError:
+        try:
+            return cls(**config)
+        except Exception as exc:
+            raise WorkflowValidationError(
+                f"node {node_id!r}: cannot create {cls.__name__}({', '.join(config)}): {exc}"
+            ) from exc
+    except Exception as exc:
+        raise WorkflowValidationError(f"node {node_id!r}: cannot create {cls.__name__}: {exc}") from exc
+
+
+def instance_spec(instance: Any, node_id: str, common: dict[str, Any]) -> NodeSpec:
+    """The spec of a Kailash node object: the runtime calls its ``execute``/``execute_async``."""
+    from ._node_api import AsyncNode, MergeNode, SwitchNode
+
+    try:
+        declared = frozenset(instance.get_parameters())
+    except Exception:
+        declared = frozenset()
+    if isinstance(instance, SwitchNode):
+        kind = NodeKind.SWITCH
+    elif isinstance(instance, MergeNode):
+        kind = NodeKind.MERGE
+    elif isinstance(instance, AsyncNode):
+        kind = NodeKind.ASYNC
+    else:
+        kind = NodeKind.THREAD
+    return NodeSpec(
+        kind=kind,
+        type_name=type(instance).__name__,
+        fn=None,
+        code=None,
+        source=None,
+        params=declared,
+        required=frozenset(),
+        accepts_any=False,
+        defaults={},
+        resources={},
+        outputs=None,
+        routing=dict(getattr(instance, "config", {}) or {}),
+        instance=instance,
+        raw_output=True,
+        **common,
+    )
 
 
 def _kind(*, is_async: bool, process: bool) -> NodeKind:
@@ -397,8 +537,8 @@ def _code_spec(
         )
     is_async = node_type == "AsyncPythonCodeNode"
     code, tree = _compile_code(node_id, source, is_async=is_async)
-    free = _free_names(tree)
-    defaults = {k: v for k, v in config.items() if k != "code"}
+    free, optional = _free_names(tree)
+    defaults = {k: v for k, v in config.items() if k not in _CODE_NODE_OPTIONS}
     return NodeSpec(
         kind=_kind(is_async=is_async, process=process),
         type_name=node_type,
@@ -406,13 +546,20 @@ def _code_spec(
         code=code,
         source=source,
         params=free | frozenset(defaults),
-        required=free - frozenset(defaults),
+        required=free - optional - frozenset(defaults),
         accepts_any=False,
         defaults=defaults,
         resources={},
         outputs=frozenset({RESULT}),
+        raw_output=True,
         **common,
     )
+
+
+# PythonCodeNode constructor options that are not inputs of the code.
+_CODE_NODE_OPTIONS = frozenset(
+    {"code", "name", "description", "input_types", "output_type", "input_schema", "output_schema"}
+)
 
 
 def _callable_spec(

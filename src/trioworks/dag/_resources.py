@@ -9,7 +9,9 @@ Limiters: sync factories, health checks and cleanups run in threads under the re
 
 from __future__ import annotations
 
+import abc
 import difflib
+import enum
 import inspect
 import logging
 from collections.abc import Callable
@@ -23,8 +25,12 @@ from trioworks.core import Counter, Metrics, run_in_thread
 __all__ = [
     "CircuitBreakerPolicy",
     "CircuitOpenError",
+    "HealthState",
+    "HealthStatus",
     "ResourceCreationError",
     "ResourceError",
+    "ResourceFactory",
+    "ResourceNotFoundError",
     "ResourceRegistry",
     "UnknownResourceError",
 ]
@@ -47,6 +53,51 @@ HealthCheck: TypeAlias = Callable[[Any], Any]
 Cleanup: TypeAlias = Callable[[Any], Any]
 
 
+class HealthState(enum.Enum):
+    HEALTHY = "healthy"
+    DEGRADED = "degraded"
+    UNHEALTHY = "unhealthy"
+
+
+@attrs.define
+class HealthStatus:
+    """What a health check may return instead of a bool (Kailash's ``HealthStatus``)."""
+
+    state: HealthState
+    message: str | None = None
+    details: dict[str, Any] | None = None
+
+    @property
+    def is_healthy(self) -> bool:
+        return self.state in (HealthState.HEALTHY, HealthState.DEGRADED)
+
+    @classmethod
+    def healthy(cls, message: str = "Resource is healthy") -> HealthStatus:
+        return cls(HealthState.HEALTHY, message)
+
+    @classmethod
+    def unhealthy(cls, message: str, details: dict[str, Any] | None = None) -> HealthStatus:
+        return cls(HealthState.UNHEALTHY, message, details)
+
+    @classmethod
+    def degraded(cls, message: str, details: dict[str, Any] | None = None) -> HealthStatus:
+        return cls(HealthState.DEGRADED, message, details)
+
+
+class ResourceFactory(abc.ABC):
+    """Kailash's factory base: ``async def create(self)`` makes the resource."""
+
+    @abc.abstractmethod
+    async def create(self) -> Any: ...
+
+    def get_config(self) -> dict[str, Any]:
+        return {}
+
+
+class ResourceNotFoundError(Exception):
+    """Kailash's error for a resource that cannot be had: unknown, or its circuit is open."""
+
+
 class ResourceError(Exception):
     """Base of the registry's errors; ``name`` is the resource concerned."""
 
@@ -58,7 +109,7 @@ class ResourceError(Exception):
         return str(self.args[0])  # KeyError subclasses would otherwise repr() the message
 
 
-class UnknownResourceError(ResourceError, KeyError):
+class UnknownResourceError(ResourceError, ResourceNotFoundError, KeyError):
     """No factory is registered under ``name``; the message lists the names that are."""
 
     def __init__(self, name: str, registered: list[str]) -> None:
@@ -74,13 +125,13 @@ class ResourceCreationError(ResourceError):
     """The factory raised; the factory's exception is ``__cause__``."""
 
 
-class CircuitOpenError(ResourceError):
+class CircuitOpenError(ResourceError, ResourceNotFoundError):
     """Too many consecutive failures: no creation is tried before ``retry_at`` (Trio clock time)."""
 
     def __init__(self, name: str, retry_at: float, failures: int) -> None:
         super().__init__(
             name,
-            f"circuit for resource {name!r} is open after {failures} consecutive failures; "
+            f"Circuit breaker open for resource {name!r} after {failures} consecutive failures; "
             f"next attempt allowed at trio time {retry_at:.3f}",
         )
         self.retry_at = retry_at
@@ -108,6 +159,7 @@ class _Entry:
     last_error: BaseException | None = None
     state: CircuitState = "closed"
     retry_at: float = 0.0
+    policy: CircuitBreakerPolicy | None = None  # per resource (Kailash metadata), else the registry's
 
 
 def _is_async(fn: Callable[..., Any]) -> bool:
@@ -138,7 +190,9 @@ class ResourceRegistry:
         cleanup_timeout: float = 10.0,
         thread_limiter: trio.CapacityLimiter | None = None,
         metrics: Metrics | None = None,
+        enable_metrics: bool = True,
     ) -> None:
+        self.enable_metrics = enable_metrics
         if health_check_interval < 0 or cleanup_timeout <= 0:
             raise ValueError("health_check_interval must be >= 0 and cleanup_timeout > 0")
         self._policy = circuit_breaker
@@ -157,6 +211,7 @@ class ResourceRegistry:
         cleanup: Cleanup | None = None,
         *,
         cleanup_handler: Cleanup | None = None,
+        metadata: dict[str, Any] | None = None,
     ) -> None:
         """Register how to make resource ``name``; nothing is created until first use.
 
@@ -178,6 +233,37 @@ class ResourceRegistry:
                 raise TypeError(f"{label} for resource {name!r} must be callable, got {fn!r}")
         counters = {kind: self._metrics.counter(f"resources.{name}.{kind}") for kind in _COUNTERS}
         self._entries[name] = _Entry(name, _creator(factory), health_check, cleanup, counters)
+        meta = metadata or {}
+        if "circuit_breaker_threshold" in meta or "circuit_breaker_timeout" in meta:
+            self._entries[name].policy = CircuitBreakerPolicy(
+                failure_threshold=meta.get("circuit_breaker_threshold", self._policy.failure_threshold),
+                reset_timeout=meta.get("circuit_breaker_timeout", self._policy.reset_timeout),
+            )
+
+    def has_factory(self, name: str) -> bool:
+        return name in self._entries
+
+    def has_resource(self, name: str) -> bool:
+        entry = self._entries.get(name)
+        return entry is not None and entry.instance is not _MISSING
+
+    def list_resources(self) -> set[str]:
+        return set(self._entries)
+
+    def get_metrics(self) -> dict[str, Any]:
+        """Kailash's shape: ``{"resources": {name: {...}}}``; ``{}`` when metrics are disabled."""
+        if not self.enable_metrics:
+            return {}
+        return {"resources": self.metrics()}
+
+    async def check_health(self, name: str) -> bool:
+        entry = self._entries.get(name)
+        if entry is None:
+            raise UnknownResourceError(name, self.names())
+        if entry.instance is _MISSING or entry.health_check is None:
+            return entry.instance is not _MISSING
+        async with entry.lock:
+            return await self._check_health(entry)
 
     def names(self) -> list[str]:
         """Registered names, in registration order."""
@@ -315,9 +401,10 @@ class ResourceRegistry:
         entry.consecutive_failures += 1
         entry.last_error = exc
         # No reset on half-open: a failed trial is still past the threshold, so it re-opens.
-        if entry.consecutive_failures >= self._policy.failure_threshold:
+        policy = entry.policy or self._policy
+        if entry.consecutive_failures >= policy.failure_threshold:
             entry.state = "open"
-            entry.retry_at = trio.current_time() + self._policy.reset_timeout
+            entry.retry_at = trio.current_time() + policy.reset_timeout
             logger.warning(
                 "circuit for resource %r opened after %d consecutive failures",
                 entry.name,

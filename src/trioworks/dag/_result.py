@@ -90,7 +90,16 @@ class WorkflowResult:
         """Kailash's shape since 0.10: ``(results, run_id)``."""
         return self.results, self.run_id
 
-    def __getitem__(self, key: str) -> Any:
+    def __iter__(self) -> Any:
+        """``results, run_id = runtime.execute(...)``: Kailash's tuple, unpacked."""
+        return iter((self.results, self.run_id))
+
+    def __len__(self) -> int:
+        return 2
+
+    def __getitem__(self, key: str | int) -> Any:
+        if isinstance(key, int):
+            return (self.results, self.run_id)[key]
         return self.to_kailash_dict()[key]
 
     def get(self, key: str, default: Any = None) -> Any:

@@ -19,7 +19,7 @@ from typing import Any
 import trio
 
 from ..core import CancelOutcome, Metrics, retry, run_in_process, run_in_thread
-from ._builder import Edge, Workflow, WorkflowBuilder
+from ._builder import Edge, Plan, Workflow, WorkflowBuilder
 from ._errors import (
     MappingPathError,
     NodeInputError,
@@ -28,6 +28,7 @@ from ._errors import (
     WorkflowTimeoutError,
     did_you_mean,
 )
+from ._lifecycle import RuntimeLifecycle, await_in_trio, check_time_limits, run_limited
 from ._nodes import RESULT, NodeKind, NodeSpec, run_async_code, run_code, run_source, switch_output
 from ._resources import ResourceRegistry
 from ._result import NodeEvent, NodeStatus, WorkflowResult
@@ -40,12 +41,25 @@ NodeCallback = Callable[[NodeEvent], None]
 
 # Kailash constructor flags that have no effect here (analysis and profiling are always on).
 _KAILASH_NOOP_OPTIONS = frozenset({"enable_analysis", "enable_profiling", "enable_monitoring", "debug"})
+_OPTION_NAMES = ("max_concurrent_nodes", "thread_pool_size", "execution_timeout", "resource_registry")
+
+CONDITIONAL_MODES = ("route_data", "skip_branches")
+VALIDATION_MODES = ("off", "warn", "strict")
+
+
+def check_mode(name: str, value: Any, allowed: tuple[str, ...]) -> str:
+    if not isinstance(value, str) or value not in allowed:
+        raise ValueError(
+            f"Invalid {name} mode: {value!r}; {name} must be one of {', '.join(map(repr, allowed))}"
+        )
+    return value
+
 
 # Why a node's input edge carries nothing.
 _NOT_TAKEN, _SKIPPED, _FAILED = "branch not taken", "input skipped", "input failed"
 
 
-class AsyncLocalRuntime:
+class AsyncLocalRuntime(RuntimeLifecycle):
     """Runs built workflows; sync nodes in threads, async nodes on the loop.
 
     Limiters (shared by every run of this runtime):
@@ -81,15 +95,29 @@ class AsyncLocalRuntime:
         abandon_threads: bool = False,
         on_node_start: NodeCallback | None = None,
         on_node_finish: NodeCallback | None = None,
+        conditional_execution: str | None = None,
+        connection_validation: str = "warn",
         **kailash_options: Any,
     ) -> None:
-        unknown = set(kailash_options) - _KAILASH_NOOP_OPTIONS
-        if unknown:
-            name = sorted(unknown)[0]
-            raise TypeError(
-                f"AsyncLocalRuntime got an unknown option {name!r}"
-                f"{did_you_mean(name, ['max_concurrent_nodes', 'thread_pool_size', 'execution_timeout'])}"
-            )
+        # Kailash's many enterprise flags are accepted and ignored; a near-miss of one of
+        # ours is a typo, and an error.
+        for name in sorted(set(kailash_options) - _KAILASH_NOOP_OPTIONS):
+            hint = did_you_mean(name, _OPTION_NAMES)
+            if hint:
+                raise TypeError(f"{type(self).__name__} got an unknown option {name!r}{hint}")
+        self.conditional_execution = (
+            None
+            if conditional_execution is None
+            else check_mode("conditional_execution", conditional_execution, CONDITIONAL_MODES)
+        )
+        self.connection_validation = check_mode(
+            "connection_validation", connection_validation, VALIDATION_MODES
+        )
+        self.max_concurrent_nodes = max_concurrent_nodes
+        self.thread_pool_size = thread_pool_size
+        self.enable_profiling = kailash_options.get("enable_profiling", True)
+        self.enable_analysis = kailash_options.get("enable_analysis", True)
+        self.debug = kailash_options.get("debug", False)
         for name, value in (
             ("max_concurrent_nodes", max_concurrent_nodes),
             ("thread_pool_size", thread_pool_size),
@@ -114,27 +142,76 @@ class AsyncLocalRuntime:
         self,
         workflow: Workflow,
         inputs: Mapping[str, Any] | None = None,
+        context: Any = None,
         *,
         continue_on_error: bool | None = None,
         execution_timeout: float | None = None,
+        soft_time_limit: float | None = None,
+        time_limit: float | None = None,
     ) -> WorkflowResult:
-        """Run ``workflow`` once and return its :class:`WorkflowResult`.
+        """Run ``workflow`` once and return its :class:`WorkflowResult` (which unpacks as
+        Kailash's ``results, run_id``).
 
         ``inputs``: ``{node_id: {param: value}}`` goes to that node only; any other key goes
         to every node that takes a parameter of that name. Raises :class:`NodeInputError`
-        before anything runs when a node's required input has no source.
+        before anything runs when a node's required input has no source. ``soft_time_limit``
+        / ``time_limit`` (seconds) cancel the run and raise :class:`SoftTimeLimitExceeded` /
+        :class:`HardTimeLimitExceeded`. Awaited from asyncio, the run happens under Trio in a
+        worker thread.
         """
+        check_time_limits(soft_time_limit, time_limit)
+        run = self._new_run(workflow, inputs, continue_on_error)
+        timeout = execution_timeout or self.execution_timeout
+
+        async def go() -> WorkflowResult:
+            return await run_limited(functools.partial(run.run, timeout), soft_time_limit, time_limit)
+
+        return await await_in_trio(go)
+
+    async def execute_async(
+        self,
+        workflow: Workflow,
+        parameters: Mapping[str, Any] | None = None,
+        *,
+        soft_time_limit: float | None = None,
+        time_limit: float | None = None,
+        **options: Any,
+    ) -> WorkflowResult:
+        """Kailash's name for :meth:`execute_workflow_async` with ``parameters``."""
+        options.pop("task_manager", None)
+        return await self.execute_workflow_async(
+            workflow, parameters, soft_time_limit=soft_time_limit, time_limit=time_limit, **options
+        )
+
+    def _new_run(
+        self, workflow: Workflow, inputs: Mapping[str, Any] | None, continue_on_error: bool | None
+    ) -> _Run:
         if isinstance(workflow, WorkflowBuilder):
             raise TypeError("execute_workflow_async takes a built workflow: call builder.build() first")
         if not isinstance(workflow, Workflow):
             raise TypeError(f"execute_workflow_async takes a Workflow, got {type(workflow).__name__}")
-        run = _Run(
+        plan = workflow.plan()
+        if plan.cycles:
+            raise NotImplementedError(
+                f"workflow {plan.workflow_id!r} has cycles ({', '.join(c.cycle_id for c in plan.cycles)}); "
+                "trioworks.dag does not run cyclic workflows yet (issue 12)"
+            )
+        if inputs is not None and not isinstance(inputs, Mapping):
+            raise TypeError(f"workflow inputs must be a mapping, got {type(inputs).__name__}")
+        merged = dict(getattr(workflow, "workflow_parameters", None) or {})
+        merged.update(inputs or {})
+        for node_id, names in (getattr(workflow, "workflow_inputs", None) or {}).items():
+            for outer, inner in names.items():
+                if outer in merged:
+                    scoped = dict(merged.get(node_id) or {})
+                    scoped[inner] = merged[outer]
+                    merged[node_id] = scoped
+        return _Run(
             self,
-            workflow,
-            inputs or {},
+            plan,
+            merged,
             self.continue_on_error if continue_on_error is None else continue_on_error,
         )
-        return await run.run(execution_timeout or self.execution_timeout)
 
     def execute(
         self,
@@ -149,11 +226,16 @@ class AsyncLocalRuntime:
         ``parameters=`` is accepted as LocalRuntime's name for ``inputs``.
         """
 
-        async def main() -> WorkflowResult:
-            async with self:
-                return await self.execute_workflow_async(workflow, inputs or parameters, **options)
+        from ._node_api import _run_trio_sync
 
-        return trio.run(main)
+        async def main() -> WorkflowResult:
+            try:
+                return await self.execute_workflow_async(workflow, inputs or parameters, **options)
+            finally:
+                with trio.CancelScope(shield=True):
+                    await self.cleanup()
+
+        return _run_trio_sync(main)
 
     async def cleanup(self) -> None:
         """Clean up the resource registry's resources (reverse creation order). Idempotent."""
@@ -165,18 +247,33 @@ class AsyncLocalRuntime:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.cleanup()
+        self.close()
 
 
-def resolve_path(output: Any, path: str, *, node_id: str, field: str, source: str) -> Any:
+def resolve_path(
+    output: Any, path: str, *, node_id: str, field: str, source: str, strict: bool = True
+) -> Any:
     """Follow a dotted ``path`` through mappings (and sequence indexes) of ``output``."""
-    return _follow(output, path, tuple(path.split(".")), node_id, field, source)
+    return _follow(output, path, tuple(path.split(".")), node_id, field, source, strict)
 
 
-def _follow(output: Any, path: str, keys: tuple[str, ...], node_id: str, field: str, source: str) -> Any:
+def _follow(
+    output: Any, path: str, keys: tuple[str, ...], node_id: str, field: str, source: str, strict: bool = True
+) -> Any:
     value = output
     for key in keys:
         if type(value) is dict and key in value:  # the common case, without an ABC check
             value = value[key]
+        elif not strict and (value is None or (isinstance(value, Mapping) and key not in value)):
+            # Kailash: a missing key gives None (logged), not an error.
+            log.debug(
+                "node %r, input %r: path %r of node %r's output is missing: None",
+                node_id,
+                field,
+                path,
+                source,
+            )
+            return None
         elif isinstance(value, Mapping):
             if key not in value:
                 raise MappingPathError(node_id, field, source, path, key, [str(k) for k in value])
@@ -203,12 +300,15 @@ class _Run:
     def __init__(
         self,
         runtime: AsyncLocalRuntime,
-        workflow: Workflow,
+        workflow: Plan,
         inputs: Mapping[str, Any],
         continue_on_error: bool,
     ) -> None:
         self.rt = runtime
         self.wf = workflow
+        self.mode = runtime.conditional_execution  # None: trioworks' routing (only the taken key)
+        self.strict = workflow.strict or runtime.connection_validation == "strict"
+        self._routers: dict[str, Any] = {}
         self.continue_on_error = continue_on_error
         self.result = WorkflowResult(workflow_id=workflow.workflow_id, run_id=f"run-{uuid.uuid4().hex[:12]}")
         self.result.statuses = dict.fromkeys(workflow.order, NodeStatus.PENDING)
@@ -241,6 +341,10 @@ class _Run:
         """Check before anything runs that every required input has a source."""
         for node_id in self.wf.order:
             spec = self.wf.nodes[node_id]
+            if spec.fn is None and not self.strict:
+                # Code and Node objects: a missing input is the node's own business (Kailash:
+                # a NameError the code may catch, or the node's declared-parameter check).
+                continue
             for key in self.scoped.get(node_id, {}):
                 if not spec.accepts_any and not spec.takes(key):
                     raise NodeInputError(
@@ -265,7 +369,7 @@ class _Run:
 
     def _inputs(self, node_id: str, spec: NodeSpec) -> dict[str, Any]:
         kwargs = dict(spec.defaults)
-        if self.shared and not spec.accepts_any:
+        if self.shared and (not spec.accepts_any or spec.instance is not None):
             kwargs.update((k, v) for k, v in self.shared.items() if spec.takes(k))
         if node_id in self.scoped:
             kwargs.update(self.scoped[node_id])
@@ -277,7 +381,13 @@ class _Run:
 
     def _edge_value(self, node_id: str, edge: Edge) -> Any:
         return _follow(
-            self.result.results[edge.source], edge.path, edge.keys, node_id, edge.input, edge.source
+            self.result.results[edge.source],
+            edge.path,
+            edge.keys,
+            node_id,
+            edge.input,
+            edge.source,
+            self.strict,
         )
 
     # -- scheduling -----------------------------------------------------------
@@ -338,8 +448,14 @@ class _Run:
     def _resolve_edges(self, node_id: str, output: Mapping[str, Any] | None, dead_reason: str) -> list[str]:
         """Mark ``node_id``'s outgoing edges resolved; return the targets now ready."""
         ready = []
+        switch = self.wf.nodes[node_id].kind is NodeKind.SWITCH
         for edge in self.wf.outbound[node_id]:
-            if output is None or edge.root not in output:
+            if output is None:
+                self.dead[edge.target][edge] = dead_reason
+            elif switch and (
+                (self.mode is None and edge.root not in output)
+                or (self.mode == "skip_branches" and output.get(edge.root) is None)
+            ):
                 self.dead[edge.target][edge] = dead_reason
             self.unresolved[edge.target] -= 1
             if self.unresolved[edge.target] == 0:
@@ -347,9 +463,21 @@ class _Run:
         return ready
 
     def _route(self, node_id: str, spec: NodeSpec) -> dict[str, Any]:
+        if self.mode is not None:
+            # Kailash's SwitchNode / MergeNode, evaluated inline (no thread hop).
+            router = self._routers.get(node_id)
+            if router is None:
+                router = spec.instance
+                if router is None:
+                    from ._node_api import MergeNode, SwitchNode
+
+                    cls = SwitchNode if spec.kind is NodeKind.SWITCH else MergeNode
+                    router = cls(_node_id=node_id, **spec.routing)
+                self._routers[node_id] = router
+            return router.execute(**self._inputs(node_id, spec))
         if spec.kind is NodeKind.SWITCH:
             kwargs = self._inputs(node_id, spec)
-            return switch_output(node_id, spec.routing, kwargs["input_data"])
+            return switch_output(node_id, spec.routing, kwargs.get("input_data"))
         # A merge passes on its first live input, in connection order.
         edge = next(e for e in self.wf.inbound[node_id] if e not in self.dead[node_id])
         first = self._edge_value(node_id, edge)
@@ -421,7 +549,7 @@ class _Run:
             self._settle(self._failed(node_id, exc, attempts))
             return
         assert started_at is not None
-        output = {RESULT: value}
+        output = value if spec.raw_output else {RESULT: value}
         self._completed(node_id, output, trio.current_time() - started_at, attempts)
         self._settle(self._resolve_edges(node_id, output, _NOT_TAKEN))
 
@@ -433,19 +561,25 @@ class _Run:
 
         if spec.kind is NodeKind.ASYNC:
             if spec.code is not None:
-                return await run_async_code(node_id, spec.code, kwargs, {"get_resource": self._resource})
+                return await run_async_code(
+                    node_id, spec.code, kwargs, {"get_resource": self._resource}, self.wf.strict
+                )
+            if spec.instance is not None:
+                return await spec.instance.execute_async(**kwargs)
             assert spec.fn is not None
             return await spec.fn(**kwargs)
         if spec.kind is NodeKind.PROCESS:
             if spec.source is not None:
-                job = functools.partial(run_source, node_id, spec.source, kwargs)
+                job = functools.partial(run_source, node_id, spec.source, kwargs, self.wf.strict)
             else:
                 assert spec.fn is not None
                 job = functools.partial(spec.fn, **kwargs)
             return await run_in_process(job, limiter=self.rt.process_limiter, on_cancel=on_cancel)
         if spec.code is not None:
             extra = {"get_resource": self._resource_from_thread}
-            job = functools.partial(run_code, node_id, spec.code, kwargs, extra)
+            job = functools.partial(run_code, node_id, spec.code, kwargs, extra, self.wf.strict)
+        elif spec.instance is not None:
+            job = functools.partial(spec.instance.execute, **kwargs)
         else:
             assert spec.fn is not None
             job = functools.partial(spec.fn, **kwargs)
@@ -502,6 +636,15 @@ class _Run:
         )
         if self.continue_on_error:
             return self._resolve_edges(node_id, None, _FAILED)
+        if self.mode is not None and not self.wf.outbound[node_id]:
+            # Kailash: a failing node nothing depends on does not stop the run; its result
+            # records the error.
+            self.result.results[node_id] = {
+                "error": str(exc),
+                "error_type": type(exc).__name__,
+                "failed": True,
+            }
+            return []
         if self.failure is None:
             self.failure = (node_id, exc)
             assert self.nursery is not None

@@ -1,0 +1,123 @@
+"""Kailash drop-in behaviour on the Trio engine (issue 12): LocalRuntime, node objects, routing modes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from trioworks.dag import (
+    AsyncLocalRuntime,
+    LocalRuntime,
+    MappingPathError,
+    Node,
+    NodeParameter,
+    PythonCodeNode,
+    SwitchNode,
+    Workflow,
+    WorkflowBuilder,
+    WorkflowExecutionError,
+    WorkflowValidationError,
+)
+
+
+class Double(Node):
+    def get_parameters(self) -> dict[str, NodeParameter]:
+        return {"x": NodeParameter(name="x", type=int, required=True)}
+
+    def run(self, **kwargs: Any) -> dict[str, Any]:
+        return {"doubled": kwargs["x"] * 2}
+
+
+def switched() -> Workflow:
+    wf = Workflow("sw", "switch")
+    wf.add_node("switch", SwitchNode(condition_field="status", operator="==", value="ok"))
+    wf.add_node("yes", PythonCodeNode(name="yes", code="result = {'branch': 'yes', 'got': input}"))
+    wf.add_node("no", PythonCodeNode(name="no", code="result = {'branch': 'no', 'got': input}"))
+    wf.connect("switch", "yes", {"true_output": "input"})
+    wf.connect("switch", "no", {"false_output": "input"})
+    return wf
+
+
+def test_local_runtime_returns_results_and_run_id_and_converts_declared_types() -> None:
+    wf = Workflow("w", "w")
+    wf.add_node("d", Double())
+    with LocalRuntime() as runtime:
+        results, run_id = runtime.execute(wf, parameters={"d": {"x": "21"}})
+    assert results == {"d": {"doubled": 42}}
+    assert isinstance(run_id, str)
+    assert runtime.ref_count == 0
+
+
+def test_route_data_runs_both_branches_and_skip_branches_skips_one() -> None:
+    results, _ = LocalRuntime().execute(switched(), parameters={"switch": {"input_data": {"status": "ok"}}})
+    assert results["switch"]["condition_result"] is True
+    assert results["switch"]["false_output"] is None
+    assert results["yes"] == {"result": {"branch": "yes", "got": {"status": "ok"}}}
+    assert results["no"] == {"result": {"branch": "no", "got": None}}
+    results, _ = LocalRuntime(conditional_execution="skip_branches").execute(
+        switched(), parameters={"switch": {"input_data": {"status": "ok"}}}
+    )
+    assert "yes" in results and "no" not in results
+
+
+def test_bad_modes_are_rejected_by_name() -> None:
+    with pytest.raises(ValueError, match=r"conditional_execution.*'sometimes'"):
+        LocalRuntime(conditional_execution="sometimes")
+    with pytest.raises(ValueError, match="connection_validation"):
+        LocalRuntime(connection_validation="loose")
+
+
+def test_lenient_by_default_strict_on_request() -> None:
+    def lenient(strict: bool) -> WorkflowBuilder:
+        wb = WorkflowBuilder(strict=strict)
+        wb.add_node("PythonCodeNode", "a", {"code": "result = {'n': 1}"})
+        wb.add_node("PythonCodeNode", "b", {"code": "try:\n    m\nexcept NameError:\n    m = 0\nresult = m"})
+        wb.add_connection("a", "result.missing", "b", "m")
+        return wb
+
+    results, _ = LocalRuntime().execute(lenient(False).build())
+    assert results["b"] == {"result": None}  # Kailash: a missing key is None
+    with pytest.raises(WorkflowExecutionError) as info:
+        AsyncLocalRuntime().execute(lenient(True).build())
+    assert isinstance(info.value.__cause__, MappingPathError)
+
+
+def test_an_input_fed_twice_takes_the_later_connection_unless_strict() -> None:
+    def fed_twice(strict: bool) -> WorkflowBuilder:
+        wb = WorkflowBuilder(strict=strict)
+        wb.add_node("PythonCodeNode", "a", {"code": "result = 'a'"})
+        wb.add_node("PythonCodeNode", "b", {"code": "result = 'b'"})
+        wb.add_node("PythonCodeNode", "c", {"code": "result = v"})
+        wb.add_connection("a", "result", "c", "v")
+        wb.add_connection("b", "result", "c", "v")
+        return wb
+
+    results, _ = LocalRuntime().execute(fed_twice(False).build())
+    assert results["c"] == {"result": "b"}
+    with pytest.raises(WorkflowValidationError, match="fed twice"):
+        fed_twice(True).build()
+
+
+def test_a_failing_leaf_is_recorded_and_a_failing_inner_node_raises() -> None:
+    wf = Workflow("f", "f")
+    wf.add_node("boom", PythonCodeNode(name="boom", code="raise ValueError('no luck')"))
+    results, _ = LocalRuntime().execute(wf)
+    assert results["boom"]["failed"] is True and "no luck" in results["boom"]["error"]
+    wf.add_node("after", PythonCodeNode(name="after", code="result = x"))
+    wf.connect("boom", "after", {"result": "x"})
+    with pytest.raises(WorkflowExecutionError, match="no luck"):
+        LocalRuntime().execute(wf)
+
+
+def test_time_limits_are_checked_at_entry() -> None:
+    wf = WorkflowBuilder()
+    wf.add_node("PythonCodeNode", "a", {"code": "result = 1"})
+    built = wf.build()
+    for soft, hard, match in (
+        (-1, None, "soft_time_limit"),
+        (None, float("inf"), "finite"),
+        (2, 1, "strictly less"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            LocalRuntime().execute(built, soft_time_limit=soft, time_limit=hard)
