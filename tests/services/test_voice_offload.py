@@ -17,9 +17,9 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # as docs/memory.md says a s
 
 import pytest
 import trio
-from _offloaded import CallSites
 from voice_helpers import PHRASES, speak_wav
 
+from _offloaded import CallSites
 from trioworks.bus import Bus, FinalTranscript, InProcessBroker, InProcessTransport
 from trioworks.services.memory import MemoryService, MemoryStore, MiniLM, _bm25
 from trioworks.services.stt import Recognizer, SttConfig, SttService, wav_source

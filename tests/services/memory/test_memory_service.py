@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 import trio
 import trio.testing
-from _offloaded import CallSites
 from memory_helpers import HashEmbedder, Replies, client, running, texts_of
 
+from _offloaded import CallSites
 from trioworks.bus import (
     Bus,
     FinalTranscript,

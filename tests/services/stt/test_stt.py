@@ -13,10 +13,10 @@ import hypothesis.strategies as st
 import pytest
 import trio
 import trio.testing
-from _offloaded import CallSites
 from hypothesis import given, settings
 from stt_helpers import PHRASES, Collector, speak_wav
 
+from _offloaded import CallSites
 from trioworks.bus import Bus, FinalTranscript, InProcessBroker, InProcessTransport, MicCommand, TtsStatus
 from trioworks.services._audio import AudioError, ProgramMissing
 from trioworks.services.stt import (
