@@ -299,7 +299,12 @@ def test_the_demo_voice_section_holds_on_a_real_run(question_wav: Path) -> None:
     io = _quiet()
     highlights = _demo_voice.voice_section(io, False)
     assert len(highlights) == 5
-    assert all(h.ok for h in highlights), [h.text for h in highlights if not h.ok]
+    *claims, first_audio = highlights
+    assert all(h.ok for h in claims), [h.text for h in claims if not h.ok]
+    # The last one judges a wall-clock figure (transcript -> first audio) against its target: the
+    # machine's load decides that verdict, so here it must only have been measured. How it judges
+    # is tested below with made-up runs; the figure itself is benchmarks/voice.py's.
+    assert "no speaking_start seen" not in first_audio.text and " ms, within " in first_audio.text
     shown = io.out.file.getvalue()
     assert "transcript  where does my sister live" in shown and f"From memory: {FACT}" in shown
 
