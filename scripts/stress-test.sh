@@ -60,13 +60,19 @@ if [ "${STRESS_WITH:-}" != python ] && { command -v stress-ng >/dev/null 2>&1 ||
     say "load: stress-ng --cpu $workers (pid $!)"
 else
     for _ in $(seq "$workers"); do
-        # A busy loop that checks now and then whether this script is still its parent.
-        python3 -c '
+        # A busy loop that checks now and then whether this script still runs. "$python" is the
+        # interpreter itself: a wrapper (a pyenv shim, say) could leave the loop as its child,
+        # out of reach of the kill below.
+        "$python" -c '
 import os, sys
 parent = int(sys.argv[1])
-while os.getppid() == parent:
+while True:
     for _ in range(1_000_000):
         pass
+    try:
+        os.kill(parent, 0)
+    except ProcessLookupError:
+        break
 ' "$$" &
         load_pids+=($!)
     done
