@@ -24,7 +24,7 @@ from trioworks.bus import Bus, FinalTranscript, InProcessBroker, InProcessTransp
 from trioworks.services.memory import MemoryService, MemoryStore, MiniLM, _bm25
 from trioworks.services.stt import Recognizer, SttConfig, SttService, wav_source
 
-DOCUMENTS = 48
+DOCUMENTS = 16
 
 
 async def test_stt_and_embedding_at_once_keep_their_work_off_the_loop(

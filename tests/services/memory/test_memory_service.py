@@ -251,7 +251,7 @@ async def test_ingest_embeds_stores_and_indexes_off_the_loop(
     """Where a batch's embedding (the real model), SQLite write and BM25 build ran: in threads,
     never on the loop. (The loop lag meanwhile is a benchmark: ``benchmarks/voice.py --only lag``.)"""
     texts = [
-        f"Remind me that meeting number {i} with Alice is on Tuesday at {i % 12 + 1} pm." for i in range(48)
+        f"Remind me that meeting number {i} with Alice is on Tuesday at {i % 12 + 1} pm." for i in range(8)
     ]
     sites = CallSites()
     sites.patch(monkeypatch, MiniLM, "encode")
