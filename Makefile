@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint unit bench bench-dag bench-worker bench-server bench-voice clean system-deps
+.PHONY: demo test test-under-load lint unit bench bench-dag bench-worker bench-server bench-voice clean system-deps
 
 # OS packages (postgresql, mosquitto, espeak-ng, sox) via apt-get, only those missing; seconds when
 # all are present. Never fails: tests that need a program it could not install skip and name it.
@@ -32,6 +32,11 @@ unit: system-deps $(STAMP)
 	$(BIN)/python -m pytest -q
 
 test: system-deps lint unit
+
+# The unit tests again while every core is kept busy (stress-ng, or busy Python loops): the
+# verdicts must not depend on the machine's speed or load. Prints the run's time and slowest tests.
+test-under-load: system-deps $(STAMP)
+	PYTHON=$(BIN)/python bash scripts/stress-test.sh
 
 $(VENV)/.bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'

@@ -385,3 +385,21 @@ class PersistentMosquitto(MosquittoBroker):
         with self.config.open("a", encoding="utf-8") as config:
             # mosquitto 2.0 saves connected clients' sessions only on autosave, not at shutdown.
             config.write(f"persistence true\npersistence_location {self.root}/\nautosave_interval 1\n")
+
+    def _saved(self) -> tuple[int, int] | None:
+        try:
+            stat = (self.root / "mosquitto.db").stat()  # written aside, then renamed into place
+        except FileNotFoundError:
+            return None
+        return stat.st_ino, stat.st_mtime_ns
+
+    def wait_for_save(self, *, timeout: float = 30) -> None:
+        """Block until the broker has saved its state after this call began (an autosave comes
+        every second), so that every session as it stands now survives a restart. (Polls the
+        file: the broker gives no other sign of a save.)"""
+        before = self._saved()
+        deadline = time.monotonic() + timeout
+        while self._saved() == before:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"mosquitto did not save {self.root}/mosquitto.db in {timeout} s")
+            time.sleep(0.02)

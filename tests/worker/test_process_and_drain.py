@@ -17,6 +17,7 @@ pytestmark = pytest.mark.slow
 
 reasons: list[CancelReason | None] = []
 release = threading.Event()
+waiting = threading.Event()
 
 
 @activity()
@@ -31,6 +32,7 @@ async def sleeper(params: dict, ctx: ActivityContext) -> ActivityResult:
 
 @activity()
 def waiter(params: dict, ctx: ActivityContext) -> ActivityResult:
+    waiting.set()
     release.wait(params["seconds"])
     return ActivityResult.value("waited", True)
 
@@ -69,16 +71,24 @@ async def test_drain_lets_running_work_finish(fake: FakeServer, start_worker, au
 async def test_drain_timeout_cancels_async_thread_and_process_work(fake: FakeServer, start_worker) -> None:
     reasons.clear()
     release.clear()
+    waiting.clear()
+    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    port = listeners[0].socket.getsockname()[1]
     a = fake.add("sleeper", {"seconds": 600})
     t = fake.add("waiter", {"seconds": 60})
-    p = fake.add("spin", {"seconds": 60})
+    p = fake.add("spin_reporting", {"seconds": 60, "port": port})
     quick = fake.add("sleeper", {"seconds": 0.2})
     worker = await start_worker(
-        [sleeper, waiter, worker_procs.spin], max_activities=4, max_processes=1, shutdown_timeout=1.5
+        [sleeper, waiter, worker_procs.spin_reporting],
+        max_activities=4,
+        max_processes=1,
+        shutdown_timeout=1.5,
     )
     try:
-        await wait_until(lambda: quick.status == "completed", limit=30)
-        await trio.sleep(1)  # give the process a moment to start
+        with trio.fail_after(30):
+            async with listeners[0], await listeners[0].accept():  # the process activity is running
+                pass
+        await wait_until(lambda: quick.status == "completed" and waiting.is_set(), limit=30)
         with trio.fail_after(20):
             await worker.drain()
     finally:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import time
 
 from trioworks.worker import ActivityResult, activity
@@ -15,6 +16,15 @@ def square(params: dict) -> ActivityResult:
 
 @activity(process=True)
 def spin(params: dict) -> ActivityResult:
+    time.sleep(params["seconds"])
+    return ActivityResult.value("done", True)
+
+
+@activity(process=True)
+def spin_reporting(params: dict) -> ActivityResult:
+    """``spin`` that first tells the test it is running by connecting to ``params["port"]``."""
+    with socket.create_connection(("127.0.0.1", params["port"])):
+        pass
     time.sleep(params["seconds"])
     return ActivityResult.value("done", True)
 

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import gc
 import hashlib
 import re
-from collections.abc import AsyncIterator, Iterator, Sequence
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import numpy as np
@@ -120,14 +119,3 @@ async def client(broker: InProcessBroker, name: str = "llm") -> AsyncIterator[Bu
         await nursery.start(bus.run)
         yield bus
         nursery.cancel_scope.cancel()
-
-
-@contextmanager
-def frozen_heap() -> Iterator[None]:
-    """Keep every object that exists now out of garbage collections until the block ends."""
-    gc.collect()
-    gc.freeze()
-    try:
-        yield
-    finally:
-        gc.unfreeze()

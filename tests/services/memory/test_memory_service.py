@@ -5,6 +5,7 @@ clock (the autojump clock would jump past deadlines while a thread works); each 
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import time
@@ -15,8 +16,9 @@ import numpy as np
 import pytest
 import trio
 import trio.testing
-from memory_helpers import HashEmbedder, Replies, client, frozen_heap, running, texts_of
+from memory_helpers import HashEmbedder, Replies, client, running, texts_of
 
+from _offloaded import CallSites
 from trioworks.bus import (
     Bus,
     FinalTranscript,
@@ -30,7 +32,7 @@ from trioworks.bus import (
     TtsSay,
 )
 from trioworks.core import RestartPolicy, RetryPolicy
-from trioworks.services.memory import MemoryService, MemoryStore, MemoryStoreError
+from trioworks.services.memory import MemoryService, MemoryStore, MemoryStoreError, MiniLM, _bm25
 
 
 def health(broker: InProcessBroker) -> dict[str, object]:
@@ -59,8 +61,8 @@ async def test_query_gets_results_with_its_correlation_id_while_other_messages_f
             await llm.subscribe("llm/stream", streamed)
             async with trio.open_nursery() as nursery:
 
-                async def stream() -> None:  # other traffic on the same bus, all along
-                    for seq in range(200):
+                async def stream() -> None:  # other traffic on the same bus, until the reply
+                    for seq in itertools.count():
                         await llm.publish("llm/stream", LLMStreamDelta(id="r", seq=seq, delta="x"))
                         await trio.sleep(0.001)
 
@@ -70,10 +72,10 @@ async def test_query_gets_results_with_its_correlation_id_while_other_messages_f
                     "memory/query",
                     MemoryQuery(text="weather paris", top_k=2),
                     reply_topic="memory/results",
-                    timeout=5,
+                    timeout=15,
                     id="corr-123",
                 )
-                assert len(streamed.messages) < 200  # answered while the stream was still flowing
+                nursery.cancel_scope.cancel()  # the stream flowed all along: it ends only now
             assert reply.envelope.id == "corr-123" and reply.envelope.source == "memory"
             results: MemoryResults = reply.data
             assert texts_of(results)[0] == "what is the weather in paris"
@@ -148,9 +150,8 @@ async def test_a_bad_query_is_answered_at_once_not_after_the_requesters_deadline
             # the attrs validator): it gets an error reply at once, not a RequestTimeout.
             query = MemoryQuery(text="weather")
             object.__setattr__(query, "top_k", 99)
-            started = trio.current_time()
-            reply = await llm.request("memory/query", query, reply_topic="memory/results", timeout=5)
-            assert trio.current_time() - started < 2.5
+            # Never answered, the request would raise RequestTimeout: an error reply is the point.
+            reply = await llm.request("memory/query", query, reply_topic="memory/results", timeout=15)
             assert reply.data.error is not None and "$.data.top_k" in reply.data.error
 
 
@@ -244,56 +245,29 @@ async def test_ingest_failures_are_restarted_then_fail_the_service(
     assert "memory-ingest" in str(health(memory_broker)["err"])
 
 
-async def _ingest_lag(
-    broker: InProcessBroker, db: Path, minilm: object, texts: list[str]
-) -> tuple[float, float]:
-    """(worst loop lag, seconds busy) of a ticker while ``texts`` are ingested in one batch."""
-    worst = 0.0
-    # As docs/memory.md advises for a service process: objects that exist after start-up (here:
-    # everything the whole test session imported and built) are kept out of full collections,
-    # which would otherwise walk them all while holding the GIL, whatever the service does.
-    with trio.fail_after(60), frozen_heap():
-        async with (
-            running(broker, db, minilm, ingest_batch=len(texts)) as memory,
-            client(broker) as stt,
-        ):
-            async with trio.open_nursery() as nursery:
-
-                async def ticker() -> None:
-                    nonlocal worst
-                    while True:
-                        before = trio.current_time()
-                        await trio.sleep(0.005)
-                        worst = max(worst, trio.current_time() - before - 0.005)
-
-                nursery.start_soon(ticker)
-                started = trio.current_time()
-                await say(stt, *texts)
-                await memory.wait_documents(len(texts))
-                await memory.indexer.wait_indexed(len(texts))
-                busy = trio.current_time() - started
-                nursery.cancel_scope.cancel()
-    return worst, busy
-
-
-async def test_ingest_does_not_block_the_loop(tmp_path: Path, minilm: object) -> None:
-    """A ticker's worst lag while a batch is embedded (real model, real clock)."""
+async def test_ingest_embeds_stores_and_indexes_off_the_loop(
+    tmp_path: Path, minilm: MiniLM, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where a batch's embedding (the real model), SQLite write and BM25 build ran: in threads,
+    never on the loop. (The loop lag meanwhile is a benchmark: ``benchmarks/voice.py --only lag``.)"""
     texts = [
-        f"Remind me that meeting number {i} with Alice is on Tuesday at {i % 12 + 1} pm." for i in range(48)
+        f"Remind me that meeting number {i} with Alice is on Tuesday at {i % 12 + 1} pm." for i in range(8)
     ]
-    lags: list[float] = []
-    for run in range(3):
-        worst, busy = await _ingest_lag(InProcessBroker(), tmp_path / f"m{run}.db", minilm, texts)
-        print(f"ingest of 48: {busy:.2f} s, worst loop lag {worst * 1000:.1f} ms")
-        # The work took far longer than the bound, so doing it on the loop would have failed this.
-        assert busy > 0.2
-        lags.append(worst)
-        if worst < 0.05:
-            break
-    # The machine's cores are shared with other work, whose scheduling can stall any process
-    # now and then (that only adds lag): the bar must hold in one of three runs. Embedding on
-    # the loop would break it in every run.
-    assert min(lags) < 0.05, f"worst loop lag per run (ms): {[round(w * 1000, 1) for w in lags]}"
+    sites = CallSites()
+    sites.patch(monkeypatch, MiniLM, "encode")
+    sites.patch(monkeypatch, MemoryStore, "append")
+    sites.patch(monkeypatch, _bm25, "_prepare", "_load")
+    broker = InProcessBroker()
+    with trio.fail_after(60):
+        async with (
+            running(broker, tmp_path / "m.db", minilm, ingest_batch=len(texts)) as memory,
+            client(broker, "stt") as stt,
+        ):
+            await say(stt, *texts)
+            await memory.wait_documents(len(texts))
+            await memory.indexer.wait_indexed(len(texts))
+    assert sites.labels() == {"MiniLM.encode", "MemoryStore.append", "_bm25._prepare", "_bm25._load"}
+    assert sites.on_loop() == []
 
 
 async def test_a_store_it_cannot_use_fails_the_start_with_a_clear_error(

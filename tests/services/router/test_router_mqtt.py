@@ -47,16 +47,13 @@ async def test_barge_in_over_mqtt_stops_llm_and_speech(fresh_mosquitto: Mosquitt
             await client.publish("stt/final", FinalTranscript(text="go on"))
             while len(on("tts/say")) < 2:
                 await wire.wait_for(len(wire.messages) + 1)
-            asked = trio.current_time()
             await client.publish("wake/event", WakeEvent(type="interrupt"))
             await router.wait_turns(1)
             turn = llm.requests[0].id
             while not [m for m in wire.messages if m.topic == "tts/status" and m.data.event == "stopped"]:
                 await wire.wait_for(len(wire.messages) + 1)
-            took = trio.current_time() - asked
             await trio.sleep(1)  # stragglers would show up by now
             nursery.cancel_scope.cancel()
-    assert took < 2.0, f"barge-in to silence took {took:.2f} s"
     assert turn in llm.cancelled and turn not in llm.finished
     (cancel,) = on("llm/cancel")
     assert max(on("tts/say")) < cancel

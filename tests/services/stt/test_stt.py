@@ -1,7 +1,7 @@
 """The stt service end to end on an in-process bus, with real espeak-ng audio and pocketsphinx.
 
-Audio is real, so these tests run in real time with generous bounds (no wall-clock bound
-tighter than seconds, except the loop-lag bar of the spec: 50 ms).
+Audio is real, so these tests run in real time; ``fail_after`` bounds only guard against a hang.
+That the loop stays free while decoding is shown by where the decoder runs (``_offloaded``).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import trio.testing
 from hypothesis import given, settings
 from stt_helpers import PHRASES, Collector, speak_wav
 
+from _offloaded import CallSites
 from trioworks.bus import Bus, FinalTranscript, InProcessBroker, InProcessTransport, MicCommand, TtsStatus
 from trioworks.services._audio import AudioError, ProgramMissing
 from trioworks.services.stt import (
@@ -82,51 +83,50 @@ async def test_wav_at_22khz_gives_partials_then_exact_finals(
 
 
 @pytest.mark.parametrize(
-    ("config", "texts"),
+    ("config", "texts", "where"),
     [
         # Phrases: decoded in a worker thread (each pocketsphinx call takes a few ms).
-        (GRAMMAR, list(PHRASES)),
+        (GRAMMAR, list(PHRASES), "thread"),
         # The general language model: in a decoder process (its calls hold the GIL for up to
         # ~400 ms, so in a thread the loop stalled 240-430 ms). These two it gets exactly right.
-        (SttConfig(), [PHRASES[1], PHRASES[2]]),
+        (SttConfig(), [PHRASES[1], PHRASES[2]], "process"),
     ],
     ids=["phrases-thread", "general-lm-process"],
 )
-async def test_the_loop_stays_responsive_while_decoding(
-    broker: InProcessBroker, espeak_ng: str, sox: str, tmp_path: Path, config: SttConfig, texts: list[str]
+async def test_decoding_never_runs_on_the_loop(
+    broker: InProcessBroker,
+    espeak_ng: str,
+    sox: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    config: SttConfig,
+    texts: list[str],
+    where: str,
 ) -> None:
+    """Where the decoder ran, not how long a ticker waited: the loop-lag figures are measured
+    by ``benchmarks/voice.py --only lag`` (docs/performance.md), not asserted here."""
     wav = speak_wav(espeak_ng, sox, tmp_path / "many.wav", texts, rate=16000)
-    worst: list[float] = []
-    # The machine's cores are shared with other work, whose scheduling can stall any process now
-    # and then (that only adds lag): the bar must hold in one of three runs. Decoding on the loop
-    # would break it in every run.
-    for _ in range(3):
-        lags: list[float] = []
-        stt = SttService(
-            Bus(InProcessTransport(broker), source="stt"),
-            config,
-            source=wav_source(wav, limiter=trio.CapacityLimiter(1)),  # as fast as it decodes
-        )
-
-        async def ticker(lags: list[float] = lags) -> None:
-            while True:
-                before = trio.current_time()
-                await trio.sleep(0.005)
-                lags.append(trio.current_time() - before - 0.005)
-
-        with trio.fail_after(30):
-            async with trio.open_nursery() as nursery:
-                _, got = await _listen(broker, nursery)
-                await nursery.start(stt.run)
-                nursery.start_soon(ticker)
-                await stt.finished.wait()
-                nursery.cancel_scope.cancel()
-        assert [m.data.text for m in got.messages if m.topic == "stt/final"] == texts
-        assert len(lags) > 20
-        worst.append(max(lags))
-        if worst[-1] < 0.05:
-            break
-    assert min(worst) < 0.05, f"worst loop lag per run (ms): {[round(w * 1000, 1) for w in worst]}"
+    sites = CallSites()
+    sites.patch(monkeypatch, Recognizer, "__init__", "feed", "flush", "reset")
+    stt = SttService(
+        Bus(InProcessTransport(broker), source="stt"),
+        config,
+        source=wav_source(wav, limiter=trio.CapacityLimiter(1)),  # as fast as it decodes
+    )
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            _, got = await _listen(broker, nursery)
+            await nursery.start(stt.run)
+            await stt.finished.wait()
+            nursery.cancel_scope.cancel()
+    assert [m.data.text for m in got.messages if m.topic == "stt/final"] == texts
+    if where == "thread":
+        # Every decoder call (loading it included) in a worker thread, none on the loop.
+        assert {"Recognizer.__init__", "Recognizer.feed"} <= sites.labels()
+        assert sites.on_loop() == []
+    else:
+        # The transcripts came from the decoder process: no decoder call in this one at all.
+        assert sites.calls == []
 
 
 async def test_process_backend_reports_config_errors_and_death() -> None:

@@ -44,12 +44,10 @@ async def test_stop_over_mqtt_reaches_playback_and_stt_hears_tts(
             # The original's bug: stop arrived only after speech ended. Here it cuts ~80 s short.
             await client.publish("tts/say", TtsSay(text=LONG, utt_id="long"))
             await status.wait_event("speaking_start", "long")
-            await trio.sleep(0.3)
-            asked = trio.current_time()
             await client.publish("tts/control", TtsControl(action="stop", reason="barge-in"))
-            stopped = await status.wait_event("stopped", "long")
-            assert trio.current_time() - asked < 1.0
+            stopped = await status.wait_event("stopped", "long")  # not ~80 s later: fail_after
             assert stopped.data.reason == "barge-in"
+            assert ("speaking_end", "long") not in status.events()
 
             await client.publish("tts/say", TtsSay(text=PHRASE, utt_id="phrase"))
             await status.wait_event("speaking_end", "phrase")
