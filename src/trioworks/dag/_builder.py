@@ -10,6 +10,7 @@ import attrs
 
 from ..core import RetryPolicy
 from ._errors import CycleError, WorkflowValidationError, did_you_mean
+from ._export import to_dot, to_mermaid
 from ._nodes import RESULT, NodeKind, NodeSpec, make_node
 
 __all__ = ["Edge", "Workflow", "WorkflowBuilder"]
@@ -46,13 +47,9 @@ class Workflow:
     outbound: Mapping[str, tuple[Edge, ...]]
 
     def to_dot(self) -> str:
-        from ._export import to_dot
-
         return to_dot(self)
 
     def to_mermaid(self) -> str:
-        from ._export import to_mermaid
-
         return to_mermaid(self)
 
 
