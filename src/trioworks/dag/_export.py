@@ -41,7 +41,7 @@ class _Graph(Protocol):
 _DOT_SHAPES = {NodeKind.SWITCH: "diamond", NodeKind.MERGE: "invtriangle", NodeKind.PROCESS: "box3d"}
 
 
-def _label(edge: Edge) -> str:
+def _label(edge: _Edge) -> str:
     source = "" if edge.path == RESULT else edge.path.removeprefix(f"{RESULT}.")
     return f"{source} → {edge.input}" if source else edge.input
 
