@@ -38,6 +38,7 @@ class _Graph(Protocol):
     @property
     def edges(self) -> Sequence[_Edge]: ...
 
+
 _DOT_SHAPES = {NodeKind.SWITCH: "diamond", NodeKind.MERGE: "invtriangle", NodeKind.PROCESS: "box3d"}
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import attrs
 
-from ._errors import ValidationFailed
+from .._errors import ValidationFailed
 
 __all__ = [
     "CompleteRequest",
