@@ -169,7 +169,7 @@ def _backends(
         ("sqlite", lambda name: SQLiteStorage(Path(tmp) / f"{name}.db", max_threads=args.pollers)),
     ]
     if make_pg is not None:
-        from trioworks.server._postgres import PostgresStorage
+        from trioworks.server import PostgresStorage
 
         backends.append(("postgres", lambda name: PostgresStorage(make_pg(name), max_threads=args.pollers)))
     return backends

@@ -216,6 +216,57 @@ PUBLIC: dict[str, set[str]] = {
         "parse_clients",
         "parse_definition",
     },
+    # The server's three layers: what each offers the others (trioworks.server is the stable API).
+    "trioworks.server.http": {
+        "Authenticator",
+        "Client",
+        "Context",
+        "build_app",
+        "hypercorn_guard",
+        "load_clients_file",
+        "parse_clients",
+        "secret_from_file",
+    },
+    "trioworks.server.rules": {
+        "KEY_PATTERN",
+        "Plan",
+        "Progress",
+        "RowSource",
+        "TemplateError",
+        "advance",
+        "claim_row",
+        "complete_row",
+        "expire_row",
+        "fail_row",
+        "fail_workflow",
+        "make_plan",
+        "new_activities",
+        "owned_check",
+        "parse_definition",
+        "pending_activity",
+        "progress",
+        "undeliverable_row",
+        "waiting_counts",
+        "workflow_failure",
+    },
+    "trioworks.server.storage": {
+        "FILENAME",
+        "POSTGRES",
+        "SQLITE",
+        "Connections",
+        "Dialect",
+        "FileStore",
+        "PostgresConnections",
+        "PostgresStorage",
+        "SQLiteConnections",
+        "SQLiteStorage",
+        "SqlStorage",
+        "Storage",
+        "Tx",
+        "check_filename",
+        "mask_url",
+        "open_storage",
+    },
     "trioworks.bus": CONTRACTS
     | {
         "Bus",
@@ -389,15 +440,12 @@ INTERNAL: dict[str, set[str]] = {
     "trioworks.dag._builder": {"CycleSpec"},
     "trioworks.dag._cycles": {"CycleBuilder"},
     "trioworks.dag._lifecycle": {"RuntimeLifecycle"},
-    # The server's insides: request plumbing, parsed bodies, the SQL layer under SqlStorage, the
-    # incremental scheduler, template evaluation. Users see Server, Storage and the models.
-    "trioworks.server._auth": {"Authenticator"},
+    # The server's insides: how a route is declared, parsed bodies, the SQL layer's parts under
+    # SqlStorage, template evaluation. Users see Server, Storage and the models.
+    "trioworks.server.http._routes": {"Endpoint", "Routes"},
     # hypercorn's connection handler with the send/EOF race guard, installed by Server.run.
-    "trioworks.server._hypercorn": {"GuardedTCPServer"},
-    "trioworks.server._files": {"FileStore"},
-    "trioworks.server._http": {"Context"},
-    "trioworks.server._progress": {"Plan", "Progress", "RowSource"},
-    "trioworks.server._requests": {
+    "trioworks.server.http._hypercorn": {"GuardedTCPServer"},
+    "trioworks.server.http._requests": {
         "CompleteRequest",
         "FailRequest",
         "PollRequest",
@@ -405,9 +453,9 @@ INTERNAL: dict[str, set[str]] = {
         "SubmitRequest",
         "WorkerRequest",
     },
-    "trioworks.server._sqlbase": {"Pool", "SqlBase", "Tx"},
-    "trioworks.server._sqlqueue": {"SqlQueue"},
-    "trioworks.server._templates": {"TemplateContext", "Unresolved"},
+    "trioworks.server.rules._templates": {"TemplateContext", "Unresolved"},
+    "trioworks.server.storage._queue": {"SqlQueue"},
+    "trioworks.server.storage._tables": {"Tables"},
     # A WAV header's numbers, inside the stt sources and tts sinks.
     "trioworks.services._audio": {"AudioFormat"},
     # The worker's machinery behind Worker: the per-activity runner, its limiters and report.

@@ -23,7 +23,7 @@ def _open_backend(name: str, tmp_path: Path, request: pytest.FixtureRequest) -> 
     if name == "sqlite":
         return SQLiteStorage(tmp_path / "server.db")
     if name == "postgres":
-        from trioworks.server._postgres import PostgresStorage
+        from trioworks.server import PostgresStorage
 
         # An empty database per test, in the session's throwaway cluster (tests/conftest.py);
         # skips the test when Postgres is not installed.
@@ -43,7 +43,7 @@ def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Storage]
 @pytest.fixture
 def pg(fresh_postgres_url: str) -> Iterator[Any]:
     """A :class:`PostgresStorage` on an empty database of its own (skips without Postgres)."""
-    from trioworks.server._postgres import PostgresStorage
+    from trioworks.server import PostgresStorage
 
     store = PostgresStorage(fresh_postgres_url, max_threads=8)
     try:

@@ -21,8 +21,7 @@ import trio
 from server_helpers import Api, activity, running_api
 
 from trioworks.cli import main
-from trioworks.server import Client, Server, ServerConfig, SQLiteStorage
-from trioworks.server._auth import load_clients_file, parse_clients
+from trioworks.server import Client, Server, ServerConfig, SQLiteStorage, load_clients_file, parse_clients
 
 ONE = {"name": "one", "activities": [activity("a", parameters={"x": "{{INPUT.x}}"})]}
 
@@ -137,7 +136,7 @@ async def test_case8_postgres_outage_is_a_503_with_one_log_line(
     server_config: ServerConfig, fresh_postgres_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
 
-    from trioworks.server._postgres import PostgresStorage
+    from trioworks.server import PostgresStorage
 
     # A short wait for a pooled connection, so that the test does not wait the default 10 s.
     store = PostgresStorage(fresh_postgres_url, max_threads=2, acquire_timeout=1.0)

@@ -1,6 +1,6 @@
 """The hypercorn send/EOF race guard, and the hypercorn internals it relies on.
 
-hypercorn offers no public hook for it (see ``trioworks/server/_hypercorn.py``), so this file
+hypercorn offers no public hook for it (see ``trioworks.server.http._hypercorn.py``), so this file
 pins what the guard assumes; an upgrade that changes any of it fails here rather than silently
 letting one client hang-up stop the server again.
 """
@@ -19,7 +19,7 @@ from hypercorn.events import RawData
 from hypercorn.trio.tcp_server import TCPServer
 from hypercorn.trio.worker_context import WorkerContext
 
-from trioworks.server._hypercorn import GuardedTCPServer, hypercorn_guard
+from trioworks.server.http._hypercorn import GuardedTCPServer, hypercorn_guard
 
 
 class LosingStream:

@@ -13,8 +13,7 @@ import trio
 from pg_helpers import claims_in_db, drain, fan_out, run_threads
 
 from _services import PostgresCluster, free_port
-from trioworks.server import Server, ServerConfig, StorageUnavailable, open_storage
-from trioworks.server._postgres import PostgresStorage
+from trioworks.server import PostgresStorage, Server, ServerConfig, StorageUnavailable, open_storage
 
 
 def test_schema_creation_is_safe_when_servers_start_together(fresh_postgres_url: str) -> None:
@@ -94,7 +93,7 @@ def test_open_storage_sizes_the_pool_from_the_limiters(fresh_postgres_url: str) 
     try:
         assert isinstance(store, PostgresStorage)
         # The storage limiter's threads, the control limiter's, and the server's opener.
-        assert (store.max_threads, store._pool.max_size) == (3, 3 + 1 + 1)  # type: ignore[attr-defined]
+        assert (store.max_threads, store.connections.pool.max_size) == (3, 3 + 1 + 1)  # type: ignore[attr-defined]
     finally:
         store.close()
 
@@ -107,5 +106,5 @@ async def test_server_sizes_its_postgres_pool_from_storage_threads(fresh_postgre
         server = Server(config)
         await nursery.start(server.run)
         assert server.storage is not None
-        assert (server.storage.max_threads, server.storage._pool.max_size) == (5, 5 + 2 + 1)  # type: ignore[attr-defined]
+        assert (server.storage.max_threads, server.storage.connections.pool.max_size) == (5, 5 + 2 + 1)  # type: ignore[attr-defined]
         nursery.cancel_scope.cancel()

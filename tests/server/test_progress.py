@@ -27,8 +27,8 @@ from trioworks.server import (
     WorkflowStatus,
     parse_definition,
 )
-from trioworks.server._engine import advance, complete_row, fail_row, fail_workflow
-from trioworks.server._progress import make_plan
+from trioworks.server.rules._engine import advance, complete_row, fail_row, fail_workflow
+from trioworks.server.rules._progress import make_plan
 
 S = ActivityStatus
 _names = itertools.count()

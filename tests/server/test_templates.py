@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from trioworks.server._templates import (
+from trioworks.server.rules._templates import (
     TemplateContext,
     TemplateError,
     Unresolved,

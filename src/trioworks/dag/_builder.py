@@ -18,6 +18,7 @@ from ._errors import (
     WorkflowValidationError,
     did_you_mean,
 )
+from ._export import to_dot, to_mermaid
 from ._nodes import RESULT, NodeKind, NodeSpec, make_node
 
 __all__ = ["Connection", "Edge", "Plan", "Workflow", "WorkflowBuilder"]
@@ -264,13 +265,9 @@ class Workflow:
         return self.plan().outbound
 
     def to_dot(self) -> str:
-        from ._export import to_dot
-
         return to_dot(self)
 
     def to_mermaid(self) -> str:
-        from ._export import to_mermaid
-
         return to_mermaid(self)
 
     def __repr__(self) -> str:

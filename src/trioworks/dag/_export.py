@@ -1,26 +1,53 @@
-"""DOT (Graphviz) and Mermaid text for a built workflow."""
+"""DOT (Graphviz) and Mermaid text for a built workflow.
+
+Written against the shape of a graph (:class:`_Graph`), not against ``_builder``'s classes, so
+that ``Workflow.to_dot()`` can call it without the two modules importing each other.
+"""
 
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING
+from collections.abc import Mapping, Sequence
+from typing import Protocol
 
-from ._nodes import RESULT, NodeKind
-
-if TYPE_CHECKING:
-    from ._builder import Edge, Workflow
+from ._nodes import RESULT, NodeKind, NodeSpec
 
 __all__ = ["to_dot", "to_mermaid"]
+
+
+class _Edge(Protocol):
+    @property
+    def source(self) -> str: ...
+    @property
+    def path(self) -> str: ...
+    @property
+    def target(self) -> str: ...
+    @property
+    def input(self) -> str: ...
+
+
+class _Graph(Protocol):
+    """What the exports read of a :class:`~trioworks.dag.Workflow`."""
+
+    @property
+    def workflow_id(self) -> str: ...
+    @property
+    def nodes(self) -> Mapping[str, NodeSpec]: ...
+    @property
+    def order(self) -> Sequence[str]: ...
+    @property
+    def edges(self) -> Sequence[_Edge]: ...
+
 
 _DOT_SHAPES = {NodeKind.SWITCH: "diamond", NodeKind.MERGE: "invtriangle", NodeKind.PROCESS: "box3d"}
 
 
-def _label(edge: Edge) -> str:
+def _label(edge: _Edge) -> str:
     source = "" if edge.path == RESULT else edge.path.removeprefix(f"{RESULT}.")
     return f"{source} → {edge.input}" if source else edge.input
 
 
-def to_dot(workflow: Workflow) -> str:
+def to_dot(workflow: _Graph) -> str:
     """Graphviz DOT: one node per workflow node (shape by kind), edges labelled ``path → input``."""
 
     def q(text: str) -> str:
@@ -40,7 +67,7 @@ def to_dot(workflow: Workflow) -> str:
     return "\n".join(lines) + "\n"
 
 
-def to_mermaid(workflow: Workflow) -> str:
+def to_mermaid(workflow: _Graph) -> str:
     """Mermaid ``flowchart LR``; node ids are renamed ``n0, n1, ...`` so any id is safe."""
     ids = {node_id: f"n{i}" for i, node_id in enumerate(workflow.order)}
 

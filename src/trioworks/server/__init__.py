@@ -1,21 +1,21 @@
 """The reference server: Kruxia Flow's HTTP API, orchestrating workflows over a SQL store.
 
 - :class:`Storage`: the synchronous, one-transaction-per-method interface of a backend;
-  :class:`SqlStorage` writes the operations once in portable SQL, a :class:`Dialect` holding what
-  differs; :class:`SQLiteStorage` is the SQLite backend, :class:`PostgresStorage` the Postgres
-  one (imported on first use: it needs ``pip install 'trioworks[postgres]'``);
-  :func:`open_storage` picks one from a URL.
+  :class:`SqlStorage` writes the operations once in portable SQL and is handed a
+  :class:`Dialect` (the SQL that differs) and the connections to use; :class:`SQLiteStorage` is
+  the SQLite backend, :class:`PostgresStorage` the Postgres one (imported on first use: it needs
+  ``pip install 'trioworks[postgres]'``); :func:`open_storage` picks one from a URL.
 - :class:`Server` with :class:`ServerConfig`: the HTTP API (Starlette on hypercorn's Trio
   worker) and the lease sweeper; ``url = await nursery.start(Server(config).run)``.
-- The rules (scheduling, templates, conditions, retries, leases) are pure functions in
-  ``_engine``, shared by every backend; ``_progress`` applies scheduling incrementally, so that
-  a completion reads only the rows it changes.
+
+Three layers, each a subpackage: :mod:`.http` (routes, request checking, auth) calls the
+:mod:`.storage` (SQL, connections, files), which calls the :mod:`.rules` (scheduling,
+templates, conditions, retries, leases: pure functions from rows to rows). ``_models``,
+``_errors`` and ``_wire`` are shared by all three; ``_server`` wires them together.
 """
 
 import typing
 
-from ._auth import Client, load_clients_file, parse_clients
-from ._definitions import parse_definition
 from ._errors import (
     BadRequest,
     ConfigurationError,
@@ -46,16 +46,13 @@ from ._models import (
     WorkflowRow,
     WorkflowStatus,
 )
-from ._open import mask_url, open_storage
 from ._server import Server, ServerConfig
-from ._sql import SqlStorage
-from ._sqlbase import Dialect
-from ._sqlite import SQLiteStorage
-from ._storage import Storage
-from ._templates import TemplateError
+from .http import Client, load_clients_file, parse_clients
+from .rules import TemplateError, parse_definition
+from .storage import Dialect, SQLiteStorage, SqlStorage, Storage, mask_url, open_storage
 
 if typing.TYPE_CHECKING:
-    from ._postgres import PostgresStorage
+    from .storage import PostgresStorage
 
 __all__ = [
     "ActivityDef",
@@ -109,8 +106,8 @@ if not typing.TYPE_CHECKING:
         if name != "PostgresStorage":
             raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
         try:
-            from ._postgres import PostgresStorage
-        except ModuleNotFoundError as exc:
+            from .storage import PostgresStorage
+        except ImportError as exc:
             raise ImportError(
                 f"trioworks.server.PostgresStorage needs the postgres extra (missing {exc.name!r}): "
                 "pip install 'trioworks[postgres]'",

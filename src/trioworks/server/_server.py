@@ -1,4 +1,9 @@
-""":class:`Server`: the API served by hypercorn's Trio worker, plus the lease sweeper."""
+""":class:`Server`: the API served by hypercorn's Trio worker, plus the lease sweeper.
+
+Where the three layers meet: it opens the ``storage``, builds the ``http`` layer's
+:class:`~trioworks.server.http.Context` over it, and serves the app (the ``rules`` are called by
+the storage). Nothing below imports this module.
+"""
 
 from __future__ import annotations
 
@@ -15,14 +20,9 @@ from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve
 
 from ..core import Metrics, RestartPolicy, run_in_thread, supervise
-from ._app import build_app
-from ._auth import Authenticator, Client, parse_clients, secret_from_file
 from ._errors import ConfigurationError, StorageUnavailable
-from ._files import FileStore
-from ._http import Context
-from ._hypercorn import hypercorn_guard
-from ._open import open_storage
-from ._storage import Storage
+from .http import Authenticator, Client, Context, build_app, hypercorn_guard, parse_clients, secret_from_file
+from .storage import FileStore, Storage, open_storage
 
 __all__ = ["Server", "ServerConfig"]
 

@@ -15,9 +15,8 @@ from typing import Any
 
 import attrs
 
-from ._definitions import retry_settings
-from ._errors import Conflict
-from ._models import (
+from .._errors import Conflict
+from .._models import (
     DEFAULT_LEASE_SECONDS,
     ActivityDef,
     ActivityRow,
@@ -27,6 +26,7 @@ from ._models import (
     WorkflowRow,
     WorkflowStatus,
 )
+from ._definitions import retry_settings
 from ._templates import TemplateContext, TemplateError, evaluate_condition, render
 
 __all__ = [

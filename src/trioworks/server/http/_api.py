@@ -1,4 +1,4 @@
-"""Route handlers of ``/api/v1``: worker queue, definitions, workflows.
+"""Routes of ``/api/v1``: worker queue, definitions, workflows.
 
 Each handler checks its input completely (422 naming the field) before calling the storage,
 so bad input never changes the database.
@@ -11,12 +11,13 @@ from typing import Any, overload
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ..core import run_in_thread
-from ._definitions import KEY_PATTERN, parse_definition
-from ._errors import BadRequest, NotFound, ValidationFailed
-from ._http import Context, json_body, respond
+from ...core import run_in_thread
+from .._errors import BadRequest, NotFound, ValidationFailed
+from .._models import ActivityRow, ActivityStatus, WorkflowRow, WorkflowStatus
+from .._wire import converter, definition_body, iso
+from ..rules import KEY_PATTERN, parse_definition
+from ._context import Context, json_body, respond
 from ._limits import load_yaml
-from ._models import ActivityRow, ActivityStatus, WorkflowRow, WorkflowStatus
 from ._requests import (
     SubmitRequest,
     parse_complete,
@@ -26,14 +27,17 @@ from ._requests import (
     parse_submit,
     parse_worker,
 )
-from ._wire import converter, definition_body, iso
+from ._routes import Routes
 
-__all__ = ["HANDLERS"]
+__all__ = ["routes"]
+
+routes = Routes()
 
 _YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
 
 
 # -- worker queue ------------------------------------------------------------------------------
+@routes.post("/api/v1/workers/poll")
 async def poll(request: Request, ctx: Context) -> Response:
     body = parse_poll(await json_body(request, ctx))
     if ctx.auth is not None and request.state.client is not None:
@@ -44,6 +48,7 @@ async def poll(request: Request, ctx: Context) -> Response:
     return respond({"activities": [converter.unstructure(a) for a in claimed], "count": len(claimed)})
 
 
+@routes.post("/api/v1/activities/{activity_id}/heartbeat")
 async def heartbeat(request: Request, ctx: Context) -> Response:
     body = parse_worker(await json_body(request, ctx))
     await ctx.check_worker_id(request, body.worker_id)
@@ -53,6 +58,7 @@ async def heartbeat(request: Request, ctx: Context) -> Response:
     return respond({"acknowledged": True, "next_heartbeat_seconds": max(1, min(30, int(lease // 3)))})
 
 
+@routes.post("/api/v1/activities/{activity_id}/complete")
 async def complete(request: Request, ctx: Context) -> Response:
     body = parse_complete(await json_body(request, ctx))
     await ctx.check_worker_id(request, body.worker_id)
@@ -69,6 +75,7 @@ async def complete(request: Request, ctx: Context) -> Response:
     return respond({"acknowledged": True, **({"warnings": warnings} if warnings else {})})
 
 
+@routes.post("/api/v1/activities/{activity_id}/fail")
 async def fail(request: Request, ctx: Context) -> Response:
     body = parse_fail(await json_body(request, ctx))
     await ctx.check_worker_id(request, body.worker_id)
@@ -86,6 +93,7 @@ async def fail(request: Request, ctx: Context) -> Response:
 
 
 # -- definitions -------------------------------------------------------------------------------
+@routes.post("/api/v1/workflow_definitions")
 async def put_definition(request: Request, ctx: Context) -> Response:
     data = await json_body(request, ctx, also=_YAML_TYPES)
     if isinstance(data, bytes):  # YAML: json_body hands back raw bytes for the types in ``also``
@@ -106,6 +114,7 @@ async def _deploy(data: Any, ctx: Context) -> Response:
     return respond(body, 201)
 
 
+@routes.get("/api/v1/workflow_definitions")
 async def list_definitions(request: Request, ctx: Context) -> Response:
     summaries = await ctx.db(ctx.storage.list_definitions)
     definitions = [
@@ -133,6 +142,7 @@ def _int_query(request: Request, name: str, default: int | None, lo: int, hi: in
     return int(raw)
 
 
+@routes.get("/api/v1/workflow_definitions/{name}")
 async def get_definition(request: Request, ctx: Context) -> Response:
     version = _int_query(request, "version", None, 1, 2**31)
     stored = await ctx.db(ctx.storage.get_definition, request.path_params["name"], version)
@@ -141,6 +151,7 @@ async def get_definition(request: Request, ctx: Context) -> Response:
 
 
 # -- workflows ---------------------------------------------------------------------------------
+@routes.post("/api/v1/workflows")
 async def submit(request: Request, ctx: Context) -> Response:
     data = await json_body(request, ctx)
     if isinstance(data, dict) and "activities" in data and "definition_name" not in data:
@@ -148,6 +159,7 @@ async def submit(request: Request, ctx: Context) -> Response:
     return await _start(parse_submit(data), ctx)
 
 
+@routes.post("/api/v1/workflows/start")
 async def start(request: Request, ctx: Context) -> Response:
     """``POST /api/v1/workflows/start`` of the original SDK: ``{name, inputs?, version?}``."""
     data = await json_body(request, ctx)
@@ -201,6 +213,7 @@ def _workflow_summary(w: WorkflowRow) -> dict[str, Any]:
     }
 
 
+@routes.get("/api/v1/workflows")
 async def list_workflows(request: Request, ctx: Context) -> Response:
     status = request.query_params.get("status")
     if status is not None and status not in WorkflowStatus.__members__.values():
@@ -238,12 +251,14 @@ def _activity_view(a: ActivityRow) -> dict[str, Any]:
     }
 
 
+@routes.get("/api/v1/workflows/{workflow_id}")
 async def get_workflow(request: Request, ctx: Context) -> Response:
     workflow, rows = await ctx.db(ctx.storage.get_workflow, request.path_params["workflow_id"])
     body = _workflow_summary(workflow)
     return respond({**body, "input": workflow.input, "activities": [_activity_view(a) for a in rows]})
 
 
+@routes.get("/api/v1/workflows/{workflow_id}/output")
 async def workflow_output(request: Request, ctx: Context) -> Response:
     workflow, rows = await ctx.db(ctx.storage.get_workflow, request.path_params["workflow_id"])
     if workflow.status is not WorkflowStatus.COMPLETED:
@@ -252,6 +267,7 @@ async def workflow_output(request: Request, ctx: Context) -> Response:
     return respond({"workflow_id": workflow.id, "output": output, "cost_usd": sum(a.cost_usd for a in rows)})
 
 
+@routes.get("/api/v1/workflows/{workflow_id}/activities/{activity_key}/output")
 async def activity_output(request: Request, ctx: Context) -> Response:
     workflow_id, key = request.path_params["workflow_id"], request.path_params["activity_key"]
     _, rows = await ctx.db(ctx.storage.get_workflow, workflow_id)
@@ -279,6 +295,7 @@ async def activity_output(request: Request, ctx: Context) -> Response:
     )
 
 
+@routes.post("/api/v1/workflows/{workflow_id}/signal")
 async def signal(request: Request, ctx: Context) -> Response:
     body = parse_signal(await json_body(request, ctx))
     if not KEY_PATTERN.match(body.activity_key):
@@ -292,21 +309,3 @@ async def signal(request: Request, ctx: Context) -> Response:
         ctx.clock(),
     )
     return respond({"signaled": True, "message": message})
-
-
-HANDLERS = {
-    "poll": poll,
-    "heartbeat": heartbeat,
-    "complete": complete,
-    "fail": fail,
-    "put_definition": put_definition,
-    "list_definitions": list_definitions,
-    "get_definition": get_definition,
-    "submit": submit,
-    "start": start,
-    "list_workflows": list_workflows,
-    "get_workflow": get_workflow,
-    "workflow_output": workflow_output,
-    "activity_output": activity_output,
-    "signal": signal,
-}

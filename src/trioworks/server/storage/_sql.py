@@ -1,44 +1,41 @@
 """:class:`SqlStorage`: the :class:`Storage` operations written once in portable SQL.
 
-A backend subclasses it with a :class:`Dialect`, a ``connect()`` and a ``transaction()``
-(SQLite: ``BEGIN IMMEDIATE``; Postgres: the driver's transaction). The rules themselves live in
-:mod:`._engine` and :mod:`._progress`; this module (definitions, workflows, signals, files) and
-:mod:`._sqlqueue` (the activity queue) only load rows, call the rules and write what changed.
+A backend is not a subclass: it is the :class:`~._dialect.Dialect` and the
+:class:`~._dialect.Connections` handed to ``SqlStorage(dialect, connections)`` (SQLite:
+``BEGIN IMMEDIATE`` on a per-thread connection; Postgres: the driver's transaction on a pooled
+one). The rules themselves live in :mod:`trioworks.server.rules`; this module (definitions,
+workflows, signals, files) and its :class:`~._queue.SqlQueue` component (the activity queue)
+only load rows through :class:`~._tables.Tables`, call the rules and write what changed.
 """
 
 from __future__ import annotations
 
 import uuid
+from contextlib import AbstractContextManager
 from typing import Any
 
 import attrs
 
-from . import _engine as engine
-from ._errors import BadRequest, Conflict, NotFound
-from ._models import (
+from .. import rules
+from .._errors import BadRequest, Conflict, NotFound
+from .._models import (
     ActivityRow,
     ActivityStatus,
     Definition,
     DefinitionSummary,
     FileRecord,
+    PendingActivity,
     PutDefinitionResult,
     StoredDefinition,
     WorkflowPage,
     WorkflowRow,
     WorkflowStatus,
 )
-from ._progress import waiting_counts
-from ._sqlbase import (
-    INSERT_ACTIVITY,
-    WORKFLOW_COLUMNS,
-    Tx,
-    activity_values,
-    loads,
-    row_to_workflow,
-    workflow_values,
-)
-from ._sqlqueue import SqlQueue
-from ._wire import canonical_json, definition_body
+from .._wire import canonical_json, definition_body
+from ._dialect import Connections, Dialect, Tx
+from ._queue import SqlQueue
+from ._rows import INSERT_ACTIVITY, WORKFLOW_COLUMNS, activity_values, loads, row_to_workflow, workflow_values
+from ._tables import Tables
 
 __all__ = ["SqlStorage"]
 
@@ -48,8 +45,100 @@ S = ActivityStatus
 _PUT_DEFINITION_ATTEMPTS = 50
 
 
-class SqlStorage(SqlQueue):
-    """The :class:`Storage` operations. Subclasses set ``dialect`` and implement ``connect``/``transaction``."""
+class SqlStorage:
+    """The :class:`Storage` operations over ``connections``, in SQL spoken as ``dialect`` says.
+
+    The schema is created (or brought up to date) on construction; if that fails,
+    ``connections`` is closed and the error propagates. ``max_threads`` is
+    :attr:`Storage.max_threads`, the size of the limiter the server builds for this storage.
+    Blocking, like every backend: construct, call and close it from threads.
+    """
+
+    def __init__(self, dialect: Dialect, connections: Connections, *, max_threads: int = 4) -> None:
+        self.dialect = dialect
+        self.connections = connections
+        self.max_threads = max_threads
+        self.tables = Tables(dialect, connections)
+        self.queue = SqlQueue(self.tables)
+        try:
+            self.tables.create_schema()
+        except BaseException:
+            connections.close()
+            raise
+
+    def _tx(self) -> AbstractContextManager[Tx]:
+        # One transaction, for tests that plant rows as an older version left them.
+        return self.tables.tx()
+
+    # -- plumbing -----------------------------------------------------------------------------
+    def close(self) -> None:
+        self.connections.close()
+
+    def check(self) -> None:
+        if self.connections.closed:
+            raise RuntimeError("storage is closed")
+        self.connections.check()
+
+    def meta_setdefault(self, key: str, value: str) -> str:
+        # Two servers starting together both find no row: let the database pick the winner.
+        with self.tables.tx() as db:
+            db.exec("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING", (key, value))
+            row = db.one("SELECT value FROM meta WHERE key = ?", (key,))
+        assert row is not None
+        return str(row[0])
+
+    def meta_take(self, key: str) -> str | None:
+        with self.tables.tx() as db:
+            row = db.one("SELECT value FROM meta WHERE key = ?", (key,))
+            db.exec("DELETE FROM meta WHERE key = ?", (key,))
+        return None if row is None else str(row[0])
+
+    def bind_worker(self, worker_id: str, client_id: str) -> str:
+        with self.tables.tx() as db:
+            db.exec(
+                "INSERT INTO workers (worker_id, client_id) VALUES (?, ?) ON CONFLICT (worker_id) DO NOTHING",
+                (worker_id, client_id),
+            )
+            row = db.one("SELECT client_id FROM workers WHERE worker_id = ?", (worker_id,))
+        assert row is not None
+        return str(row[0])
+
+    def worker_client(self, worker_id: str) -> str | None:
+        with self.tables.tx() as db:
+            row = db.one("SELECT client_id FROM workers WHERE worker_id = ?", (worker_id,))
+        return None if row is None else str(row[0])
+
+    # -- the activity queue: its own component ------------------------------------------------
+    def claim(self, worker: str, worker_id: str, max_activities: int, now: float) -> list[PendingActivity]:
+        return self.queue.claim(worker, worker_id, max_activities, now)
+
+    def heartbeat(self, activity_id: str, worker_id: str, now: float) -> float:
+        return self.queue.heartbeat(activity_id, worker_id, now)
+
+    def complete(
+        self,
+        activity_id: str,
+        worker_id: str,
+        output: dict[str, Any],
+        cost_usd: float,
+        usage: list[dict[str, Any]] | None,
+        now: float,
+    ) -> list[str]:
+        return self.queue.complete(activity_id, worker_id, output, cost_usd, usage, now)
+
+    def fail(
+        self,
+        activity_id: str,
+        worker_id: str,
+        error: dict[str, Any],
+        cost_usd: float,
+        usage: list[dict[str, Any]] | None,
+        now: float,
+    ) -> bool:
+        return self.queue.fail(activity_id, worker_id, error, cost_usd, usage, now)
+
+    def sweep(self, now: float) -> int:
+        return self.queue.sweep(now)
 
     # -- definitions --------------------------------------------------------------------------
     def put_definition(self, definition: Definition, now: float) -> PutDefinitionResult:
@@ -66,7 +155,7 @@ class SqlStorage(SqlQueue):
 
     def _put_definition(self, definition: Definition, now: float) -> PutDefinitionResult:
         body = canonical_json(definition_body(definition))
-        with self._tx() as db:
+        with self.tables.tx() as db:
             latest = db.one(
                 "SELECT version, body, created_at FROM definitions WHERE name = ? ORDER BY version DESC LIMIT 1",
                 (definition.name,),
@@ -81,7 +170,7 @@ class SqlStorage(SqlQueue):
         return PutDefinitionResult(definition.name, version, now, unchanged=False)
 
     def list_definitions(self) -> list[DefinitionSummary]:
-        with self._tx() as db:
+        with self.tables.tx() as db:
             rows = db.all(
                 "SELECT d.name, d.version, d.activity_count, d.created_at FROM definitions d "
                 "WHERE d.version = (SELECT MAX(version) FROM definitions e WHERE e.name = d.name) "
@@ -90,7 +179,7 @@ class SqlStorage(SqlQueue):
         return [DefinitionSummary(r[0], int(r[1]), int(r[2]), float(r[3])) for r in rows]
 
     def get_definition(self, name: str, version: int | None = None) -> StoredDefinition:
-        with self._tx() as db:
+        with self.tables.tx() as db:
             return self._get_definition(db, name, version)
 
     def _get_definition(self, db: Tx, name: str, version: int | None) -> StoredDefinition:
@@ -106,7 +195,7 @@ class SqlStorage(SqlQueue):
         if row is None:
             which = f"{name!r}" + ("" if version is None else f" version {version}")
             raise NotFound(f"workflow definition {which} not found")
-        return StoredDefinition(self._definition(db, name, int(row[0])), int(row[0]), float(row[1]))
+        return StoredDefinition(self.tables.definition(db, name, int(row[0])), int(row[0]), float(row[1]))
 
     def create_workflow(
         self,
@@ -116,7 +205,7 @@ class SqlStorage(SqlQueue):
         unique_key: str | None,
         now: float,
     ) -> WorkflowRow:
-        with self._tx() as db:
+        with self.tables.tx() as db:
             stored = self._get_definition(db, definition_name, version)
             if unique_key is not None:
                 existing = db.one("SELECT id FROM workflows WHERE unique_key = ?", (unique_key,))
@@ -135,9 +224,9 @@ class SqlStorage(SqlQueue):
                 updated_at=now,
                 unique_key=unique_key,
             )
-            rows = engine.new_activities(workflow, stored.definition)
-            advanced, rows = engine.advance(workflow, stored.definition, rows, now)
-            plan = self._plan(db, definition_name, stored.version)
+            rows = rules.new_activities(workflow, stored.definition)
+            advanced, rows = rules.advance(workflow, stored.definition, rows, now)
+            plan = self.tables.plan(db, definition_name, stored.version)
             try:
                 db.exec(
                     f"INSERT INTO workflows ({WORKFLOW_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -145,7 +234,7 @@ class SqlStorage(SqlQueue):
                 )
             except self.dialect.integrity_errors as exc:  # a concurrent submit won the unique_key
                 raise Conflict(f"a workflow with unique_key {unique_key!r} already exists") from exc
-            db.many(INSERT_ACTIVITY, [activity_values(row) for row in waiting_counts(plan, rows)])
+            db.many(INSERT_ACTIVITY, [activity_values(row) for row in rules.waiting_counts(plan, rows)])
         return workflow
 
     def list_workflows(
@@ -159,7 +248,7 @@ class SqlStorage(SqlQueue):
             where.append("definition_name = ?")
             params.append(definition_name)
         clause = f" WHERE {' AND '.join(where)}" if where else ""
-        with self._tx() as db:
+        with self.tables.tx() as db:
             total = db.one(f"SELECT COUNT(*) FROM workflows{clause}", params)
             rows = db.all(
                 f"SELECT {WORKFLOW_COLUMNS} FROM workflows{clause} ORDER BY created_at DESC, id LIMIT ? OFFSET ?",
@@ -168,19 +257,19 @@ class SqlStorage(SqlQueue):
         return WorkflowPage([row_to_workflow(r) for r in rows], int(total[0]) if total else 0)
 
     def get_workflow(self, workflow_id: str) -> tuple[WorkflowRow, list[ActivityRow]]:
-        with self._tx() as db:
-            return self._load(db, workflow_id)
+        with self.tables.tx() as db:
+            return self.tables.load(db, workflow_id)
 
     def signal(
         self, workflow_id: str, activity_key: str, event_name: str, data: dict[str, Any] | None, now: float
     ) -> str:
-        with self._tx() as db:
-            workflow = self._workflow(db, workflow_id, lock=True)
-            found = self._rows(db, workflow_id, [activity_key])
+        with self.tables.tx() as db:
+            workflow = self.tables.workflow(db, workflow_id, lock=True)
+            found = self.tables.rows(db, workflow_id, [activity_key])
             if not found:
                 raise NotFound(f"workflow {workflow_id} has no activity {activity_key!r}")
             row = found[0]
-            definition = self._definition(db, workflow.definition_name, workflow.definition_version)
+            definition = self.tables.definition(db, workflow.definition_name, workflow.definition_version)
             expected = (definition.activity(activity_key).settings or {}).get("wait_for_signal")
             if not expected:
                 raise BadRequest(f"activity {activity_key!r} does not wait for a signal")
@@ -194,7 +283,7 @@ class SqlStorage(SqlQueue):
             new_row = attrs.evolve(row, signal_data=data if data is not None else {})
             if row.status is S.WAITING:
                 new_row = attrs.evolve(new_row, status=S.PENDING, scheduled_for=now)
-            self._write(db, [new_row])
+            self.tables.write(db, [new_row])
         if row.status is S.WAITING:
             return f"activity {activity_key!r} resumed by event {event_name!r}"
         return (
@@ -203,7 +292,7 @@ class SqlStorage(SqlQueue):
 
     # -- files --------------------------------------------------------------------------------
     def activity_exists(self, workflow_id: str, activity_key: str) -> bool:
-        with self._tx() as db:
+        with self.tables.tx() as db:
             row = db.one(
                 "SELECT 1 FROM activities WHERE workflow_id = ? AND activity_key = ?",
                 (workflow_id, activity_key),
@@ -211,7 +300,7 @@ class SqlStorage(SqlQueue):
         return row is not None
 
     def activity_claim(self, workflow_id: str, activity_key: str) -> tuple[ActivityStatus, str | None] | None:
-        with self._tx() as db:
+        with self.tables.tx() as db:
             row = db.one(
                 "SELECT status, claimed_by FROM activities WHERE workflow_id = ? AND activity_key = ?",
                 (workflow_id, activity_key),
@@ -220,7 +309,7 @@ class SqlStorage(SqlQueue):
 
     def put_file(self, record: FileRecord) -> None:
         # One statement: an UPDATE-then-INSERT races when two uploads of one new file meet.
-        with self._tx() as db:
+        with self.tables.tx() as db:
             db.exec(
                 "INSERT INTO files (workflow_id, activity_key, filename, size, content_type, created_at) "
                 "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (workflow_id, activity_key, filename) DO UPDATE "
@@ -236,7 +325,7 @@ class SqlStorage(SqlQueue):
             )
 
     def get_file(self, workflow_id: str, activity_key: str, filename: str) -> FileRecord:
-        with self._tx() as db:
+        with self.tables.tx() as db:
             row = db.one(
                 "SELECT size, content_type, created_at FROM files "
                 "WHERE workflow_id = ? AND activity_key = ? AND filename = ?",
@@ -249,7 +338,7 @@ class SqlStorage(SqlQueue):
         return FileRecord(workflow_id, activity_key, filename, int(row[0]), row[1], float(row[2]))
 
     def list_files(self, workflow_id: str, activity_key: str) -> list[FileRecord]:
-        with self._tx() as db:
+        with self.tables.tx() as db:
             rows = db.all(
                 "SELECT filename, size, content_type, created_at FROM files "
                 "WHERE workflow_id = ? AND activity_key = ? ORDER BY filename",

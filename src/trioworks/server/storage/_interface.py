@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol, runtime_checkable
 
-from ._models import (
+from .._models import (
     ActivityRow,
     ActivityStatus,
     Definition,

@@ -1,8 +1,9 @@
-""":class:`SqlQueue`: the activity queue (claim, heartbeat, complete, fail, sweep) in portable SQL.
+""":class:`SqlQueue`: the activity queue (claim, heartbeat, complete, fail, sweep) in portable SQL,
+a component of :class:`~._sql.SqlStorage` working through its :class:`~._tables.Tables`.
 
 Every change reads only the rows it needs: a completion locks its workflow row, its own row and
 its direct dependents (plus, for a dependent that becomes ready, that one's dependencies and the
-outputs its templates name: see :mod:`._progress`), never the whole workflow, so its cost does
+outputs its templates name: see :func:`~trioworks.server.rules.progress`), never the whole workflow, so its cost does
 not grow with the workflow's width. A final failure fails the rest of the workflow with two
 ``UPDATE`` statements.
 
@@ -25,21 +26,13 @@ from typing import Any
 
 import attrs
 
-from . import _engine as engine
-from ._errors import NotFound
-from ._models import ActivityRow, ActivityStatus, PendingActivity, WorkflowRow, WorkflowStatus
-from ._progress import progress
-from ._sqlbase import (
-    ACTIVITY_COLUMNS,
-    WORKFLOW_COLUMNS,
-    SqlBase,
-    Tx,
-    dumps,
-    marks,
-    row_to_activity,
-    row_to_workflow,
-)
-from ._wire import undeliverable
+from .. import rules
+from .._errors import NotFound
+from .._models import ActivityRow, ActivityStatus, PendingActivity, WorkflowRow, WorkflowStatus
+from .._wire import undeliverable
+from ._dialect import Tx
+from ._rows import ACTIVITY_COLUMNS, WORKFLOW_COLUMNS, dumps, marks, row_to_activity, row_to_workflow
+from ._tables import Tables
 
 __all__ = ["SqlQueue"]
 
@@ -65,21 +58,25 @@ _CLAIM_EXPIRED = (
 
 
 class _Rows:
-    """The :class:`~._progress.RowSource` of one workflow inside one transaction."""
+    """The :class:`~trioworks.server.rules.RowSource` of one workflow inside one transaction."""
 
-    def __init__(self, storage: SqlBase, db: Tx, workflow_id: str) -> None:
-        self._storage, self._db, self._workflow_id = storage, db, workflow_id
+    def __init__(self, tables: Tables, db: Tx, workflow_id: str) -> None:
+        self._tables, self._db, self._workflow_id = tables, db, workflow_id
 
     def rows(self, keys: Sequence[str]) -> list[ActivityRow]:
-        return self._storage._rows(self._db, self._workflow_id, keys)
+        return self._tables.rows(self._db, self._workflow_id, keys)
 
 
-class SqlQueue(SqlBase):
-    """The queue operations of :class:`~._storage.Storage`, shared by every SQL backend."""
+class SqlQueue:
+    """The queue operations of :class:`~trioworks.server.Storage`, for every SQL backend."""
+
+    def __init__(self, tables: Tables) -> None:
+        self.tables = tables
+        self.dialect = tables.dialect
 
     def claim(self, worker: str, worker_id: str, max_activities: int, now: float) -> list[PendingActivity]:
         skip = self.dialect.skip_locked
-        with self._tx() as db:
+        with self.tables.tx() as db:
             self._expire(db, " AND worker = ?", (worker,), now)
             found = db.all(_CLAIM_EXPIRED + skip, (worker, now, max_activities))
             found += db.all(_CLAIM_PENDING + skip, (worker, now, max_activities))
@@ -117,17 +114,17 @@ class SqlQueue(SqlBase):
                 busy = set(created) - set(locked)
                 candidates = [c for c in candidates if c.workflow_id not in busy]
             claimed, handed, bad = [], [], []
-            for row in (engine.claim_row(c, worker_id, now) for c in candidates):
+            for row in (rules.claim_row(c, worker_id, now) for c in candidates):
                 meta = workflows[row.workflow_id]
-                pending = engine.pending_activity(row, self._definition(db, meta[2], int(meta[3])))
+                pending = rules.pending_activity(row, self.tables.definition(db, meta[2], int(meta[3])))
                 # Checked before the commit: a claim is only committed if it can be handed out.
                 problem = undeliverable(pending)
                 if problem is None:
                     claimed.append(row)
                     handed.append(pending)
                 else:
-                    bad.append(engine.undeliverable_row(row, problem, now))
-            self._write(db, claimed)
+                    bad.append(rules.undeliverable_row(row, problem, now))
+            self.tables.write(db, claimed)
             self._fail_undeliverable(db, bad, set(locked), now)
             return handed
 
@@ -136,7 +133,7 @@ class SqlQueue(SqlBase):
         # row, not the workflow: claims of sibling rows go on meanwhile. Its row lock waits for
         # a transaction that holds the row (complete, fail), so a workflow failed by a sibling
         # is seen failed here; it holds nothing else, so it cannot be part of a deadlock.
-        with self._tx() as db:
+        with self.tables.tx() as db:
             found = db.one(
                 f"SELECT {ACTIVITY_COLUMNS} FROM activities WHERE id = ?{self.dialect.for_update}",
                 (activity_id,),
@@ -144,8 +141,8 @@ class SqlQueue(SqlBase):
             if found is None:
                 raise NotFound(f"activity {activity_id} not found")
             row = row_to_activity(found)
-            workflow = self._workflow(db, row.workflow_id, lock=False)
-            engine.owned_check(row, worker_id, workflow, "heartbeat")
+            workflow = self.tables.workflow(db, row.workflow_id, lock=False)
+            rules.owned_check(row, worker_id, workflow, "heartbeat")
             db.exec("UPDATE activities SET claimed_at = ? WHERE id = ?", (now, activity_id))
         return row.lease_seconds
 
@@ -158,7 +155,7 @@ class SqlQueue(SqlBase):
         usage: list[dict[str, Any]] | None,
         now: float,
     ) -> list[str]:
-        with self._tx() as db:
+        with self.tables.tx() as db:
             workflow, row = self._locked_activity(db, activity_id)
             if row.status is S.COMPLETED and row.claimed_by == worker_id:
                 return ["activity was already completed by this worker; output unchanged"]
@@ -170,9 +167,9 @@ class SqlQueue(SqlBase):
             ):
                 warnings.append(f"workflow already failed: {workflow.error_message}")
             else:
-                engine.owned_check(row, worker_id, workflow, "complete")
-            done = engine.complete_row(row, output, cost_usd, usage, now)
-            self._write(db, [done])
+                rules.owned_check(row, worker_id, workflow, "complete")
+            done = rules.complete_row(row, output, cost_usd, usage, now)
+            self.tables.write(db, [done])
             if workflow.status not in (WorkflowStatus.COMPLETED, WorkflowStatus.FAILED):
                 self._advance(db, workflow, done, now)
         return warnings
@@ -186,7 +183,7 @@ class SqlQueue(SqlBase):
         usage: list[dict[str, Any]] | None,
         now: float,
     ) -> bool:
-        with self._tx() as db:
+        with self.tables.tx() as db:
             workflow, row = self._locked_activity(db, activity_id)
             if row.claimed_by == worker_id and row.error == error:
                 if row.status is S.FAILED:
@@ -198,17 +195,17 @@ class SqlQueue(SqlBase):
                 and row.status is S.RUNNING
                 and row.claimed_by == worker_id
             ):
-                engine.owned_check(row, worker_id, workflow, "fail")
-            definition = self._definition(db, workflow.definition_name, workflow.definition_version)
-            new_row, will_retry = engine.fail_row(row, definition, error, cost_usd, usage, now)
-            self._write(db, [new_row])
+                rules.owned_check(row, worker_id, workflow, "fail")
+            definition = self.tables.definition(db, workflow.definition_name, workflow.definition_version)
+            new_row, will_retry = rules.fail_row(row, definition, error, cost_usd, usage, now)
+            self.tables.write(db, [new_row])
             # Requeued; or recorded in a workflow that already failed; or the workflow fails now.
             if not will_retry and workflow.status is not WorkflowStatus.FAILED:
                 self._fail_workflow(db, workflow, new_row, now)
         return will_retry
 
     def sweep(self, now: float) -> int:
-        with self._tx() as db:
+        with self.tables.tx() as db:
             failed = self._expire(db, "", (), now)
             ids = db.all(
                 f"SELECT id FROM activities WHERE {_EXPIRED} AND retry_count < max_retries{self.dialect.skip_locked}",
@@ -238,7 +235,7 @@ class SqlQueue(SqlBase):
                     continue
                 workflow = row_to_workflow(found)
             else:
-                workflow = self._workflow(db, row.workflow_id, lock=False)
+                workflow = self.tables.workflow(db, row.workflow_id, lock=False)
             logger.warning("%s; workflow %s fails", row.error["message"] if row.error else "", workflow.id)
             # Only what changed: the row's own data is what cannot be encoded.
             db.exec(
@@ -266,9 +263,9 @@ class SqlQueue(SqlBase):
 
     def _advance(self, db: Tx, workflow: WorkflowRow, finished: ActivityRow, now: float) -> None:
         """Schedule what ``finished`` (written already) makes ready; settle the workflow."""
-        plan = self._plan(db, workflow.definition_name, workflow.definition_version)
-        result = progress(workflow, plan, finished, _Rows(self, db, workflow.id), now)
-        self._write(db, result.changed.values())
+        plan = self.tables.plan(db, workflow.definition_name, workflow.definition_version)
+        result = rules.progress(workflow, plan, finished, _Rows(self.tables, db, workflow.id), now)
+        self.tables.write(db, result.changed.values())
         if result.failed is not None:
             self._fail_workflow(db, workflow, result.failed, now)
         elif (
@@ -278,12 +275,14 @@ class SqlQueue(SqlBase):
             )
             is None
         ):
-            self._write_workflow(db, attrs.evolve(workflow, status=WorkflowStatus.COMPLETED, updated_at=now))
+            self.tables.write_workflow(
+                db, attrs.evolve(workflow, status=WorkflowStatus.COMPLETED, updated_at=now)
+            )
 
     def _fail_workflow(self, db: Tx, workflow: WorkflowRow, failed: ActivityRow, now: float) -> None:
-        """:func:`._engine.fail_workflow` in SQL; ``failed`` (already written) is the cause."""
-        workflow, cascade = engine.workflow_failure(workflow, failed, now)
-        self._write_workflow(db, workflow)
+        """:func:`~trioworks.server.rules.fail_workflow` in SQL; ``failed`` (already written) is the cause."""
+        workflow, cascade = rules.workflow_failure(workflow, failed, now)
+        self.tables.write_workflow(db, workflow)
         db.exec(
             f"UPDATE activities SET status = 'failed', error = ?, completed_at = ? "
             f"WHERE workflow_id = ? AND status IN ({_UNCLAIMED})",
@@ -307,14 +306,14 @@ class SqlQueue(SqlBase):
             }
         )
         for workflow_id in expired:
-            workflow = self._workflow(db, workflow_id, lock=True)
+            workflow = self.tables.workflow(db, workflow_id, lock=True)
             rows = db.all(
                 f"SELECT {ACTIVITY_COLUMNS} FROM activities WHERE workflow_id = ? AND {_EXPIRED} "
                 f"AND retry_count >= max_retries ORDER BY position{self.dialect.for_update}",
                 (workflow_id, now),
             )
-            failed = [engine.expire_row(row_to_activity(r), now) for r in rows]
-            self._write(db, failed)
+            failed = [rules.expire_row(row_to_activity(r), now) for r in rows]
+            self.tables.write(db, failed)
             if failed and workflow.status is not WorkflowStatus.FAILED:
                 self._fail_workflow(db, workflow, failed[0], now)
         return len(expired)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 import attrs
 import trio
@@ -17,14 +17,11 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from ..core import Metrics, run_in_thread
+from ...core import Metrics, run_in_thread
+from .._errors import BadRequest, Forbidden, PayloadTooLarge, ServerError, UnsupportedMediaType
+from ..storage import FileStore, Storage
 from ._auth import Authenticator
-from ._errors import BadRequest, Forbidden, PayloadTooLarge, ServerError, UnsupportedMediaType
 from ._limits import load_json
-from ._storage import Storage
-
-if TYPE_CHECKING:
-    from ._files import FileStore
 
 __all__ = ["Context", "error_response", "json_body", "read_body", "respond"]
 

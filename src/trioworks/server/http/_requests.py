@@ -13,7 +13,7 @@ from typing import Any
 
 import attrs
 
-from ._errors import ValidationFailed
+from .._errors import ValidationFailed
 
 __all__ = [
     "CompleteRequest",

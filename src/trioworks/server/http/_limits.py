@@ -26,7 +26,7 @@ from typing import Any
 
 import yaml
 
-from ._errors import BadRequest
+from .._errors import BadRequest
 
 __all__ = ["MAX_CONTAINERS", "MAX_DEPTH", "MAX_YAML_NODES", "check_json_shape", "load_json", "load_yaml"]
 

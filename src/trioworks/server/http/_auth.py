@@ -19,7 +19,7 @@ from urllib.parse import parse_qsl
 import attrs
 import jwt
 
-from ._errors import BadRequest, Forbidden, Unauthorized
+from .._errors import BadRequest, Forbidden, Unauthorized
 
 __all__ = [
     "FORM",

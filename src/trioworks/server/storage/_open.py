@@ -7,9 +7,9 @@ import sqlite3
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from ._errors import StorageUnavailable
+from .._errors import StorageUnavailable
+from ._interface import Storage
 from ._sqlite import SQLiteStorage
-from ._storage import Storage
 
 __all__ = ["StorageUnavailable", "mask_url", "open_storage"]
 
@@ -62,7 +62,7 @@ def open_storage(url: str | Path, *, max_threads: int | None = None, control_thr
         except ImportError as exc:
             raise StorageUnavailable(
                 f"Postgres backend not available for {mask_url(text)!r}: "
-                "trioworks.server._postgres is missing or psycopg is not installed"
+                "trioworks.server.storage._postgres is missing or psycopg is not installed"
             ) from exc
         return PostgresStorage(text, control_connections=control_threads + 1, **sizes)
     if text.startswith("sqlite://"):

@@ -10,8 +10,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from ._errors import ValidationFailed
-from ._models import ActivityDef, Definition, Dependency, OutputDef, RetrySettings
+from .._errors import ValidationFailed
+from .._models import ActivityDef, Definition, Dependency, OutputDef, RetrySettings
 from ._templates import check_condition, normalize_condition, references
 
 __all__ = [

@@ -34,8 +34,8 @@ from typing import Protocol
 
 import attrs
 
+from .._models import ActivityDef, ActivityRow, ActivityStatus, Definition, WorkflowRow
 from ._engine import schedule_row
-from ._models import ActivityDef, ActivityRow, ActivityStatus, Definition, WorkflowRow
 from ._templates import TemplateContext, normalize_condition, references
 
 __all__ = ["Plan", "Progress", "RowSource", "make_plan", "progress", "waiting_counts"]

@@ -1,0 +1,54 @@
+"""Routes declared once, next to their handlers.
+
+Each handler module keeps a :class:`Routes` and decorates each handler with the method and the
+path it serves; :func:`~._app.build_app` mounts every module's routes in order. Adding a route
+is one decorator on one handler: there is no name table or route list to edit besides.
+
+A handler is ``async def handler(request, ctx) -> Response``. A route is *protected* unless it
+says ``public=True``: the token is checked (when authentication is on), path and query are
+checked for NUL characters, and the request is counted in the metrics.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import attrs
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ._context import Context
+
+__all__ = ["Endpoint", "Handler", "Routes"]
+
+Handler = Callable[[Request, Context], Awaitable[Response]]
+
+
+@attrs.frozen
+class Endpoint:
+    path: str
+    methods: tuple[str, ...]
+    handler: Handler
+    public: bool = False
+
+
+class Routes:
+    """The routes of one handler module, in declaration order."""
+
+    def __init__(self) -> None:
+        self.endpoints: list[Endpoint] = []
+
+    def route(self, path: str, *methods: str, public: bool = False) -> Callable[[Handler], Handler]:
+        """Declare that the decorated handler serves ``methods`` on ``path`` (Starlette syntax)."""
+
+        def declare(handler: Handler) -> Handler:
+            self.endpoints.append(Endpoint(path, methods, handler, public))
+            return handler
+
+        return declare
+
+    def get(self, path: str, *, public: bool = False) -> Callable[[Handler], Handler]:
+        return self.route(path, "GET", public=public)
+
+    def post(self, path: str, *, public: bool = False) -> Callable[[Handler], Handler]:
+        return self.route(path, "POST", public=public)

@@ -1,0 +1,54 @@
+"""The server's workflow rules: pure functions from rows to rows, shared by every storage backend.
+
+The middle layer of :mod:`trioworks.server` (``http`` → ``rules`` ← ``storage``): no I/O, no
+SQL, no HTTP; it imports only the server's models and errors.
+
+- :func:`parse_definition` checks a definition (field errors by path) and ``_templates`` the
+  ``{{...}}`` templates and conditions in it;
+- ``_engine``: what each queue operation does to a row (claim, complete, fail, expire), and
+  scheduling over a whole workflow (used when one is created);
+- ``_progress``: the same scheduling applied incrementally from one finished row, reading only
+  the rows it changes (through a :class:`RowSource` the storage supplies).
+
+The stable API is :mod:`trioworks.server`; these names are for the other layers.
+"""
+
+from ._definitions import KEY_PATTERN, parse_definition
+from ._engine import (
+    advance,
+    claim_row,
+    complete_row,
+    expire_row,
+    fail_row,
+    fail_workflow,
+    new_activities,
+    owned_check,
+    pending_activity,
+    undeliverable_row,
+    workflow_failure,
+)
+from ._progress import Plan, Progress, RowSource, make_plan, progress, waiting_counts
+from ._templates import TemplateError
+
+__all__ = [
+    "KEY_PATTERN",
+    "Plan",
+    "Progress",
+    "RowSource",
+    "TemplateError",
+    "advance",
+    "claim_row",
+    "complete_row",
+    "expire_row",
+    "fail_row",
+    "fail_workflow",
+    "make_plan",
+    "new_activities",
+    "owned_check",
+    "parse_definition",
+    "pending_activity",
+    "progress",
+    "undeliverable_row",
+    "waiting_counts",
+    "workflow_failure",
+]

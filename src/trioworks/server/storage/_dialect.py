@@ -1,0 +1,86 @@
+"""The two things a SQL backend supplies to :class:`~._sql.SqlStorage`: a :class:`Dialect` (the
+SQL text that differs) and :class:`Connections` (where transactions come from).
+
+:class:`SqlStorage` is one class written once in portable SQL (TEXT, INTEGER, a float type,
+``?`` placeholders, ``INSERT ... ON CONFLICT``); it is handed both objects, as httpcore's
+connection pool is handed its network backend, instead of a backend subclass overriding hooks.
+:class:`Tx` is one transaction's cursor as the SQL code sees it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from typing import Any, Protocol
+
+import attrs
+
+__all__ = ["Connections", "Dialect", "Tx"]
+
+
+@attrs.frozen
+class Dialect:
+    """What differs in the SQL text between backends (and which errors mean what)."""
+
+    name: str
+    float_type: str  # SQLite REAL is 8 bytes; Postgres needs DOUBLE PRECISION for epoch seconds
+    placeholder: str = "?"  # psycopg: "%s"
+    for_update: str = ""  # Postgres: " FOR UPDATE" (lock the rows a change reads)
+    skip_locked: str = ""  # Postgres: " FOR UPDATE SKIP LOCKED" (claims and sweeps never wait)
+    integrity_errors: tuple[type[BaseException], ...] = ()
+    # Errors meaning "the database is unreachable" (connection lost, pool exhausted): a request
+    # meeting one gets a 503 and one log line instead of a 500 with a traceback.
+    unavailable_errors: tuple[type[BaseException], ...] = ()
+    schema_lock: str = ""  # a statement serializing schema creation between processes
+
+    def sql(self, text: str) -> str:
+        return text if self.placeholder == "?" else text.replace("?", self.placeholder)
+
+
+class Connections(Protocol):
+    """Where a backend's transactions come from: connecting, pooling, beginning and ending.
+
+    Blocking, like the storage: every method is called from a storage thread.
+    """
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` ran."""
+
+    def transaction(self) -> AbstractContextManager[Any]:
+        """A DB-API cursor inside one transaction on a connection no other thread uses meanwhile;
+        committed when the block ends, rolled back when it raises."""
+
+    def check(self) -> None:
+        """One round trip to the database, failing fast when it is down (the readiness probe)."""
+
+    def close(self) -> None:
+        """Close every connection. Idempotent."""
+
+
+class Tx:
+    """One transaction's cursor with ``?``-placeholder helpers."""
+
+    def __init__(self, cursor: Any, dialect: Dialect) -> None:
+        self._cur = cursor
+        self.dialect = dialect
+
+    def exec(self, sql: str, params: Sequence[Any] = ()) -> int:
+        self._cur.execute(self.dialect.sql(sql), tuple(params))
+        return int(self._cur.rowcount or 0)
+
+    def one(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
+        self._cur.execute(self.dialect.sql(sql), tuple(params))
+        return self._cur.fetchone()
+
+    def all(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        self._cur.execute(self.dialect.sql(sql), tuple(params))
+        return list(self._cur.fetchall())
+
+    def many(self, sql: str, params: Sequence[Sequence[Any]]) -> None:
+        if params:
+            self._cur.executemany(self.dialect.sql(sql), [tuple(p) for p in params])
+
+    def columns(self, table: str) -> set[str]:
+        self._cur.execute(f"SELECT * FROM {table} WHERE 1 = 0")
+        return {d[0] for d in self._cur.description}

@@ -1,0 +1,140 @@
+""":class:`Tables`: what every SQL operation shares, one object handed to each part of the storage.
+
+It owns the two injected pieces (:class:`~._dialect.Dialect`, :class:`~._dialect.Connections`)
+and gives the operations transactions, the definitions cache, and loading, locking and writing
+rows. :class:`~._sql.SqlStorage` (definitions, workflows, signals, files) and
+:class:`~._queue.SqlQueue` (the activity queue) both work through it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+
+from .._errors import NotFound, StorageUnavailable
+from .._models import ActivityRow, Definition, WorkflowRow
+from .._wire import load_definition
+from ..rules import Plan, make_plan, waiting_counts
+from ._dialect import Connections, Dialect, Tx
+from ._rows import (
+    ACTIVITY_COLUMNS,
+    ACTIVITY_MUTABLE,
+    UPDATE_ACTIVITY,
+    UPDATE_WORKFLOW,
+    WORKFLOW_COLUMNS,
+    activity_values,
+    loads,
+    marks,
+    row_to_activity,
+    row_to_workflow,
+    schema,
+)
+
+__all__ = ["Tables"]
+
+_IN_CHUNK = 500  # keys per IN (...) list: far below both databases' limits on parameters
+
+
+class Tables:
+    """Transactions and row access over one database. Thread-safe: one per storage."""
+
+    def __init__(self, dialect: Dialect, connections: Connections) -> None:
+        self.dialect = dialect
+        self.connections = connections
+        self._plans: dict[tuple[str, int], Plan] = {}  # definitions are immutable once stored
+        self._cache_lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def tx(self) -> Iterator[Tx]:
+        """One transaction; :exc:`StorageUnavailable` when the dialect says the database is down."""
+        if self.connections.closed:
+            raise RuntimeError("storage is closed")
+        try:
+            with self.connections.transaction() as cursor:
+                yield Tx(cursor, self.dialect)
+        except self.dialect.unavailable_errors as exc:
+            reason = " ".join(str(exc).split()) or type(exc).__name__
+            raise StorageUnavailable(f"database unavailable: {reason}") from exc
+
+    def create_schema(self) -> None:
+        """Create what is missing (idempotent), then bring an older database up to date."""
+        with self.tx() as db:
+            if self.dialect.schema_lock:
+                db.exec(self.dialect.schema_lock)
+            for statement in schema(self.dialect):
+                db.exec(statement)
+            if "waiting_for" not in db.columns("activities"):
+                self._add_waiting_for(db)
+
+    def _add_waiting_for(self, db: Tx) -> None:
+        # Databases made before incremental scheduling: add the counter and fill it in for the
+        # workflows still in progress (the others never read it).
+        db.exec("ALTER TABLE activities ADD COLUMN waiting_for INTEGER NOT NULL DEFAULT 0")
+        workflows = db.all(
+            "SELECT id, definition_name, definition_version FROM workflows WHERE status IN ('created', 'running')"
+        )
+        for workflow_id, name, version in workflows:
+            plan = self.plan(db, name, int(version))
+            _, rows = self.load(db, workflow_id)
+            db.many(
+                "UPDATE activities SET waiting_for = ? WHERE id = ?",
+                [(r.waiting_for, r.id) for r in waiting_counts(plan, rows) if r.waiting_for],
+            )
+
+    # -- reading and writing rows (inside a transaction) -------------------------------------
+    def plan(self, db: Tx, name: str, version: int) -> Plan:
+        with self._cache_lock:
+            cached = self._plans.get((name, version))
+        if cached is not None:
+            return cached
+        row = db.one("SELECT body FROM definitions WHERE name = ? AND version = ?", (name, version))
+        if row is None:
+            raise NotFound(f"workflow definition {name!r} version {version} not found")
+        plan = make_plan(load_definition(loads(row[0])))
+        with self._cache_lock:
+            self._plans[(name, version)] = plan
+        return plan
+
+    def definition(self, db: Tx, name: str, version: int) -> Definition:
+        return self.plan(db, name, version).definition
+
+    def workflow(self, db: Tx, workflow_id: str, *, lock: bool) -> WorkflowRow:
+        suffix = self.dialect.for_update if lock else ""
+        row = db.one(f"SELECT {WORKFLOW_COLUMNS} FROM workflows WHERE id = ?{suffix}", (workflow_id,))
+        if row is None:
+            raise NotFound(f"workflow {workflow_id} not found")
+        return row_to_workflow(row)
+
+    def load(self, db: Tx, workflow_id: str) -> tuple[WorkflowRow, list[ActivityRow]]:
+        """A workflow and all its rows, unlocked: for reading only (a change loads what it changes)."""
+        workflow = self.workflow(db, workflow_id, lock=False)
+        activities = db.all(
+            f"SELECT {ACTIVITY_COLUMNS} FROM activities WHERE workflow_id = ? ORDER BY position",
+            (workflow_id,),
+        )
+        return workflow, [row_to_activity(a) for a in activities]
+
+    def rows(self, db: Tx, workflow_id: str, keys: Sequence[str]) -> list[ActivityRow]:
+        """These activities of one workflow, locked (Postgres) like every row a change reads."""
+        out = []
+        for i in range(0, len(keys), _IN_CHUNK):
+            chunk = keys[i : i + _IN_CHUNK]
+            out += db.all(
+                f"SELECT {ACTIVITY_COLUMNS} FROM activities WHERE workflow_id = ? "
+                f"AND activity_key IN ({marks(len(chunk))}) ORDER BY position{self.dialect.for_update}",
+                (workflow_id, *chunk),
+            )
+        return [row_to_activity(r) for r in out]
+
+    def write(self, db: Tx, rows: Iterable[ActivityRow]) -> None:
+        params = [(*activity_values(r, ACTIVITY_MUTABLE), r.id) for r in rows]
+        if len(params) == 1:  # the usual case; psycopg's executemany costs a pipeline sync more
+            db.exec(UPDATE_ACTIVITY, params[0])
+        else:
+            db.many(UPDATE_ACTIVITY, params)
+
+    def write_workflow(self, db: Tx, workflow: WorkflowRow) -> None:
+        db.exec(
+            UPDATE_WORKFLOW, (workflow.status.value, workflow.updated_at, workflow.error_message, workflow.id)
+        )
