@@ -4,14 +4,14 @@
     trioworks dag run examples/dag_demo.py --set generate.count=400 --set aggregate.review_threshold=1000
     trioworks dag graph examples/dag_demo.py --format mermaid
 
-The workflow itself lives in the package (``trioworks/cli/_demo_workflow.py``) so that
+The workflow itself lives in the package (``trioworks/demo/etl.py``) so that
 ``trioworks demo`` works from an installed wheel, and so that worker processes can import
 its CPU-bound ``process=True`` node by module name. This file re-exports it: the CLI finds
 ``build_workflow`` (a function returning the Workflow) and ``resources`` (a function
 returning the ResourceRegistry holding the ``db`` SQLite connection).
 """
 
-from trioworks.cli._demo_workflow import build_workflow, resources
+from trioworks.demo import build_workflow, resources
 
 __all__ = ["build_workflow", "resources"]
 

@@ -310,6 +310,8 @@ PUBLIC: dict[str, set[str]] = {
     },
     "trioworks.services": {
         "BOUNDARIES",
+        "SERVICE_NAMES",
+        "BrokerUnavailable",
         "LLMConfig",
         "LLMConfigError",
         "LLMService",
@@ -325,8 +327,17 @@ PUBLIC: dict[str, set[str]] = {
         "TtsConfigError",
         "TtsService",
         "ProgramMissing",
+        "SayResult",
+        "TurnResult",
+        "VoiceSettings",
+        "VoiceStack",
+        "VoiceStackError",
+        "ask_once",
         "chunk_sentences",
+        "default_data_dir",
         "find_program",
+        "say",
+        "voice_turn",
     },
     "trioworks.services.llm": {
         "Backend",
@@ -422,6 +433,27 @@ PUBLIC: dict[str, set[str]] = {
         "detect_player",
         "synthesize",
     },
+    "trioworks.demo": {
+        "ACTIVITIES",
+        "DEFINITION",
+        "FACTS",
+        "FlowRun",
+        "FlowStep",
+        "Highlight",
+        "INPUT",
+        "PHRASES",
+        "QUESTION",
+        "VOICE",
+        "VoiceRun",
+        "WORKER",
+        "ask_question",
+        "build_workflow",
+        "dag_highlights",
+        "flow_highlights",
+        "resources",
+        "run_flow",
+        "voice_highlights",
+    },
     "trioworks.cli": {
         "COMMANDS",
         "main",
@@ -458,6 +490,8 @@ INTERNAL: dict[str, set[str]] = {
     "trioworks.server.storage._tables": {"Tables"},
     # A WAV header's numbers, inside the stt sources and tts sinks.
     "trioworks.services._audio": {"AudioFormat"},
+    # The voice turn's bus observer (and what it saw) behind ask_once, voice_turn and say.
+    "trioworks.services._turn": {"Seen", "Watch"},
     # The worker's machinery behind Worker: the per-activity runner, its limiters and report.
     "trioworks.worker._execute": {"ActivityRunner", "Limiters", "Report"},
     "trioworks.worker._heartbeats": {"HeartbeatStarter"},
@@ -465,7 +499,7 @@ INTERNAL: dict[str, set[str]] = {
     "trioworks.worker._transport": {"WorkerTransport"},
 }
 
-SUBSYSTEMS = {"bus", "cli", "core", "dag", "server", "services", "worker"}
+SUBSYSTEMS = {"bus", "cli", "core", "dag", "demo", "server", "services", "worker"}
 
 
 def _private_modules() -> list[str]:
@@ -557,15 +591,21 @@ def test_internal_lists_only_existing_private_modules() -> None:
 
 def test_lazy_exports_load_only_what_is_asked_for() -> None:
     """``trioworks.services`` loads one service's subpackage, not the others' models;
-    ``trioworks.server`` imports psycopg only for PostgresStorage."""
+    ``trioworks.server`` imports psycopg only for PostgresStorage; the demo's ETL, imported by
+    worker processes, loads neither the server nor the worker."""
     script = (
         "import sys\n"
+        "import trioworks.demo.etl\n"
+        "heavy = {m for m in ('trioworks.server', 'trioworks.worker', 'trioworks.services') if m in sys.modules}\n"
+        "assert not heavy, f'trioworks.demo.etl (imported by worker processes) loaded {heavy}'\n"
         "import trioworks.server\n"
         "assert 'psycopg' not in sys.modules, 'trioworks.server imported psycopg'\n"
         "from trioworks.services import TtsService\n"
         "assert TtsService.__module__.startswith('trioworks.services.tts.')\n"
         "loaded = {m for m in ('memory', 'stt', 'llm', 'router') if f'trioworks.services.{m}' in sys.modules}\n"
         "assert not loaded, f'importing TtsService loaded {loaded}'\n"
+        "from trioworks.services import VoiceSettings\n"
+        "assert 'trioworks.services.memory' not in sys.modules, 'VoiceSettings loaded the memory service'\n"
         "from trioworks.server import PostgresStorage\n"
         "assert 'psycopg' in sys.modules\n"
     )
@@ -574,7 +614,7 @@ def test_lazy_exports_load_only_what_is_asked_for() -> None:
 
 
 def test_unknown_names_raise_attribute_error() -> None:
-    for package in ("trioworks.server", "trioworks.services"):
+    for package in ("trioworks.server", "trioworks.services", "trioworks.demo"):
         module = importlib.import_module(package)
         with pytest.raises(AttributeError, match="no_such_name"):
             module.no_such_name  # noqa: B018

@@ -11,6 +11,8 @@ Subpackages (each exports its public names in ``__all__``; modules named ``_x`` 
 - :mod:`trioworks.bus`: the voice services' message bus (in-process or MQTT) and its contracts.
 - :mod:`trioworks.services`: the voice services on the bus (stt, memory, llm, tts, router), one
   subpackage each.
+- :mod:`trioworks.demo`: what ``trioworks demo`` runs (a DAG ETL, a workflow on the embedded
+  server, one voice turn) and the highlights it checks against each run.
 - :mod:`trioworks.cli`: the ``trioworks`` command line, a thin layer over the subsystems.
 """
 

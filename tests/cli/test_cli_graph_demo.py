@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from trioworks.cli import _demo
-from trioworks.cli._demo import DemoSection, Highlight
+from trioworks.cli._demo import DemoSection
+from trioworks.demo import Highlight
 
 FLOW = """
     from trioworks.dag import WorkflowBuilder

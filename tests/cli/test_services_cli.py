@@ -26,10 +26,8 @@ import trio
 
 from _services import MosquittoBroker, free_port
 from trioworks.bus import Bus, Message, MqttTransport
-from trioworks.cli import _demo_voice
-from trioworks.cli._demo_voice import VoiceRun, voice_highlights
+from trioworks.cli import _demo
 from trioworks.cli._streams import Streams
-from trioworks.cli._voice_turn import TurnResult
 
 QUESTION = "where does my sister live"
 PHRASES = ("--phrase", QUESTION, "--phrase", "when was the boiler serviced")
@@ -297,7 +295,7 @@ def _quiet() -> Streams:
 
 def test_the_demo_voice_section_holds_on_a_real_run(question_wav: Path) -> None:
     io = _quiet()
-    highlights = _demo_voice.voice_section(io, False)
+    highlights = _demo._voice_section(io, False)
     assert len(highlights) == 5
     *claims, first_audio = highlights
     assert all(h.ok for h in claims), [h.text for h in claims if not h.ok]
@@ -307,49 +305,6 @@ def test_the_demo_voice_section_holds_on_a_real_run(question_wav: Path) -> None:
     assert "no speaking_start seen" not in first_audio.text and " ms, within " in first_audio.text
     shown = io.out.file.getvalue()
     assert "transcript  where does my sister live" in shown and f"From memory: {FACT}" in shown
-
-
-def _good() -> VoiceRun:
-    from trioworks.bus import MemoryResult
-
-    turn = TurnResult(
-        transcript=QUESTION,
-        turn_id="t1",
-        rag_asked=True,
-        hits=(MemoryResult(document={"text": FACT}, score=0.03),),
-        rag_seconds=0.02,
-        answer=f"From memory: {FACT}",
-        provider="offline",
-        reply_paths=(Path("/tmp/reply.wav"),),
-        spoken=f"From memory: {FACT}",
-        first_audio=0.15,
-    )
-    return VoiceRun(turn=turn, reply_seconds=2.0, reply_peak=20000)
-
-
-@pytest.mark.parametrize(
-    ("change", "false_one"),
-    [
-        (lambda r: attrs.evolve(r, turn=attrs.evolve(r.turn, transcript="where does my sister leave")), 0),
-        (lambda r: attrs.evolve(r, turn=attrs.evolve(r.turn, hits=())), 1),
-        (lambda r: attrs.evolve(r, turn=attrs.evolve(r.turn, rag_seconds=None)), 2),
-        (lambda r: attrs.evolve(r, reply_peak=0), 3),
-        (lambda r: attrs.evolve(r, turn=attrs.evolve(r.turn, spoken="From memory:")), 3),
-        (
-            lambda r: attrs.evolve(r, turn=attrs.evolve(r.turn, first_audio=0.4)),
-            4,
-        ),  # 0.4 + ~0.5 endpointing > 0.8
-    ],
-)
-def test_each_voice_highlight_turns_false_with_its_fact(change, false_one: int) -> None:
-    assert all(h.ok for h in voice_highlights(_good()))
-    verdicts = [h.ok for h in voice_highlights(change(_good()))]
-    assert verdicts == [i != false_one for i in range(5)]
-
-
-def test_a_turn_that_did_not_complete_is_one_false_highlight() -> None:
-    [highlight] = voice_highlights(attrs.evolve(_good(), problem="waited 30 s for the tts in vain"))
-    assert not highlight.ok and "waited 30 s for the tts in vain" in highlight.text
 
 
 # --- ask with an OpenAI-compatible server ---------------------------------------------------------

@@ -31,8 +31,7 @@ from ._streams import Streams
 
 __all__ = ["COMMANDS", "main"]
 
-# Command modules, imported when the parser is built: importing ``trioworks.cli`` itself stays
-# cheap, which matters to worker processes that import a demo module living in this package.
+# Command modules, imported when the parser is built: importing ``trioworks.cli`` itself stays cheap.
 COMMANDS: tuple[str, ...] = ("_dag", "_demo", "_server", "_services", "_worker", "_workflow")
 
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")

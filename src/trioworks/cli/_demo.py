@@ -1,40 +1,52 @@
 """``trioworks demo``: an end-to-end tour on embedded defaults, one section per subsystem.
 
-Each :class:`DemoSection` runs something real, narrates it, and returns the
-:class:`Highlight` claims it makes about what happened, each checked against the result.
-The command exits 0 only when every highlight holds. A later subsystem adds its section
-to :data:`SECTIONS`.
+What each section runs, and the :class:`~trioworks.demo.Highlight` claims it checks against the
+run, live in :mod:`trioworks.demo`; this module narrates: it prints each section's story, runs it,
+shows what it saw, and prints the highlights. The command exits 0 only when every highlight
+holds. A later subsystem adds its section to :data:`SECTIONS`.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
+import datetime as dt
+import tempfile
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import attrs
+import trio
+from rich.table import Table
 from rich.text import Text
 
-from ..dag import AsyncLocalRuntime, NodeStatus, WorkflowResult
-from . import _demo_workflow as etl
+from ..core import single_error
+from ..dag import AsyncLocalRuntime
+from ..demo import (
+    FACTS,
+    PHRASES,
+    QUESTION,
+    VOICE,
+    FlowRun,
+    FlowStep,
+    Highlight,
+    VoiceRun,
+    ask_question,
+    build_workflow,
+    dag_highlights,
+    flow_highlights,
+    resources,
+    run_flow,
+    voice_highlights,
+)
+from ..services import TurnResult
 from ._dag import run_workflow
-from ._demo_flow import flow_section
-from ._demo_voice import voice_section
-from ._loader import LoadedWorkflow, load_workflow
+from ._install_model import install_on_first_run
 from ._progress import NodeProgress
 from ._report import summary_table, totals_line
 from ._streams import Streams
 
-__all__ = ["SECTIONS", "DemoSection", "Highlight", "register"]
-
-
-@attrs.frozen
-class Highlight:
-    """One claim the demo makes about what just ran, and whether the run bears it out."""
-
-    text: str
-    ok: bool
+__all__ = ["SECTIONS", "DemoSection", "register"]
 
 
 @attrs.frozen
@@ -97,105 +109,177 @@ def _demo_command(args: argparse.Namespace, io: Streams) -> int:
 
 
 def _dag_section(io: Streams, bar: bool) -> list[Highlight]:
-    loaded = load_workflow(etl.__name__)
+    workflow, registry = build_workflow(), resources()
     io.out.print(
         "A small ETL built with the Kailash API (WorkflowBuilder, PythonCodeNode,\n"
         "SwitchNode, MergeNode), run by AsyncLocalRuntime on Trio: each node starts\n"
-        "the moment its inputs exist. Source: trioworks/cli/_demo_workflow.py.\n"
+        "the moment its inputs exist. Source: trioworks/demo/etl.py.\n"
     )
     io.out.print(Text("graph (Mermaid; for DOT: trioworks dag graph examples/dag_demo.py)", style="bold"))
-    io.out.print(loaded.workflow.to_mermaid())
+    io.out.print(workflow.to_mermaid())
     io.out.print(Text("progress (seconds since start, node, kind, duration)", style="bold"))
-    progress = NodeProgress(loaded.workflow, io.err, bar=bar, log=io.out)
+    progress = NodeProgress(workflow, io.err, bar=bar, log=io.out)
     runtime = AsyncLocalRuntime(
-        resource_registry=loaded.resources,
+        resource_registry=registry,
         thread_pool_size=4,
         on_node_start=progress.on_start,
         on_node_finish=progress.on_finish,
     )
-    result, failure = run_workflow(runtime, loaded.workflow, loaded.inputs, progress)
+    result, failure = run_workflow(runtime, workflow, {}, progress)
     io.out.print()
     io.out.print(
         summary_table(
-            loaded.workflow,
-            result,
-            progress.attempts,
-            failed_node=failure.node_id if failure is not None else None,
+            workflow, result, progress.attempts, failed_node=failure.node_id if failure is not None else None
         )
     )
     io.out.print(totals_line(result))
     if failure is not None:
         io.error(str(failure))
         return [Highlight(f"the ETL run completes (it failed: {failure})", False)]
-    return _dag_highlights(loaded, result, progress)
-
-
-def _dag_highlights(
-    loaded: LoadedWorkflow, result: WorkflowResult, progress: NodeProgress
-) -> list[Highlight]:
-    out = result.results
-    status = result.statuses
-
-    batch = out["aggregate"]["result"]
-    switched = (
-        status[etl.SKIPPED_BRANCH] is NodeStatus.SKIPPED
-        and result.skip_reasons.get(etl.SKIPPED_BRANCH) == "branch not taken"
-        and status[etl.TAKEN_BRANCH] is NodeStatus.COMPLETED
-        and status[etl.MERGE_NODE] is NodeStatus.COMPLETED
-    )
-    switch_text = (
-        f"the switch '{etl.SWITCH_NODE}' sent the batch to '{etl.TAKEN_BRANCH}' (total {batch['total_eur']:,.2f} EUR "
-        f"< review threshold {batch['review_threshold']:,.0f} EUR); the branch '{etl.SKIPPED_BRANCH}' was skipped "
-        f"and '{etl.MERGE_NODE}' went on with the branch that ran"
+    return dag_highlights(
+        result,
+        started=progress.started,
+        finished=progress.finished,
+        attempts=progress.attempts,
+        resources=registry,
     )
 
-    shards = etl.SHARD_NODES
-    busy = sum(result.node_durations[n] for n in shards)
-    span = max(progress.finished[n] for n in shards) - min(progress.started[n] for n in shards)
-    max_threads = result.metrics["max_threads"]
-    threads_text = (
-        f"{len(shards)} blocking sync nodes ran in parallel in threads: max threads {max_threads}, "
-        f"{busy:.2f} s of blocking work done in {span:.2f} s"
+
+# -- 2. the worker and the server -------------------------------------------------
+
+_STATUS_STYLES = {"completed": "green", "failed": "bold red", "skipped": "yellow", "running": "cyan"}
+_NOT_SHOWN = frozenset({"started", "finished", "thread", "read_sha256", "read_bytes", "workflow_id"})
+
+
+def _flow_section(io: Streams, bar: bool) -> list[Highlight]:
+    """Run it all (a few seconds), print each step as it happens, then the result.
+
+    Progress is printed as lines on ``io.out`` whatever ``bar`` says: the status changes are
+    what this section shows. Problems (the workflow failed or timed out, the server refused a
+    call) come back as one false highlight naming them.
+    """
+    io.out.print(
+        "The reference server (Kruxia Flow's HTTP API, SQLite) and an activity worker run\n"
+        "in this process, on one Trio loop. The workflow (examples/workflows/demo.yaml)\n"
+        "writes a file, fans it out to four regions in threads and to a CPU-bound\n"
+        "activity in a worker process, then takes one of two branches on a condition.\n"
+        "Activities: trioworks/demo/activities.py.\n"
+    )
+    io.out.print(
+        Text("progress (seconds since start, activity, kind, status as the server reports it)", style="bold")
     )
 
-    cpu = out[etl.CPU_NODE]["result"]
-    cpu_start, cpu_end = progress.started[etl.CPU_NODE], progress.finished[etl.CPU_NODE]
-    meanwhile = [n for n, t in progress.finished.items() if n != etl.CPU_NODE and cpu_start < t < cpu_end]
-    cpu_text = (
-        f"the CPU node '{etl.CPU_NODE}' ran in worker process {cpu['pid']} (this is {os.getpid()}): "
-        f"{cpu['primes']:,} primes below {cpu['limit']:,}, while {len(meanwhile)} other nodes finished"
-    )
+    def show(step: FlowStep) -> None:
+        line = Text(f"  {step.seconds:5.2f} s  ")
+        if step.status is None:
+            io.out.print(line + Text(step.text))
+        else:
+            io.out.print(line + Text(f"{step.activity:<14} {step.kind:<8} ") + _status_text(step.status))
 
-    published = out[etl.FLAKY_NODE]["result"]
-    retry_text = (
-        f"'{etl.FLAKY_NODE}' (retry=2) failed once with a connection reset and succeeded on attempt "
-        f"{progress.attempts.get(etl.FLAKY_NODE)}"
-    )
+    # Blocking file work (the temp directory) stays out of the Trio loop: it is done here, around it.
+    with tempfile.TemporaryDirectory(prefix="trioworks-demo-") as tmp:
+        run = trio.run(lambda: run_flow(Path(tmp), on_step=show))
+    io.out.print()
+    if run.workflow:
+        io.out.print(_flow_table(run))
+    if run.report:
+        io.out.print(Text("result: ", style="bold") + Text(run.report))
+    io.out.print(Text("worker: ", style="bold") + Text(run.stats.line()))
+    return flow_highlights(run)
 
-    stored = out[etl.STORE_NODE]["result"]
-    db = loaded.resources.metrics()["db"] if loaded.resources is not None else {}
-    records = out["generate"]["result"]["count"]
-    made = "once" if db.get("created") == 1 else f"{db.get('created')} times"
-    store_text = (
-        f"'{etl.STORE_NODE}' wrote {stored['rows']} rows to the resource 'db' (an in-memory SQLite "
-        f"connection made {made} by a sync factory, handed to the node by Resource('db'))"
+
+def _status_text(status: str) -> Text:
+    return Text(status, style=_STATUS_STYLES.get(status, "dim"))
+
+
+def _timestamp(text: str | None) -> float | None:
+    return None if text is None else dt.datetime.fromisoformat(text).timestamp()
+
+
+def _flow_table(run: FlowRun) -> Table:
+    """One row per activity: kind, status, when the server saw it claimed and for how long."""
+    activities = run.activities
+    starts = [t for a in activities if (t := _timestamp(a.get("started_at"))) is not None]
+    origin = min(starts, default=0.0)
+    table = Table(
+        title=f"workflow {run.workflow.get('id')} · {run.workflow.get('status')}", title_justify="left"
     )
-    return [
-        Highlight(switch_text, switched),
-        Highlight(threads_text, max_threads >= 2 and span < 0.75 * busy),
-        Highlight(cpu_text, cpu["pid"] != os.getpid() and bool(meanwhile)),
-        Highlight(
-            retry_text,
-            progress.attempts.get(etl.FLAKY_NODE) == 2
-            and result.metrics["retries"] == 1
-            and published["published"],
-        ),
-        Highlight(store_text, stored["rows"] == records and db.get("created") == 1),
-    ]
+    table.add_column(
+        "activity", no_wrap=True, min_width=max((len(a["activity_key"]) for a in activities), default=8)
+    )
+    table.add_column("kind", style="dim", no_wrap=True, min_width=7)
+    table.add_column("status", no_wrap=True, min_width=9)
+    table.add_column("at s", justify="right", no_wrap=True, min_width=4)
+    table.add_column("ms", justify="right", no_wrap=True, min_width=4)
+    # Only this column may shrink; its cells are single-line Texts cut with an ellipsis.
+    table.add_column("output", min_width=12)
+    for activity in activities:
+        began, ended = _timestamp(activity.get("started_at")), _timestamp(activity.get("completed_at"))
+        output = activity.get("outputs") or activity.get("error") or {}
+        shown = ", ".join(f"{k}={v}" for k, v in output.items() if k not in _NOT_SHOWN)
+        table.add_row(
+            activity["activity_key"],
+            run.kind(activity["activity_key"]),
+            _status_text(activity["status"]),
+            f"{began - origin:.2f}" if began is not None else "",
+            f"{(ended - began) * 1000:.0f}" if began is not None and ended is not None else "",
+            Text(shown, no_wrap=True, overflow="ellipsis"),
+        )
+    return table
+
+
+# -- 3. the voice services --------------------------------------------------------
+
+
+def _voice_section(io: Streams, bar: bool) -> list[Highlight]:
+    """Seed, speak, run the turn (a few seconds), show it, return the highlights."""
+    io.out.print(
+        "The voice services (stt, memory, llm, tts, router) on the in-process bus, as\n"
+        "`trioworks services ask` runs them. Memory is seeded with three facts;\n"
+        f"espeak-ng speaks the question into a WAV file ({VOICE} voice). stt\n"
+        f"(pocketsphinx) listens with a grammar of {len(PHRASES)} phrases: its general model\n"
+        "transcribes espeak-ng's synthetic voice poorly, a grammar makes it exact.\n"
+        "The llm is the built-in offline backend: rules, not a language model; with\n"
+        "RAG context it answers from the best memory.\n"
+    )
+    # A folder of this run's own (two demos at once must not share one); kept for listening.
+    audio = Path(tempfile.mkdtemp(prefix="trioworks-demo-voice-"))
+    for fact in FACTS:
+        io.out.print(Text("  remembered  ", style="dim") + Text(fact))
+    with tempfile.TemporaryDirectory(prefix="trioworks-demo-memory-") as data:
+        try:
+            try:
+                turn = trio.run(ask_question, audio, Path(data))
+            except Exception as exc:
+                if not install_on_first_run(single_error(exc), io):
+                    raise
+                turn = trio.run(ask_question, audio, Path(data))  # the weights are there now
+        except Exception as exc:  # a missing program or model: one false highlight that names it
+            error = single_error(exc)
+            # A missing model or extra says what to install; anything else is named by its type.
+            missing = type(error).__name__ == "ModelNotInstalled" or isinstance(error, ModuleNotFoundError)
+            problem = str(error) if missing else f"{type(error).__name__}: {error}"
+            return voice_highlights(VoiceRun(turn=TurnResult(), problem=problem))
+    run = VoiceRun.of(turn)
+    _show_turn(run, audio / "question.wav", io)
+    return voice_highlights(run)
+
+
+def _show_turn(run: VoiceRun, wav: Path, io: Streams) -> None:
+    turn = run.turn
+    rows = [("question", f"{QUESTION!r} spoken into {wav}")]
+    rows.append(("transcript", turn.transcript or "(none)"))
+    for i, hit in enumerate(turn.used_hits):
+        rows.append(("memory" if i == 0 else "", f"{hit.score:.4f}  {hit.document.get('text', '')}"))
+    rows.append(("answer", f"{turn.answer} ({turn.provider})" if turn.answer else "(none)"))
+    for path in turn.reply_paths:
+        rows.append(("reply", f"{path} ({run.reply_seconds:.1f} s of audio)"))
+    for label, value in rows:
+        io.out.print(Text(f"  {label:<11} ", style="bold") + Text(value))
 
 
 SECTIONS: list[DemoSection] = [
     DemoSection("DAG runner: a small ETL on the Kailash API", _dag_section),
-    DemoSection("Worker and server: a workflow on the embedded server", flow_section),
-    DemoSection("Voice services: one voice turn, a WAV question in and a WAV answer out", voice_section),
+    DemoSection("Worker and server: a workflow on the embedded server", _flow_section),
+    DemoSection("Voice services: one voice turn, a WAV question in and a WAV answer out", _voice_section),
 ]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import trioworks
 
-__all__ = ["CliError", "describe", "did_you_mean", "location", "short_path"]
+__all__ = ["CliError", "Unavailable", "describe", "did_you_mean", "location", "short_path"]
 
 # Frames in these directories are never "where the user's code went wrong".
 _LIBRARY_DIRS = tuple(
@@ -30,6 +30,12 @@ class CliError(Exception):
     """
 
     exit_code = 2
+
+
+class Unavailable(CliError):
+    """Something the command needs is not there (a broker, a program, a model): exit 1, not a usage error."""
+
+    exit_code = 1
 
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str:

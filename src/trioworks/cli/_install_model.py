@@ -13,8 +13,8 @@ import importlib
 import os
 from types import ModuleType
 
+from ._errors import Unavailable
 from ._streams import Streams
-from ._voice_stack import Unavailable
 
 __all__ = ["NO_AUTO_INSTALL_ENV", "install_on_first_run", "register"]
 

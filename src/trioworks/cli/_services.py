@@ -3,11 +3,12 @@
 - ``run`` serves the chosen services (one nursery, one process) until SIGINT (exit 130) or
   SIGTERM (exit 0); each service leaves its retained ``system/health/<name>`` ``stopped``.
 - ``say`` speaks a text through the tts service (in process, or the one behind the broker).
-- ``ask`` runs one voice turn from a WAV file (:mod:`._voice_turn`, shared with the demo).
+- ``ask`` runs one voice turn from a WAV file (:func:`trioworks.services.ask_once`, as the demo does).
 - ``install-model`` installs the memory service's weights (:mod:`._install_model`).
 
-The wiring lives in :mod:`._voice_stack`; flags become settings, and failures one-line errors
-(exit 2 for bad input, 1 for what is missing or failed at run time), in :mod:`._voice_args`.
+The wiring is :class:`trioworks.services.VoiceStack`; flags become its settings, and failures
+one-line errors (exit 2 for bad input, 1 for what is missing or failed at run time), in
+:mod:`._voice_args`.
 """
 
 from __future__ import annotations
@@ -20,25 +21,23 @@ from pathlib import Path
 import attrs
 import trio
 
+from ..services import SERVICE_NAMES, TurnResult, VoiceSettings, VoiceStack, ask_once, say
 from ..services.stt import SttService as _SttService
 from ..services.stt import mic_source
 from ..services.tts import CommandSink
 from . import _install_model
-from ._errors import CliError
+from ._errors import CliError, Unavailable
 from ._streams import Streams
-from ._voice_args import bus_flags, make_data_dir, seconds, settings_from, stack_flags, trio_run
-from ._voice_stack import (
-    SERVICE_NAMES,
-    BusFactory,
-    Unavailable,
-    VoiceSettings,
+from ._voice_args import (
+    bus_flags,
     freeze_heap,
+    make_data_dir,
     parse_only,
-    prepare_process,
-    probe_broker,
-    start_stack,
+    seconds,
+    settings_from,
+    stack_flags,
+    trio_run,
 )
-from ._voice_turn import TurnResult, ask, say
 
 __all__ = ["register", "show_turn"]
 
@@ -127,16 +126,19 @@ def _run_command(args: argparse.Namespace, io: Streams) -> int:
         io.warning("on the in-process bus with no --mic nothing outside this process reaches the services")
     if "memory" in names:
         make_data_dir(settings)
-    prepare_process()
-    return trio_run(lambda: _serve(settings, names, mic=args.mic, io=io), io)
+    # A stack of its own each time: trio_run runs again after installing missing weights.
+    return trio_run(
+        lambda: _serve(
+            VoiceStack(settings, services=names, stt_source=mic_source() if args.mic else None), io
+        ),
+        io,
+    )
 
 
-async def _serve(settings: VoiceSettings, names: tuple[str, ...], *, mic: bool, io: Streams) -> int:
-    """The services of ``names`` in one nursery until a signal: 130 for SIGINT, 0 for SIGTERM."""
+async def _serve(stack: VoiceStack, io: Streams) -> int:
+    """The stack until a signal: 130 for SIGINT, 0 for SIGTERM."""
     code = 0
-    buses = BusFactory(settings.bus)
-    if not buses.in_process:
-        await probe_broker(settings.bus)
+    settings = stack.settings
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
 
@@ -149,13 +151,12 @@ async def _serve(settings: VoiceSettings, names: tuple[str, ...], *, mic: bool, 
                     return
 
             nursery.start_soon(stop_on_signal)
-            source = mic_source() if mic else None
-            stack = await start_stack(nursery, names, settings, buses, stt_source=source)
+            await nursery.start(stack.run)
             freeze_heap()
-            where = "the in-process bus" if buses.in_process else settings.bus
+            where = "the in-process bus" if stack.in_process else settings.bus
             io.note(
-                f"serving {', '.join(stack.names)} on {where}"
-                + _details(settings, names)
+                f"serving {', '.join(stack.services)} on {where}"
+                + _details(settings, stack.services)
                 + "; Ctrl-C to stop"
             )
             if stack.stt is not None:
@@ -190,17 +191,17 @@ def _say_command(args: argparse.Namespace, io: Streams) -> int:
     settings = settings_from(args, realtime=False)
     if not args.text.strip():
         raise CliError("TEXT: nothing to say")
-    return trio_run(lambda: _say(settings, args.text, args.timeout, args.voice, io), io)
+    # In process the tts runs here; over MQTT the one behind the broker speaks.
+    services = ("tts",) if settings.in_process else ()
+    return trio_run(
+        lambda: _say(VoiceStack(settings, services=services), args.text, args.timeout, args.voice, io), io
+    )
 
 
-async def _say(settings: VoiceSettings, text: str, limit: float, voice: str | None, io: Streams) -> int:
-    buses = BusFactory(settings.bus)
-    if not buses.in_process:
-        await probe_broker(settings.bus)
+async def _say(stack: VoiceStack, text: str, limit: float, voice: str | None, io: Streams) -> int:
     async with trio.open_nursery() as nursery:
-        # In process the tts runs here; over MQTT the one behind the broker speaks.
-        stack = await start_stack(nursery, ("tts",) if buses.in_process else (), settings, buses)
-        client = buses("cli")
+        await nursery.start(stack.run)
+        client = stack.client("cli")
         await nursery.start(client.run)
         result = await say(client, text, limit=limit, voice=voice)  # None: the tts's own voice
         nursery.cancel_scope.cancel()
@@ -236,18 +237,13 @@ def _ask_command(args: argparse.Namespace, io: Streams) -> int:
         )
     if in_process:
         make_data_dir(settings)
-    prepare_process()
+
+    def started(seconds: float) -> None:
+        io.note(f"services ready in {seconds:.1f} s")
+        freeze_heap()
 
     async def main() -> TurnResult:
-        if not in_process:
-            await probe_broker(settings.bus)
-        return await ask(
-            settings,
-            args.wav,
-            limit=args.timeout,
-            freeze=True,
-            on_started=lambda s: io.note(f"services ready in {s:.1f} s"),
-        )
+        return await ask_once(settings, args.wav, limit=args.timeout, on_started=started)
 
     result = trio_run(main, io)
     show_turn(result, io)

@@ -14,6 +14,16 @@ They are importable from here or from their subpackage (which has the rest: sour
 backends...). A name is imported on first use, so that ``from trioworks.services import
 TtsService`` does not load the models of the others (memory needs numpy and the voice extra).
 
+The whole stack, as a program runs it (docs/router.md, "Running the whole stack from Python"):
+
+- :class:`VoiceStack` runs some or all of the services (:data:`SERVICE_NAMES`) on one bus, started
+  with ``await nursery.start(stack.run)``; :class:`VoiceSettings` is what they are given
+  (:func:`default_data_dir` for the memory store); :exc:`VoiceStackError` names a bad setting,
+  :exc:`BrokerUnavailable` an MQTT broker that cannot be reached.
+- :func:`ask_once` runs one voice turn from a WAV file (start the stack, ask, stop) and returns a
+  :class:`TurnResult`; :func:`voice_turn` follows one turn on a running stack; :func:`say` speaks a
+  text through a running tts (:class:`SayResult`).
+
 Shared by the services (pure, no models): :func:`chunk_sentences` / :class:`SentenceChunker`, the
 sentence chunker of streamed replies for ``tts/say``; :func:`find_program` (an external program's
 path, :exc:`ProgramMissing` naming it when absent).
@@ -26,6 +36,15 @@ from ._audio import ProgramMissing, find_program
 from ._text import BOUNDARIES, SentenceChunker, chunk_sentences
 
 if typing.TYPE_CHECKING:
+    from ._stack import (
+        SERVICE_NAMES,
+        BrokerUnavailable,
+        VoiceSettings,
+        VoiceStack,
+        VoiceStackError,
+        default_data_dir,
+    )
+    from ._turn import SayResult, TurnResult, ask_once, say, voice_turn
     from .llm import LLMConfig, LLMConfigError, LLMService
     from .memory import MemoryService
     from .router import RouterConfig, RouterConfigError, RouterService
@@ -34,6 +53,8 @@ if typing.TYPE_CHECKING:
 
 __all__ = [
     "BOUNDARIES",
+    "SERVICE_NAMES",
+    "BrokerUnavailable",
     "LLMConfig",
     "LLMConfigError",
     "LLMService",
@@ -42,6 +63,7 @@ __all__ = [
     "RouterConfig",
     "RouterConfigError",
     "RouterService",
+    "SayResult",
     "SentenceChunker",
     "SttConfig",
     "SttConfigError",
@@ -49,12 +71,31 @@ __all__ = [
     "TtsConfig",
     "TtsConfigError",
     "TtsService",
+    "TurnResult",
+    "VoiceSettings",
+    "VoiceStack",
+    "VoiceStackError",
+    "ask_once",
     "chunk_sentences",
+    "default_data_dir",
     "find_program",
+    "say",
+    "voice_turn",
 ]
 
-# Name -> the subpackage that defines it, imported on first access (PEP 562).
+# Name -> the subpackage (or private module) that defines it, imported on first access (PEP 562).
 _LAZY = {
+    "SERVICE_NAMES": "_stack",
+    "BrokerUnavailable": "_stack",
+    "VoiceSettings": "_stack",
+    "VoiceStack": "_stack",
+    "VoiceStackError": "_stack",
+    "default_data_dir": "_stack",
+    "SayResult": "_turn",
+    "TurnResult": "_turn",
+    "ask_once": "_turn",
+    "say": "_turn",
+    "voice_turn": "_turn",
     "LLMConfig": "llm",
     "LLMConfigError": "llm",
     "LLMService": "llm",

@@ -1,13 +1,12 @@
-"""`trioworks demo`, section 2: server + worker + workflow, end to end (real time, real server).
+"""The demo's section 2: server + worker + workflow, end to end (real time, real server).
 
-One real run of the section (``flow_run``, module scope) feeds every judging test: the
-highlights hold on it, and each highlight turns false when the fact it claims is changed.
+One real run (:func:`trioworks.demo.run_flow`; ``flow_run``, module scope) feeds every judging
+test: the highlights hold on it, and each highlight turns false when the fact it claims is
+changed. The command's narration of it is tested in tests/cli/test_cli_demo.py.
 """
 
 from __future__ import annotations
 
-import io
-import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -18,12 +17,9 @@ import trio
 import yaml
 from hypothesis import given
 from hypothesis import strategies as st
-from rich.console import Console
 
-from trioworks.cli import _demo, _demo_flow
-from trioworks.cli import _demo_activities as acts
-from trioworks.cli._demo_flow_highlights import FlowRun, flow_highlights
-from trioworks.cli._streams import Streams
+from trioworks.demo import FlowRun, FlowStep, flow_highlights, run_flow
+from trioworks.demo import activities as acts
 from trioworks.server import parse_definition
 
 pytestmark = pytest.mark.slow
@@ -32,14 +28,14 @@ EXAMPLE = Path(__file__).parents[2] / "examples" / "workflows" / "demo.yaml"
 TOPICS = ("fan-out", "worker process", "wrote orders.csv", "the condition", "exactly once", "drained")
 
 
-def _quiet() -> Streams:
-    return Streams(out=Console(file=io.StringIO(), width=120), err=Console(file=io.StringIO()))
+def _run(steps: list[FlowStep] | None = None) -> FlowRun:
+    with tempfile.TemporaryDirectory() as tmp:
+        return trio.run(lambda: run_flow(Path(tmp), on_step=None if steps is None else steps.append))
 
 
 @pytest.fixture(scope="module")
 def flow_run() -> FlowRun:
-    with tempfile.TemporaryDirectory() as tmp:
-        return trio.run(_demo_flow._run_flow, Path(tmp), _quiet())
+    return _run()
 
 
 def _verdicts(run: FlowRun) -> dict[str, bool]:
@@ -102,37 +98,24 @@ def test_every_flow_highlight_holds_on_a_real_run(flow_run: FlowRun) -> None:
     assert set(verdicts) == set(TOPICS)
     assert all(verdicts.values()), [h.text for h in flow_highlights(flow_run) if not h.ok]
     assert flow_run.output(acts.REPORT)["workflow_id"] == flow_run.workflow["id"]
-
-
-def test_demo_command_shows_the_section_and_exits_0(cli, monkeypatch) -> None:
-    # Up to this section; the voice section has its own test (test_services_cli.py).
-    monkeypatch.setattr(_demo, "SECTIONS", _demo.SECTIONS[:2])
-    out = cli("demo")
-    assert out.code == 0, out.out + out.err
-    section = out.out.split("2. Worker and server", 1)[1]
-    text = " ".join(section.split())  # rich wraps long lines at the console width
-    assert "server on http://127.0.0.1:" in text and "deployed demo-orders v1" in text
-    assert "count_primes process running" in text and "manual_review async skipped" in text
-    assert "result: 2000 orders" in text
-    highlights = section.split("\nhighlights\n", 1)[1]
-    assert highlights.count("  ✓ ") == len(TOPICS) and "✗" not in highlights
-    assert re.search(r"demo OK: (\d+)/\1 highlights", out.out)
+    assert flow_run.report is not None and flow_run.report.startswith("2000 orders")
 
 
 def test_a_workflow_that_fails_on_the_server_is_a_false_highlight(monkeypatch) -> None:
     # Without INPUT.orders, extract's template cannot be rendered: the server fails the workflow.
     monkeypatch.setattr(acts, "INPUT", {k: v for k, v in acts.INPUT.items() if k != "orders"})
-    quiet = _quiet()
-    [highlight] = _demo_flow.flow_section(quiet, False)
+    steps: list[FlowStep] = []
+    [highlight] = flow_highlights(_run(steps))
     assert not highlight.ok
     assert "it failed: activity 'extract' failed: TEMPLATE_ERROR" in highlight.text
-    assert "worker drained" in quiet.out.file.getvalue()
+    assert any(step.text.startswith("worker drained") for step in steps)
+    assert ("workflow", "failed") in {(step.activity, step.status) for step in steps}
 
 
 def test_a_refused_definition_is_a_false_highlight_naming_the_field(monkeypatch) -> None:
     bad = {**acts.DEFINITION, "activities": [{**acts.DEFINITION["activities"][0], "worker": "Not A Slug"}]}
     monkeypatch.setattr(acts, "DEFINITION", bad)
-    [highlight] = _demo_flow.flow_section(_quiet(), False)
+    [highlight] = flow_highlights(_run())
     assert not highlight.ok
     assert "/api/v1/workflow_definitions: the server answered 422 VALIDATION_ERROR" in highlight.text
     assert "activities[0].worker" in highlight.text

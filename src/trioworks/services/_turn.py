@@ -1,15 +1,15 @@
-"""One voice turn, observed on the bus: the one place ``services ask`` and the demo share.
+"""One voice turn, observed on the bus as a client sees it: :func:`ask_once`, :func:`voice_turn`, :func:`say`.
 
 A turn is: a WAV file -> stt (``stt/final``) -> router (``llm/request``) -> llm, with RAG
 (``memory/query`` -> ``memory/results``) -> router -> tts (``tts/say`` -> ``tts/status``). This
-module does not drive any service itself: it starts them (:mod:`._voice_stack`), feeds the WAV to
+module does not drive any service itself: it starts them (:class:`VoiceStack`), feeds the WAV to
 stt, and *watches* the bus as a client would, so the same code works in process and over MQTT,
 where router, llm, memory and tts run in another process.
 
-Nursery tree of :func:`ask` (one ``trio.run``)::
+Nursery tree of :func:`ask_once`::
 
     nursery
-    ├── the services of start_stack (all five in process; over MQTT only stt)
+    ├── VoiceStack.run (all five services in process; over MQTT only stt)
     ├── Bus.run of the watching client ("cli"): one subscription task per watched topic
     └── (body) wake/event, stt.transcribe(wav), then waits on what the watcher saw,
                all under one move_on_after(limit); then cancels the nursery
@@ -26,10 +26,10 @@ import attrs
 import trio
 
 from ..bus import Bus, MemoryResult, Message, Overflow, Subscription, TtsSay, WakeEvent, new_id
-from ..services.stt import wav_source
-from ._voice_stack import SERVICE_NAMES, BusFactory, VoiceSettings, freeze_heap, start_stack
+from ._stack import VoiceSettings, VoiceStack
+from .stt import wav_source
 
-__all__ = ["SayResult", "TurnResult", "Watch", "ask", "say"]
+__all__ = ["SayResult", "TurnResult", "ask_once", "say", "voice_turn"]
 
 WATCHED = ("stt/final", "llm/request", "memory/query", "memory/results", "llm/response", "tts/status")
 _ENDS = ("speaking_end", "stopped")
@@ -148,7 +148,7 @@ def _squash(text: str) -> str:
 
 
 async def voice_turn(client: Bus, transcribe: Callable[[], Awaitable[int]], *, limit: float) -> TurnResult:
-    """Run one turn: announce it (``wake/event`` ``wake``, as push-to-talk), ``transcribe()`` (which
+    """Run one turn on a running stack, as the client ``client`` (a running bus) sees it: announce it (``wake/event`` ``wake``, as push-to-talk), ``transcribe()`` (which
     publishes ``stt/final`` and returns how many), then follow the turn on the bus until its reply
     was spoken.
 
@@ -239,36 +239,35 @@ def _result(watch: Watch, found: dict[str, Any], seconds: float) -> TurnResult:
     return TurnResult(**fields)
 
 
-async def ask(
+async def ask_once(
     settings: VoiceSettings,
     wav: Path,
     *,
     limit: float,
-    freeze: bool = False,
     on_started: Callable[[float], None] | None = None,
 ) -> TurnResult:
     """One voice turn from ``wav``: the whole stack in process (``settings.bus == "memory"``), or
     stt here and the other services behind the MQTT broker ``settings.bus``.
 
-    ``on_started(seconds)`` is called once the services serve (start-up time); ``freeze`` then
-    freezes the start-up heap (:func:`freeze_heap`; for a process that runs only this).
-    Errors from start-up or from reading ``wav`` (``AudioError``) propagate; everything after
-    that ends up in the result. The services are stopped (each says ``stopped``) before this returns.
+    ``on_started(seconds)`` is called once the services serve (the start-up time). Errors from
+    start-up (:exc:`BrokerUnavailable`, a missing program or model) or from reading ``wav``
+    (``AudioError``) propagate; everything after that ends up in the result, within ``limit``
+    seconds. The services are stopped (each says ``stopped``) before this returns.
     """
-    buses = BusFactory(settings.bus)
-    names = SERVICE_NAMES if buses.in_process else ("stt",)
+    # Over MQTT a real stt may be running too (services run --mic): ours must not report on its
+    # health topic, so it has a name of its own.
+    stack = (
+        VoiceStack(settings)
+        if settings.in_process
+        else VoiceStack(settings, services=("stt",), names={"stt": "ask-stt"})
+    )
     begun = trio.current_time()
     async with trio.open_nursery() as nursery:
-        # Over MQTT a real stt may be running too (services run --mic): ours must not report
-        # on its health topic, so it has a name of its own.
-        sources = {"stt": "stt" if buses.in_process else "ask-stt"}
-        stack = await start_stack(nursery, names, settings, lambda name: buses(sources.get(name, name)))
-        client = buses("cli")
+        await nursery.start(stack.run)
+        client = stack.client("cli")
         await nursery.start(client.run)
         if on_started is not None:
             on_started(trio.current_time() - begun)
-        if freeze:
-            freeze_heap()
         stt = stack.stt
         assert stt is not None
         files = trio.CapacityLimiter(1)
@@ -286,6 +285,8 @@ async def ask(
 
 @attrs.frozen(kw_only=True)
 class SayResult:
+    """How one :func:`say` ended: the utterance's last ``tts/status``, or the tts's health when none came."""
+
     utt_id: str
     event: str | None = None
     """``speaking_end``, ``stopped``, or None when nothing came in time."""
@@ -296,7 +297,12 @@ class SayResult:
 
 
 async def say(client: Bus, text: str, *, limit: float, voice: str | None = None) -> SayResult:
-    """Publish ``tts/say`` and wait (at most ``limit`` s) for the end of that utterance."""
+    """Publish ``tts/say`` on ``client`` (a running bus) and wait, at most ``limit`` seconds, for the
+    end of that utterance (``speaking_end`` or ``stopped``); ``voice`` None: the tts's own voice.
+
+    Never raises for a tts that does not answer: the result then has ``event`` None and the tts's
+    last retained health (``system/health/tts``), if any.
+    """
     async with Watch.on(client, ("tts/status", "system/health/tts")) as watch:
         utt_id = new_id()
         await client.publish("tts/say", TtsSay(text=text, utt_id=utt_id, voice=voice))

@@ -13,8 +13,9 @@ again in the worker process by importing its module by name (see
 :func:`trioworks.worker.activity`), and so that the demo runs from an installed wheel.
 
 Serve them with a worker whose ``worker`` slug is :data:`WORKER`: ``Worker(WorkerConfig(api_url=url,
-worker=WORKER, ...), ACTIVITIES)``, or ``trioworks worker --app trioworks.cli._demo_activities
---worker demo``.
+worker=WORKER, ...), ACTIVITIES)``, or ``trioworks worker --app trioworks.demo.activities
+--worker demo``. This module is public for that reason (a worker loads it by name); the rest of
+:mod:`trioworks.demo` is private behind the package.
 
 Each kind of activity is here once or more:
 
@@ -45,7 +46,7 @@ import attrs
 import trio
 
 from ..worker import ActivityContext, ActivityResult, activity
-from . import _demo_workflow as etl
+from . import etl
 
 __all__ = [
     "ACTIVITIES",

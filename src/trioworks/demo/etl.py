@@ -2,7 +2,10 @@
 
 It lives in the package, not in ``examples/``, so that ``trioworks demo`` works from an
 installed wheel and so that worker processes can import :func:`count_primes` by module name
-(a ``process=True`` node's function must be importable; a file loaded by path is not).
+(a ``process=True`` node's function must be importable; a file loaded by path is not). This
+module is public for that reason, and so that ``trioworks dag run trioworks.demo.etl`` finds
+:func:`build_workflow` and :func:`resources`; the rest of :mod:`trioworks.demo` is private
+behind the package.
 
 ::
 

@@ -1,4 +1,4 @@
-"""Section 2 of ``trioworks demo``, judged: :class:`FlowRun` (what the run showed) and its highlights.
+"""Section 2 of the demo, judged: :class:`FlowRun` (what the run showed) and its highlights.
 
 :func:`flow_highlights` is a pure function of a :class:`FlowRun`, so that a test can change
 one fact of a real run and see the one highlight about it turn false.
@@ -7,15 +7,13 @@ one fact of a real run and see the one highlight about it turn false.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import attrs
 
 from ..worker import FileReference, WorkerStats
-from . import _demo_activities as acts
-
-if TYPE_CHECKING:
-    from ._demo import Highlight
+from . import activities as acts
+from ._highlight import Highlight
 
 __all__ = ["FlowRun", "flow_highlights"]
 
@@ -26,7 +24,7 @@ def _documents(items: Iterable[Mapping[str, Any]]) -> tuple[Mapping[str, Any], .
 
 @attrs.frozen
 class FlowRun:
-    """What the section saw; the server's JSON documents are kept as they came (the CLI's edge)."""
+    """What the run saw; the server's JSON documents are kept as they came (the demo is a client)."""
 
     workflow: Mapping[str, Any]
     """``GET /api/v1/workflows/{id}`` once it ended (or when the section gave up)."""
@@ -38,7 +36,7 @@ class FlowRun:
     shutdown_timeout: float
     lag_interval: float
     lag_samples: tuple[tuple[float, float], ...]
-    """``(time.time(), lag)`` of each look of the section's own lag probe (see ``_demo_flow._probe_lag``)."""
+    """``(time.time(), lag)`` of each look of the run's own lag probe (see ``_flow._probe_lag``)."""
     demo_pid: int
     problem: str | None = None
     """Why the workflow did not complete (timed out, failed), if it did not."""
@@ -55,6 +53,22 @@ class FlowRun:
         ]
         return max(seen, default=None)
 
+    @property
+    def activities(self) -> list[Mapping[str, Any]]:
+        """The workflow's activities as the server reported them last (empty if it never answered)."""
+        return list(self.workflow.get("activities", ()))
+
+    @property
+    def report(self) -> str | None:
+        """The workflow's result: the last activity's report line (None if it did not get there)."""
+        report = self.output(acts.REPORT).get("report")
+        return str(report) if report else None
+
+    @staticmethod
+    def kind(key: str) -> str:
+        """How the activity ``key`` runs: ``thread``, ``process`` or ``async``."""
+        return acts.KINDS.get(key, "")
+
     def output(self, key: str) -> Mapping[str, Any]:
         for activity in self.workflow.get("activities", ()):
             if activity["activity_key"] == key:
@@ -64,8 +78,6 @@ class FlowRun:
 
 def flow_highlights(run: FlowRun) -> list[Highlight]:
     """The section's claims, each checked against ``run``."""
-    from ._demo import Highlight  # here, not at the top: _demo imports this module for SECTIONS
-
     if run.problem is not None:
         return [Highlight(f"the workflow completes ({run.problem})", False)]
     return [

@@ -1,4 +1,5 @@
-"""The voice turn's observer (``cli/_voice_turn.py``) against a scripted stack, in virtual time.
+"""The voice turn's observer (:func:`trioworks.services.voice_turn`, :func:`~trioworks.services.say`)
+against a scripted stack, in virtual time.
 
 The scripted "rest of the stack" answers ``stt/final`` the way router, llm, memory and tts do
 on the bus, with delays and twists a test chooses: a reply spoken as two utterances, a tts that
@@ -33,9 +34,7 @@ from trioworks.bus import (
     TtsStatus,
     new_id,
 )
-from trioworks.cli._errors import CliError
-from trioworks.cli._voice_stack import SERVICE_NAMES, parse_only
-from trioworks.cli._voice_turn import say, voice_turn
+from trioworks.services import say, voice_turn
 
 FACT = "My sister lives in Bergen."
 ANSWER = "From memory: My sister lives in Bergen. It is a rainy city on the west coast."
@@ -208,17 +207,3 @@ def test_the_turn_ends_exactly_when_the_whole_answer_was_spoken(cuts: list[int])
     assert result.problem is None
     assert len(result.reply_paths) == len(parts)
     assert result.seconds == pytest.approx(0.5 + 0.3 + len(parts))
-
-
-@given(st.lists(st.sampled_from([*SERVICE_NAMES, " llm ", "tts "]), min_size=1))
-def test_only_is_the_named_services_in_pipeline_order(names: list[str]) -> None:
-    chosen = parse_only(",".join(names))
-    assert chosen == tuple(n for n in SERVICE_NAMES if n in {x.strip() for x in names})
-
-
-@given(st.text(alphabet="abcdefghijklmnopqrstuvwxyz", min_size=1, max_size=8))
-def test_only_refuses_any_other_name(name: str) -> None:
-    if name in SERVICE_NAMES:
-        return
-    with pytest.raises(CliError, match=f"--only: unknown service '{name}'"):
-        parse_only(f"llm,{name}")

@@ -1,38 +1,28 @@
-"""``trioworks demo``, section 3: one voice turn, a WAV question in and a WAV answer out.
+"""The demo's section 3, run: one voice turn, a WAV question in and a WAV answer out.
 
-The five voice services run on the in-process bus of this process (:func:`._voice_turn.ask`, the
-code ``trioworks services ask`` runs): memory is seeded with a few facts, espeak-ng speaks the
-question into a WAV file, stt transcribes it, the router asks the llm (offline rules, with RAG
-through memory), and the tts speaks the answer into a WAV file. :func:`voice_highlights` judges
-what the turn showed; it is a pure function of a :class:`VoiceRun`, so a test can change one
-fact of a real run and see the one highlight about it turn false.
+The five voice services run on the in-process bus (:func:`trioworks.services.ask_once`, the code
+``trioworks services ask`` runs): memory is seeded with :data:`FACTS`, espeak-ng speaks
+:data:`QUESTION` into a WAV file, stt transcribes it, the router asks the llm (offline rules, with
+RAG through memory), and the tts speaks the answer into a WAV file. :func:`voice_highlights` judges
+what the turn showed; it is a pure function of a :class:`VoiceRun`, so a test can change one fact
+of a real run and see the one highlight about it turn false.
 """
 
 from __future__ import annotations
 
 import array
-import tempfile
 import wave
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import attrs
 import trio
-from rich.text import Text
 
-from ..core import single_error
-from ..services import find_program
+from ..services import TurnResult, VoiceSettings, ask_once, find_program
 from ..services.llm import LLMConfig
 from ..services.stt import SttConfig
-from ._install_model import install_on_first_run
-from ._streams import Streams
-from ._voice_stack import VoiceSettings, prepare_process
-from ._voice_turn import TurnResult, ask
+from ._highlight import Highlight
 
-if TYPE_CHECKING:
-    from ._demo import Highlight
-
-__all__ = ["FACTS", "QUESTION", "VoiceRun", "voice_highlights", "voice_section"]
+__all__ = ["FACTS", "PHRASES", "QUESTION", "VOICE", "VoiceRun", "ask_question", "voice_highlights"]
 
 FACTS = (
     "My sister lives in Bergen.",
@@ -51,7 +41,6 @@ ENDPOINTING = 0.5
 """Seconds the recogniser takes, after the end of speech, to decide the utterance is over (its 0.3 s
 silence window plus a 0.1 s chunk, measured ~0.5 s by benchmarks/voice.py). It comes before
 ``stt/final``, so the services after it have what is left of the target."""
-"""Where the question and the spoken reply are left, to listen to after the demo."""
 
 
 @attrs.frozen(kw_only=True)
@@ -67,6 +56,13 @@ class VoiceRun:
     """Largest absolute sample in them (0: silence)."""
     problem: str | None = None
 
+    @classmethod
+    def of(cls, turn: TurnResult) -> VoiceRun:
+        """The run of ``turn``, its reply's audio read back from the WAV file(s): blocking file
+        reads, so call it outside the Trio loop (or in a thread)."""
+        seconds, peak = _audio(turn.reply_paths)
+        return cls(turn=turn, reply_seconds=seconds, reply_peak=peak, problem=turn.problem)
+
 
 async def _speak_question(wav: Path) -> None:
     """The question as a WAV file: espeak-ng, then sox pads silence around it (as a mic hears it)."""
@@ -76,9 +72,17 @@ async def _speak_question(wav: Path) -> None:
     await trio.run_process([sox, "-D", str(raw), str(wav), "pad", "0.5", "1.0"], capture_stderr=True)
 
 
-async def _run(settings: VoiceSettings, wav: Path) -> TurnResult:
+async def ask_question(audio_dir: Path, data_dir: Path) -> TurnResult:
+    """Speak :data:`QUESTION` into ``audio_dir/question.wav`` and ask it of the whole stack, in
+    process, with :data:`FACTS` remembered in a memory store in ``data_dir`` (both folders exist);
+    the reply is spoken into WAV files in ``audio_dir``.
+
+    Errors: a missing program (``ProgramMissing``: espeak-ng, sox) or model (``ModelNotInstalled``)
+    propagates; a turn that stops short says why in ``TurnResult.problem``.
+    """
+    wav = audio_dir / "question.wav"
     await _speak_question(wav)
-    return await ask(settings, wav, limit=TURN_LIMIT)
+    return await ask_once(_settings(data_dir, audio_dir), wav, limit=TURN_LIMIT)
 
 
 def _audio(paths: tuple[Path, ...]) -> tuple[float, int]:
@@ -105,60 +109,8 @@ def _settings(data: Path, audio: Path) -> VoiceSettings:
     )
 
 
-def voice_section(io: Streams, bar: bool) -> list[Highlight]:
-    """The section: seed, speak, run the turn (a few seconds), show it, return the highlights."""
-    io.out.print(
-        "The voice services (stt, memory, llm, tts, router) on the in-process bus, as\n"
-        "`trioworks services ask` runs them. Memory is seeded with three facts;\n"
-        f"espeak-ng speaks the question into a WAV file ({VOICE} voice). stt\n"
-        f"(pocketsphinx) listens with a grammar of {len(PHRASES)} phrases: its general model\n"
-        "transcribes espeak-ng's synthetic voice poorly, a grammar makes it exact.\n"
-        "The llm is the built-in offline backend: rules, not a language model; with\n"
-        "RAG context it answers from the best memory.\n"
-    )
-    prepare_process()
-    # A folder of this run's own (two demos at once must not share one); kept for listening.
-    audio = Path(tempfile.mkdtemp(prefix="trioworks-demo-voice-"))
-    wav = audio / "question.wav"
-    for fact in FACTS:
-        io.out.print(Text("  remembered  ", style="dim") + Text(fact))
-    with tempfile.TemporaryDirectory(prefix="trioworks-demo-memory-") as data:
-        try:
-            try:
-                turn = trio.run(_run, _settings(Path(data), audio), wav)
-            except Exception as exc:
-                if not install_on_first_run(single_error(exc), io):
-                    raise
-                turn = trio.run(_run, _settings(Path(data), audio), wav)  # the weights are there now
-        except Exception as exc:  # a missing program or model: one false highlight that names it
-            error = single_error(exc)
-            # A missing model or extra says what to install; anything else is named by its type.
-            missing = type(error).__name__ == "ModelNotInstalled" or isinstance(error, ModuleNotFoundError)
-            problem = str(error) if missing else f"{type(error).__name__}: {error}"
-            return voice_highlights(VoiceRun(turn=TurnResult(), problem=problem))
-    seconds, peak = _audio(turn.reply_paths)
-    run = VoiceRun(turn=turn, reply_seconds=seconds, reply_peak=peak, problem=turn.problem)
-    _show(run, wav, io)
-    return voice_highlights(run)
-
-
-def _show(run: VoiceRun, wav: Path, io: Streams) -> None:
-    turn = run.turn
-    rows = [("question", f"{QUESTION!r} spoken into {wav}")]
-    rows.append(("transcript", turn.transcript or "(none)"))
-    for i, hit in enumerate(turn.used_hits):
-        rows.append(("memory" if i == 0 else "", f"{hit.score:.4f}  {hit.document.get('text', '')}"))
-    rows.append(("answer", f"{turn.answer} ({turn.provider})" if turn.answer else "(none)"))
-    for path in turn.reply_paths:
-        rows.append(("reply", f"{path} ({run.reply_seconds:.1f} s of audio)"))
-    for label, value in rows:
-        io.out.print(Text(f"  {label:<11} ", style="bold") + Text(value))
-
-
 def voice_highlights(run: VoiceRun) -> list[Highlight]:
     """The section's claims, each checked against ``run``."""
-    from ._demo import Highlight  # here, not at the top: _demo imports this module for SECTIONS
-
     if run.problem is not None:
         return [Highlight(f"the voice turn completes ({run.problem})", False)]
     turn = run.turn
