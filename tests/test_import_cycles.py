@@ -39,18 +39,6 @@ def _modules() -> dict[str, tuple[Path, bool]]:
 
 MODULES = _modules()
 
-# Circles known and being removed elsewhere, each with why. An entry that no longer occurs is
-# ignored (delete it when its fix lands); a circle not listed here fails the test.
-PENDING: dict[tuple[str, ...], str] = {
-    (
-        "trioworks.cli._demo",
-        "trioworks.cli._demo_flow",
-        "trioworks.cli._demo_flow_highlights",
-        "trioworks.cli._demo_voice",
-    ): "the demo leaves cli/ for trioworks.demo (issue 11, section 1), which breaks this circle",
-}
-
-
 def _is_type_checking(test: ast.expr) -> bool:
     return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
         isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
@@ -135,7 +123,7 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 
 def test_no_import_cycles() -> None:
-    found = [c for c in cycles(import_graph()) if tuple(c) not in PENDING]
+    found = list(cycles(import_graph()))
     assert not found, "modules that import each other (directly or around a circle):\n" + "\n".join(
         " <-> ".join(c) for c in found
     )
