@@ -19,7 +19,7 @@ import trio
 from voice_helpers import PHRASES, speak_wav
 
 from trioworks.bus import Bus, FinalTranscript, InProcessBroker, InProcessTransport
-from trioworks.services.memory import MemoryService, MiniLM
+from trioworks.services.memory import MemoryConfig, MemoryService, MiniLM
 from trioworks.services.stt import SttConfig, SttService, wav_source
 
 TICK = 0.005
@@ -49,7 +49,9 @@ async def measure(wav: Path, embedder: MiniLM, db: Path) -> tuple[float, int, in
         SttConfig(),  # the general model: decoded in a process of its own (see docs/stt.md)
         source=wav_source(wav, limiter=trio.CapacityLimiter(1)),  # as fast as it decodes
     )
-    memory = MemoryService(Bus(InProcessTransport(broker), source="memory"), db, embedder=embedder)
+    memory = MemoryService(
+        Bus(InProcessTransport(broker), source="memory"), MemoryConfig(db_path=db), embedder=embedder
+    )
     client = Bus(InProcessTransport(broker), source="client")
     lags: list[float] = []
 

@@ -30,7 +30,7 @@ from trioworks.bus import (
     TtsSay,
 )
 from trioworks.core import RestartPolicy, RetryPolicy
-from trioworks.services.memory import MemoryService, MemoryStore, MemoryStoreError
+from trioworks.services.memory import MemoryConfig, MemoryService, MemoryStore, MemoryStoreError
 
 
 def health(broker: InProcessBroker) -> dict[str, object]:
@@ -221,7 +221,9 @@ async def test_ingest_failures_are_restarted_then_fail_the_service(
 ) -> None:
     policy = RestartPolicy(max_restarts=1, window=30, backoff=RetryPolicy(base_delay=0.01, jitter=0))
     bus = Bus(InProcessTransport(memory_broker, client_id="memory"), source="memory")
-    memory = MemoryService(bus, tmp_path / "m.db", embedder=FailingEmbedder(), restart=policy)
+    memory = MemoryService(
+        bus, MemoryConfig(db_path=tmp_path / "m.db"), embedder=FailingEmbedder(), restart=policy
+    )
     with trio.fail_after(20):
         async with client(memory_broker) as llm, trio.open_nursery() as nursery:
             ready = Replies()
@@ -302,7 +304,9 @@ async def test_a_store_it_cannot_use_fails_the_start_with_a_clear_error(
     db = tmp_path / "m.db"
     MemoryStore(db, model="all-MiniLM-L6-v2", dim=384).close()
     memory = MemoryService(
-        Bus(InProcessTransport(memory_broker), source="memory"), db, embedder=fake_embedder
+        Bus(InProcessTransport(memory_broker), source="memory"),
+        MemoryConfig(db_path=db),
+        embedder=fake_embedder,
     )
     with trio.fail_after(20), pytest.raises(MemoryStoreError, match="meta 'model' is 'all-MiniLM-L6-v2'"):
         await memory.run()
