@@ -79,10 +79,10 @@ class ServiceFailed(Exception):
         self.cause = cause
 
     def __str__(self) -> str:
-        return f"service {self.service!r} failed: {describe_failure(self.cause)}"
+        return f"service {self.service!r} failed: {_describe_failure(self.cause)}"
 
 
-def describe_failure(failure: RestartIntensityExceeded) -> str:
+def _describe_failure(failure: RestartIntensityExceeded) -> str:
     """``failure`` and the error that ended it, in one line (the health ``err`` of a crash)."""
     last = failure.__cause__
     if last is None:
@@ -222,7 +222,7 @@ class Service:
                 except BaseException as exc:
                     failure = find_error(exc, RestartIntensityExceeded)
                     if failure is not None:  # what the bus's final health says
-                        self.bus.set_exit_health("crashed", describe_failure(failure))
+                        self.bus.set_exit_health("crashed", _describe_failure(failure))
                     raise
                 finally:
                     bus_scope.cancel()  # the work is over: the bus says goodbye and disconnects
