@@ -88,7 +88,9 @@ def _stt(bus: Bus, tmp_path: Path) -> Made:
 
 
 def _memory(bus: Bus, tmp_path: Path) -> Made:
-    memory = MemoryService(bus, MemoryConfig(db_path=tmp_path / "m.db"), embedder=WordEmbedder(), restart=QUICK)
+    memory = MemoryService(
+        bus, MemoryConfig(db_path=tmp_path / "m.db"), embedder=WordEmbedder(), restart=QUICK
+    )
     return Made(memory, lambda: memory._store is None)
 
 
