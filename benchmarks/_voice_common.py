@@ -16,7 +16,7 @@ import trio
 
 from trioworks.bus import Bus, InProcessBroker, InProcessTransport, MqttTransport, Transport
 from trioworks.core import run_in_thread
-from trioworks.services.memory import MemoryService, MiniLM, NewDocument
+from trioworks.services.memory import MemoryConfig, MemoryService, MiniLM, NewDocument
 
 MakeTransport = Callable[[str], Transport]
 """client_id -> a fresh transport of one bus (all of a run's buses on the same broker)."""
@@ -68,7 +68,9 @@ async def running_memory(
 ) -> AsyncIterator[MemoryService]:
     """A memory service on its own bus, in a temporary SQLite file, holding ``texts``; serving."""
     with tempfile.TemporaryDirectory(prefix="voice-bench-") as tmp:
-        memory = MemoryService(bus(make, name), Path(tmp) / "memory.db", embedder=embedder)
+        memory = MemoryService(
+            bus(make, name), MemoryConfig(db_path=Path(tmp) / "memory.db"), embedder=embedder
+        )
         async with trio.open_nursery() as nursery:
             await nursery.start(memory.run)
             for i in range(0, len(texts), 64):

@@ -39,7 +39,7 @@ from typing import Any
 import trio
 
 from trioworks.bus import Bus, FinalTranscript, InProcessBroker, InProcessTransport, MemoryQuery
-from trioworks.services.memory import MemoryService, MiniLM, NewDocument
+from trioworks.services.memory import MemoryConfig, MemoryService, MiniLM, NewDocument
 
 _TEST_HELPERS = Path(__file__).resolve().parents[1] / "tests" / "services" / "memory"  # HashEmbedder
 _FACTS = [  # fresh utterances, unlike the corpus and each other
@@ -128,7 +128,9 @@ class Lag:
 @asynccontextmanager
 async def _running(broker: InProcessBroker, db: Path, embedder: Any) -> AsyncIterator[MemoryService]:
     service = MemoryService(
-        Bus(InProcessTransport(broker, client_id="memory"), source="memory"), db, embedder=embedder
+        Bus(InProcessTransport(broker, client_id="memory"), source="memory"),
+        MemoryConfig(db_path=db),
+        embedder=embedder,
     )
     async with trio.open_nursery() as nursery:
         await nursery.start(service.run)

@@ -39,6 +39,7 @@ def _modules() -> dict[str, tuple[Path, bool]]:
 
 MODULES = _modules()
 
+
 def _is_type_checking(test: ast.expr) -> bool:
     return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
         isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 
 import pytest
@@ -22,6 +23,7 @@ from trioworks.bus import (
     Salvage,
     Service,
     ServiceFailed,
+    Task,
     encode,
     run_service,
     salvage,
@@ -242,3 +244,139 @@ async def test_deeply_nested_messages_are_malformed_input_not_handler_restarts(
     snap = bus.metrics.snapshot()
     assert (snap["bus.sub.llm/request.malformed"], snap["bus.sub.llm/request.failed"]) == (5, 0)
     assert _health(broker, "llm")["event"] == "stopped"  # stopped by us, not crashed
+
+
+async def test_tasks_stop_before_the_bus_so_their_last_words_reach_the_broker(
+    broker: InProcessBroker, autojump_clock: trio.testing.MockClock
+) -> None:
+    async def task() -> None:
+        try:
+            await trio.sleep_forever()
+        finally:
+            with trio.CancelScope(shield=True):
+                await bus.publish("llm/cancel", LLMCancel(id="last words"))
+
+    bus = Bus(InProcessTransport(broker), source="router")
+    service = Service(bus, tasks=[Task("router.turns", task)])
+    client = Bus(InProcessTransport(broker), source="client")
+    seen = Collector()
+    async with trio.open_nursery() as outer:
+        await outer.start(client.run)
+        await client.subscribe("#", seen)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(service.run)
+            nursery.cancel_scope.cancel()
+        await seen.wait_for(3)
+        outer.cancel_scope.cancel()
+    assert [(m.topic, getattr(m.data, "event", None)) for m in seen.messages] == [
+        ("system/health/router", "ready"),
+        ("llm/cancel", None),
+        ("system/health/router", "stopped"),
+    ]
+
+
+async def test_the_bus_waits_for_a_stopping_task_only_for_the_grace_period(
+    broker: InProcessBroker, autojump_clock: trio.testing.MockClock
+) -> None:
+    async def slow_to_stop() -> None:
+        try:
+            await trio.sleep_forever()
+        finally:
+            with trio.CancelScope(shield=True):
+                await trio.sleep(10)
+
+    bus = Bus(InProcessTransport(broker), source="tts", clock=trio.current_time)  # envelope ts: Trio time
+    service = Service(bus, tasks=[Task("slow", slow_to_stop)], grace=3)
+    client = Bus(InProcessTransport(broker), source="client")
+    health = Collector()
+    async with trio.open_nursery() as outer:
+        await outer.start(client.run)
+        await client.subscribe("system/health/tts", health)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(service.run)
+            stop = trio.current_time()
+            nursery.cancel_scope.cancel()
+        returned = trio.current_time() - stop
+        outer.cancel_scope.cancel()
+    stopped = health.messages[-1]
+    assert stopped.data.event == "stopped"
+    assert stopped.envelope.ts == pytest.approx(stop + 3)  # the goodbye at the grace deadline
+    assert returned == pytest.approx(10)  # run() still waits for its task
+
+
+class Recorder(Service):
+    """A service that acquires two things in setup and records when they are released."""
+
+    def __init__(self, broker: InProcessBroker, events: list[str], *, fail_setup: bool = False) -> None:
+        super().__init__(
+            Bus(InProcessTransport(broker), source="svc"), tasks=[Task("idle", trio.sleep_forever)]
+        )
+        self.broker = broker
+        self.events = events
+        self.fail_setup = fail_setup
+
+    async def setup(self) -> None:
+        self.add_cleanup(functools.partial(self._close, "model"), name="model")
+        if self.fail_setup:
+            raise OSError("no store here")
+        self.add_cleanup(functools.partial(self._close, "store"), name="store")
+        self.add_cleanup(self._broken_close, name="broken")
+
+    async def _close(self, what: str) -> None:
+        await trio.lowlevel.checkpoint()  # a shielded scope: a stop does not interrupt it
+        retained = self.broker.retained.get("system/health/svc")
+        event = json.loads(retained.payload)["data"]["event"] if retained is not None else None
+        self.events.append(f"close {what} (health {event})")
+
+    async def _broken_close(self) -> None:
+        self.events.append("close broken")
+        raise RuntimeError("cleanup bug")  # logged; the others still run
+
+
+async def test_cleanups_run_after_the_goodbye_last_first_even_when_one_fails(
+    broker: InProcessBroker, autojump_clock: trio.testing.MockClock
+) -> None:
+    events: list[str] = []
+    service = Recorder(broker, events)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(service.run)
+        nursery.cancel_scope.cancel()
+    assert events == ["close broken", "close store (health stopped)", "close model (health stopped)"]
+
+
+async def test_a_setup_error_propagates_as_itself_after_its_cleanups(
+    broker: InProcessBroker, autojump_clock: trio.testing.MockClock
+) -> None:
+    events: list[str] = []
+    with pytest.raises(OSError, match="no store here"):
+        await Recorder(broker, events, fail_setup=True).run()
+    assert events == ["close model (health None)"]  # the bus never connected: no health at all
+
+
+async def test_a_task_started_with_start_soon_that_raises_fails_the_service(
+    broker: InProcessBroker, autojump_clock: trio.testing.MockClock
+) -> None:
+    async def broken_request(n: int) -> None:
+        await trio.sleep(n)
+        raise KeyError(n)
+
+    async def handle(message: Message) -> None:
+        service.start_soon(broken_request, 1, name=f"request:{message.data.id}")
+
+    bus = Bus(InProcessTransport(broker), source="llm")
+    service = Service(bus, [Route("llm/cancel", handle)], restart=QUICK)
+    with pytest.raises(RuntimeError, match="not serving"):
+        service.start_soon(broken_request, 1, name="too early")
+    async with trio.open_nursery() as nursery:
+
+        async def feed() -> None:
+            await trio.testing.wait_all_tasks_blocked()
+            await bus.publish("llm/cancel", LLMCancel(id="r1"))
+
+        nursery.start_soon(feed)
+        with pytest.raises(ServiceFailed) as info:
+            await service.run()
+    assert info.value.cause.name == "request:r1"
+    assert info.value.cause.restarts == 0  # run once, never restarted
+    assert str(info.value).endswith("KeyError: 1")
+    assert _health(broker, "llm")["event"] == "crashed"

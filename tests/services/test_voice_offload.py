@@ -21,7 +21,7 @@ from voice_helpers import PHRASES, speak_wav
 
 from _offloaded import CallSites
 from trioworks.bus import Bus, FinalTranscript, InProcessBroker, InProcessTransport
-from trioworks.services.memory import MemoryService, MemoryStore, MiniLM, _bm25
+from trioworks.services.memory import MemoryConfig, MemoryService, MemoryStore, MiniLM, _bm25
 from trioworks.services.stt import Recognizer, SttConfig, SttService, wav_source
 
 DOCUMENTS = 16
@@ -48,7 +48,9 @@ async def test_stt_and_embedding_at_once_keep_their_work_off_the_loop(
         source=wav_source(wav, limiter=trio.CapacityLimiter(1)),  # as fast as it decodes
     )
     memory = MemoryService(
-        Bus(InProcessTransport(broker), source="memory"), tmp_path / "m.db", embedder=embedder
+        Bus(InProcessTransport(broker), source="memory"),
+        MemoryConfig(db_path=tmp_path / "m.db"),
+        embedder=embedder,
     )
     client = Bus(InProcessTransport(broker), source="client")
     with trio.fail_after(120):

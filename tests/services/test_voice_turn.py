@@ -42,7 +42,7 @@ from trioworks.bus import (
 )
 from trioworks.core import RetryPolicy
 from trioworks.services.llm import CANCELLED, LLMConfig, LLMService
-from trioworks.services.memory import MemoryService, MiniLM
+from trioworks.services.memory import MemoryConfig, MemoryService, MiniLM
 from trioworks.services.tts import TtsConfig, TtsService
 
 FAST = RetryPolicy(max_attempts=1000, base_delay=0.05, factor=2.0, max_delay=0.5, jitter=0.5)
@@ -178,7 +178,9 @@ async def test_rag_returns_real_context_while_other_messages_flow(make_bus: Make
             stream, responses = Wire(), Wire()
             await client.subscribe("llm/stream", stream, capacity=10_000)
             await client.subscribe("llm/response", responses)
-            memory = MemoryService(make_bus("memory"), tmp_path / "memory.db", embedder=embedder)
+            memory = MemoryService(
+                make_bus("memory"), MemoryConfig(db_path=tmp_path / "memory.db"), embedder=embedder
+            )
             llm = LLMService(make_bus("llm"), LLMConfig(word_delay=0.01, rag_timeout=30))
             await nursery.start(memory.run)
             await nursery.start(llm.run)

@@ -17,7 +17,7 @@ from _collector import Collector
 from _embedders import WordEmbedder
 from trioworks.bus import Bus, Message
 from trioworks.services.llm import LLMConfig, LLMService
-from trioworks.services.memory import MemoryService
+from trioworks.services.memory import MemoryConfig, MemoryService
 from trioworks.services.router import RouterConfig, RouterService
 from trioworks.services.stt import SttConfig, SttService, wav_source
 from trioworks.services.tts import TtsConfig, TtsService
@@ -81,7 +81,9 @@ async def start_stack(
     wire = Wire()
     await client.subscribe("#", wire, capacity=10_000)
     stack = Stack(
-        memory=MemoryService(make_bus("memory"), tmp_path / "memory.db", embedder=WordEmbedder()),
+        memory=MemoryService(
+            make_bus("memory"), MemoryConfig(db_path=tmp_path / "memory.db"), embedder=WordEmbedder()
+        ),
         llm=LLMService(make_bus("llm"), LLMConfig(word_delay=0.01)),
         router=RouterService(make_bus("router"), router_config),
         tts=tts

@@ -5,9 +5,11 @@
   subscription, and :meth:`Bus.request` by correlation id.
 - Transports: :class:`InProcessTransport` over an :class:`InProcessBroker` (the embedded
   default) and :class:`MqttTransport` (mosquitto; reconnects with backoff and re-subscribes).
-- :class:`Service`: routes in a supervised nursery, retained ``system/health/<service>``;
-  a route's ``on_malformed`` hook lets a service answer a request that breaks its contract
-  (:func:`salvage` reads the ids such a request still has).
+- :class:`Service`: the one lifecycle of a voice service: its :class:`Route` handlers and
+  background :class:`Task` s supervised in one nursery, retained ``system/health/<service>``,
+  :exc:`ServiceFailed` past the restart intensity, ordered shutdown (the bus outlives the
+  routes and tasks) and cleanups. A route's ``on_malformed`` hook lets a service answer a
+  request that breaks its contract (:func:`salvage` reads the ids such a request still has).
 - The contracts: one attrs class per topic of the spec (``TOPICS`` maps topics to them).
 """
 
@@ -32,7 +34,7 @@ from ._dispatch import Handler, MalformedHandler, Overflow, Subscription
 from ._errors import BusError, ContractError, EnvelopeError, PayloadTooLarge, RequestTimeout, TopicError
 from ._memory import InProcessBroker, InProcessTransport
 from ._mqtt import MqttError, MqttTransport
-from ._service import Route, Service, ServiceFailed, run_service
+from ._service import Route, Service, ServiceFailed, Task, run_service
 from ._topics import matches, validate_filter, validate_topic
 from ._transport import RawMessage, Sink, Transport
 
@@ -62,6 +64,7 @@ __all__ = [
     "ServiceFailed",
     "Sink",
     "Subscription",
+    "Task",
     "TopicError",
     "TopicSpec",
     "Transport",

@@ -4,7 +4,7 @@ Each service is a :class:`trioworks.bus.Service` (a supervised nursery of routes
 ``system/health/<service>``) with its config class and the error a bad setting raises:
 
 - :class:`SttService`, :class:`SttConfig`, :exc:`SttConfigError` (:mod:`trioworks.services.stt`)
-- :class:`MemoryService` (:mod:`trioworks.services.memory`)
+- :class:`MemoryService`, :class:`MemoryConfig`, :exc:`MemoryConfigError` (:mod:`trioworks.services.memory`)
 - :class:`LLMService`, :class:`LLMConfig`, :exc:`LLMConfigError` (:mod:`trioworks.services.llm`)
 - :class:`TtsService`, :class:`TtsConfig`, :exc:`TtsConfigError` (:mod:`trioworks.services.tts`)
 - :class:`RouterService`, :class:`RouterConfig`, :exc:`RouterConfigError`
@@ -46,7 +46,7 @@ if typing.TYPE_CHECKING:
     )
     from ._turn import SayResult, TurnResult, ask_once, say, voice_turn
     from .llm import LLMConfig, LLMConfigError, LLMService
-    from .memory import MemoryService
+    from .memory import MemoryConfig, MemoryConfigError, MemoryService
     from .router import RouterConfig, RouterConfigError, RouterService
     from .stt import SttConfig, SttConfigError, SttService
     from .tts import TtsConfig, TtsConfigError, TtsService
@@ -58,6 +58,8 @@ __all__ = [
     "LLMConfig",
     "LLMConfigError",
     "LLMService",
+    "MemoryConfig",
+    "MemoryConfigError",
     "MemoryService",
     "ProgramMissing",
     "RouterConfig",
@@ -99,6 +101,8 @@ _LAZY = {
     "LLMConfig": "llm",
     "LLMConfigError": "llm",
     "LLMService": "llm",
+    "MemoryConfig": "memory",
+    "MemoryConfigError": "memory",
     "MemoryService": "memory",
     "RouterConfig": "router",
     "RouterConfigError": "router",

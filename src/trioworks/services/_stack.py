@@ -9,7 +9,7 @@ Nursery tree of :meth:`VoiceStack.run` (started with ``nursery.start``)::
     VoiceStack.run
     ├── (over MQTT) one probe connection to the broker, closed again
     └── nursery
-        ├── MemoryService.run   indexer, ingest, Service (limiters: model, query, db, index)
+        ├── MemoryService.run   Service: setup (store, model), routes, tasks (indexer, ingest)
         ├── LLMService.run      Service, one task per turn (generation_limiter)
         ├── TtsService.run      speaker, Service (file_limiter)
         ├── RouterService.run   Service, the turn task (no limiter)
@@ -272,9 +272,9 @@ class VoiceStack:
         if "stt" in chosen:
             made.stt = SttService(self._bus("stt"), settings.stt, source=self._stt_source)
         if "memory" in chosen:
-            from .memory import MemoryService  # numpy and the model: only when asked for
+            from .memory import MemoryConfig, MemoryService  # numpy and the model: only when asked for
 
-            made.memory = MemoryService(self._bus("memory"), settings.memory_path)
+            made.memory = MemoryService(self._bus("memory"), MemoryConfig(db_path=settings.memory_path))
         if "llm" in chosen:
             made.llm = LLMService(self._bus("llm"), settings.llm)  # speak=False: the router says the reply
         if "tts" in chosen:

@@ -12,7 +12,7 @@ from _embedders import WordEmbedder
 from _fake_tts import NullSink, make_synthesizer
 from trioworks.bus import Bus, FinalTranscript, InProcessTransport, WakeEvent
 from trioworks.services.llm import CANCELLED, LLMConfig
-from trioworks.services.memory import MemoryService
+from trioworks.services.memory import MemoryConfig, MemoryService
 from trioworks.services.router import RouterService
 from trioworks.services.tts import TtsConfig, TtsService
 
@@ -23,7 +23,7 @@ async def test_rag_through_a_real_memory_service(tmp_path: Path) -> None:
         async with rig(LLMConfig(word_delay=0)) as r:
             memory = MemoryService(
                 Bus(InProcessTransport(r.client.transport.broker, client_id="memory"), source="memory"),
-                tmp_path / "memory.db",
+                MemoryConfig(db_path=tmp_path / "memory.db"),
                 embedder=WordEmbedder(),
             )
             await r.nursery.start(memory.run)

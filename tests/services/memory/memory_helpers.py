@@ -15,6 +15,7 @@ from trioworks.bus import Bus, InProcessBroker, InProcessTransport, Message
 from trioworks.services.memory import (
     Corpus,
     Document,
+    MemoryConfig,
     MemoryService,
     NewDocument,
     Snapshot,
@@ -105,7 +106,7 @@ async def running(
     broker: InProcessBroker, db: Path, embedder: object, **kwargs: object
 ) -> AsyncIterator[MemoryService]:
     bus = Bus(InProcessTransport(broker, client_id="memory"), source="memory")
-    service = MemoryService(bus, db, embedder=embedder, **kwargs)  # type: ignore[arg-type]
+    service = MemoryService(bus, MemoryConfig(db_path=db, **kwargs), embedder=embedder)  # type: ignore[arg-type]
     async with trio.open_nursery() as nursery:
         await nursery.start(service.run)
         yield service

@@ -12,7 +12,7 @@ from memory_helpers import HashEmbedder
 from _services import MosquittoBroker
 from trioworks.bus import Bus, FinalTranscript, MemoryQuery, MqttTransport, TtsSay
 from trioworks.core import RetryPolicy
-from trioworks.services.memory import MemoryService
+from trioworks.services.memory import MemoryConfig, MemoryService
 
 FAST = RetryPolicy(max_attempts=100, base_delay=0.05, factor=2.0, max_delay=0.5, jitter=0.5)
 _ids = itertools.count()
@@ -23,7 +23,9 @@ def _bus(url: str, source: str) -> Bus:
 
 
 async def test_rag_query_over_mosquitto(mosquitto_broker: MosquittoBroker, tmp_path: Path) -> None:
-    memory = MemoryService(_bus(mosquitto_broker.url, "memory"), tmp_path / "m.db", embedder=HashEmbedder())
+    memory = MemoryService(
+        _bus(mosquitto_broker.url, "memory"), MemoryConfig(db_path=tmp_path / "m.db"), embedder=HashEmbedder()
+    )
     with trio.fail_after(30):
         async with trio.open_nursery() as nursery:
             await nursery.start(memory.run)
@@ -51,7 +53,9 @@ async def test_rag_query_over_mosquitto(mosquitto_broker: MosquittoBroker, tmp_p
 async def test_a_malformed_query_over_mosquitto_is_answered_with_the_field(
     mosquitto_broker: MosquittoBroker, tmp_path: Path
 ) -> None:
-    memory = MemoryService(_bus(mosquitto_broker.url, "memory"), tmp_path / "m.db", embedder=HashEmbedder())
+    memory = MemoryService(
+        _bus(mosquitto_broker.url, "memory"), MemoryConfig(db_path=tmp_path / "m.db"), embedder=HashEmbedder()
+    )
     with trio.fail_after(30):
         async with trio.open_nursery() as nursery:
             await nursery.start(memory.run)

@@ -32,7 +32,15 @@ from trioworks.bus import (
     TtsSay,
 )
 from trioworks.core import RestartPolicy, RetryPolicy
-from trioworks.services.memory import MemoryService, MemoryStore, MemoryStoreError, MiniLM, _bm25
+from trioworks.services.memory import (
+    MemoryConfig,
+    MemoryConfigError,
+    MemoryService,
+    MemoryStore,
+    MemoryStoreError,
+    MiniLM,
+    _bm25,
+)
 
 
 def health(broker: InProcessBroker) -> dict[str, object]:
@@ -222,7 +230,9 @@ async def test_ingest_failures_are_restarted_then_fail_the_service(
 ) -> None:
     policy = RestartPolicy(max_restarts=1, window=30, backoff=RetryPolicy(base_delay=0.01, jitter=0))
     bus = Bus(InProcessTransport(memory_broker, client_id="memory"), source="memory")
-    memory = MemoryService(bus, tmp_path / "m.db", embedder=FailingEmbedder(), restart=policy)
+    memory = MemoryService(
+        bus, MemoryConfig(db_path=tmp_path / "m.db"), embedder=FailingEmbedder(), restart=policy
+    )
     with trio.fail_after(20):
         async with client(memory_broker) as llm, trio.open_nursery() as nursery:
             ready = Replies()
@@ -276,8 +286,27 @@ async def test_a_store_it_cannot_use_fails_the_start_with_a_clear_error(
     db = tmp_path / "m.db"
     MemoryStore(db, model="all-MiniLM-L6-v2", dim=384).close()
     memory = MemoryService(
-        Bus(InProcessTransport(memory_broker), source="memory"), db, embedder=fake_embedder
+        Bus(InProcessTransport(memory_broker), source="memory"),
+        MemoryConfig(db_path=db),
+        embedder=fake_embedder,
     )
     with trio.fail_after(20), pytest.raises(MemoryStoreError, match="meta 'model' is 'all-MiniLM-L6-v2'"):
         await memory.run()
     assert "system/health/memory" not in memory_broker.retained  # never said it was serving
+
+
+def test_memory_config_names_the_bad_field_and_the_old_keywords_still_work(
+    memory_broker: InProcessBroker, tmp_path: Path
+) -> None:
+    with pytest.raises(
+        MemoryConfigError, match=r"memory config ingest_batch: expected an integer >= 1, got 0"
+    ):
+        MemoryConfig(db_path=tmp_path / "m.db", ingest_batch=0)
+    with pytest.raises(MemoryConfigError, match=r"memory config db_path: expected a file path, got ''"):
+        MemoryConfig(db_path="")
+    bus = Bus(InProcessTransport(memory_broker), source="memory")
+    with pytest.warns(DeprecationWarning, match=r"MemoryService\(bus, MemoryConfig\(db_path=\.\.\."):
+        old = MemoryService(bus, tmp_path / "m.db", ingest_batch=4, query_deadline=1.0)  # type: ignore[arg-type]
+    assert old.config == MemoryConfig(db_path=tmp_path / "m.db", ingest_batch=4, query_deadline=1.0)
+    with pytest.raises(TypeError, match=r"\['ingest_batch'\]; set them on MemoryConfig"):
+        MemoryService(bus, MemoryConfig(db_path=tmp_path / "m.db"), ingest_batch=4)

@@ -74,7 +74,7 @@ class _Turn:
     chunker: SentenceChunker = attrs.field(factory=SentenceChunker)
 
 
-class LLMService:
+class LLMService(Service):
     """Chat generation on the bus, cancellable per request.
 
     Routes (each its own task, so control never waits behind generation): ``llm/request``,
@@ -105,6 +105,11 @@ class LLMService:
     ``error: "bad request: <the fields at fault>"``, its ``id`` and envelope id read from the
     raw JSON as far as they can be (``llm.requests.malformed``); with neither readable it is
     only logged (``llm.requests.unanswerable``).
+
+    Lifecycle: :class:`~trioworks.bus.Service`'s. The request tasks run beside the routes
+    (:meth:`~trioworks.bus.Service.start_soon`); when the service stops they are cancelled with
+    them (no final response: the service is going away), and the backend is closed after the bus
+    has disconnected (shielded, within 5 s).
     """
 
     def __init__(
@@ -116,7 +121,6 @@ class LLMService:
         restart: RestartPolicy = RestartPolicy(),
         speak: bool = False,
     ) -> None:
-        self.bus = bus
         self.config = config if config is not None else LLMConfig()
         self.backend = backend if backend is not None else make_backend(self.config)
         self.speak = speak
@@ -124,8 +128,7 @@ class LLMService:
         self.turns: dict[str, trio.CancelScope] = {}
         self.tool_caller = ToolCaller(bus, timeout=self.config.tool_timeout)
         self._early_cancels: dict[str, float] = {}  # request id -> expiry (trio time), oldest first
-        self._nursery: trio.Nursery | None = None
-        self._service = Service(
+        super().__init__(
             bus,
             [
                 Route(
@@ -163,21 +166,10 @@ class LLMService:
         """Tool calls waiting for their result (0 whenever none is in flight)."""
         return self.tool_caller.pending
 
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Serve until cancelled; ``task_status.started()`` once every route is subscribed.
-
-        Resource handling: turns in flight are cancelled with the service (no final response:
-        the service is going away); the backend is closed, shielded, within 5 s.
-        """
-        try:
-            async with trio.open_nursery() as nursery:
-                self._nursery = nursery
-                await nursery.start(self._service.run)
-                task_status.started()
-        finally:
-            self._nursery = None
-            with trio.CancelScope(shield=True), trio.move_on_after(5):
-                await self.backend.aclose()
+    async def setup(self) -> None:
+        """Register the backend's close (called by ``run`` before serving)."""
+        self.add_cleanup(self.backend.aclose, name="llm backend", timeout=5)
+        await trio.lowlevel.checkpoint()
 
     # --- control --------------------------------------------------------------------------
 
@@ -224,14 +216,13 @@ class LLMService:
                 message, LLMResponse(id=request.id, error=refusal, provider=self.backend.provider)
             )
             return
-        assert self._nursery is not None
         turn = _Turn(request, message)
         self.turns[request.id] = turn.scope  # registered now: a cancel while queued counts
         expiry = self._early_cancels.pop(request.id, None)
         if expiry is not None and expiry >= trio.current_time():
             turn.scope.cancel()  # its cancel came first: answered "cancelled" without generating
         self.metrics.counter("llm.requests").inc()
-        self._nursery.start_soon(self._serve, turn)
+        self.start_soon(self._serve, turn, name=f"llm.request:{request.id}")
 
     async def _on_bad_request(self, raw: RawMessage, error: EnvelopeError) -> None:
         found = salvage(raw.payload)

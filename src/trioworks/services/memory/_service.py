@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Sequence
-from pathlib import Path
+import os
+import warnings
+from collections.abc import Sequence
 
 import numpy as np
 import trio
@@ -20,12 +21,13 @@ from ...bus import (
     RawMessage,
     Route,
     Service,
-    ServiceFailed,
+    Task,
     TtsSay,
     salvage,
 )
-from ...core import RestartIntensityExceeded, RestartPolicy, find_error, run_in_thread, supervise
+from ...core import RestartPolicy, run_in_thread
 from ._bm25 import Bm25Indexer, tokenize
+from ._config import MemoryConfig
 from ._corpus import Corpus, Document
 from ._retrieval import Embedder, search
 from ._store import MemoryStore, NewDocument
@@ -57,12 +59,12 @@ def _load_minilm() -> Embedder:
     return MiniLM()
 
 
-class MemoryService:
+class MemoryService(Service):
     """The memory service of the voice stack (py-tars' ``memory-worker``, "HyperDB").
 
     Remembers every ``stt/final`` (source ``stt``) and ``tts/say`` (source ``tts``; wake
     acknowledgements and system announcements are skipped) as a document in SQLite at
-    ``db_path``, and answers ``memory/query`` on ``memory/results`` with the query's envelope id
+    ``config.db_path``, and answers ``memory/query`` on ``memory/results`` with the query's envelope id
     as correlation id (strategies in :mod:`._retrieval`).
 
     Limiters (each a :class:`trio.CapacityLimiter` of 1, so two cores are never oversubscribed
@@ -73,8 +75,8 @@ class MemoryService:
     - ``db_limiter``: every SQLite call (the one connection is used by one thread at a time);
     - ``index_limiter``: BM25 rebuilds.
 
-    Queues: ``stt/final`` and ``tts/say`` feed one bounded ingest channel (``ingest_queue``)
-    drained by one ingest task in batches of up to ``ingest_batch``; their bus routes drop the
+    Queues: ``stt/final`` and ``tts/say`` feed one bounded ingest channel (``config.ingest_queue``)
+    drained by one ingest task in batches of up to ``config.ingest_batch``; their bus routes drop the
     newest message when full (counted in ``bus.sub.<topic>.dropped``), so ingest overload can
     never hold up ``memory/query``. The query route drops its *oldest* queued query when full
     (an old query is the likeliest to be past its deadline).
@@ -85,33 +87,53 @@ class MemoryService:
     (``"... $.data.top_k: must be >= 1, got 0"``), under the query's envelope id when it can be
     read (``memory.query.rejected``); one without a readable id is only logged
     (``memory.query.unanswerable``).
+
+    Lifecycle: :class:`~trioworks.bus.Service`'s, with the tasks ``memory-indexer`` and
+    ``memory-ingest``. ``run`` is serving once the stored documents are loaded and indexed.
+
+    Resource handling:
+        On cancellation, documents already queued for ingest (and a batch being embedded) are
+        still embedded and stored, shielded, for at most ``config.drain_timeout`` seconds;
+        whatever is left is logged and counted in ``memory.ingest.lost``. A batch being written
+        to SQLite is always finished (the write is shielded: it takes milliseconds). The
+        database is closed last, after the bus has disconnected.
+
+    Error handling:
+        A handler, the ingest task or the indexer that fails is logged and restarted under
+        ``restart``; past that, the health says ``crashed`` and :exc:`ServiceFailed` is raised
+        (so :func:`trioworks.bus.run_service` exits 1). Errors opening the store
+        (:exc:`MemoryStoreError`) propagate from ``run`` as they are, before anything is served.
     """
 
     def __init__(
         self,
         bus: Bus,
-        db_path: str | Path,
+        config: MemoryConfig | str | os.PathLike[str],
         *,
         embedder: Embedder | None = None,
-        ingest_batch: int = 16,
-        ingest_queue: int = 256,
-        query_deadline: float = 5.0,
-        drain_timeout: float = 2.0,
-        rebuild_interval: float = 1.0,
         restart: RestartPolicy = RestartPolicy(),
+        **legacy: float,
     ) -> None:
-        if ingest_batch < 1 or ingest_queue < 1:
-            raise ValueError(
-                f"ingest_batch and ingest_queue must be >= 1, got {ingest_batch}, {ingest_queue}"
+        """``embedder`` replaces MiniLM (tests, other models); None loads ``MiniLM()`` in ``run``.
+
+        ``MemoryService(bus, db_path, ingest_batch=..., ...)`` (a path and the settings as
+        keywords) is deprecated: it warns and builds the :class:`MemoryConfig` from them.
+        """
+        if not isinstance(config, MemoryConfig):
+            warnings.warn(
+                "MemoryService(bus, db_path, **settings) is deprecated; "
+                "pass MemoryService(bus, MemoryConfig(db_path=..., ...))",
+                DeprecationWarning,
+                stacklevel=2,
             )
-        self.bus = bus
-        self.db_path = str(db_path)
+            config = MemoryConfig(db_path=config, **legacy)  # type: ignore[arg-type]
+        elif legacy:
+            raise TypeError(
+                f"MemoryService: unexpected keyword argument(s) {sorted(legacy)}; set them on MemoryConfig"
+            )
+        self.config = config
+        self.db_path = str(config.db_path)
         self.metrics = bus.metrics
-        self.ingest_batch = ingest_batch
-        self.query_deadline = query_deadline
-        self.drain_timeout = drain_timeout
-        self.rebuild_interval = rebuild_interval
-        self.restart = restart
         self.model_limiter = trio.CapacityLimiter(1)
         self.query_limiter = trio.CapacityLimiter(1)
         self.db_limiter = trio.CapacityLimiter(1)
@@ -122,8 +144,8 @@ class MemoryService:
         self._indexer: Bm25Indexer | None = None
         self._grown = trio.Event()  # set (and replaced) whenever documents are added
         self._append_lock = trio.Lock()  # keeps db order == corpus order across concurrent batches
-        self._ingest_send, self._ingest_recv = trio.open_memory_channel[NewDocument](ingest_queue)
-        self._service = Service(
+        self._ingest_send, self._ingest_recv = trio.open_memory_channel[NewDocument](config.ingest_queue)
+        super().__init__(
             bus,
             [
                 # dedupe: a QoS 1 redelivery must not store a document twice.
@@ -141,12 +163,9 @@ class MemoryService:
                     dedupe=True,
                 ),
             ],
+            tasks=[Task("memory-indexer", self._run_indexer), Task("memory-ingest", self._ingest_loop)],
             restart=restart,
         )
-
-    @property
-    def name(self) -> str:
-        return self.bus.source
 
     @property
     def embedder(self) -> Embedder:
@@ -166,45 +185,8 @@ class MemoryService:
 
     # --- lifecycle ------------------------------------------------------------------------
 
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Load the model and the store, then serve until cancelled.
-
-        ``task_status.started()`` is called once the stored documents are loaded and indexed
-        and the bus routes are subscribed (health ``ready`` published).
-
-        Resource handling:
-            On cancellation, documents already queued for ingest (and a batch being embedded)
-            are still embedded and stored, shielded, for at most ``drain_timeout`` seconds;
-            whatever is left is logged and counted in ``memory.ingest.lost``. A batch being
-            written to SQLite is always finished (the write is shielded: it takes milliseconds).
-            The database is closed last.
-
-        Error handling:
-            A handler, the ingest task or the indexer that fails is logged and restarted under
-            ``restart``; past that, the health says ``crashed`` and :exc:`ServiceFailed` is
-            raised (so :func:`trioworks.bus.run_service` exits 1). Errors opening the store
-            (:exc:`MemoryStoreError`) propagate before anything is served.
-        """
-        try:
-            await self._open()  # outside the nursery: a MemoryStoreError propagates as itself
-            try:
-                async with trio.open_nursery() as nursery:
-                    nursery.start_soon(self._supervised, self.indexer.run, "memory-indexer")
-                    nursery.start_soon(self._supervised, self._ingest_loop, "memory-ingest")
-                    await nursery.start(self._service.run)
-                    task_status.started()
-            except BaseException as exc:
-                failure = find_error(exc, ServiceFailed)
-                if failure is None:
-                    raise
-                raise failure from exc
-        finally:
-            if self._store is not None:
-                store, self._store = self._store, None
-                with trio.CancelScope(shield=True), trio.move_on_after(5):
-                    await run_in_thread(store.close, limiter=self.db_limiter)
-
-    async def _open(self) -> None:
+    async def setup(self) -> None:
+        """Load the model and the store, index the stored documents (called by ``run``)."""
         if self._embedder is None:
             self._embedder = await run_in_thread(_load_minilm, limiter=self.model_limiter)
         embedder = self._embedder
@@ -212,6 +194,7 @@ class MemoryService:
             _open_store, self.db_path, embedder.name, embedder.dim, limiter=self.db_limiter
         )
         self._store = store
+        self.add_cleanup(self._close_store, name="memory store", timeout=5)
         corpus = Corpus(embedder.dim, capacity=max(1024, 2 * len(docs)))
         corpus.append(docs, embeddings, tokens)
         self._corpus = corpus
@@ -220,18 +203,19 @@ class MemoryService:
             lambda: len(corpus),
             limiter=self.index_limiter,
             metrics=self.metrics,
-            interval=self.rebuild_interval,
+            interval=self.config.rebuild_interval,
         )
         await self._indexer.rebuild_now()
         self.metrics.gauge("memory.documents").set(len(corpus))
         logger.info("memory: %d documents loaded from %s", len(corpus), self.db_path)
 
-    async def _supervised(self, child: Callable[[], Awaitable[object]], name: str) -> None:
-        try:
-            await supervise(child, name=name, policy=self.restart)
-        except RestartIntensityExceeded as exc:
-            self.bus.set_exit_health("crashed", str(exc))
-            raise ServiceFailed(self.name, exc) from exc
+    async def _close_store(self) -> None:
+        store, self._store = self._store, None
+        if store is not None:
+            await run_in_thread(store.close, limiter=self.db_limiter)
+
+    async def _run_indexer(self) -> None:
+        await self.indexer.run()
 
     # --- ingest ---------------------------------------------------------------------------
 
@@ -274,7 +258,7 @@ class MemoryService:
         try:
             while True:
                 batch = [await self._ingest_recv.receive()]
-                while len(batch) < self.ingest_batch:
+                while len(batch) < self.config.ingest_batch:
                     try:
                         batch.append(self._ingest_recv.receive_nowait())
                     except trio.WouldBlock:
@@ -287,7 +271,7 @@ class MemoryService:
             raise
 
     async def _drain(self, batch: list[NewDocument]) -> None:
-        with trio.CancelScope(shield=True), trio.move_on_after(self.drain_timeout):
+        with trio.CancelScope(shield=True), trio.move_on_after(self.config.drain_timeout):
             while True:
                 try:
                     batch.append(self._ingest_recv.receive_nowait())
@@ -342,14 +326,16 @@ class MemoryService:
         )
 
     async def _on_query(self, message: Message) -> None:
-        with trio.move_on_after(self.query_deadline) as deadline:
+        with trio.move_on_after(self.config.query_deadline) as deadline:
             results = await self.query(message.data)
             await self.bus.reply(message, "memory/results", results)
             self.metrics.counter("memory.query.answered").inc()
         if deadline.cancelled_caught:
             self.metrics.counter("memory.query.timed_out").inc()
             logger.warning(
-                "memory: query %s not answered within %s s; dropped", message.envelope.id, self.query_deadline
+                "memory: query %s not answered within %s s; dropped",
+                message.envelope.id,
+                self.config.query_deadline,
             )
 
     async def _on_bad_query(self, raw: RawMessage, error: EnvelopeError) -> None:
@@ -359,7 +345,7 @@ class MemoryService:
             logger.warning("memory: a malformed query without a readable id cannot be answered: %s", error)
             return
         results = MemoryResults(query=found.text("text") or "", k=0, error=str(error))
-        with trio.move_on_after(self.query_deadline) as deadline:
+        with trio.move_on_after(self.config.query_deadline) as deadline:
             await self.bus.publish("memory/results", results, id=found.id)
             self.metrics.counter("memory.query.rejected").inc()
         if deadline.cancelled_caught:

@@ -18,13 +18,14 @@ from ...bus import (
     Overflow,
     Route,
     Service,
+    Task,
     TtsControl,
     TtsSay,
     TtsStatus,
     WakeEvent,
     new_id,
 )
-from ...core import RestartIntensityExceeded, RestartPolicy, supervise
+from ...core import RestartPolicy
 from .._text import SentenceChunker
 from ._config import RouterConfig
 from ._history import Exchange, History, TurnEnd
@@ -71,7 +72,7 @@ class _Turn:
         self.scope.cancel()
 
 
-class RouterService:
+class RouterService(Service):
     """The conversation router of the voice stack (py-tars' ``router``).
 
     Routes (each its own task and bounded queue): ``stt/final`` (starts a turn), ``wake/event``
@@ -106,22 +107,28 @@ class RouterService:
     still publishes ``tts/control stop`` (all speech): the user is talking.
 
     No thread or process work: the router needs no CapacityLimiter.
+
+    Lifecycle: :class:`~trioworks.bus.Service`'s. The turn task (``router.turns``) and the
+    handlers are supervised with ``restart``; past it the health says ``crashed`` and ``run``
+    raises :exc:`~trioworks.bus.ServiceFailed`. A turn that fails to publish ends as ``error``
+    (logged, kept in the history) without failing the task. When the service is cancelled, a
+    running turn ends as ``shutdown`` and still publishes its ``llm/cancel`` and
+    ``tts/control stop`` (shielded, within ``config.cancel_timeout``): the bus outlives the turn
+    task, so they go out before it says goodbye and disconnects.
     """
 
     def __init__(
         self, bus: Bus, config: RouterConfig | None = None, *, restart: RestartPolicy = RestartPolicy()
     ) -> None:
-        self.bus = bus
         self.config = config if config is not None else RouterConfig()
         self.history = History(self.config.history_exchanges)
         self.wake = WakeWindow(required=self.config.wake_required, length=self.config.wake_window)
-        self._restart = restart
         # Bounded; a full queue holds up the stt/final route (BLOCK), never grows.
         self._pending_send, self._pending_recv = trio.open_memory_channel[FinalTranscript](16)
         self._current: _Turn | None = None
         self._turn_over = trio.Event()  # set (and replaced) whenever a turn ends
         self.turns_done = 0
-        self._service = Service(
+        super().__init__(
             bus,
             [
                 Route("stt/final", self._on_final, capacity=16, dedupe=True),
@@ -131,6 +138,7 @@ class RouterService:
                 Route("llm/cancel", self._on_llm_cancel, capacity=16),
                 Route("tts/status", self._on_status, capacity=64, overflow=Overflow.DROP_OLDEST),
             ],
+            tasks=[Task("router.turns", self._turns)],
             restart=restart,
         )
         metrics = bus.metrics
@@ -148,40 +156,6 @@ class RouterService:
     def current_turn(self) -> str | None:
         """The request id (= utt_id) of the turn running now, if any."""
         return self._current.id if self._current is not None else None
-
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Serve until cancelled; ``task_status.started()`` once the routes are subscribed.
-
-        Resource handling: when cancelled, a running turn ends as ``shutdown`` and still
-        publishes its ``llm/cancel`` and ``tts/control stop`` (shielded, within
-        ``config.cancel_timeout``) before the bus says goodbye and disconnects.
-
-        Error handling: the turn task and the handlers are supervised with ``restart``; past it
-        :exc:`~trioworks.bus.ServiceFailed` (a handler) or
-        :exc:`~trioworks.core.RestartIntensityExceeded` (the turn task; health ``crashed``)
-        propagates, inside an ExceptionGroup. A turn that
-        fails to publish ends as ``error`` (logged, kept in the history) without killing the task.
-        """
-        service_scope = trio.CancelScope()
-
-        async def serve(*, task_status: trio.TaskStatus[None]) -> None:
-            with service_scope:
-                await self._service.run(task_status=task_status)
-
-        async with trio.open_nursery() as nursery:
-            await nursery.start(serve)
-            # Serving: from now on the bus outlives a cancellation of the router until the
-            # running turn has published its llm/cancel and tts/control stop (bounded by
-            # cancel_timeout); it is cancelled explicitly after the turn task is gone.
-            service_scope.shield = True
-            try:
-                task_status.started()
-                await supervise(self._turns, name="router.turns", policy=self._restart)
-            except RestartIntensityExceeded as exc:
-                self.bus.set_exit_health("crashed", str(exc))  # what the goodbye health says
-                raise
-            finally:
-                service_scope.cancel()
 
     async def wait_turns(self, n: int) -> None:
         """Return once ``n`` turns have ended (in any way) since the service was created."""

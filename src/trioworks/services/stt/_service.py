@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import math
 import time
@@ -10,7 +11,17 @@ from collections.abc import AsyncIterator
 
 import trio
 
-from ...bus import Bus, FinalTranscript, Message, MicCommand, PartialTranscript, Route, Service, TtsStatus
+from ...bus import (
+    Bus,
+    FinalTranscript,
+    Message,
+    MicCommand,
+    PartialTranscript,
+    Route,
+    Service,
+    Task,
+    TtsStatus,
+)
 from ...core import RestartPolicy
 from ._backends import AsyncRecognizer, open_recognizer
 from ._config import SttConfig
@@ -21,8 +32,10 @@ __all__ = ["SttService"]
 
 logger = logging.getLogger("trioworks.services.stt")
 
+_ONCE = RestartPolicy(max_restarts=0)
 
-class SttService:
+
+class SttService(Service):
     """Voice activity detection and offline transcription on the bus.
 
     ``run`` loads the recognizer (in a thread), starts the bus service (route ``wake/mic``,
@@ -43,9 +56,16 @@ class SttService:
     handled by the bus's own task for that route, so a mute applies even while a chunk is
     being decoded (from the next chunk on; the utterance in progress is dropped).
 
+    ``recognizer`` replaces the one ``config`` would open (tests, other engines); ``run``
+    closes it when it ends, like one it opened.
+
+    Lifecycle: :class:`~trioworks.bus.Service`'s; transcribing ``source`` is its task
+    ``stt.source``. The recognizer is closed after the bus has disconnected (shielded, 3 s).
+
     Error handling:
-        A source that raises (a missing WAV file, sox failing) ends ``run`` with that error;
-        the bus's final health says ``stopped``. A bad config raises
+        A source that raises (a missing WAV file, sox failing) cannot start over: it fails the
+        service at once, like a task past its restart intensity (health ``crashed`` with the
+        source's error, :exc:`~trioworks.bus.ServiceFailed` from ``run``). A bad config raises
         :exc:`~trioworks.services.stt.SttConfigError` from ``run`` before anything is served.
     """
 
@@ -56,19 +76,23 @@ class SttService:
         *,
         source: AudioSource | None = None,
         restart: RestartPolicy = RestartPolicy(),
+        recognizer: AsyncRecognizer | None = None,
     ) -> None:
-        self.bus = bus
         self.config = config if config is not None else SttConfig()
         self.source = source
         self.decoder_limiter = trio.CapacityLimiter(1)
         self.finished = trio.Event()
+        self._given_recognizer = recognizer
         self._recognizer: AsyncRecognizer | None = None
         self._muted_until: float | None = None
         self._speaking: set[str | None] = set()  # utt_ids the tts service is speaking
         routes = [Route("wake/mic", self._on_mic, capacity=16)]
         if self.config.mute_while_speaking:
             routes.append(Route("tts/status", self._on_tts_status, capacity=64))
-        self._service = Service(bus, routes, restart=restart)
+        tasks = []
+        if source is not None:  # read once: a source cannot start over, so no restarts
+            tasks.append(Task("stt.source", functools.partial(self.transcribe, source), _ONCE))
+        super().__init__(bus, routes, tasks=tasks, restart=restart)
         metrics = bus.metrics
         self._partials = metrics.counter("stt.partials")
         self._finals = metrics.counter("stt.finals")
@@ -83,19 +107,18 @@ class SttService:
             return True
         return self._muted_until is not None and trio.current_time() < self._muted_until
 
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Serve until cancelled (see the class docstring)."""
-        self._recognizer = await open_recognizer(self.config, self.decoder_limiter)
-        try:
-            async with trio.open_nursery() as nursery:
-                await nursery.start(self._service.run)
-                if self.source is not None:
-                    nursery.start_soon(self.transcribe, self.source)
-                task_status.started()
-        finally:
-            recognizer, self._recognizer = self._recognizer, None
-            with trio.CancelScope(shield=True), trio.move_on_after(3):
-                await recognizer.aclose()
+    async def setup(self) -> None:
+        """Load the recognizer (called by ``run`` before serving; in a thread or a process)."""
+        recognizer = self._given_recognizer
+        if recognizer is None:
+            recognizer = await open_recognizer(self.config, self.decoder_limiter)
+        self._recognizer = recognizer
+        self.add_cleanup(self._close_recognizer, name="stt recognizer", timeout=3)
+
+    async def _close_recognizer(self) -> None:
+        recognizer, self._recognizer = self._recognizer, None
+        if recognizer is not None:
+            await recognizer.aclose()
 
     async def transcribe(self, source: AudioSource) -> None:
         """Transcribe ``source`` until it ends, publishing as it goes; then set :attr:`finished`.

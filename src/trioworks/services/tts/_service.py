@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import collections
-import functools
 import logging
 import math
 from pathlib import Path
@@ -12,8 +11,8 @@ from typing import Literal
 import attrs
 import trio
 
-from ...bus import Bus, LLMCancel, Message, Route, Service, TtsControl, TtsSay, TtsStatus, new_id
-from ...core import RestartPolicy, supervise
+from ...bus import Bus, LLMCancel, Message, Route, Service, Task, TtsControl, TtsSay, TtsStatus, new_id
+from ...core import RestartPolicy
 from .._audio import find_program
 from ._clock import PlaybackClock
 from ._config import TtsConfig
@@ -52,7 +51,7 @@ class _Utterance:
         self.scope.cancel()
 
 
-class TtsService:
+class TtsService(Service):
     """Speech synthesis and playback on the bus, controllable during playback.
 
     Routes (each its own task, so control never waits behind speech): ``tts/say`` (chunks with
@@ -61,8 +60,9 @@ class TtsService:
     ``mute``, ``unmute``) and, with ``config.stop_on_llm_cancel``, ``llm/cancel`` (stops the
     speech whose ``utt_id`` is the cancelled request id).
 
-    One speaker task (supervised with ``restart``) speaks utterances one at a time, each inside
-    its own cancel scope:
+    One speaker task (``tts.speaker``, supervised with ``restart``: a failure outside one
+    utterance, such as a status that could not be published, restarts it) speaks utterances one
+    at a time, each inside its own cancel scope:
     ``speaking_start`` -> synthesis streamed from espeak-ng into the output, paced at the audio's
     own speed -> ``speaking_end``, or ``stopped`` (with ``reason``) if it was stopped or failed.
     Stopping kills the espeak-ng process (counted as ``tts.synth.killed``) and, for a player,
@@ -81,8 +81,11 @@ class TtsService:
     the utterance's ``speaking_end`` / ``stopped`` status.
 
     Limiters: :attr:`file_limiter` (one slot) for WAV file writes. Synthesis and players are
-    processes (no thread). ``run`` raises ``ProgramMissing`` before serving when espeak-ng is
-    not installed.
+    processes (no thread).
+
+    Lifecycle: :class:`~trioworks.bus.Service`'s (health ``ready`` / ``stopped`` / ``crashed``,
+    :exc:`~trioworks.bus.ServiceFailed` when a route or the speaker fails past ``restart``).
+    ``run`` raises ``ProgramMissing`` before serving when espeak-ng is not installed.
     """
 
     def __init__(
@@ -95,10 +98,8 @@ class TtsService:
         sink: Sink | None = None,
     ) -> None:
         """``synthesizer`` and ``sink`` replace espeak-ng and the configured output (tests, other engines)."""
-        self.bus = bus
         self.config = config if config is not None else TtsConfig()
         self._synthesizer = synthesizer
-        self._restart = restart
         self._given_sink = sink
         self.file_limiter = trio.CapacityLimiter(1)
         self.clock = PlaybackClock(realtime=self.config.realtime)
@@ -119,7 +120,7 @@ class TtsService:
         ]
         if self.config.stop_on_llm_cancel:
             routes.append(Route("llm/cancel", self._on_llm_cancel, capacity=16))
-        self._service = Service(bus, routes, restart=restart)
+        super().__init__(bus, routes, tasks=[Task("tts.speaker", self._speaker)], restart=restart)
         metrics = bus.metrics
         self._muted_says = metrics.counter("tts.say.muted")
         self._dropped = metrics.counter("tts.say.dropped")
@@ -127,19 +128,11 @@ class TtsService:
         self._spoken = metrics.counter("tts.utterances.spoken")
         self._stopped = metrics.counter("tts.utterances.stopped")
 
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Find espeak-ng and the output, then serve until cancelled (see the class docstring)."""
+    async def setup(self) -> None:
+        """Find espeak-ng and the output (called by ``run`` before serving)."""
         if self._synthesizer is synthesize:
             find_program("espeak-ng")
         self.sink = self._given_sink if self._given_sink is not None else await self._make_sink()
-        async with trio.open_nursery() as nursery:
-            # Supervised like the routes: a failure outside one utterance (a status that could
-            # not be published) restarts the speaker, within the same restart intensity.
-            await nursery.start(
-                functools.partial(supervise, self._speaker, name="tts.speaker", policy=self._restart)
-            )
-            await nursery.start(self._service.run)
-            task_status.started()
 
     async def _make_sink(self) -> Sink:
         player = self.config.player
