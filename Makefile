@@ -4,6 +4,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# One pytest process per core (pytest-xdist), and the ten slowest tests at the end.
+PYTEST_ARGS ?= -q -n auto --durations=10
 
 .PHONY: demo test test-under-load lint unit bench bench-dag bench-worker bench-server bench-voice clean system-deps
 
@@ -29,7 +31,7 @@ lint: $(STAMP)
 	$(BIN)/mypy src
 
 unit: system-deps $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test: system-deps lint unit
 

@@ -2,7 +2,7 @@
 # Run the test suite while every core is kept busy by other processes: the suite's verdicts must
 # not depend on the machine's speed or load (issue 9). `make test-under-load` runs this.
 #
-#   scripts/stress-test.sh                       the whole suite: pytest -q --durations=10
+#   scripts/stress-test.sh                       the whole suite: pytest -q -n auto --durations=10
 #   scripts/stress-test.sh -x tests/services     other pytest arguments instead
 #
 # The load: `stress-ng --cpu N` (Debian's stress-ng; installed with apt-get when missing and
@@ -80,7 +80,7 @@ while True:
 fi
 
 args=("$@")
-[ ${#args[@]} -eq 0 ] && args=(-q --durations=10)
+[ ${#args[@]} -eq 0 ] && args=(-q -n auto --durations=10)
 started=$(date +%s)
 "$python" -m pytest "${args[@]}"
 status=$?
