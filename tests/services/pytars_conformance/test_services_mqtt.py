@@ -12,7 +12,7 @@ from pathlib import Path
 import pytars_contracts as P
 import pytest
 import trio
-from harness import RawClient, WordEmbedder, service_bus
+from harness import RawClient, WatchedMetrics, WordEmbedder, service_bus
 
 from _fake_tts import NullSink, make_synthesizer
 from _services import MosquittoBroker
@@ -133,7 +133,7 @@ async def test_memory_results_pass_the_pytars_contract(
 # --- tts -------------------------------------------------------------------------------------
 
 
-def _tts(url: str) -> tuple[TtsService, object]:
+def _tts(url: str) -> tuple[TtsService, WatchedMetrics]:
     bus, metrics = service_bus(url, "tts")
     synth = make_synthesizer(rate=16000, bytes_per_char=40, delay=0.001)
     return TtsService(bus, TtsConfig(player="wav"), synthesizer=synth, sink=NullSink()), metrics
@@ -203,7 +203,7 @@ async def test_tts_accepts_the_wake_services_control(mosquitto_broker: Mosquitto
             wake = RawClient(mosquitto_broker.url, "wake-activation")
             await nursery.start(wake.run)
             await wake.send("tts/control", P.wake_tts_control("pause", utt_id="u1"))
-            verdict = await metrics.verdict("tts/control", 0)  # type: ignore[attr-defined]
+            verdict = await metrics.verdict("tts/control", 0)
             nursery.cancel_scope.cancel()
     assert verdict == "handled"
 
@@ -263,3 +263,21 @@ async def test_service_health_passes_the_pytars_router(mosquitto_broker: Mosquit
             (health,) = await router.wait(P.PYTARS_HEALTH_TOPICS["tts"])
             nursery.cancel_scope.cancel()
     _passes(lambda: P.health_check(health))
+
+
+@_item(4, "tts/say is deduplicated on the envelope id alone; py-tars sends every chunk under one id")
+async def test_tts_speaks_every_chunk_the_pytars_llm_worker_streams(
+    mosquitto_broker: MosquittoBroker,
+) -> None:
+    tts, metrics = _tts(mosquitto_broker.url)
+    chunks = P.llm_tts_chunks(["First sentence.", "Second sentence.", "Third sentence."], correlate="c-9")
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(tts.run)
+            worker = RawClient(mosquitto_broker.url, "llm-worker")
+            await nursery.start(worker.run)
+            for chunk in chunks:
+                await worker.send("tts/say", chunk)
+            await metrics.verdict("tts/say", len(chunks) - 1)
+            nursery.cancel_scope.cancel()
+    assert metrics.count("bus.sub.tts/say.duplicates") == 0, "chunks dropped as duplicates"
