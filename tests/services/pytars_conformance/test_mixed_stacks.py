@@ -45,9 +45,9 @@ class Played:
         await self.client.transport.subscribe(pattern, 1, sink)
 
 
-@_item(1, "the router's llm/request and tts/say carry message_id: null; py-tars' llm-worker drops them")
+@_item(4, "the router drops py-tars' llm/stream (provider/model extra, done delta null) and tts/status")
 async def test_trioworks_router_with_pytars_llm_and_tts_workers(mosquitto_broker: MosquittoBroker) -> None:
-    bus, _ = service_bus(mosquitto_broker.url, "router")
+    bus, metrics = service_bus(mosquitto_broker.url, "router")
     router = RouterService(bus)
     spoken: list[str] = []
     with trio.fail_after(30):
@@ -72,6 +72,13 @@ async def test_trioworks_router_with_pytars_llm_and_tts_workers(mosquitto_broker
                 for event in ("speaking_start", "speaking_end"):
                     await client.send("tts/status", P.tts_status(event, text=say.text, utt_id=say.utt_id))
 
+            async def router_refuses(pattern: str) -> None:
+                # The router drops what py-tars' workers send as malformed: stop at once.
+                if await metrics.verdict(pattern, 0) == "malformed":
+                    played.refuse(P.Refused(f"trioworks router: {pattern} from py-tars dropped as malformed"))
+
+            nursery.start_soon(router_refuses, "llm/stream")
+            nursery.start_soon(router_refuses, "tts/status")
             await played.on("llm/request", llm_worker)
             await played.on("tts/say", tts_worker)
             await client.send("stt/final", P.stt_final("what is the capital of france"))
@@ -81,11 +88,11 @@ async def test_trioworks_router_with_pytars_llm_and_tts_workers(mosquitto_broker
     assert " ".join(spoken).replace("  ", " ").strip() == "Paris is the capital."
 
 
-@_item(1, "the llm's memory/query carries message_id: null (py-tars' memory-worker then drops every option)")
+@_item(1, "the llm refuses py-tars' memory/results: results[].timestamp is a string")
 async def test_trioworks_llm_with_a_pytars_memory_worker(
     mosquitto_broker: MosquittoBroker, tmp_path: Path
 ) -> None:
-    bus, _ = service_bus(mosquitto_broker.url, "llm")
+    bus, metrics = service_bus(mosquitto_broker.url, "llm")
     llm = LLMService(bus, LLMConfig(word_delay=0))
     request = P.LLMRequest(id="ui-7", text="where is the spare key", stream=False, use_rag=True, rag_k=3)
     with trio.fail_after(30):
@@ -104,6 +111,11 @@ async def test_trioworks_llm_with_a_pytars_memory_worker(
                     P.memory_results(query.text, ["the spare key is under the mat"], correlate=corr),
                 )
 
+            async def llm_refuses() -> None:
+                if await metrics.verdict("replies:memory/results", 0) == "malformed":
+                    played.refuse(P.Refused("trioworks llm: py-tars' memory/results dropped as malformed"))
+
+            nursery.start_soon(llm_refuses)
             await played.on("memory/query", memory_worker)
             await client.send(
                 "llm/request", P.wrap("llm.request", request.model_dump(exclude_none=True), source="ui")
