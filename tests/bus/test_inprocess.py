@@ -270,7 +270,6 @@ async def test_last_will_of_a_killed_client_marks_it_unhealthy(
     await stt.publish_health(True, "ready")
     await transport.kill()
     assert json.loads(broker.retained["system/health/stt"].payload)["data"] == {
-        "message_id": None,
         "ok": False,
         "event": "offline",
         "err": "connection lost",

@@ -51,7 +51,7 @@ async def test_service_is_healthy_once_serving_and_stopped_after(
         await client.publish("tts/control", _stop())
         await got.wait_for(1)
         nursery.cancel_scope.cancel()
-    assert _health(broker, "tts") == {"message_id": None, "ok": False, "event": "stopped", "err": None}
+    assert _health(broker, "tts") == {"ok": False, "event": "stopped", "err": None}
 
 
 def _stop():  # type: ignore[no-untyped-def]

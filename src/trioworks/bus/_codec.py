@@ -314,6 +314,23 @@ def _decode(topic: str, payload: bytes) -> Envelope:
     return Envelope(id=raw["id"], type=raw["type"], ts=float(ts), source=raw["source"], data=data)
 
 
+_OMIT_WHEN_NONE: dict[type, tuple[str, ...]] = {
+    c.MemoryResults: ("error",),
+    c.TtsStatus: ("path",),
+}
+"""trioworks-only keys of a payload, left out of the JSON while unset: py-tars' models forbid
+unknown keys, so a ``null`` one makes py-tars drop the whole message (issue 14 item 1)."""
+
+
+def _drop_unset(data: dict[str, Any], extra: tuple[str, ...]) -> dict[str, Any]:
+    # message_id: py-tars' models type it ``str`` with a uuid default, so ``null`` is refused
+    # while an absent one is filled in. Unset here means absent on the wire.
+    for key in ("message_id", *extra):
+        if key in data and data[key] is None:
+            del data[key]
+    return data
+
+
 def encode(topic: str, envelope: Envelope) -> bytes:
     """Serialize ``envelope`` for ``topic``. Raises :exc:`ContractError` if ``data`` is the wrong class."""
     spec = spec_for(topic)
@@ -325,12 +342,15 @@ def encode(topic: str, envelope: Envelope) -> bytes:
         raise ContractError(
             topic, f"data for an off-table topic must be a dict, got {type(envelope.data).__name__}"
         )
+    data = converter.unstructure(envelope.data)
+    if spec is not None:
+        data = _drop_unset(data, _OMIT_WHEN_NONE.get(spec.data_cls, ()))
     body = {
         "id": envelope.id,
         "type": envelope.type,
         "ts": envelope.ts,
         "source": envelope.source,
-        "data": converter.unstructure(envelope.data),
+        "data": data,
     }
     try:
         return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
