@@ -20,7 +20,7 @@ def _builder() -> WorkflowBuilder:
     wb.add_node("PythonCodeNode", "total", {"code": "result = sum(values)"}, timeout=5.0, retry=2)
     wb.add_node("SwitchNode", "big", {"condition_field": "result", "operator": ">", "value": 3})
     wb.add_node("PythonCodeNode", "say", {"code": "result = f'big: {input}'"})
-    wb.add_node("JSONWriterNode", "save", {"file_path": "unused.json"})
+    wb.add_node("TextReaderNode", "read", {"file_path": "flow-input.txt"})
     wb.add_connection("numbers", "result.values", "total", "values")
     wb.add_connection("total", "result", "big", "input_data")
     wb.add_connection("big", "true_output", "say", "input")
@@ -49,7 +49,8 @@ def test_round_trip_keeps_the_workflow(form: str) -> None:
     assert again.workflow_id == "flow" and again.name == "Flow" and again.description == "sums"
     assert again.nodes["total"].timeout == 5.0
     assert again.nodes["total"].retry == RetryPolicy(max_attempts=3)
-    params = {"save": {"data": None}}
+    assert again.nodes["read"].config == {"file_path": "flow-input.txt"}
+    params = {"read": {"file_path": str(DATA / "kailash_2_65_export.json")}}
     assert _run(again, **params)["say"] == _run(wf, **params)["say"] == {"result": "big: 6"}
 
 
