@@ -5,6 +5,7 @@
 #   mosquitto(-clients) the MQTT broker of the voice services' tests
 #   espeak-ng          offline text-to-speech (voice tests, `make demo`)
 #   sox                audio rate conversion
+#   graphviz           the `dot` program: `trioworks dag graph --format svg|png`
 #
 # Idempotent and quick when everything is there (no apt call at all). It never fails the build:
 # when it cannot install (not root and no passwordless sudo, no apt-get, no network) it says what
@@ -46,6 +47,7 @@ have mosquitto || missing+=(mosquitto)
 have mosquitto_pub || missing+=(mosquitto-clients)
 have espeak-ng || missing+=(espeak-ng)
 have sox || missing+=(sox)
+have dot || missing+=(graphviz)
 
 if [ ${#missing[@]} -eq 0 ]; then
     exit 0

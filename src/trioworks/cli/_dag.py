@@ -14,6 +14,7 @@ import trio_parallel
 
 from ..dag import AsyncLocalRuntime, Workflow, WorkflowExecutionError, WorkflowResult
 from ._errors import CliError, did_you_mean, location
+from ._html_report import node_runs, render_html, render_svg
 from ._loader import DEFAULT_NAMES, LoadedWorkflow, load_workflow
 from ._progress import NodeProgress
 from ._report import error_detail, result_document, summary_table, to_json, totals_line
@@ -22,9 +23,11 @@ from ._streams import Streams
 __all__ = ["register", "run_workflow"]
 
 _PATH_HELP = (
-    "a Python file, 'module:attr' or a dotted module name exposing a Workflow, a WorkflowBuilder "
-    f"or a function returning one (looked up as: {', '.join(DEFAULT_NAMES)})"
+    "a workflow file (.yaml, .yml, .json: Kailash's export format), or a Python file, 'module:attr' "
+    "or a dotted module name exposing a Workflow, a WorkflowBuilder or a function returning one "
+    f"(looked up as: {', '.join(DEFAULT_NAMES)})"
 )
+REPORT_SUFFIXES = (".html", ".htm", ".svg")
 
 
 def register(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -77,12 +80,28 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     run.add_argument(
         "--no-progress", action="store_true", help="no progress bar (it is only drawn on a terminal)"
     )
+    run.add_argument(
+        "--report",
+        metavar="FILE",
+        type=_report_path,
+        help="draw the run to FILE.html (timeline, graph coloured by status, node table) or FILE.svg",
+    )
     run.set_defaults(handler=_run_command)
 
-    graph = sub.add_parser("graph", parents=[common], help="print a workflow as Graphviz DOT or Mermaid")
+    graph = sub.add_parser(
+        "graph",
+        parents=[common],
+        help="print a workflow as Graphviz DOT or Mermaid, or render it as SVG or PNG",
+        description="svg and png are rendered with Graphviz's dot program (apt-get install graphviz).",
+    )
     graph.add_argument("path", metavar="PATH", help=_PATH_HELP)
     graph.add_argument("--workflow", metavar="NAME", help="the module attribute holding the workflow")
-    graph.add_argument("--format", choices=("dot", "mermaid"), default="dot", help="default: dot")
+    graph.add_argument(
+        "--format",
+        choices=("dot", "mermaid", "svg", "png"),
+        default="dot",
+        help="default: dot; png needs -o",
+    )
     graph.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
     graph.set_defaults(handler=_graph_command)
 
@@ -95,6 +114,13 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
     return value
+
+
+def _report_path(text: str) -> Path:
+    path = Path(text)
+    if path.suffix.lower() not in REPORT_SUFFIXES:
+        raise argparse.ArgumentTypeError(f"expected a .html or .svg file name, got {text!r}")
+    return path
 
 
 def _positive_float(text: str) -> float:
@@ -161,13 +187,32 @@ def _run_command(args: argparse.Namespace, io: Streams) -> int:
         **options,
     )
     result, failure = run_workflow(runtime, loaded.workflow, inputs, progress)
+    if args.report is not None:
+        _write_report(args.report, loaded.workflow, result, progress, io)
     if args.json:
-        io.write(to_json(result_document(result, progress.attempts)))
+        io.write(to_json(result_document(result, progress.attempts, progress.times())))
     else:
         failed_node = failure.node_id if failure is not None else None
-        io.out.print(summary_table(loaded.workflow, result, progress.attempts, failed_node=failed_node))
+        io.out.print(
+            summary_table(
+                loaded.workflow, result, progress.attempts, failed_node=failed_node, width=io.out.width
+            )
+        )
         io.out.print(totals_line(result))
     return _report_failure(result, failure, io, show_traceback=args.traceback)
+
+
+def _write_report(
+    path: Path, workflow: Workflow, result: WorkflowResult, progress: NodeProgress, io: Streams
+) -> None:
+    runs = node_runs(workflow, result, progress.times(), progress.attempts)
+    summary = totals_line(result).plain
+    render = render_svg if path.suffix.lower() == ".svg" else render_html
+    try:
+        path.write_text(render(workflow, result, runs, summary), encoding="utf-8")
+    except OSError as exc:
+        raise CliError(f"--report {path}: cannot write: {exc.strerror}") from exc
+    io.note(f"wrote the run's report to {path}")
 
 
 def _report_failure(
@@ -266,8 +311,41 @@ def _apply_set(inputs: dict[str, Any], item: str, workflow: Workflow) -> None:
 # -- graph -------------------------------------------------------------------------
 
 
+def _render(dot: str, fmt: str) -> bytes:
+    """``dot`` rendered by Graphviz as ``fmt``; a one-line CliError when Graphviz is missing."""
+    hint = "install Graphviz (apt-get install graphviz, brew install graphviz) or use --format dot"
+    try:
+        import graphviz
+    except ModuleNotFoundError as exc:
+        raise CliError(
+            f"--format {fmt} needs the graphviz package (pip install graphviz); or use --format dot"
+        ) from exc
+    try:
+        return bytes(graphviz.Source(dot).pipe(format=fmt))
+    except graphviz.ExecutableNotFound as exc:
+        raise CliError(
+            f"--format {fmt} needs Graphviz's 'dot' program, which is not on PATH: {hint}"
+        ) from exc
+    except graphviz.CalledProcessError as exc:
+        detail = (exc.stderr or b"").decode(errors="replace").strip().splitlines()
+        raise CliError(f"dot failed to render {fmt}: {detail[-1] if detail else exc}") from exc
+
+
 def _graph_command(args: argparse.Namespace, io: Streams) -> int:
     loaded = load_workflow(args.path, args.workflow)
+    if args.format in ("svg", "png"):
+        if args.format == "png" and args.output is None:
+            raise CliError("--format png writes a binary image: give -o FILE.png")
+        image = _render(loaded.workflow.to_dot(), args.format)
+        if args.output is None:
+            io.write(image.decode("utf-8"))
+            return 0
+        try:
+            Path(args.output).write_bytes(image)
+        except OSError as exc:
+            raise CliError(f"-o {args.output}: cannot write: {exc.strerror}") from exc
+        io.note(f"wrote the {args.format} graph of {loaded.label} to {args.output}")
+        return 0
     text = loaded.workflow.to_dot() if args.format == "dot" else loaded.workflow.to_mermaid()
     if args.output is None:
         io.write(text)

@@ -1,4 +1,5 @@
-"""Find the workflow the user points at: a Python file, ``module:attr`` or a dotted module name.
+"""Find the workflow the user points at: a Python file, ``module:attr``, a dotted module name,
+or a workflow file (``.yaml``, ``.yml``, ``.json``: Kailash's export format).
 
 The module exposes a built :class:`~trioworks.dag.Workflow`, a
 :class:`~trioworks.dag.WorkflowBuilder` (built here), or a function of no arguments
@@ -30,6 +31,7 @@ from ._errors import CliError, describe, did_you_mean, location
 __all__ = ["DEFAULT_NAMES", "LoadedWorkflow", "load_workflow"]
 
 DEFAULT_NAMES = ("workflow", "build_workflow", "build", "make_workflow")
+WORKFLOW_FILE_SUFFIXES = (".yaml", ".yml", ".json")
 
 # Module names this loader registered in sys.modules, so that loading another file with
 # the same stem replaces ours but never a real module of that name.
@@ -52,6 +54,10 @@ def load_workflow(target: str, attribute: str | None = None) -> LoadedWorkflow:
     ``target`` is ``path/to/file.py``, ``module.name`` or either followed by ``:attr``;
     ``attribute`` (``--workflow``) names the attribute when ``target`` does not.
     """
+    if Path(target).suffix.lower() in WORKFLOW_FILE_SUFFIXES:
+        if attribute is not None:
+            raise CliError(f"--workflow {attribute!r}: {target} is a workflow file; it holds one workflow")
+        return _load_file(target)
     ref, attr_in_target = _split(target)
     if attr_in_target is not None and attribute is not None and attr_in_target != attribute:
         raise CliError(f"{target!r} names attribute {attr_in_target!r} but --workflow says {attribute!r}")
@@ -64,6 +70,19 @@ def load_workflow(target: str, attribute: str | None = None) -> LoadedWorkflow:
         resources=_resources(module, shown, filename),
         inputs=_inputs(module, shown),
     )
+
+
+def _load_file(target: str) -> LoadedWorkflow:
+    path = Path(target)
+    if not path.is_file():
+        raise CliError(f"no such file: {target}" if not path.exists() else f"{target} is not a file")
+    try:
+        workflow = Workflow.load(str(path))
+    except OSError as exc:
+        raise CliError(f"{target}: cannot read: {exc.strerror}") from exc
+    except DagError as exc:
+        raise CliError(f"{target}: invalid workflow: {exc}") from exc
+    return LoadedWorkflow(workflow=workflow, label=target, resources=None, inputs={})
 
 
 def _split(target: str) -> tuple[str, str | None]:

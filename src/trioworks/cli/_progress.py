@@ -83,7 +83,9 @@ class NodeProgress:
         self._update(advance=0)
 
     def on_finish(self, event: NodeEvent) -> None:
-        self.finished[event.node_id] = time.perf_counter()
+        now = self.finished[event.node_id] = time.perf_counter()
+        if event.status is not NodeStatus.SKIPPED and event.node_id not in self.started:
+            self.started[event.node_id] = now  # switch and merge route inline: no start event
         if event.node_id in self._running:
             self._running.remove(event.node_id)
         if event.status is not NodeStatus.SKIPPED:
@@ -91,6 +93,16 @@ class NodeProgress:
         self._update(advance=1)
         if self._log is not None:
             self._print(self._line(event))
+
+    def times(self) -> dict[str, tuple[float | None, float | None]]:
+        """``{node: (start, end)}`` in seconds since the run began; None where it did not happen
+        (a skipped node has an end, when it was skipped, and no start)."""
+        nodes = dict.fromkeys([*self.started, *self.finished])
+
+        def since(stamp: float | None) -> float | None:
+            return None if stamp is None else max(stamp - self._started_at, 0.0)
+
+        return {n: (since(self.started.get(n)), since(self.finished.get(n))) for n in nodes}
 
     def _update(self, advance: int) -> None:
         if self._progress is None:

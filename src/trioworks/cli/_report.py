@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import pprint
 from collections.abc import Mapping
 from typing import Any
 
@@ -23,7 +24,7 @@ _STATUS_STYLES = {
     NodeStatus.RUNNING: "cyan",
 }
 
-_PREVIEW_CHARS = 60
+_PREVIEW_LINES = 4
 
 
 def error_detail(exc: BaseException) -> str:
@@ -32,17 +33,41 @@ def error_detail(exc: BaseException) -> str:
     return describe(exc) + (f" ({where})" if where else "")
 
 
-def _preview(output: Any) -> str:
-    """A short text for a node's output: its ``result``, or a switch's taken branch."""
-    if isinstance(output, Mapping) and "result" in output:
+def _cut(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: max(width - 1, 1)] + "…"
+
+
+def _short(value: Any, width: int) -> str:
+    """One line for ``value``: its repr, or for a long list its length and first item."""
+    text = repr(value)
+    if len(text) > width and isinstance(value, list | tuple) and value:
+        text = f"[{len(value)} items] {value[0]!r}, …"
+    return _cut(" ".join(text.split()), width)
+
+
+def _preview(output: Any, width: int = 60) -> str:
+    """A few lines for a node's output, each cut to ``width``: its ``result``, a switch's taken
+    branch, or one ``key: value`` line per key of a dict (Kailash nodes return several keys)."""
+    if isinstance(output, Mapping) and set(output) == {"result"}:
         output = output["result"]
     elif isinstance(output, Mapping) and len(output) == 1:
         return f"→ {next(iter(output))}"  # a switch: the branch it took
-    text = repr(output)
-    return text if len(text) <= _PREVIEW_CHARS else text[: _PREVIEW_CHARS - 1] + "…"
+    if isinstance(output, Mapping) and output and all(isinstance(k, str) for k in output):
+        items = list(output.items())
+        lines = [f"{k}: {_short(v, max(width - len(k) - 2, 8))}" for k, v in items[:_PREVIEW_LINES]]
+        if len(items) > _PREVIEW_LINES:
+            lines[-1] = f"… {len(items) - _PREVIEW_LINES + 1} more keys"
+        return "\n".join(_cut(line, width) for line in lines)
+    if isinstance(output, str):
+        lines = output.splitlines() or [""]
+    else:
+        lines = pprint.pformat(output, width=max(width, 20), compact=True, sort_dicts=False).splitlines()
+    if len(lines) > _PREVIEW_LINES:
+        lines = [*lines[: _PREVIEW_LINES - 1], f"… {len(lines) - _PREVIEW_LINES + 1} more lines"]
+    return "\n".join(_cut(line, width) for line in lines)
 
 
-def _detail(result: WorkflowResult, node_id: str) -> str:
+def _detail(result: WorkflowResult, node_id: str, width: int = 60) -> str:
     status = result.statuses[node_id]
     if status is NodeStatus.FAILED and node_id in result.errors:
         return error_detail(result.errors[node_id])
@@ -54,7 +79,7 @@ def _detail(result: WorkflowResult, node_id: str) -> str:
     if status is NodeStatus.PENDING:
         return "not started"
     if node_id in result.results:
-        return _preview(result.results[node_id])
+        return _preview(result.results[node_id], width)
     return ""
 
 
@@ -64,8 +89,12 @@ def summary_table(
     attempts: Mapping[str, int],
     *,
     failed_node: str | None = None,
+    width: int = 80,
 ) -> Table:
-    """One row per node in topological order; ``failed_node`` (the one that stopped the run) in bold red."""
+    """One row per node in topological order; ``failed_node`` (the one that stopped the run) in bold red.
+
+    Outputs are shown a few lines each, every line cut to what is left of ``width`` columns.
+    """
     table = Table(title=f"workflow {result.workflow_id} · {result.run_id}", title_justify="left")
     # Every column but the last keeps its full width; the output column takes what is left.
     widest = max((len(n) for n in workflow.nodes), default=4) + (2 if failed_node else 0)
@@ -75,8 +104,10 @@ def summary_table(
     table.add_column("ms", justify="right", no_wrap=True, min_width=5)
     table.add_column("tries", justify="right", no_wrap=True, min_width=5)
     # Only this column may shrink (rich shrinks every column alike when none is wrappable);
-    # its cells are single-line Texts cut with an ellipsis.
+    # its cells are a few lines, each already cut to fit (and cut with an ellipsis if not).
     table.add_column("output / reason", min_width=12)
+    # node, kind, status, ms, tries: their widths, three columns of padding and a border each.
+    room = max(width - (widest + 7 + 9 + 5 + 5) - 6 * 3 - 1, 12)
     for node_id in workflow.order:
         status = result.statuses.get(node_id, NodeStatus.PENDING)
         duration = result.node_durations.get(node_id)
@@ -88,7 +119,7 @@ def summary_table(
             f"{duration * 1000:.0f}" if duration is not None else "",
             str(attempts[node_id]) if node_id in attempts else "",
             Text(
-                _detail(result, node_id),
+                _detail(result, node_id, room),
                 style="red" if status is NodeStatus.FAILED else "",
                 no_wrap=True,
                 overflow="ellipsis",
@@ -128,8 +159,16 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def result_document(result: WorkflowResult, attempts: Mapping[str, int]) -> dict[str, Any]:
-    """The ``--json`` document: everything the run produced, JSON-safe."""
+def result_document(
+    result: WorkflowResult,
+    attempts: Mapping[str, int],
+    times: Mapping[str, tuple[float | None, float | None]] | None = None,
+) -> dict[str, Any]:
+    """The ``--json`` document: everything the run produced, JSON-safe.
+
+    ``node_times``: each node's ``start`` and ``end`` in seconds since the run began (``start``
+    is null for a skipped node, which has only the moment it was skipped).
+    """
     return {
         "workflow_id": result.workflow_id,
         "run_id": result.run_id,
@@ -141,6 +180,7 @@ def result_document(result: WorkflowResult, attempts: Mapping[str, int]) -> dict
         "skip_reasons": dict(result.skip_reasons),
         "node_durations": dict(result.node_durations),
         "attempts": dict(attempts),
+        "node_times": {n: {"start": start, "end": end} for n, (start, end) in (times or {}).items()},
         "metrics": _jsonable(result.metrics),
     }
 

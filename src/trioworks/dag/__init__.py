@@ -14,6 +14,7 @@ or use plain functions as nodes::
 """
 
 from ..core import RetryPolicy
+from ._ai_nodes import EmbeddingGeneratorNode, LLMAgentNode
 from ._builder import Connection, Edge, Plan, Workflow, WorkflowBuilder
 from ._errors import (
     ConnectionError,
@@ -39,14 +40,19 @@ from ._errors import (
     WorkflowValidationError,
 )
 from ._export import to_dot, to_mermaid
-from ._kailash import LocalRuntime
-from ._node_api import (
-    AsyncNode,
-    AsyncPythonCodeNode,
+from ._http_node import AsyncHTTPRequestNode, HTTPRequestNode
+from ._io_nodes import (
     CSVReaderNode,
     CSVWriterNode,
     JSONReaderNode,
     JSONWriterNode,
+    TextReaderNode,
+    TextWriterNode,
+)
+from ._kailash import LocalRuntime
+from ._node_api import (
+    AsyncNode,
+    AsyncPythonCodeNode,
     MergeNode,
     Node,
     NodeMetadata,
@@ -54,8 +60,6 @@ from ._node_api import (
     NodeRegistry,
     PythonCodeNode,
     SwitchNode,
-    TextReaderNode,
-    TextWriterNode,
     register_node,
 )
 from ._nodes import NODE_TYPES, CodeNodeError, NodeKind, NodeSpec, Resource
@@ -73,9 +77,11 @@ from ._resources import (
 )
 from ._result import NodeEvent, NodeStatus, WorkflowResult
 from ._runtime import AsyncLocalRuntime
+from ._sql_node import SQLDatabaseNode
 
 __all__ = [
     "NODE_TYPES",
+    "AsyncHTTPRequestNode",
     "AsyncLocalRuntime",
     "AsyncNode",
     "AsyncPythonCodeNode",
@@ -91,12 +97,15 @@ __all__ = [
     "CycleException",
     "DagError",
     "Edge",
+    "EmbeddingGeneratorNode",
+    "HTTPRequestNode",
     "HardTimeLimitExceeded",
     "HealthState",
     "HealthStatus",
     "JSONReaderNode",
     "JSONWriterNode",
     "KailashException",
+    "LLMAgentNode",
     "LocalRuntime",
     "MappingPathError",
     "MergeNode",
@@ -125,6 +134,7 @@ __all__ = [
     "RetryPolicy",
     "RuntimeException",
     "RuntimeExecutionError",
+    "SQLDatabaseNode",
     "SoftTimeLimitExceeded",
     "SwitchNode",
     "TextReaderNode",

@@ -219,24 +219,51 @@ class Workflow:
         self.plan()
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "workflow_id": self.workflow_id,
-            "name": self.name,
-            "description": self.description,
-            "version": self.version,
-            "author": self.author,
-            "metadata": dict(self.metadata),
-            "nodes": {n: {"type": s.node_type, "config": _plain(s.config)} for n, s in self.nodes.items()},
-            "connections": [
-                {
-                    "source_node": c.source_node,
-                    "source_output": c.source_output,
-                    "target_node": c.target_node,
-                    "target_input": c.target_input,
-                }
-                for c in self.connections
-            ],
-        }
+        """Kailash's dict form (``nodes`` with ``node_type``/``config``, ``connections``)."""
+        from ._serialize import workflow_to_dict
+
+        return workflow_to_dict(self)
+
+    def to_json(self) -> str:
+        from ._serialize import workflow_to_json
+
+        return workflow_to_json(self)
+
+    def to_yaml(self) -> str:
+        from ._serialize import workflow_to_yaml
+
+        return workflow_to_yaml(self)
+
+    def save(self, path: str, format: str | None = None) -> None:
+        """Write the workflow to ``path`` as ``json`` or ``yaml`` (default: by the file's suffix)."""
+        from ._serialize import save_workflow
+
+        save_workflow(self, path, format)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Workflow:
+        from ._serialize import workflow_from_dict
+
+        return workflow_from_dict(data)
+
+    @classmethod
+    def from_json(cls, text: str) -> Workflow:
+        from ._serialize import workflow_from_json
+
+        return workflow_from_json(text)
+
+    @classmethod
+    def from_yaml(cls, text: str) -> Workflow:
+        from ._serialize import workflow_from_yaml
+
+        return workflow_from_yaml(text)
+
+    @classmethod
+    def load(cls, path: str) -> Workflow:
+        """Read a ``.json``, ``.yaml`` or ``.yml`` workflow file."""
+        from ._serialize import load_workflow_file
+
+        return load_workflow_file(path)
 
     # -- the runtime's view ---------------------------------------------------------
 
@@ -272,10 +299,6 @@ class Workflow:
 
     def __repr__(self) -> str:
         return f"Workflow({self.workflow_id!r}, nodes={list(self.nodes)})"
-
-
-def _plain(config: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in config.items() if not callable(v)}
 
 
 def _compile(wf: Workflow) -> Plan:

@@ -1,5 +1,5 @@
 """Kailash's node classes: ``Node``, ``AsyncNode``, ``NodeParameter``, ``NodeRegistry`` and the
-built-in nodes (code, switch, merge, file readers and writers).
+built-in nodes (code, switch, merge); the file, HTTP, SQL and AI nodes are in their own modules.
 
 A node object declares its inputs with :meth:`Node.get_parameters` and does its work in
 :meth:`Node.run` (``async_run`` for an :class:`AsyncNode`); :meth:`Node.execute` merges the
@@ -12,14 +12,11 @@ from __future__ import annotations
 
 import abc
 import builtins
-import csv
 import functools
 import inspect
-import json
 import logging
 import types
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Any, TypeVar
 
 import attrs
@@ -30,10 +27,6 @@ from ._errors import NodeConfigurationError, NodeExecutionError, NodeValidationE
 __all__ = [
     "AsyncNode",
     "AsyncPythonCodeNode",
-    "CSVReaderNode",
-    "CSVWriterNode",
-    "JSONReaderNode",
-    "JSONWriterNode",
     "MergeNode",
     "Node",
     "NodeMetadata",
@@ -41,8 +34,6 @@ __all__ = [
     "NodeRegistry",
     "PythonCodeNode",
     "SwitchNode",
-    "TextReaderNode",
-    "TextWriterNode",
     "register_node",
 ]
 
@@ -701,120 +692,6 @@ class MergeNode(Node):
 
     def run(self, **kwargs: Any) -> dict[str, Any]:
         return merge_run(kwargs)
-
-
-# --- file nodes ---------------------------------------------------------------------
-
-
-@register_node()
-class CSVReaderNode(Node):
-    """Reads a CSV file: ``{"data": rows}`` (dicts when ``headers``)."""
-
-    def get_parameters(self) -> dict[str, NodeParameter]:
-        return {
-            "file_path": NodeParameter(name="file_path", type=str, required=True),
-            "headers": _p("headers", bool, True),
-            "delimiter": _p("delimiter", str, ","),
-            "encoding": _p("encoding", str, "utf-8"),
-        }
-
-    def run(self, **kwargs: Any) -> dict[str, Any]:
-        with Path(kwargs["file_path"]).open(newline="", encoding=kwargs.get("encoding", "utf-8")) as f:
-            if kwargs.get("headers", True):
-                rows: list[Any] = list(csv.DictReader(f, delimiter=kwargs.get("delimiter", ",")))
-            else:
-                rows = list(csv.reader(f, delimiter=kwargs.get("delimiter", ",")))
-        return {"data": rows}
-
-
-@register_node()
-class CSVWriterNode(Node):
-    """Writes rows (dicts or lists) to a CSV file."""
-
-    def get_parameters(self) -> dict[str, NodeParameter]:
-        return {
-            "file_path": NodeParameter(name="file_path", type=str, required=True),
-            "data": NodeParameter(name="data", type=list, required=True),
-            "headers": _p("headers", list),
-            "delimiter": _p("delimiter", str, ","),
-        }
-
-    def run(self, **kwargs: Any) -> dict[str, Any]:
-        data = kwargs["data"]
-        path = Path(kwargs["file_path"])
-        with path.open("w", newline="", encoding="utf-8") as f:
-            if data and isinstance(data[0], dict):
-                writer = csv.DictWriter(
-                    f,
-                    fieldnames=kwargs.get("headers") or list(data[0]),
-                    delimiter=kwargs.get("delimiter", ","),
-                )
-                writer.writeheader()
-                writer.writerows(data)
-            else:
-                plain = csv.writer(f, delimiter=kwargs.get("delimiter", ","))
-                if kwargs.get("headers"):
-                    plain.writerow(kwargs["headers"])
-                plain.writerows(data)
-        return {"rows_written": len(data), "file_path": str(path)}
-
-
-@register_node()
-class JSONReaderNode(Node):
-    """Reads a JSON file: ``{"data": value}``."""
-
-    def get_parameters(self) -> dict[str, NodeParameter]:
-        return {"file_path": NodeParameter(name="file_path", type=str, required=True)}
-
-    def run(self, **kwargs: Any) -> dict[str, Any]:
-        return {"data": json.loads(Path(kwargs["file_path"]).read_text(encoding="utf-8"))}
-
-
-@register_node()
-class JSONWriterNode(Node):
-    """Writes ``data`` to a JSON file."""
-
-    def get_parameters(self) -> dict[str, NodeParameter]:
-        return {
-            "file_path": NodeParameter(name="file_path", type=str, required=True),
-            "data": NodeParameter(name="data", type=Any, required=True),
-            "indent": _p("indent", int, 2),
-        }
-
-    def run(self, **kwargs: Any) -> dict[str, Any]:
-        path = Path(kwargs["file_path"])
-        path.write_text(json.dumps(kwargs["data"], indent=kwargs.get("indent", 2)), encoding="utf-8")
-        return {"file_path": str(path)}
-
-
-@register_node()
-class TextReaderNode(Node):
-    """Reads a text file: ``{"text": str}``."""
-
-    def get_parameters(self) -> dict[str, NodeParameter]:
-        return {
-            "file_path": NodeParameter(name="file_path", type=str, required=True),
-            "encoding": _p("encoding", str, "utf-8"),
-        }
-
-    def run(self, **kwargs: Any) -> dict[str, Any]:
-        return {"text": Path(kwargs["file_path"]).read_text(encoding=kwargs.get("encoding", "utf-8"))}
-
-
-@register_node()
-class TextWriterNode(Node):
-    """Writes ``text`` to a file."""
-
-    def get_parameters(self) -> dict[str, NodeParameter]:
-        return {
-            "file_path": NodeParameter(name="file_path", type=str, required=True),
-            "text": NodeParameter(name="text", type=str, required=True),
-        }
-
-    def run(self, **kwargs: Any) -> dict[str, Any]:
-        path = Path(kwargs["file_path"])
-        path.write_text(kwargs["text"], encoding="utf-8")
-        return {"file_path": str(path)}
 
 
 NodeRegistry.register(PythonCodeNode)

@@ -28,6 +28,7 @@ from ._errors import (
     WorkflowTimeoutError,
     did_you_mean,
 )
+from ._eventlog import log_node_event
 from ._lifecycle import RuntimeLifecycle, await_in_trio, check_time_limits, run_limited
 from ._nodes import RESULT, NodeKind, NodeSpec, run_async_code, run_code, run_source, switch_output
 from ._resources import ResourceRegistry
@@ -652,6 +653,7 @@ class _Run:
         return []
 
     def _emit(self, callback: NodeCallback | None, node_id: str, status: NodeStatus, **fields: Any) -> None:
+        log_node_event(self.wf.workflow_id, self.result.run_id, node_id, status, fields)
         if callback is None:
             return
         event = NodeEvent(self.wf.workflow_id, self.result.run_id, node_id, status, **fields)
