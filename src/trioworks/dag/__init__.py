@@ -15,7 +15,8 @@ or use plain functions as nodes::
 
 from ..core import RetryPolicy
 from ._ai_nodes import EmbeddingGeneratorNode, LLMAgentNode
-from ._builder import Connection, Edge, Plan, Workflow, WorkflowBuilder
+from ._builder import Edge, Plan, Workflow, WorkflowBuilder
+from ._connection import Connection
 from ._errors import (
     ConnectionError,
     CycleConfigurationError,

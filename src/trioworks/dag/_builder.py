@@ -10,6 +10,7 @@ from typing import Any
 import attrs
 
 from ..core import RetryPolicy
+from ._connection import Connection
 from ._cycles import CycleBuilder
 from ._errors import (
     ConnectionError,
@@ -21,7 +22,7 @@ from ._errors import (
 from ._export import to_dot, to_mermaid
 from ._nodes import RESULT, NodeKind, NodeSpec, make_node
 
-__all__ = ["Connection", "Edge", "Plan", "Workflow", "WorkflowBuilder"]
+__all__ = ["Edge", "Plan", "Workflow", "WorkflowBuilder"]
 
 
 @attrs.frozen(cache_hash=True)
@@ -69,20 +70,6 @@ class CycleSpec:
     max_iterations: int | None
     convergence_check: str | None
     timeout: float | None = None
-
-
-@attrs.frozen
-class Connection:
-    """One connection (Kailash's ``Connection``): ``source_node.source_output -> target_node.target_input``."""
-
-    source_node: str
-    source_output: str
-    target_node: str
-    target_input: str
-    cycle: bool = False
-    cycle_id: str | None = None
-    max_iterations: int | None = None
-    convergence_check: str | None = None
 
 
 class Workflow:
@@ -244,26 +231,26 @@ class Workflow:
     def from_dict(cls, data: Mapping[str, Any]) -> Workflow:
         from ._serialize import workflow_from_dict
 
-        return workflow_from_dict(data)
+        return workflow_from_dict(data, cls)
 
     @classmethod
     def from_json(cls, text: str) -> Workflow:
         from ._serialize import workflow_from_json
 
-        return workflow_from_json(text)
+        return workflow_from_json(text, cls)
 
     @classmethod
     def from_yaml(cls, text: str) -> Workflow:
         from ._serialize import workflow_from_yaml
 
-        return workflow_from_yaml(text)
+        return workflow_from_yaml(text, cls)
 
     @classmethod
     def load(cls, path: str) -> Workflow:
         """Read a ``.json``, ``.yaml`` or ``.yml`` workflow file."""
         from ._serialize import load_workflow_file
 
-        return load_workflow_file(path)
+        return load_workflow_file(path, cls)
 
     # -- the runtime's view ---------------------------------------------------------
 

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..core import RetryPolicy
+from ._connection import Connection
 from ._errors import WorkflowValidationError
 
 if TYPE_CHECKING:
@@ -203,12 +204,11 @@ def _retry(node_id: str, raw: Any) -> RetryPolicy | None:
     )
 
 
-def workflow_from_dict(data: Mapping[str, Any]) -> Workflow:
-    """A :class:`Workflow` from Kailash's dict form (or the hand-written forms above).
+def workflow_from_dict(data: Mapping[str, Any], cls: type[Workflow]) -> Workflow:
+    """A ``cls`` (a :class:`Workflow`) from Kailash's dict form (or the hand-written forms above).
 
     Raises :class:`WorkflowValidationError` naming the node or connection at fault.
     """
-    from ._builder import Connection, Workflow
     from ._nodes import make_node
 
     if not isinstance(data, Mapping):
@@ -216,7 +216,7 @@ def workflow_from_dict(data: Mapping[str, Any]) -> Workflow:
     metadata = data.get("metadata") or {}
     if not isinstance(metadata, Mapping):
         raise WorkflowValidationError(f"'metadata' must be a mapping, got {type(metadata).__name__}")
-    wf = Workflow(
+    wf = cls(
         workflow_id=data.get("workflow_id") or data.get("id"),
         name=data.get("name"),
         description=data.get("description") or "",
@@ -282,17 +282,17 @@ def workflow_from_dict(data: Mapping[str, Any]) -> Workflow:
     return wf
 
 
-def workflow_from_json(text: str) -> Workflow:
+def workflow_from_json(text: str, cls: type[Workflow]) -> Workflow:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise WorkflowValidationError(
             f"workflow JSON is invalid: {exc.msg} (line {exc.lineno}, column {exc.colno})"
         ) from exc
-    return workflow_from_dict(data)
+    return workflow_from_dict(data, cls)
 
 
-def workflow_from_yaml(text: str) -> Workflow:
+def workflow_from_yaml(text: str, cls: type[Workflow]) -> Workflow:
     import yaml
 
     try:
@@ -302,17 +302,17 @@ def workflow_from_yaml(text: str) -> Workflow:
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc)
         raise WorkflowValidationError(f"workflow YAML is invalid: {problem}{where}") from exc
-    return workflow_from_dict(data)
+    return workflow_from_dict(data, cls)
 
 
-def load_workflow_file(path: str | Path) -> Workflow:
+def load_workflow_file(path: str | Path, cls: type[Workflow]) -> Workflow:
     """Read a ``.json``, ``.yaml`` or ``.yml`` workflow file."""
     path = Path(path)
     kind = FILE_SUFFIXES.get(path.suffix.lower())
     if kind is None:
         raise WorkflowValidationError(f"{path}: a workflow file ends in .json, .yaml or .yml")
     text = path.read_text(encoding="utf-8")
-    return workflow_from_json(text) if kind == "json" else workflow_from_yaml(text)
+    return workflow_from_json(text, cls) if kind == "json" else workflow_from_yaml(text, cls)
 
 
 def save_workflow(workflow: Workflow, path: str | Path, format: str | None = None) -> None:
