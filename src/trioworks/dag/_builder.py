@@ -10,7 +10,6 @@ from typing import Any
 import attrs
 
 from ..core import RetryPolicy
-from ._cycles import CycleBuilder
 from ._errors import (
     ConnectionError,
     CycleConfigurationError,
@@ -82,6 +81,7 @@ class Connection:
     cycle_id: str | None = None
     max_iterations: int | None = None
     convergence_check: str | None = None
+    timeout: float | None = None
 
 
 class Workflow:
@@ -158,10 +158,24 @@ class Workflow:
             raise ConnectionError(
                 f"Cannot connect node '{source_node}' to itself (use cycle=True for a loop)"
             )
-        if cycle and max_iterations is None and convergence_check is None:
-            raise CycleConfigurationError(
-                f"cycle {source_node!r} -> {target_node!r}: give max_iterations or convergence_check"
-            )
+        if cycle:
+            where = f"cycle {cycle_id or f'{source_node} -> {target_node}'!r}"
+            if max_iterations is None and convergence_check is None:
+                raise CycleConfigurationError(
+                    f"{where}: Cycle connections must specify either max_iterations or convergence_check"
+                )
+            if max_iterations is not None and (
+                isinstance(max_iterations, bool) or not isinstance(max_iterations, int) or max_iterations <= 0
+            ):
+                raise CycleConfigurationError(
+                    f"{where}: max_iterations must be positive, got {max_iterations!r}"
+                )
+            if timeout is not None and not timeout > 0:
+                raise CycleConfigurationError(f"{where}: timeout must be positive, got {timeout!r}")
+            if convergence_check is not None:
+                from ._cycles import ConvergenceExpression
+
+                ConvergenceExpression.parse(convergence_check, where=where)
         if mapping is None:
             mapping = {"output": "input"}
         for out, inp in mapping.items():
@@ -175,6 +189,7 @@ class Workflow:
                     cycle_id=cycle_id or (f"cycle_{source_node}_{target_node}" if cycle else None),
                     max_iterations=max_iterations,
                     convergence_check=convergence_check,
+                    timeout=timeout,
                 )
             )
 
@@ -184,6 +199,8 @@ class Workflow:
     def create_cycle(self, cycle_id: str) -> Any:
         """Kailash's fluent cycle builder: ``.connect(a, b, mapping).max_iterations(n)
         .converge_when("expr").build()``."""
+        from ._cycles import CycleBuilder
+
         return CycleBuilder(self, cycle_id)
 
     @property
@@ -318,6 +335,7 @@ def _compile(wf: Workflow) -> Plan:
             edges=tuple(e for e, _ in pairs),
             max_iterations=next((c.max_iterations for _, c in pairs if c.max_iterations is not None), None),
             convergence_check=next((c.convergence_check for _, c in pairs if c.convergence_check), None),
+            timeout=next((c.timeout for _, c in pairs if c.timeout is not None), None),
         )
         for cid, pairs in cycle_edges.items()
     )

@@ -191,11 +191,6 @@ class AsyncLocalRuntime(RuntimeLifecycle):
         if not isinstance(workflow, Workflow):
             raise TypeError(f"execute_workflow_async takes a Workflow, got {type(workflow).__name__}")
         plan = workflow.plan()
-        if plan.cycles:
-            raise NotImplementedError(
-                f"workflow {plan.workflow_id!r} has cycles ({', '.join(c.cycle_id for c in plan.cycles)}); "
-                "trioworks.dag does not run cyclic workflows yet (issue 12)"
-            )
         if inputs is not None and not isinstance(inputs, Mapping):
             raise TypeError(f"workflow inputs must be a mapping, got {type(inputs).__name__}")
         merged = dict(getattr(workflow, "workflow_parameters", None) or {})
@@ -206,7 +201,12 @@ class AsyncLocalRuntime(RuntimeLifecycle):
                     scoped = dict(merged.get(node_id) or {})
                     scoped[inner] = merged[outer]
                     merged[node_id] = scoped
-        return _Run(
+        run_class: type[_Run] = _Run
+        if plan.cycles and getattr(self, "enable_cycles", True):
+            from ._cycles import CyclicRun
+
+            run_class = CyclicRun
+        return run_class(
             self,
             plan,
             merged,
@@ -296,6 +296,10 @@ def _follow(
 
 class _Run:
     """The state of one execution: the ready queue, the results, the nursery."""
+
+    # Kailash (route_data / skip_branches): a failing node nothing depends on does not stop
+    # the run; its result records the error.
+    keep_leaf_failures = True
 
     def __init__(
         self,
@@ -636,9 +640,7 @@ class _Run:
         )
         if self.continue_on_error:
             return self._resolve_edges(node_id, None, _FAILED)
-        if self.mode is not None and not self.wf.outbound[node_id]:
-            # Kailash: a failing node nothing depends on does not stop the run; its result
-            # records the error.
+        if self.mode is not None and self.keep_leaf_failures and not self.wf.outbound[node_id]:
             self.result.results[node_id] = {
                 "error": str(exc),
                 "error_type": type(exc).__name__,
