@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 import warnings
 from collections.abc import Mapping
@@ -20,6 +21,8 @@ from ._errors import (
 from ._nodes import RESULT, NodeKind, NodeSpec, make_node
 
 __all__ = ["Connection", "Edge", "Plan", "Workflow", "WorkflowBuilder"]
+
+log = logging.getLogger("trioworks.dag")
 
 
 @attrs.frozen(cache_hash=True)
@@ -415,6 +418,25 @@ def _retry_policy(retry: RetryPolicy | int | None, node_id: str) -> RetryPolicy 
 
 
 _NATIVE_OPTIONS = ("timeout", "retry", "process")
+_WORKFLOW_INPUT = "__workflow_input__"  # Kailash's source node of add_input_connection()
+
+
+def _class_warning(node_class: type, node_id: str | None) -> str:
+    """Kailash's warning for ``add_node(NodeClass, ...)``: registered (SDK) or custom."""
+    from ._node_api import NodeRegistry
+
+    name = node_class.__name__
+    if NodeRegistry._nodes.get(name) is node_class:
+        return (
+            f"SDK node detected. Consider using string reference for better compatibility:\n"
+            f"  CURRENT: add_node({name}, {node_id!r}, {{...}})\n"
+            f"  PREFERRED: add_node({name!r}, {node_id!r}, {{...}})"
+        )
+    return (
+        f"✅ CUSTOM NODE USAGE CORRECT\n\nPattern: add_node({name}, {node_id!r}, {{...}})\n"
+        "Status: This is the CORRECT pattern for custom nodes\n"
+        "String references only work for registered nodes; custom nodes use class references."
+    )
 
 
 class WorkflowBuilder:
@@ -430,7 +452,7 @@ class WorkflowBuilder:
     def __init__(self, edge_config: Mapping[str, Any] | None = None, *, strict: bool = False) -> None:
         self.strict = strict
         self.nodes: dict[str, dict[str, Any]] = {}
-        self.connections: list[dict[str, str]] = []
+        self.connections: list[dict[str, Any]] = []
         self.workflow_parameters: dict[str, Any] = {}
         self.parameter_mappings: dict[str, dict[str, str]] = {}
         self._specs: dict[str, NodeSpec] = {}
@@ -494,13 +516,18 @@ class WorkflowBuilder:
                 f"node {node_id!r}: config must be a mapping of input name to value, got {type(config).__name__}"
             )
         merged = {**dict(config or {}), **kwargs}
-        if (
-            isinstance(node, type)
-            and issubclass(node, Node)
-            and node.__module__ != __name__.rsplit(".", 1)[0] + "._node_api"
-        ):
+        if isinstance(node, type) and not issubclass(node, Node):
+            raise WorkflowValidationError(
+                f"Invalid node type: {node.__name__} (node {node_id!r}) is a class but not a Node "
+                "subclass; pass a Node subclass, a node type name, a Node instance or a function"
+            )
+        if isinstance(node, type) and node.__module__ != __name__.rsplit(".", 1)[0] + "._node_api":
+            warnings.warn(_class_warning(node, node_id), UserWarning, stacklevel=3)
+        elif isinstance(node, Node) and not kwargs.pop("_internal", False):
             warnings.warn(
-                f"✅ CUSTOM NODE USAGE CORRECT: add_node({node.__name__}, ...) with a custom Node class",
+                f"Instance-based API usage detected. Consider using preferred pattern:\n"
+                f"  CURRENT: add_node(<instance>, {node_id!r})\n"
+                f"  PREFERRED: add_node({type(node).__name__!r}, {node_id!r}, {{'param': value}})",
                 UserWarning,
                 stacklevel=3,
             )
@@ -594,8 +621,18 @@ class WorkflowBuilder:
         self, from_node: str, from_output: str, to_node: str, to_input: str
     ) -> WorkflowBuilder:
         """Connect one output path of ``from_node`` to one input of ``to_node``."""
-        # Checked by build(): nodes may be added after their connections.
+        # Unknown nodes are reported by build(): nodes may be added after their connections.
+        if from_node == to_node:
+            raise ConnectionError(
+                f"Cannot connect node '{from_node}' to itself ({from_node}.{from_output} -> "
+                f"{to_node}.{to_input}); a loop is a cycle: workflow.create_cycle(...)"
+            )
         conn = {"from_node": from_node, "from_output": from_output, "to_node": to_node, "to_input": to_input}
+        if conn in self.connections:
+            raise ConnectionError(
+                f"Duplicate connection detected: duplicate connection {from_node}.{from_output} -> "
+                f"{to_node}.{to_input}; it already exists"
+            )
         self.connections.append(conn)
         return self
 
@@ -649,8 +686,18 @@ class WorkflowBuilder:
         self._workflow_inputs[input_node_id] = dict(input_mappings)
         return self
 
-    def add_input_connection(self, to_node: str, to_input: str, from_workflow_input: str) -> WorkflowBuilder:
-        self._workflow_inputs.setdefault(to_node, {})[from_workflow_input] = to_input
+    def add_input_connection(self, to_node: str, to_input: str, from_workflow_param: str) -> WorkflowBuilder:
+        """Feed the workflow parameter ``from_workflow_param`` to ``to_node``'s ``to_input``."""
+        self._workflow_inputs.setdefault(to_node, {})[from_workflow_param] = to_input
+        self.connections.append(
+            {
+                "from_node": _WORKFLOW_INPUT,
+                "from_output": from_workflow_param,
+                "to_node": to_node,
+                "to_input": to_input,
+                "is_workflow_input": True,  # Kailash's flag
+            }
+        )
         return self
 
     def set_metadata(self, **kwargs: Any) -> WorkflowBuilder:
@@ -663,31 +710,55 @@ class WorkflowBuilder:
 
     @classmethod
     def from_dict(cls, config: Mapping[str, Any]) -> WorkflowBuilder:
-        """A builder from Kailash's dict form (``nodes`` as a list or a dict, ``connections``)."""
+        """A builder from Kailash's dict form: ``nodes`` as a list (``id``, ``type``,
+        ``parameters`` or ``config``) or a dict by id; ``connections`` as ``from_node/
+        from_output/to_node/to_input`` or ``from``/``to`` (defaults ``result`` -> ``input``);
+        any other key is metadata."""
         builder = cls()
-        nodes = config.get("nodes", {})
-        items = (
-            [(nid, spec) for nid, spec in nodes.items()]
-            if isinstance(nodes, Mapping)
-            else [(spec.get("id") or spec.get("node_id"), spec) for spec in nodes]
-        )
+        for key, value in config.items():
+            if key not in ("nodes", "connections"):
+                builder._meta[key] = value
+        nodes = config.get("nodes") or {}
+        if isinstance(nodes, Mapping):
+            items = list(nodes.items())
+        else:
+            items = [
+                (spec.get("id") or spec.get("node_id") if isinstance(spec, Mapping) else None, spec)
+                for spec in nodes
+            ]
         for node_id, spec in items:
             if not isinstance(spec, Mapping):
                 raise WorkflowValidationError(f"node {node_id!r}: expected a dict, got {type(spec).__name__}")
             node_type = spec.get("type") or spec.get("node_type")
-            if not node_type:
-                raise WorkflowValidationError(f"Node type is required for node {node_id!r}")
             if not node_id:
                 raise WorkflowValidationError(f"Node ID is required (node of type {node_type!r})")
-            builder.add_node(node_type, node_id, dict(spec.get("config") or spec.get("parameters") or {}))
-        for conn in config.get("connections", []):
-            source = conn.get("from_node") or conn.get("source") or conn.get("source_node")
-            target = conn.get("to_node") or conn.get("target") or conn.get("target_node")
+            if not node_type:
+                raise WorkflowValidationError(f"Node type is required for node '{node_id}'")
+            params = spec["parameters"] if "parameters" in spec else spec.get("config", {})
+            if not isinstance(params, Mapping):
+                log.warning(
+                    "node %r: parameters must be a dict, got %s; using an empty dict",
+                    node_id,
+                    type(params).__name__,
+                )
+                params = {}
+            builder.add_node(node_type, node_id, dict(params))
+        for conn in config.get("connections") or []:
+            if not isinstance(conn, Mapping):
+                raise WorkflowValidationError(f"Invalid connection: expected a dict, got {conn!r}")
+            source = conn.get("from_node") or conn.get("source_node") or conn.get("source")
+            target = conn.get("to_node") or conn.get("target_node") or conn.get("target")
+            out = conn.get("from_output") or conn.get("source_output")
+            inp = conn.get("to_input") or conn.get("target_input")
+            if not source:
+                source = conn.get("from")
+            if not target:
+                target = conn.get("to")
             if not source or not target:
-                raise WorkflowValidationError(f"connection {dict(conn)!r}: needs from_node and to_node")
-            out = conn.get("from_output") or conn.get("source_output") or "data"
-            inp = conn.get("to_input") or conn.get("target_input") or "data"
-            builder.add_connection(source, out, target, inp)
+                raise WorkflowValidationError(
+                    f"Invalid connection: missing from_node and to_node. Connection data: {dict(conn)!r}"
+                )
+            builder.add_connection(source, out or RESULT, target, inp or "input")
         return builder
 
     # -- build ----------------------------------------------------------------------------
@@ -700,8 +771,7 @@ class WorkflowBuilder:
         metadata = dict(kwargs.pop("metadata", None) or {})
         if self.workflow_parameters:
             metadata["workflow_parameters"] = dict(self.workflow_parameters)
-        if self.parameter_mappings:
-            metadata["parameter_mappings"] = {k: dict(v) for k, v in self.parameter_mappings.items()}
+        metadata["parameter_mappings"] = {k: dict(v) for k, v in self.parameter_mappings.items()}
         wf = Workflow(
             workflow_id,
             kwargs.pop("name", None) or self._meta.get("name") or f"Workflow-{workflow_id[:8]}",
@@ -715,6 +785,8 @@ class WorkflowBuilder:
             wf._add_spec(spec)
         seen: set[tuple[str, str, str, str]] = set()
         for i, c in enumerate(self.connections):
+            if c.get("is_workflow_input"):
+                continue  # given by the workflow inputs (add_input_connection)
             key = (c["from_node"], c["from_output"], c["to_node"], c["to_input"])
             where = f"connection {key[0]}.{key[1]} -> {key[2]}.{key[3]}"
             if (
