@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import logging
 import uuid
 import warnings
@@ -181,6 +182,18 @@ class Workflow:
                 ConvergenceExpression.parse(convergence_check, where=where)
         if mapping is None:
             mapping = {"output": "input"}
+        if not cycle:
+            for out, inp in mapping.items():
+                for c in self.connections:
+                    if (c.source_node, c.source_output, c.target_node, c.target_input) == (
+                        source_node,
+                        out,
+                        target_node,
+                        inp,
+                    ) and not c.cycle:
+                        raise ConnectionError(
+                            f"Duplicate connection already exists: '{source_node}.{out}' -> '{target_node}.{inp}'"
+                        )
         for out, inp in mapping.items():
             self.connections.append(
                 Connection(
@@ -226,8 +239,11 @@ class Workflow:
                     cycle=c.cycle,
                 )
             else:
+                # Kailash merges the connections between two nodes into one edge: one mapping,
+                # and from_output/to_input as lists once there are several.
                 data["mapping"][c.source_output] = c.target_input
-                data["from_output"], data["to_input"] = c.source_output, c.target_input
+                data["from_output"], data["to_input"] = list(data["mapping"]), list(data["mapping"].values())
+                data["cycle"] = data["cycle"] or c.cycle
         return graph
 
     def has_cycles(self) -> bool:
@@ -435,7 +451,9 @@ def _class_warning(node_class: type, node_id: str | None) -> str:
     return (
         f"✅ CUSTOM NODE USAGE CORRECT\n\nPattern: add_node({name}, {node_id!r}, {{...}})\n"
         "Status: This is the CORRECT pattern for custom nodes\n"
-        "String references only work for registered nodes; custom nodes use class references."
+        '⚠️  IGNORE "preferred pattern" suggestions for custom nodes\n'
+        "String references only work for @register_node() decorated nodes.\n"
+        "Custom nodes MUST use class references as shown above."
     )
 
 
@@ -570,10 +588,10 @@ class WorkflowBuilder:
                 process=options.get("process", False),
             )
         except WorkflowValidationError as exc:
-            if not (isinstance(node, str) and "unknown node type" in str(exc)) or did_you_mean(
-                node, NODE_TYPES
+            if not (isinstance(node, str) and "unknown node type" in str(exc)) or difflib.get_close_matches(
+                node, list(NODE_TYPES), n=1, cutoff=0.85
             ):
-                raise  # a typo of a built-in type fails at once
+                raise  # a typo of a known type ("PythonCodeNod") fails at once
             # Kailash accepts any type name here (it may be registered later); build() checks.
             self._unknown[node_id] = exc
             self._args[node_id] = (node, options)
@@ -598,8 +616,8 @@ class WorkflowBuilder:
     def update_node(self, node_id: str, config_updates: Mapping[str, Any]) -> WorkflowBuilder:
         if node_id not in self.nodes:
             raise WorkflowValidationError(f"Node '{node_id}' not found in workflow")
-        node, options = self._args[node_id]
-        config = {**self.nodes[node_id]["config"], **config_updates}
+        node, options = self._args.get(node_id) or (self.nodes[node_id]["type"], {})
+        config = {**self.nodes[node_id].get("config", {}), **config_updates}
         if node_id in self._unknown:
             self.nodes[node_id]["config"] = config
             return self
