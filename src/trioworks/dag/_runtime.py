@@ -294,6 +294,20 @@ def _follow(
     return value
 
 
+def _downstream_of_switches(plan: Plan) -> frozenset[str]:
+    switches = [n for n, spec in plan.nodes.items() if spec.kind is NodeKind.SWITCH]
+    if not switches:
+        return frozenset()
+    seen: set[str] = set()
+    stack = [e.target for n in switches for e in plan.outbound[n]]
+    while stack:
+        node = stack.pop()
+        if node not in seen:
+            seen.add(node)
+            stack.extend(e.target for e in plan.outbound[node])
+    return frozenset(seen)
+
+
 class _Run:
     """The state of one execution: the ready queue, the results, the nursery."""
 
@@ -325,6 +339,8 @@ class _Run:
         self.threads = self.metrics.gauge("threads")
         self.nursery: trio.Nursery | None = None
         self.time_limit: float | None = None
+        # route_data: nodes downstream of a switch, which may receive nothing but None.
+        self._maybe_none = _downstream_of_switches(workflow) if self.mode == "route_data" else frozenset()
         self._preflight()
 
     # -- inputs ---------------------------------------------------------------
@@ -445,9 +461,32 @@ class _Run:
                     continue
                 self._completed(node_id, output, 0.0)
                 queue.extend(self._resolve_edges(node_id, output, _NOT_TAKEN))
+            elif node_id in self._maybe_none and self._only_none(node_id):
+                # Kailash's route_data: a node whose every connected input is None because a
+                # switch did not take its branch is not run; its result is None.
+                self.result.results[node_id] = None
+                self.result.statuses[node_id] = NodeStatus.SKIPPED
+                self.result.skip_reasons[node_id] = why = "conditional inputs are None"
+                self._emit(self.rt.on_node_finish, node_id, NodeStatus.SKIPPED, skip_reason=why)
+                queue.extend(self._resolve_edges(node_id, {}, _NOT_TAKEN))
             else:
                 assert self.nursery is not None
                 self.nursery.start_soon(self._run_node, node_id, spec, name=f"node {node_id}")
+
+    def _only_none(self, node_id: str) -> bool:
+        """Every input edge of ``node_id`` carries None, one of them from a switch or from a
+        node that was not run for the same reason."""
+        inbound = self.wf.inbound[node_id]
+        conditional = False
+        for edge in inbound:
+            if (
+                self.wf.nodes[edge.source].kind is NodeKind.SWITCH
+                or self.result.results.get(edge.source) is None
+            ):
+                conditional = True
+            if self._edge_value(node_id, edge) is not None:
+                return False
+        return conditional
 
     def _resolve_edges(self, node_id: str, output: Mapping[str, Any] | None, dead_reason: str) -> list[str]:
         """Mark ``node_id``'s outgoing edges resolved; return the targets now ready."""
