@@ -22,6 +22,7 @@ from ..core import CancelOutcome, Metrics, retry, run_in_process, run_in_thread
 from ._builder import Edge, Plan, Workflow, WorkflowBuilder
 from ._errors import (
     MappingPathError,
+    NodeExecutionError,
     NodeInputError,
     NodeTimeoutError,
     WorkflowExecutionError,
@@ -40,7 +41,9 @@ log = logging.getLogger("trioworks.dag")
 NodeCallback = Callable[[NodeEvent], None]
 
 # Kailash constructor flags that have no effect here (analysis and profiling are always on).
-_KAILASH_NOOP_OPTIONS = frozenset({"enable_analysis", "enable_profiling", "enable_monitoring", "debug"})
+_KAILASH_NOOP_OPTIONS = frozenset(
+    {"enable_analysis", "enable_profiling", "enable_monitoring", "debug", "content_aware_success_detection"}
+)
 _OPTION_NAMES = ("max_concurrent_nodes", "thread_pool_size", "execution_timeout", "resource_registry")
 
 CONDITIONAL_MODES = ("route_data", "skip_branches")
@@ -112,6 +115,10 @@ class AsyncLocalRuntime(RuntimeLifecycle):
         )
         self.connection_validation = check_mode(
             "connection_validation", connection_validation, VALIDATION_MODES
+        )
+        # Kailash's LocalRuntime default; opt-in here: an output {"success": False} fails the run.
+        self.content_aware_success_detection = bool(
+            kailash_options.get("content_aware_success_detection", False)
         )
         self.max_concurrent_nodes = max_concurrent_nodes
         self.thread_pool_size = thread_pool_size
@@ -326,6 +333,7 @@ class _Run:
         self.wf = workflow
         self.mode = runtime.conditional_execution  # None: trioworks' routing (only the taken key)
         self.strict = workflow.strict or runtime.connection_validation == "strict"
+        self.content_aware = runtime.content_aware_success_detection
         self._routers: dict[str, Any] = {}
         self.continue_on_error = continue_on_error
         self.result = WorkflowResult(workflow_id=workflow.workflow_id, run_id=f"run-{uuid.uuid4().hex[:12]}")
@@ -593,6 +601,9 @@ class _Run:
             return
         assert started_at is not None
         output = value if spec.raw_output else {RESULT: value}
+        if self.content_aware and type(output) is dict and output.get("success") is False:
+            self._reported_failure(node_id, output, attempts)
+            return
         self._completed(node_id, output, trio.current_time() - started_at, attempts)
         self._settle(self._resolve_edges(node_id, output, _NOT_TAKEN))
 
@@ -664,6 +675,19 @@ class _Run:
         self.result.statuses[node_id] = NodeStatus.COMPLETED
         self.result.node_durations[node_id] = duration
         self._emit(self.rt.on_node_finish, node_id, NodeStatus.COMPLETED, attempt=attempts, duration=duration)
+
+    def _reported_failure(self, node_id: str, output: dict[str, Any], attempts: int) -> None:
+        """Kailash's content-aware success detection: ``{"success": False}`` fails the run."""
+        error = output.get("error") or output.get("message") or "the node returned success=False"
+        exc = NodeExecutionError(f"Node '{node_id}' reported failure: {error}")
+        self.result.results[node_id] = output  # the data is kept
+        self.result.errors[node_id] = exc
+        self.result.statuses[node_id] = NodeStatus.FAILED
+        self._emit(self.rt.on_node_finish, node_id, NodeStatus.FAILED, attempt=attempts, error=exc)
+        if self.failure is None:
+            self.failure = (node_id, exc)
+            assert self.nursery is not None
+            self.nursery.cancel_scope.cancel()
 
     def _failed(self, node_id: str, exc: Exception, attempts: int = 1) -> list[str]:
         """Record a failure; fail fast, or (continue-on-error) return the dependents now ready."""
