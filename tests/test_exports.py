@@ -479,8 +479,11 @@ INTERNAL: dict[str, set[str]] = {
     "trioworks.dag._resources": {"SupportsCreate"},
     # Kailash's cycle API: create_cycle() returns the builder, whose build() adds the spec; users
     # chain the calls and never name either class. The runtime's context-manager/close mixin.
+    # The cycle runner's insides: the parsed convergence expression, a compiled group of cycles
+    # and the run that iterates them; the runtime picks them for a workflow with cycles.
     "trioworks.dag._builder": {"CycleSpec"},
-    "trioworks.dag._cycles": {"CycleBuilder"},
+    "trioworks.dag._cycle_spec": {"ConvergenceExpression", "CycleBuilder"},
+    "trioworks.dag._cycles": {"CycleGroup", "CyclicRun"},
     "trioworks.dag._lifecycle": {"RuntimeLifecycle"},
     # The server's insides: how a route is declared, parsed bodies, the SQL layer's parts under
     # SqlStorage, template evaluation. Users see Server, Storage and the models.

@@ -54,7 +54,8 @@ def test_route_data_runs_both_branches_and_skip_branches_skips_one() -> None:
     assert results["switch"]["condition_result"] is True
     assert results["switch"]["false_output"] is None
     assert results["yes"] == {"result": {"branch": "yes", "got": {"status": "ok"}}}
-    assert results["no"] == {"result": {"branch": "no", "got": None}}
+    # Kailash: a node fed only by the untaken output is not run; its result is None.
+    assert results["no"] is None
     results, _ = LocalRuntime(conditional_execution="skip_branches").execute(
         switched(), parameters={"switch": {"input_data": {"status": "ok"}}}
     )
@@ -121,3 +122,49 @@ def test_time_limits_are_checked_at_entry() -> None:
     ):
         with pytest.raises(ValueError, match=match):
             LocalRuntime().execute(built, soft_time_limit=soft, time_limit=hard)
+
+
+class Reports(Node):
+    def get_parameters(self) -> dict[str, NodeParameter]:
+        return {}
+
+    def run(self, **kwargs: Any) -> dict[str, Any]:
+        return {"success": False, "error": "quota exceeded", "rows": 3}
+
+
+def test_a_success_false_output_fails_the_run_in_localruntime_only_by_default() -> None:
+    wf = Workflow("r", "r")
+    wf.add_node("r", Reports())
+    with pytest.raises(WorkflowExecutionError, match="Node 'r' reported failure: quota exceeded") as info:
+        LocalRuntime().execute(wf)
+    assert info.value.result.results["r"]["rows"] == 3  # the data is kept
+    results, _ = LocalRuntime(content_aware_success_detection=False).execute(wf)
+    assert results["r"]["success"] is False
+    assert AsyncLocalRuntime().execute(wf).results["r"]["success"] is False  # native: opt-in
+
+
+def test_validate_workflow_and_execute_check_the_workflow_first() -> None:
+    class Broken(Workflow):
+        def validate(self, runtime_parameters: Any = None) -> None:
+            raise WorkflowValidationError("broken on purpose")
+
+    wf = Broken("b", "b")
+    wf.add_node("d", Double())
+    runtime = LocalRuntime()
+    with pytest.raises(WorkflowValidationError, match="broken on purpose"):
+        runtime.validate_workflow(wf)
+    with pytest.raises(WorkflowValidationError, match="broken on purpose"):
+        runtime.execute(wf, parameters={"d": {"x": 1}})
+    assert runtime.validate_workflow(switched()) == []
+
+
+def test_route_data_none_propagates_to_nodes_fed_only_by_a_skipped_node() -> None:
+    wf = switched()
+    wf.add_node("after_no", PythonCodeNode(name="after_no", code="result = input"))
+    wf.add_node("both", PythonCodeNode(name="both", code="result = [a, b]"))
+    wf.connect("no", "after_no", {"result": "input"})
+    wf.connect("yes", "both", {"result.branch": "a"})
+    wf.connect("no", "both", {"result": "b"})
+    results, _ = LocalRuntime().execute(wf, parameters={"switch": {"input_data": {"status": "ok"}}})
+    assert results["no"] is None and results["after_no"] is None
+    assert results["both"] == {"result": ["yes", None]}  # one live input: it runs

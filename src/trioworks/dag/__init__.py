@@ -14,6 +14,9 @@ or use plain functions as nodes::
 """
 
 from ..core import RetryPolicy
+
+# Loaded with the package (the runtime and create_cycle reach it lazily, to avoid an import cycle).
+from . import _cycles  # noqa: F401
 from ._ai_nodes import EmbeddingGeneratorNode, LLMAgentNode
 from ._builder import Edge, Plan, Workflow, WorkflowBuilder
 from ._connection import Connection

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import difflib
+import logging
 import uuid
 import warnings
 from collections.abc import Mapping
@@ -11,7 +13,7 @@ import attrs
 
 from ..core import RetryPolicy
 from ._connection import Connection
-from ._cycles import CycleBuilder
+from ._cycle_spec import ConvergenceExpression, CycleBuilder
 from ._errors import (
     ConnectionError,
     CycleConfigurationError,
@@ -23,6 +25,8 @@ from ._export import to_dot, to_mermaid
 from ._nodes import RESULT, NodeKind, NodeSpec, make_node
 
 __all__ = ["Edge", "Plan", "Workflow", "WorkflowBuilder"]
+
+log = logging.getLogger("trioworks.dag")
 
 
 @attrs.frozen(cache_hash=True)
@@ -146,12 +150,36 @@ class Workflow:
             raise ConnectionError(
                 f"Cannot connect node '{source_node}' to itself (use cycle=True for a loop)"
             )
-        if cycle and max_iterations is None and convergence_check is None:
-            raise CycleConfigurationError(
-                f"cycle {source_node!r} -> {target_node!r}: give max_iterations or convergence_check"
-            )
+        if cycle:
+            where = f"cycle {cycle_id or f'{source_node} -> {target_node}'!r}"
+            if max_iterations is None and convergence_check is None:
+                raise CycleConfigurationError(
+                    f"{where}: Cycle connections must specify either max_iterations or convergence_check"
+                )
+            if max_iterations is not None and (
+                isinstance(max_iterations, bool) or not isinstance(max_iterations, int) or max_iterations <= 0
+            ):
+                raise CycleConfigurationError(
+                    f"{where}: max_iterations must be positive, got {max_iterations!r}"
+                )
+            if timeout is not None and not timeout > 0:
+                raise CycleConfigurationError(f"{where}: timeout must be positive, got {timeout!r}")
+            if convergence_check is not None:
+                ConvergenceExpression.parse(convergence_check, where=where)
         if mapping is None:
             mapping = {"output": "input"}
+        if not cycle:
+            for out, inp in mapping.items():
+                for c in self.connections:
+                    if (c.source_node, c.source_output, c.target_node, c.target_input) == (
+                        source_node,
+                        out,
+                        target_node,
+                        inp,
+                    ) and not c.cycle:
+                        raise ConnectionError(
+                            f"Duplicate connection already exists: '{source_node}.{out}' -> '{target_node}.{inp}'"
+                        )
         for out, inp in mapping.items():
             self.connections.append(
                 Connection(
@@ -163,6 +191,7 @@ class Workflow:
                     cycle_id=cycle_id or (f"cycle_{source_node}_{target_node}" if cycle else None),
                     max_iterations=max_iterations,
                     convergence_check=convergence_check,
+                    timeout=timeout,
                 )
             )
 
@@ -194,8 +223,11 @@ class Workflow:
                     cycle=c.cycle,
                 )
             else:
+                # Kailash merges the connections between two nodes into one edge: one mapping,
+                # and from_output/to_input as lists once there are several.
                 data["mapping"][c.source_output] = c.target_input
-                data["from_output"], data["to_input"] = c.source_output, c.target_input
+                data["from_output"], data["to_input"] = list(data["mapping"]), list(data["mapping"].values())
+                data["cycle"] = data["cycle"] or c.cycle
         return graph
 
     def has_cycles(self) -> bool:
@@ -325,6 +357,7 @@ def _compile(wf: Workflow) -> Plan:
             edges=tuple(e for e, _ in pairs),
             max_iterations=next((c.max_iterations for _, c in pairs if c.max_iterations is not None), None),
             convergence_check=next((c.convergence_check for _, c in pairs if c.convergence_check), None),
+            timeout=next((c.timeout for _, c in pairs if c.timeout is not None), None),
         )
         for cid, pairs in cycle_edges.items()
     )
@@ -404,6 +437,27 @@ def _retry_policy(retry: RetryPolicy | int | None, node_id: str) -> RetryPolicy 
 
 
 _NATIVE_OPTIONS = ("timeout", "retry", "process")
+_WORKFLOW_INPUT = "__workflow_input__"  # Kailash's source node of add_input_connection()
+
+
+def _class_warning(node_class: type, node_id: str | None) -> str:
+    """Kailash's warning for ``add_node(NodeClass, ...)``: registered (SDK) or custom."""
+    from ._node_api import NodeRegistry
+
+    name = node_class.__name__
+    if NodeRegistry._nodes.get(name) is node_class:
+        return (
+            f"SDK node detected. Consider using string reference for better compatibility:\n"
+            f"  CURRENT: add_node({name}, {node_id!r}, {{...}})\n"
+            f"  PREFERRED: add_node({name!r}, {node_id!r}, {{...}})"
+        )
+    return (
+        f"✅ CUSTOM NODE USAGE CORRECT\n\nPattern: add_node({name}, {node_id!r}, {{...}})\n"
+        "Status: This is the CORRECT pattern for custom nodes\n"
+        '⚠️  IGNORE "preferred pattern" suggestions for custom nodes\n'
+        "String references only work for @register_node() decorated nodes.\n"
+        "Custom nodes MUST use class references as shown above."
+    )
 
 
 class WorkflowBuilder:
@@ -419,7 +473,7 @@ class WorkflowBuilder:
     def __init__(self, edge_config: Mapping[str, Any] | None = None, *, strict: bool = False) -> None:
         self.strict = strict
         self.nodes: dict[str, dict[str, Any]] = {}
-        self.connections: list[dict[str, str]] = []
+        self.connections: list[dict[str, Any]] = []
         self.workflow_parameters: dict[str, Any] = {}
         self.parameter_mappings: dict[str, dict[str, str]] = {}
         self._specs: dict[str, NodeSpec] = {}
@@ -483,13 +537,18 @@ class WorkflowBuilder:
                 f"node {node_id!r}: config must be a mapping of input name to value, got {type(config).__name__}"
             )
         merged = {**dict(config or {}), **kwargs}
-        if (
-            isinstance(node, type)
-            and issubclass(node, Node)
-            and node.__module__ != __name__.rsplit(".", 1)[0] + "._node_api"
-        ):
+        if isinstance(node, type) and not issubclass(node, Node):
+            raise WorkflowValidationError(
+                f"Invalid node type: {node.__name__} (node {node_id!r}) is a class but not a Node "
+                "subclass; pass a Node subclass, a node type name, a Node instance or a function"
+            )
+        if isinstance(node, type) and node.__module__ != __name__.rsplit(".", 1)[0] + "._node_api":
+            warnings.warn(_class_warning(node, node_id), UserWarning, stacklevel=3)
+        elif isinstance(node, Node) and not kwargs.pop("_internal", False):
             warnings.warn(
-                f"✅ CUSTOM NODE USAGE CORRECT: add_node({node.__name__}, ...) with a custom Node class",
+                f"Instance-based API usage detected. Consider using preferred pattern:\n"
+                f"  CURRENT: add_node(<instance>, {node_id!r})\n"
+                f"  PREFERRED: add_node({type(node).__name__!r}, {node_id!r}, {{'param': value}})",
                 UserWarning,
                 stacklevel=3,
             )
@@ -532,10 +591,10 @@ class WorkflowBuilder:
                 process=options.get("process", False),
             )
         except WorkflowValidationError as exc:
-            if not (isinstance(node, str) and "unknown node type" in str(exc)) or did_you_mean(
-                node, NODE_TYPES
+            if not (isinstance(node, str) and "unknown node type" in str(exc)) or difflib.get_close_matches(
+                node, list(NODE_TYPES), n=1, cutoff=0.85
             ):
-                raise  # a typo of a built-in type fails at once
+                raise  # a typo of a known type ("PythonCodeNod") fails at once
             # Kailash accepts any type name here (it may be registered later); build() checks.
             self._unknown[node_id] = exc
             self._args[node_id] = (node, options)
@@ -560,8 +619,8 @@ class WorkflowBuilder:
     def update_node(self, node_id: str, config_updates: Mapping[str, Any]) -> WorkflowBuilder:
         if node_id not in self.nodes:
             raise WorkflowValidationError(f"Node '{node_id}' not found in workflow")
-        node, options = self._args[node_id]
-        config = {**self.nodes[node_id]["config"], **config_updates}
+        node, options = self._args.get(node_id) or (self.nodes[node_id]["type"], {})
+        config = {**self.nodes[node_id].get("config", {}), **config_updates}
         if node_id in self._unknown:
             self.nodes[node_id]["config"] = config
             return self
@@ -583,8 +642,18 @@ class WorkflowBuilder:
         self, from_node: str, from_output: str, to_node: str, to_input: str
     ) -> WorkflowBuilder:
         """Connect one output path of ``from_node`` to one input of ``to_node``."""
-        # Checked by build(): nodes may be added after their connections.
+        # Unknown nodes are reported by build(): nodes may be added after their connections.
+        if from_node == to_node:
+            raise ConnectionError(
+                f"Cannot connect node '{from_node}' to itself ({from_node}.{from_output} -> "
+                f"{to_node}.{to_input}); a loop is a cycle: workflow.create_cycle(...)"
+            )
         conn = {"from_node": from_node, "from_output": from_output, "to_node": to_node, "to_input": to_input}
+        if conn in self.connections:
+            raise ConnectionError(
+                f"Duplicate connection detected: duplicate connection {from_node}.{from_output} -> "
+                f"{to_node}.{to_input}; it already exists"
+            )
         self.connections.append(conn)
         return self
 
@@ -638,8 +707,18 @@ class WorkflowBuilder:
         self._workflow_inputs[input_node_id] = dict(input_mappings)
         return self
 
-    def add_input_connection(self, to_node: str, to_input: str, from_workflow_input: str) -> WorkflowBuilder:
-        self._workflow_inputs.setdefault(to_node, {})[from_workflow_input] = to_input
+    def add_input_connection(self, to_node: str, to_input: str, from_workflow_param: str) -> WorkflowBuilder:
+        """Feed the workflow parameter ``from_workflow_param`` to ``to_node``'s ``to_input``."""
+        self._workflow_inputs.setdefault(to_node, {})[from_workflow_param] = to_input
+        self.connections.append(
+            {
+                "from_node": _WORKFLOW_INPUT,
+                "from_output": from_workflow_param,
+                "to_node": to_node,
+                "to_input": to_input,
+                "is_workflow_input": True,  # Kailash's flag
+            }
+        )
         return self
 
     def set_metadata(self, **kwargs: Any) -> WorkflowBuilder:
@@ -652,31 +731,55 @@ class WorkflowBuilder:
 
     @classmethod
     def from_dict(cls, config: Mapping[str, Any]) -> WorkflowBuilder:
-        """A builder from Kailash's dict form (``nodes`` as a list or a dict, ``connections``)."""
+        """A builder from Kailash's dict form: ``nodes`` as a list (``id``, ``type``,
+        ``parameters`` or ``config``) or a dict by id; ``connections`` as ``from_node/
+        from_output/to_node/to_input`` or ``from``/``to`` (defaults ``result`` -> ``input``);
+        any other key is metadata."""
         builder = cls()
-        nodes = config.get("nodes", {})
-        items = (
-            [(nid, spec) for nid, spec in nodes.items()]
-            if isinstance(nodes, Mapping)
-            else [(spec.get("id") or spec.get("node_id"), spec) for spec in nodes]
-        )
+        for key, value in config.items():
+            if key not in ("nodes", "connections"):
+                builder._meta[key] = value
+        nodes = config.get("nodes") or {}
+        if isinstance(nodes, Mapping):
+            items = list(nodes.items())
+        else:
+            items = [
+                (spec.get("id") or spec.get("node_id") if isinstance(spec, Mapping) else None, spec)
+                for spec in nodes
+            ]
         for node_id, spec in items:
             if not isinstance(spec, Mapping):
                 raise WorkflowValidationError(f"node {node_id!r}: expected a dict, got {type(spec).__name__}")
             node_type = spec.get("type") or spec.get("node_type")
-            if not node_type:
-                raise WorkflowValidationError(f"Node type is required for node {node_id!r}")
             if not node_id:
                 raise WorkflowValidationError(f"Node ID is required (node of type {node_type!r})")
-            builder.add_node(node_type, node_id, dict(spec.get("config") or spec.get("parameters") or {}))
-        for conn in config.get("connections", []):
-            source = conn.get("from_node") or conn.get("source") or conn.get("source_node")
-            target = conn.get("to_node") or conn.get("target") or conn.get("target_node")
+            if not node_type:
+                raise WorkflowValidationError(f"Node type is required for node '{node_id}'")
+            params = spec["parameters"] if "parameters" in spec else spec.get("config", {})
+            if not isinstance(params, Mapping):
+                log.warning(
+                    "node %r: parameters must be a dict, got %s; using an empty dict",
+                    node_id,
+                    type(params).__name__,
+                )
+                params = {}
+            builder.add_node(node_type, node_id, dict(params))
+        for conn in config.get("connections") or []:
+            if not isinstance(conn, Mapping):
+                raise WorkflowValidationError(f"Invalid connection: expected a dict, got {conn!r}")
+            source = conn.get("from_node") or conn.get("source_node") or conn.get("source")
+            target = conn.get("to_node") or conn.get("target_node") or conn.get("target")
+            out = conn.get("from_output") or conn.get("source_output")
+            inp = conn.get("to_input") or conn.get("target_input")
+            if not source:
+                source = conn.get("from")
+            if not target:
+                target = conn.get("to")
             if not source or not target:
-                raise WorkflowValidationError(f"connection {dict(conn)!r}: needs from_node and to_node")
-            out = conn.get("from_output") or conn.get("source_output") or "data"
-            inp = conn.get("to_input") or conn.get("target_input") or "data"
-            builder.add_connection(source, out, target, inp)
+                raise WorkflowValidationError(
+                    f"Invalid connection: missing from_node and to_node. Connection data: {dict(conn)!r}"
+                )
+            builder.add_connection(source, out or RESULT, target, inp or "input")
         return builder
 
     # -- build ----------------------------------------------------------------------------
@@ -689,8 +792,7 @@ class WorkflowBuilder:
         metadata = dict(kwargs.pop("metadata", None) or {})
         if self.workflow_parameters:
             metadata["workflow_parameters"] = dict(self.workflow_parameters)
-        if self.parameter_mappings:
-            metadata["parameter_mappings"] = {k: dict(v) for k, v in self.parameter_mappings.items()}
+        metadata["parameter_mappings"] = {k: dict(v) for k, v in self.parameter_mappings.items()}
         wf = Workflow(
             workflow_id,
             kwargs.pop("name", None) or self._meta.get("name") or f"Workflow-{workflow_id[:8]}",
@@ -704,6 +806,8 @@ class WorkflowBuilder:
             wf._add_spec(spec)
         seen: set[tuple[str, str, str, str]] = set()
         for i, c in enumerate(self.connections):
+            if c.get("is_workflow_input"):
+                continue  # given by the workflow inputs (add_input_connection)
             key = (c["from_node"], c["from_output"], c["to_node"], c["to_input"])
             where = f"connection {key[0]}.{key[1]} -> {key[2]}.{key[3]}"
             if (

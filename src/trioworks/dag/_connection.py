@@ -23,3 +23,4 @@ class Connection:
     cycle_id: str | None = None
     max_iterations: int | None = None
     convergence_check: str | None = None
+    timeout: float | None = None

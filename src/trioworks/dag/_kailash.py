@@ -45,14 +45,19 @@ class LocalRuntime(AsyncLocalRuntime):
             conditional_execution=conditional_execution,
             connection_validation=connection_validation,
             debug=debug,
+            content_aware_success_detection=options.pop("content_aware_success_detection", True),
             **own,
         )
         # Kailash's enterprise switches: kept as attributes, no effect here.
         self.user_context = options.pop("user_context", None)
         self.resource_limits = options.pop("resource_limits", None) or {}
+        self.enable_monitoring = options.pop("enable_monitoring", True)
+        self.enable_security = options.pop("enable_security", False)
+        self.enable_audit = options.pop("enable_audit", False)
         for name, value in options.items():
             setattr(self, name, value)
         self.logger = logging.getLogger("trioworks.dag.runtime")
+        self.logger.setLevel(logging.DEBUG if debug else logging.INFO)
         self.enable_cycles = enable_cycles
         self.enable_async = enable_async
         self.max_concurrency = max_concurrency
@@ -71,6 +76,9 @@ class LocalRuntime(AsyncLocalRuntime):
         if workflow is None:
             raise RuntimeExecutionError("No workflow provided")
         inputs = options.pop("inputs", None)
+        validate = getattr(workflow, "validate", None)
+        if validate is not None:
+            validate(runtime_parameters=parameters if parameters is not None else inputs)
         result = super().execute(
             workflow,
             parameters if parameters is not None else inputs,
@@ -79,6 +87,12 @@ class LocalRuntime(AsyncLocalRuntime):
             **options,
         )
         return result.results, result.run_id
+
+    def validate_workflow(self, workflow: Any) -> list[str]:
+        """Check ``workflow`` without running it: raises :class:`WorkflowValidationError`
+        (from ``workflow.validate()``) if it cannot run; returns warnings (none here)."""
+        workflow.validate()
+        return []
 
     async def execute_async(  # type: ignore[override]  # Kailash's LocalRuntime returns a tuple
         self,

@@ -22,6 +22,7 @@ from ..core import CancelOutcome, Metrics, retry, run_in_process, run_in_thread
 from ._builder import Edge, Plan, Workflow, WorkflowBuilder
 from ._errors import (
     MappingPathError,
+    NodeExecutionError,
     NodeInputError,
     NodeTimeoutError,
     WorkflowExecutionError,
@@ -41,7 +42,9 @@ log = logging.getLogger("trioworks.dag")
 NodeCallback = Callable[[NodeEvent], None]
 
 # Kailash constructor flags that have no effect here (analysis and profiling are always on).
-_KAILASH_NOOP_OPTIONS = frozenset({"enable_analysis", "enable_profiling", "enable_monitoring", "debug"})
+_KAILASH_NOOP_OPTIONS = frozenset(
+    {"enable_analysis", "enable_profiling", "enable_monitoring", "debug", "content_aware_success_detection"}
+)
 _OPTION_NAMES = ("max_concurrent_nodes", "thread_pool_size", "execution_timeout", "resource_registry")
 
 CONDITIONAL_MODES = ("route_data", "skip_branches")
@@ -58,6 +61,16 @@ def check_mode(name: str, value: Any, allowed: tuple[str, ...]) -> str:
 
 # Why a node's input edge carries nothing.
 _NOT_TAKEN, _SKIPPED, _FAILED = "branch not taken", "input skipped", "input failed"
+
+
+# Cyclic workflows run on a subclass of _Run that ``_cycles`` builds on top of this module; it
+# registers itself here when the package loads (an import from here would be a circle).
+_cyclic_run: type[_Run] | None = None
+
+
+def register_cyclic_run(run_class: type[_Run]) -> None:
+    global _cyclic_run
+    _cyclic_run = run_class
 
 
 class AsyncLocalRuntime(RuntimeLifecycle):
@@ -113,6 +126,10 @@ class AsyncLocalRuntime(RuntimeLifecycle):
         )
         self.connection_validation = check_mode(
             "connection_validation", connection_validation, VALIDATION_MODES
+        )
+        # Kailash's LocalRuntime default; opt-in here: an output {"success": False} fails the run.
+        self.content_aware_success_detection = bool(
+            kailash_options.get("content_aware_success_detection", False)
         )
         self.max_concurrent_nodes = max_concurrent_nodes
         self.thread_pool_size = thread_pool_size
@@ -192,11 +209,6 @@ class AsyncLocalRuntime(RuntimeLifecycle):
         if not isinstance(workflow, Workflow):
             raise TypeError(f"execute_workflow_async takes a Workflow, got {type(workflow).__name__}")
         plan = workflow.plan()
-        if plan.cycles:
-            raise NotImplementedError(
-                f"workflow {plan.workflow_id!r} has cycles ({', '.join(c.cycle_id for c in plan.cycles)}); "
-                "trioworks.dag does not run cyclic workflows yet (issue 12)"
-            )
         if inputs is not None and not isinstance(inputs, Mapping):
             raise TypeError(f"workflow inputs must be a mapping, got {type(inputs).__name__}")
         merged = dict(getattr(workflow, "workflow_parameters", None) or {})
@@ -207,7 +219,12 @@ class AsyncLocalRuntime(RuntimeLifecycle):
                     scoped = dict(merged.get(node_id) or {})
                     scoped[inner] = merged[outer]
                     merged[node_id] = scoped
-        return _Run(
+        run_class: type[_Run] = _Run
+        if plan.cycles and getattr(self, "enable_cycles", True):
+            if _cyclic_run is None:  # only when this module was imported without trioworks.dag
+                raise RuntimeError("cyclic workflows need trioworks.dag imported (it loads the cycle runner)")
+            run_class = _cyclic_run
+        return run_class(
             self,
             plan,
             merged,
@@ -295,8 +312,26 @@ def _follow(
     return value
 
 
+def _downstream_of_switches(plan: Plan) -> frozenset[str]:
+    switches = [n for n, spec in plan.nodes.items() if spec.kind is NodeKind.SWITCH]
+    if not switches:
+        return frozenset()
+    seen: set[str] = set()
+    stack = [e.target for n in switches for e in plan.outbound[n]]
+    while stack:
+        node = stack.pop()
+        if node not in seen:
+            seen.add(node)
+            stack.extend(e.target for e in plan.outbound[node])
+    return frozenset(seen)
+
+
 class _Run:
     """The state of one execution: the ready queue, the results, the nursery."""
+
+    # Kailash (route_data / skip_branches): a failing node nothing depends on does not stop
+    # the run; its result records the error.
+    keep_leaf_failures = True
 
     def __init__(
         self,
@@ -309,6 +344,7 @@ class _Run:
         self.wf = workflow
         self.mode = runtime.conditional_execution  # None: trioworks' routing (only the taken key)
         self.strict = workflow.strict or runtime.connection_validation == "strict"
+        self.content_aware = runtime.content_aware_success_detection
         self._routers: dict[str, Any] = {}
         self.continue_on_error = continue_on_error
         self.result = WorkflowResult(workflow_id=workflow.workflow_id, run_id=f"run-{uuid.uuid4().hex[:12]}")
@@ -322,6 +358,8 @@ class _Run:
         self.threads = self.metrics.gauge("threads")
         self.nursery: trio.Nursery | None = None
         self.time_limit: float | None = None
+        # route_data: nodes downstream of a switch, which may receive nothing but None.
+        self._maybe_none = _downstream_of_switches(workflow) if self.mode == "route_data" else frozenset()
         self._preflight()
 
     # -- inputs ---------------------------------------------------------------
@@ -442,9 +480,32 @@ class _Run:
                     continue
                 self._completed(node_id, output, 0.0)
                 queue.extend(self._resolve_edges(node_id, output, _NOT_TAKEN))
+            elif node_id in self._maybe_none and self._only_none(node_id):
+                # Kailash's route_data: a node whose every connected input is None because a
+                # switch did not take its branch is not run; its result is None.
+                self.result.results[node_id] = None
+                self.result.statuses[node_id] = NodeStatus.SKIPPED
+                self.result.skip_reasons[node_id] = why = "conditional inputs are None"
+                self._emit(self.rt.on_node_finish, node_id, NodeStatus.SKIPPED, skip_reason=why)
+                queue.extend(self._resolve_edges(node_id, {}, _NOT_TAKEN))
             else:
                 assert self.nursery is not None
                 self.nursery.start_soon(self._run_node, node_id, spec, name=f"node {node_id}")
+
+    def _only_none(self, node_id: str) -> bool:
+        """Every input edge of ``node_id`` carries None, one of them from a switch or from a
+        node that was not run for the same reason."""
+        inbound = self.wf.inbound[node_id]
+        conditional = False
+        for edge in inbound:
+            if (
+                self.wf.nodes[edge.source].kind is NodeKind.SWITCH
+                or self.result.results.get(edge.source) is None
+            ):
+                conditional = True
+            if self._edge_value(node_id, edge) is not None:
+                return False
+        return conditional
 
     def _resolve_edges(self, node_id: str, output: Mapping[str, Any] | None, dead_reason: str) -> list[str]:
         """Mark ``node_id``'s outgoing edges resolved; return the targets now ready."""
@@ -551,6 +612,9 @@ class _Run:
             return
         assert started_at is not None
         output = value if spec.raw_output else {RESULT: value}
+        if self.content_aware and type(output) is dict and output.get("success") is False:
+            self._reported_failure(node_id, output, attempts)
+            return
         self._completed(node_id, output, trio.current_time() - started_at, attempts)
         self._settle(self._resolve_edges(node_id, output, _NOT_TAKEN))
 
@@ -623,6 +687,19 @@ class _Run:
         self.result.node_durations[node_id] = duration
         self._emit(self.rt.on_node_finish, node_id, NodeStatus.COMPLETED, attempt=attempts, duration=duration)
 
+    def _reported_failure(self, node_id: str, output: dict[str, Any], attempts: int) -> None:
+        """Kailash's content-aware success detection: ``{"success": False}`` fails the run."""
+        error = output.get("error") or output.get("message") or "the node returned success=False"
+        exc = NodeExecutionError(f"Node '{node_id}' reported failure: {error}")
+        self.result.results[node_id] = output  # the data is kept
+        self.result.errors[node_id] = exc
+        self.result.statuses[node_id] = NodeStatus.FAILED
+        self._emit(self.rt.on_node_finish, node_id, NodeStatus.FAILED, attempt=attempts, error=exc)
+        if self.failure is None:
+            self.failure = (node_id, exc)
+            assert self.nursery is not None
+            self.nursery.cancel_scope.cancel()
+
     def _failed(self, node_id: str, exc: Exception, attempts: int = 1) -> list[str]:
         """Record a failure; fail fast, or (continue-on-error) return the dependents now ready."""
         self.result.errors[node_id] = exc
@@ -637,9 +714,7 @@ class _Run:
         )
         if self.continue_on_error:
             return self._resolve_edges(node_id, None, _FAILED)
-        if self.mode is not None and not self.wf.outbound[node_id]:
-            # Kailash: a failing node nothing depends on does not stop the run; its result
-            # records the error.
+        if self.mode is not None and self.keep_leaf_failures and not self.wf.outbound[node_id]:
             self.result.results[node_id] = {
                 "error": str(exc),
                 "error_type": type(exc).__name__,
