@@ -21,16 +21,17 @@ or ``trioworks worker --std``, which polls for worker ``std`` (all of them) and 
 | ``script`` | ``result`` | user Python in a child process |
 """
 
-from __future__ import annotations
+import httpx as _httpx
 
-from .._activity import ActivityDefinition, activity
+from .._activity import ActivityDefinition as _Definition
+from .._activity import activity as _activity
 from ._echo import echo as _echo
 from ._http import DEFAULT_MAX_RESPONSE_BYTES, HttpRequestParams
-from ._http import http_request as _http_request
+from ._http import make_http_request as _make_http_request
 from ._llm import EmbeddingParams, LLMPromptParams, estimate_tokens
 from ._llm import embedding as _embedding
 from ._llm import llm_prompt as _llm_prompt
-from ._postgres import PostgresQueryParams, PostgresTransactionParams
+from ._postgres import PostgresQueryParams, PostgresTransactionParams, TransactionStatement
 from ._postgres import postgres_query as _postgres_query
 from ._postgres import postgres_transaction as _postgres_transaction
 from ._script import ScriptParams
@@ -48,6 +49,7 @@ __all__ = [
     "PostgresQueryParams",
     "PostgresTransactionParams",
     "ScriptParams",
+    "TransactionStatement",
     "echo",
     "embedding",
     "estimate_tokens",
@@ -56,6 +58,7 @@ __all__ = [
     "postgres_query",
     "postgres_transaction",
     "script",
+    "std_activities",
 ]
 
 STD_WORKER = "std"
@@ -63,15 +66,15 @@ STD_WORKER = "std"
 PY_STD_WORKER = "py-std"
 """The worker type of the original's Python standard worker (its ``script`` activity)."""
 
-http_request: ActivityDefinition = activity("http_request")(_http_request)
-echo: ActivityDefinition = activity("echo")(_echo)
-postgres_query: ActivityDefinition = activity("postgres_query")(_postgres_query)
-postgres_transaction: ActivityDefinition = activity("postgres_transaction")(_postgres_transaction)
-llm_prompt: ActivityDefinition = activity("llm_prompt")(_llm_prompt)
-embedding: ActivityDefinition = activity("embedding")(_embedding)
-script: ActivityDefinition = activity("script")(_script)
+http_request: _Definition = _activity("http_request")(_make_http_request())
+echo: _Definition = _activity("echo")(_echo)
+postgres_query: _Definition = _activity("postgres_query")(_postgres_query)
+postgres_transaction: _Definition = _activity("postgres_transaction")(_postgres_transaction)
+llm_prompt: _Definition = _activity("llm_prompt")(_llm_prompt)
+embedding: _Definition = _activity("embedding")(_embedding)
+script: _Definition = _activity("script")(_script)
 
-STD_ACTIVITIES: tuple[ActivityDefinition, ...] = (
+STD_ACTIVITIES: tuple[_Definition, ...] = (
     http_request,
     echo,
     postgres_query,
@@ -81,5 +84,18 @@ STD_ACTIVITIES: tuple[ActivityDefinition, ...] = (
     script,
 )
 """Everything, for worker ``std`` (``script`` included, a convenience the original lacks)."""
-PY_STD_ACTIVITIES: tuple[ActivityDefinition, ...] = (script,)
+PY_STD_ACTIVITIES: tuple[_Definition, ...] = (script,)
 """What py-std serves: ``script``."""
+
+
+def std_activities(*, http_transport: _httpx.AsyncBaseTransport | None = None) -> tuple[_Definition, ...]:
+    """:data:`STD_ACTIVITIES`, with ``http_request`` sending through ``http_transport`` when given.
+
+    httpx's transport is the seam to route the workflows' HTTP calls elsewhere without editing
+    them (the conformance suite serves api.weather.gov, httpbin.org and Mailpit locally with an
+    ``httpx.ASGITransport``).
+    """
+    if http_transport is None:
+        return STD_ACTIVITIES
+    routed = _activity("http_request")(_make_http_request(http_transport))
+    return tuple(routed if d.name == "http_request" else d for d in STD_ACTIVITIES)

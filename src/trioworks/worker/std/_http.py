@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import attrs
@@ -26,7 +26,7 @@ from .._context import ActivityContext
 from .._errors import ActivityError, TerminalActivityError
 from .._results import ActivityResult, OutputType
 
-__all__ = ["DEFAULT_MAX_RESPONSE_BYTES", "HttpRequestParams", "http_request"]
+__all__ = ["DEFAULT_MAX_RESPONSE_BYTES", "HttpRequestParams", "http_request", "make_http_request"]
 
 DEFAULT_TIMEOUT = 30.0
 DEFAULT_MAX_RESPONSE_BYTES = 10 * 1024 * 1024
@@ -131,7 +131,24 @@ def _request(params: HttpRequestParams) -> tuple[str, dict[str, str], dict[str, 
     return method, headers, _string_map("query", params.query), content
 
 
-async def http_request(params: HttpRequestParams, ctx: ActivityContext) -> ActivityResult:
+def make_http_request(
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> Callable[[HttpRequestParams, ActivityContext], Awaitable[ActivityResult]]:
+    """The activity function, sending through ``transport`` (default: httpx's network transport).
+
+    The transport is httpx's own seam: a test or an air-gapped deployment routes requests to
+    local services with it (``httpx.ASGITransport``, ``httpx.MockTransport``) without patching.
+    """
+
+    async def http_request(params: HttpRequestParams, ctx: ActivityContext) -> ActivityResult:
+        return await _http_request(params, ctx, transport)
+
+    return http_request
+
+
+async def _http_request(
+    params: HttpRequestParams, ctx: ActivityContext, transport: httpx.AsyncBaseTransport | None
+) -> ActivityResult:
     """Send one HTTP request; network errors and timeouts are retryable failures."""
     method, headers, query, content = _request(params)
     timeout = params.timeout_seconds if params.timeout_seconds is not None else DEFAULT_TIMEOUT
@@ -139,7 +156,7 @@ async def http_request(params: HttpRequestParams, ctx: ActivityContext) -> Activ
     include_body = (params.include_body if params.include_body is not None else True) and method != "HEAD"
     try:
         async with (
-            httpx.AsyncClient(timeout=timeout, follow_redirects=True) as client,
+            httpx.AsyncClient(timeout=timeout, follow_redirects=True, transport=transport) as client,
             client.stream(method, params.url, headers=headers, params=query, content=content) as response,
         ):
             status = response.status_code
@@ -176,3 +193,7 @@ async def _download(
         if output.get("type") == "file" or output.get("output_type") == "file":
             result = result.with_output(output["name"], str(path), OutputType.FILE)
     return result
+
+
+http_request = make_http_request()
+"""The activity function on the network."""

@@ -34,7 +34,13 @@ from .._context import ActivityContext
 from .._errors import ActivityError, TerminalActivityError
 from .._results import ActivityResult
 
-__all__ = ["PostgresQueryParams", "PostgresTransactionParams", "postgres_query", "postgres_transaction"]
+__all__ = [
+    "PostgresQueryParams",
+    "PostgresTransactionParams",
+    "TransactionStatement",
+    "postgres_query",
+    "postgres_transaction",
+]
 
 _LIMITER = trio.CapacityLimiter(5)
 """The ``postgres`` limiter: threads running SQL at once (the original's pool of 5 connections)."""
@@ -48,7 +54,7 @@ _TERMINAL = (psycopg.errors.ProgrammingError, psycopg.errors.DataError, psycopg.
 
 
 @attrs.frozen(kw_only=True)
-class Statement:
+class TransactionStatement:
     query: str
     params: list[Any] | None = None
 
@@ -63,7 +69,7 @@ class PostgresQueryParams:
 @attrs.frozen(kw_only=True)
 class PostgresTransactionParams:
     db_url: str
-    statements: list[Statement]
+    statements: list[TransactionStatement]
     isolation_level: str = "read_committed"
 
 
