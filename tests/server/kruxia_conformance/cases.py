@@ -166,6 +166,10 @@ CASES: tuple[Case, ...] = (
         definition="faq_bot",
         inputs={"question": "What are your business hours?"},
         check=_faq,
+        exclude=(
+            "broken on the original: nothing produces result.cache_hit (no 'cache_hit' in its Rust code), the "
+            "whole-value template resolves a missing key to null, and faq_log.cache_hit is BOOLEAN NOT NULL"
+        ),
     ),
     Case(
         id="06b",
@@ -193,12 +197,17 @@ CASES: tuple[Case, ...] = (
         file="examples/07a-agentic-research-simple.yaml",
         definition="simple_agentic_research",
         inputs={"topic": "Benefits of Rust for systems programming"},
+        exclude=(
+            "broken on the original: its conditions and prompts use filters `contains(substring=...)` and `json`, "
+            "which MiniJinja does not have and the original does not register (template.rs adds only `coalesce`)"
+        ),
     ),
     Case(
         id="07b",
         file="examples/07b-agentic-research-complete.yaml",
         definition="agentic_research_complete",
         inputs={"research_topic": "Impact of quantum computing on cryptography"},
+        exclude="broken on the original: `search_information[*].results` is not MiniJinja syntax (no `[*]` in its code)",
     ),
     Case(
         id="08a",
@@ -206,6 +215,7 @@ CASES: tuple[Case, ...] = (
         definition="rate_limited_api_calls",
         inputs={"num_pages": 3},
         check=_pages,
+        exclude="broken on the original: `{{fetch_page[*].result}}` is not MiniJinja syntax (no `[*]` in its code)",
     ),
     Case(
         id="08b",
