@@ -93,7 +93,14 @@ async def test_deploy_yaml_text_path_and_dict(server_url: str, tmp_path: Path) -
 async def test_errors_name_the_problem(server_url: str) -> None:
     async with AsyncClient(server_url, **CREDENTIALS) as client:
         with pytest.raises(DeploymentError) as refused:
-            await client.deploy({"name": "bad", "activities": [{"key": "a", "worker": "std", "activity_name": "echo", "depends_on": ["zz"]}]})
+            await client.deploy(
+                {
+                    "name": "bad",
+                    "activities": [
+                        {"key": "a", "worker": "std", "activity_name": "echo", "depends_on": ["zz"]}
+                    ],
+                }
+            )
         assert "zz" in str(refused.value)
         with pytest.raises(WorkflowNotFoundError):
             await client.get_workflow("00000000-0000-0000-0000-000000000000")

@@ -37,7 +37,9 @@ async def activity_context(
     client = WorkerApiClient(make_config(), transport=httpx.MockTransport(lambda _r: httpx.Response(503)))
     files = ActivityFiles(client, pending.workflow_id, key, trio.CapacityLimiter(1))
     try:
-        yield ActivityContext(pending, worker_id="w", client=client, files=files, cancel_scope=trio.CancelScope())
+        yield ActivityContext(
+            pending, worker_id="w", client=client, files=files, cancel_scope=trio.CancelScope()
+        )
     finally:
         await files.cleanup()
 

@@ -66,7 +66,10 @@ async def test_server_and_std_worker_run_echo_http_and_script(tmp_path: Path) ->
     async with trio.open_nursery() as nursery, http_app() as target:
         url = await nursery.start(Server(config).run)
         base = WorkerConfig(api_url=url, client_id="client", client_secret="s3cret")
-        std = Worker(WorkerConfig(api_url=url, client_id="client", client_secret="s3cret", worker="std"), STD_ACTIVITIES)
+        std = Worker(
+            WorkerConfig(api_url=url, client_id="client", client_secret="s3cret", worker="std"),
+            STD_ACTIVITIES,
+        )
         py_std = Worker(base, PY_STD_ACTIVITIES)
         await nursery.start(std.run)
         await nursery.start(py_std.run)
@@ -77,7 +80,9 @@ async def test_server_and_std_worker_run_echo_http_and_script(tmp_path: Path) ->
             )
             client.headers["Authorization"] = f"Bearer {token.json()['access_token']}"
             deployed = await client.post(
-                "/api/v1/workflow_definitions", content=DEFINITION, headers={"Content-Type": "application/yaml"}
+                "/api/v1/workflow_definitions",
+                content=DEFINITION,
+                headers={"Content-Type": "application/yaml"},
             )
             assert deployed.status_code == 201, deployed.text
             started = await client.post(

@@ -17,7 +17,9 @@ async def test_echo_outputs_the_parameters() -> None:
 
 async def test_get_json_with_query() -> None:
     async with http_app() as url:
-        result = await run_std(http_request, {"method": "GET", "url": f"{url}/json", "query": {"q": "x", "n": 3}})
+        result = await run_std(
+            http_request, {"method": "GET", "url": f"{url}/json", "query": {"q": "x", "n": 3}}
+        )
     response = output(result, "response")
     assert response["status"] == 200
     assert response["success"] is True
@@ -42,7 +44,12 @@ async def test_post_sends_json_body_headers_and_user_agent() -> None:
     async with http_app() as url:
         result = await run_std(
             http_request,
-            {"method": "POST", "url": f"{url}/echo", "headers": {"X-Test": "yes"}, "body": {"To": [{"Email": "e"}]}},
+            {
+                "method": "POST",
+                "url": f"{url}/echo",
+                "headers": {"X-Test": "yes"},
+                "body": {"To": [{"Email": "e"}]},
+            },
         )
     body = output(result, "response")["body"]
     assert body["method"] == "POST"
@@ -68,9 +75,13 @@ async def test_include_body_false_and_head_have_no_body() -> None:
 
 async def test_response_size_cap() -> None:
     async with http_app() as url:
-        ok = await run_std(http_request, {"method": "GET", "url": f"{url}/big?n=1000", "max_response_bytes": 1000})
+        ok = await run_std(
+            http_request, {"method": "GET", "url": f"{url}/big?n=1000", "max_response_bytes": 1000}
+        )
         with pytest.raises(ActivityError) as caught:
-            await run_std(http_request, {"method": "GET", "url": f"{url}/big?n=1001", "max_response_bytes": 1000})
+            await run_std(
+                http_request, {"method": "GET", "url": f"{url}/big?n=1001", "max_response_bytes": 1000}
+            )
     assert len(output(ok, "response")["body"]) == 1000
     assert caught.value.code == "RESPONSE_TOO_LARGE"
     assert caught.value.retryable is False

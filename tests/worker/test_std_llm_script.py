@@ -18,10 +18,16 @@ PRICING = {
 
 
 async def test_llm_prompt_offline_output_shape() -> None:
-    result = await run_std(llm_prompt, {"model": "anthropic/claude-haiku", "prompt": "Hello there", "max_tokens": 500})
+    result = await run_std(
+        llm_prompt, {"model": "anthropic/claude-haiku", "prompt": "Hello there", "max_tokens": 500}
+    )
     reply = output(result, "result")
     assert reply["content"] == "I am the offline backend, not a language model. You said: Hello there"
-    assert (reply["provider"], reply["model"], reply["finish_reason"]) == ("anthropic", "claude-haiku", "Stop")
+    assert (reply["provider"], reply["model"], reply["finish_reason"]) == (
+        "anthropic",
+        "claude-haiku",
+        "Stop",
+    )
     assert reply["cost_usd"] is None
     assert reply["budget_skipped_models"] == []
     usage = reply["usage"]
@@ -30,7 +36,9 @@ async def test_llm_prompt_offline_output_shape() -> None:
 
 
 async def test_llm_prompt_max_tokens_truncates() -> None:
-    reply = output(await run_std(llm_prompt, {"model": "x/y", "prompt": "a b c d", "max_tokens": 3}), "result")
+    reply = output(
+        await run_std(llm_prompt, {"model": "x/y", "prompt": "a b c d", "max_tokens": 3}), "result"
+    )
     assert reply["finish_reason"] == "MaxTokens"
     assert reply["usage"]["output_tokens"] == 3
 
@@ -50,7 +58,9 @@ async def test_budget_skips_expensive_models_and_reports_cost() -> None:
     assert reply["budget_skipped_models"] == ["openai/o1-pro"]
     assert reply["provider"] == "google"
     usage = reply["usage"]
-    expected = (usage["prompt_tokens"] * Decimal("0.075") + usage["output_tokens"] * Decimal("0.30")) / 1_000_000
+    expected = (
+        usage["prompt_tokens"] * Decimal("0.075") + usage["output_tokens"] * Decimal("0.30")
+    ) / 1_000_000
     assert Decimal(reply["cost_usd"]) == expected
     assert result.cost_usd == pytest.approx(float(expected))
     assert result.usage[0].provider == "google"
@@ -60,7 +70,12 @@ async def test_every_model_over_budget_is_terminal() -> None:
     with pytest.raises(ActivityError) as caught:
         await run_std(
             llm_prompt,
-            {"model": "openai/o1-pro", "prompt": "x", "model_pricing": PRICING, "activity_budget_limit_usd": "0.0001"},
+            {
+                "model": "openai/o1-pro",
+                "prompt": "x",
+                "model_pricing": PRICING,
+                "activity_budget_limit_usd": "0.0001",
+            },
         )
     assert caught.value.code == "BUDGET_EXCEEDED"
     assert caught.value.retryable is False
@@ -74,7 +89,8 @@ async def test_bad_model_name_is_named() -> None:
 async def test_embedding_with_minilm() -> None:
     pytest.importorskip("tokenizers")
     result = await run_std(
-        embedding, {"model": "google/gemini-embedding-001", "input": ["Rust is fast", "Rust is quick", "Bananas"]}
+        embedding,
+        {"model": "google/gemini-embedding-001", "input": ["Rust is fast", "Rust is quick", "Bananas"]},
     )
     reply = output(result, "result")
     assert reply["embedding_count"] == 3
@@ -107,7 +123,9 @@ async def test_script_runs_in_a_child_process() -> None:
 
 async def test_script_top_level_await_as_the_sdk_generates_it() -> None:
     source = "async def f(a, b):\n    return {'sum': a + b}\n\na = INPUT.get('a')\nb = INPUT.get('b')\nOUTPUT = await f(a, b)"
-    assert output(await run_std(script, {"script": source, "inputs": {"a": 1, "b": 2}}), "result") == {"sum": 3}
+    assert output(await run_std(script, {"script": source, "inputs": {"a": 1, "b": 2}}), "result") == {
+        "sum": 3
+    }
 
 
 @pytest.mark.parametrize(

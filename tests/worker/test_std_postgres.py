@@ -28,12 +28,16 @@ def db(fresh_postgres_url: str) -> str:
 
 
 async def query(db: str, sql: str, *params: Any) -> Any:
-    return output(await run_std(postgres_query, {"db_url": db, "query": sql, "params": list(params)}), "result")
+    return output(
+        await run_std(postgres_query, {"db_url": db, "query": sql, "params": list(params)}), "result"
+    )
 
 
 async def test_select_with_bound_parameters(db: str) -> None:
     result = await query(
-        db, "SELECT available, reserved, (available - reserved) AS unreserved FROM inventory WHERE product_id = $1", "prod_001"
+        db,
+        "SELECT available, reserved, (available - reserved) AS unreserved FROM inventory WHERE product_id = $1",
+        "prod_001",
     )
     assert result == {"rows": [{"available": 10, "reserved": 0, "unreserved": 10}]}
 
@@ -101,8 +105,14 @@ async def test_transaction_returns_every_result(db: str) -> None:
             {
                 "db_url": db,
                 "statements": [
-                    {"query": "INSERT INTO payments (customer_id) VALUES ($1) RETURNING customer_id", "params": ["c"]},
-                    {"query": "UPDATE inventory SET available = available - $1 WHERE product_id = $2", "params": [2, "prod_001"]},
+                    {
+                        "query": "INSERT INTO payments (customer_id) VALUES ($1) RETURNING customer_id",
+                        "params": ["c"],
+                    },
+                    {
+                        "query": "UPDATE inventory SET available = available - $1 WHERE product_id = $2",
+                        "params": [2, "prod_001"],
+                    },
                 ],
                 "isolation_level": "serializable",
             },
@@ -124,7 +134,10 @@ async def test_failing_statement_rolls_back_the_transaction(db: str) -> None:
                 "db_url": db,
                 "statements": [
                     {"query": "UPDATE inventory SET available = 0"},
-                    {"query": "INSERT INTO inventory VALUES ($1, 1)", "params": ["prod_001"]},  # duplicate key
+                    {
+                        "query": "INSERT INTO inventory VALUES ($1, 1)",
+                        "params": ["prod_001"],
+                    },  # duplicate key
                 ],
             },
         )
@@ -145,9 +158,13 @@ async def test_cancellation_stops_the_query_on_the_server(db: str) -> None:
 
     def running() -> list[Any]:
         with psycopg.connect(db) as conn:
-            return conn.execute("SELECT pid FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(600)%'").fetchall()
+            return conn.execute(
+                "SELECT pid FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(600)%'"
+            ).fetchall()
 
     # The server-side cancel has been sent before the cancellation returned; the backend ends soon.
     with trio.fail_after(30):
-        while await trio.to_thread.run_sync(running):
+        while True:  # polling on purpose: pg_stat_activity has no notification
+            if not await trio.to_thread.run_sync(running):
+                return
             await trio.sleep(0.05)

@@ -25,7 +25,7 @@ import trio
 from ._errors import AuthenticationError, DeploymentError, KruxiaFlowError, WorkflowNotFoundError
 from ._models import Workflow
 
-__all__ = ["AsyncClient", "Client", "TERMINAL_STATUSES"]
+__all__ = ["TERMINAL_STATUSES", "AsyncClient", "Client"]
 
 TERMINAL_STATUSES = frozenset({"completed", "failed", "cancelled"})
 
@@ -59,7 +59,9 @@ def _message(response: httpx.Response) -> str:
 def _result(call: _Call, response: httpx.Response) -> Any:
     status = response.status_code
     if status == 401:
-        raise AuthenticationError(f"{call.what}: authentication failed: {_message(response)}", status_code=status)
+        raise AuthenticationError(
+            f"{call.what}: authentication failed: {_message(response)}", status_code=status
+        )
     if status == 404:
         raise WorkflowNotFoundError(f"{call.what}: not found: {_message(response)}", status_code=status)
     if status >= 400:
@@ -72,19 +74,39 @@ def _result(call: _Call, response: httpx.Response) -> Any:
 def _deploy_call(workflow: Workflow | Mapping[str, Any] | str | os.PathLike[str]) -> _Call:
     path = "/api/v1/workflow_definitions"
     if isinstance(workflow, Workflow):
-        return _Call("POST", path, json=workflow.to_dict(), error=DeploymentError, what=f"deploy {workflow.name}")
+        return _Call(
+            "POST", path, json=workflow.to_dict(), error=DeploymentError, what=f"deploy {workflow.name}"
+        )
     if isinstance(workflow, Mapping):
-        return _Call("POST", path, json=dict(workflow), error=DeploymentError, what=f"deploy {workflow.get('name')}")
-    if isinstance(workflow, os.PathLike) or (isinstance(workflow, str) and "\n" not in workflow and workflow.endswith((".yaml", ".yml", ".json"))):
+        return _Call(
+            "POST", path, json=dict(workflow), error=DeploymentError, what=f"deploy {workflow.get('name')}"
+        )
+    if isinstance(workflow, os.PathLike) or (
+        isinstance(workflow, str) and "\n" not in workflow and workflow.endswith((".yaml", ".yml", ".json"))
+    ):
         source = Path(workflow)
         data = source.read_bytes()
         kind = "application/json" if source.suffix == ".json" else "application/yaml"
-        return _Call("POST", path, content=data, headers={"Content-Type": kind}, error=DeploymentError, what=f"deploy {source}")
+        return _Call(
+            "POST",
+            path,
+            content=data,
+            headers={"Content-Type": kind},
+            error=DeploymentError,
+            what=f"deploy {source}",
+        )
     if isinstance(workflow, str):
         return _Call(
-            "POST", path, content=workflow.encode(), headers={"Content-Type": "application/yaml"}, error=DeploymentError, what="deploy"
+            "POST",
+            path,
+            content=workflow.encode(),
+            headers={"Content-Type": "application/yaml"},
+            error=DeploymentError,
+            what="deploy",
         )
-    raise TypeError(f"deploy() takes a Workflow, a mapping, YAML text or a path, not {type(workflow).__name__}")
+    raise TypeError(
+        f"deploy() takes a Workflow, a mapping, YAML text or a path, not {type(workflow).__name__}"
+    )
 
 
 class _Calls:
@@ -108,25 +130,42 @@ class _Calls:
     @staticmethod
     def activity_output(workflow_id: str, key: str) -> _Call:
         return _Call(
-            "GET", f"/api/v1/workflows/{workflow_id}/activities/{key}/output", what=f"get output of {workflow_id}/{key}"
+            "GET",
+            f"/api/v1/workflows/{workflow_id}/activities/{key}/output",
+            what=f"get output of {workflow_id}/{key}",
         )
 
     @staticmethod
     def cancel(workflow_id: str) -> _Call:
-        return _Call("POST", f"/api/v1/workflows/{workflow_id}/cancel", what=f"cancel workflow {workflow_id}", empty=True)
+        return _Call(
+            "POST",
+            f"/api/v1/workflows/{workflow_id}/cancel",
+            what=f"cancel workflow {workflow_id}",
+            empty=True,
+        )
 
     @staticmethod
     def signal(workflow_id: str, activity_key: str, data: Any, event_name: str | None) -> _Call:
         body: dict[str, Any] = {"activity_key": activity_key, "data": data}
         if event_name is not None:
             body["event_name"] = event_name
-        return _Call("POST", f"/api/v1/workflows/{workflow_id}/signal", json=body, what=f"signal {workflow_id}/{activity_key}")
+        return _Call(
+            "POST",
+            f"/api/v1/workflows/{workflow_id}/signal",
+            json=body,
+            what=f"signal {workflow_id}/{activity_key}",
+        )
 
     @staticmethod
     def list(status: str | None, definition_name: str | None, limit: int | None, offset: int | None) -> _Call:
         params = {
             k: v
-            for k, v in {"status": status, "definition_name": definition_name, "limit": limit, "offset": offset}.items()
+            for k, v in {
+                "status": status,
+                "definition_name": definition_name,
+                "limit": limit,
+                "offset": offset,
+            }.items()
             if v is not None
         }
         return _Call("GET", "/api/v1/workflows", params=params, what="list workflows")
@@ -138,7 +177,9 @@ class _Calls:
     @staticmethod
     def definition(name: str, version: int | None) -> _Call:
         params = {"version": version} if version is not None else None
-        return _Call("GET", f"/api/v1/workflow_definitions/{name}", params=params, what=f"get definition {name!r}")
+        return _Call(
+            "GET", f"/api/v1/workflow_definitions/{name}", params=params, what=f"get definition {name!r}"
+        )
 
 
 @attrs.frozen
@@ -151,11 +192,17 @@ class _Settings:
 
 
 def _settings(
-    api_url: str | None, api_token: str | None, client_id: str | None, client_secret: str | None, timeout: float
+    api_url: str | None,
+    api_token: str | None,
+    client_id: str | None,
+    client_secret: str | None,
+    timeout: float,
 ) -> _Settings:
     url = (api_url or os.environ.get("KRUXIAFLOW_API_URL", "")).rstrip("/")
     if not url:
-        raise ValueError("api_url is required. Pass it directly or set KRUXIAFLOW_API_URL environment variable.")
+        raise ValueError(
+            "api_url is required. Pass it directly or set KRUXIAFLOW_API_URL environment variable."
+        )
     token = api_token or os.environ.get("KRUXIAFLOW_TOKEN", "")
     if token.startswith("${") and token.endswith("}"):  # the SDK's indirection: "${VAR}"
         token = os.environ.get(token[2:-1], "")
@@ -178,7 +225,9 @@ def _token_call(settings: _Settings) -> dict[str, Any]:
 
 def _bearer(response: httpx.Response) -> str:
     if response.status_code != 200:
-        raise AuthenticationError(f"token request refused: {_message(response)}", status_code=response.status_code)
+        raise AuthenticationError(
+            f"token request refused: {_message(response)}", status_code=response.status_code
+        )
     return str(response.json()["access_token"])
 
 
@@ -203,7 +252,9 @@ class AsyncClient:
     ) -> None:
         self._settings = _settings(api_url, api_token, client_id, client_secret, timeout)
         self._token = self._settings.api_token
-        self._client = httpx.AsyncClient(base_url=self._settings.api_url, timeout=timeout, transport=transport)
+        self._client = httpx.AsyncClient(
+            base_url=self._settings.api_url, timeout=timeout, transport=transport
+        )
 
     async def _send(self, call: _Call) -> Any:
         fresh = False
@@ -216,7 +267,12 @@ class AsyncClient:
                 headers["Authorization"] = f"Bearer {self._token}"
             try:
                 response = await self._client.request(
-                    call.method, call.path, json=call.json, content=call.content, headers=headers, params=call.params
+                    call.method,
+                    call.path,
+                    json=call.json,
+                    content=call.content,
+                    headers=headers,
+                    params=call.params,
                 )
             except httpx.HTTPError as exc:
                 raise call.error(f"{call.what}: request failed: {exc}") from exc
@@ -239,22 +295,22 @@ class AsyncClient:
         Returns ``{name, version, created_at}`` (``unchanged: true`` when identical to the latest);
         :exc:`DeploymentError` with the server's reasons when refused.
         """
-        return await self._send(_deploy_call(workflow))  # type: ignore[no-any-return]
+        return await self._send(_deploy_call(workflow))
 
     async def start_workflow(
         self, workflow_name: str, *, inputs: Mapping[str, Any] | None = None, version: int | str | None = None
     ) -> dict[str, Any]:
         """Start the latest (or ``version``) of ``workflow_name``; returns ``{workflow_id, ...}``."""
-        return await self._send(_Calls.start(workflow_name, inputs, version))  # type: ignore[no-any-return]
+        return await self._send(_Calls.start(workflow_name, inputs, version))
 
     async def get_workflow(self, workflow_id: str) -> dict[str, Any]:
-        return await self._send(_Calls.get(workflow_id))  # type: ignore[no-any-return]
+        return await self._send(_Calls.get(workflow_id))
 
     async def get_workflow_output(self, workflow_id: str) -> dict[str, Any]:
-        return await self._send(_Calls.output(workflow_id))  # type: ignore[no-any-return]
+        return await self._send(_Calls.output(workflow_id))
 
     async def get_activity_output(self, workflow_id: str, activity_key: str) -> dict[str, Any]:
-        return await self._send(_Calls.activity_output(workflow_id, activity_key))  # type: ignore[no-any-return]
+        return await self._send(_Calls.activity_output(workflow_id, activity_key))
 
     async def cancel_workflow(self, workflow_id: str) -> None:
         await self._send(_Calls.cancel(workflow_id))
@@ -263,7 +319,7 @@ class AsyncClient:
         self, workflow_id: str, activity_key: str, data: Any = None, *, event_name: str | None = None
     ) -> dict[str, Any]:
         """Deliver a signal to the activity ``activity_key`` waiting for one."""
-        return await self._send(_Calls.signal(workflow_id, activity_key, data, event_name))  # type: ignore[no-any-return]
+        return await self._send(_Calls.signal(workflow_id, activity_key, data, event_name))
 
     async def list_workflows(
         self,
@@ -273,27 +329,25 @@ class AsyncClient:
         limit: int | None = None,
         offset: int | None = None,
     ) -> dict[str, Any]:
-        return await self._send(_Calls.list(status, definition_name, limit, offset))  # type: ignore[no-any-return]
+        return await self._send(_Calls.list(status, definition_name, limit, offset))
 
     async def list_definitions(self) -> dict[str, Any]:
-        return await self._send(_Calls.definitions())  # type: ignore[no-any-return]
+        return await self._send(_Calls.definitions())
 
     async def get_definition(self, name: str, *, version: int | None = None) -> dict[str, Any]:
-        return await self._send(_Calls.definition(name, version))  # type: ignore[no-any-return]
+        return await self._send(_Calls.definition(name, version))
 
-    async def wait_for_workflow(
-        self, workflow_id: str, *, poll_interval: float = 0.25, timeout: float | None = None
-    ) -> dict[str, Any]:
+    async def wait_for_workflow(self, workflow_id: str, *, poll_interval: float = 0.25) -> dict[str, Any]:
         """Poll :meth:`get_workflow` until the workflow is completed, failed or cancelled.
 
-        Cancellation: cancel the caller (``timeout`` is a ``trio.fail_after``: :exc:`trio.TooSlowError`).
+        No timeout argument: bound the wait the Trio way, with the caller's ``trio.fail_after`` /
+        ``move_on_after`` (cancelling it stops the polling at once).
         """
-        with trio.fail_after(timeout if timeout is not None else float("inf")):
-            while True:
-                body = await self.get_workflow(workflow_id)
-                if body.get("status") in TERMINAL_STATUSES:
-                    return body
-                await trio.sleep(poll_interval)
+        while True:
+            body = await self.get_workflow(workflow_id)
+            if body.get("status") in TERMINAL_STATUSES:
+                return body
+            await trio.sleep(poll_interval)
 
     async def aclose(self) -> None:
         await self._client.aclose()
@@ -338,7 +392,12 @@ class Client:
                 headers["Authorization"] = f"Bearer {self._token}"
             try:
                 response = self._client.request(
-                    call.method, call.path, json=call.json, content=call.content, headers=headers, params=call.params
+                    call.method,
+                    call.path,
+                    json=call.json,
+                    content=call.content,
+                    headers=headers,
+                    params=call.params,
                 )
             except httpx.HTTPError as exc:
                 raise call.error(f"{call.what}: request failed: {exc}") from exc
@@ -356,21 +415,21 @@ class Client:
         self._token = _bearer(response)
 
     def deploy(self, workflow: Workflow | Mapping[str, Any] | str | os.PathLike[str]) -> dict[str, Any]:
-        return self._send(_deploy_call(workflow))  # type: ignore[no-any-return]
+        return self._send(_deploy_call(workflow))
 
     def start_workflow(
         self, workflow_name: str, *, inputs: Mapping[str, Any] | None = None, version: int | str | None = None
     ) -> dict[str, Any]:
-        return self._send(_Calls.start(workflow_name, inputs, version))  # type: ignore[no-any-return]
+        return self._send(_Calls.start(workflow_name, inputs, version))
 
     def get_workflow(self, workflow_id: str) -> dict[str, Any]:
-        return self._send(_Calls.get(workflow_id))  # type: ignore[no-any-return]
+        return self._send(_Calls.get(workflow_id))
 
     def get_workflow_output(self, workflow_id: str) -> dict[str, Any]:
-        return self._send(_Calls.output(workflow_id))  # type: ignore[no-any-return]
+        return self._send(_Calls.output(workflow_id))
 
     def get_activity_output(self, workflow_id: str, activity_key: str) -> dict[str, Any]:
-        return self._send(_Calls.activity_output(workflow_id, activity_key))  # type: ignore[no-any-return]
+        return self._send(_Calls.activity_output(workflow_id, activity_key))
 
     def cancel_workflow(self, workflow_id: str) -> None:
         self._send(_Calls.cancel(workflow_id))
@@ -378,7 +437,7 @@ class Client:
     def signal_workflow(
         self, workflow_id: str, activity_key: str, data: Any = None, *, event_name: str | None = None
     ) -> dict[str, Any]:
-        return self._send(_Calls.signal(workflow_id, activity_key, data, event_name))  # type: ignore[no-any-return]
+        return self._send(_Calls.signal(workflow_id, activity_key, data, event_name))
 
     def list_workflows(
         self,
@@ -388,13 +447,13 @@ class Client:
         limit: int | None = None,
         offset: int | None = None,
     ) -> dict[str, Any]:
-        return self._send(_Calls.list(status, definition_name, limit, offset))  # type: ignore[no-any-return]
+        return self._send(_Calls.list(status, definition_name, limit, offset))
 
     def list_definitions(self) -> dict[str, Any]:
-        return self._send(_Calls.definitions())  # type: ignore[no-any-return]
+        return self._send(_Calls.definitions())
 
     def get_definition(self, name: str, *, version: int | None = None) -> dict[str, Any]:
-        return self._send(_Calls.definition(name, version))  # type: ignore[no-any-return]
+        return self._send(_Calls.definition(name, version))
 
     def wait_for_workflow(
         self, workflow_id: str, *, poll_interval: float = 0.25, timeout: float | None = None

@@ -119,7 +119,14 @@ class Input(Expression):
 
     def to_schema(self) -> dict[str, Any]:
         schema: dict[str, Any] = {"required": self.required}
-        names = {str: "string", int: "integer", float: "number", bool: "boolean", list: "array", dict: "object"}
+        names = {
+            str: "string",
+            int: "integer",
+            float: "number",
+            bool: "boolean",
+            list: "array",
+            dict: "object",
+        }
         if self.type is not None:
             schema["type"] = names.get(self.type, "string")
         if self.default is not None:

@@ -11,7 +11,7 @@ import enum
 import inspect
 import re
 import textwrap
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import attrs
@@ -40,7 +40,9 @@ _IDENTIFIER = re.compile(r"^[a-zA-Z0-9_-]+$")
 
 def _identifier(instance: object, attribute: attrs.Attribute[Any], value: str) -> None:
     if not isinstance(value, str) or not _IDENTIFIER.match(value):
-        raise ValueError(f"{type(instance).__name__}.{attribute.name} must match {_IDENTIFIER.pattern}, got {value!r}")
+        raise ValueError(
+            f"{type(instance).__name__}.{attribute.name} must match {_IDENTIFIER.pattern}, got {value!r}"
+        )
 
 
 class BackoffStrategy(enum.StrEnum):
@@ -91,19 +93,24 @@ class BudgetSettings:
     action: BudgetAction = attrs.field(default=BudgetAction.ABORT, converter=BudgetAction)
 
 
-def _maybe(cls: type) -> Callable[[Any], Any]:
-    def convert(value: Any) -> Any:
-        return cls(**value) if isinstance(value, Mapping) else value
+def _retry(value: RetrySettings | Mapping[str, Any] | None) -> RetrySettings | None:
+    return RetrySettings(**value) if isinstance(value, Mapping) else value
 
-    return convert
+
+def _cache(value: CacheSettings | Mapping[str, Any] | None) -> CacheSettings | None:
+    return CacheSettings(**value) if isinstance(value, Mapping) else value
+
+
+def _budget(value: BudgetSettings | Mapping[str, Any] | None) -> BudgetSettings | None:
+    return BudgetSettings(**value) if isinstance(value, Mapping) else value
 
 
 @attrs.define(kw_only=True)
 class ActivitySettings:
     timeout_seconds: int | None = None
-    retry: RetrySettings | None = attrs.field(default=None, converter=_maybe(RetrySettings))
-    cache: CacheSettings | None = attrs.field(default=None, converter=_maybe(CacheSettings))
-    budget: BudgetSettings | None = attrs.field(default=None, converter=_maybe(BudgetSettings))
+    retry: RetrySettings | None = attrs.field(default=None, converter=_retry)
+    cache: CacheSettings | None = attrs.field(default=None, converter=_cache)
+    budget: BudgetSettings | None = attrs.field(default=None, converter=_budget)
     delay: str | None = None
     scheduled_for: str | None = None
     streaming: bool | None = None
@@ -114,7 +121,10 @@ class ActivitySettings:
         if self.timeout_seconds is not None:
             out["timeout_seconds"] = self.timeout_seconds
         if self.retry is not None:
-            retry: dict[str, Any] = {"max_attempts": self.retry.max_attempts, "strategy": self.retry.strategy.value}
+            retry: dict[str, Any] = {
+                "max_attempts": self.retry.max_attempts,
+                "strategy": self.retry.strategy.value,
+            }
             for name in ("base_seconds", "factor", "max_seconds"):
                 if getattr(self.retry, name) is not None:
                     retry[name] = getattr(self.retry, name)
@@ -172,10 +182,18 @@ def _outputs(items: Any) -> list[ActivityOutputDefinition]:
     return result
 
 
+def _dependencies(items: Iterable[str | Dependency | Activity]) -> list[str | Dependency | Activity]:
+    return list(items)
+
+
+def _activities(items: Iterable[Activity]) -> list[Activity]:
+    return list(items)
+
+
 def _parameters(value: Any) -> dict[str, Any]:
     if not isinstance(value, Mapping):
         raise ValueError(f"Activity.parameters must be a mapping, got {type(value).__name__}")
-    return _serialize(dict(value))  # type: ignore[no-any-return]
+    return _serialize(dict(value))
 
 
 @attrs.define(kw_only=True, eq=False)
@@ -187,7 +205,7 @@ class Activity:
     worker: str = "std"
     parameters: dict[str, Any] = attrs.field(factory=dict, converter=_parameters)
     settings: ActivitySettings = attrs.field(factory=ActivitySettings, converter=_settings)
-    depends_on: list[str | Dependency] = attrs.field(factory=list, converter=list)
+    depends_on: list[str | Dependency | Activity] = attrs.field(factory=list, converter=_dependencies)
     outputs: list[ActivityOutputDefinition] = attrs.field(factory=list, converter=_outputs)
 
     def __getitem__(self, key: str) -> OutputRef:
@@ -285,7 +303,7 @@ class Workflow:
     """A workflow definition: a ``name`` and its ``activities``; the server assigns versions."""
 
     name: str = attrs.field(validator=_identifier)
-    activities: list[Activity] = attrs.field(factory=list, converter=list)
+    activities: list[Activity] = attrs.field(factory=list, converter=_activities)
 
     def __attrs_post_init__(self) -> None:
         keys = [a.key for a in self.activities]
@@ -303,7 +321,12 @@ class Workflow:
         text = _dump(self.to_dict())
         out: list[str] = []
         for line in text.split("\n"):
-            if line.startswith("- key:") and out and out[-1].strip() and any(x.startswith("- key:") for x in out):
+            if (
+                line.startswith("- key:")
+                and out
+                and out[-1].strip()
+                and any(x.startswith("- key:") for x in out)
+            ):
                 out.append("")
             out.append(line)
         return "\n".join(out)

@@ -64,7 +64,9 @@ def _valid(run: Run) -> None:
 
 
 def _invalid(run: Run) -> None:
-    assert run.sql("SELECT email, reason FROM invalid_users") == [("bad@example.com", "Email validation failed")]
+    assert run.sql("SELECT email, reason FROM invalid_users") == [
+        ("bad@example.com", "Email validation failed")
+    ]
     assert run.sql("SELECT email FROM valid_users") == []
 
 
@@ -118,7 +120,11 @@ CASES: tuple[Case, ...] = (
         id="01b",
         file="examples/01b-weather-report-dynamic.yaml",
         definition="weather_report_dynamic",
-        inputs={"address": "1600 Pennsylvania Avenue NW, Washington, DC 20500", "city": "Washington", "state": "DC"},
+        inputs={
+            "address": "1600 Pennsylvania Avenue NW, Washington, DC 20500",
+            "city": "Washington",
+            "state": "DC",
+        },
         check=_weather_dynamic,
     ),
     Case(
@@ -137,7 +143,9 @@ CASES: tuple[Case, ...] = (
         skipped=frozenset({"store_valid_user"}),
         check=_invalid,
     ),
-    Case(id="03", file="examples/03-document-processing.yaml", definition="process_documents", check=_documents),
+    Case(
+        id="03", file="examples/03-document-processing.yaml", definition="process_documents", check=_documents
+    ),
     Case(
         id="04",
         file="examples/04-moderate-content.yaml",
@@ -264,7 +272,12 @@ CASES: tuple[Case, ...] = (
         skipped=frozenset({"store_invalid_user"}),
         check=_valid,
     ),
-    Case(id="sdk-03", file="sdk_examples/03_document_processing.py", definition="process_documents", check=_documents),
+    Case(
+        id="sdk-03",
+        file="sdk_examples/03_document_processing.py",
+        definition="process_documents",
+        check=_documents,
+    ),
     Case(
         id="sdk-04",
         file="sdk_examples/04_moderate_content.py",

@@ -24,8 +24,13 @@ HOSTS = frozenset({"api.weather.gov", "geocoding.geo.census.gov", "httpbin.org",
 FORECAST = {
     "properties": {
         "periods": [
-            {"number": 1, "name": "Tonight", "temperature": 41, "shortForecast": "Mostly Clear",
-             "detailedForecast": "Mostly clear, with a low around 41."},
+            {
+                "number": 1,
+                "name": "Tonight",
+                "temperature": 41,
+                "shortForecast": "Mostly Clear",
+                "detailedForecast": "Mostly clear, with a low around 41.",
+            },
         ]
     }
 }
@@ -52,16 +57,28 @@ class Fakes:
 
     async def points(self, request: Request) -> Response:
         lat, _, lon = request.path_params["coords"].partition(",")
-        body = {"properties": {"forecast": f"https://api.weather.gov/gridpoints/LWX/97,71/forecast?lat={lat}&lon={lon}"}}
+        body = {
+            "properties": {
+                "forecast": f"https://api.weather.gov/gridpoints/LWX/97,71/forecast?lat={lat}&lon={lon}"
+            }
+        }
         return JSONResponse(body, media_type="application/geo+json")
 
     async def geocode(self, request: Request) -> Response:
         address = request.query_params.get("address", "")
-        matches = [{"matchedAddress": address.upper(), "coordinates": {"x": -77.0365, "y": 38.8977}}] if address else []
-        return JSONResponse({"result": {"input": {"address": {"address": address}}, "addressMatches": matches}})
+        matches = (
+            [{"matchedAddress": address.upper(), "coordinates": {"x": -77.0365, "y": 38.8977}}]
+            if address
+            else []
+        )
+        return JSONResponse(
+            {"result": {"input": {"address": {"address": address}}, "addressMatches": matches}}
+        )
 
     async def httpbin_get(self, request: Request) -> Response:
-        return JSONResponse({"args": dict(request.query_params), "headers": dict(request.headers), "url": str(request.url)})
+        return JSONResponse(
+            {"args": dict(request.query_params), "headers": dict(request.headers), "url": str(request.url)}
+        )
 
     async def send(self, request: Request) -> Response:
         message = await request.json()
@@ -76,5 +93,7 @@ class _Routing(httpx.AsyncBaseTransport):
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         self._fakes.requests.append(f"{request.method} {request.url}")
         if request.url.host not in HOSTS:
-            raise httpx.ConnectError(f"no route to {request.url.host} (conformance suite: offline)", request=request)
+            raise httpx.ConnectError(
+                f"no route to {request.url.host} (conformance suite: offline)", request=request
+            )
         return await self._fakes._asgi.handle_async_request(request)

@@ -49,6 +49,8 @@ def _diagnose_body(case: Case, db_url: str) -> dict[str, Any]:
     for activity in body["activities"]:
         activity.setdefault("worker", "std")
     return body
+
+
 CLIENT = {"client_id": "kruxiaflow-docker-client", "client_secret": "kruxiaflow-dev-secret"}
 FORM = "application/x-www-form-urlencoded"  # what curl --data-binary sends without -H Content-Type
 _PGVECTOR = re.compile(r"-- Requires pgvector.*?WITH \(lists = 100\);", re.S)
@@ -128,12 +130,16 @@ async def _deploy_and_start(
 ) -> str:
     if sdk_workflow is None:
         deployed = await api.post(
-            "/api/v1/workflow_definitions", content=(HERE / case.file).read_bytes(), headers={"Content-Type": FORM}
+            "/api/v1/workflow_definitions",
+            content=(HERE / case.file).read_bytes(),
+            headers={"Content-Type": FORM},
         )
         if DIAGNOSE and deployed.status_code in (415, 422):
             deployed = await api.post("/api/v1/workflow_definitions", json=_diagnose_body(case, db_url))
         assert deployed.status_code in (200, 201), f"deploy: {deployed.status_code} {deployed.text}"
-        started = await api.post("/api/v1/workflows", json={"definition_name": case.definition, "input": case.inputs})
+        started = await api.post(
+            "/api/v1/workflows", json={"definition_name": case.definition, "input": case.inputs}
+        )
         assert started.status_code == 201, f"submit: {started.status_code} {started.text}"
         return str(started.json()["workflow_id"])
     import kruxiaflow
@@ -150,14 +156,19 @@ async def _deploy_and_start(
 
 
 @pytest.fixture
-async def running(server_db: str, examples_db: str, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[tuple[str, Fakes]]:
+async def running(
+    server_db: str, examples_db: str, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[tuple[str, Fakes]]:
     monkeypatch.setenv("KRUXIAFLOW_SECRET_DB_URL", examples_db)
     fakes = Fakes()
     config = ServerConfig(db=server_db, port=0, clients={CLIENT["client_id"]: CLIENT["client_secret"]})
     async with trio.open_nursery() as nursery:
         url = await nursery.start(Server(config).run)
         workers = [
-            Worker(WorkerConfig(api_url=url, worker="std", **CLIENT), std_activities(http_transport=fakes.transport)),
+            Worker(
+                WorkerConfig(api_url=url, worker="std", **CLIENT),
+                std_activities(http_transport=fakes.transport),
+            ),
             Worker(WorkerConfig(api_url=url, worker="py-std", **CLIENT), PY_STD_ACTIVITIES),
         ]
         for worker in workers:
@@ -195,16 +206,18 @@ async def test_example(case: Case, running: tuple[str, Fakes], examples_db: str)
     url, fakes = running
     definition, sdk_workflow = _definition(case)
     async with httpx.AsyncClient(base_url=url, timeout=30) as api:
-        token = (await api.post("/api/v1/oauth/token", data={"grant_type": "client_credentials", **CLIENT})).json()[
-            "access_token"
-        ]
+        token = (
+            await api.post("/api/v1/oauth/token", data={"grant_type": "client_credentials", **CLIENT})
+        ).json()["access_token"]
         api.headers["Authorization"] = f"Bearer {token}"
         workflow_id = await _deploy_and_start(api, url, token, case, sdk_workflow, examples_db)
         body = await _wait_terminal(api, workflow_id)
     statuses = {a["activity_key"]: a["status"] for a in body["activities"]}
     errors = {a["activity_key"]: a["error"] for a in body["activities"] if a.get("error")}
     assert body["status"] == "completed", f"workflow {body['status']}: {body.get('error_message')}; {errors}"
-    expected = {a["key"]: "skipped" if a["key"] in case.skipped else "completed" for a in definition["activities"]}
+    expected = {
+        a["key"]: "skipped" if a["key"] in case.skipped else "completed" for a in definition["activities"]
+    }
     assert statuses == expected
     outputs = {a["activity_key"]: a["outputs"] for a in body["activities"]}
     assert "{{" not in json.dumps(outputs), "an unresolved template reached an activity"
@@ -216,4 +229,3 @@ async def test_example(case: Case, running: tuple[str, Fakes], examples_db: str)
 
     if case.check is not None:
         case.check(Run(workflow_id=workflow_id, body=body, outputs=outputs, mail=fakes.mail, sql=sql))
-

@@ -56,7 +56,9 @@ def _string_map(field: str, value: Any) -> dict[str, str] | None:
     try:
         return {str(k): _scalar_text(v) for k, v in value.items()}
     except TypeError as exc:
-        raise TerminalActivityError(f"http_request: parameter {field!r}: {exc}", code="INVALID_PARAMETERS") from None
+        raise TerminalActivityError(
+            f"http_request: parameter {field!r}: {exc}", code="INVALID_PARAMETERS"
+        ) from None
 
 
 @attrs.frozen(kw_only=True)
@@ -112,14 +114,18 @@ def _decode_body(raw: bytes, content_type: str | None, url: str) -> Any:
         try:
             return json.loads(raw)
         except ValueError as exc:
-            raise ActivityError(f"http_request: {url} answered {content_type} that is not JSON: {exc}") from None
+            raise ActivityError(
+                f"http_request: {url} answered {content_type} that is not JSON: {exc}"
+            ) from None
     return raw.decode("utf-8", errors="replace")
 
 
 def _request(params: HttpRequestParams) -> tuple[str, dict[str, str], dict[str, str] | None, bytes | None]:
     method = params.method.upper()
     if method not in _METHODS:
-        raise TerminalActivityError(f"http_request: unknown method {params.method!r}", code="INVALID_PARAMETERS")
+        raise TerminalActivityError(
+            f"http_request: unknown method {params.method!r}", code="INVALID_PARAMETERS"
+        )
     headers = _string_map("headers", params.headers) or {}
     if not any(k.lower() == "user-agent" for k in headers):
         headers["User-Agent"] = USER_AGENT
@@ -169,9 +175,13 @@ async def _http_request(
                 if body is not None:
                     reply["body"] = body
     except httpx.TimeoutException as exc:
-        raise ActivityError(f"http_request: {method} {params.url} timed out after {timeout:g} s ({exc!r})") from None
+        raise ActivityError(
+            f"http_request: {method} {params.url} timed out after {timeout:g} s ({exc!r})"
+        ) from None
     except httpx.InvalidURL as exc:
-        raise TerminalActivityError(f"http_request: invalid url {params.url!r}: {exc}", code="INVALID_PARAMETERS") from None
+        raise TerminalActivityError(
+            f"http_request: invalid url {params.url!r}: {exc}", code="INVALID_PARAMETERS"
+        ) from None
     except httpx.HTTPError as exc:
         raise ActivityError(f"http_request: {method} {params.url} failed: {exc}") from None
     return ActivityResult.value("response", reply)
@@ -182,7 +192,8 @@ async def _download(
 ) -> ActivityResult:
     if not filename or "/" in filename or filename.startswith("."):
         raise TerminalActivityError(
-            f"http_request: download_to_file must be a plain file name, got {filename!r}", code="INVALID_PARAMETERS"
+            f"http_request: download_to_file must be a plain file name, got {filename!r}",
+            code="INVALID_PARAMETERS",
         )
     path = trio.Path(await ctx.temp_dir()) / filename
     raw = await _read_capped(response, limit, str(response.url))

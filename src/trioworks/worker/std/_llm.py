@@ -71,7 +71,9 @@ def _chain(model: Any) -> list[tuple[str, str]]:
 def _remote() -> bool:
     mode = os.environ.get(MODE_ENV, "offline")
     if mode not in ("offline", "remote"):
-        raise TerminalActivityError(f"{MODE_ENV} must be 'offline' or 'remote', got {mode!r}", code="CONFIG_ERROR")
+        raise TerminalActivityError(
+            f"{MODE_ENV} must be 'offline' or 'remote', got {mode!r}", code="CONFIG_ERROR"
+        )
     return mode == "remote"
 
 
@@ -88,7 +90,9 @@ def _decimal(field: str, value: Any) -> Decimal | None:
     try:
         return Decimal(str(value))
     except InvalidOperation:
-        raise TerminalActivityError(f"parameter {field!r} must be a number, got {value!r}", code="INVALID_PARAMETERS") from None
+        raise TerminalActivityError(
+            f"parameter {field!r} must be a number, got {value!r}", code="INVALID_PARAMETERS"
+        ) from None
 
 
 def estimate_tokens(text: str) -> int:
@@ -124,8 +128,10 @@ def _price(pricing: dict[str, Any] | None, key: str) -> tuple[Decimal, Decimal] 
     if entry is None:
         return None
     return (
-        _decimal(f"model_pricing.{key}.input_price_per_million", entry.get("input_price_per_million")) or Decimal(0),
-        _decimal(f"model_pricing.{key}.output_price_per_million", entry.get("output_price_per_million")) or Decimal(0),
+        _decimal(f"model_pricing.{key}.input_price_per_million", entry.get("input_price_per_million"))
+        or Decimal(0),
+        _decimal(f"model_pricing.{key}.output_price_per_million", entry.get("output_price_per_million"))
+        or Decimal(0),
     )
 
 
@@ -149,7 +155,9 @@ async def _complete(provider: str, model: str, params: LLMPromptParams) -> _Repl
         *([ChatMessage(role="system", content=params.system_prompt)] if params.system_prompt else []),
         ChatMessage(role="user", content=params.prompt),
     )
-    llm_params = LLMParams(model=model, max_tokens=params.max_tokens, temperature=params.temperature, top_p=params.top_p)
+    llm_params = LLMParams(
+        model=model, max_tokens=params.max_tokens, temperature=params.temperature, top_p=params.top_p
+    )
     backend: Any
     if _remote() and provider != "offline":
         base, key = _endpoint(provider)
@@ -168,7 +176,9 @@ async def _complete(provider: str, model: str, params: LLMPromptParams) -> _Repl
         await backend.aclose()
     text = completion.text
     usage = completion.usage or {}
-    prompt_tokens = usage.get("prompt_tokens") or estimate_tokens((params.system_prompt or "") + params.prompt)
+    prompt_tokens = usage.get("prompt_tokens") or estimate_tokens(
+        (params.system_prompt or "") + params.prompt
+    )
     output_tokens = usage.get("completion_tokens") or estimate_tokens(text)
     finish = "MaxTokens" if params.max_tokens is not None and output_tokens >= params.max_tokens else "Stop"
     if params.stop_sequences:
@@ -198,7 +208,11 @@ async def llm_prompt(params: LLMPromptParams, ctx: ActivityContext) -> ActivityR
         except ActivityError as exc:
             errors.append(f"{key}: {exc.message}")
             continue
-        cost = None if price is None else (reply.prompt_tokens * price[0] + reply.output_tokens * price[1]) / Decimal(1_000_000)
+        cost = (
+            None
+            if price is None
+            else (reply.prompt_tokens * price[0] + reply.output_tokens * price[1]) / Decimal(1_000_000)
+        )
         result = ActivityResult.value(
             "result",
             {
@@ -227,7 +241,8 @@ async def llm_prompt(params: LLMPromptParams, ctx: ActivityContext) -> ActivityR
         return result if cost is None else result.with_cost(cost)
     if not errors:
         raise TerminalActivityError(
-            f"llm_prompt: every model exceeds the budget (skipped: {', '.join(skipped)})", code="BUDGET_EXCEEDED"
+            f"llm_prompt: every model exceeds the budget (skipped: {', '.join(skipped)})",
+            code="BUDGET_EXCEEDED",
         )
     raise ActivityError(f"llm_prompt: all providers failed: {'; '.join(errors)}")
 
@@ -276,7 +291,9 @@ async def embedding(params: EmbeddingParams, ctx: ActivityContext) -> ActivityRe
             if _remote() and provider != "offline":
                 vectors, tokens = await _remote_embed(provider, model, list(params.input))
             else:
-                vectors = await run_in_thread(_encode, list(params.input), params.batch_size, limiter=_MODEL_LIMITER)
+                vectors = await run_in_thread(
+                    _encode, list(params.input), params.batch_size, limiter=_MODEL_LIMITER
+                )
                 tokens = sum(estimate_tokens(t) for t in params.input)
         except ActivityError as exc:
             errors.append(exc.message)
@@ -289,7 +306,12 @@ async def embedding(params: EmbeddingParams, ctx: ActivityContext) -> ActivityRe
                 "embedding_count": len(vectors),
                 "model": model,
                 "provider": provider,
-                "usage": {"prompt_tokens": tokens, "output_tokens": 0, "total_tokens": tokens, "cached_tokens": None},
+                "usage": {
+                    "prompt_tokens": tokens,
+                    "output_tokens": 0,
+                    "total_tokens": tokens,
+                    "cached_tokens": None,
+                },
             },
         )
     raise ActivityError(f"embedding: all providers failed: {'; '.join(errors)}")

@@ -83,7 +83,11 @@ def _json_value(value: Any) -> Any:
     if value is None or isinstance(value, bool | int | float | str | dict | list):
         return value
     if isinstance(value, decimal.Decimal):
-        return int(value) if value == value.to_integral_value() and value.as_tuple().exponent == 0 else float(value)
+        return (
+            int(value)
+            if value == value.to_integral_value() and value.as_tuple().exponent == 0
+            else float(value)
+        )
     if isinstance(value, uuid.UUID):
         return str(value)
     if isinstance(value, datetime.datetime | datetime.date | datetime.time):
@@ -97,7 +101,7 @@ def _json_value(value: Any) -> Any:
     return str(value)
 
 
-def _execute(cur: psycopg.RawCursor[Any], query: str, params: list[Any] | None) -> dict[str, Any]:
+def _execute(cur: psycopg.Cursor[Any], query: str, params: list[Any] | None) -> dict[str, Any]:
     cur.execute(query, [_bind(p) for p in params or []])
     if cur.description is None:
         return {"rows_affected": cur.rowcount}
@@ -154,7 +158,9 @@ async def postgres_query(params: PostgresQueryParams, ctx: ActivityContext) -> A
                 try:
                     return _execute(cur, params.query, params.params)
                 except _TERMINAL as exc:
-                    raise TerminalActivityError(f"postgres_query: {exc}".strip(), code="QUERY_ERROR") from None
+                    raise TerminalActivityError(
+                        f"postgres_query: {exc}".strip(), code="QUERY_ERROR"
+                    ) from None
 
     return ActivityResult.value("result", await _in_thread(session, work))
 

@@ -70,7 +70,9 @@ async def script(params: ScriptParams, ctx: ActivityContext) -> ActivityResult:
             check=False,
         )
     if scope.cancelled_caught:
-        raise ActivityError(f"script: killed after timeout_seconds={params.timeout_seconds:g}", code="TIMEOUT")
+        raise ActivityError(
+            f"script: killed after timeout_seconds={params.timeout_seconds:g}", code="TIMEOUT"
+        )
     if done.stdout:
         ctx.logger.info("script stdout: %s", _tail(done.stdout))
     try:
@@ -84,5 +86,3 @@ async def script(params: ScriptParams, ctx: ActivityContext) -> ActivityResult:
             ctx.logger.error("script failed:\n%s", _tail(done.stderr))
         raise TerminalActivityError(outcome["message"], code=outcome["code"])
     return ActivityResult.value("result", outcome["output"])
-
-

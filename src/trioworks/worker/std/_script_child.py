@@ -55,7 +55,11 @@ def run(job: dict[str, Any]) -> dict[str, Any]:
         # ``OUTPUT = await f(...)``); such a script runs under Trio.
         code = compile(script, "<script>", "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
     except SyntaxError as exc:
-        return {"ok": False, "code": "SYNTAX_ERROR", "message": f"SyntaxError at line {exc.lineno}: {exc.msg}"}
+        return {
+            "ok": False,
+            "code": "SYNTAX_ERROR",
+            "message": f"SyntaxError at line {exc.lineno}: {exc.msg}",
+        }
     try:
         if code.co_flags & inspect.CO_COROUTINE:
             import trio
