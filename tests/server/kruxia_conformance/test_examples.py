@@ -157,11 +157,18 @@ async def _deploy_and_start(
 
 @pytest.fixture
 async def running(
-    server_db: str, examples_db: str, monkeypatch: pytest.MonkeyPatch
+    server_db: str, examples_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[tuple[str, Fakes]]:
     monkeypatch.setenv("KRUXIAFLOW_SECRET_DB_URL", examples_db)
     fakes = Fakes()
-    config = ServerConfig(db=server_db, port=0, clients={CLIENT["client_id"]: CLIENT["client_secret"]})
+    # files_dir in the test's directory: a Postgres server would otherwise keep files (and its JWT
+    # secret) under ./trioworks-files.
+    config = ServerConfig(
+        db=server_db,
+        port=0,
+        clients={CLIENT["client_id"]: CLIENT["client_secret"]},
+        files_dir=tmp_path / "files",
+    )
     async with trio.open_nursery() as nursery:
         url = await nursery.start(Server(config).run)
         workers = [
