@@ -56,6 +56,60 @@ PUBLIC: dict[str, set[str]] = {
     "trioworks": {
         "__version__",
     },
+    "trioworks.client": {
+        "Activity",
+        "ActivityOutputDefinition",
+        "ActivitySettings",
+        "And",
+        "AsyncClient",
+        "AsyncKruxiaFlow",
+        "AuthenticationError",
+        "BackoffStrategy",
+        "BudgetAction",
+        "BudgetSettings",
+        "CacheSettings",
+        "Client",
+        "Comparison",
+        "Contains",
+        "Dependency",
+        "DeploymentError",
+        "EnvRef",
+        "Eq",
+        "Expression",
+        "Ge",
+        "Gt",
+        "In",
+        "Input",
+        "IsNotNull",
+        "IsNull",
+        "KruxiaFlow",
+        "KruxiaFlowError",
+        "Le",
+        "Literal",
+        "Lt",
+        "Ne",
+        "Not",
+        "Or",
+        "OutputComparison",
+        "OutputRef",
+        "OutputType",
+        "RetrySettings",
+        "ScriptActivity",
+        "SecretRef",
+        "TERMINAL_STATUSES",
+        "Workflow",
+        "WorkflowNotFoundError",
+        "WorkflowRef",
+        "and_",
+        "contains",
+        "in_",
+        "is_not_null",
+        "is_null",
+        "not_",
+        "or_",
+        "script",
+        "workflow",
+    },
     "trioworks.core": {
         "CancelOutcome",
         "Correlator",
@@ -178,6 +232,29 @@ PUBLIC: dict[str, set[str]] = {
         "WorkerError",
         "WorkerStats",
         "activity",
+    },
+    "trioworks.worker.std": {
+        "DEFAULT_MAX_RESPONSE_BYTES",
+        "EmbeddingParams",
+        "HttpRequestParams",
+        "LLMPromptParams",
+        "PY_STD_ACTIVITIES",
+        "PY_STD_WORKER",
+        "PostgresQueryParams",
+        "PostgresTransactionParams",
+        "STD_ACTIVITIES",
+        "STD_WORKER",
+        "ScriptParams",
+        "TransactionStatement",
+        "echo",
+        "embedding",
+        "estimate_tokens",
+        "http_request",
+        "llm_prompt",
+        "postgres_query",
+        "postgres_transaction",
+        "script",
+        "std_activities",
     },
     "trioworks.server": {
         "ActivityDef",
@@ -475,6 +552,8 @@ CLI = "trioworks.cli"
 
 # Classes defined in private modules that are deliberately not exported, with why.
 INTERNAL: dict[str, set[str]] = {
+    # The child-process side of the script activity: what a user script sees as ``ctx``.
+    "trioworks.worker.std._script_child": {"ScriptContext"},
     # A structural protocol: any object with create() is a factory; nobody needs to import it.
     "trioworks.dag._resources": {"SupportsCreate"},
     # Kailash's cycle API: create_cycle() returns the builder, whose build() adds the spec; users
@@ -512,7 +591,7 @@ INTERNAL: dict[str, set[str]] = {
     "trioworks.worker._transport": {"WorkerTransport"},
 }
 
-SUBSYSTEMS = {"bus", "cli", "core", "dag", "demo", "server", "services", "worker"}
+SUBSYSTEMS = {"bus", "cli", "client", "core", "dag", "demo", "server", "services", "worker"}
 
 
 def _private_modules() -> list[str]:

@@ -5,7 +5,10 @@ Subpackages (each exports its public names in ``__all__``; modules named ``_x`` 
 - :mod:`trioworks.core`: offload, retry, supervision, correlation and metrics shared by every
   subsystem; depends on nothing else in trioworks.
 - :mod:`trioworks.dag`: a Kailash-compatible workflow builder and a Trio DAG runtime.
-- :mod:`trioworks.worker`: the Kruxia Flow activity worker (wire-compatible with its server).
+- :mod:`trioworks.worker`: the Kruxia Flow activity worker (wire-compatible with its server);
+  ``trioworks.worker.std`` has the original's standard activities.
+- :mod:`trioworks.client`: a Kruxia Flow API client (Trio and blocking) and the original SDK's
+  workflow DSL (``Workflow``, ``Activity``, expressions), under the SDK's names.
 - :mod:`trioworks.server`: the reference Kruxia Flow server (HTTP API, SQLite or Postgres
   storage, lease sweeper).
 - :mod:`trioworks.bus`: the voice services' message bus (in-process or MQTT) and its contracts.

@@ -71,10 +71,16 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     )
     parser.add_argument(
         "--app",
-        required=True,
         metavar="MODULE",
         help="module name (or path.py) with the activities: its `activities` list, else every "
-        "@activity / Activity instance at module level",
+        "@activity / Activity instance at module level (required unless --std)",
+    )
+    parser.add_argument(
+        "--std",
+        action="store_true",
+        help="serve the standard activities (http_request, echo, postgres_query, postgres_transaction, "
+        "llm_prompt, embedding, script) as worker `std` (unless --worker), plus `script` as worker "
+        "`py-std`; --app adds its activities to them",
     )
     for flag, dest, kind, text in _FLAGS:
         metavar = {int: "N", float: "S"}.get(kind, flag.removeprefix("--").upper().replace("-", "_"))
@@ -107,33 +113,55 @@ def _collect(module: types.ModuleType, shown: str) -> list[ActivityDefinition | 
     return items
 
 
-def _worker_command(args: argparse.Namespace, io: Streams) -> int:
-    activities = load_activities(args.app)
+def _plan(args: argparse.Namespace) -> list[tuple[dict[str, Any], list[ActivityDefinition | Activity]]]:
+    """(config overrides, activities) of each worker to run."""
+    if args.app is None and not args.std:
+        raise CliError("give --app MODULE (your activities) or --std (the standard activities)")
+    activities = load_activities(args.app) if args.app is not None else []
     overrides = {dest: getattr(args, dest) for _flag, dest, _kind, _text in _FLAGS}
-    try:
-        config = WorkerConfig.from_env(**overrides)
-        # The command owns the process: freezing the start-up heap keeps full GCs off the loop.
-        # Signals are watched here, not by the worker, to tell Ctrl-C (130) from SIGTERM (0).
-        worker = Worker(config, activities, freeze_gc=True)
-    except ConfigError as exc:
-        flag = next((f for f, dest, _k, _t in _FLAGS if dest == exc.source), None)
-        raise CliError(f"{flag or exc.source}: {exc.message}") from exc
-    except (TypeError, ValueError) as exc:
-        raise CliError(f"{args.app}: {exc}") from exc
-    names = ", ".join(f"{name} ({d.kind.value})" for name, d in sorted(worker.registry.items()))
-    io.note(
-        f"worker {config.worker_id} ({config.worker}) -> {config.api_url}: "
-        f"{config.max_activities} slots; activities: {names}"
-    )
+    if not args.std:
+        return [(overrides, activities)]
+    from ..worker.std import PY_STD_ACTIVITIES, PY_STD_WORKER, STD_ACTIVITIES, STD_WORKER
+
+    # The original's std worker is worker type `std`; py-std's `script` polls `py-std` beside it.
+    main = {**overrides, "worker": args.worker or STD_WORKER}
+    plan = [(main, [*STD_ACTIVITIES, *activities])]
+    if main["worker"] == STD_WORKER:
+        worker_id = f"{args.worker_id}-py-std" if args.worker_id else None
+        plan.append(({**overrides, "worker": PY_STD_WORKER, "worker_id": worker_id}, list(PY_STD_ACTIVITIES)))
+    return plan
+
+
+def _worker_command(args: argparse.Namespace, io: Streams) -> int:
+    workers: list[Worker] = []
+    for overrides, activities in _plan(args):
+        try:
+            config = WorkerConfig.from_env(**overrides)
+            # The command owns the process: freezing the start-up heap keeps full GCs off the loop.
+            # Signals are watched here, not by the worker, to tell Ctrl-C (130) from SIGTERM (0).
+            workers.append(Worker(config, activities, freeze_gc=True))
+        except ConfigError as exc:
+            flag = next((f for f, dest, _k, _t in _FLAGS if dest == exc.source), None)
+            raise CliError(f"{flag or exc.source}: {exc.message}") from exc
+        except (TypeError, ValueError) as exc:
+            raise CliError(f"{args.app or '--std'}: {exc}") from exc
+    for worker in workers:
+        config = worker.config
+        names = ", ".join(f"{name} ({d.kind.value})" for name, d in sorted(worker.registry.items()))
+        io.note(
+            f"worker {config.worker_id} ({config.worker}) -> {config.api_url}: "
+            f"{config.max_activities} slots; activities: {names}"
+        )
     if args.check:
         return 0
-    code = trio.run(_run_until_stopped, worker, io)
-    io.note(f"worker stopped: {worker.stats().line()}")
+    code = trio.run(_run_until_stopped, workers, io)
+    for worker in workers:
+        io.note(f"worker stopped: {worker.stats().line()}")
     return code
 
 
-async def _run_until_stopped(worker: Worker, io: Streams) -> int:
-    """Run ``worker`` until it ends; SIGINT or SIGTERM drains it, a second one cuts the drain short.
+async def _run_until_stopped(workers: list[Worker], io: Streams) -> int:
+    """Run the ``workers`` until they end; SIGINT or SIGTERM drains them, a second one cuts the drain short.
 
     Returns the exit code: 130 when a SIGINT stopped it, else 0.
     """
@@ -149,11 +177,14 @@ async def _run_until_stopped(worker: Worker, io: Streams) -> int:
                 io.note(
                     f"{signal.Signals(signum).name}: {'cutting the drain short' if draining else 'draining'}"
                 )
-                worker.request_drain()  # the second call forces
+                for worker in workers:
+                    worker.request_drain()  # the second call forces
                 draining = True
 
     async with trio.open_nursery() as nursery:
         await nursery.start(watch)
-        await worker.run()
+        async with trio.open_nursery() as running:
+            for worker in workers:
+                running.start_soon(worker.run)
         nursery.cancel_scope.cancel()
     return code
