@@ -41,7 +41,10 @@ def test_valid_definition_parses() -> None:
         ([], "body"),
         ({"activities": [activity("a")]}, "name"),
         ({"name": "x", "activities": []}, "activities"),
-        ({"name": "x", "activities": [{"key": "a", "activity_name": "a"}]}, "activities[0].worker"),
+        (
+            {"name": "x", "activities": [{"key": "a", "activity_name": "a", "worker": None}]},
+            "activities[0].worker",
+        ),
         ({"name": "x", "activities": [activity("a", worker="Bad")]}, "activities[0].worker"),
         ({"name": "x", "activities": [activity("a b")]}, "activities[0].key"),
         ({"name": "x", "activities": [activity("a"), activity("a")]}, "activities[1].key"),
@@ -82,3 +85,9 @@ def test_valid_definition_parses() -> None:
 )
 def test_bad_definitions_name_the_field(data: Any, field: str) -> None:
     assert field in errors_of(data)
+
+
+def test_worker_defaults_to_std() -> None:
+    """As the original (core/src/workflow/definition.rs): an activity without ``worker`` is ``std``."""
+    parsed = parse_definition({"name": "x", "activities": [{"key": "a", "activity_name": "a"}]})
+    assert parsed.activities[0].worker == "std"

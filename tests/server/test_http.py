@@ -166,6 +166,31 @@ async def test_yaml_definition_and_unique_key(api: Api) -> None:
     )
 
 
+async def test_definition_body_is_yaml_whatever_its_content_type(api: Api) -> None:
+    """As the original: ``curl --data-binary @flow.yaml`` (form-urlencoded), no type, text/plain."""
+    url = "/api/v1/workflow_definitions"
+    for i, content_type in enumerate(("application/x-www-form-urlencoded", None, "text/plain")):
+        body = yaml.safe_dump({**DEFINITION, "name": f"etl{i}"}).encode()
+        headers = {"Content-Type": content_type} if content_type else {}
+        reply = await api.client.post(url, content=body, headers=headers)
+        assert reply.status_code == 201, (content_type, reply.text)
+        assert reply.json()["name"] == f"etl{i}"
+    # The YAML bounds hold whatever the type: an alias bomb and deep nesting are a 400.
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    bomb = b"a0: &a0 [x]\n" + b"".join(
+        f"a{i}: &a{i} [".encode() + b",".join([f"*a{i - 1}".encode()] * 9) + b"]\n" for i in range(1, 9)
+    )
+    for body, expected in ((bomb, "expands"), (b"- " * 100 + b"x", "nest"), (b"  ", "empty")):
+        error = error_of(await api.client.post(url, content=body, headers=form), 400, "BAD_REQUEST")
+        assert expected in error["message"], error
+    # A JSON content type is still read as JSON (and YAML-only syntax refused).
+    error_of(
+        await api.client.post(url, content=b"name: x", headers={"Content-Type": "application/json"}),
+        400,
+        "BAD_REQUEST",
+    )
+
+
 async def test_worker_conflicts(api: Api) -> None:
     await deploy_and_submit(api, url="u")
     (fetch,) = await poll(api)

@@ -22,6 +22,7 @@ from hypercorn.trio import serve
 from ..core import Metrics, RestartPolicy, run_in_thread, supervise
 from ._errors import ConfigurationError, StorageUnavailable
 from .http import Authenticator, Client, Context, build_app, hypercorn_guard, parse_clients, secret_from_file
+from .rules import secrets_from_env
 from .storage import FileStore, Storage, open_storage
 
 __all__ = ["Server", "ServerConfig"]
@@ -57,6 +58,8 @@ class ServerConfig:
     insecure_dev: bool = False
     jwt_secret: str | None = attrs.field(factory=lambda: os.environ.get("TRIOWORKS_JWT_SECRET") or None)
     jwt_secret_file: Path | None = None
+    secrets: Mapping[str, str] = attrs.field(factory=lambda: secrets_from_env(os.environ), repr=False)
+    """``{{SECRET.name}}`` values: ``KRUXIAFLOW_SECRET_<NAME>`` of the environment, as the original."""
     token_ttl: int = 3600
     files_dir: Path | None = None  # default: next to a SQLite database, else ./trioworks-files
     max_body_bytes: int = 4 * MB
@@ -162,6 +165,7 @@ class Server:
             max_file_bytes=config.max_file_bytes,
             files=FileStore(Path(files_dir), file_limiter),
             metrics=config.metrics,
+            secrets=config.secrets,
         )
 
     def _secret_from_file(self, storage: Storage, files_dir: Path) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any, overload
 
+import attrs
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -15,8 +16,8 @@ from ...core import run_in_thread
 from .._errors import BadRequest, NotFound, ValidationFailed
 from .._models import ActivityRow, ActivityStatus, WorkflowRow, WorkflowStatus
 from .._wire import converter, definition_body, iso
-from ..rules import KEY_PATTERN, parse_definition
-from ._context import Context, json_body, respond
+from ..rules import KEY_PATTERN, MissingSecret, fill_secrets, parse_definition, secret_names
+from ._context import Context, json_body, media_type, read_body, respond
 from ._limits import load_yaml
 from ._requests import (
     SubmitRequest,
@@ -33,8 +34,6 @@ __all__ = ["routes"]
 
 routes = Routes()
 
-_YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
-
 
 # -- worker queue ------------------------------------------------------------------------------
 @routes.post("/api/v1/workers/poll")
@@ -45,7 +44,18 @@ async def poll(request: Request, ctx: Context) -> Response:
     await ctx.check_worker_id(request, body.worker_id, bind=True)
     claimed = await ctx.db(ctx.storage.claim, body.worker, body.worker_id, body.max_activities, ctx.clock())
     ctx.metrics.counter("server.activities_claimed").inc(len(claimed))
-    return respond({"activities": [converter.unstructure(a) for a in claimed], "count": len(claimed)})
+    handed = []
+    for activity in claimed:  # secrets go into the hand-out only, never into a stored row
+        try:
+            parameters = fill_secrets(activity.parameters, ctx.secrets)
+        except MissingSecret as exc:  # deployed while the server had it, restarted without
+            error = {"code": "SECRET_MISSING", "message": str(exc), "retryable": False}
+            await ctx.db(
+                ctx.storage.fail, activity.activity_id, body.worker_id, error, 0.0, None, ctx.clock()
+            )
+            continue
+        handed.append(attrs.evolve(activity, parameters=parameters))
+    return respond({"activities": [converter.unstructure(a) for a in handed], "count": len(handed)})
 
 
 @routes.post("/api/v1/activities/{activity_id}/heartbeat")
@@ -95,14 +105,34 @@ async def fail(request: Request, ctx: Context) -> Response:
 # -- definitions -------------------------------------------------------------------------------
 @routes.post("/api/v1/workflow_definitions")
 async def put_definition(request: Request, ctx: Context) -> Response:
-    data = await json_body(request, ctx, also=_YAML_TYPES)
-    if isinstance(data, bytes):  # YAML: json_body hands back raw bytes for the types in ``also``
-        data = await run_in_thread(load_yaml, data, limiter=ctx.file_limiter)  # CPU, not storage
-    return await _deploy(data, ctx)
+    return await _deploy(await _definition_data(request, ctx), ctx)
+
+
+async def _definition_data(request: Request, ctx: Context) -> Any:
+    """A definition body: JSON if the content type says so, otherwise YAML, whatever the type.
+
+    As the original does: ``curl --data-binary @flow.yaml`` sends the file with curl's default
+    ``application/x-www-form-urlencoded``, and JSON is YAML anyway. The YAML bounds of
+    :func:`load_yaml` (alias bombs, depth) hold for every type.
+    """
+    kind = media_type(request)
+    if kind == "application/json" or kind.endswith("+json"):
+        return await json_body(request, ctx)
+    body = await read_body(request, ctx.max_body_bytes)
+    if not body.strip():
+        raise BadRequest("request body is empty: expected a workflow definition (YAML or JSON)")
+    return await run_in_thread(load_yaml, body, limiter=ctx.file_limiter)  # CPU, not storage
 
 
 async def _deploy(data: Any, ctx: Context) -> Response:
     definition = parse_definition(data)
+    missing = {
+        f"activities[{i}].parameters": [str(MissingSecret(names))]
+        for i, a in enumerate(definition.activities)
+        if (names := sorted(secret_names(a.parameters) - set(ctx.secrets)))
+    }
+    if missing:  # loud at deploy rather than a null at run time (the original's)
+        raise ValidationFailed(missing)
     result = await ctx.db(ctx.storage.put_definition, definition, ctx.clock())
     body: dict[str, Any] = {
         "name": result.name,

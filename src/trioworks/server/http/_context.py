@@ -8,7 +8,7 @@ storage limiter, :meth:`Context.control` on the separate control-plane limiter.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 import attrs
@@ -44,6 +44,8 @@ class Context:
     max_file_bytes: int
     files: FileStore
     metrics: Metrics
+    # SECRET.<name> -> value (KRUXIAFLOW_SECRET_<NAME>): filled into parameters at hand-out only.
+    secrets: Mapping[str, str] = attrs.field(factory=dict, repr=False)
     # worker_id -> client, as bound in the storage (bindings never change, so caching is safe);
     # cleared when it passes _MAX_OWNERS entries, so a client inventing ids cannot grow it.
     owners: dict[str, str] = attrs.field(factory=dict)

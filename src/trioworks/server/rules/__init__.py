@@ -28,10 +28,11 @@ from ._engine import (
     workflow_failure,
 )
 from ._progress import Plan, Progress, RowSource, make_plan, progress, waiting_counts
-from ._templates import TemplateError
+from ._templates import MissingSecret, TemplateError, fill_secrets, secret_names, secrets_from_env
 
 __all__ = [
     "KEY_PATTERN",
+    "MissingSecret",
     "Plan",
     "Progress",
     "RowSource",
@@ -42,12 +43,15 @@ __all__ = [
     "expire_row",
     "fail_row",
     "fail_workflow",
+    "fill_secrets",
     "make_plan",
     "new_activities",
     "owned_check",
     "parse_definition",
     "pending_activity",
     "progress",
+    "secret_names",
+    "secrets_from_env",
     "undeliverable_row",
     "waiting_counts",
     "workflow_failure",

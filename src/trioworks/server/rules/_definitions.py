@@ -189,7 +189,8 @@ def _parse_activity(errors: _Errors, data: Any, path: str) -> ActivityDef | None
     _check_settings(errors, data.get("settings"), f"{path}.settings")
     return ActivityDef(
         key=_str(errors, data, "key", f"{path}.key", KEY_PATTERN),
-        worker=_str(errors, data, "worker", f"{path}.worker", WORKER_PATTERN),
+        # The original's default (core/src/workflow/definition.rs): the standard worker.
+        worker=_str(errors, {"worker": "std", **data}, "worker", f"{path}.worker", WORKER_PATTERN),
         activity_name=_str(errors, data, "activity_name", f"{path}.activity_name", KEY_PATTERN),
         parameters=dict(params),
         depends_on=_parse_depends(errors, data.get("depends_on"), f"{path}.depends_on"),
@@ -261,7 +262,16 @@ def _check_graph(errors: _Errors, activities: tuple[ActivityDef, ...]) -> None:
         for where, value in (("parameters", activity.parameters), ("depends_on", conditions)):
             for expr in sorted(references(value)):
                 root = expr.split(".")[0]
-                if root in ("INPUT", "WORKFLOW"):
+                if root == "SECRET":
+                    if where != "parameters":
+                        errors.add(
+                            f"activities[{i}].{where}", f"{{{{{expr}}}}}: SECRET is for parameters only"
+                        )
+                    elif not re.fullmatch(r"SECRET\.[A-Za-z0-9_]+", expr):
+                        errors.add(
+                            f"activities[{i}].{where}", f"{{{{{expr}}}}}: must be {{{{SECRET.<name>}}}}"
+                        )
+                elif root in ("INPUT", "WORKFLOW"):
                     if root == "WORKFLOW" and expr != "WORKFLOW.id":
                         errors.add(f"activities[{i}].{where}", f"{{{{{expr}}}}}: WORKFLOW only has 'id'")
                 elif root not in keys:

@@ -24,14 +24,18 @@ from typing import Any
 import attrs
 
 __all__ = [
+    "MissingSecret",
     "TemplateContext",
     "TemplateError",
     "Unresolved",
     "check_condition",
     "evaluate_condition",
+    "fill_secrets",
     "normalize_condition",
     "references",
     "render",
+    "secret_names",
+    "secrets_from_env",
 ]
 
 _TEMPLATE = re.compile(r"\{\{\s*([^{}]*?)\s*\}\}")
@@ -52,6 +56,62 @@ class TemplateError(ValueError):
 
 class Unresolved(TemplateError):
     """A reference to a value that does not exist (missing input field, output, or activity)."""
+
+
+class MissingSecret(TemplateError):
+    """A ``{{SECRET.name}}`` whose ``KRUXIAFLOW_SECRET_<NAME>`` the server does not have."""
+
+    def __init__(self, names: list[str]) -> None:
+        self.names = names
+        envs = ", ".join(f"{n!r} (KRUXIAFLOW_SECRET_{n.upper()})" for n in names)
+        super().__init__(f"secret {envs} is not set in the server's environment")
+
+
+_SECRET_ENV = "KRUXIAFLOW_SECRET_"
+_SECRET = re.compile(r"\{\{\s*SECRET\.([A-Za-z0-9_]+)\s*\}\}")
+
+
+def secrets_from_env(environ: Mapping[str, str]) -> dict[str, str]:
+    """``SECRET`` as the original builds it: ``KRUXIAFLOW_SECRET_DB_URL`` is ``SECRET.db_url``."""
+    return {k[len(_SECRET_ENV) :].lower(): v for k, v in environ.items() if k.startswith(_SECRET_ENV)}
+
+
+def secret_names(value: Any) -> set[str]:
+    """The names of the ``{{SECRET.name}}`` templates in ``value`` (recursively)."""
+    return {e.split(".", 1)[1] for e in references(value) if e.startswith("SECRET.")}
+
+
+def fill_secrets(value: Any, secrets: Mapping[str, str]) -> Any:
+    """``value`` with every ``{{SECRET.name}}`` replaced by its secret (as text).
+
+    Done only when an activity is handed to its worker, never stored. Raises
+    :exc:`MissingSecret` naming every secret ``secrets`` lacks (never a value).
+    """
+    missing = sorted(n for n in secret_names(value) if n not in secrets)
+    if missing:
+        raise MissingSecret(missing)
+    return _fill(value, secrets)
+
+
+def _fill(value: Any, secrets: Mapping[str, str]) -> Any:
+    if isinstance(value, str):
+        return _SECRET.sub(lambda m: secrets[m.group(1)], value) if "SECRET" in value else value
+    if isinstance(value, Mapping):
+        return {k: _fill(v, secrets) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_fill(v, secrets) for v in value]
+    return value
+
+
+def _no_secret_template(value: Any, expr: str) -> Any:
+    # A value the engine substitutes (an input, an output) must not bring in a SECRET template
+    # of its own: it would be filled at hand-out, handing a secret to whoever wrote the input.
+    if any(e.startswith("SECRET.") for e in references(value)):
+        raise TemplateError(
+            f"template {{{{{expr}}}}}: its value contains a {{{{SECRET...}}}} template; secrets are "
+            "filled only where the definition writes them"
+        )
+    return value
 
 
 @attrs.frozen
@@ -93,16 +153,23 @@ def _text(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value)
 
 
+def _substitute(expr: str, ctx: TemplateContext) -> Any:
+    if expr.startswith("SECRET."):
+        return f"{{{{{expr}}}}}"  # left for fill_secrets at hand-out: never in a stored row
+    return _no_secret_template(_lookup(expr, ctx), expr)
+
+
 def render(value: Any, ctx: TemplateContext) -> Any:
     """``value`` with every template in every string (recursively) replaced.
 
-    Raises :exc:`TemplateError` (or its subclass :exc:`Unresolved`) naming the template.
+    ``{{SECRET.name}}`` templates are kept as they are (see :func:`fill_secrets`). Raises
+    :exc:`TemplateError` (or its subclass :exc:`Unresolved`) naming the template.
     """
     if isinstance(value, str):
         whole = _TEMPLATE.fullmatch(value)
         if whole:
-            return _lookup(whole.group(1), ctx)
-        return _TEMPLATE.sub(lambda m: _text(_lookup(m.group(1), ctx)), value)
+            return _substitute(whole.group(1), ctx)
+        return _TEMPLATE.sub(lambda m: _text(_substitute(m.group(1), ctx)), value)
     if isinstance(value, Mapping):
         return {k: render(v, ctx) for k, v in value.items()}
     if isinstance(value, list):
