@@ -158,3 +158,19 @@ def test_server_command_errors(capsys: pytest.CaptureFixture[str], tmp_path: Pat
     assert main(["server", "--client", "nosecret"]) == 2
     assert "expected ID:SECRET" in capsys.readouterr().err
     assert main(["server", "--port", "99999"]) == 2
+
+
+def test_workflow_cancel(cli: Callable[..., tuple[int, str, str]], tmp_path: Path) -> None:
+    path = tmp_path / "greet.yaml"
+    path.write_text(yaml.safe_dump(DEFINITION), encoding="utf-8")
+    assert cli("workflow", "deploy", path)[0] == 0
+    code, _, err = cli("workflow", "run", "greet", "--input", '{"who": "ada"}')  # no worker: stays pending
+    assert code == 0, err
+    workflow_id = err.split("workflow ")[1].split()[0]
+    code, out, err = cli("workflow", "cancel", workflow_id)
+    assert (code, out.split()) == (0, [workflow_id, "greet", "cancelled"]), err
+    assert cli("workflow", "cancel", workflow_id)[0] == 0  # idempotent
+    code, out, _ = cli("workflow", "status", workflow_id)
+    assert "cancelled" in out.splitlines()[0] and "WORKFLOW_CANCELLED" in out
+    code, _, err = cli("workflow", "cancel", "nope")
+    assert code == 2 and "404" in err

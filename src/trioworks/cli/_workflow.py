@@ -1,4 +1,4 @@
-"""``trioworks workflow deploy|run|status``: talk HTTP to a workflow server.
+"""``trioworks workflow deploy|run|status|cancel``: talk HTTP to a workflow server.
 
 The server is ``--url`` or ``$KRUXIAFLOW_API_URL`` (default ``http://127.0.0.1:8080``); with
 ``$KRUXIAFLOW_CLIENT_ID`` and ``$KRUXIAFLOW_CLIENT_SECRET`` set, a client-credentials token is
@@ -64,6 +64,16 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     status.add_argument("workflow_id", metavar="ID")
     status.add_argument("--json", action="store_true", help="print the server's JSON document")
     status.set_defaults(handler=_status)
+
+    cancel = sub.add_parser(
+        "cancel",
+        parents=[common, remote],
+        help="cancel a created or running workflow",
+        description="Cancel a workflow: its pending activities never run, running ones are told to stop. "
+        "Exit codes: 0 cancelled (or it was already), 2 unknown ID or the workflow had completed or failed.",
+    )
+    cancel.add_argument("workflow_id", metavar="ID")
+    cancel.set_defaults(handler=_cancel)
 
 
 class _Api:
@@ -216,3 +226,10 @@ def _status(args: argparse.Namespace, io: Streams) -> int:
     if doc.get("error_message"):
         io.write(f"error: {doc['error_message']}")
     return 1 if doc["status"] == "failed" else 0
+
+
+def _cancel(args: argparse.Namespace, io: Streams) -> int:
+    path = f"/api/v1/workflows/{args.workflow_id}/cancel"
+    doc = _run_remote(args, lambda api: api.call("POST", path))
+    io.write(f"{doc['id']}  {doc['definition_name']}  {doc['status']}")
+    return 0

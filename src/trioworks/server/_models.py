@@ -39,6 +39,12 @@ class WorkflowStatus(enum.StrEnum):
     RUNNING = "running"
     COMPLETED = "completed"
     FAILED = "failed"
+    CANCELLED = "cancelled"  # by POST /api/v1/workflows/{id}/cancel
+
+    @property
+    def finished(self) -> bool:
+        """Completed, failed or cancelled: nothing of it runs or is scheduled any more."""
+        return self in (WorkflowStatus.COMPLETED, WorkflowStatus.FAILED, WorkflowStatus.CANCELLED)
 
 
 class ActivityStatus(enum.StrEnum):

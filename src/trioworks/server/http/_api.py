@@ -339,3 +339,11 @@ async def signal(request: Request, ctx: Context) -> Response:
         ctx.clock(),
     )
     return respond({"signaled": True, "message": message})
+
+
+@routes.post("/api/v1/workflows/{workflow_id}/cancel")
+async def cancel(request: Request, ctx: Context) -> Response:
+    """Cancel a created or running workflow (the original SDK's ``cancel_workflow``); idempotent."""
+    workflow = await ctx.db(ctx.storage.cancel_workflow, request.path_params["workflow_id"], ctx.clock())
+    ctx.metrics.counter("server.workflows_cancelled").inc()
+    return respond({**_workflow_summary(workflow), "cancelled": True})

@@ -25,6 +25,7 @@ from ._engine import (
     owned_check,
     pending_activity,
     undeliverable_row,
+    workflow_cancellation,
     workflow_failure,
 )
 from ._progress import Plan, Progress, RowSource, make_plan, progress, waiting_counts
@@ -54,5 +55,6 @@ __all__ = [
     "secrets_from_env",
     "undeliverable_row",
     "waiting_counts",
+    "workflow_cancellation",
     "workflow_failure",
 ]

@@ -112,12 +112,12 @@ def advance(
     """Schedule every activity whose dependencies are done, propagate skips, settle the workflow.
 
     Returns the new workflow row and the new list of rows (same order). A workflow that is
-    already completed or failed is returned unchanged. Linear in the number of activities per
+    already finished (completed, failed, cancelled) is returned unchanged. Linear in the number of activities per
     pass; a chain of skips takes one pass per link. This is the rule as a whole; a completion
     applies it incrementally with :func:`._progress.progress`, which a property test holds to it.
     """
     rows = list(rows)
-    if workflow.status in (WorkflowStatus.COMPLETED, WorkflowStatus.FAILED):
+    if workflow.status.finished:
         return workflow, rows
     specs = {a.key: a for a in definition.activities}
     by_key = {r.key: r for r in rows}
@@ -176,6 +176,30 @@ def workflow_failure(
     return workflow, cascade
 
 
+def workflow_cancellation(workflow: WorkflowRow, now: float) -> tuple[WorkflowRow, dict[str, Any]] | None:
+    """The cancelled workflow row and the error its unfinished activities get.
+
+    None if it is cancelled already (cancelling is idempotent); :exc:`Conflict` naming its
+    status if it completed or failed.
+    """
+    if workflow.status is WorkflowStatus.CANCELLED:
+        return None
+    if workflow.status.finished:
+        raise Conflict(
+            f"cannot cancel workflow {workflow.id}: it is {workflow.status.value}",
+            details={"status": workflow.status.value},
+        )
+    error = {
+        "code": "WORKFLOW_CANCELLED",
+        "message": "not run: its workflow was cancelled",
+        "retryable": False,
+    }
+    cancelled = attrs.evolve(
+        workflow, status=WorkflowStatus.CANCELLED, error_message="cancelled", updated_at=now
+    )
+    return cancelled, error
+
+
 def claim_row(row: ActivityRow, worker_id: str, now: float) -> ActivityRow:
     """Claim a pending row, or steal a running one whose lease expired (one more retry used)."""
     stolen = row.status is S.RUNNING
@@ -206,6 +230,8 @@ def owned_check(row: ActivityRow, worker_id: str, workflow: WorkflowRow, action:
             f"activity {row.id} ({row.key!r}) is claimed by another worker, not {worker_id!r}",
             details={"status": row.status.value},
         )
+    if workflow.status is WorkflowStatus.CANCELLED:  # before the row's own status: the real cause
+        raise Conflict(f"cannot {action} activity {row.id} ({row.key!r}): its workflow was cancelled")
     if row.status is not S.RUNNING:
         raise Conflict(f"cannot {action} activity {row.id} ({row.key!r}): it is {row.status.value}")
     if workflow.status is WorkflowStatus.FAILED:

@@ -85,6 +85,15 @@ class Storage(Protocol):
     def get_workflow(self, workflow_id: str) -> tuple[WorkflowRow, list[ActivityRow]]:
         """The workflow and its activities in definition order; :exc:`NotFound` otherwise."""
 
+    def cancel_workflow(self, workflow_id: str, now: float) -> WorkflowRow:
+        """Cancel a created or running workflow; returns its row (cancelled).
+
+        Every activity not completed or skipped is failed with ``WORKFLOW_CANCELLED`` (pending
+        rows are never handed out; a running row's heartbeat, completion and failure get 409).
+        Idempotent for a cancelled workflow; :exc:`NotFound` unknown id; :exc:`Conflict` naming
+        the status of a completed or failed one.
+        """
+
     def signal(
         self, workflow_id: str, activity_key: str, event_name: str, data: dict[str, Any] | None, now: float
     ) -> str:

@@ -41,6 +41,7 @@ logger = logging.getLogger("trioworks.server")
 S = ActivityStatus
 _UNCLAIMED = ", ".join(f"'{s.value}'" for s in S if s.unclaimed)
 _UNFINISHED = ", ".join(f"'{s.value}'" for s in S if s not in (S.COMPLETED, S.SKIPPED))
+_LIVE = ", ".join(f"'{s.value}'" for s in S if s.unclaimed or s is S.RUNNING)
 _EXPIRED = "status = 'running' AND claimed_at + lease_seconds < ?"
 
 # A claim takes the oldest rows among two sets, each read through its own partial index (see
@@ -170,7 +171,7 @@ class SqlQueue:
                 rules.owned_check(row, worker_id, workflow, "complete")
             done = rules.complete_row(row, output, cost_usd, usage, now)
             self.tables.write(db, [done])
-            if workflow.status not in (WorkflowStatus.COMPLETED, WorkflowStatus.FAILED):
+            if not workflow.status.finished:
                 self._advance(db, workflow, done, now)
         return warnings
 
@@ -200,9 +201,29 @@ class SqlQueue:
             new_row, will_retry = rules.fail_row(row, definition, error, cost_usd, usage, now)
             self.tables.write(db, [new_row])
             # Requeued; or recorded in a workflow that already failed; or the workflow fails now.
-            if not will_retry and workflow.status is not WorkflowStatus.FAILED:
+            if not will_retry and not workflow.status.finished:
                 self._fail_workflow(db, workflow, new_row, now)
         return will_retry
+
+    def cancel(self, workflow_id: str, now: float) -> WorkflowRow:
+        """Cancel the workflow: every activity not completed or skipped fails ``WORKFLOW_CANCELLED``.
+
+        Running rows too: their worker's next heartbeat, completion or failure gets 409. Locks the
+        workflow row first, then (by one ``UPDATE``) its activity rows, as a failure does.
+        """
+        with self.tables.tx() as db:
+            workflow = self.tables.workflow(db, workflow_id, lock=True)
+            change = rules.workflow_cancellation(workflow, now)
+            if change is None:
+                return workflow  # already cancelled
+            workflow, error = change
+            self.tables.write_workflow(db, workflow)
+            db.exec(
+                f"UPDATE activities SET status = 'failed', error = ?, completed_at = ?, max_retries = retry_count "
+                f"WHERE workflow_id = ? AND status IN ({_LIVE})",
+                (dumps(error), now, workflow.id),
+            )
+        return workflow
 
     def sweep(self, now: float) -> int:
         with self.tables.tx() as db:
@@ -242,7 +263,7 @@ class SqlQueue:
                 "UPDATE activities SET status = ?, error = ?, completed_at = ? WHERE id = ?",
                 (row.status.value, dumps(row.error), row.completed_at, row.id),
             )
-            if workflow.status is not WorkflowStatus.FAILED:
+            if not workflow.status.finished:
                 self._fail_workflow(db, workflow, row, now)
 
     def _locked_activity(self, db: Tx, activity_id: str) -> tuple[WorkflowRow, ActivityRow]:
@@ -314,6 +335,6 @@ class SqlQueue:
             )
             failed = [rules.expire_row(row_to_activity(r), now) for r in rows]
             self.tables.write(db, failed)
-            if failed and workflow.status is not WorkflowStatus.FAILED:
+            if failed and not workflow.status.finished:
                 self._fail_workflow(db, workflow, failed[0], now)
         return len(expired)

@@ -140,6 +140,9 @@ class SqlStorage:
     def sweep(self, now: float) -> int:
         return self.queue.sweep(now)
 
+    def cancel_workflow(self, workflow_id: str, now: float) -> WorkflowRow:
+        return self.queue.cancel(workflow_id, now)
+
     # -- definitions --------------------------------------------------------------------------
     def put_definition(self, definition: Definition, now: float) -> PutDefinitionResult:
         # Two writers storing one name at once (Postgres; SQLite has one writer) both pick
