@@ -139,4 +139,4 @@ def test_each_route_is_declared_once(tmp_path: Path) -> None:
         ("GET", "/api/v1/workflows/{workflow_id}"),
         ("PUT", "/api/v1/workflows/{workflow_id}/activities/{activity_key}/files/{filename:path}"),
     }
-    assert len(routes) == 21
+    assert len(routes) == 22  # 21 + POST /api/v1/workflows/{workflow_id}/cancel
