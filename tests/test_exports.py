@@ -333,6 +333,7 @@ PUBLIC: dict[str, set[str]] = {
         "secrets_from_env",
         "undeliverable_row",
         "waiting_counts",
+        "workflow_cancellation",
         "workflow_failure",
     },
     "trioworks.server.storage": {
