@@ -47,6 +47,7 @@ CONTRACTS = {
     "ToolSpec",
     "ToolsRegistry",
     "TtsControl",
+    "TtsOutput",
     "TtsSay",
     "TtsStatus",
     "WakeEvent",

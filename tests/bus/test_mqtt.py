@@ -66,7 +66,7 @@ async def test_typed_message_crosses_the_broker(make_bus: MakeBus) -> None:
     with trio.fail_after(5):
         [message] = await got.wait_for(1)
     assert message.envelope == sent
-    assert message.data == FinalTranscript(text="over mqtt", utt_id="u9")
+    assert message.data == FinalTranscript(text="over mqtt", utt_id="u9", ts=sent.ts)
 
 
 async def test_overlapping_wildcards_each_get_one_copy(make_bus: MakeBus) -> None:

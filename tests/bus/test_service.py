@@ -24,6 +24,7 @@ from trioworks.bus import (
     Service,
     ServiceFailed,
     Task,
+    TtsSay,
     encode,
     run_service,
     salvage,
@@ -207,6 +208,30 @@ async def test_dedupe_handles_a_redelivered_message_once_within_its_window(
     assert (snap["bus.sub.llm/cancel.handled"], snap["bus.sub.llm/cancel.duplicates"]) == (3, 1)
     assert (snap["bus.sub.plain.handled"], snap["bus.sub.plain.duplicates"]) == (4, 0)
     assert sorted(seen) == ["a"] * 5 + ["b"] * 2  # plain: a, a, b, a; deduped: a, b, a
+
+
+async def test_dedupe_keys_on_the_data_too_so_chunks_under_one_id_are_all_handled(
+    broker: InProcessBroker, autojump_clock: trio.testing.MockClock
+) -> None:
+    # py-tars' llm-worker streams every tts/say chunk of a reply under the reply's correlation id.
+    seen: list[str] = []
+
+    async def handle(message: Message) -> None:
+        seen.append(message.data.text)
+
+    bus = Bus(InProcessTransport(broker), source="tts")
+    service = Service(bus, [Route("tts/say", handle, dedupe=True)])
+    client = Bus(InProcessTransport(broker), source="llm-worker")
+    async with trio.open_nursery() as nursery:
+        await nursery.start(service.run)
+        await nursery.start(client.run)
+        first = await client.publish("tts/say", TtsSay(text="One."), id="corr")
+        await client.publish("tts/say", TtsSay(text="Two."), id="corr")
+        await broker.publish(RawMessage("tts/say", encode("tts/say", first), qos=1))  # a resend
+        await trio.sleep(1)
+        nursery.cancel_scope.cancel()
+    assert seen == ["One.", "Two."]
+    assert bus.metrics.snapshot()["bus.sub.tts/say.duplicates"] == 1
 
 
 def _nested_request(envelope_id: str, depth: int = 50_000) -> RawMessage:

@@ -31,6 +31,7 @@ from trioworks.bus import (
     MemoryResult,
     MemoryResults,
     Message,
+    TtsOutput,
     TtsStatus,
     new_id,
 )
@@ -80,9 +81,8 @@ async def _stack(broker: InProcessBroker, script: Script, nursery: trio.Nursery)
             await trio.sleep(1.0)
             if script.end is not None:
                 path = f"/audio/{turn_id}{'' if i == 0 else f'-{i + 1}'}.wav"
-                await bus.publish(
-                    "tts/status", TtsStatus(event=script.end, text=part, utt_id=turn_id, path=path)
-                )
+                await bus.publish("tts/output", TtsOutput(utt_id=turn_id, path=path))
+                await bus.publish("tts/status", TtsStatus(event=script.end, text=part, utt_id=turn_id))
             if script.end == "stopped":
                 return
 
@@ -182,9 +182,8 @@ async def test_say_reports_the_end_or_the_tts_health(autojump_clock: trio.testin
 
         async def speak(message: Message) -> None:
             await trio.sleep(1.5)
-            done = TtsStatus(
-                event="speaking_end", text=message.data.text, utt_id=message.data.utt_id, path="/a.wav"
-            )
+            await tts.publish("tts/output", TtsOutput(utt_id=message.data.utt_id, path="/a.wav"))
+            done = TtsStatus(event="speaking_end", text=message.data.text, utt_id=message.data.utt_id)
             await tts.publish("tts/status", done)
 
         await tts.subscribe("tts/say", speak)

@@ -89,7 +89,9 @@ async def test_a_spoken_question_is_answered_aloud(
     order = [wire.messages.index(m) for m in (final, request, says[0], wire.status("speaking_start")[0], end)]
     assert order == sorted(order)
     # The answer is a real WAV of a few seconds of speech.
-    info = await trio.run_process([sox, "--i", "-D", end.data.path], capture_stdout=True)
+    [output] = wire.on("tts/output")  # where the audio went: sent just before the end status
+    assert output.data.utt_id == end.data.utt_id
+    info = await trio.run_process([sox, "--i", "-D", output.data.path], capture_stdout=True)
     assert float(info.stdout) > 2.0
     [exchange] = stack.router.history.exchanges
     assert (exchange.user, exchange.reply, exchange.ended) == (QUESTION, ANSWER, "done")

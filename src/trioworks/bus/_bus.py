@@ -11,7 +11,7 @@ import trio
 from trio_util import AsyncValue
 
 from ..core import Correlator, Metrics, RestartPolicy
-from ._codec import Envelope, Message, encode, new_id, spec_for, type_for_topic
+from ._codec import Envelope, Message, encode, fill_times, new_id, spec_for, type_for_topic
 from ._contracts import HealthStatus
 from ._dispatch import Handler, MalformedHandler, Overflow, Subscription, find_intensity
 from ._errors import PayloadTooLarge, RequestTimeout
@@ -138,8 +138,14 @@ class Bus:
     # --- publishing -------------------------------------------------------------------------
 
     def _envelope(self, topic: str, data: Any, id: str | None = None) -> Envelope:
+        ts = self._clock()
+        # An unset transcript ts / tts status timestamp (py-tars always has one) is the envelope's.
         return Envelope(
-            id=id or new_id(), type=type_for_topic(topic), ts=self._clock(), source=self.source, data=data
+            id=id or new_id(),
+            type=type_for_topic(topic),
+            ts=ts,
+            source=self.source,
+            data=fill_times(data, ts),
         )
 
     async def publish(
@@ -231,7 +237,8 @@ class Bus:
         (``oversized``) and dropped on arrival, before it is queued or parsed: neither callback
         sees it.
 
-        ``dedupe``: a message whose envelope id this subscription handled in the last 60 s is
+        ``dedupe``: a message whose key (envelope id and ``seq``, else a digest of ``data``; see
+        :func:`~trioworks.bus._dispatch.dedupe_key`) this subscription handled in the last 60 s is
         dropped (counted in ``duplicates``): QoS 1 delivers at least once, so a resend can repeat
         a request. For routes whose handler must not run twice for one message.
         """

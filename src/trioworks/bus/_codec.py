@@ -78,6 +78,7 @@ TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec("tts/say", "tts.say", c.TtsSay),
     TopicSpec("tts/status", "tts.status", c.TtsStatus, qos=0),
     TopicSpec("tts/control", "tts.control", c.TtsControl),
+    TopicSpec("tts/output", "tts.output", c.TtsOutput, qos=0),
     TopicSpec("character/get", "character.get", c.CharacterGet),
     TopicSpec("character/result", "character.result", c.CharacterResult),
     TopicSpec("character/update", "character.update", c.CharacterUpdate),
@@ -169,6 +170,32 @@ def _make_converter() -> cattrs.Converter:
         return base_tool_result(value, cls)
 
     conv.register_structure_hook(c.ToolCallResult, tool_result)
+
+    base_memory_result = conv.get_structure_hook(c.MemoryResult)
+
+    def memory_result(value: Any, cls: Any) -> c.MemoryResult:
+        # py-tars' memory-worker may send a document as a plain string: it is the document's text.
+        if isinstance(value, dict) and isinstance(value.get("document"), str):
+            value = {**value, "document": {"text": value["document"]}}
+        return base_memory_result(value, cls)
+
+    conv.register_structure_hook(c.MemoryResult, memory_result)
+
+    base_tts_control = conv.get_structure_hook(c.TtsControl)
+
+    def tts_control(value: Any, cls: Any) -> c.TtsControl:
+        # py-tars' wake service names the utterance ``id``; trioworks ``utt_id``. Either, or
+        # both when they agree.
+        if isinstance(value, dict) and "id" in value:
+            value = dict(value)
+            alias = value.pop("id")
+            if value.get("utt_id") is None:
+                value["utt_id"] = alias
+            elif alias is not None and alias != value["utt_id"]:
+                raise _WrongType(f"id {alias!r} and utt_id {value['utt_id']!r} name different utterances")
+        return base_tts_control(value, cls)
+
+    conv.register_structure_hook(c.TtsControl, tts_control)
     return conv
 
 
@@ -299,9 +326,8 @@ def _decode(topic: str, payload: bytes) -> Envelope:
         problems.append(f"$.ts: expected a number (epoch seconds), got {type(ts).__name__}")
     if isinstance(raw.get("id"), str) and not raw["id"]:
         problems.append("$.id: must not be empty")
-    expected_type = type_for_topic(topic)
-    if isinstance(raw.get("type"), str) and raw["type"] != expected_type:
-        problems.append(f"$.type: expected {expected_type!r} for this topic, got {raw['type']!r}")
+    # The envelope ``type`` is informational: py-tars never checks it (its wake service sends
+    # ``mic.control`` on wake/mic), so any string is taken; the topic decides the contract.
     if problems:
         raise EnvelopeError(topic, problems)
     spec = spec_for(topic)
@@ -316,10 +342,19 @@ def _decode(topic: str, payload: bytes) -> Envelope:
 
 _OMIT_WHEN_NONE: dict[type, tuple[str, ...]] = {
     c.MemoryResults: ("error",),
-    c.TtsStatus: ("path",),
 }
 """trioworks-only keys of a payload, left out of the JSON while unset: py-tars' models forbid
 unknown keys, so a ``null`` one makes py-tars drop the whole message (issue 14 item 1)."""
+
+
+def fill_times(data: Any, ts: float) -> Any:
+    """py-tars' transcripts and tts statuses always carry their time (a float, never ``null``):
+    an unset one is the envelope's ``ts``."""
+    if isinstance(data, c.FinalTranscript | c.PartialTranscript) and data.ts is None:
+        return attrs.evolve(data, ts=ts)
+    if isinstance(data, c.TtsStatus) and data.timestamp is None:
+        return attrs.evolve(data, timestamp=ts)
+    return data
 
 
 def _drop_unset(data: dict[str, Any], extra: tuple[str, ...]) -> dict[str, Any]:
@@ -342,7 +377,10 @@ def encode(topic: str, envelope: Envelope) -> bytes:
         raise ContractError(
             topic, f"data for an off-table topic must be a dict, got {type(envelope.data).__name__}"
         )
-    data = converter.unstructure(envelope.data)
+    payload = envelope.data
+    if spec is not None:
+        payload = fill_times(payload, envelope.ts)
+    data = converter.unstructure(payload)
     if spec is not None:
         data = _drop_unset(data, _OMIT_WHEN_NONE.get(spec.data_cls, ()))
     body = {

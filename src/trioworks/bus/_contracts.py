@@ -35,6 +35,7 @@ __all__ = [
     "ToolSpec",
     "ToolsRegistry",
     "TtsControl",
+    "TtsOutput",
     "TtsSay",
     "TtsStatus",
     "WakeEvent",
@@ -81,11 +82,13 @@ class PartialTranscript(_Payload):
 class WakeEvent(_Payload):
     """``wake/event``: wake word heard, or barge-in (``interrupt``) and its follow-ups."""
 
-    type: Literal["wake", "interrupt", "resume", "cancelled", "timeout"]
+    type: Literal["wake", "interrupt", "resume", "cancelled", "timeout", "error"]
     confidence: float | None = None
     energy: float | None = None
     cause: str | None = None
     tts_id: str | None = None
+    ts: float | None = None
+    """py-tars' wake service: its ``time.monotonic()`` at the detection (no epoch time)."""
 
 
 @attrs.frozen(kw_only=True)
@@ -112,6 +115,8 @@ class LLMParams:
 class ConversationMessage:
     role: Literal["system", "user", "assistant", "tool"]
     content: str
+    timestamp: float | None = None
+    """When it was said (py-tars' router sets it); informational."""
 
 
 @attrs.frozen(kw_only=True)
@@ -121,11 +126,14 @@ class LLMRequest(_Payload):
     id: str
     text: str
     stream: bool = True
-    use_rag: bool = False
-    rag_k: int = attrs.field(default=5, validator=v.ge(1))
+    use_rag: bool | None = None
+    """None (py-tars' router sends ``null`` when unset): no retrieval, as False."""
+    rag_k: int | None = attrs.field(default=None, validator=v.optional(v.ge(1)))
+    """Hits to retrieve; None: the llm's default (5)."""
     system: str | None = None
     params: LLMParams | None = None
-    conversation_history: tuple[ConversationMessage, ...] = ()
+    conversation_history: tuple[ConversationMessage, ...] | None = None
+    """Earlier turns, oldest first; None (py-tars' ``null``): none."""
 
 
 @attrs.frozen(kw_only=True)
@@ -145,9 +153,13 @@ class LLMStreamDelta(_Payload):
     """``llm/stream`` (QoS 0): one chunk of a streamed reply."""
 
     id: str
-    seq: int = attrs.field(validator=v.ge(0))
-    delta: str = ""
+    seq: int | None = attrs.field(default=None, validator=v.optional(v.ge(0)))
+    """Position in the stream (trioworks counts from 0, py-tars from 1); None: unnumbered."""
+    delta: str | None = ""
+    """The text; py-tars' closing delta has ``null``."""
     done: bool = False
+    provider: str | None = None
+    model: str | None = None
 
 
 @attrs.frozen(kw_only=True)
@@ -213,10 +225,13 @@ class MemoryQuery(_Payload):
 @attrs.frozen(kw_only=True)
 class MemoryResult:
     document: dict[str, Any]
-    score: float
-    timestamp: float | None = None
+    """The stored document (``text`` and its metadata); the codec reads py-tars' plain-string
+    document as ``{"text": ...}``."""
+    score: float | None = None
+    timestamp: str | None = None
+    """When the document was stored, as py-tars has it: a string (``str()`` of epoch seconds)."""
     context_type: Literal["target", "previous", "next"] = "target"
-    token_count: int = 0
+    token_count: int | None = 0
 
 
 @attrs.frozen(kw_only=True)
@@ -226,7 +241,7 @@ class MemoryResults(_Payload):
     query: str
     k: int
     results: tuple[MemoryResult, ...] = ()
-    total_tokens: int = 0
+    total_tokens: int | None = 0
     strategy_used: str = "hybrid"
     truncated: bool = False
     error: str | None = None
@@ -258,8 +273,20 @@ class TtsStatus(_Payload):
     text: str = ""
     utt_id: str | None = None
     reason: str | None = None
-    path: str | None = None
-    """The WAV file the utterance is written to, when the tts output is files (not a device)."""
+    timestamp: float | None = None
+    """Epoch seconds; the encoder sets it (from the envelope's ``ts``) when unset, as py-tars does."""
+    wake_ack: bool | None = None
+    system_announce: bool | None = None
+
+
+@attrs.frozen(kw_only=True)
+class TtsOutput(_Payload):
+    """``tts/output`` (trioworks only; QoS 0): the WAV file an utterance was written to, when the
+    tts output is files. Published before the utterance's ``speaking_end`` / ``stopped``; kept off
+    ``tts/status`` because py-tars' models refuse an unknown key there."""
+
+    utt_id: str | None = None
+    path: str
 
 
 @attrs.frozen(kw_only=True)

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import enum
 import functools
+import hashlib
+import json
 import logging
 from collections.abc import Awaitable, Callable
 
 import trio
 
 from ..core import Metrics, RestartIntensityExceeded, RestartPolicy, find_error, supervise
-from ._codec import Message, decode
+from ._codec import Envelope, Message, converter, decode
 from ._errors import EnvelopeError
 from ._transport import RawMessage
 
@@ -45,13 +47,25 @@ class Overflow(enum.Enum):
 
 
 DEDUPE_WINDOW = 60.0
-"""Seconds a subscription with ``dedupe`` remembers an envelope id."""
+"""Seconds a subscription with ``dedupe`` remembers a message's key (see :func:`dedupe_key`)."""
 DEDUPE_MAX = 4096
-"""Envelope ids a subscription with ``dedupe`` remembers at most (the oldest are forgotten)."""
+"""Message keys a subscription with ``dedupe`` remembers at most (the oldest are forgotten)."""
+
+
+def dedupe_key(envelope: Envelope) -> str:
+    """What identifies a message for ``dedupe``: its envelope id and its ``seq`` when the data
+    has one, else a digest of the data (not the id alone: py-tars streams every ``tts/say``
+    chunk of a reply under the reply's correlation id). A QoS 1 redelivery has the same key."""
+    seq = getattr(envelope.data, "seq", None)
+    if isinstance(seq, int):
+        return f"{envelope.id}|seq={seq}"
+    data = converter.unstructure(envelope.data)
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
+    return f"{envelope.id}|{hashlib.blake2b(canonical.encode(), digest_size=16).hexdigest()}"
 
 
 class _RecentIds:
-    """Envelope ids seen in the last ``DEDUPE_WINDOW`` seconds (at most ``DEDUPE_MAX``)."""
+    """Message keys seen in the last ``DEDUPE_WINDOW`` seconds (at most ``DEDUPE_MAX``)."""
 
     def __init__(self) -> None:
         self._expiry: dict[str, float] = {}  # id -> trio time it is forgotten, oldest first
@@ -171,7 +185,7 @@ class Subscription:
                         self._failed.inc()
                         raise  # like a failing handler: logged and restarted by the supervisor
                 continue
-            if self._recent is not None and self._recent.seen(envelope.id):
+            if self._recent is not None and self._recent.seen(dedupe_key(envelope)):
                 # QoS 1 is at least once: a resend after a lost acknowledgement, or a resumed
                 # session's redelivery, is the same envelope again. Handle it once.
                 self._duplicates.inc()

@@ -38,7 +38,7 @@ class Route:
 
     ``on_malformed(raw, error)``, when given, is called for each message on the route that
     breaks its contract (see :meth:`Bus.subscribe`), e.g. to answer a bad request with an error.
-    ``dedupe``: handle a redelivered message (same envelope id within 60 s) only once.
+    ``dedupe``: handle a redelivered message (same envelope id and data within 60 s) only once.
     """
 
     pattern: str

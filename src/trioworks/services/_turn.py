@@ -31,7 +31,15 @@ from .stt import wav_source
 
 __all__ = ["SayResult", "TurnResult", "ask_once", "say", "voice_turn"]
 
-WATCHED = ("stt/final", "llm/request", "memory/query", "memory/results", "llm/response", "tts/status")
+WATCHED = (
+    "stt/final",
+    "llm/request",
+    "memory/query",
+    "memory/results",
+    "llm/response",
+    "tts/status",
+    "tts/output",
+)
 _ENDS = ("speaking_end", "stopped")
 
 
@@ -233,7 +241,10 @@ def _result(watch: Watch, found: dict[str, Any], seconds: float) -> TurnResult:
     ends = [s for s in statuses if s.data.event in _ENDS]
     if starts:
         fields["first_audio"] = starts[0].at - final.at
-    fields["reply_paths"] = tuple(Path(s.data.path) for s in ends if s.data.path)
+    # tts/output (the file of an utterance) is published just before its end status.
+    fields["reply_paths"] = tuple(
+        Path(o.data.path) for o in watch.of("tts/output", lambda o: o.utt_id == turn_id)
+    )
     fields["spoken"] = " ".join(s.data.text for s in ends)
     fields["stopped"] = next((s.data.reason or "stopped" for s in ends if s.data.event == "stopped"), None)
     return TurnResult(**fields)
@@ -303,15 +314,16 @@ async def say(client: Bus, text: str, *, limit: float, voice: str | None = None)
     Never raises for a tts that does not answer: the result then has ``event`` None and the tts's
     last retained health (``system/health/tts``), if any.
     """
-    async with Watch.on(client, ("tts/status", "system/health/tts")) as watch:
+    async with Watch.on(client, ("tts/status", "tts/output", "system/health/tts")) as watch:
         utt_id = new_id()
         await client.publish("tts/say", TtsSay(text=text, utt_id=utt_id, voice=voice))
         with trio.move_on_after(limit):
             end = await watch.wait("tts/status", lambda s: s.utt_id == utt_id and s.event in _ENDS)
+            outputs = watch.of("tts/output", lambda o: o.utt_id == utt_id)  # sent before the end
             return SayResult(
                 utt_id=utt_id,
                 event=end.data.event,
-                path=Path(end.data.path) if end.data.path else None,
+                path=Path(outputs[-1].data.path) if outputs else None,
                 reason=end.data.reason,
             )
     health = watch.of("system/health/tts")

@@ -45,7 +45,6 @@ class Played:
         await self.client.transport.subscribe(pattern, 1, sink)
 
 
-@_item(4, "the router drops py-tars' llm/stream (provider/model extra, done delta null) and tts/status")
 async def test_trioworks_router_with_pytars_llm_and_tts_workers(mosquitto_broker: MosquittoBroker) -> None:
     bus, metrics = service_bus(mosquitto_broker.url, "router")
     router = RouterService(bus)
@@ -88,7 +87,6 @@ async def test_trioworks_router_with_pytars_llm_and_tts_workers(mosquitto_broker
     assert " ".join(spoken).replace("  ", " ").strip() == "Paris is the capital."
 
 
-@_item(1, "the llm refuses py-tars' memory/results: results[].timestamp is a string")
 async def test_trioworks_llm_with_a_pytars_memory_worker(
     mosquitto_broker: MosquittoBroker, tmp_path: Path
 ) -> None:

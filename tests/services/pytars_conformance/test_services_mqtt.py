@@ -39,10 +39,6 @@ def _passes(check: object) -> None:
 # --- llm -------------------------------------------------------------------------------------
 
 
-@_item(
-    2,
-    "py-tars' router request (use_rag/rag_k/conversation_history null, history timestamps) is malformed to trioworks",
-)
 async def test_llm_accepts_the_pytars_routers_request(mosquitto_broker: MosquittoBroker) -> None:
     bus, metrics = service_bus(mosquitto_broker.url, "llm")
     llm = LLMService(bus, LLMConfig(word_delay=0))
@@ -109,7 +105,6 @@ async def test_memory_answers_the_pytars_llm_workers_query(
     assert corr == "rag-1" and "my passport expires in march" in texts
 
 
-@_item(1, "memory/results[].timestamp is a float (py-tars: a string)")
 async def test_memory_results_pass_the_pytars_contract(
     mosquitto_broker: MosquittoBroker, tmp_path: Path
 ) -> None:
@@ -192,7 +187,6 @@ async def test_tts_speaks_with_the_pytars_voice_name(
     assert any(b"speaking_end" in p for p in got), got[-1]
 
 
-@_item(3, "wake-activation's tts/control names the utterance id (extra key to trioworks)")
 async def test_tts_accepts_the_wake_services_control(mosquitto_broker: MosquittoBroker) -> None:
     tts, metrics = _tts(mosquitto_broker.url)
     with trio.fail_after(30):
@@ -227,7 +221,6 @@ async def test_router_turns_a_pytars_transcript_into_a_request_the_llm_worker_ta
     _passes(lambda: P.decode_event(request, P.LLMRequest, "llm-worker"))
 
 
-@_item(3, "wake-activation's wake/event carries ts (extra key to trioworks)")
 async def test_router_accepts_the_wake_services_event(mosquitto_broker: MosquittoBroker) -> None:
     bus, metrics = service_bus(mosquitto_broker.url, "router")
     router = RouterService(bus)
@@ -261,7 +254,6 @@ async def test_service_health_passes_the_pytars_router(mosquitto_broker: Mosquit
     _passes(lambda: P.health_check(health))
 
 
-@_item(4, "tts/say is deduplicated on the envelope id alone; py-tars sends every chunk under one id")
 async def test_tts_speaks_every_chunk_the_pytars_llm_worker_streams(
     mosquitto_broker: MosquittoBroker,
 ) -> None:

@@ -34,6 +34,11 @@ class Rig:
     client: Bus
     status: Collector
     nursery: trio.Nursery
+    outputs: Collector
+    """``tts/output``: the file of each utterance, sent just before its end status."""
+
+    def output_of(self, utt_id: str) -> str | None:
+        return next((m.data.path for m in self.outputs.messages if m.data.utt_id == utt_id), None)
 
     async def say(self, text: str, utt_id: str | None = None, **kw: object) -> None:
         await self.client.publish("tts/say", TtsSay(text=text, utt_id=utt_id, **kw))  # type: ignore[arg-type]
@@ -58,9 +63,11 @@ async def rig(espeak_ng: str, config: TtsConfig) -> AsyncIterator[Rig]:
         await nursery.start(client.run)
         status = Collector()
         await client.subscribe("tts/status", status)
+        outputs = Collector()
+        await client.subscribe("tts/output", outputs)
         tts = TtsService(Bus(InProcessTransport(broker), source="tts"), config)
         await nursery.start(tts.run)
-        yield Rig(tts, client, status, nursery)
+        yield Rig(tts, client, status, nursery, outputs)
         nursery.cancel_scope.cancel()
 
 
@@ -94,7 +101,7 @@ async def test_say_writes_a_wav_paced_like_a_device(rig: Rig, monkeypatch: pytes
     assert end.data.text == "Hello there. This is a short test of the speech service."
     path = rig.tts.outputs["u1"]
     assert path.name == "u1.wav"
-    assert end.data.path == str(path)  # the status says where the audio went
+    assert rig.output_of("u1") == str(path)  # tts/output says where the audio went
     seconds = _wav_seconds(path)
     assert seconds > 2.0
     # Real-time pacing: speaking_end comes when a listener would have heard it all.
@@ -211,7 +218,7 @@ async def test_control_stop_with_utt_id_stops_only_that_utterance(rig: Rig) -> N
         cut = await rig.status.wait_event("stopped", "a")
         await rig.status.wait_event("speaking_end", "b")  # b was not stopped with it
     assert cut.data.reason == "barge_in"
-    assert cut.data.path == str(rig.tts.outputs["a"])  # stopped: the file holds what was said
+    assert rig.output_of("a") == str(rig.tts.outputs["a"])  # stopped: the file holds what was said
     assert rig.status.events() == [
         ("speaking_start", "a"),
         ("stopped", "a"),
@@ -274,6 +281,8 @@ async def test_a_player_command_gets_the_pcm(
         client = Bus(InProcessTransport(broker), source="client")
         await nursery.start(client.run)
         await client.subscribe("tts/status", status)
+        outputs = Collector()
+        await client.subscribe("tts/output", outputs)
         tts = TtsService(Bus(InProcessTransport(broker), source="tts"), config)
         await nursery.start(tts.run)
         with trio.fail_after(20):

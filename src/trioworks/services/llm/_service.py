@@ -335,7 +335,7 @@ class LLMService(Service):
         """The texts memory returns for ``request``; [] without RAG, on timeout or bus error."""
         if not request.use_rag:
             return []
-        query = MemoryQuery(text=request.text, top_k=min(request.rag_k, 50))
+        query = MemoryQuery(text=request.text, top_k=min(request.rag_k or 5, 50))
         try:
             reply = await self.bus.request(
                 "memory/query", query, reply_topic="memory/results", timeout=self.config.rag_timeout
@@ -361,7 +361,9 @@ class LLMService(Service):
         system = request.system or self.config.system_prompt
         if context:
             system += "\n\n" + CONTEXT_MARKER + "\n".join(f"- {text}" for text in context)
-        history = tuple(ChatMessage(role=m.role, content=m.content) for m in request.conversation_history)
+        history = tuple(
+            ChatMessage(role=m.role, content=m.content) for m in request.conversation_history or ()
+        )
         return (
             ChatMessage(role="system", content=system),
             *history,

@@ -81,7 +81,7 @@ def _with_context(
             MemoryResult(
                 document=doc.to_wire(),
                 score=score,
-                timestamp=doc.timestamp,
+                timestamp=str(doc.timestamp) if doc.timestamp is not None else None,
                 context_type=kind,  # type: ignore[arg-type]  # one of the three literals
                 token_count=estimate_tokens(doc.text),
             )
@@ -107,10 +107,10 @@ def _truncate(results: list[MemoryResult], max_tokens: int | None) -> tuple[list
     kept: list[MemoryResult] = []
     used = 0
     for result in results:
-        if used + result.token_count > max_tokens:
+        if used + (result.token_count or 0) > max_tokens:
             return kept, True
         kept.append(result)
-        used += result.token_count
+        used += result.token_count or 0
     return kept, False
 
 
@@ -123,7 +123,7 @@ def search(snapshot: Snapshot, query: MemoryQuery, embedder: Embedder) -> Memory
         query=query.text,
         k=query.top_k,
         results=tuple(results),
-        total_tokens=sum(r.token_count for r in results),
+        total_tokens=sum(r.token_count or 0 for r in results),
         strategy_used=query.retrieval_strategy,
         truncated=truncated,
     )

@@ -309,13 +309,15 @@ class RouterService(Service):
                             for chunk in chunker.feed(rest):
                                 await self._say(turn, chunk)
                     break
-                if item.seq <= turn.last_seq:
-                    self._ignored.inc()  # a duplicate (QoS 0 over a reconnect)
-                    continue
-                turn.last_seq = item.seq
-                turn.reply.append(item.delta)
-                for chunk in chunker.feed(item.delta):
-                    await self._say(turn, chunk)
+                if item.seq is not None:
+                    if item.seq <= turn.last_seq:
+                        self._ignored.inc()  # a duplicate (QoS 0 over a reconnect)
+                        continue
+                    turn.last_seq = item.seq
+                if item.delta:  # py-tars' closing delta has none
+                    turn.reply.append(item.delta)
+                    for chunk in chunker.feed(item.delta):
+                        await self._say(turn, chunk)
                 if item.done:
                     break
         if waiting.cancelled_caught:

@@ -11,7 +11,19 @@ from typing import Literal
 import attrs
 import trio
 
-from ...bus import Bus, LLMCancel, Message, Route, Service, Task, TtsControl, TtsSay, TtsStatus, new_id
+from ...bus import (
+    Bus,
+    LLMCancel,
+    Message,
+    Route,
+    Service,
+    Task,
+    TtsControl,
+    TtsOutput,
+    TtsSay,
+    TtsStatus,
+    new_id,
+)
 from ...core import RestartPolicy
 from .._audio import find_program
 from ._clock import PlaybackClock
@@ -77,8 +89,9 @@ class TtsService(Service):
 
     Where the audio goes: a player when ``config.player`` finds one, else WAV files in
     ``config.out_dir``, named by ``utt_id``; :attr:`outputs` maps utt_id to the last file
-    and each path is logged at INFO (logger ``trioworks.services.tts``) and sent as ``path`` on
-    the utterance's ``speaking_end`` / ``stopped`` status.
+    and each path is logged at INFO (logger ``trioworks.services.tts``) and published on the
+    trioworks-only ``tts/output`` (``{utt_id, path}``) just before the utterance's
+    ``speaking_end`` / ``stopped`` status (py-tars' ``tts/status`` has no room for it).
 
     Limiters: :attr:`file_limiter` (one slot) for WAV file writes. Synthesis and players are
     processes (no thread).
@@ -324,11 +337,7 @@ class TtsService(Service):
         reason: str | None = None,
         path: Path | None = None,
     ) -> None:
-        status = TtsStatus(
-            event=event,
-            text=text,
-            utt_id=utt_id,
-            reason=reason,
-            path=str(path) if path is not None else None,
-        )
+        if path is not None:  # trioworks only: py-tars' TtsStatus refuses an unknown key
+            await self.bus.publish("tts/output", TtsOutput(utt_id=utt_id, path=str(path)))
+        status = TtsStatus(event=event, text=text, utt_id=utt_id, reason=reason)
         await self.bus.publish("tts/status", status)
