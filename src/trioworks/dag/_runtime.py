@@ -11,6 +11,7 @@ import functools
 import logging
 import math
 import os
+import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -58,6 +59,11 @@ def check_mode(name: str, value: Any, allowed: tuple[str, ...]) -> str:
         )
     return value
 
+
+# A node run in another node's thread (linear-chain fusion): (node, outcome, value or
+# exception, duration; for the chain's head, the perf_counter time it ended).
+_OK, _ERROR, _INPUT_ERROR = "ok", "error", "input error"
+_Fused = tuple[str, str, Any, float]
 
 # Why a node's input edge carries nothing.
 _NOT_TAKEN, _SKIPPED, _FAILED = "branch not taken", "input skipped", "input failed"
@@ -361,6 +367,48 @@ class _Run:
         # route_data: nodes downstream of a switch, which may receive nothing but None.
         self._maybe_none = _downstream_of_switches(workflow) if self.mode == "route_data" else frozenset()
         self._preflight()
+        self._fuse_next: dict[str, str] = {}
+
+    def _plan_fusion(self) -> None:
+        """Linear-chain fusion: ``_fuse_next[a] = b`` when ``b`` may run in ``a``'s worker thread
+        right after ``a``, without a trip back to the loop (as Dask fuses linear chains).
+
+        Only where nothing but ``a`` decides when ``b`` runs and nothing needs the loop between
+        them: ``a``'s only edge goes to ``b`` and is ``b``'s only input; both are plain sync
+        thread nodes without timeout, retry or resources; no node callbacks (they run on the
+        loop, in order); no run timeout and no ``abandon_threads`` (an abandoned thread must
+        be one node). Cancellation is checked in the thread before each fused node.
+        """
+        rt, wf = self.rt, self.wf
+        if (
+            type(self) is not _Run
+            or rt.on_node_start is not None
+            or rt.on_node_finish is not None
+            or rt.abandon_threads
+            or self.time_limit is not None
+        ):
+            return
+
+        def plain(spec: NodeSpec) -> bool:
+            return (
+                spec.kind is NodeKind.THREAD
+                and spec.timeout is None
+                and spec.retry is None
+                and not spec.resources
+            )
+
+        for node_id in wf.order:
+            out = wf.outbound[node_id]
+            if len(out) != 1:
+                continue
+            target = out[0].target
+            if (
+                len(wf.inbound[target]) == 1
+                and target not in self._maybe_none
+                and plain(wf.nodes[node_id])
+                and plain(wf.nodes[target])
+            ):
+                self._fuse_next[node_id] = target
 
     # -- inputs ---------------------------------------------------------------
 
@@ -406,12 +454,16 @@ class _Run:
                     f"{did_you_mean(name, self.shared)}",
                 )
 
-    def _inputs(self, node_id: str, spec: NodeSpec) -> dict[str, Any]:
+    def _static_inputs(self, node_id: str, spec: NodeSpec) -> dict[str, Any]:
         kwargs = dict(spec.defaults)
         if self.shared and (not spec.accepts_any or spec.instance is not None):
             kwargs.update((k, v) for k, v in self.shared.items() if spec.takes(k))
         if node_id in self.scoped:
             kwargs.update(self.scoped[node_id])
+        return kwargs
+
+    def _inputs(self, node_id: str, spec: NodeSpec) -> dict[str, Any]:
+        kwargs = self._static_inputs(node_id, spec)
         dead = self.dead[node_id]
         for edge in self.wf.inbound[node_id]:
             if edge not in dead:
@@ -433,6 +485,7 @@ class _Run:
 
     async def run(self, time_limit: float | None) -> WorkflowResult:
         self.time_limit = time_limit
+        self._plan_fusion()
         start = trio.current_time()
         try:
             with trio.move_on_after(time_limit if time_limit is not None else math.inf) as timeout_scope:
@@ -550,6 +603,8 @@ class _Run:
     async def _run_node(self, node_id: str, spec: NodeSpec) -> None:
         attempts = 0
         started_at: float | None = None
+        # Filled by _fused_chain when successors ran in this node's thread (see _plan_fusion).
+        segment: list[_Fused] = []
 
         async def attempt() -> Any:
             nonlocal attempts, started_at
@@ -564,7 +619,7 @@ class _Run:
             self.running.inc()
             try:
                 if spec.timeout is None:
-                    return await self._invoke(node_id, spec, kwargs)
+                    return await self._invoke(node_id, spec, kwargs, segment)
                 with trio.move_on_after(spec.timeout) as scope:
                     return await self._invoke(node_id, spec, kwargs)
                 assert scope.cancelled_caught
@@ -599,6 +654,10 @@ class _Run:
         except trio.Cancelled:
             if started_at is not None:
                 duration = trio.current_time() - started_at
+                if len(segment) > 1:
+                    node_id, duration = self._cancelled_chain(node_id, spec, started_at, segment)
+                    if node_id in self.result.errors:
+                        raise
                 self.result.statuses[node_id] = NodeStatus.CANCELLED
                 self.result.node_durations[node_id] = duration
                 self._emit(
@@ -611,14 +670,112 @@ class _Run:
             self._settle(self._failed(node_id, exc, attempts))
             return
         assert started_at is not None
+        if len(segment) > 1:
+            self._finish_chain(spec, started_at, segment)
+            return
+        ready = self._succeeded(node_id, spec, value, trio.current_time() - started_at, attempts)
+        if ready is not None:
+            self._settle(ready)
+
+    def _succeeded(
+        self, node_id: str, spec: NodeSpec, value: Any, duration: float, attempts: int
+    ) -> list[str] | None:
+        """Record a node's value; the dependents now ready, or None if the output reports failure."""
         output = value if spec.raw_output else {RESULT: value}
         if self.content_aware and type(output) is dict and output.get("success") is False:
             self._reported_failure(node_id, output, attempts)
-            return
-        self._completed(node_id, output, trio.current_time() - started_at, attempts)
-        self._settle(self._resolve_edges(node_id, output, _NOT_TAKEN))
+            return None
+        self._completed(node_id, output, duration, attempts)
+        return self._resolve_edges(node_id, output, _NOT_TAKEN)
 
-    async def _invoke(self, node_id: str, spec: NodeSpec, kwargs: dict[str, Any]) -> Any:
+    # -- linear-chain fusion (see _plan_fusion) ---------------------------------
+
+    def _fused_chain(
+        self, node_id: str, spec: NodeSpec, job: Callable[[], Any], segment: list[_Fused]
+    ) -> Any:
+        """In the worker thread: run ``node_id``, then its fused successors while the run is not
+        cancelled, recording each in ``segment`` for the loop. Returns ``node_id``'s value."""
+        value = job()
+        segment.append((node_id, _OK, value, time.perf_counter()))
+        current, current_spec = node_id, spec
+        while (target := self._fuse_next.get(current)) is not None:
+            output = value if current_spec.raw_output else {RESULT: value}
+            if self.content_aware and type(output) is dict and output.get("success") is False:
+                break
+            try:
+                trio.from_thread.check_cancelled()
+            except trio.Cancelled:
+                break  # nothing new starts; the loop delivers the cancellation
+            target_spec = self.wf.nodes[target]
+            edge = self.wf.inbound[target][0]
+            try:
+                kwargs = self._static_inputs(target, target_spec)
+                kwargs[edge.input] = _follow(
+                    output, edge.path, edge.keys, target, edge.input, edge.source, self.strict
+                )
+            except Exception as exc:
+                segment.append((target, _INPUT_ERROR, exc, 0.0))
+                break
+            started = time.perf_counter()
+            try:
+                value = self._sync_job(target, target_spec, kwargs)()
+            except Exception as exc:
+                segment.append((target, _ERROR, exc, time.perf_counter() - started))
+                break
+            segment.append((target, _OK, value, time.perf_counter() - started))
+            current, current_spec = target, target_spec
+        return segment[0][2]
+
+    def _first_duration(self, started_at: float, segment: list[_Fused]) -> float:
+        # The head's time on the run's clock, less the time its thread spent on fused nodes.
+        return max(0.0, trio.current_time() - started_at - (time.perf_counter() - segment[0][3]))
+
+    def _finish_chain(self, spec: NodeSpec, started_at: float, segment: list[_Fused]) -> None:
+        """On the loop: record a fused chain node by node, in order, as if each had run alone."""
+        head, _, value, _ = segment[0]
+        ready = self._succeeded(head, spec, value, self._first_duration(started_at, segment), 1)
+        for node_id, outcome, payload, duration in segment[1:]:
+            if ready is None:
+                return
+            if outcome == _INPUT_ERROR:
+                self._settle(self._failed(node_id, payload, 0))
+                return
+            self.result.statuses[node_id] = NodeStatus.RUNNING
+            self._emit(self.rt.on_node_start, node_id, NodeStatus.RUNNING)
+            if outcome == _ERROR:
+                self.result.node_durations[node_id] = duration
+                self._settle(self._failed(node_id, payload, 1))
+                return
+            ready = self._succeeded(node_id, self.wf.nodes[node_id], payload, duration, 1)
+        if ready is not None:
+            self._settle(ready)
+
+    def _cancelled_chain(
+        self, head: str, spec: NodeSpec, started_at: float, segment: list[_Fused]
+    ) -> tuple[str, float]:
+        """Cancelled after a fused chain ran: the nodes before the last are recorded as they
+        ended (nothing new starts); the last is the one the cancellation caught, which is
+        returned (as the head alone would be) with its duration."""
+        durations = [self._first_duration(started_at, segment)] + [d for _, _, _, d in segment[1:]]
+        for i, (node_id, outcome, payload, _) in enumerate(segment):
+            if i:
+                self.result.statuses[node_id] = NodeStatus.RUNNING
+                self._emit(self.rt.on_node_start, node_id, NodeStatus.RUNNING)
+            if i == len(segment) - 1:
+                outcome_of_head = self.result.cancel_outcomes.pop(head, CancelOutcome.WAITED)
+                if outcome == _OK:
+                    self.result.cancel_outcomes[node_id] = outcome_of_head
+                    return node_id, durations[i]
+                self.result.node_durations[node_id] = durations[i]
+                self._failed(node_id, payload, 0 if outcome == _INPUT_ERROR else 1)
+                return node_id, durations[i]
+            output = payload if self.wf.nodes[node_id].raw_output else {RESULT: payload}
+            self._completed(node_id, output, durations[i])
+        raise AssertionError("unreachable: the segment is not empty")
+
+    async def _invoke(
+        self, node_id: str, spec: NodeSpec, kwargs: dict[str, Any], segment: list[_Fused] | None = None
+    ) -> Any:
         def on_cancel(outcome: CancelOutcome) -> None:
             self.result.cancel_outcomes[node_id] = outcome
             if outcome is CancelOutcome.ABANDONED:
@@ -640,15 +797,19 @@ class _Run:
                 assert spec.fn is not None
                 job = functools.partial(spec.fn, **kwargs)
             return await run_in_process(job, limiter=self.rt.process_limiter, on_cancel=on_cancel)
+        thread_job = self._sync_job(node_id, spec, kwargs)
+        if segment is not None and node_id in self._fuse_next:
+            thread_job = functools.partial(self._fused_chain, node_id, spec, thread_job, segment)
+        return await self._thread(spec, functools.partial(self._in_thread, thread_job), on_cancel)
+
+    def _sync_job(self, node_id: str, spec: NodeSpec, kwargs: dict[str, Any]) -> Callable[[], Any]:
         if spec.code is not None:
             extra = {"get_resource": self._resource_from_thread}
-            job = functools.partial(run_code, node_id, spec.code, kwargs, extra, self.wf.strict)
-        elif spec.instance is not None:
-            job = functools.partial(spec.instance.execute, **kwargs)
-        else:
-            assert spec.fn is not None
-            job = functools.partial(spec.fn, **kwargs)
-        return await self._thread(spec, functools.partial(self._in_thread, job), on_cancel)
+            return functools.partial(run_code, node_id, spec.code, kwargs, extra, self.wf.strict)
+        if spec.instance is not None:
+            return functools.partial(spec.instance.execute, **kwargs)
+        assert spec.fn is not None
+        return functools.partial(spec.fn, **kwargs)
 
     async def _thread(
         self, spec: NodeSpec, job: Callable[[], Any], on_cancel: Callable[[CancelOutcome], None]
