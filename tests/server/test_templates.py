@@ -183,3 +183,14 @@ def test_engine_errors_never_echo_values() -> None:
     with pytest.raises(TemplateError) as info:
         render("x {{INPUT.token.nope}}", ctx)
     assert "hunter2" not in str(info.value)
+
+
+def test_booleans_render_as_the_original_does() -> None:
+    assert render("ok={{fetch.ok}}", CTX) == "ok=true"
+
+
+def test_prose_after_a_slice_is_not_a_reference() -> None:
+    assert (
+        render("for {{INPUT.report_time[:4]}}.\nFormat as markdown.", RICH)
+        == "for 2024.\nFormat as markdown."
+    )

@@ -120,6 +120,8 @@ def _coalesce(value: Any, fallback: Any = None) -> Any:
 
 def _finalize(value: Any) -> Any:
     # a map or list rendered into text is JSON, as the original (Rust MiniJinja) renders it
+    if isinstance(value, bool):
+        return "true" if value else "false"
     return json.dumps(value) if isinstance(value, dict | list) else value
 
 
@@ -182,8 +184,8 @@ def template_roots(source: str) -> set[str]:
         raise TemplateError(f"template {source!r}: {_first_line(exc)}") from None
     if _SLICE.search(source):
         # minijinja 3.1's undeclared_variables misses the names of an expression with a slice
-        bare = re.sub(r"'[^']*'|\"[^\"]*\"", "", source)
-        roots |= set(_PATH_ROOT.findall(bare))
+        for expr in _TEMPLATE.findall(source):
+            roots |= set(_PATH_ROOT.findall(re.sub(r"'[^']*'|\"[^\"]*\"", "", expr)))
     return roots
 
 
