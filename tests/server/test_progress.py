@@ -117,9 +117,9 @@ def test_two_template_failures_at_once_name_the_one_advance_names(storage: Stora
     # pass). Both fail their templates; advance() meets `late` first, and so must a completion.
     activities = [
         activity("root"),
-        activity("early", "root", "skip", parameters={"x": "{{skip.v}}"}),
+        activity("early", "root", "skip", parameters={"x": "v={{skip.v}}"}),
         activity("skip", {"activity_key": "root", "condition": "{{root.v}} == 1"}),
-        activity("late", "root", parameters={"x": "{{root.w}}"}),
+        activity("late", "root", parameters={"x": "w={{root.w}}"}),
     ]
     storage.put_definition(parse_definition({"name": "two", "activities": activities}), 0.0)
     workflow_id = storage.create_workflow("two", None, {}, None, 1.0).id

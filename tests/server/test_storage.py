@@ -239,7 +239,7 @@ def test_conditions_skip_and_propagate(storage: Storage, define) -> None:
 
 
 def test_missing_template_value_fails_the_workflow(storage: Storage, define) -> None:
-    define("d", activity("a", parameters={"x": "{{INPUT.absent}}"}))
+    define("d", activity("a", parameters={"x": "x={{INPUT.absent}}"}))
     wf = storage.create_workflow("d", None, {}, None, 0.0)
     workflow, rows = storage.get_workflow(wf.id)
     assert workflow.status is WorkflowStatus.FAILED

@@ -12,7 +12,14 @@ from typing import Any
 
 from .._errors import ValidationFailed
 from .._models import ActivityDef, Definition, Dependency, OutputDef, RetrySettings
-from ._templates import check_condition, normalize_condition, references
+from ._templates import (
+    WORKFLOW_FIELDS,
+    TemplateError,
+    check_condition,
+    normalize_condition,
+    references,
+    template_roots,
+)
 
 __all__ = [
     "DEFAULT_MAX_ATTEMPTS",
@@ -261,26 +268,38 @@ def _check_graph(errors: _Errors, activities: tuple[ActivityDef, ...]) -> None:
         conditions = [c for d in activity.depends_on for c in d.conditions]
         for where, value in (("parameters", activity.parameters), ("depends_on", conditions)):
             for expr in sorted(references(value)):
-                root = expr.split(".")[0]
-                if root == "SECRET":
-                    if where != "parameters":
-                        errors.add(
-                            f"activities[{i}].{where}", f"{{{{{expr}}}}}: SECRET is for parameters only"
-                        )
-                    elif not re.fullmatch(r"SECRET\.[A-Za-z0-9_]+", expr):
-                        errors.add(
-                            f"activities[{i}].{where}", f"{{{{{expr}}}}}: must be {{{{SECRET.<name>}}}}"
-                        )
-                elif root in ("INPUT", "WORKFLOW"):
-                    if root == "WORKFLOW" and expr != "WORKFLOW.id":
-                        errors.add(f"activities[{i}].{where}", f"{{{{{expr}}}}}: WORKFLOW only has 'id'")
-                elif root not in keys:
-                    errors.add(f"activities[{i}].{where}", f"{{{{{expr}}}}}: unknown activity key {root!r}")
-                elif root not in ancestors[activity.key]:
-                    errors.add(
-                        f"activities[{i}].{where}",
-                        f"{{{{{expr}}}}}: {root!r} is not among this activity's dependencies",
-                    )
+                try:
+                    roots = template_roots(f"{{{{{expr}}}}}")
+                except TemplateError as exc:
+                    errors.add(f"activities[{i}].{where}", str(exc))
+                    continue
+                for root in sorted(roots):
+                    problem = _root_problem(root, expr, where, activity.key, keys, ancestors)
+                    if problem:
+                        errors.add(f"activities[{i}].{where}", f"{{{{{expr}}}}}: {problem}")
+
+
+def _root_problem(
+    root: str, expr: str, where: str, key: str, keys: list[str], ancestors: Mapping[str, set[str]]
+) -> str | None:
+    if root == "SECRET":
+        if where != "parameters":
+            return "SECRET is for parameters only"
+        if not re.fullmatch(r"SECRET\.[A-Za-z0-9_]+", expr):
+            return "must be {{SECRET.<name>}}"
+        return None
+    if root == "INPUT":
+        return None
+    if root == "WORKFLOW":
+        unknown = sorted(set(re.findall(r"WORKFLOW\.(\w+)", expr)) - WORKFLOW_FIELDS)
+        if unknown or not re.search(r"WORKFLOW\.\w", expr):
+            return f"WORKFLOW has only {', '.join(sorted(WORKFLOW_FIELDS))}"
+        return None
+    if root not in keys:
+        return f"unknown activity key {root!r}"
+    if root not in ancestors[key]:
+        return f"{root!r} is not among this activity's dependencies"
+    return None
 
 
 def parse_definition(data: Any) -> Definition:

@@ -8,9 +8,10 @@ completion and failure) is tested once for every backend.
 
 from __future__ import annotations
 
+import datetime
 import math
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -69,8 +70,26 @@ def new_activities(workflow: WorkflowRow, definition: Definition) -> list[Activi
 
 
 def _context(workflow: WorkflowRow, rows: Sequence[ActivityRow]) -> TemplateContext:
+    return template_context(workflow, rows)
+
+
+def template_context(workflow: WorkflowRow, rows: Iterable[ActivityRow]) -> TemplateContext:
+    """What the templates of ``workflow`` see, given these rows (any subset of its activities)."""
+    rows = list(rows)
     outputs = {r.key: r.output or {} for r in rows if r.status is S.COMPLETED}
-    return TemplateContext(workflow_id=workflow.id, input=workflow.input, outputs=outputs)
+    statuses = {r.key: r.status.value for r in rows if r.status.terminal}
+    started = datetime.datetime.fromtimestamp(workflow.created_at, datetime.UTC).isoformat()
+    info = {
+        "id": workflow.id,
+        "name": workflow.definition_name,
+        "version": workflow.definition_version,
+        "status": workflow.status.value,
+        "created_at": started,
+        "started_at": started,
+    }
+    return TemplateContext(
+        workflow_id=workflow.id, input=workflow.input, outputs=outputs, statuses=statuses, workflow=info
+    )
 
 
 def _template_failure(row: ActivityRow, exc: TemplateError, now: float) -> ActivityRow:
@@ -134,6 +153,8 @@ def advance(
                 changed = True
                 if new.status is S.FAILED:
                     return fail_workflow(workflow, rows, new, now)
+                if new.status is S.SKIPPED:
+                    ctx = _context(workflow, rows)  # {{key.status}} of a skip seen at once
     if all(r.status in (S.COMPLETED, S.SKIPPED) for r in rows):
         workflow = attrs.evolve(workflow, status=WorkflowStatus.COMPLETED, updated_at=now)
     return workflow, rows

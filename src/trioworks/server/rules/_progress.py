@@ -35,8 +35,8 @@ from typing import Protocol
 import attrs
 
 from .._models import ActivityDef, ActivityRow, ActivityStatus, Definition, WorkflowRow
-from ._engine import schedule_row
-from ._templates import TemplateContext, normalize_condition, references
+from ._engine import schedule_row, template_context
+from ._templates import TemplateError, normalize_condition, references, template_roots
 
 __all__ = ["Plan", "Progress", "RowSource", "make_plan", "progress", "waiting_counts"]
 
@@ -65,9 +65,16 @@ def make_plan(definition: Definition) -> Plan:
     reads = {}
     for a in definition.activities:
         conditions = [normalize_condition(c) for d in a.depends_on for c in d.conditions]
-        roots = {expr.split(".")[0] for expr in references(a.parameters) | references(conditions)}
+        roots = {r for e in references(a.parameters) | references(conditions) for r in _roots(e)}
         reads[a.key] = tuple(sorted(roots & specs.keys()))
     return Plan(definition, specs, deps, {k: tuple(v) for k, v in dependents.items()}, reads)
+
+
+def _roots(expr: str) -> set[str]:
+    try:
+        return template_roots(f"{{{{{expr}}}}}")
+    except TemplateError:
+        return set()  # refused at deploy
 
 
 def waiting_counts(plan: Plan, rows: Sequence[ActivityRow]) -> list[ActivityRow]:
@@ -122,8 +129,7 @@ def progress(
         if row.status is not S.NOT_SCHEDULED:
             continue  # released twice (two skipped dependencies in one pass)
         rows = fetch((*plan.deps[key], *plan.reads[key]))
-        outputs = {k: rows[k].output or {} for k in plan.reads[key] if rows[k].status is S.COMPLETED}
-        ctx = TemplateContext(workflow_id=workflow.id, input=workflow.input, outputs=outputs)
+        ctx = template_context(workflow, (rows[k] for k in plan.reads[key]))
         new = schedule_row(plan.specs[key], row, rows, ctx, now)
         if new is None:
             continue  # a dependency not done after all: the counter is only a hint to look

@@ -1,16 +1,21 @@
-"""``{{...}}`` templates in activity parameters and ``depends_on`` conditions.
+"""``{{...}}`` templates in activity parameters and ``depends_on`` conditions: MiniJinja.
 
-References: ``{{INPUT.field[.sub...]}}``, ``{{WORKFLOW.id}}`` and
-``{{<activity_key>.<output_name>[.<field>...]}}`` (``{{key.output[.field]}}`` also reaches the
-whole output object when no output is literally named ``output``). List items are reached with
-a numeric segment. A string that is exactly one template takes the referenced value with its JSON
-type; a template inside a longer string is replaced by the value's text (JSON for non-strings).
+The original's own engine (the ``minijinja`` binding), strict undefined, with its one extra
+filter ``coalesce``. Roots: ``INPUT``, ``WORKFLOW`` (``id``, ``name``, ``version``, ``status``,
+``created_at``, ``started_at``), ``SECRET`` (kept as a template until hand-out, see
+:func:`fill_secrets`) and one map per finished activity: its outputs plus ``status``
+(``{{key.output[.field]}}`` also reaches the whole output object when no output is literally
+named ``output``). Everything MiniJinja has works: ``[N]`` indexing, slicing, arithmetic,
+filters (``default``, ``length``, ``upper``...), comparisons, ``and`` / ``or`` / ``not``.
 
-Conditions compare two sides with ``==``, ``!=``, ``<``, ``>``, ``<=``, ``>=``; a side is a
-template, a quoted string, or a JSON literal (number, ``true``, ``false``, ``null``), anything
-else being a bare string. A condition with no operator is the truthiness of its one template.
-The original SDK's form with the comparison inside the braces (``{{ a.x == 'ok' }}``) is
-accepted and means the same as ``{{a.x}} == 'ok'``.
+A string that is exactly one ``{{expression}}`` takes the expression's value with its JSON type;
+a missing key of an existing object is null there (as in the original). Any other string with
+templates is rendered strictly: anything undefined is an error. A reference to an activity that
+has not finished, or to an unknown root, fails loudly everywhere, conditions included.
+
+A condition that is one ``{{expression}}`` is true by the original's rule (bool; "true"/"false"
+strings; number != 0; null false; anything else true). The older split form, ``<side> <op>
+<side>`` with templates, quoted strings or JSON literals as sides, still compares its two sides.
 """
 
 from __future__ import annotations
@@ -22,8 +27,10 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import attrs
+import minijinja
 
 __all__ = [
+    "WORKFLOW_FIELDS",
     "MissingSecret",
     "TemplateContext",
     "TemplateError",
@@ -36,6 +43,7 @@ __all__ = [
     "render",
     "secret_names",
     "secrets_from_env",
+    "template_roots",
 ]
 
 _TEMPLATE = re.compile(r"\{\{\s*([^{}]*?)\s*\}\}")
@@ -103,73 +111,158 @@ def _fill(value: Any, secrets: Mapping[str, str]) -> Any:
     return value
 
 
-def _no_secret_template(value: Any, expr: str) -> Any:
-    # A value the engine substitutes (an input, an output) must not bring in a SECRET template
-    # of its own: it would be filled at hand-out, handing a secret to whoever wrote the input.
-    if any(e.startswith("SECRET.") for e in references(value)):
-        raise TemplateError(
-            f"template {{{{{expr}}}}}: its value contains a {{{{SECRET...}}}} template; secrets are "
-            "filled only where the definition writes them"
-        )
-    return value
+_ENV = minijinja.Environment(undefined_behavior="strict")
+
+
+def _coalesce(value: Any, fallback: Any = None) -> Any:
+    return fallback if value is None else value
+
+
+def _finalize(value: Any) -> Any:
+    # a map or list rendered into text is JSON, as the original (Rust MiniJinja) renders it
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return json.dumps(value) if isinstance(value, dict | list) else value
+
+
+_ENV.add_filter("coalesce", _coalesce)
+_ENV.finalizer = _finalize  # the original's one extra filter: replaces null too
+
+# An activity's template map holds its outputs plus ``status``; WORKFLOW holds these.
+WORKFLOW_FIELDS = frozenset({"id", "name", "version", "status", "created_at", "started_at"})
 
 
 @attrs.frozen
 class TemplateContext:
+    """What templates see: ``INPUT``, ``WORKFLOW``, one map per finished activity, ``SECRET``.
+
+    ``outputs`` holds completed activities' outputs; ``statuses`` the status of every finished
+    activity (a skipped one is a map holding only ``status``); ``workflow`` the ``WORKFLOW`` map
+    (``id`` at least).
+    """
+
     workflow_id: str
     input: Mapping[str, Any]
     outputs: Mapping[str, Mapping[str, Any]]  # completed activities only
+    statuses: Mapping[str, str] = attrs.field(factory=dict)
+    workflow: Mapping[str, Any] = attrs.field(factory=dict)
+
+    def roots(self) -> dict[str, Any]:
+        roots: dict[str, Any] = {key: {"status": status} for key, status in self.statuses.items()}
+        for key, output in self.outputs.items():
+            value = dict(output)
+            value.setdefault("status", "completed")
+            if "output" not in value:
+                value["output"] = dict(output)  # {{key.output.field}}: the whole output object
+            roots[key] = value
+        roots["INPUT"] = dict(self.input)
+        roots["WORKFLOW"] = {"id": self.workflow_id, **self.workflow}
+        return roots
 
 
-def _walk(value: Any, path: list[str], template: str) -> Any:
-    for segment in path:
-        if isinstance(value, Mapping) and segment in value:
-            value = value[segment]
-        elif isinstance(value, list) and segment.isdigit() and int(segment) < len(value):
-            value = value[int(segment)]
+# A secret is rendered as this sentinel, turned back into its {{SECRET.name}} template afterwards
+# (filled only at hand-out); a {{SECRET...}} template still in the result came from a value.
+_SENTINEL = "\x00SECRET:{}\x00"
+_SENTINEL_RE = re.compile("\x00SECRET:([A-Za-z0-9_]+)\x00")
+
+
+class _Secrets(dict[str, str]):
+    def __missing__(self, key: str) -> str:
+        return _SENTINEL.format(key)
+
+
+def _first_line(exc: Exception) -> str:
+    # minijinja's message goes on to dump the referenced variables: never echo values
+    return str(exc).split("\n", 1)[0].replace(" (in <expression>:1)", "").replace(" (in <string>:1)", "")
+
+
+def template_roots(source: str) -> set[str]:
+    """The top-level names the templates of ``source`` read (loop variables excluded)."""
+    try:
+        roots = set(_ENV.undeclared_variables_in_str(source))
+    except minijinja.TemplateError as exc:
+        raise TemplateError(f"template {source!r}: {_first_line(exc)}") from None
+    if _SLICE.search(source):
+        # minijinja 3.1's undeclared_variables misses the names of an expression with a slice
+        for expr in _TEMPLATE.findall(source):
+            roots |= set(_PATH_ROOT.findall(re.sub(r"'[^']*'|\"[^\"]*\"", "", expr)))
+    return roots
+
+
+_SLICE = re.compile(r"\[[^\]]*:[^\]]*\]")
+_PATH_ROOT = re.compile(r"(?<![\w.])([A-Za-z_]\w*)(?=\s*[.\[])")
+
+
+def _context(source: str, ctx: TemplateContext) -> dict[str, Any]:
+    roots = ctx.roots()
+    context: dict[str, Any] = {}
+    for name in sorted(template_roots(source)):
+        if name == "SECRET":
+            context[name] = _Secrets()
+        elif name in roots:
+            context[name] = roots[name]
+        elif name[:1].isupper():
+            raise Unresolved(f"template {source!r}: unknown reference {name!r}")
         else:
-            raise Unresolved(f"template {{{{{template}}}}}: no {segment!r} in the referenced value")
+            raise Unresolved(f"template {source!r}: activity {name!r} has no output (not completed)")
+    return context
+
+
+def _unsentinel(value: Any, source: str) -> Any:
+    if any(e.startswith("SECRET.") for e in references(value)):
+        raise TemplateError(
+            f"template {source!r}: its value contains a {{{{SECRET...}}}} template; secrets are "
+            "filled only where the definition writes them"
+        )
+    if isinstance(value, str):
+        return _SENTINEL_RE.sub(lambda m: f"{{{{SECRET.{m.group(1)}}}}}", value)
+    if isinstance(value, Mapping):
+        return {k: _unsentinel(v, source) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_unsentinel(v, source) for v in value]
     return value
 
 
-def _lookup(expr: str, ctx: TemplateContext) -> Any:
-    parts = expr.split(".")
-    root, path = parts[0], parts[1:]
-    if root == "INPUT":
-        return _walk(ctx.input, path, expr)
-    if root == "WORKFLOW":
-        if path != ["id"]:
-            raise TemplateError(f"template {{{{{expr}}}}}: WORKFLOW only has 'id'")
-        return ctx.workflow_id
-    if root not in ctx.outputs:
-        raise Unresolved(f"template {{{{{expr}}}}}: activity {root!r} has no output (not completed)")
-    output = ctx.outputs[root]
-    if path and path[0] == "output" and "output" not in output:
-        path = path[1:]
-    return _walk(output, path, expr)
+def _evaluate(expr: str, ctx: TemplateContext) -> Any:
+    """One expression's value with its JSON type; a missing key of an existing map is None."""
+    source = f"{{{{{expr}}}}}"
+    context = _context(source, ctx)
+    try:
+        value = _ENV.eval_expr(expr, **context)
+    except minijinja.TemplateError as exc:
+        raise TemplateError(f"template {source!r}: {_first_line(exc)}") from None
+    return _unsentinel(value, source)
 
 
-def _text(value: Any) -> str:
-    return value if isinstance(value, str) else json.dumps(value)
-
-
-def _substitute(expr: str, ctx: TemplateContext) -> Any:
-    if expr.startswith("SECRET."):
-        return f"{{{{{expr}}}}}"  # left for fill_secrets at hand-out: never in a stored row
-    return _no_secret_template(_lookup(expr, ctx), expr)
+def _render_text(source: str, ctx: TemplateContext) -> str:
+    context = _context(source, ctx)
+    try:
+        text = _ENV.render_str(source, **context)
+    except minijinja.TemplateError as exc:
+        message = _first_line(exc)
+        kind = Unresolved if "undefined" in message else TemplateError
+        raise kind(f"template {source!r}: {message}") from None
+    result: str = _unsentinel(text, source)
+    return result
 
 
 def render(value: Any, ctx: TemplateContext) -> Any:
-    """``value`` with every template in every string (recursively) replaced.
+    """``value`` with every template in every string (recursively) resolved, as the original does.
 
-    ``{{SECRET.name}}`` templates are kept as they are (see :func:`fill_secrets`). Raises
-    :exc:`TemplateError` (or its subclass :exc:`Unresolved`) naming the template.
+    A string that is one whole ``{{expr}}`` takes the expression's value with its JSON type (a
+    missing key of an existing object is null); any other string with templates is rendered,
+    strictly (anything undefined is an error). ``{{SECRET.name}}`` templates are kept as they are
+    (see :func:`fill_secrets`). Raises :exc:`TemplateError` (or :exc:`Unresolved`) naming the
+    template; a reference to an activity that has not finished, or to an unknown root, is
+    :exc:`Unresolved`.
     """
     if isinstance(value, str):
         whole = _TEMPLATE.fullmatch(value)
         if whole:
-            return _substitute(whole.group(1), ctx)
-        return _TEMPLATE.sub(lambda m: _text(_substitute(m.group(1), ctx)), value)
+            return _evaluate(whole.group(1), ctx)
+        if "{{" in value or "{%" in value:
+            return _render_text(value, ctx)
+        return value
     if isinstance(value, Mapping):
         return {k: render(v, ctx) for k, v in value.items()}
     if isinstance(value, list):
@@ -220,27 +313,17 @@ def _is_literal(text: str) -> bool:
 
 
 def normalize_condition(condition: str) -> str:
-    """The original SDK's in-brace form ``{{ a.x == 'ok' }}`` as ``{{a.x}} == 'ok'``; others unchanged."""
-    whole = _TEMPLATE.fullmatch(condition.strip()) if isinstance(condition, str) else None
-    if not whole:
-        return condition
-    left, op, right = _split(whole.group(1))
-    if op is None or not left or not right:
-        return condition
-
-    def side(text: str) -> str:
-        return text if _is_literal(text) else f"{{{{{text}}}}}"
-
-    return f"{side(left)} {op} {side(right)}"
+    """``condition`` as stored: unchanged (kept for definitions stored in the older split form)."""
+    return condition
 
 
-def _side(text: str, ctx: TemplateContext | None) -> Any:
+def _side(text: str, ctx: TemplateContext) -> Any:
     whole = _TEMPLATE.fullmatch(text)
     if whole:
-        return _lookup(whole.group(1), ctx) if ctx is not None else None
+        return _evaluate(whole.group(1), ctx)
     if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
         return text[1:-1]
-    if ctx is not None and "{{" in text:
+    if "{{" in text:
         return render(text, ctx)
     try:
         return json.loads(text)
@@ -249,18 +332,25 @@ def _side(text: str, ctx: TemplateContext | None) -> Any:
 
 
 def check_condition(condition: str) -> str | None:
-    """A message saying what is wrong with ``condition``'s syntax, or None if it is fine."""
+    """A message saying what is wrong with ``condition``'s syntax, or None if it is fine.
+
+    A condition is one whole ``{{expression}}`` (MiniJinja: comparisons, ``and``/``or``/``not``,
+    filters) or ``<side> <op> <side>`` with templates, quoted strings or JSON literals as sides.
+    """
     if not isinstance(condition, str) or not condition.strip():
         return "must be a non-empty string"
+    try:
+        template_roots(condition)
+    except TemplateError as exc:
+        return str(exc)
+    if _TEMPLATE.fullmatch(condition.strip()):
+        return None
     bare = re.sub(r"'[^']*'|\"[^\"]*\"", "", condition)
     if "&&" in bare or "||" in bare:
-        return "&& and || are not supported: list several conditions (all must hold) instead"
-    condition = normalize_condition(condition)
+        return "&& and || are not supported: write one {{...}} expression with and / or"
     left, op, right = _split(condition)
     if op is None:
-        if not _TEMPLATE.fullmatch(left):
-            return "needs an operator (==, !=, <, >, <=, >=) or to be a single {{...}} template"
-        return None
+        return "needs an operator (==, !=, <, >, <=, >=) or to be a single {{...}} template"
     if not left or not right:
         return f"both sides of {op!r} must be given"
     if _OPERATOR_RE.search(_TEMPLATE.sub("", right).replace("'", "").replace('"', "")):
@@ -268,19 +358,36 @@ def check_condition(condition: str) -> str | None:
     return None
 
 
+def _truthy(value: Any) -> bool:
+    """The original's rule: bool as is, "true"/"false" strings, number != 0, null false, else true."""
+    if isinstance(value, bool):
+        return value
+    if value is None:
+        return False
+    if isinstance(value, str):
+        lowered = value.strip().lower()
+        if lowered in ("true", "false"):
+            return lowered == "true"
+        return bool(value)
+    if isinstance(value, int | float):
+        return value != 0
+    return True
+
+
 def evaluate_condition(condition: str, ctx: TemplateContext) -> bool:
-    """True or False. A side referencing a value that does not exist makes the condition false.
+    """True or False. A reference to an activity that has not finished (or an unknown root)
+    raises :exc:`Unresolved`; a missing key of an existing object reads as null (false).
 
     Raises :exc:`TemplateError` when an ordering compares values of incompatible types.
     """
-    left_text, op, right_text = _split(normalize_condition(condition))
-    try:
-        left = _side(left_text, ctx)
-        if op is None:
-            return bool(left)
-        right = _side(right_text or "", ctx)
-    except Unresolved:
-        return False
+    whole = _TEMPLATE.fullmatch(condition.strip())
+    if whole:
+        return _truthy(_evaluate(whole.group(1), ctx))
+    left_text, op, right_text = _split(condition)
+    left = _side(left_text, ctx)
+    if op is None:
+        return _truthy(left)
+    right = _side(right_text or "", ctx)
     numbers = (int, float)
     if op in ("==", "!="):
         return _OPERATORS[op](left, right)
