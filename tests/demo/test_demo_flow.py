@@ -102,12 +102,13 @@ def test_every_flow_highlight_holds_on_a_real_run(flow_run: FlowRun) -> None:
 
 
 def test_a_workflow_that_fails_on_the_server_is_a_false_highlight(monkeypatch) -> None:
-    # Without INPUT.orders, extract's template cannot be rendered: the server fails the workflow.
+    # Without INPUT.orders, extract's template reads null (a missing key is null, as in Kruxia
+    # Flow), its parameters no longer fit, and the workflow fails on the server.
     monkeypatch.setattr(acts, "INPUT", {k: v for k, v in acts.INPUT.items() if k != "orders"})
     steps: list[FlowStep] = []
     [highlight] = flow_highlights(_run(steps))
     assert not highlight.ok
-    assert "it failed: activity 'extract' failed: TEMPLATE_ERROR" in highlight.text
+    assert "it failed: activity 'extract' failed: INVALID_PARAMETERS" in highlight.text
     assert any(step.text.startswith("worker drained") for step in steps)
     assert ("workflow", "failed") in {(step.activity, step.status) for step in steps}
 

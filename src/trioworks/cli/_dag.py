@@ -12,7 +12,7 @@ from typing import Any
 import trio
 import trio_parallel
 
-from ..dag import AsyncLocalRuntime, Workflow, WorkflowExecutionError, WorkflowResult
+from ..dag import AsyncLocalRuntime, NodeKind, Workflow, WorkflowExecutionError, WorkflowResult
 from ._errors import CliError, did_you_mean, location
 from ._html_report import node_runs, render_html, render_svg
 from ._loader import DEFAULT_NAMES, LoadedWorkflow, load_workflow
@@ -149,10 +149,13 @@ def run_workflow(
     """
 
     async def execute() -> WorkflowResult:
-        # Worker processes of this run's own, spawned after the loader put the flow's folder on
-        # sys.path (so process nodes defined in the file unpickle) and shut down when it ends.
-        async with trio_parallel.cache_scope(), runtime:
-            return await runtime.execute_workflow_async(workflow, inputs)
+        async with runtime:
+            if not any(node.kind is NodeKind.PROCESS for node in workflow.nodes.values()):
+                return await runtime.execute_workflow_async(workflow, inputs)
+            # Worker processes of this run's own, spawned after the loader put the flow's folder on
+            # sys.path (so process nodes defined in the file unpickle) and shut down when it ends.
+            async with trio_parallel.cache_scope():
+                return await runtime.execute_workflow_async(workflow, inputs)
 
     with progress:
         try:
