@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 import itertools
 import os
+import signal
 from collections.abc import Callable, Iterator
 from typing import NoReturn, TypeVar
 
@@ -32,6 +33,13 @@ from _services import (
     ServiceUnavailable,
     find_program,
 )
+
+# A suite started in the background by a non-interactive shell (`make test &`, a CI runner) inherits
+# SIGINT *ignored*, and every child process inherits that: the tests that stop a `trioworks` process
+# with Ctrl-C would wait for ever. Catching SIGINT here (this process: the controller or an xdist
+# worker) makes each child start with the default disposition again, as from a terminal.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _unavailable(exc: ServiceUnavailable) -> NoReturn:
