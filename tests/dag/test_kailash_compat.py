@@ -168,3 +168,19 @@ def test_route_data_none_propagates_to_nodes_fed_only_by_a_skipped_node() -> Non
     results, _ = LocalRuntime().execute(wf, parameters={"switch": {"input_data": {"status": "ok"}}})
     assert results["no"] is None and results["after_no"] is None
     assert results["both"] == {"result": ["yes", None]}  # one live input: it runs
+
+
+def test_execute_workflow_async_can_be_awaited_from_asyncio() -> None:
+    """Kailash users await the runtime on asyncio: the Trio engine then runs in a thread of its own."""
+    import asyncio
+
+    wb = WorkflowBuilder()
+    wb.add_node("PythonCodeNode", "a", {"code": "result = {'x': 1}"})
+    workflow = wb.build()
+
+    async def main() -> object:
+        return await AsyncLocalRuntime().execute_workflow_async(workflow, {})
+
+    results, run_id = asyncio.run(main())
+    assert results == {"a": {"result": {"x": 1}}}
+    assert run_id

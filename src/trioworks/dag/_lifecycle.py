@@ -3,7 +3,6 @@ managers, time limits checked at entry, and awaiting a run from a foreign event 
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -112,7 +111,6 @@ async def await_in_trio(fn: Callable[[], Awaitable[T]]) -> T:
         return await fn()
     if library != "asyncio":
         raise RuntimeError(f"trioworks.dag runs under Trio (or is awaited from asyncio), not {library}")
-    import asyncio
+    import anyio.to_thread  # httpx's own dependency: awaits a thread on the caller's asyncio loop
 
-    loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(None, functools.partial(trio.run, fn))
+    return await anyio.to_thread.run_sync(trio.run, fn)
