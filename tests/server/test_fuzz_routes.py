@@ -130,24 +130,31 @@ class Fuzzed:
         self.activity_ids = [a["activity_id"] for a in self.poll("std", "own", 2)]
 
     def poll(self, worker: str, worker_id: str, most: int = 10) -> list[dict[str, Any]]:
-        reply = self.http.post(
-            "/api/v1/workers/poll", json={"worker": worker, "worker_id": worker_id, "max_activities": most}
+        reply = send(
+            self.http,
+            "POST",
+            "/api/v1/workers/poll",
+            json={"worker": worker, "worker_id": worker_id, "max_activities": most},
         )
         assert reply.status_code == 200, reply.text
         return list(reply.json()["activities"])
 
     def submit_own(self) -> str:
-        reply = self.http.post("/api/v1/workflows", json={"definition_name": "fz", "input": {"v": 1}})
+        reply = send(
+            self.http, "POST", "/api/v1/workflows", json={"definition_name": "fz", "input": {"v": 1}}
+        )
         assert reply.status_code == 201, reply.text
         return str(reply.json()["workflow_id"])
 
     def victim(self) -> dict[str, Any]:
-        return dict(self.http.get(f"/api/v1/workflows/{self.victim_id}").json())
+        return dict(send(self.http, "GET", f"/api/v1/workflows/{self.victim_id}").json())
 
     def settle(self) -> None:
         """Poll ``std`` and complete what comes: a poisoned queue answers 5xx here."""
         for item in self.poll("std", "settler", 100):
-            reply = self.http.post(
+            reply = send(
+                self.http,
+                "POST",
                 f"/api/v1/activities/{item['activity_id']}/complete",
                 json={"worker_id": "settler", "output": {"ok": True}},
             )
