@@ -316,6 +316,7 @@ PUBLIC: dict[str, set[str]] = {
         "Plan",
         "Progress",
         "RowSource",
+        "SignalWait",
         "TemplateError",
         "advance",
         "claim_row",
@@ -332,7 +333,11 @@ PUBLIC: dict[str, set[str]] = {
         "progress",
         "secret_names",
         "secrets_from_env",
+        "signal_wait",
+        "start_row",
+        "template_context",
         "undeliverable_row",
+        "wait_timeout",
         "waiting_counts",
         "workflow_cancellation",
         "workflow_failure",
@@ -573,6 +578,8 @@ INTERNAL: dict[str, set[str]] = {
     # The server's insides: how a route is declared, parsed bodies, the SQL layer's parts under
     # SqlStorage, template evaluation. Users see Server, Storage and the models.
     "trioworks.server.http._routes": {"Endpoint", "Routes"},
+    # The nudge that makes the server's signal-timeout timer read the earliest deadline again.
+    "trioworks.server.http._context": {"Wakeup"},
     # hypercorn's connection handler with the send/EOF race guard, installed by Server.run.
     "trioworks.server.http._hypercorn": {"GuardedTCPServer"},
     "trioworks.server.http._requests": {
@@ -584,6 +591,8 @@ INTERNAL: dict[str, set[str]] = {
         "WorkerRequest",
     },
     "trioworks.server.rules._templates": {"TemplateContext", "Unresolved"},
+    # settings.delay / scheduled_for / wait_for_signal parsing behind the engine's start_row.
+    "trioworks.server.rules._timing": {"ScheduleError"},
     "trioworks.server.storage._queue": {"SqlQueue"},
     "trioworks.server.storage._tables": {"Tables"},
     # A WAV header's numbers, inside the stt sources and tts sinks.

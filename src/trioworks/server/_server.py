@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -133,6 +134,14 @@ class Server:
                             policy=RestartPolicy(max_restarts=5, window=60.0),
                         )
                     )
+                    await nursery.start(
+                        functools.partial(
+                            supervise,
+                            functools.partial(self._signal_timeouts, ctx),
+                            name="signal-timeouts",
+                            policy=RestartPolicy(max_restarts=5, window=60.0),
+                        )
+                    )
                     binds = await nursery.start(serve, build_app(ctx), hyper)
                     self.url = binds[0]
                     logger.info("trioworks server listening on %s", self.url)
@@ -200,3 +209,25 @@ class Server:
             ctx.metrics.counter("server.leases_reclaimed").inc(count)
             if count:
                 logger.info("lease sweep: %d expired activities requeued or failed", count)
+
+    async def _signal_timeouts(self, ctx: Context) -> None:
+        """Apply ``on_timeout`` to signal waits when their deadline passes.
+
+        Sleeps until the earliest deadline stored (read again whenever a request may have added
+        one, see :class:`~trioworks.server.http.Context`), so a wait started before a restart
+        still times out on time. Delays need no timer: a poll hands out a pending row only once
+        its ``scheduled_for`` has passed.
+        """
+        while True:
+            try:
+                deadline = await ctx.control(ctx.storage.next_wait_deadline)
+                if deadline is not None and deadline <= ctx.clock():
+                    count = await ctx.control(ctx.storage.expire_waits, ctx.clock())
+                    ctx.metrics.counter("server.signal_timeouts").inc(count)
+                    continue
+            except StorageUnavailable as exc:
+                logger.warning("signal timeouts not checked: %s", exc.message)
+                deadline = ctx.clock() + self.config.sweep_interval
+            delay = math.inf if deadline is None else max(0.0, deadline - ctx.clock())
+            with trio.move_on_after(delay):
+                await ctx.timers.wait()

@@ -39,10 +39,37 @@ class Case:
     network: bool = False
     slow: bool = False
     exclude: str | None = None
+    clock_speed: float = 1.0
+    """How fast the server's clock runs (delays of minutes in seconds); leases run as fast."""
 
 
 def mail_text(run: Run) -> str:
     return "\n".join(str(m) for m in run.mail)
+
+
+def _reminders(run: Run) -> None:
+    """Each reminder is sent its delay (1, 2, 5 minutes) after the previous one completed."""
+    import datetime
+
+    def at(text: str) -> float:
+        return datetime.datetime.fromisoformat(text).timestamp()
+
+    rows = {a["activity_key"]: a for a in run.body["activities"]}
+    chain = [
+        "send_initial_notification",
+        "send_first_reminder",
+        "send_escalated_reminder",
+        "send_final_escalation",
+    ]
+    for before, after, minutes in zip(chain, chain[1:], (1, 2, 5), strict=False):
+        waited = at(rows[after]["started_at"]) - at(rows[before]["completed_at"])
+        assert waited >= minutes * 60, f"{after} started {waited:.0f} s after {before}, not {minutes} min"
+    assert [m["Subject"].split(":")[0] for m in run.mail] == [
+        "Task Assigned",
+        "Reminder",
+        "ESCALATED",
+        "CRITICAL",
+    ]
 
 
 def _weather(run: Run) -> None:
@@ -241,7 +268,8 @@ CASES: tuple[Case, ...] = (
             "manager_email": "manager@example.com",
             "oncall_email": "oncall@example.com",
         },
-        slow=True,
+        check=_reminders,
+        clock_speed=30.0,  # 1 + 2 + 5 minutes of delays in 16 s
     ),
     Case(
         id="09a",

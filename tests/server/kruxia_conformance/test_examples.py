@@ -18,6 +18,7 @@ import importlib.util
 import json
 import os
 import re
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -157,10 +158,17 @@ async def _deploy_and_start(
 
 @pytest.fixture
 async def running(
-    server_db: str, examples_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    server_db: str,
+    examples_db: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    request: pytest.FixtureRequest,
 ) -> AsyncIterator[tuple[str, Fakes]]:
     monkeypatch.setenv("KRUXIAFLOW_SECRET_DB_URL", examples_db)
     fakes = Fakes()
+    case = getattr(request.node, "callspec", None) and request.node.callspec.params.get("case")
+    speed = case.clock_speed if isinstance(case, Case) else 1.0
+    origin = time.time()
     # files_dir in the test's directory: a Postgres server would otherwise keep files (and its JWT
     # secret) under ./trioworks-files.
     config = ServerConfig(
@@ -168,6 +176,7 @@ async def running(
         port=0,
         clients={CLIENT["client_id"]: CLIENT["client_secret"]},
         files_dir=tmp_path / "files",
+        clock=lambda: origin + (time.time() - origin) * speed,
     )
     async with trio.open_nursery() as nursery:
         url = await nursery.start(Server(config).run)

@@ -82,6 +82,7 @@ async def complete(request: Request, ctx: Context) -> Response:
         ctx.clock(),
     )
     ctx.metrics.counter("server.activities_completed").inc()
+    ctx.timers.set()  # a dependent may now wait for a signal with a timeout
     return respond({"acknowledged": True, **({"warnings": warnings} if warnings else {})})
 
 
@@ -219,6 +220,7 @@ async def _start(body: SubmitRequest, ctx: Context) -> Response:
         ctx.clock(),
     )
     ctx.metrics.counter("server.workflows_started").inc()
+    ctx.timers.set()
     return respond(
         {
             "workflow_id": workflow.id,

@@ -23,13 +23,30 @@ from ..storage import FileStore, Storage
 from ._auth import Authenticator
 from ._limits import load_json
 
-__all__ = ["Context", "error_response", "json_body", "read_body", "respond"]
+__all__ = ["Context", "Wakeup", "error_response", "json_body", "read_body", "respond"]
 
 T = TypeVar("T")
 logger = logging.getLogger("trioworks.server")
 
 _MAX_OWNERS = 10_000
 _BIG_JSON = 256 * 1024  # decode bodies larger than this in a thread, off the loop
+
+
+class Wakeup:
+    """A nudge for the server's signal-timeout timer: :meth:`set` after a change that may have
+    made a timed wait (a workflow started, an activity completed); the timer then reads the
+    earliest deadline again instead of sleeping to the one it knew."""
+
+    def __init__(self) -> None:
+        self._event = trio.Event()
+
+    def set(self) -> None:
+        self._event.set()
+
+    async def wait(self) -> None:
+        """Return once :meth:`set` was called since the last :meth:`wait` returned."""
+        await self._event.wait()
+        self._event = trio.Event()
 
 
 @attrs.frozen
@@ -49,6 +66,7 @@ class Context:
     # worker_id -> client, as bound in the storage (bindings never change, so caching is safe);
     # cleared when it passes _MAX_OWNERS entries, so a client inventing ids cannot grow it.
     owners: dict[str, str] = attrs.field(factory=dict)
+    timers: Wakeup = attrs.field(factory=Wakeup)
 
     async def db(self, fn: Callable[..., T], *args: Any) -> T:
         """Run a storage method in a thread under the storage limiter (a checkpoint).

@@ -24,12 +24,16 @@ from ._engine import (
     new_activities,
     owned_check,
     pending_activity,
+    start_row,
+    template_context,
     undeliverable_row,
+    wait_timeout,
     workflow_cancellation,
     workflow_failure,
 )
 from ._progress import Plan, Progress, RowSource, make_plan, progress, waiting_counts
 from ._templates import MissingSecret, TemplateError, fill_secrets, secret_names, secrets_from_env
+from ._timing import SignalWait, signal_wait
 
 __all__ = [
     "KEY_PATTERN",
@@ -37,6 +41,7 @@ __all__ = [
     "Plan",
     "Progress",
     "RowSource",
+    "SignalWait",
     "TemplateError",
     "advance",
     "claim_row",
@@ -53,7 +58,11 @@ __all__ = [
     "progress",
     "secret_names",
     "secrets_from_env",
+    "signal_wait",
+    "start_row",
+    "template_context",
     "undeliverable_row",
+    "wait_timeout",
     "waiting_counts",
     "workflow_cancellation",
     "workflow_failure",

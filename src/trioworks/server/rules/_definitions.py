@@ -20,6 +20,7 @@ from ._templates import (
     references,
     template_roots,
 )
+from ._timing import check_timing
 
 __all__ = [
     "DEFAULT_MAX_ATTEMPTS",
@@ -107,9 +108,8 @@ def _check_settings(errors: _Errors, settings: Any, path: str) -> None:
     timeout = settings.get("timeout_seconds")
     if timeout is not None and not _in_range(timeout, 0, MAX_SECONDS, open_low=True):
         errors.add(f"{path}.timeout_seconds", f"must be a number > 0 and <= {MAX_SECONDS}")
-    signal = settings.get("wait_for_signal")
-    if signal is not None and not isinstance(signal, bool | str):
-        errors.add(f"{path}.wait_for_signal", "must be a boolean or an event name")
+    for field, message in check_timing(settings, path, MAX_SECONDS).items():
+        errors.add(field, message)
     retry = settings.get("retry")
     if retry is None:
         return
@@ -266,7 +266,9 @@ def _check_graph(errors: _Errors, activities: tuple[ActivityDef, ...]) -> None:
     ancestors = _ancestors(activities)
     for i, activity in enumerate(activities):
         conditions = [c for d in activity.depends_on for c in d.conditions]
-        for where, value in (("parameters", activity.parameters), ("depends_on", conditions)):
+        timing = [(activity.settings or {}).get(name) for name in ("delay", "scheduled_for")]
+        checked = (("parameters", activity.parameters), ("depends_on", conditions), ("settings", timing))
+        for where, value in checked:
             for expr in sorted(references(value)):
                 try:
                     roots = template_roots(f"{{{{{expr}}}}}")
@@ -290,6 +292,8 @@ def _root_problem(
         return None
     if root == "INPUT":
         return None
+    if root == "SIGNAL":
+        return None if where == "parameters" else "SIGNAL is for parameters only"
     if root == "WORKFLOW":
         unknown = sorted(set(re.findall(r"WORKFLOW\.(\w+)", expr)) - WORKFLOW_FIELDS)
         if unknown or not re.search(r"WORKFLOW\.\w", expr):

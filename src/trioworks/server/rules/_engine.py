@@ -29,6 +29,7 @@ from .._models import (
 )
 from ._definitions import retry_settings
 from ._templates import TemplateContext, TemplateError, evaluate_condition, render
+from ._timing import ScheduleError, add_duration, parse_instant, signal_wait
 
 __all__ = [
     "advance",
@@ -41,7 +42,9 @@ __all__ = [
     "owned_check",
     "pending_activity",
     "schedule_row",
+    "start_row",
     "undeliverable_row",
+    "wait_timeout",
     "workflow_failure",
 ]
 
@@ -93,7 +96,8 @@ def template_context(workflow: WorkflowRow, rows: Iterable[ActivityRow]) -> Temp
 
 
 def _template_failure(row: ActivityRow, exc: TemplateError, now: float) -> ActivityRow:
-    error = {"code": "TEMPLATE_ERROR", "message": str(exc), "retryable": False}
+    code = "INVALID_SCHEDULE" if isinstance(exc, ScheduleError) else "TEMPLATE_ERROR"
+    error = {"code": code, "message": str(exc), "retryable": False}
     return attrs.evolve(row, status=S.FAILED, error=error, completed_at=now)
 
 
@@ -104,7 +108,12 @@ def schedule_row(
     ctx: TemplateContext,
     now: float,
 ) -> ActivityRow | None:
-    """The new state of a ``not_scheduled`` row, or None while its dependencies are unfinished."""
+    """The new state of a ``not_scheduled`` row, or None while its dependencies are unfinished.
+
+    A row that waits for a signal (none stored yet) becomes ``waiting`` with its parameters
+    unrendered (they may read ``SIGNAL``) and ``scheduled_for`` its signal timeout (None: none);
+    otherwise :func:`start_row`.
+    """
     deps = [by_key[d.activity_key] for d in spec.depends_on]
     if any(not d.status.terminal or d.status is S.FAILED for d in deps):
         return None  # a failed dependency fails the whole workflow instead
@@ -116,13 +125,62 @@ def schedule_row(
             all(evaluate_condition(c, ctx) for c in d.conditions) for d in conditioned
         ):
             return attrs.evolve(row, status=S.SKIPPED, completed_at=now)
-        parameters = render(spec.parameters, ctx)
     except TemplateError as exc:
         return _template_failure(row, exc, now)
-    waits = bool((spec.settings or {}).get("wait_for_signal")) and row.signal_data is None
-    return attrs.evolve(
-        row, status=S.WAITING if waits else S.PENDING, parameters=parameters, scheduled_for=now
-    )
+    wait = signal_wait(spec.settings)
+    if wait is not None and row.signal_data is None:
+        deadline = None if wait.timeout_seconds is None else now + wait.timeout_seconds
+        return attrs.evolve(row, status=S.WAITING, scheduled_for=deadline)
+    return start_row(spec, row, ctx, now)
+
+
+def start_row(
+    spec: ActivityDef, row: ActivityRow, ctx: TemplateContext, now: float, signal: Any = None
+) -> ActivityRow:
+    """``row`` made ``pending``: parameters rendered, ``scheduled_for`` its ready time.
+
+    ``SIGNAL`` is ``signal`` or else the row's stored signal data. The ready time is ``now``
+    plus ``settings.delay``, or ``settings.scheduled_for`` (a past time: ``now``); both are
+    templates rendered here. A template or schedule that does not resolve fails the row.
+    """
+    ctx = attrs.evolve(ctx, signal=signal if signal is not None else row.signal_data)
+    try:
+        parameters = render(spec.parameters, ctx)
+        ready = ready_at(spec.settings, ctx, now)
+    except TemplateError as exc:
+        return _template_failure(row, exc, now)
+    return attrs.evolve(row, status=S.PENDING, parameters=parameters, scheduled_for=ready)
+
+
+def ready_at(settings: Mapping[str, Any] | None, ctx: TemplateContext, now: float) -> float:
+    """When an activity that becomes ready at ``now`` may be handed out (see :func:`start_row`)."""
+    settings = settings or {}
+    if settings.get("delay") is not None:
+        return add_duration(now, render(settings["delay"], ctx))
+    if settings.get("scheduled_for") is not None:
+        return max(now, parse_instant(render(settings["scheduled_for"], ctx)))
+    return now
+
+
+def wait_timeout(spec: ActivityDef, row: ActivityRow, ctx: TemplateContext, now: float) -> ActivityRow:
+    """A ``waiting`` row whose signal timeout passed, after its ``on_timeout``: ``fail``
+    (failed, ``SIGNAL_TIMEOUT``), ``skip`` (skipped) or ``continue`` (started with ``SIGNAL`` an
+    empty map). A row whose wait has no timeout (a database from before timeouts) only loses
+    its ``scheduled_for``."""
+    wait = signal_wait(spec.settings)
+    if wait is None or wait.timeout_seconds is None:
+        return attrs.evolve(row, scheduled_for=None)
+    if wait.on_timeout == "skip":
+        return attrs.evolve(row, status=S.SKIPPED, completed_at=now)
+    if wait.on_timeout == "continue":
+        return start_row(spec, row, ctx, now, signal={})
+    event = f"signal {wait.event_name!r}" if wait.event_name else "a signal"
+    error = {
+        "code": "SIGNAL_TIMEOUT",
+        "message": f"activity {row.key!r}: {event} not received within {wait.timeout_seconds:g} s",
+        "retryable": False,
+    }
+    return attrs.evolve(row, status=S.FAILED, error=error, completed_at=now)
 
 
 def advance(

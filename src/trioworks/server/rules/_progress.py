@@ -65,7 +65,9 @@ def make_plan(definition: Definition) -> Plan:
     reads = {}
     for a in definition.activities:
         conditions = [normalize_condition(c) for d in a.depends_on for c in d.conditions]
-        roots = {r for e in references(a.parameters) | references(conditions) for r in _roots(e)}
+        timing = [(a.settings or {}).get(name) for name in ("delay", "scheduled_for")]
+        exprs = references(a.parameters) | references(conditions) | references(timing)
+        roots = {r for e in exprs for r in _roots(e)}
         reads[a.key] = tuple(sorted(roots & specs.keys()))
     return Plan(definition, specs, deps, {k: tuple(v) for k, v in dependents.items()}, reads)
 

@@ -146,6 +146,7 @@ class TemplateContext:
     outputs: Mapping[str, Mapping[str, Any]]  # completed activities only
     statuses: Mapping[str, str] = attrs.field(factory=dict)
     workflow: Mapping[str, Any] = attrs.field(factory=dict)
+    signal: Mapping[str, Any] | None = None  # SIGNAL: the data of the signal the activity waited for
 
     def roots(self) -> dict[str, Any]:
         roots: dict[str, Any] = {key: {"status": status} for key, status in self.statuses.items()}
@@ -157,6 +158,8 @@ class TemplateContext:
             roots[key] = value
         roots["INPUT"] = dict(self.input)
         roots["WORKFLOW"] = {"id": self.workflow_id, **self.workflow}
+        if self.signal is not None:
+            roots["SIGNAL"] = dict(self.signal)
         return roots
 
 

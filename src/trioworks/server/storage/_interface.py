@@ -139,6 +139,13 @@ class Storage(Protocol):
     def sweep(self, now: float) -> int:
         """Requeue (or fail, with no retry left) every running row whose lease expired; the count."""
 
+    def next_wait_deadline(self) -> float | None:
+        """The earliest signal timeout among ``waiting`` rows (POSIX seconds); None if none."""
+
+    def expire_waits(self, now: float) -> int:
+        """Apply ``settings.wait_for_signal.on_timeout`` to every waiting row whose timeout
+        passed by ``now`` (fail, skip or continue); the count."""
+
     # -- files --------------------------------------------------------------------------
     def activity_exists(self, workflow_id: str, activity_key: str) -> bool: ...
 

@@ -239,6 +239,59 @@ class SqlQueue:
             )
         return failed + len(ids)
 
+    def next_wait_deadline(self) -> float | None:
+        """The earliest signal timeout of a waiting row (None: no timed wait)."""
+        with self.tables.tx() as db:
+            row = db.one("SELECT MIN(scheduled_for) FROM activities WHERE status = 'waiting'")
+        return None if row is None or row[0] is None else float(row[0])
+
+    def expire_waits(self, now: float) -> int:
+        """Apply ``on_timeout`` to every waiting row whose signal timeout passed; the count.
+
+        Locks each workflow (in id order), then its expired waiting rows, as a completion does:
+        ``skip`` releases the row's dependents, ``fail`` fails the workflow, ``continue`` makes it
+        pending with ``SIGNAL`` an empty map.
+        """
+        count = 0
+        with self.tables.tx() as db:
+            workflow_ids = sorted(
+                {
+                    r[0]
+                    for r in db.all(
+                        "SELECT workflow_id FROM activities WHERE status = 'waiting' AND scheduled_for <= ?",
+                        (now,),
+                    )
+                }
+            )
+            for workflow_id in workflow_ids:
+                workflow = self.tables.workflow(db, workflow_id, lock=True)
+                found = db.all(
+                    f"SELECT {ACTIVITY_COLUMNS} FROM activities WHERE workflow_id = ? AND status = 'waiting' "
+                    f"AND scheduled_for <= ? ORDER BY position{self.dialect.for_update}",
+                    (workflow_id, now),
+                )
+                plan = self.tables.plan(db, workflow.definition_name, workflow.definition_version)
+                for row in map(row_to_activity, found):
+                    ctx = rules.template_context(
+                        workflow, self.tables.rows(db, workflow_id, plan.reads[row.key])
+                    )
+                    new = rules.wait_timeout(plan.specs[row.key], row, ctx, now)
+                    self.tables.write(db, [new])
+                    count += new.status is not S.WAITING
+                    if new.status is S.FAILED:
+                        self._fail_workflow(db, workflow, new, now)
+                        break
+                    if new.status is S.SKIPPED:
+                        self._advance(db, workflow, new, now)
+                        workflow = self.tables.workflow(db, workflow_id, lock=False)
+                        if workflow.status.finished:
+                            break
+        return count
+
+    def fail_workflow(self, db: Tx, workflow: WorkflowRow, failed: ActivityRow, now: float) -> None:
+        """Fail ``workflow`` because ``failed`` (written already) failed for good."""
+        self._fail_workflow(db, workflow, failed, now)
+
     # -- helpers (inside a transaction) ----------------------------------------------------------
     def _fail_undeliverable(self, db: Tx, failed: list[ActivityRow], locked: set[str], now: float) -> None:
         """Fail each row (and its workflow) that a poll could not hand out.

@@ -154,6 +154,9 @@ def schema(dialect: Dialect) -> list[str]:
         "DROP INDEX IF EXISTS activities_lease_pg",
         "DROP INDEX IF EXISTS activities_queue",
         "DROP INDEX IF EXISTS activities_running",
+        # Signal timeouts: a waiting row's scheduled_for is its deadline (the server's timer
+        # reads the earliest one).
+        "CREATE INDEX IF NOT EXISTS activities_waiting ON activities (scheduled_for) WHERE status = 'waiting'",
         # "Has this workflow an unfinished activity?" after each completion, without a scan.
         "CREATE INDEX IF NOT EXISTS activities_workflow_status ON activities (workflow_id, status)",
         f"""CREATE TABLE IF NOT EXISTS files (

@@ -143,6 +143,12 @@ class SqlStorage:
     def cancel_workflow(self, workflow_id: str, now: float) -> WorkflowRow:
         return self.queue.cancel(workflow_id, now)
 
+    def next_wait_deadline(self) -> float | None:
+        return self.queue.next_wait_deadline()
+
+    def expire_waits(self, now: float) -> int:
+        return self.queue.expire_waits(now)
+
     # -- definitions --------------------------------------------------------------------------
     def put_definition(self, definition: Definition, now: float) -> PutDefinitionResult:
         # Two writers storing one name at once (Postgres; SQLite has one writer) both pick
@@ -273,20 +279,27 @@ class SqlStorage:
                 raise NotFound(f"workflow {workflow_id} has no activity {activity_key!r}")
             row = found[0]
             definition = self.tables.definition(db, workflow.definition_name, workflow.definition_version)
-            expected = (definition.activity(activity_key).settings or {}).get("wait_for_signal")
-            if not expected:
+            spec = definition.activity(activity_key)
+            expected = rules.signal_wait(spec.settings)
+            if expected is None:
                 raise BadRequest(f"activity {activity_key!r} does not wait for a signal")
-            if isinstance(expected, str) and expected != event_name:
+            if expected.event_name is not None and expected.event_name != event_name:
                 raise BadRequest(
-                    f"activity {activity_key!r} waits for event {expected!r}, not {event_name!r}"
+                    f"activity {activity_key!r} waits for event {expected.event_name!r}, not {event_name!r}"
                 )
             if row.signal_data is not None or row.status not in (S.NOT_SCHEDULED, S.WAITING):
                 raise Conflict(f"activity {activity_key!r} was already signalled or is {row.status.value}")
-            # The worker sees the signal's data as ``signal_data`` (the original SDK's ctx.signal).
+            # The worker sees the signal's data as ``signal_data`` (the original SDK's ctx.signal),
+            # templates as SIGNAL: the parameters of a waiting row are rendered now.
             new_row = attrs.evolve(row, signal_data=data if data is not None else {})
             if row.status is S.WAITING:
-                new_row = attrs.evolve(new_row, status=S.PENDING, scheduled_for=now)
+                plan = self.tables.plan(db, workflow.definition_name, workflow.definition_version)
+                reads = self.tables.rows(db, workflow_id, plan.reads[activity_key])
+                ctx = rules.template_context(workflow, reads)
+                new_row = rules.start_row(spec, new_row, ctx, now)
             self.tables.write(db, [new_row])
+            if new_row.status is S.FAILED:
+                self.queue.fail_workflow(db, workflow, new_row, now)
         if row.status is S.WAITING:
             return f"activity {activity_key!r} resumed by event {event_name!r}"
         return (
