@@ -265,8 +265,15 @@ async def test_server_restart_keeps_a_delay(server_config: ServerConfig) -> None
 async def test_server_times_out_a_wait_made_while_it_runs(tmp_path: Path, autojump_clock: Any) -> None:
     """The timer sleeps with no deadline known; a submit wakes it to read the new one."""
     expired = trio.Event()
+    deadlines_read: list[float] = []  # appended from the timer's threads
 
     class Watched(SQLiteStorage):
+        def next_wait_deadline(self) -> float | None:
+            deadline = super().next_wait_deadline()
+            if deadline is not None:
+                deadlines_read.append(deadline)
+            return deadline
+
         def expire_waits(self, now: float) -> int:
             count = super().expire_waits(now)
             if count:
@@ -282,15 +289,19 @@ async def test_server_times_out_a_wait_made_while_it_runs(tmp_path: Path, autoju
     try:
         async with trio.open_nursery() as nursery:
             url = await nursery.start(Server(config).run)
-            async with httpx.AsyncClient(base_url=url) as client:
+            async with httpx.AsyncClient(base_url=url, timeout=None) as client:  # virtual time
                 assert (await client.post("/api/v1/workflow_definitions", json=definition)).is_success
                 started = await client.post("/api/v1/workflows", json={"definition_name": "d", "input": {}})
-                submitted_at = trio.current_time()
-            with trio.fail_after(3600):  # virtual: without the nudge it would sleep forever
+            with trio.move_on_after(3600):
                 await expired.wait()
-            assert trio.current_time() >= submitted_at + 300
+            if not expired.is_set():
+                # Virtual time also jumps while a storage thread runs; only a timer that never
+                # read the new deadline (no nudge) would sleep forever from here.
+                assert deadlines_read, "the timer was not woken by the submit"
+                await expired.wait()
             workflow, rows = storage.get_workflow(started.json()["workflow_id"])
             assert workflow.status.value == "failed" and rows[0].error["code"] == "SIGNAL_TIMEOUT"
+            assert rows[0].completed_at is not None and rows[0].completed_at >= workflow.created_at + 300
             nursery.cancel_scope.cancel()
     finally:
         storage.close()
