@@ -19,6 +19,7 @@ from ._templates import (
     normalize_condition,
     references,
     template_roots,
+    value_roots,
 )
 from ._timing import check_timing
 
@@ -269,16 +270,28 @@ def _check_graph(errors: _Errors, activities: tuple[ActivityDef, ...]) -> None:
         timing = [(activity.settings or {}).get(name) for name in ("delay", "scheduled_for")]
         checked = (("parameters", activity.parameters), ("depends_on", conditions), ("settings", timing))
         for where, value in checked:
+            try:
+                # Names a {% for %} binds are not references; names only a tag reads are.
+                read = value_roots(value)
+            except TemplateError as exc:
+                errors.add(f"activities[{i}].{where}", str(exc))
+                continue
+            seen: set[str] = set()
             for expr in sorted(references(value)):
                 try:
-                    roots = template_roots(f"{{{{{expr}}}}}")
+                    roots = template_roots(f"{{{{{expr}}}}}") & read
                 except TemplateError as exc:
                     errors.add(f"activities[{i}].{where}", str(exc))
                     continue
+                seen |= roots
                 for root in sorted(roots):
                     problem = _root_problem(root, expr, where, activity.key, keys, ancestors)
                     if problem:
                         errors.add(f"activities[{i}].{where}", f"{{{{{expr}}}}}: {problem}")
+            for root in sorted(read - seen):  # read by a {% %} tag only
+                problem = _root_problem(root, root, where, activity.key, keys, ancestors)
+                if problem and root not in ("FILE", "FOLDER", "WORKFLOW"):
+                    errors.add(f"activities[{i}].{where}", f"{root!r}: {problem}")
 
 
 def _root_problem(
@@ -292,8 +305,14 @@ def _root_problem(
         return None
     if root == "INPUT":
         return None
-    if root == "SIGNAL":
-        return None if where == "parameters" else "SIGNAL is for parameters only"
+    if root in ("SIGNAL", "ACTIVITY"):
+        return None if where == "parameters" else f"{root} is for parameters only"
+    if root in ("FILE", "FOLDER"):
+        for named in re.findall(rf"{root}\s*\.\s*(\w+)", expr):
+            problem = _root_problem(named, expr, where, key, keys, ancestors)
+            if problem:
+                return problem
+        return None
     if root == "WORKFLOW":
         unknown = sorted(set(re.findall(r"WORKFLOW\.(\w+)", expr)) - WORKFLOW_FIELDS)
         if unknown or not re.search(r"WORKFLOW\.\w", expr):

@@ -9,6 +9,7 @@ completion and failure) is tested once for every backend.
 from __future__ import annotations
 
 import datetime
+import decimal
 import math
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
@@ -72,12 +73,18 @@ def new_activities(workflow: WorkflowRow, definition: Definition) -> list[Activi
     return rows
 
 
-def _context(workflow: WorkflowRow, rows: Sequence[ActivityRow]) -> TemplateContext:
-    return template_context(workflow, rows)
+def _context(workflow: WorkflowRow, rows: Sequence[ActivityRow], definition: Definition) -> TemplateContext:
+    return template_context(workflow, rows, definition)
 
 
-def template_context(workflow: WorkflowRow, rows: Iterable[ActivityRow]) -> TemplateContext:
-    """What the templates of ``workflow`` see, given these rows (any subset of its activities)."""
+def template_context(
+    workflow: WorkflowRow, rows: Iterable[ActivityRow], definition: Definition | None = None
+) -> TemplateContext:
+    """What the templates of ``workflow`` see, given these rows (any subset of its activities).
+
+    With ``definition``, outputs declared ``type: file`` / ``folder`` are also under
+    ``FILE.<key>.<name>`` / ``FOLDER.<key>.<name>``.
+    """
     rows = list(rows)
     outputs = {r.key: r.output or {} for r in rows if r.status is S.COMPLETED}
     statuses = {r.key: r.status.value for r in rows if r.status.terminal}
@@ -90,9 +97,42 @@ def template_context(workflow: WorkflowRow, rows: Iterable[ActivityRow]) -> Temp
         "created_at": started,
         "started_at": started,
     }
+    files: dict[str, dict[str, dict[str, Any]]] = {"FILE": {}, "FOLDER": {}}
+    if definition is not None:
+        specs = {a.key: a for a in definition.activities}
+        for key, output in outputs.items():
+            for out in specs[key].outputs if key in specs else ():
+                if out.type in ("file", "folder") and out.name in output:
+                    files[out.type.upper()].setdefault(key, {})[out.name] = output[out.name]
     return TemplateContext(
-        workflow_id=workflow.id, input=workflow.input, outputs=outputs, statuses=statuses, workflow=info
+        workflow_id=workflow.id,
+        input=workflow.input,
+        outputs=outputs,
+        statuses=statuses,
+        workflow=info,
+        files=files["FILE"],
+        folders=files["FOLDER"],
     )
+
+
+def activity_info(spec: ActivityDef, row: ActivityRow) -> dict[str, Any]:
+    """``ACTIVITY``: the current activity's ``iteration``, ``accumulated_cost_usd`` and
+    ``remaining_budget_usd`` (decimal strings, as the original; no budget: ``"0.00"``), ``status``."""
+    limit = ((spec.settings or {}).get("budget") or {}).get("limit")
+    spent = decimal.Decimal(repr(row.cost_usd))
+    remaining = "0.00"
+    if isinstance(limit, int | float) and not isinstance(limit, bool):
+        remaining = _decimal(max(decimal.Decimal(repr(limit)) - spent, decimal.Decimal(0)))
+    return {
+        "iteration": 0,  # loops (iteration-scoped back-edges) are not supported yet
+        "accumulated_cost_usd": _decimal(spent),
+        "remaining_budget_usd": remaining,
+        "status": S.PENDING.value,
+    }
+
+
+def _decimal(value: decimal.Decimal) -> str:
+    return format(value.normalize(), "f")
 
 
 def _template_failure(row: ActivityRow, exc: TemplateError, now: float) -> ActivityRow:
@@ -143,7 +183,9 @@ def start_row(
     plus ``settings.delay``, or ``settings.scheduled_for`` (a past time: ``now``); both are
     templates rendered here. A template or schedule that does not resolve fails the row.
     """
-    ctx = attrs.evolve(ctx, signal=signal if signal is not None else row.signal_data)
+    ctx = attrs.evolve(
+        ctx, signal=signal if signal is not None else row.signal_data, activity=activity_info(spec, row)
+    )
     try:
         parameters = render(spec.parameters, ctx)
         ready = ready_at(spec.settings, ctx, now)
@@ -198,7 +240,7 @@ def advance(
         return workflow, rows
     specs = {a.key: a for a in definition.activities}
     by_key = {r.key: r for r in rows}
-    ctx = _context(workflow, rows)  # scheduling never completes anything: outputs are fixed here
+    ctx = _context(workflow, rows, definition)  # scheduling never completes anything: outputs are fixed here
     changed = True
     while changed:
         changed = False
@@ -212,7 +254,7 @@ def advance(
                 if new.status is S.FAILED:
                     return fail_workflow(workflow, rows, new, now)
                 if new.status is S.SKIPPED:
-                    ctx = _context(workflow, rows)  # {{key.status}} of a skip seen at once
+                    ctx = _context(workflow, rows, definition)  # {{key.status}} of a skip seen at once
     if all(r.status in (S.COMPLETED, S.SKIPPED) for r in rows):
         workflow = attrs.evolve(workflow, status=WorkflowStatus.COMPLETED, updated_at=now)
     return workflow, rows

@@ -36,7 +36,7 @@ import attrs
 
 from .._models import ActivityDef, ActivityRow, ActivityStatus, Definition, WorkflowRow
 from ._engine import schedule_row, template_context
-from ._templates import TemplateError, normalize_condition, references, template_roots
+from ._templates import TemplateError, normalize_condition, value_roots
 
 __all__ = ["Plan", "Progress", "RowSource", "make_plan", "progress", "waiting_counts"]
 
@@ -66,15 +66,14 @@ def make_plan(definition: Definition) -> Plan:
     for a in definition.activities:
         conditions = [normalize_condition(c) for d in a.depends_on for c in d.conditions]
         timing = [(a.settings or {}).get(name) for name in ("delay", "scheduled_for")]
-        exprs = references(a.parameters) | references(conditions) | references(timing)
-        roots = {r for e in exprs for r in _roots(e)}
+        roots = _roots([a.parameters, conditions, timing])
         reads[a.key] = tuple(sorted(roots & specs.keys()))
     return Plan(definition, specs, deps, {k: tuple(v) for k, v in dependents.items()}, reads)
 
 
-def _roots(expr: str) -> set[str]:
+def _roots(value: object) -> set[str]:
     try:
-        return template_roots(f"{{{{{expr}}}}}")
+        return value_roots(value)
     except TemplateError:
         return set()  # refused at deploy
 
@@ -131,7 +130,7 @@ def progress(
         if row.status is not S.NOT_SCHEDULED:
             continue  # released twice (two skipped dependencies in one pass)
         rows = fetch((*plan.deps[key], *plan.reads[key]))
-        ctx = template_context(workflow, (rows[k] for k in plan.reads[key]))
+        ctx = template_context(workflow, (rows[k] for k in plan.reads[key]), plan.definition)
         new = schedule_row(plan.specs[key], row, rows, ctx, now)
         if new is None:
             continue  # a dependency not done after all: the counter is only a hint to look

@@ -43,7 +43,9 @@ __all__ = [
     "render",
     "secret_names",
     "secrets_from_env",
+    "strings",
     "template_roots",
+    "value_roots",
 ]
 
 _TEMPLATE = re.compile(r"\{\{\s*([^{}]*?)\s*\}\}")
@@ -147,6 +149,9 @@ class TemplateContext:
     statuses: Mapping[str, str] = attrs.field(factory=dict)
     workflow: Mapping[str, Any] = attrs.field(factory=dict)
     signal: Mapping[str, Any] | None = None  # SIGNAL: the data of the signal the activity waited for
+    activity: Mapping[str, Any] | None = None  # ACTIVITY: the activity being scheduled
+    files: Mapping[str, Mapping[str, Any]] = attrs.field(factory=dict)  # FILE.<key>.<name>
+    folders: Mapping[str, Mapping[str, Any]] = attrs.field(factory=dict)  # FOLDER.<key>.<name>
 
     def roots(self) -> dict[str, Any]:
         roots: dict[str, Any] = {key: {"status": status} for key, status in self.statuses.items()}
@@ -160,6 +165,10 @@ class TemplateContext:
         roots["WORKFLOW"] = {"id": self.workflow_id, **self.workflow}
         if self.signal is not None:
             roots["SIGNAL"] = dict(self.signal)
+        if self.activity is not None:
+            roots["ACTIVITY"] = dict(self.activity)
+        roots["FILE"] = {k: dict(v) for k, v in self.files.items()}
+        roots["FOLDER"] = {k: dict(v) for k, v in self.folders.items()}
         return roots
 
 
@@ -282,6 +291,31 @@ def references(value: Any) -> set[str]:
     if isinstance(value, list):
         return set().union(*(references(v) for v in value)) if value else set()
     return set()
+
+
+def strings(value: Any) -> list[str]:
+    """Every string with a template (``{{...}}`` or ``{%...%}``) in ``value``, recursively."""
+    if isinstance(value, str):
+        return [value] if "{{" in value or "{%" in value else []
+    if isinstance(value, Mapping):
+        return [t for v in value.values() for t in strings(v)]
+    if isinstance(value, list):
+        return [t for v in value for t in strings(v)]
+    return []
+
+
+_FILE_KEY = re.compile(r"\b(?:FILE|FOLDER)\s*\.\s*(\w+)")
+
+
+def value_roots(value: Any) -> set[str]:
+    """The top-level names the templates of ``value`` read, loop variables of ``{% for %}``
+    excluded, plus the activity keys named through ``FILE.<key>`` / ``FOLDER.<key>``.
+    Raises :exc:`TemplateError` for a template MiniJinja cannot parse."""
+    roots: set[str] = set()
+    for text in strings(value):
+        roots |= template_roots(text)
+        roots |= set(_FILE_KEY.findall(text))
+    return roots
 
 
 def _split(condition: str) -> tuple[str, str | None, str | None]:

@@ -273,7 +273,7 @@ class SqlQueue:
                 plan = self.tables.plan(db, workflow.definition_name, workflow.definition_version)
                 for row in map(row_to_activity, found):
                     ctx = rules.template_context(
-                        workflow, self.tables.rows(db, workflow_id, plan.reads[row.key])
+                        workflow, self.tables.rows(db, workflow_id, plan.reads[row.key]), plan.definition
                     )
                     new = rules.wait_timeout(plan.specs[row.key], row, ctx, now)
                     self.tables.write(db, [new])

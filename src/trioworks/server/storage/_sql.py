@@ -295,7 +295,7 @@ class SqlStorage:
             if row.status is S.WAITING:
                 plan = self.tables.plan(db, workflow.definition_name, workflow.definition_version)
                 reads = self.tables.rows(db, workflow_id, plan.reads[activity_key])
-                ctx = rules.template_context(workflow, reads)
+                ctx = rules.template_context(workflow, reads, plan.definition)
                 new_row = rules.start_row(spec, new_row, ctx, now)
             self.tables.write(db, [new_row])
             if new_row.status is S.FAILED:
