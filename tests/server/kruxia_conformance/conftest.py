@@ -3,7 +3,7 @@
 Not collected unless ``TRIOWORKS_CONFORMANCE=1``: most examples fail until the server work of
 issue 13 lands (see STATUS.md). ``TRIOWORKS_CONFORMANCE_NETWORK=1`` also runs the examples whose
 scripts reach the internet themselves; ``TRIOWORKS_CONFORMANCE_SLOW=1`` the ones that wait
-minutes by design (08c's 1 + 2 + 5 minute delays).
+minutes by design (none now: 08c runs on a fast server clock, ``Case.clock_speed``).
 
     TRIOWORKS_CONFORMANCE=1 PYTHONPATH=$PWD/src .venv/bin/python -m pytest -q tests/server/kruxia_conformance
 """
