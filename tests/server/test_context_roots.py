@@ -77,3 +77,21 @@ def test_deploy_check_reads_tags_and_file_keys(parameters: dict[str, Any], messa
             {"name": "d", "activities": [activity("a", parameters=parameters), activity("later")]}
         )
     assert message in str(caught.value.field_errors)
+
+
+def test_a_loop_is_refused_saying_loops_are_not_supported_yet() -> None:
+    """Issue 13 item 8 is not done: say so, not only "dependency cycle"."""
+    loop = {"activity_key": "check", "iteration_scoped": True, "conditions": ["{{check.more}}"]}
+    with pytest.raises(ValidationFailed) as caught:
+        parse_definition(
+            {
+                "name": "d",
+                "activities": [activity("work", loop), activity("check", "work", iteration_limit=5)],
+            }
+        )
+    messages = caught.value.field_errors["activities"]
+    assert any(m.startswith("dependency cycle") for m in messages)
+    assert any("not supported by this server yet" in m for m in messages)
+    with pytest.raises(ValidationFailed) as plain:
+        parse_definition({"name": "d", "activities": [activity("a", "b"), activity("b", "a")]})
+    assert not any("not supported" in m for m in plain.value.field_errors["activities"])

@@ -325,6 +325,21 @@ def _root_problem(
     return None
 
 
+def _loops(activities: Any) -> bool:
+    """Whether the raw activities declare a loop the original would run (issue 13 item 8)."""
+    marks = ("iteration_scoped", "iteration_limit")
+    for item in activities if isinstance(activities, list) else ():
+        if not isinstance(item, Mapping):
+            continue
+        settings = item.get("settings")
+        deps = item.get("depends_on")
+        if any(m in item for m in marks) or (isinstance(settings, Mapping) and "iteration_limit" in settings):
+            return True
+        if isinstance(deps, list) and any(isinstance(d, Mapping) and "iteration_scoped" in d for d in deps):
+            return True
+    return False
+
+
 def parse_definition(data: Any) -> Definition:
     """A checked :class:`Definition`; raises :exc:`ValidationFailed` naming every bad field."""
     errors = _Errors()
@@ -346,6 +361,11 @@ def parse_definition(data: Any) -> Definition:
                 activities.append(parsed)
     if not errors.fields:
         _check_graph(errors, tuple(activities))
+    if any(m.startswith("dependency cycle") for m in errors.fields.get("activities", [])) and _loops(raw):
+        errors.add(
+            "activities",
+            "loops (back-edges with iteration_scoped / iteration_limit) are not supported by this server yet",
+        )
     if errors.fields:
         raise ValidationFailed(errors.fields)
     return Definition(name=name, activities=tuple(activities), description=description)
