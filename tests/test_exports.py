@@ -530,6 +530,17 @@ PUBLIC: dict[str, set[str]] = {
         "detect_player",
         "synthesize",
     },
+    "trioworks.services.wyoming": {
+        "WyomingConnection",
+        "WyomingError",
+        "WyomingEvent",
+        "WyomingRecognizer",
+        "WyomingSynthesizer",
+        "WyomingWake",
+        "connect",
+        "describe",
+        "parse_url",
+    },
     "trioworks.services.wake": {
         "AsyncDetector",
         "CANCEL_PHRASES",

@@ -20,6 +20,10 @@ __all__ = ["AsyncDetector", "ThreadDetector"]
 
 
 class AsyncDetector(Protocol):
+    """What the wake service feeds. ``feed`` returns a detection it completed, or None; a
+    detector whose results come on their own (a server) also has ``detections()``, an async
+    iterator of :class:`Detection` the service reads beside the feeding."""
+
     async def feed(self, pcm: bytes) -> Detection | None: ...
 
     async def aclose(self) -> None: ...

@@ -8,7 +8,7 @@ import logging
 import math
 import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import trio
 
@@ -136,12 +136,21 @@ class WakeService(Service):
         detector = self._detector
         if detector is None:
             raise RuntimeError("WakeService.listen needs run() to be serving first")
-        async with _closing(source) as chunks:
-            async for chunk in chunks:
-                detection = await detector.feed(chunk)
-                if detection is not None:
-                    await self._on_detection(detection)
+        reader = getattr(detector, "detections", None)  # a detector that reports on its own
+        async with trio.open_nursery() as nursery:
+            if reader is not None:
+                nursery.start_soon(self._read_detections, reader)
+            async with _closing(source) as chunks:
+                async for chunk in chunks:
+                    detection = await detector.feed(chunk)
+                    if detection is not None:
+                        await self._on_detection(detection)
+            nursery.cancel_scope.cancel()
         self.finished.set()
+
+    async def _read_detections(self, reader: Callable[[], AsyncIterator[Detection]]) -> None:
+        async for detection in reader():
+            await self._on_detection(detection)
 
     # --- detections --------------------------------------------------------------------
 
