@@ -21,13 +21,13 @@ from _collector import Collector
 from _services import free_port
 from trioworks.bus import Bus, InProcessBroker, InProcessTransport
 from trioworks.core import Metrics
-from trioworks.services.stt import SttService, pcm_source
-from trioworks.services.wake import WakeConfig, WakeService
+from trioworks.services.stt import SttConfig, SttConfigError, SttService, pcm_source
+from trioworks.services.tts import TtsConfig, TtsConfigError
+from trioworks.services.wake import WakeConfig, WakeConfigError, WakeService
 from trioworks.services.wyoming import (
     WyomingError,
     WyomingRecognizer,
     WyomingSynthesizer,
-    WyomingWake,
     describe,
     parse_url,
 )
@@ -110,6 +110,15 @@ def test_a_url_must_be_tcp_host_port() -> None:
     for bad in ("http://a:1", "tcp://a", "a:1", "tcp://:5"):
         with pytest.raises(ValueError, match="tcp://HOST:PORT"):
             parse_url(bad)
+    with pytest.raises(
+        SttConfigError,
+        match=r"stt config url: expected a Wyoming server URL tcp://HOST:PORT, got 'http://a:1'",
+    ):
+        SttConfig(url="http://a:1")
+    with pytest.raises(TtsConfigError, match="tts config url: expected a Wyoming"):
+        TtsConfig(url="piper")
+    with pytest.raises(WakeConfigError, match="wake config url: expected a Wyoming"):
+        WakeConfig(url="tcp://host")
 
 
 async def test_stt_sends_each_utterance_and_publishes_the_transcript() -> None:
@@ -123,10 +132,8 @@ async def test_stt_sends_each_utterance_and_publishes_the_transcript() -> None:
             await nursery.start(client.run)
             got = Collector()
             await client.subscribe("stt/final", got)
-            stt = SttService(
-                Bus(InProcessTransport(broker), source="stt"),
-                source=pcm_source(audio),
-                recognizer=WyomingRecognizer(url, trio.CapacityLimiter(1)),
+            stt = SttService(  # selected by URL: the config's, as `services run --stt-url` does
+                Bus(InProcessTransport(broker), source="stt"), SttConfig(url=url), source=pcm_source(audio)
             )
             await nursery.start(stt.run)
             await stt.finished.wait()
@@ -269,9 +276,8 @@ async def test_wake_over_wyoming_publishes_wake_event() -> None:
 
             wake = WakeService(
                 Bus(InProcessTransport(broker), source="wake"),
-                WakeConfig(idle_timeout=0),
+                WakeConfig(idle_timeout=0, url=url, wyoming_names=["hey_jarvis"]),
                 source=mic(),
-                detector=WyomingWake(url, names=["hey_jarvis"]),
             )
             await nursery.start(wake.run)
             for _ in range(8):

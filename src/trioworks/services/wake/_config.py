@@ -8,6 +8,8 @@ from typing import Any
 
 import attrs
 
+from .._url import wyoming_url
+
 __all__ = ["CANCEL_PHRASES", "WakeConfig", "WakeConfigError"]
 
 CANCEL_PHRASES: frozenset[str] = frozenset(
@@ -48,6 +50,10 @@ def _phrase(_: object, attribute: attrs.Attribute[str], value: str) -> None:
 
 def _words(items: Mapping[str, str]) -> dict[str, str]:
     return dict(items)
+
+
+def _names(items: Iterable[str]) -> tuple[str, ...]:
+    return tuple(items)
 
 
 def _phrases(items: Iterable[str]) -> frozenset[str]:
@@ -91,6 +97,12 @@ class WakeConfig:
     chunk_seconds: float = attrs.field(default=0.1, validator=_positive)
     """Audio per call into the spotter's thread."""
     cancel_phrases: frozenset[str] = attrs.field(default=CANCEL_PHRASES, converter=_phrases)
+    url: str | None = attrs.field(default=None, validator=wyoming_url(WakeConfigError))
+    """A Wyoming wake server (``tcp://host:10400``, e.g. openWakeWord) to detect instead of
+    pocketsphinx (:class:`~trioworks.services.wyoming.WyomingWake`, listening for
+    ``wyoming_names``); None: pocketsphinx spotting of ``phrase``."""
+    wyoming_names: tuple[str, ...] = attrs.field(default=(), converter=_names)
+    """The wake word models the Wyoming server listens for (empty: its own)."""
 
     @property
     def idle_timeout_ms(self) -> int | None:

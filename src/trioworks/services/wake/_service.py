@@ -117,6 +117,10 @@ class WakeService(Service):
     async def setup(self) -> None:
         """Load the spotter (in a thread) unless a detector was given."""
         detector = self._given_detector
+        if detector is None and self.config.url is not None:
+            from ..wyoming import WyomingWake  # here: wyoming imports this package
+
+            detector = WyomingWake(self.config.url, names=list(self.config.wyoming_names) or None)
         if detector is None:
             detector = await ThreadDetector.open(self.config, self.detector_limiter)
         self._detector = detector

@@ -9,11 +9,12 @@ protocol's description; the ``wyoming`` package is asyncio and is not used.
 from __future__ import annotations
 
 import json
-import urllib.parse
 from typing import Any
 
 import attrs
 import trio
+
+from .._url import parse_url
 
 __all__ = ["WyomingConnection", "WyomingError", "WyomingEvent", "connect", "describe", "parse_url"]
 
@@ -38,18 +39,6 @@ class WyomingEvent:
     type: str
     data: dict[str, Any] = attrs.field(factory=dict)
     payload: bytes = b""
-
-
-def parse_url(url: str) -> tuple[str, int]:
-    """``tcp://host:port`` -> ``(host, port)``; ``ValueError`` naming the URL otherwise."""
-    parts = urllib.parse.urlsplit(url)
-    try:
-        port = parts.port
-    except ValueError:
-        port = None
-    if parts.scheme != "tcp" or not parts.hostname or port is None:
-        raise ValueError(f"expected a Wyoming server URL tcp://HOST:PORT, got {url!r}")
-    return parts.hostname, port
 
 
 class WyomingConnection:
