@@ -143,6 +143,8 @@ class VoiceSettings:
     """Facts stored in memory at start-up (needs the memory service in the same stack)."""
     rag_k: int = RAG_K
     """Memories the router asks the llm to fetch per turn; 0: no RAG (no memory service to ask)."""
+    tts_url: str | None = None
+    """A Wyoming TTS server for the tts service (``TtsConfig.url``); None: espeak-ng."""
     wake: WakeConfig = attrs.field(factory=WakeConfig)
     """The wake service's settings (when ``"wake"`` is among the stack's services)."""
     wake_required: bool | None = None
@@ -303,7 +305,9 @@ class VoiceStack:
         if "tts" in chosen:
             player: Literal["auto", "wav"] = "wav" if settings.audio_dir is not None else "auto"
             extra: dict[str, Any] = {"out_dir": settings.audio_dir} if settings.audio_dir is not None else {}
-            config = TtsConfig(voice=settings.voice, player=player, realtime=settings.realtime, **extra)
+            config = TtsConfig(
+                voice=settings.voice, player=player, realtime=settings.realtime, url=settings.tts_url, **extra
+            )
             made.tts = TtsService(self._bus("tts"), config)
         if "router" in chosen:
             rag = settings.rag_k > 0
