@@ -136,6 +136,12 @@ def main() -> int:
         frr, far = len(rejects) / positives, len(accepts) / negatives
         rows.append({"threshold": threshold, "false_reject_rate": frr, "false_accept_rate": far})
         print(f"{threshold:>10g}  {frr:>8.1%} ({len(rejects):>3})  {far:>8.1%} ({len(accepts):>3})")
+        for voice in VOICES:  # per voice: most misses are the British voices' non-rhotic "tars"
+            pos = sum(1 for p, label, _ in clips if p and f" {voice} " in label)
+            neg = sum(1 for p, label, _ in clips if not p and f" {voice} " in label)
+            missed = sum(1 for label in rejects if f" {voice} " in label)
+            false = sum(1 for label in accepts if f" {voice} " in label)
+            print(f"{'':>10}  {missed / pos:>8.1%} ({missed:>3})  {false / neg:>8.1%} ({false:>3})  {voice}")
         if args.verbose:
             for label in rejects:
                 print(f"    missed: {label}")

@@ -261,7 +261,7 @@ async def test_in_a_stack_the_wake_word_opens_the_router_which_acknowledges_it(
 
     wav = speak(espeak_ng, sox, tmp_path / "hey.wav", ["hey tars"])
     stack = VoiceStack(
-        VoiceSettings(data_dir=tmp_path, rag_k=0, wake=WakeConfig(threshold=1e-30, idle_timeout=0)),
+        VoiceSettings(data_dir=tmp_path, rag_k=0, wake=WakeConfig(idle_timeout=0)),
         services=("router", "wake"),
         wake_source=wav_source(wav, limiter=trio.CapacityLimiter(1)),
     )

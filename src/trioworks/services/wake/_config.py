@@ -73,7 +73,7 @@ class WakeConfig:
     """How the wake service listens and what it does on a wake word.
 
     Detection is pocketsphinx keyphrase spotting: ``threshold`` is the spotter's detection
-    threshold (smaller: more detections, so more false accepts and fewer false rejects;
+    threshold (default 1e-30; smaller: more detections, so more false accepts and fewer false rejects;
     ``benchmarks/wake.py`` measures both on espeak-ng speech, docs/performance.md). Words of
     ``phrase`` must be in pocketsphinx's dictionary or in ``words`` (``{"tars": "T AA R Z"}``,
     phones of the CMU set).
@@ -85,7 +85,7 @@ class WakeConfig:
     """
 
     phrase: str = attrs.field(default="hey tars", validator=_phrase)
-    threshold: float = attrs.field(default=1e-20, validator=_threshold)
+    threshold: float = attrs.field(default=1e-30, validator=_threshold)
     words: dict[str, str] = attrs.field(
         factory=lambda: {"tars": "T AA R Z"}, converter=_words, validator=_check_words
     )

@@ -1,8 +1,8 @@
 """Where the spotter runs, behind one async face (:class:`AsyncDetector`).
 
 - :class:`ThreadDetector`: the pocketsphinx :class:`Spotter` through
-  :func:`~trioworks.core.run_in_thread` on a one-slot limiter. Keyword spotting is cheap (a few
-  ms per 100 ms chunk, measured by ``benchmarks/wake.py``), so a thread keeps the loop free.
+  :func:`~trioworks.core.run_in_thread` on a one-slot limiter, 100 ms of audio per call: each
+  call holds the GIL only for that chunk's keyphrase search, so the loop runs between calls.
 - :class:`~trioworks.services.wyoming.WyomingWake` (``wake_url``): a Wyoming wake server.
 """
 
