@@ -10,7 +10,9 @@ import functools
 import json
 import math
 import struct
+import wave
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,10 +21,10 @@ import trio.testing
 
 from _collector import Collector
 from _services import free_port
-from trioworks.bus import Bus, InProcessBroker, InProcessTransport
-from trioworks.core import Metrics
+from trioworks.bus import Bus, InProcessBroker, InProcessTransport, ServiceFailed, TtsSay
+from trioworks.core import Metrics, find_error
 from trioworks.services.stt import SttConfig, SttConfigError, SttService, pcm_source
-from trioworks.services.tts import TtsConfig, TtsConfigError
+from trioworks.services.tts import TtsConfig, TtsConfigError, TtsService
 from trioworks.services.wake import WakeConfig, WakeConfigError, WakeService
 from trioworks.services.wyoming import (
     WyomingError,
@@ -290,3 +292,62 @@ async def test_wake_over_wyoming_publishes_wake_event() -> None:
     kinds = [kind for kind, _, _ in seen[0]]
     assert kinds[:2] == ["detect", "audio-start"] and seen[0][0][1] == {"names": ["hey_jarvis"]}
     assert kinds.count("audio-chunk") == 8
+
+
+async def test_the_tts_service_speaks_through_the_server_its_url_names(tmp_path: Path) -> None:
+    """``TtsConfig(url=...)``: the service's utterance is the server's audio, written as a WAV."""
+
+    async def tts(peer: Peer, events: list[tuple[str, dict[str, Any], bytes]]) -> None:
+        event = await peer.read()
+        assert event is not None
+        events.append(event)
+        fmt = {"rate": 16000, "width": 2, "channels": 1}
+        await peer.write("audio-start", fmt)
+        await peer.write("audio-chunk", fmt, TONE[:8000])
+        await peer.write("audio-stop")
+
+    broker = InProcessBroker()
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            url, seen = await serve(nursery, tts)
+            client = Bus(InProcessTransport(broker), source="client")
+            await nursery.start(client.run)
+            got = Collector()
+            await client.subscribe("tts/output", got)
+            config = TtsConfig(player="wav", out_dir=tmp_path, realtime=False, url=url, wyoming_voice="amy")
+            service = TtsService(Bus(InProcessTransport(broker), source="tts"), config)
+            await nursery.start(service.run)
+            await client.publish("tts/say", TtsSay(text="Hello from piper.", utt_id="u1"))
+            [output] = [m.data for m in await got.wait_for(1)]
+            nursery.cancel_scope.cancel()
+    assert seen[0][0][:2] == ("synthesize", {"text": "Hello from piper.", "voice": {"name": "amy"}})
+    with wave.open(output.path, "rb") as wav:
+        assert wav.getframerate() == 16000 and wav.readframes(wav.getnframes()) == TONE[:8000]
+
+
+async def test_a_wake_server_gone_mid_stream_fails_the_service_naming_the_url() -> None:
+    async def gone(peer: Peer, events: list[tuple[str, dict[str, Any], bytes]]) -> None:
+        for _ in range(3):
+            event = await peer.read()
+            if event is not None:
+                events.append(event)
+
+    broker = InProcessBroker()
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            url, _ = await serve(nursery, gone)
+            wake = WakeService(
+                Bus(InProcessTransport(broker), source="wake"),
+                WakeConfig(url=url),
+                source=pcm_source(SILENCE * 5, chunk_seconds=0.1),
+            )
+            with pytest.raises(ServiceFailed) as caught:
+                await wake.run()
+            nursery.cancel_scope.cancel()
+    last = caught.value.cause.__cause__  # the task's last error (through listen's nursery)
+    assert last is not None
+    error = find_error(last, WyomingError)
+    assert error is not None and error.url == url
+    assert "closed the connection" in error.problem or "broke" in error.problem
+    health = json.loads(broker.retained["system/health/wake"].payload)["data"]
+    assert health["ok"] is False and url in health["err"]
