@@ -10,6 +10,7 @@ from __future__ import annotations
 import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
@@ -55,7 +56,7 @@ async def _client(broker: InProcessBroker, nursery: trio.Nursery) -> tuple[Bus, 
     return client, got
 
 
-def _of(got: Collector, topic: str) -> list[object]:
+def _of(got: Collector, topic: str) -> list[Any]:
     return [m.data for m in got.messages if m.topic == topic]
 
 
