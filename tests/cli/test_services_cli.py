@@ -138,6 +138,11 @@ def test_ask_reports_input_errors_on_one_line(cli, tmp_path: Path) -> None:
             "--llm-api-key-env: $TRIOWORKS_TEST_UNSET_KEY is not set",
         ),
         (("--phrase", "  "), "--phrase: expected a non-empty sentence"),
+        (("--stt-url", "http://a:1"), "--stt-url: expected a Wyoming server URL tcp://HOST:PORT"),
+        (("--tts-url", "tcp://a"), "--tts-url: expected a Wyoming server URL tcp://HOST:PORT"),
+        (("--wake", "--wake-url", "a:1"), "--wake-url: expected a Wyoming server URL tcp://HOST:PORT"),
+        (("--wake", "--wake-threshold", "3"), "--wake-threshold: must be in (0, 1)"),
+        (("--wake-phrase", "hey you"), "--wake-url, --wake-phrase, --wake-threshold: only used with --wake"),
     ],
 )
 def test_run_refuses_bad_input_with_one_line(

@@ -67,6 +67,21 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
         help=f"comma-separated services out of {','.join(SERVICE_NAMES)} (default: all but stt; all with --mic)",
     )
     run.add_argument("--mic", action="store_true", help="stt listens to the microphone (ALSA arecord)")
+    run.add_argument(
+        "--wake",
+        action="store_true",
+        help="also run the wake service on the microphone; the router then answers only after the wake word",
+    )
+    run.add_argument("--wake-phrase", default=None, metavar="TEXT", help="the wake word (default 'hey tars')")
+    run.add_argument(
+        "--wake-threshold", type=float, default=None, metavar="X", help="keyphrase threshold (default 1e-30)"
+    )
+    run.add_argument(
+        "--wake-url",
+        default=None,
+        metavar="tcp://HOST:PORT",
+        help="detect on this Wyoming wake server (openWakeWord...) instead of pocketsphinx",
+    )
     run.set_defaults(handler=_run_command)
 
     say_parser = sub.add_parser(
@@ -117,6 +132,10 @@ def _run_command(args: argparse.Namespace, io: Streams) -> int:
         raise CliError("--only: stt needs --mic to listen to (`services ask` transcribes its WAV itself)")
     if args.mic and "stt" not in names:
         raise CliError("--mic: only the stt service listens to it; add stt to --only")
+    if args.wake:
+        names = (*names, "wake")
+    elif args.wake_url or args.wake_phrase or args.wake_threshold is not None:
+        raise CliError("--wake-url, --wake-phrase, --wake-threshold: only used with --wake")
     if args.remember and "memory" not in names:
         raise CliError("--remember: the memory service is not among --only")
     settings = settings_from(args, realtime=True)
@@ -129,7 +148,13 @@ def _run_command(args: argparse.Namespace, io: Streams) -> int:
     # A stack of its own each time: trio_run runs again after installing missing weights.
     return trio_run(
         lambda: _serve(
-            VoiceStack(settings, services=names, stt_source=mic_source() if args.mic else None), io
+            VoiceStack(
+                settings,
+                services=names,
+                stt_source=mic_source() if args.mic else None,
+                wake_source=mic_source() if args.wake else None,  # an arecord of its own
+            ),
+            io,
         ),
         io,
     )

@@ -23,6 +23,8 @@ from ..services import (
 )
 from ..services.llm import LLMConfig, LLMConfigError
 from ..services.stt import AudioError, ProgramMissing, SttConfig, SttConfigError
+from ..services.tts import TtsConfig, TtsConfigError
+from ..services.wake import WakeConfig, WakeConfigError
 from ._errors import CliError, Unavailable, did_you_mean
 from ._install_model import install_on_first_run
 from ._streams import Streams
@@ -94,6 +96,18 @@ def stack_flags() -> argparse.ArgumentParser:
         default=[],
         metavar="TEXT",
         help="recognise only these sentences (repeatable; a grammar: exact on synthetic speech)",
+    )
+    stack.add_argument(
+        "--stt-url",
+        default=None,
+        metavar="tcp://HOST:PORT",
+        help="transcribe on this Wyoming ASR server (faster-whisper...) instead of pocketsphinx",
+    )
+    stack.add_argument(
+        "--tts-url",
+        default=None,
+        metavar="tcp://HOST:PORT",
+        help="speak with this Wyoming TTS server (piper...) instead of espeak-ng",
     )
     stack.add_argument(
         "--remember",
@@ -169,11 +183,30 @@ def _llm_config(args: argparse.Namespace) -> LLMConfig:
         raise CliError(f"--llm-base-url: {exc.problem}") from exc
 
 
+def _wake_config(args: argparse.Namespace) -> WakeConfig:
+    flags = {"phrase": "--wake-phrase", "threshold": "--wake-threshold", "url": "--wake-url"}
+    given = {
+        field: getattr(args, f"wake_{field}")
+        for field in flags
+        if getattr(args, f"wake_{field}", None) is not None
+    }
+    try:
+        return WakeConfig(**given)
+    except WakeConfigError as exc:
+        raise CliError(f"{flags.get(exc.field, '--wake-' + exc.field)}: {exc.problem}") from exc
+
+
 def settings_from(args: argparse.Namespace, *, realtime: bool) -> VoiceSettings:
     try:
-        stt = SttConfig(phrases=tuple(getattr(args, "phrase", ())))
+        stt = SttConfig(phrases=tuple(getattr(args, "phrase", ())), url=getattr(args, "stt_url", None))
     except SttConfigError as exc:
-        raise CliError(f"--phrase: {exc.problem}") from exc
+        raise CliError(f"--{'stt-url' if exc.field == 'url' else 'phrase'}: {exc.problem}") from exc
+    tts_url = getattr(args, "tts_url", None)
+    try:
+        TtsConfig(url=tts_url)
+    except TtsConfigError as exc:
+        raise CliError(f"--tts-url: {exc.problem}") from exc
+    wake = _wake_config(args)
     data = getattr(args, "data", None)
     try:
         return VoiceSettings(
@@ -185,6 +218,8 @@ def settings_from(args: argparse.Namespace, *, realtime: bool) -> VoiceSettings:
             voice=args.voice or "en-us",
             realtime=realtime,
             remember=tuple(getattr(args, "remember", ())),
+            tts_url=tts_url,
+            wake=wake,
         )
     except VoiceStackError as exc:
         raise stack_error(exc) from exc

@@ -9,6 +9,8 @@ Each service is a :class:`trioworks.bus.Service` (a supervised nursery of routes
 - :class:`TtsService`, :class:`TtsConfig`, :exc:`TtsConfigError` (:mod:`trioworks.services.tts`)
 - :class:`RouterService`, :class:`RouterConfig`, :exc:`RouterConfigError`
   (:mod:`trioworks.services.router`)
+- :class:`WakeService`, :class:`WakeConfig`, :exc:`WakeConfigError` (:mod:`trioworks.services.wake`):
+  the wake word, optional in a stack (:data:`OPTIONAL_SERVICE_NAMES`)
 
 They are importable from here or from their subpackage (which has the rest: sources, sinks,
 backends...). A name is imported on first use, so that ``from trioworks.services import
@@ -37,6 +39,7 @@ from ._text import BOUNDARIES, SentenceChunker, chunk_sentences
 
 if typing.TYPE_CHECKING:
     from ._stack import (
+        OPTIONAL_SERVICE_NAMES,
         SERVICE_NAMES,
         BrokerUnavailable,
         VoiceSettings,
@@ -50,9 +53,11 @@ if typing.TYPE_CHECKING:
     from .router import RouterConfig, RouterConfigError, RouterService
     from .stt import SttConfig, SttConfigError, SttService
     from .tts import TtsConfig, TtsConfigError, TtsService
+    from .wake import WakeConfig, WakeConfigError, WakeService
 
 __all__ = [
     "BOUNDARIES",
+    "OPTIONAL_SERVICE_NAMES",
     "SERVICE_NAMES",
     "BrokerUnavailable",
     "LLMConfig",
@@ -77,6 +82,9 @@ __all__ = [
     "VoiceSettings",
     "VoiceStack",
     "VoiceStackError",
+    "WakeConfig",
+    "WakeConfigError",
+    "WakeService",
     "ask_once",
     "chunk_sentences",
     "default_data_dir",
@@ -87,6 +95,7 @@ __all__ = [
 
 # Name -> the subpackage (or private module) that defines it, imported on first access (PEP 562).
 _LAZY = {
+    "OPTIONAL_SERVICE_NAMES": "_stack",
     "SERVICE_NAMES": "_stack",
     "BrokerUnavailable": "_stack",
     "VoiceSettings": "_stack",
@@ -113,6 +122,9 @@ _LAZY = {
     "TtsConfig": "tts",
     "TtsConfigError": "tts",
     "TtsService": "tts",
+    "WakeConfig": "wake",
+    "WakeConfigError": "wake",
+    "WakeService": "wake",
 }
 
 if not typing.TYPE_CHECKING:  # type checkers see the imports above instead

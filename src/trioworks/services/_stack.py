@@ -13,7 +13,8 @@ Nursery tree of :meth:`VoiceStack.run` (started with ``nursery.start``)::
         ├── LLMService.run      Service, one task per turn (generation_limiter)
         ├── TtsService.run      speaker, Service (file_limiter)
         ├── RouterService.run   Service, the turn task (no limiter)
-        └── SttService.run      Service, transcribe(source) (decoder_limiter)
+        ├── SttService.run      Service, transcribe(source) (decoder_limiter)
+        └── WakeService.run     (optional) Service, listen(source) (detector_limiter)
 
 The services are started concurrently (the slow ones, memory and stt, load their models at the
 same time) and each is serving when ``nursery.start(stack.run)`` returns.
@@ -37,12 +38,14 @@ from .llm import LLMConfig, LLMService
 from .router import RouterConfig, RouterService
 from .stt import SttConfig, SttService
 from .tts import TtsConfig, TtsService
+from .wake import WakeConfig, WakeService
 
 if TYPE_CHECKING:
     from .memory import MemoryService
     from .stt import AudioSource
 
 __all__ = [
+    "OPTIONAL_SERVICE_NAMES",
     "SERVICE_NAMES",
     "BrokerUnavailable",
     "VoiceSettings",
@@ -52,7 +55,10 @@ __all__ = [
 ]
 
 SERVICE_NAMES: tuple[str, ...] = ("stt", "memory", "llm", "tts", "router")
-"""Every service a :class:`VoiceStack` can run, in the pipeline's order."""
+"""The services a :class:`VoiceStack` runs by default, in the pipeline's order."""
+
+OPTIONAL_SERVICE_NAMES: tuple[str, ...] = ("wake",)
+"""Services a :class:`VoiceStack` runs only when named in ``services``."""
 
 MEMORY_FILE = "memory.db"
 RAG_K = 3
@@ -68,9 +74,12 @@ class _Running:
     llm: LLMService | None = None
     tts: TtsService | None = None
     router: RouterService | None = None
+    wake: WakeService | None = None
 
-    def each(self) -> list[SttService | MemoryService | LLMService | TtsService | RouterService]:
-        found = (self.stt, self.memory, self.llm, self.tts, self.router)
+    def each(
+        self,
+    ) -> list[SttService | MemoryService | LLMService | TtsService | RouterService | WakeService]:
+        found = (self.stt, self.memory, self.llm, self.tts, self.router, self.wake)
         return [service for service in found if service is not None]
 
 
@@ -134,6 +143,13 @@ class VoiceSettings:
     """Facts stored in memory at start-up (needs the memory service in the same stack)."""
     rag_k: int = RAG_K
     """Memories the router asks the llm to fetch per turn; 0: no RAG (no memory service to ask)."""
+    tts_url: str | None = None
+    """A Wyoming TTS server for the tts service (``TtsConfig.url``); None: espeak-ng."""
+    wake: WakeConfig = attrs.field(factory=WakeConfig)
+    """The wake service's settings (when ``"wake"`` is among the stack's services)."""
+    wake_required: bool | None = None
+    """Whether a transcript starts a turn only after the wake word (the router's wake window);
+    None: when this stack runs the wake service."""
 
     @property
     def memory_path(self) -> Path:
@@ -164,11 +180,13 @@ class VoiceStack:
     ``services`` (default all of :data:`SERVICE_NAMES`) are the ones run in this process; on an
     MQTT bus the others may run elsewhere. ``stt_source`` is what stt listens to continuously
     (say :func:`~trioworks.services.stt.mic_source`); without one, call ``stack.stt.transcribe``.
-    ``names`` gives a service another bus name (its envelope ``source`` and health topic
+    ``"wake"`` in ``services`` (:data:`OPTIONAL_SERVICE_NAMES`) adds the wake service, listening
+    to ``wake_source`` (or ``stack.wake.listen``); the router then needs the wake word
+    (``settings.wake_required``). ``names`` gives a service another bus name (its envelope ``source`` and health topic
     ``system/health/<name>``), for example so that a second stt does not report as the first.
 
     Start it with ``await nursery.start(stack.run)``; cancel the nursery to stop it. Once started,
-    :attr:`stt`, :attr:`memory`, :attr:`llm`, :attr:`tts` and :attr:`router` are the running
+    :attr:`stt`, :attr:`memory`, :attr:`llm`, :attr:`tts`, :attr:`router` and :attr:`wake` are the running
     services (None for those not run here), and :meth:`client` gives a bus to talk to them.
 
     Raises :exc:`VoiceStackError` for an unknown service name, or ``remember`` facts without the
@@ -181,21 +199,24 @@ class VoiceStack:
         *,
         services: Iterable[str] = SERVICE_NAMES,
         stt_source: AudioSource | None = None,
+        wake_source: AudioSource | None = None,
         names: Mapping[str, str] | None = None,
     ) -> None:
         chosen = set(services)
-        for name in sorted(chosen - set(SERVICE_NAMES)):
+        known = (*SERVICE_NAMES, *OPTIONAL_SERVICE_NAMES)
+        for name in sorted(chosen - set(known)):
             raise VoiceStackError(
-                "services", f"unknown service {name!r} (expected some of {', '.join(SERVICE_NAMES)})"
+                "services", f"unknown service {name!r} (expected some of {', '.join(known)})"
             )
-        for name in sorted(set(names or {}) - set(SERVICE_NAMES)):
+        for name in sorted(set(names or {}) - set(known)):
             raise VoiceStackError("names", f"unknown service {name!r}")
         if settings.remember and "memory" not in chosen:
             raise VoiceStackError("remember", "the memory service does not run in this stack")
         self.settings = settings
-        self.services: tuple[str, ...] = tuple(n for n in SERVICE_NAMES if n in chosen)
+        self.services: tuple[str, ...] = tuple(n for n in known if n in chosen)
         """The services run here, in pipeline order."""
         self._stt_source = stt_source
+        self._wake_source = wake_source
         self._names = dict(names or {})
         self._buses = _Buses(settings.bus)
         self._running = _Running()
@@ -230,6 +251,10 @@ class VoiceStack:
     @property
     def router(self) -> RouterService | None:
         return self._running.router
+
+    @property
+    def wake(self) -> WakeService | None:
+        return self._running.wake
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Start the services (concurrently), store ``settings.remember`` in memory, then report
@@ -280,12 +305,17 @@ class VoiceStack:
         if "tts" in chosen:
             player: Literal["auto", "wav"] = "wav" if settings.audio_dir is not None else "auto"
             extra: dict[str, Any] = {"out_dir": settings.audio_dir} if settings.audio_dir is not None else {}
-            config = TtsConfig(voice=settings.voice, player=player, realtime=settings.realtime, **extra)
+            config = TtsConfig(
+                voice=settings.voice, player=player, realtime=settings.realtime, url=settings.tts_url, **extra
+            )
             made.tts = TtsService(self._bus("tts"), config)
         if "router" in chosen:
             rag = settings.rag_k > 0
-            config_r = RouterConfig(use_rag=rag, rag_k=settings.rag_k if rag else RAG_K)
+            gated = settings.wake_required if settings.wake_required is not None else "wake" in chosen
+            config_r = RouterConfig(use_rag=rag, rag_k=settings.rag_k if rag else RAG_K, wake_required=gated)
             made.router = RouterService(self._bus("router"), config_r)
+        if "wake" in chosen:
+            made.wake = WakeService(self._bus("wake"), settings.wake, source=self._wake_source)
         return made
 
     def _bus(self, service: str) -> Bus:

@@ -11,9 +11,10 @@ import trio
 import trio.testing
 from router_helpers import Rig, running
 
+from trioworks.bus import TtsSay, WakeEvent
 from trioworks.services.router import RouterConfig, RouterConfigError, WakeWindow
 
-GATED = RouterConfig(wake_required=True, wake_window=8.0)
+GATED = RouterConfig(wake_required=True, wake_window=8.0, wake_ack=())  # the window alone
 
 
 async def settle(seconds: float = 1.0) -> None:
@@ -166,3 +167,40 @@ async def test_wake_window_alone(autojump_clock: trio.testing.MockClock) -> None
 def test_wake_settings_errors_name_the_field(kwargs: dict[str, object], field: str) -> None:
     with pytest.raises(RouterConfigError, match=f"router config {field}:"):
         RouterConfig(**kwargs)  # type: ignore[arg-type]
+
+
+async def test_a_wake_word_is_acknowledged_as_py_tars_does(autojump_clock: trio.testing.MockClock) -> None:
+    """py-tars' router answers ``wake/event`` ``wake`` with a ``tts/say`` marked ``wake_ack``, its
+    texts in turn (default "Hmm?", "Huh?", "Yes?"), under the event's ``tts_id`` when it has one."""
+    async with running(config=RouterConfig(wake_required=True)) as rig:
+        for _ in range(4):
+            await rig.wake()
+            await settle()
+        await rig.client.publish("wake/event", WakeEvent(type="wake", tts_id="t-1"))
+        await rig.wake("timeout")  # only "wake" is acknowledged
+        with trio.fail_after(60):
+            await rig.wait_for("tts/say", 5)
+        await settle()
+    says = [s for s in rig.on("tts/say") if isinstance(s, TtsSay)]
+    assert [s.text for s in says] == ["Hmm?", "Huh?", "Yes?", "Hmm?", "Huh?"]
+    assert all(s.wake_ack is True and s.lang == "en" and s.style == "neutral" for s in says)
+    assert all(s.utt_id is not None and s.utt_id.startswith("wake-ack-") for s in says[:4])
+    assert says[4].utt_id == "t-1"
+    assert rig.llm.requests == []  # an acknowledgement is not a turn
+
+
+async def test_the_acknowledgement_can_be_turned_off_or_changed(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with running(config=RouterConfig(wake_ack=("Ready.",))) as rig:
+        await rig.wake()
+        await rig.wake()
+        with trio.fail_after(60):
+            await rig.wait_for("tts/say", 2)
+    assert [s.text for s in rig.on("tts/say") if isinstance(s, TtsSay)] == ["Ready.", "Ready."]
+    async with running(config=RouterConfig(wake_ack=())) as rig:
+        await rig.wake()
+        await settle()
+    assert rig.on("tts/say") == []
+    with pytest.raises(RouterConfigError, match=r"wake_ack\[1\]"):
+        RouterConfig(wake_ack=("Yes?", " "))

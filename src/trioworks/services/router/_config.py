@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import attrs
@@ -34,6 +34,18 @@ def _at_least(
 def _is_bool(_: object, attribute: attrs.Attribute[bool], value: bool) -> None:
     if not isinstance(value, bool):
         raise RouterConfigError(attribute.name, f"expected true or false, got {value!r}")
+
+
+WAKE_ACKS: tuple[str, ...] = ("Hmm?", "Huh?", "Yes?")
+"""py-tars' router's default wake acknowledgements, said in turn."""
+
+
+def _texts(items: Iterable[str]) -> tuple[str, ...]:
+    texts = tuple(items)
+    for i, text in enumerate(texts):
+        if not isinstance(text, str) or not text.strip():
+            raise RouterConfigError(f"wake_ack[{i}]", f"expected a non-empty text, got {text!r}")
+    return texts
 
 
 @attrs.frozen(kw_only=True)
@@ -72,6 +84,11 @@ class RouterConfig:
     """Seconds the window stays open after ``wake/event`` ``wake`` (or ``interrupt``), and after
     each turn ends, so a conversation goes on without the wake word. ``wake/event`` ``timeout``
     or ``cancelled`` closes it."""
+    wake_ack: tuple[str, ...] = attrs.field(default=WAKE_ACKS, converter=_texts)
+    """What the router says on ``wake/event`` ``wake`` (py-tars' wake acknowledgement: a
+    ``tts/say`` with ``wake_ack`` true, the texts in turn); empty: nothing."""
+    wake_ack_style: str = "neutral"
+    """``tts/say.style`` of the acknowledgement."""
 
     def __attrs_post_init__(self) -> None:
         if self.max_chunk < self.min_chunk:

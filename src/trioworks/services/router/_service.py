@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 
 import attrs
 import trio
@@ -128,6 +129,7 @@ class RouterService(Service):
         self._current: _Turn | None = None
         self._turn_over = trio.Event()  # set (and replaced) whenever a turn ends
         self.turns_done = 0
+        self._acks = 0  # wake acknowledgements said, to take the next text in turn
         super().__init__(
             bus,
             [
@@ -180,6 +182,7 @@ class RouterService(Service):
         event: WakeEvent = message.data
         if event.type == "wake":
             self.wake.open()
+            await self._acknowledge(event)
             return
         if event.type in ("timeout", "cancelled"):
             self.wake.close()
@@ -193,6 +196,25 @@ class RouterService(Service):
         # No turn running, but the last reply may still be being spoken.
         with trio.move_on_after(self.config.cancel_timeout):
             await self.bus.publish("tts/control", TtsControl(action="stop", reason="barge_in"))
+
+    async def _acknowledge(self, event: WakeEvent) -> None:
+        """py-tars' wake acknowledgement: the next of ``config.wake_ack`` as a ``wake_ack`` say."""
+        acks = self.config.wake_ack
+        if not acks:
+            return
+        text = acks[self._acks % len(acks)]
+        self._acks += 1
+        utt_id = event.tts_id or f"wake-ack-{int(time.time() * 1000)}"
+        say = TtsSay(
+            text=text,
+            voice=self.config.voice,
+            lang="en",
+            utt_id=utt_id,
+            style=self.config.wake_ack_style,
+            wake_ack=True,
+        )
+        with trio.move_on_after(self.config.cancel_timeout):
+            await self.bus.publish("tts/say", say)
 
     def _route(self, item: LLMStreamDelta | LLMResponse) -> None:
         turn = self._current

@@ -154,7 +154,12 @@ class ProcessRecognizer:
 
 async def open_recognizer(config: SttConfig, limiter: trio.CapacityLimiter) -> AsyncRecognizer:
     """The backend ``config.backend`` asks for (``auto``: a thread for grammars and keyphrases,
-    a process for a language model)."""
+    a process for a language model), or the Wyoming server of ``config.url``."""
+    if config.url is not None:
+        from ..wyoming import WyomingRecognizer  # here: wyoming imports this package
+
+        await trio.lowlevel.checkpoint()
+        return WyomingRecognizer(config.url, limiter)
     backend = config.backend
     if backend == "auto":
         backend = "thread" if (config.phrases or config.jsgf_path or config.keyphrases) else "process"

@@ -8,6 +8,8 @@ from typing import Literal
 
 import attrs
 
+from .._url import wyoming_url
+
 __all__ = ["SttConfig", "SttConfigError"]
 
 
@@ -73,6 +75,9 @@ class SttConfig:
     a process of its own for a language model (its calls hold the GIL for up to ~400 ms)."""
     chunk_seconds: float = attrs.field(default=0.1, validator=_positive)
     """Audio per call into the decoder thread (and per read from a source)."""
+    url: str | None = attrs.field(default=None, validator=wyoming_url(SttConfigError))
+    """A Wyoming ASR server (``tcp://host:10300``, e.g. faster-whisper) to transcribe instead of
+    pocketsphinx (:class:`~trioworks.services.wyoming.WyomingRecognizer`); None: pocketsphinx."""
 
     def __attrs_post_init__(self) -> None:
         chosen = [

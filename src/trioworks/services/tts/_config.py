@@ -9,6 +9,8 @@ from typing import Any, Literal
 
 import attrs
 
+from .._url import wyoming_url
+
 __all__ = ["DEFAULT_OUT_DIR", "TtsConfig", "TtsConfigError"]
 
 DEFAULT_OUT_DIR = Path(tempfile.gettempdir()) / "trioworks-tts"
@@ -71,5 +73,10 @@ class TtsConfig:
     max_queued: int = attrs.field(default=32, validator=_between(1, 10_000))
     """Utterances speaking or waiting at most; a ``tts/say`` starting one more is dropped, with
     ``stopped`` (reason ``queue full``) and the ``tts.say.dropped`` counter."""
+    url: str | None = attrs.field(default=None, validator=wyoming_url(TtsConfigError))
+    """A Wyoming TTS server (``tcp://host:10200``, e.g. piper) to synthesize instead of espeak-ng
+    (:class:`~trioworks.services.wyoming.WyomingSynthesizer`, with ``wyoming_voice``); None: espeak-ng."""
+    wyoming_voice: str | None = None
+    """The voice name sent to the Wyoming server (None: its default)."""
     stop_on_llm_cancel: bool = True
     """Subscribe to ``llm/cancel`` and stop the speech whose ``utt_id`` is the cancelled request id."""

@@ -113,6 +113,10 @@ class TtsService(Service):
         """``synthesizer`` and ``sink`` replace espeak-ng and the configured output (tests, other engines)."""
         self.config = config if config is not None else TtsConfig()
         self._synthesizer = synthesizer
+        if synthesizer is synthesize and self.config.url is not None:
+            from ..wyoming import WyomingSynthesizer  # here: wyoming imports this package
+
+            self._synthesizer = WyomingSynthesizer(self.config.url, voice=self.config.wyoming_voice)
         self._given_sink = sink
         self.file_limiter = trio.CapacityLimiter(1)
         self.clock = PlaybackClock(realtime=self.config.realtime)
