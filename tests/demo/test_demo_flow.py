@@ -53,9 +53,17 @@ def _only_false(run: FlowRun, topic: str) -> None:
     assert all(verdicts.values()), verdicts
 
 
+def _values(activity: dict[str, Any]) -> dict[str, Any]:
+    return {o["name"]: o["value"] for o in activity["outputs"] or ()}
+
+
+def _listed(values: dict[str, Any]) -> list[dict[str, Any]]:
+    return [{"name": k, "type": "value", "value": v} for k, v in values.items()]
+
+
 def _with_output(run: FlowRun, key: str, **changes: Any) -> FlowRun:
     activities = [
-        {**a, "outputs": {**a["outputs"], **changes}} if a["activity_key"] == key else a
+        {**a, "outputs": _listed({**_values(a), **changes})} if a["activity_key"] == key else a
         for a in run.workflow["activities"]
     ]
     return attrs.evolve(run, workflow={**run.workflow, "activities": activities})
@@ -63,7 +71,7 @@ def _with_output(run: FlowRun, key: str, **changes: Any) -> FlowRun:
 
 def _without(run: FlowRun, key: str, name: str) -> FlowRun:
     activities = [
-        {**a, "outputs": {k: v for k, v in a["outputs"].items() if k != name}}
+        {**a, "outputs": _listed({k: v for k, v in _values(a).items() if k != name})}
         if a["activity_key"] == key
         else a
         for a in run.workflow["activities"]

@@ -221,7 +221,7 @@ def _status(args: argparse.Namespace, io: Streams) -> int:
     for activity in doc["activities"]:
         line = f"  {activity['activity_key']:<20} {activity['status']:<14}"
         if activity.get("error"):
-            line += f" {activity['error'].get('code')}: {activity['error'].get('message')}"
+            line += f" {activity['error']}"
         io.write(line)
     if doc.get("error_message"):
         io.write(f"error: {doc['error_message']}")

@@ -1,0 +1,180 @@
+"""Routes for operating the server: cost, worker queues, ``/metrics``, the OpenAPI document.
+
+- ``GET /api/v1/workflows/{id}/cost`` and ``.../cost/history``: the original's cost summary and
+  per-activity cost lines (amounts as decimal strings, as the original's ``Decimal``);
+- ``GET /api/v1/queues``: when this server last answered a poll of each worker queue;
+- ``GET /metrics``: every server metric in the Prometheus text format (public, as scrapers expect;
+  counts only);
+- ``GET /api/v1/openapi.json`` and ``GET /api/v1/docs``: generated from the route table itself,
+  so a route cannot be served without being documented.
+"""
+
+from __future__ import annotations
+
+import html
+import inspect
+import re
+from collections.abc import Iterator
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+
+import trioworks
+
+from ...core import PROMETHEUS_CONTENT_TYPE, prometheus_text
+from .._models import ActivityRow
+from .._wire import iso
+from ._context import Context, respond
+from ._routes import Endpoint, Routes
+from ._views import decimal_text
+
+__all__ = ["openapi_document", "routes"]
+
+routes = Routes()
+
+
+@routes.get("/api/v1/workflows/{workflow_id}/cost")
+async def workflow_cost(request: Request, ctx: Context) -> Response:
+    """Cost summary of one workflow (the original's ``WorkflowCostSummary``)."""
+    workflow, rows = await ctx.db(ctx.storage.get_workflow, request.path_params["workflow_id"])
+    costed = [a for a in rows if a.cost_usd or a.usage]
+    return respond(
+        {
+            "workflow_id": workflow.id,
+            "workflow_name": workflow.definition_name,
+            "total_cost_usd": decimal_text(sum(a.cost_usd for a in rows)),
+            "budget_limit_usd": None,  # trioworks definitions have no workflow-level budget
+            "budget_remaining_usd": None,
+            "total_activities": len(costed),
+        }
+    )
+
+
+def _cost_lines(a: ActivityRow) -> Iterator[dict[str, Any]]:
+    base = {
+        "activity_key": a.key,
+        "attempt": a.retry_count + 1,
+        "budget_limit_usd": None,
+        "budget_exceeded": False,
+        "budget_event": None,
+        "created_at": iso(a.completed_at or a.started_at),
+    }
+    entries = a.usage or []
+    given = sum(float(e.get("cost_usd") or 0) for e in entries)
+    counted = 0.0
+    for entry in entries:
+        prompt, output = entry.get("input_tokens"), entry.get("output_tokens")
+        cached = entry.get("cache_read_tokens")
+        counts = [n for n in (prompt, output, cached) if isinstance(n, int)]
+        cost = entry.get("cost_usd")
+        if cost is None and len(entries) == 1:  # one call, priced as a whole
+            cost = a.cost_usd - given
+        counted += float(cost or 0)
+        yield {
+            **base,
+            "cost_usd": decimal_text(float(cost or 0)),
+            "prompt_tokens": prompt,
+            "output_tokens": output,
+            "total_tokens": sum(counts) if counts else None,
+            "cached_tokens": cached,
+            "provider": entry.get("provider"),
+            "model": entry.get("model"),
+        }
+    lump = a.cost_usd - counted
+    if lump > 1e-12 or not entries:  # a lump-sum report: one line, no provider or model
+        yield {
+            **base,
+            "cost_usd": decimal_text(lump),
+            "prompt_tokens": None,
+            "output_tokens": None,
+            "total_tokens": None,
+            "cached_tokens": None,
+            "provider": None,
+            "model": None,
+        }
+
+
+@routes.get("/api/v1/workflows/{workflow_id}/cost/history")
+async def workflow_cost_history(request: Request, ctx: Context) -> Response:
+    """Cost lines of one workflow, oldest first: one per usage entry, or one lump-sum line."""
+    _, rows = await ctx.db(ctx.storage.get_workflow, request.path_params["workflow_id"])
+    costed = sorted((a for a in rows if a.cost_usd or a.usage), key=lambda a: a.completed_at or 0.0)
+    return respond([line for a in costed for line in _cost_lines(a)])
+
+
+@routes.get("/api/v1/queues")
+async def queues(request: Request, ctx: Context) -> Response:
+    """When this server last answered a poll of each worker queue (since it started)."""
+    now = ctx.clock()
+    return respond(
+        {
+            "queues": [
+                {"worker": worker, "last_polled_at": iso(at), "idle_seconds": round(now - at, 3)}
+                for worker, at in sorted(ctx.polled.items())
+            ]
+        }
+    )
+
+
+@routes.get("/metrics", public=True)
+async def metrics(request: Request, ctx: Context) -> Response:
+    """Every server metric in the Prometheus text format."""
+    return Response(prometheus_text(ctx.metrics), media_type=PROMETHEUS_CONTENT_TYPE)
+
+
+def _all_endpoints() -> list[Endpoint]:
+    from . import _app  # the mounted modules, in order (imported here: _app imports this module)
+
+    return [endpoint for module in _app.MODULES for endpoint in module.routes.endpoints]
+
+
+def openapi_document() -> dict[str, Any]:
+    """An OpenAPI 3.1 document of every mounted route (summary from the handler's docstring)."""
+    paths: dict[str, dict[str, Any]] = {}
+    for endpoint in _all_endpoints():
+        doc = inspect.getdoc(endpoint.handler) or endpoint.handler.__name__.replace("_", " ")
+        parameters = [
+            {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+            for name in re.findall(r"\{(\w+)(?::\w+)?\}", endpoint.path)
+        ]
+        for method in endpoint.methods:
+            operation: dict[str, Any] = {
+                "operationId": endpoint.handler.__name__,
+                "summary": doc.splitlines()[0],
+                "parameters": parameters,
+                "responses": {"200": {"description": "success"}},
+            }
+            if not endpoint.public:
+                operation["security"] = [{"bearer_auth": []}]
+            paths.setdefault(re.sub(r"\{(\w+):\w+\}", r"{\1}", endpoint.path), {})[method.lower()] = operation
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "trioworks workflow server (Kruxia Flow API)", "version": trioworks.__version__},
+        "paths": paths,
+        "components": {"securitySchemes": {"bearer_auth": {"type": "http", "scheme": "bearer"}}},
+    }
+
+
+@routes.get("/api/v1/openapi.json", public=True)
+async def openapi(request: Request, ctx: Context) -> Response:
+    """This API's OpenAPI document, generated from the route table."""
+    return respond(openapi_document())
+
+
+@routes.get("/api/v1/docs", public=True)
+async def docs(request: Request, ctx: Context) -> Response:
+    """A readable page of every route (self-contained: no script from elsewhere)."""
+    rows = "".join(
+        f"<tr><td>{m.upper()}</td><td><code>{html.escape(path)}</code></td>"
+        f"<td>{html.escape(op['summary'])}</td><td>{'' if 'security' in op else 'public'}</td></tr>"
+        for path, ops in openapi_document()["paths"].items()
+        for m, op in ops.items()
+    )
+    page = (
+        "<!doctype html><html><head><meta charset='utf-8'><title>trioworks API</title></head><body>"
+        f"<h1>trioworks workflow server {html.escape(trioworks.__version__)}</h1>"
+        "<p>The machine-readable document: <a href='/api/v1/openapi.json'>/api/v1/openapi.json</a>.</p>"
+        f"<table><tr><th>method</th><th>path</th><th>what</th><th></th></tr>{rows}</table></body></html>"
+    )
+    return HTMLResponse(page)
