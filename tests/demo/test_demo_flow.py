@@ -110,9 +110,9 @@ def test_every_flow_highlight_holds_on_a_real_run(flow_run: FlowRun) -> None:
 
 
 def test_a_workflow_that_fails_on_the_server_is_a_false_highlight(monkeypatch) -> None:
-    # Without INPUT.orders, extract's template reads null (a missing key is null, as in Kruxia
-    # Flow), its parameters no longer fit, and the workflow fails on the server.
-    monkeypatch.setattr(acts, "INPUT", {k: v for k, v in acts.INPUT.items() if k != "orders"})
+    # With INPUT.orders null, extract's parameters no longer fit, and the workflow fails on the
+    # server. (Without the key at all, the server refuses the start: 422 naming input.orders.)
+    monkeypatch.setattr(acts, "INPUT", {**acts.INPUT, "orders": None})
     steps: list[FlowStep] = []
     [highlight] = flow_highlights(_run(steps))
     assert not highlight.ok

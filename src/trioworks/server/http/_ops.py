@@ -123,16 +123,10 @@ async def metrics(request: Request, ctx: Context) -> Response:
     return Response(prometheus_text(ctx.metrics), media_type=PROMETHEUS_CONTENT_TYPE)
 
 
-def _all_endpoints() -> list[Endpoint]:
-    from . import _app  # the mounted modules, in order (imported here: _app imports this module)
-
-    return [endpoint for module in _app.MODULES for endpoint in module.routes.endpoints]
-
-
-def openapi_document() -> dict[str, Any]:
-    """An OpenAPI 3.1 document of every mounted route (summary from the handler's docstring)."""
+def openapi_document(endpoints: list[Endpoint]) -> dict[str, Any]:
+    """An OpenAPI 3.1 document of ``endpoints`` (summary from each handler's docstring)."""
     paths: dict[str, dict[str, Any]] = {}
-    for endpoint in _all_endpoints():
+    for endpoint in endpoints:
         doc = inspect.getdoc(endpoint.handler) or endpoint.handler.__name__.replace("_", " ")
         parameters = [
             {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
@@ -159,7 +153,7 @@ def openapi_document() -> dict[str, Any]:
 @routes.get("/api/v1/openapi.json", public=True)
 async def openapi(request: Request, ctx: Context) -> Response:
     """This API's OpenAPI document, generated from the route table."""
-    return respond(openapi_document())
+    return respond(openapi_document(request.app.state.endpoints))
 
 
 @routes.get("/api/v1/docs", public=True)
@@ -168,7 +162,7 @@ async def docs(request: Request, ctx: Context) -> Response:
     rows = "".join(
         f"<tr><td>{m.upper()}</td><td><code>{html.escape(path)}</code></td>"
         f"<td>{html.escape(op['summary'])}</td><td>{'' if 'security' in op else 'public'}</td></tr>"
-        for path, ops in openapi_document()["paths"].items()
+        for path, ops in openapi_document(request.app.state.endpoints)["paths"].items()
         for m, op in ops.items()
     )
     page = (
