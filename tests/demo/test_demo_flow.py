@@ -116,7 +116,7 @@ def test_a_workflow_that_fails_on_the_server_is_a_false_highlight(monkeypatch) -
     steps: list[FlowStep] = []
     [highlight] = flow_highlights(_run(steps))
     assert not highlight.ok
-    assert "it failed: activity 'extract' failed: INVALID_PARAMETERS" in highlight.text
+    assert "it failed: INVALID_PARAMETERS: activity 'extract_orders'" in highlight.text
     assert any(step.text.startswith("worker drained") for step in steps)
     assert ("workflow", "failed") in {(step.activity, step.status) for step in steps}
 

@@ -140,5 +140,5 @@ def test_each_route_is_declared_once(tmp_path: Path) -> None:
         ("PUT", "/api/v1/workflows/{workflow_id}/activities/{activity_key}/files/{filename:path}"),
     }
     # 21 + POST .../cancel + (GET) .../cost, .../cost/history, /api/v1/queues, /metrics,
-    # /api/v1/openapi.json, /api/v1/docs, /api/v1/workflow_definitions/{name}/versions
-    assert len(routes) == 29
+    # /api/v1/openapi.json, /api/v1/docs, /api/v1/workflow_definitions/{name}/versions, /api/v1/cost/analytics
+    assert len(routes) == 30

@@ -175,6 +175,28 @@ async def test_cost_summary_and_history(api: Api) -> None:
     assert all(h["attempt"] == 1 and h["created_at"] for h in history)
     missing = await api.client.get("/api/v1/workflows/nope/cost")
     assert missing.status_code == 404
+    analytics = (await api.client.get("/api/v1/cost/analytics?group_by=provider")).json()
+    assert (analytics["total_workflows"], analytics["total_cost_usd"], analytics["total_activities"]) == (
+        1,
+        "0.625",
+        4,
+    )
+    assert analytics["total_tokens"] == 138 and analytics["cache_hit_rate"] == 3 / 110
+    groups = {g["key"]: g["total_cost_usd"] for g in analytics["groups"]}
+    assert groups == {None: "0.375", "anthropic": "0.25", "openai": "0.0"}
+    assert analytics["top_workflows"][0]["workflow_id"] == workflow_id
+    assert analytics["top_definitions"] == [
+        {
+            "definition_name": "ops",
+            "workflows": 1,
+            "total_cost_usd": "0.625",
+            "avg_cost_per_workflow": "0.625",
+        }
+    ]
+    past = await api.client.get("/api/v1/cost/analytics", params={"end_date": "2000-01-01T00:00:00Z"})
+    assert past.json()["total_workflows"] == 0
+    bad = await api.client.get("/api/v1/cost/analytics?group_by=colour")
+    assert bad.status_code == 400 and "group_by" in bad.json()["error"]["message"]
 
 
 async def test_queues_say_when_nobody_polls(api: Api) -> None:

@@ -6,8 +6,7 @@ so bad input never changes the database.
 
 from __future__ import annotations
 
-import datetime as dt
-from typing import Any, overload
+from typing import Any
 from urllib.parse import quote
 
 import attrs
@@ -22,8 +21,8 @@ from ..rules import KEY_PATTERN, MissingSecret, fill_secrets, missing_inputs, pa
 from ..storage import Storage
 from ._context import Context, json_body, media_type, read_body, respond
 from ._limits import load_yaml
+from ._queries import int_query, time_query, version_query
 from ._requests import (
-    VERSION_STAMP,
     SubmitRequest,
     parse_complete,
     parse_fail,
@@ -191,30 +190,10 @@ async def list_definitions(request: Request, ctx: Context) -> Response:
     return respond({"definitions": definitions, "total": len(definitions)})
 
 
-@overload
-def _int_query(request: Request, name: str, default: int, lo: int, hi: int) -> int: ...
-@overload
-def _int_query(request: Request, name: str, default: None, lo: int, hi: int) -> int | None: ...
-def _int_query(request: Request, name: str, default: int | None, lo: int, hi: int) -> int | None:
-    raw = request.query_params.get(name)
-    if raw is None:
-        return default
-    if not raw.isdigit() or not lo <= int(raw) <= hi:
-        raise ValidationFailed.one(name, f"must be an integer from {lo} to {hi}, got {raw!r}")
-    return int(raw)
-
-
-def _version_query(request: Request) -> int | str | None:
-    raw = request.query_params.get("version")
-    if raw is not None and VERSION_STAMP.match(raw):
-        return raw
-    return _int_query(request, "version", None, 1, 2**31)
-
-
 @routes.get("/api/v1/workflow_definitions/{name}")
 async def get_definition(request: Request, ctx: Context) -> Response:
     name = request.path_params["name"]
-    version = _version_query(request)
+    version = version_query(request)
     stored = await ctx.db(
         lambda: ctx.storage.get_definition(name, resolve_version(ctx.storage, name, version))
     )
@@ -309,21 +288,6 @@ async def _workflow_summary(ctx: Context, w: WorkflowRow) -> dict[str, Any]:
     return workflow_summary(w, await stamp(ctx, w.definition_name, w.definition_version))
 
 
-def _time_query(request: Request, name: str) -> float | None:
-    raw = request.query_params.get(name)
-    if raw is None:
-        return None
-    try:
-        parsed = dt.datetime.fromisoformat(raw.replace("Z", "+00:00").replace(" ", "+"))
-    except ValueError:
-        raise ValidationFailed.one(
-            name, f"must be an ISO 8601 time like 2025-11-06T00:00:00Z, got {raw!r}"
-        ) from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=dt.UTC)
-    return parsed.timestamp()
-
-
 @routes.get("/api/v1/workflows")
 async def list_workflows(request: Request, ctx: Context) -> Response:
     status = request.query_params.get("status")
@@ -331,9 +295,9 @@ async def list_workflows(request: Request, ctx: Context) -> Response:
     if status is not None and status not in statuses:
         raise ValidationFailed.one("status", f"must be one of {', '.join(statuses)}")
     name = request.query_params.get("definition_name")
-    limit = _int_query(request, "limit", 100, 1, 1000)
-    offset = _int_query(request, "offset", 0, 0, 2**31)
-    after, before = _time_query(request, "created_after"), _time_query(request, "created_before")
+    limit = int_query(request, "limit", 100, 1, 1000)
+    offset = int_query(request, "offset", 0, 0, 2**31)
+    after, before = time_query(request, "created_after"), time_query(request, "created_before")
     if after is not None and before is not None and after >= before:
         raise ValidationFailed.one("created_after", "created_after must be before created_before")
     page = await ctx.db(

@@ -23,9 +23,12 @@ from starlette.responses import HTMLResponse, Response
 import trioworks
 
 from ...core import PROMETHEUS_CONTENT_TYPE, prometheus_text
+from .._errors import BadRequest
 from .._models import ActivityRow
 from .._wire import iso
+from ..storage import Storage
 from ._context import Context, respond
+from ._queries import int_query, time_query
 from ._routes import Endpoint, Routes
 from ._views import decimal_text
 
@@ -172,3 +175,125 @@ async def docs(request: Request, ctx: Context) -> Response:
         f"<table><tr><th>method</th><th>path</th><th>what</th><th></th></tr>{rows}</table></body></html>"
     )
     return HTMLResponse(page)
+
+
+_GROUPS = ("provider", "model", "definition", "day")
+_MAX_ANALYZED = 10_000  # workflows read per analytics request (newest first)
+
+
+def _analytics(
+    storage: Storage, start: float, end: float, group_by: str | None, limit: int
+) -> dict[str, Any]:
+    """The original's cost analytics over workflows created in ``[start, end)`` (one storage thread)."""
+    page = storage.list_workflows(
+        status=None,
+        definition_name=None,
+        limit=_MAX_ANALYZED,
+        offset=0,
+        created_after=start - 1e-6,
+        created_before=end + 1e-6,  # the range includes both ends
+    )
+    groups: dict[Any, dict[str, Any]] = {}
+    tops, definitions = [], {}
+    total = tokens = cached = prompt = lines = 0.0
+    for summary in page.workflows:
+        workflow, rows = storage.get_workflow(summary.id)
+        history = [line for a in rows if a.cost_usd or a.usage for line in _cost_lines(a)]
+        if not history:
+            continue
+        cost = sum(a.cost_usd for a in rows)
+        total += cost
+        lines += len(history)
+        tops.append((cost, workflow, len(history)))
+        d = definitions.setdefault(workflow.definition_name, [0, 0.0])
+        d[0] += 1
+        d[1] += cost
+        for line in history:
+            tokens += line["total_tokens"] or 0
+            cached += line["cached_tokens"] or 0
+            prompt += line["prompt_tokens"] or 0
+            if group_by is None:
+                continue
+            key = {
+                "provider": line["provider"],
+                "model": f"{line['provider']}/{line['model']}" if line["model"] else None,
+                "definition": workflow.definition_name,
+                "day": (line["created_at"] or "")[:10],
+            }[group_by]
+            g = groups.setdefault(
+                key, {"key": key, "cost": 0.0, "activities": 0, "workflows": set(), "tokens": 0}
+            )
+            g["cost"] += float(line["cost_usd"])
+            g["activities"] += 1
+            g["workflows"].add(workflow.id)
+            g["tokens"] += line["total_tokens"] or 0
+    count = len(tops)
+    ordered = sorted(groups.values(), key=lambda g: g["key"] if group_by == "day" else -g["cost"])
+    return {
+        "total_workflows": count,
+        "total_cost_usd": decimal_text(total),
+        "avg_cost_per_activity": decimal_text(total / lines if lines else 0.0),
+        "start_date": iso(start),
+        "end_date": iso(end),
+        "total_activities": int(lines),
+        "avg_cost_per_workflow": decimal_text(total / count if count else 0.0),
+        "total_tokens": int(tokens),
+        "cached_tokens": int(cached),
+        "cache_hit_rate": cached / prompt if prompt else None,
+        "budget_aborts": 0,
+        "budget_downgrades": 0,
+        "group_by": group_by,
+        **(
+            {
+                "groups": [
+                    {
+                        "key": g["key"],
+                        "total_cost_usd": decimal_text(g["cost"]),
+                        "activities": g["activities"],
+                        "workflows": len(g["workflows"]),
+                        "total_tokens": g["tokens"],
+                    }
+                    for g in ordered
+                ]
+            }
+            if group_by
+            else {}
+        ),
+        "top_workflows": [
+            {
+                "workflow_id": w.id,
+                "definition_name": w.definition_name,
+                "status": w.status.value,
+                "created_at": iso(w.created_at),
+                "total_cost_usd": decimal_text(cost),
+                "activities": n,
+                "budget_limit_usd": None,
+            }
+            for cost, w, n in sorted(tops, key=lambda t: -t[0])[:limit]
+        ],
+        "top_definitions": [
+            {
+                "definition_name": name,
+                "workflows": n,
+                "total_cost_usd": decimal_text(cost),
+                "avg_cost_per_workflow": decimal_text(cost / n),
+            }
+            for name, (n, cost) in sorted(definitions.items(), key=lambda d: -d[1][1])[:limit]
+        ],
+        "budget_events": [],
+    }
+
+
+@routes.get("/api/v1/cost/analytics")
+async def cost_analytics(request: Request, ctx: Context) -> Response:
+    """Cost over the workflows created from ``start_date`` (default 30 days ago) to ``end_date`` (now)."""
+    now = ctx.clock()
+    start = time_query(request, "start_date")
+    end = time_query(request, "end_date")
+    start = now - 30 * 86400 if start is None else start
+    end = now if end is None else end
+    group_by = request.query_params.get("group_by")
+    if group_by is not None and group_by not in _GROUPS:
+        raise BadRequest(f"group_by must be one of {', '.join(_GROUPS)}, got {group_by!r}")
+    limit = int_query(request, "limit", 10, 1, 10_000)
+    return respond(await ctx.db(_analytics, ctx.storage, start, end, group_by, limit))
