@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import functools
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -75,6 +76,11 @@ async def test_deploy_start_wait_get_output(with_worker: str) -> None:
         assert activity["status"] == "completed"
         listed = await client.list_workflows(status="completed", definition_name="client_flow")
         assert [w["id"] for w in listed["workflows"]] == [started["workflow_id"]]
+        later = await client.list_workflows(
+            created_after=datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=1)
+        )
+        assert later["total"] == 0
+        assert (await client.get_workflow_cost(started["workflow_id"]))["total_cost_usd"] == "0.0"
         definitions = await client.list_definitions()
         assert [d["name"] for d in definitions["definitions"]] == ["client_flow"]
         stored = await client.get_definition("client_flow", version=1)
