@@ -53,9 +53,17 @@ def _only_false(run: FlowRun, topic: str) -> None:
     assert all(verdicts.values()), verdicts
 
 
+def _values(activity: dict[str, Any]) -> dict[str, Any]:
+    return {o["name"]: o["value"] for o in activity["outputs"] or ()}
+
+
+def _listed(values: dict[str, Any]) -> list[dict[str, Any]]:
+    return [{"name": k, "type": "value", "value": v} for k, v in values.items()]
+
+
 def _with_output(run: FlowRun, key: str, **changes: Any) -> FlowRun:
     activities = [
-        {**a, "outputs": {**a["outputs"], **changes}} if a["activity_key"] == key else a
+        {**a, "outputs": _listed({**_values(a), **changes})} if a["activity_key"] == key else a
         for a in run.workflow["activities"]
     ]
     return attrs.evolve(run, workflow={**run.workflow, "activities": activities})
@@ -63,7 +71,7 @@ def _with_output(run: FlowRun, key: str, **changes: Any) -> FlowRun:
 
 def _without(run: FlowRun, key: str, name: str) -> FlowRun:
     activities = [
-        {**a, "outputs": {k: v for k, v in a["outputs"].items() if k != name}}
+        {**a, "outputs": _listed({k: v for k, v in _values(a).items() if k != name})}
         if a["activity_key"] == key
         else a
         for a in run.workflow["activities"]
@@ -102,13 +110,13 @@ def test_every_flow_highlight_holds_on_a_real_run(flow_run: FlowRun) -> None:
 
 
 def test_a_workflow_that_fails_on_the_server_is_a_false_highlight(monkeypatch) -> None:
-    # Without INPUT.orders, extract's template reads null (a missing key is null, as in Kruxia
-    # Flow), its parameters no longer fit, and the workflow fails on the server.
-    monkeypatch.setattr(acts, "INPUT", {k: v for k, v in acts.INPUT.items() if k != "orders"})
+    # With INPUT.orders null, extract's parameters no longer fit, and the workflow fails on the
+    # server. (Without the key at all, the server refuses the start: 422 naming input.orders.)
+    monkeypatch.setattr(acts, "INPUT", {**acts.INPUT, "orders": None})
     steps: list[FlowStep] = []
     [highlight] = flow_highlights(_run(steps))
     assert not highlight.ok
-    assert "it failed: activity 'extract' failed: INVALID_PARAMETERS" in highlight.text
+    assert "it failed: INVALID_PARAMETERS: activity 'extract_orders'" in highlight.text
     assert any(step.text.startswith("worker drained") for step in steps)
     assert ("workflow", "failed") in {(step.activity, step.status) for step in steps}
 

@@ -77,3 +77,9 @@ async def running_api(config: ServerConfig) -> AsyncIterator[Api]:
             assert isinstance(config.clock, ManualClock)
             yield Api(client, config.clock, server, Path(config.db))
         nursery.cancel_scope.cancel()
+
+
+def output_values(activity: dict[str, Any]) -> dict[str, Any] | None:
+    """An activity's outputs as ``{name: value}`` (the server sends the original's ``[{name, type, value}]``)."""
+    outputs = activity["outputs"]
+    return None if outputs is None else {o["name"]: o["value"] for o in outputs}

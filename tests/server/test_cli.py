@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -108,7 +109,7 @@ def test_deploy_run_wait_status(
     path = tmp_path / "greet.yaml"
     path.write_text(yaml.safe_dump(DEFINITION), encoding="utf-8")
     code, _, err = cli("workflow", "deploy", path)
-    assert (code, err.strip()) == (0, "greet version 1 deployed")
+    assert code == 0 and re.fullmatch(r"greet version 1 \(\d{8}\.\d{6}\.\d{6}\) deployed", err.strip()), err
     assert "unchanged" in cli("workflow", "deploy", path)[2]
 
     stop = threading.Event()
@@ -174,3 +175,114 @@ def test_workflow_cancel(cli: Callable[..., tuple[int, str, str]], tmp_path: Pat
     assert "cancelled" in out.splitlines()[0] and "WORKFLOW_CANCELLED" in out
     code, _, err = cli("workflow", "cancel", "nope")
     assert code == 2 and "404" in err
+
+
+def _started(err: str) -> str:
+    return err.split("workflow ")[1].split()[0]
+
+
+def test_list_output_logs_and_definitions(
+    cli: Callable[..., tuple[int, str, str]], server_url: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "greet.yaml"
+    path.write_text(yaml.safe_dump(DEFINITION), encoding="utf-8")
+    assert cli("workflow", "deploy", path)[0] == 0
+    stop = threading.Event()
+    worker = threading.Thread(target=_worker, args=(server_url, stop))
+    worker.start()
+    try:
+        code, _, err = cli(
+            "workflow", "run", "greet", "--input", '{"who": "ada"}', "--wait", "--poll-interval", "0.05"
+        )
+    finally:
+        stop.set()
+        worker.join()
+    assert code == 0, err
+    workflow_id = _started(err)
+    code, out, err = cli("workflow", "list", "--status", "completed")
+    assert code == 0 and out.split()[:3] == [workflow_id, "completed", "greet"] and "1 of 1" in err
+    code, out, _ = cli("workflow", "output", workflow_id)
+    assert code == 0 and '"loud": "HI ADA"' in out
+    code, out, _ = cli("workflow", "output", workflow_id, "--activity", "shout")
+    assert code == 0 and '"value": "HI ADA"' in out and '"completed_at"' in out
+    code, out, err = cli("workflow", "logs", workflow_id)
+    lines = [line.split("  ", 1)[1] for line in out.splitlines()]
+    assert code == 0 and lines == [
+        "hello started (hello on std)",
+        "hello completed",
+        "shout started (shout on std)",
+        "shout completed",
+    ]
+    assert f"workflow {workflow_id} completed" in err
+    code, out, _ = cli("definitions", "list")
+    assert code == 0 and out.split()[:2] == ["greet", "v1"]
+    code, out, _ = cli("definitions", "show", "greet")
+    assert code == 0 and "activity_name: shout" in out and out.splitlines()[-1].startswith("# versions: 1 (")
+    code, _, err = cli("definitions", "show", "nope")
+    assert code == 2 and "404" in err
+
+
+def test_run_wait_says_nobody_polls_then_times_out(
+    cli: Callable[..., tuple[int, str, str]], tmp_path: Path
+) -> None:
+    path = tmp_path / "greet.yaml"
+    path.write_text(yaml.safe_dump(DEFINITION), encoding="utf-8")
+    assert cli("workflow", "deploy", path)[0] == 0
+    code, _, err = cli(
+        "workflow", "run", "greet", "--input", '{"who": "ada"}', "--wait", "--timeout", "0.5",
+        "--poll-interval", "0.05",
+    )  # fmt: skip
+    assert code == 1
+    assert err.count("waiting: no worker has polled queue 'std' since the server started") == 1  # once
+    assert "still created after 0.5 s (it keeps running)" in err
+    code, out, _ = cli("workflow", "status", _started(err))
+    assert "waiting: no worker has polled queue 'std' since the server started" in out
+    code, _, err = cli("workflow", "run", "greet")  # {{INPUT.who}} without `who`: refused at start
+    assert code == 2 and "input.who" in err and "hello" in err
+
+
+def test_signal_command(cli: Callable[..., tuple[int, str, str]], server_url: str, tmp_path: Path) -> None:
+    waits = {
+        "name": "gate",
+        "activities": [
+            {"key": "w", "worker": "std", "activity_name": "w", "settings": {"wait_for_signal": True}}
+        ],
+    }
+    path = tmp_path / "gate.yaml"
+    path.write_text(yaml.safe_dump(waits), encoding="utf-8")
+    assert cli("workflow", "deploy", path)[0] == 0
+    workflow_id = cli("workflow", "run", "gate")[1].strip()
+    code, _, err = cli("workflow", "signal", workflow_id, "w", "--event", "go", "--data", '{"ok": 1}')
+    assert code == 0, err
+    with httpx.Client(base_url=server_url) as client:
+        form = {"grant_type": "client_credentials", "client_id": "cli", "client_secret": "pw"}
+        client.headers["Authorization"] = (
+            "Bearer " + client.post("/api/v1/oauth/token", data=form).json()["access_token"]
+        )
+        polled = client.post("/api/v1/workers/poll", json={"worker": "std", "worker_id": "t"}).json()
+    assert [a["signal_data"] for a in polled["activities"]] == [{"ok": 1}]
+    code, _, err = cli("workflow", "signal", workflow_id, "w", "--event", "go", "--data", "[1]")
+    assert code == 2 and "--data: expected a JSON object" in err
+
+
+def test_worker_metrics_port(server_url: str) -> None:
+    env = {
+        **os.environ,
+        "KRUXIAFLOW_API_URL": server_url,
+        "KRUXIAFLOW_CLIENT_ID": "cli",
+        "KRUXIAFLOW_CLIENT_SECRET": "pw",
+    }
+    command = [sys.executable, "-m", "trioworks.cli", "worker", "--std", "--metrics-port", "0"]
+    proc = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        assert proc.stderr is not None
+        url = next(line.split("metrics at ")[1].strip() for line in proc.stderr if "metrics at " in line)
+        threading.Thread(target=proc.stderr.read, daemon=True).start()
+        reply = httpx.get(url)
+        assert reply.status_code == 200 and reply.headers["content-type"].startswith("text/plain")
+        assert re.search(r'^trioworks_worker_\w+\{queue="std"\} ', reply.text, re.M), reply.text
+        assert 'queue="std"' in reply.text and 'queue="py-std"' in reply.text
+        assert httpx.get(url.replace("/metrics", "/other")).status_code == 404
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=30) == 0

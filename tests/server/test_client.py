@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import functools
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -9,6 +10,7 @@ from typing import Any
 
 import pytest
 import trio
+from server_helpers import output_values
 
 from trioworks.client import (
     Activity,
@@ -60,12 +62,12 @@ async def with_worker(server_url: str) -> AsyncIterator[str]:
 async def test_deploy_start_wait_get_output(with_worker: str) -> None:
     async with AsyncClient(with_worker, **CREDENTIALS) as client:
         deployed = await client.deploy(echo_flow())
-        assert (deployed["name"], deployed["version"]) == ("client_flow", 1)
+        assert (deployed["name"], deployed["version_number"]) == ("client_flow", 1)
         assert (await client.deploy(echo_flow())).get("unchanged") is True
         started = await client.start_workflow("client_flow", inputs={"n": 7})
         done = await client.wait_for_workflow(started["workflow_id"], poll_interval=0.05)
         assert done["status"] == "completed", done
-        outputs = {a["activity_key"]: a["outputs"] for a in done["activities"]}
+        outputs = {a["activity_key"]: output_values(a) for a in done["activities"]}
         assert outputs["first"]["echo"]["id"] == started["workflow_id"]
         assert outputs["second"] == {"echo": {"from_first": 7}}
         output = await client.get_workflow_output(started["workflow_id"])
@@ -74,6 +76,11 @@ async def test_deploy_start_wait_get_output(with_worker: str) -> None:
         assert activity["status"] == "completed"
         listed = await client.list_workflows(status="completed", definition_name="client_flow")
         assert [w["id"] for w in listed["workflows"]] == [started["workflow_id"]]
+        later = await client.list_workflows(
+            created_after=datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=1)
+        )
+        assert later["total"] == 0
+        assert (await client.get_workflow_cost(started["workflow_id"]))["total_cost_usd"] == "0.0"
         definitions = await client.list_definitions()
         assert [d["name"] for d in definitions["definitions"]] == ["client_flow"]
         stored = await client.get_definition("client_flow", version=1)

@@ -80,7 +80,7 @@ async def test_case1_one_bad_row_fails_only_its_own_workflow(api: Api) -> None:
     for wid in others:
         assert (await api.client.get(f"/api/v1/workflows/{wid}")).json()["status"] == "completed"
     bad = (await api.client.get(f"/api/v1/workflows/{poisoned}")).json()
-    assert bad["status"] == "failed" and bad["activities"][0]["error"]["code"] == "INVALID_DATA"
+    assert bad["status"] == "failed" and bad["activities"][0]["error_code"] == "INVALID_DATA"
     # Nothing stranded: a later poll finds nothing, however far the clock moves.
     api.clock.advance(600)
     reply = await api.client.post(
@@ -202,8 +202,15 @@ async def test_case8_long_file_names_and_clashes_are_4xx(api: Api) -> None:
     for clash in ("a/b", "d"):
         reply = await api.client.put(f"{files}/{clash}", content=b"y")
         assert reply.status_code == 409, reply.text
+    polled = await api.client.post("/api/v1/workers/poll", json={"worker": "std", "worker_id": "w"})
+    assert polled.json()["count"] == 0  # the one activity is claimed already, by "w"
+    rows = (await api.client.get(f"/api/v1/workflows/{wid}")).json()["activities"]
+    done = await api.client.post(
+        f"/api/v1/activities/{rows[0]['activity_id']}/complete", json={"worker_id": "w", "output": {}}
+    )
+    assert done.status_code == 200, done.text
     listing = (await api.client.get(f"/api/v1/workflows/{wid}/activities/a/output")).json()["files"]
-    assert sorted(f["name"] for f in listing) == ["a", "d/b"]
+    assert sorted(f["filename"] for f in listing) == ["a", "d/b"]
 
 
 # -- case 6: no authorization between clients ----------------------------------------------------

@@ -89,7 +89,9 @@ async def test_workflow_round_trip(api: Api) -> None:
     assert again.status_code == 200 and again.json()["unchanged"] is True
     listing = (await api.client.get("/api/v1/workflow_definitions")).json()
     assert listing == {
-        "definitions": [{**listing["definitions"][0], "name": "etl", "version": 1, "activity_count": 2}],
+        "definitions": [
+            {**listing["definitions"][0], "name": "etl", "version_number": 1, "activity_count": 2}
+        ],
         "total": 1,
     }
     assert (await api.client.get("/api/v1/workflow_definitions/etl?version=1")).json()["activities"][0][
@@ -137,11 +139,15 @@ async def test_workflow_round_trip(api: Api) -> None:
     assert status["status"] == "completed"
     assert [a["status"] for a in status["activities"]] == ["completed", "completed"]
     output = (await api.client.get(f"/api/v1/workflows/{workflow_id}/output")).json()
-    assert output == {
-        "workflow_id": workflow_id,
-        "output": {"fetch": {"body": [1, 2]}, "store": {}},
-        "cost_usd": 0.75,
-    }
+    assert (output["workflow_id"], output["status"], output["total_cost_usd"]) == (
+        workflow_id,
+        "completed",
+        "0.75",
+    )
+    assert (output["output"], output["cost_usd"]) == ({"fetch": {"body": [1, 2]}, "store": {}}, 0.75)
+    assert output["outputs"]["fetch"]["output"] == [{"name": "body", "type": "value", "value": [1, 2]}]
+    assert output["terminal_outputs"] == ["store"] and output["outputs"]["store"]["is_terminal"]
+    assert output["completed_at"] == output["outputs"]["store"]["completed_at"]
     listed = (await api.client.get("/api/v1/workflows?status=completed&definition_name=etl")).json()
     assert (listed["total"], listed["count"], listed["workflows"][0]["id"]) == (1, 1, workflow_id)
     metrics = (await api.client.get("/api/v1/metrics")).json()["metrics"]
@@ -247,7 +253,7 @@ async def test_signal(api: Api) -> None:
 
 async def test_files(api: Api) -> None:
     workflow_id = await deploy_and_submit(api, url="u")
-    await poll(api)  # files are written by the worker running the activity
+    (fetch,) = await poll(api)  # files are written by the worker running the activity
     base = f"/api/v1/workflows/{workflow_id}/activities/fetch/files"
     payload = bytes(range(256)) * 100  # 25.6 kB, several chunks
     up = await api.client.post(f"{base}/dir/data.bin", content=payload, headers={"Content-Type": "image/png"})
@@ -261,8 +267,6 @@ async def test_files(api: Api) -> None:
     assert down.headers["content-disposition"] == 'attachment; filename="data.bin"'
     plain = await api.client.post(f"{base}/raw", content=b"x")
     assert plain.json()["content_type"] == "application/octet-stream"
-    out = (await api.client.get(f"/api/v1/workflows/{workflow_id}/activities/fetch/output")).json()
-    assert [f["name"] for f in out["files"]] == ["dir/data.bin", "raw"]
     before = await api.snapshot()
     error_of(await api.client.post(f"{base}/.hidden", content=b"x"), 422, "VALIDATION_ERROR")
     error_of(await api.client.post(f"{base}/a/%2E%2E/b", content=b"x"), 422, "VALIDATION_ERROR")
@@ -275,12 +279,24 @@ async def test_files(api: Api) -> None:
     error_of(await api.client.get(f"{base}/missing"), 404, "NOT_FOUND")
     assert await api.snapshot() == before
     assert not list((api.db_path.parent / "api.db.files").rglob("*.part"))
+    output_url = f"/api/v1/workflows/{workflow_id}/activities/fetch/output"
+    early = await api.client.get(output_url)  # the original's 400 before completion
+    assert early.status_code == 400 and "not completed" in early.json()["error"]["message"]
+    done = await api.client.post(
+        f"/api/v1/activities/{fetch['activity_id']}/complete", json={"worker_id": "w1", "output": {"n": 1}}
+    )
+    assert done.status_code == 200, done.text
+    out = (await api.client.get(output_url)).json()
+    assert out["output"] == [{"name": "n", "type": "value", "value": 1}] and out["completed_at"]
+    assert [f["filename"] for f in out["files"]] == ["dir/data.bin", "raw"]
+    assert out["files"][0]["download_url"] == f"{base}/dir/data.bin"
+    assert (await api.client.get(out["files"][1]["download_url"])).content == b"x"
 
 
 async def test_original_sdk_client_routes(api: Api) -> None:
     # KruxiaFlow.deploy() posts a definition to /workflows; start_workflow() uses /workflows/start.
     deployed = await api.client.post("/api/v1/workflows", json=DEFINITION)
-    assert deployed.status_code == 201 and deployed.json()["version"] == 1
+    assert deployed.status_code == 201 and deployed.json()["version_number"] == 1
     started = await api.client.post(
         "/api/v1/workflows/start", json={"name": "etl", "inputs": {"url": "u"}, "version": "1"}
     )
@@ -311,7 +327,8 @@ async def test_sweeper_reclaims_expired_leases(server_config: ServerConfig) -> N
                 if doc["status"] == "failed":
                     break
                 await trio.sleep(0.05)
-        assert doc["activities"][0]["error"]["code"] == "LEASE_EXPIRED"
+        assert doc["activities"][0]["error_code"] == "LEASE_EXPIRED"
+    assert doc["activities"][0]["error"].startswith("LEASE_EXPIRED: ")
 
 
 async def test_upload_cut_short_leaves_nothing(api: Api) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 import trio
-from server_helpers import Api, ManualClock
+from server_helpers import Api, ManualClock, output_values
 
 from trioworks.server import ServerConfig
 
@@ -170,19 +170,19 @@ async def test_original_sdk_runs_against_our_server(api: Api, sdk_python: str, t
             process.send_signal(signal.SIGTERM)
 
     assert done["status"] == "completed", done
-    outputs = {a["activity_key"]: a["outputs"] for a in done["activities"]}
+    outputs = {a["activity_key"]: output_values(a) for a in done["activities"]}
     assert outputs["d2"] == {"result": 20}
     assert outputs["up"]["ref"] == f"postgres://{ok['workflow_id']}/up/report.txt"
     assert sum(a["cost_usd"] for a in done["activities"]) == pytest.approx(0.02)
     files = (await api.client.get(f"/api/v1/workflows/{ok['workflow_id']}/activities/up/output")).json()[
         "files"
     ]
-    assert files[0]["name"] == "report.txt" and files[0]["size"] > 0
+    assert files[0]["filename"] == "report.txt" and files[0]["size"] > 0
     assert failed["status"] == "failed"
     (boom,) = failed["activities"]
-    assert (boom["retry_count"], boom["error"]["code"]) == (1, "EXECUTION_ERROR")
+    assert (boom["retry_count"], boom["error_code"]) == (1, "EXECUTION_ERROR")
     assert by_sdk["status"] == "completed", by_sdk
-    results = {a["activity_key"]: (a["status"], a["outputs"]) for a in by_sdk["activities"]}
+    results = {a["activity_key"]: (a["status"], output_values(a)) for a in by_sdk["activities"]}
     assert results == {
         "a": ("completed", {"result": 6}),
         "b": ("completed", {"result": 12}),

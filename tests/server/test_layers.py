@@ -139,4 +139,6 @@ def test_each_route_is_declared_once(tmp_path: Path) -> None:
         ("GET", "/api/v1/workflows/{workflow_id}"),
         ("PUT", "/api/v1/workflows/{workflow_id}/activities/{activity_key}/files/{filename:path}"),
     }
-    assert len(routes) == 22  # 21 + POST /api/v1/workflows/{workflow_id}/cancel
+    # 21 + POST .../cancel + (GET) .../cost, .../cost/history, /api/v1/queues, /metrics,
+    # /api/v1/openapi.json, /api/v1/docs, /api/v1/workflow_definitions/{name}/versions, /api/v1/cost/analytics
+    assert len(routes) == 30

@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 import trio
-from server_helpers import ManualClock, activity
+from server_helpers import ManualClock, activity, output_values
 
 from _services import free_port
 from trioworks.cli import main
@@ -133,7 +133,7 @@ async def exercise(clients: list[httpx.AsyncClient]) -> None:
         body = reply.json()
         assert body["status"] == "completed", body
         second = next(a for a in body["activities"] if a["activity_key"] == "second")
-        assert second["outputs"] == {"value": n}
+        assert output_values(second) == {"value": n}
 
 
 def test_cli_server_runs_on_postgres(fresh_postgres_url: str, tmp_path: Path) -> None:

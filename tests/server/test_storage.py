@@ -47,6 +47,26 @@ def test_definition_versions_and_unchanged(storage: Storage) -> None:
         storage.get_definition("d", 7)
 
 
+def test_definition_versions_and_workflows_by_creation_time(storage: Storage, define) -> None:
+    one = parse_definition({"name": "v", "activities": [activity("a")]})
+    two = parse_definition({"name": "v", "activities": [activity("a"), activity("b", "a")]})
+    storage.put_definition(one, 10.0)
+    storage.put_definition(two, 20.0)
+    assert [(s.version, s.created_at) for s in storage.definition_versions("v")] == [(1, 10.0), (2, 20.0)]
+    with pytest.raises(NotFound, match="'ghost'"):
+        storage.definition_versions("ghost")
+    ids = [storage.create_workflow("v", None, {}, None, t).id for t in (100.0, 200.0, 300.0)]
+
+    def listed(**dates: float) -> list[str]:
+        page = storage.list_workflows(status=None, definition_name=None, limit=10, offset=0, **dates)
+        assert page.total == len(page.workflows)
+        return [w.id for w in page.workflows]
+
+    assert listed(created_after=100.0, created_before=300.0) == [ids[1]]  # both bounds exclusive
+    assert listed(created_after=150.0) == [ids[2], ids[1]]
+    assert listed(created_before=150.0) == [ids[0]]
+
+
 def test_create_workflow_schedules_roots_and_unique_key(storage: Storage, define) -> None:
     define("d", activity("a"), activity("b", "a"))
     wf = storage.create_workflow("d", None, {"x": 1}, "k1", 5.0)

@@ -113,7 +113,10 @@ async def test_workflow_runs_on_our_worker(tmp_path: Path) -> None:
             workflow_id = started.json()["workflow_id"]
             body = await _wait_status(client, workflow_id)
             assert body["status"] == "completed", body
-            outputs = {a["activity_key"]: a["outputs"] for a in body["activities"]}
+            outputs = {
+                a["activity_key"]: {o["name"]: o["value"] for o in a["outputs"] or ()}
+                for a in body["activities"]
+            }
             assert outputs["make"]["report"] == f"postgres://{workflow_id}/make/report.txt"
             assert outputs["read"] == {"size": 11 * 1000, "first": "hello trio", "lines": 1000}
             assert outputs["upper"] == {"upper": "HELLO TRIO"}
@@ -158,7 +161,7 @@ async def test_workflow_runs_on_our_worker(tmp_path: Path) -> None:
             )
             body = await _wait_status(client, started.json()["workflow_id"])
             assert body["status"] == "completed", body
-            assert body["activities"][0]["outputs"] == {"attempt": 2}
+            assert body["activities"][0]["outputs"] == [{"name": "attempt", "type": "value", "value": 2}]
         await worker.drain()
         assert worker.stats().completed == 4
         nursery.cancel_scope.cancel()
@@ -241,7 +244,9 @@ async def test_cli_runs_the_example_app_and_drains_on_sigterm(tmp_path: Path) ->
             )
             body = await _wait_status(client, started.json()["workflow_id"])
         assert body["status"] == "completed", body
-        outputs = {a["activity_key"]: a["outputs"] for a in body["activities"]}
+        outputs = {
+            a["activity_key"]: {o["name"]: o["value"] for o in a["outputs"] or ()} for a in body["activities"]
+        }
         assert outputs["greet"] == {"greeting": "hello cli"}
         assert outputs["primes"] == {"count": 168}
         assert outputs["count"] == {"words": 3}

@@ -95,7 +95,9 @@ async def test_server_and_std_worker_run_echo_http_and_script(tmp_path: Path) ->
         await py_std.drain()
         nursery.cancel_scope.cancel()
     assert body["status"] == "completed", body
-    outputs = {a["activity_key"]: a["outputs"] for a in body["activities"]}
+    outputs = {
+        a["activity_key"]: {o["name"]: o["value"] for o in a["outputs"] or ()} for a in body["activities"]
+    }
     assert outputs["check"] == {"echo": {"email": "a@b.c", "doc": 1}}
     response = outputs["notify"]["response"]
     assert response["status"] == 200

@@ -215,7 +215,10 @@ def _flow_table(run: FlowRun) -> Table:
     table.add_column("output", min_width=12)
     for activity in activities:
         began, ended = _timestamp(activity.get("started_at")), _timestamp(activity.get("completed_at"))
-        output = activity.get("outputs") or activity.get("error") or {}
+        if activity.get("error_details"):
+            output = activity["error_details"]
+        else:  # the original's [{name, type, value}]
+            output = {o["name"]: o["value"] for o in activity.get("outputs") or ()}
         shown = ", ".join(f"{k}={v}" for k, v in output.items() if k not in _NOT_SHOWN)
         table.add_row(
             activity["activity_key"],

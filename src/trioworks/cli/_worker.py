@@ -10,6 +10,7 @@ from typing import Any
 
 import trio
 
+from ..core import prometheus_text, serve_prometheus
 from ..worker import Activity, ActivityDefinition, ConfigError, Worker, WorkerConfig
 from ._errors import CliError
 from ._loader import _import
@@ -85,6 +86,12 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     for flag, dest, kind, text in _FLAGS:
         metavar = {int: "N", float: "S"}.get(kind, flag.removeprefix("--").upper().replace("-", "_"))
         parser.add_argument(flag, dest=dest, type=kind, default=None, metavar=metavar, help=text)
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        metavar="PORT",
+        help="serve the workers' metrics in the Prometheus text format at http://127.0.0.1:PORT/metrics",
+    )
     parser.add_argument("--check", action="store_true", help="load and validate, print the setup, do not run")
     parser.set_defaults(handler=_worker_command)
 
@@ -154,13 +161,19 @@ def _worker_command(args: argparse.Namespace, io: Streams) -> int:
         )
     if args.check:
         return 0
-    code = trio.run(_run_until_stopped, workers, io)
+    code = trio.run(_run_until_stopped, workers, io, args.metrics_port)
     for worker in workers:
         io.note(f"worker stopped: {worker.stats().line()}")
     return code
 
 
-async def _run_until_stopped(workers: list[Worker], io: Streams) -> int:
+def _metrics_text(workers: list[Worker]) -> bytes:
+    return prometheus_text(
+        *((w.metrics, {"queue": w.config.worker}) for w in workers), prefix="trioworks_worker"
+    )
+
+
+async def _run_until_stopped(workers: list[Worker], io: Streams, metrics_port: int | None = None) -> int:
     """Run the ``workers`` until they end; SIGINT or SIGTERM drains them, a second one cuts the drain short.
 
     Returns the exit code: 130 when a SIGINT stopped it, else 0.
@@ -183,6 +196,9 @@ async def _run_until_stopped(workers: list[Worker], io: Streams) -> int:
 
     async with trio.open_nursery() as nursery:
         await nursery.start(watch)
+        if metrics_port is not None:
+            bound = await nursery.start(serve_prometheus, metrics_port, lambda: _metrics_text(workers))
+            io.note(f"metrics at http://127.0.0.1:{bound}/metrics")
         async with trio.open_nursery() as running:
             for worker in workers:
                 running.start_soon(worker.run)

@@ -1,4 +1,5 @@
-"""``trioworks workflow deploy|run|status|cancel``: talk HTTP to a workflow server.
+"""``trioworks workflow deploy|run|status|cancel`` (and, in ``_workflow_more``, ``list|output|signal|logs``
+and ``trioworks definitions list|show``): talk HTTP to a workflow server.
 
 The server is ``--url`` or ``$KRUXIAFLOW_API_URL`` (default ``http://127.0.0.1:8080``); with
 ``$KRUXIAFLOW_CLIENT_ID`` and ``$KRUXIAFLOW_CLIENT_SECRET`` set, a client-credentials token is
@@ -9,25 +10,33 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from pathlib import Path
 from typing import Any
 
-import httpx
 import trio
 import yaml
 
 from ._errors import CliError
-from ._server import single_error
+from ._remote import DEFAULT_URL, Api, parse_input, run_remote
 from ._streams import Streams
+from ._workflow_more import register_more
 
 __all__ = ["register"]
 
-_DEFAULT_URL = "http://127.0.0.1:8080"
+IDLE_AFTER = 10.0
 
 
-class ServerUnreachable(CliError):
-    exit_code = 1
+def idle_queues(doc: dict[str, Any], idle_after: float) -> list[str]:
+    """One sentence per worker queue this workflow waits in that no worker has polled lately."""
+    said = []
+    for worker, seen in sorted((doc.get("queues") or {}).items()):
+        if seen.get("last_polled_at") is None:
+            said.append(
+                f"no worker has polled queue {worker!r} since the server started (start one: trioworks worker)"
+            )
+        elif seen.get("idle_seconds", 0) >= idle_after:
+            said.append(f"no worker has polled queue {worker!r} for {seen['idle_seconds']:.0f} s")
+    return said
 
 
 def register(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -37,7 +46,7 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     sub = workflow.add_subparsers(title="commands", metavar="COMMAND", required=True)
     remote = argparse.ArgumentParser(add_help=False)
     remote.add_argument(
-        "--url", metavar="URL", help=f"server URL (default $KRUXIAFLOW_API_URL or {_DEFAULT_URL})"
+        "--url", metavar="URL", help=f"server URL (default $KRUXIAFLOW_API_URL or {DEFAULT_URL})"
     )
 
     deploy = sub.add_parser(
@@ -54,15 +63,31 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     )
     run.add_argument("name", metavar="NAME", help="the definition name")
     run.add_argument("--input", default="{}", metavar="JSON", help="the workflow input, a JSON object")
-    run.add_argument("--version", type=int, metavar="N", help="the definition version (default latest)")
+    run.add_argument(
+        "--version", metavar="V", help="the definition version: a number or its timestamp (default latest)"
+    )
     run.add_argument("--unique-key", metavar="KEY", help="refuse to start a second workflow with this key")
     run.add_argument("--wait", action="store_true", help="follow progress until it ends; print the output")
+    run.add_argument(
+        "--timeout",
+        type=float,
+        metavar="S",
+        help="with --wait: give up after S seconds (exit 1; it keeps running)",
+    )
+    run.add_argument(
+        "--idle-after",
+        type=float,
+        default=IDLE_AFTER,
+        metavar="S",
+        help=f"say so when no worker has polled a queue it waits in for S seconds (default {IDLE_AFTER:g})",
+    )
     run.add_argument("--poll-interval", type=float, default=0.5, metavar="S", help=argparse.SUPPRESS)
     run.set_defaults(handler=_run)
 
     status = sub.add_parser("status", parents=[common, remote], help="show a workflow and its activities")
     status.add_argument("workflow_id", metavar="ID")
     status.add_argument("--json", action="store_true", help="print the server's JSON document")
+    status.add_argument("--idle-after", type=float, default=IDLE_AFTER, help=argparse.SUPPRESS)
     status.set_defaults(handler=_status)
 
     cancel = sub.add_parser(
@@ -74,63 +99,7 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     )
     cancel.add_argument("workflow_id", metavar="ID")
     cancel.set_defaults(handler=_cancel)
-
-
-class _Api:
-    """A thin async client: token on open, errors turned into one-line CLI errors."""
-
-    def __init__(self, client: httpx.AsyncClient) -> None:
-        self.client = client
-
-    async def call(self, method: str, path: str, **kwargs: Any) -> Any:
-        try:
-            reply = await self.client.request(method, path, **kwargs)
-        except httpx.TransportError as exc:
-            raise ServerUnreachable(f"cannot reach the server at {self.client.base_url}: {exc}") from exc
-        if reply.status_code >= 400:
-            raise CliError(_describe_error(reply))
-        return reply.json()
-
-
-def _describe_error(reply: httpx.Response) -> str:
-    try:
-        error = reply.json()["error"]
-    except (ValueError, KeyError, TypeError):
-        return f"server answered {reply.status_code}: {reply.text[:200]}"
-    text = f"server answered {reply.status_code} {error.get('code')}: {error.get('message')}"
-    fields = (error.get("details") or {}).get("field_errors") or {}
-    for field, messages in fields.items():
-        text += "".join(f"\n  {field}: {m}" for m in messages)
-    if reply.status_code == 401:
-        text += "\n  (set KRUXIAFLOW_CLIENT_ID and KRUXIAFLOW_CLIENT_SECRET)"
-    return text
-
-
-async def _authenticate(api: _Api) -> None:
-    client_id, secret = os.environ.get("KRUXIAFLOW_CLIENT_ID"), os.environ.get("KRUXIAFLOW_CLIENT_SECRET")
-    if client_id and secret:
-        form = {"grant_type": "client_credentials", "client_id": client_id, "client_secret": secret}
-        token = await api.call("POST", "/api/v1/oauth/token", json=form)
-        api.client.headers["Authorization"] = f"Bearer {token['access_token']}"
-
-
-def _run_remote(args: argparse.Namespace, action: Any) -> Any:
-    """``await action(api)`` in ``trio.run`` with an authenticated client; CLI errors unwrapped."""
-    url = args.url or os.environ.get("KRUXIAFLOW_API_URL") or _DEFAULT_URL
-
-    async def main() -> Any:
-        async with httpx.AsyncClient(base_url=url.rstrip("/"), timeout=30) as client:
-            api = _Api(client)
-            await _authenticate(api)
-            return await action(api)
-
-    try:
-        return trio.run(main)
-    except BaseException as exc:
-        error = single_error(exc)
-        if isinstance(error, CliError):
-            raise error from exc
-        raise
+    register_more(commands, sub, common, remote)
 
 
 def _read_definition(path: Path) -> Any:
@@ -157,30 +126,22 @@ def _read_definition(path: Path) -> Any:
 
 def _deploy(args: argparse.Namespace, io: Streams) -> int:
     data = _read_definition(args.file)
-    reply = _run_remote(args, lambda api: api.call("POST", "/api/v1/workflow_definitions", json=data))
+    reply = run_remote(args, lambda api: api.call("POST", "/api/v1/workflow_definitions", json=data))
     state = "unchanged" if reply.get("unchanged") else "deployed"
-    io.note(f"{reply['name']} version {reply['version']} {state}")
+    io.note(
+        f"{reply['name']} version {reply.get('version_number', reply['version'])} ({reply['version']}) {state}"
+    )
     return 0
 
 
-def _parse_input(text: str) -> dict[str, Any]:
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise CliError(f"--input: invalid JSON: {exc.msg} (column {exc.colno})") from exc
-    if not isinstance(value, dict):
-        raise CliError(f"--input: expected a JSON object, got {type(value).__name__}")
-    return value
-
-
 def _run(args: argparse.Namespace, io: Streams) -> int:
-    body: dict[str, Any] = {"definition_name": args.name, "input": _parse_input(args.input)}
+    body: dict[str, Any] = {"definition_name": args.name, "input": parse_input(args.input)}
     if args.version is not None:
-        body["version"] = args.version
+        body["version"] = int(args.version) if args.version.isdigit() else args.version
     if args.unique_key is not None:
         body["unique_key"] = args.unique_key
 
-    async def action(api: _Api) -> tuple[str, dict[str, Any] | None]:
+    async def action(api: Api) -> tuple[str, dict[str, Any] | None]:
         started = await api.call("POST", "/api/v1/workflows", json=body)
         workflow_id = started["workflow_id"]
         io.note(
@@ -189,22 +150,38 @@ def _run(args: argparse.Namespace, io: Streams) -> int:
         if not args.wait:
             return workflow_id, None
         seen: dict[str, str] = {}
-        while True:
-            doc = await api.call("GET", f"/api/v1/workflows/{workflow_id}")
-            for activity in doc["activities"]:
-                if seen.get(activity["activity_key"]) != activity["status"]:
-                    seen[activity["activity_key"]] = activity["status"]
-                    io.note(f"  {activity['activity_key']}: {activity['status']}")
-            if doc["status"] in ("completed", "failed"):
-                if doc["status"] == "completed":
-                    doc["output"] = await api.call("GET", f"/api/v1/workflows/{workflow_id}/output")
-                return workflow_id, doc
-            await trio.sleep(args.poll_interval)
+        told: set[str] = set()
+        with trio.move_on_after(args.timeout if args.timeout is not None else float("inf")):
+            while True:
+                doc = await api.call("GET", f"/api/v1/workflows/{workflow_id}")
+                for activity in doc["activities"]:
+                    if seen.get(activity["activity_key"]) != activity["status"]:
+                        seen[activity["activity_key"]] = activity["status"]
+                        io.note(f"  {activity['activity_key']}: {activity['status']}")
+                for sentence in idle_queues(doc, args.idle_after):
+                    queue = sentence.split("'")[1]
+                    if queue not in told:  # once per queue: the wait goes on
+                        told.add(queue)
+                        io.note(f"  waiting: {sentence}")
+                if doc["status"] in ("completed", "failed", "cancelled"):
+                    if doc["status"] == "completed":
+                        doc["output"] = await api.call("GET", f"/api/v1/workflows/{workflow_id}/output")
+                    return workflow_id, doc
+                await trio.sleep(args.poll_interval)
+        return workflow_id, {"status": "timeout", "last": doc}
 
-    workflow_id, doc = _run_remote(args, action)
+    workflow_id, doc = run_remote(args, action)
     if doc is None:
         io.write(workflow_id)
         return 0
+    if doc["status"] == "timeout":
+        io.error(
+            f"workflow {workflow_id} still {doc['last']['status']} after {args.timeout:g} s (it keeps running)"
+        )
+        return 1
+    if doc["status"] == "cancelled":
+        io.error(f"workflow {workflow_id} was cancelled")
+        return 1
     if doc["status"] == "failed":
         io.error(f"workflow {workflow_id} failed: {doc['error_message']}")
         return 1
@@ -213,7 +190,7 @@ def _run(args: argparse.Namespace, io: Streams) -> int:
 
 
 def _status(args: argparse.Namespace, io: Streams) -> int:
-    doc = _run_remote(args, lambda api: api.call("GET", f"/api/v1/workflows/{args.workflow_id}"))
+    doc = run_remote(args, lambda api: api.call("GET", f"/api/v1/workflows/{args.workflow_id}"))
     if args.json:
         io.write(json.dumps(doc, indent=2))
         return 0
@@ -221,15 +198,17 @@ def _status(args: argparse.Namespace, io: Streams) -> int:
     for activity in doc["activities"]:
         line = f"  {activity['activity_key']:<20} {activity['status']:<14}"
         if activity.get("error"):
-            line += f" {activity['error'].get('code')}: {activity['error'].get('message')}"
+            line += f" {activity['error']}"
         io.write(line)
     if doc.get("error_message"):
         io.write(f"error: {doc['error_message']}")
+    for sentence in idle_queues(doc, args.idle_after):
+        io.write(f"waiting: {sentence}")
     return 1 if doc["status"] == "failed" else 0
 
 
 def _cancel(args: argparse.Namespace, io: Streams) -> int:
     path = f"/api/v1/workflows/{args.workflow_id}/cancel"
-    doc = _run_remote(args, lambda api: api.call("POST", path))
+    doc = run_remote(args, lambda api: api.call("POST", path))
     io.write(f"{doc['id']}  {doc['definition_name']}  {doc['status']}")
     return 0

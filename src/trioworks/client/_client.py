@@ -12,6 +12,7 @@ Added: ``signal_workflow``, ``list_workflows``, ``list_definitions``, ``get_defi
 
 from __future__ import annotations
 
+import datetime
 import os
 import time
 from collections.abc import Mapping
@@ -145,6 +146,10 @@ class _Calls:
         )
 
     @staticmethod
+    def cost(workflow_id: str) -> _Call:
+        return _Call("GET", f"/api/v1/workflows/{workflow_id}/cost", what=f"get cost of {workflow_id}")
+
+    @staticmethod
     def signal(workflow_id: str, activity_key: str, data: Any, event_name: str | None) -> _Call:
         body: dict[str, Any] = {"activity_key": activity_key, "data": data}
         if event_name is not None:
@@ -157,14 +162,17 @@ class _Calls:
         )
 
     @staticmethod
-    def list(status: str | None, definition_name: str | None, limit: int | None, offset: int | None) -> _Call:
+    def list(
+        status: str | None, definition_name: str | None, limit: int | None, offset: int | None, **dates: Any
+    ) -> _Call:
         params = {
-            k: v
+            k: v.isoformat() if hasattr(v, "isoformat") else v
             for k, v in {
                 "status": status,
                 "definition_name": definition_name,
                 "limit": limit,
                 "offset": offset,
+                **dates,
             }.items()
             if v is not None
         }
@@ -315,6 +323,10 @@ class AsyncClient:
     async def cancel_workflow(self, workflow_id: str) -> None:
         await self._send(_Calls.cancel(workflow_id))
 
+    async def get_workflow_cost(self, workflow_id: str) -> dict[str, Any]:
+        """The original's cost summary (``total_cost_usd`` as a decimal string)."""
+        return await self._send(_Calls.cost(workflow_id))
+
     async def signal_workflow(
         self, workflow_id: str, activity_key: str, data: Any = None, *, event_name: str | None = None
     ) -> dict[str, Any]:
@@ -328,8 +340,12 @@ class AsyncClient:
         definition_name: str | None = None,
         limit: int | None = None,
         offset: int | None = None,
+        created_after: str | datetime.datetime | None = None,
+        created_before: str | datetime.datetime | None = None,
     ) -> dict[str, Any]:
-        return await self._send(_Calls.list(status, definition_name, limit, offset))
+        """A page of workflows, newest first (the server's default ``limit`` is 100)."""
+        dates = {"created_after": created_after, "created_before": created_before}
+        return await self._send(_Calls.list(status, definition_name, limit, offset, **dates))
 
     async def list_definitions(self) -> dict[str, Any]:
         return await self._send(_Calls.definitions())
@@ -434,6 +450,9 @@ class Client:
     def cancel_workflow(self, workflow_id: str) -> None:
         self._send(_Calls.cancel(workflow_id))
 
+    def get_workflow_cost(self, workflow_id: str) -> dict[str, Any]:
+        return self._send(_Calls.cost(workflow_id))
+
     def signal_workflow(
         self, workflow_id: str, activity_key: str, data: Any = None, *, event_name: str | None = None
     ) -> dict[str, Any]:
@@ -446,8 +465,11 @@ class Client:
         definition_name: str | None = None,
         limit: int | None = None,
         offset: int | None = None,
+        created_after: str | datetime.datetime | None = None,
+        created_before: str | datetime.datetime | None = None,
     ) -> dict[str, Any]:
-        return self._send(_Calls.list(status, definition_name, limit, offset))
+        dates = {"created_after": created_after, "created_before": created_before}
+        return self._send(_Calls.list(status, definition_name, limit, offset, **dates))
 
     def list_definitions(self) -> dict[str, Any]:
         return self._send(_Calls.definitions())

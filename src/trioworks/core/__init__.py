@@ -24,10 +24,12 @@ from ._errors import find_error, leaf_errors, single_error
 from ._metrics import Counter, Gauge, Metrics
 from ._offload import CancelOutcome, run_in_process, run_in_thread
 from ._process import child_process, read_exactly, start_process, stop_process
+from ._prometheus import PROMETHEUS_CONTENT_TYPE, prometheus_text, serve_prometheus
 from ._retry import RetryPolicy, retry
 from ._supervisor import RestartIntensityExceeded, RestartPolicy, supervise
 
 __all__ = [
+    "PROMETHEUS_CONTENT_TYPE",
     "CancelOutcome",
     "Correlator",
     "Counter",
@@ -41,10 +43,12 @@ __all__ = [
     "child_process",
     "find_error",
     "leaf_errors",
+    "prometheus_text",
     "read_exactly",
     "retry",
     "run_in_process",
     "run_in_thread",
+    "serve_prometheus",
     "single_error",
     "start_process",
     "stop_process",

@@ -98,6 +98,11 @@ class Metrics:
         """The gauge called ``name``; the same object on every call. TypeError if it is a counter."""
         return self._get(name, Gauge)
 
+    def items(self) -> list[tuple[str, Counter | Gauge]]:
+        """Every metric, by name."""
+        with self._lock:
+            return sorted(self._metrics.items(), key=lambda item: item[0])
+
     def snapshot(self) -> dict[str, int | float]:
         """Current values: counters by name, gauges as ``name`` and ``f"{name}.high_water"``."""
         with self._lock:

@@ -205,7 +205,9 @@ async def _deploy_and_follow(
         "POST", "/api/v1/workflows", json={"definition_name": deployed["name"], "input": acts.INPUT}
     )
     workflow_id = started["workflow_id"]
-    step(f"deployed {deployed['name']} v{deployed['version']}, started workflow {workflow_id}")
+    step(
+        f"deployed {deployed['name']} v{deployed.get('version_number', deployed['version'])}, started workflow {workflow_id}"
+    )
     with trio.move_on_after(FOLLOW_LIMIT) as following:
         doc = await _follow(api, workflow_id, step)
     if following.cancelled_caught:

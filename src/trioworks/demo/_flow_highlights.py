@@ -72,7 +72,8 @@ class FlowRun:
     def output(self, key: str) -> Mapping[str, Any]:
         for activity in self.workflow.get("activities", ()):
             if activity["activity_key"] == key:
-                return activity.get("outputs") or {}
+                # The server's (the original's) [{name, type, value}]
+                return {o["name"]: o["value"] for o in activity.get("outputs") or ()}
         return {}
 
 
@@ -147,7 +148,7 @@ def _file(run: FlowRun) -> tuple[str, bool]:
             f"'{acts.EXTRACT}' wrote {acts.ORDERS_FILE} and output its reference (it gave {reference!r})",
             False,
         )
-    stored = [f for f in run.files if f.get("name") == ref.filename]
+    stored = [f for f in run.files if f.get("filename") == ref.filename]
     reads = [run.output(k) for k in acts.REGION_KEYS]
     held = f"{stored[0]['size']:,}" if stored else "no"
     matching = sum(

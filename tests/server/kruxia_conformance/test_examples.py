@@ -235,7 +235,9 @@ async def test_example(case: Case, running: tuple[str, Fakes], examples_db: str)
         a["key"]: "skipped" if a["key"] in case.skipped else "completed" for a in definition["activities"]
     }
     assert statuses == expected
-    outputs = {a["activity_key"]: a["outputs"] for a in body["activities"]}
+    outputs = {  # the server's [{name, type, value}] (the original's), as {name: value}
+        a["activity_key"]: {o["name"]: o["value"] for o in a["outputs"] or ()} for a in body["activities"]
+    }
     assert "{{" not in json.dumps(outputs), "an unresolved template reached an activity"
     assert "{{" not in json.dumps(fakes.mail), "an unresolved template reached a mail"
 

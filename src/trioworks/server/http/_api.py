@@ -6,7 +6,8 @@ so bad input never changes the database.
 
 from __future__ import annotations
 
-from typing import Any, overload
+from typing import Any
+from urllib.parse import quote
 
 import attrs
 from starlette.requests import Request
@@ -16,9 +17,11 @@ from ...core import run_in_thread
 from .._errors import BadRequest, NotFound, ValidationFailed
 from .._models import ActivityRow, ActivityStatus, WorkflowRow, WorkflowStatus
 from .._wire import converter, definition_body, iso
-from ..rules import KEY_PATTERN, MissingSecret, fill_secrets, parse_definition, secret_names
+from ..rules import KEY_PATTERN, MissingSecret, fill_secrets, missing_inputs, parse_definition, secret_names
+from ..storage import Storage
 from ._context import Context, json_body, media_type, read_body, respond
 from ._limits import load_yaml
+from ._queries import int_query, time_query, version_query
 from ._requests import (
     SubmitRequest,
     parse_complete,
@@ -29,10 +32,33 @@ from ._requests import (
     parse_worker,
 )
 from ._routes import Routes
+from ._views import (
+    activity_view,
+    decimal_text,
+    first_failure,
+    outputs_list,
+    resolve_version,
+    terminal_keys,
+    version_stamp,
+    workflow_summary,
+)
 
 __all__ = ["routes"]
 
 routes = Routes()
+_MAX_QUEUES = 10_000  # worker queues remembered in ctx.polled (a client inventing names cannot grow it)
+_PAUSED = "paused"  # a status of the original's list filter; no trioworks workflow is ever paused
+
+
+async def stamp(ctx: Context, name: str, version: int) -> str | None:
+    """The original's version string of ``name`` version ``version`` (cached: versions never change)."""
+    if (name, version) not in ctx.stamps:
+        try:
+            versions = await ctx.db(ctx.storage.definition_versions, name)
+        except NotFound:
+            return None
+        ctx.stamps.update({(name, v.version): version_stamp(v.created_at) for v in versions})
+    return ctx.stamps.get((name, version))
 
 
 # -- worker queue ------------------------------------------------------------------------------
@@ -42,6 +68,9 @@ async def poll(request: Request, ctx: Context) -> Response:
     if ctx.auth is not None and request.state.client is not None:
         ctx.auth.check_worker(request.state.client, body.worker)
     await ctx.check_worker_id(request, body.worker_id, bind=True)
+    if len(ctx.polled) >= _MAX_QUEUES and body.worker not in ctx.polled:
+        ctx.polled.clear()
+    ctx.polled[body.worker] = ctx.clock()
     claimed = await ctx.db(ctx.storage.claim, body.worker, body.worker_id, body.max_activities, ctx.clock())
     ctx.metrics.counter("server.activities_claimed").inc(len(claimed))
     handed = []
@@ -137,7 +166,8 @@ async def _deploy(data: Any, ctx: Context) -> Response:
     result = await ctx.db(ctx.storage.put_definition, definition, ctx.clock())
     body: dict[str, Any] = {
         "name": result.name,
-        "version": result.version,
+        "version": version_stamp(result.created_at),
+        "version_number": result.version,
         "created_at": iso(result.created_at),
     }
     if result.unchanged:
@@ -151,7 +181,8 @@ async def list_definitions(request: Request, ctx: Context) -> Response:
     definitions = [
         {
             "name": s.name,
-            "version": s.version,
+            "version": version_stamp(s.created_at),
+            "version_number": s.version,
             "activity_count": s.activity_count,
             "created_at": iso(s.created_at),
         }
@@ -160,25 +191,39 @@ async def list_definitions(request: Request, ctx: Context) -> Response:
     return respond({"definitions": definitions, "total": len(definitions)})
 
 
-@overload
-def _int_query(request: Request, name: str, default: int, lo: int, hi: int) -> int: ...
-@overload
-def _int_query(request: Request, name: str, default: None, lo: int, hi: int) -> int | None: ...
-def _int_query(request: Request, name: str, default: int | None, lo: int, hi: int) -> int | None:
-    raw = request.query_params.get(name)
-    if raw is None:
-        return default
-    if not raw.isdigit() or not lo <= int(raw) <= hi:
-        raise ValidationFailed.one(name, f"must be an integer from {lo} to {hi}, got {raw!r}")
-    return int(raw)
-
-
 @routes.get("/api/v1/workflow_definitions/{name}")
 async def get_definition(request: Request, ctx: Context) -> Response:
-    version = _int_query(request, "version", None, 1, 2**31)
-    stored = await ctx.db(ctx.storage.get_definition, request.path_params["name"], version)
+    name = request.path_params["name"]
+    version = version_query(request)
+    stored = await ctx.db(
+        lambda: ctx.storage.get_definition(name, resolve_version(ctx.storage, name, version))
+    )
     body = definition_body(stored.definition)
-    return respond({**body, "version": stored.version, "created_at": iso(stored.created_at)})
+    return respond(
+        {
+            **body,
+            "version": version_stamp(stored.created_at),
+            "version_number": stored.version,
+            "created_at": iso(stored.created_at),
+        }
+    )
+
+
+@routes.get("/api/v1/workflow_definitions/{name}/versions")
+async def definition_versions(request: Request, ctx: Context) -> Response:
+    """Every version of one definition, oldest first (a trioworks addition, for ``definitions show``)."""
+    versions = await ctx.db(ctx.storage.definition_versions, request.path_params["name"])
+    listed = [
+        {
+            "name": v.name,
+            "version": version_stamp(v.created_at),
+            "version_number": v.version,
+            "activity_count": v.activity_count,
+            "created_at": iso(v.created_at),
+        }
+        for v in versions
+    ]
+    return respond({"versions": listed, "total": len(listed)})
 
 
 # -- workflows ---------------------------------------------------------------------------------
@@ -196,11 +241,10 @@ async def start(request: Request, ctx: Context) -> Response:
     data = await json_body(request, ctx)
     if not isinstance(data, dict):
         data = {"definition_name": data}  # parse_submit reports the bad body
-    version = data.get("version")
     renamed: dict[str, Any] = {
         "definition_name": data.get("name"),
         "input": data.get("inputs") if data.get("inputs") is not None else {},
-        "version": int(version) if isinstance(version, str) and version.isdigit() else version,
+        "version": data.get("version"),
     }
     try:
         body = parse_submit(renamed)
@@ -210,22 +254,31 @@ async def start(request: Request, ctx: Context) -> Response:
     return await _start(body, ctx)
 
 
+def _checked_start(storage: Storage, body: SubmitRequest, now: float) -> WorkflowRow:
+    """Resolve the version, refuse missing inputs (422 naming each), create: one storage thread."""
+    name = body.definition_name
+    stored = storage.get_definition(name, resolve_version(storage, name, body.version))
+    missing = missing_inputs(stored.definition, body.input)
+    if missing:
+        raise ValidationFailed(
+            {
+                f"input.{k}": [f"required: the definition reads {{{{INPUT.{k}}}}} in {where}"]
+                for k, where in sorted(missing.items())
+            }
+        )
+    return storage.create_workflow(name, stored.version, body.input, body.unique_key, now)
+
+
 async def _start(body: SubmitRequest, ctx: Context) -> Response:
-    workflow = await ctx.db(
-        ctx.storage.create_workflow,
-        body.definition_name,
-        body.version,
-        body.input,
-        body.unique_key,
-        ctx.clock(),
-    )
+    workflow = await ctx.db(_checked_start, ctx.storage, body, ctx.clock())
     ctx.metrics.counter("server.workflows_started").inc()
     ctx.timers.set()
     return respond(
         {
             "workflow_id": workflow.id,
             "definition_name": workflow.definition_name,
-            "definition_version": workflow.definition_version,
+            "definition_version": await stamp(ctx, workflow.definition_name, workflow.definition_version),
+            "definition_version_number": workflow.definition_version,
             "status": "created",
             "created_at": iso(workflow.created_at),
         },
@@ -233,32 +286,35 @@ async def _start(body: SubmitRequest, ctx: Context) -> Response:
     )
 
 
-def _workflow_summary(w: WorkflowRow) -> dict[str, Any]:
-    return {
-        "id": w.id,
-        "status": w.status.value,
-        "definition_name": w.definition_name,
-        "definition_version": w.definition_version,
-        "created_at": iso(w.created_at),
-        "updated_at": iso(w.updated_at),
-        "error_message": w.error_message,
-    }
+async def _workflow_summary(ctx: Context, w: WorkflowRow) -> dict[str, Any]:
+    return workflow_summary(w, await stamp(ctx, w.definition_name, w.definition_version))
 
 
 @routes.get("/api/v1/workflows")
 async def list_workflows(request: Request, ctx: Context) -> Response:
     status = request.query_params.get("status")
-    if status is not None and status not in WorkflowStatus.__members__.values():
-        raise ValidationFailed.one("status", f"must be one of {', '.join(s.value for s in WorkflowStatus)}")
+    statuses = [*(s.value for s in WorkflowStatus), _PAUSED]
+    if status is not None and status not in statuses:
+        raise ValidationFailed.one("status", f"must be one of {', '.join(statuses)}")
     name = request.query_params.get("definition_name")
-    limit = _int_query(request, "limit", 50, 1, 1000)
-    offset = _int_query(request, "offset", 0, 0, 2**31)
+    limit = int_query(request, "limit", 100, 1, 1000)
+    offset = int_query(request, "offset", 0, 0, 2**31)
+    after, before = time_query(request, "created_after"), time_query(request, "created_before")
+    if after is not None and before is not None and after >= before:
+        raise ValidationFailed.one("created_after", "created_after must be before created_before")
     page = await ctx.db(
-        lambda: ctx.storage.list_workflows(status=status, definition_name=name, limit=limit, offset=offset)
+        lambda: ctx.storage.list_workflows(
+            status=status,
+            definition_name=name,
+            limit=limit,
+            offset=offset,
+            created_after=after,
+            created_before=before,
+        )
     )
     return respond(
         {
-            "workflows": [_workflow_summary(w) for w in page.workflows],
+            "workflows": [await _workflow_summary(ctx, w) for w in page.workflows],
             "total": page.total,
             "count": len(page.workflows),
             "limit": limit,
@@ -267,27 +323,36 @@ async def list_workflows(request: Request, ctx: Context) -> Response:
     )
 
 
-def _activity_view(a: ActivityRow) -> dict[str, Any]:
-    return {
-        "activity_key": a.key,
-        "activity_id": a.id,
-        "status": a.status.value,
-        "worker": a.worker,
-        "activity_name": a.activity_name,
-        "outputs": a.output,
-        "error": a.error,
-        "retry_count": a.retry_count,
-        "cost_usd": a.cost_usd,
-        "started_at": iso(a.started_at),
-        "completed_at": iso(a.completed_at) if a.status.terminal else None,
-    }
-
-
 @routes.get("/api/v1/workflows/{workflow_id}")
 async def get_workflow(request: Request, ctx: Context) -> Response:
     workflow, rows = await ctx.db(ctx.storage.get_workflow, request.path_params["workflow_id"])
-    body = _workflow_summary(workflow)
-    return respond({**body, "input": workflow.input, "activities": [_activity_view(a) for a in rows]})
+    body = await _workflow_summary(ctx, workflow)
+    body["error_message"] = first_failure(rows) or workflow.error_message  # as the original
+    return respond(
+        {
+            **body,
+            "input": workflow.input,
+            "state_data": {},
+            "activities": [activity_view(a) for a in rows],
+            "queues": _waiting_queues(ctx, rows),
+        }
+    )
+
+
+def _waiting_queues(ctx: Context, rows: list[ActivityRow]) -> dict[str, dict[str, Any]]:
+    """Each worker queue an activity of this workflow waits in (pending), and when this server
+    last answered a poll of it (None: never since it started): ``status`` and ``run --wait``
+    say so when nobody is polling, instead of waiting silently."""
+    now = ctx.clock()
+    waiting = sorted({a.worker for a in rows if a.status is ActivityStatus.PENDING})
+    out: dict[str, dict[str, Any]] = {}
+    for worker in waiting:
+        at = ctx.polled.get(worker)
+        out[worker] = {
+            "last_polled_at": iso(at),
+            "idle_seconds": None if at is None else round(now - at, 3),
+        }
+    return out
 
 
 @routes.get("/api/v1/workflows/{workflow_id}/output")
@@ -296,7 +361,32 @@ async def workflow_output(request: Request, ctx: Context) -> Response:
     if workflow.status is not WorkflowStatus.COMPLETED:
         raise BadRequest(f"workflow {workflow.id} is {workflow.status.value}, not completed: no output yet")
     output = {a.key: a.output for a in rows if a.status is ActivityStatus.COMPLETED}
-    return respond({"workflow_id": workflow.id, "output": output, "cost_usd": sum(a.cost_usd for a in rows)})
+    total = sum(a.cost_usd for a in rows)
+    stored = await ctx.db(ctx.storage.get_definition, workflow.definition_name, workflow.definition_version)
+    terminal = terminal_keys(stored.definition)
+    ends = [a.completed_at for a in rows if a.key in terminal and a.completed_at is not None]
+    return respond(
+        {
+            "workflow_id": workflow.id,
+            "status": workflow.status.value,
+            "total_cost_usd": decimal_text(total),
+            "completed_at": iso(max(ends)) if ends else None,
+            "outputs": {
+                a.key: {
+                    "status": a.status.value,
+                    "output": outputs_list(a.output),
+                    "cost_usd": decimal_text(a.cost_usd),
+                    "completed_at": iso(a.completed_at) if a.status.terminal else None,
+                    "is_terminal": a.key in terminal,
+                }
+                for a in rows
+            },
+            "terminal_outputs": sorted(terminal),
+            # trioworks' own shape, kept for its clients: {activity_key: {name: value}}
+            "output": output,
+            "cost_usd": total,
+        }
+    )
 
 
 @routes.get("/api/v1/workflows/{workflow_id}/activities/{activity_key}/output")
@@ -306,19 +396,28 @@ async def activity_output(request: Request, ctx: Context) -> Response:
     row = next((a for a in rows if a.key == key), None)
     if row is None:
         raise NotFound(f"workflow {workflow_id} has no activity {key!r}")
+    if row.status is not ActivityStatus.COMPLETED:
+        raise BadRequest(
+            f"Activity '{key}' is {row.status.value}, not completed. "
+            "Output is only available for completed activities."
+        )
     files = await ctx.db(ctx.storage.list_files, workflow_id, key)
     return respond(
         {
             "workflow_id": workflow_id,
             "activity_key": key,
             "status": row.status.value,
-            "output": row.output,
-            "cost_usd": row.cost_usd,
+            "output": outputs_list(row.output),
+            "cost_usd": decimal_text(row.cost_usd),
+            "completed_at": iso(row.completed_at),
             "files": [
                 {
-                    "name": f.filename,
+                    "filename": f.filename,
                     "size": f.size,
                     "content_type": f.content_type,
+                    "download_url": (
+                        f"/api/v1/workflows/{workflow_id}/activities/{key}/files/{quote(f.filename)}"
+                    ),
                     "created_at": iso(f.created_at),
                 }
                 for f in files
@@ -348,4 +447,4 @@ async def cancel(request: Request, ctx: Context) -> Response:
     """Cancel a created or running workflow (the original SDK's ``cancel_workflow``); idempotent."""
     workflow = await ctx.db(ctx.storage.cancel_workflow, request.path_params["workflow_id"], ctx.clock())
     ctx.metrics.counter("server.workflows_cancelled").inc()
-    return respond({**_workflow_summary(workflow), "cancelled": True})
+    return respond({**(await _workflow_summary(ctx, workflow)), "cancelled": True})

@@ -12,14 +12,14 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from .._errors import ServerError, ValidationFailed
-from . import _api, _files, _service
+from . import _api, _files, _ops, _service
 from ._context import Context, on_disconnect, on_http_error, on_server_error, on_unexpected
 from ._routes import Endpoint, Handler
 
 __all__ = ["build_app"]
 
 # Mounted in this order (Starlette takes the first route whose path and method match).
-_MODULES = (_service, _api, _files)
+_MODULES = (_service, _ops, _api, _files)
 
 
 def _check_url(request: Request) -> None:
@@ -68,8 +68,9 @@ def _mount(endpoint: Endpoint, ctx: Context) -> Route:
 
 def build_app(ctx: Context) -> Starlette:
     """The Starlette app serving the whole API for ``ctx``."""
-    return Starlette(
-        routes=[_mount(endpoint, ctx) for module in _MODULES for endpoint in module.routes.endpoints],
+    endpoints = [endpoint for module in _MODULES for endpoint in module.routes.endpoints]
+    app = Starlette(
+        routes=[_mount(endpoint, ctx) for endpoint in endpoints],
         exception_handlers={
             ServerError: on_server_error,
             HTTPException: on_http_error,
@@ -77,3 +78,5 @@ def build_app(ctx: Context) -> Starlette:
             Exception: on_unexpected,
         },
     )
+    app.state.endpoints = endpoints  # the route table, for the OpenAPI document (_ops)
+    return app

@@ -67,6 +67,11 @@ class Context:
     # cleared when it passes _MAX_OWNERS entries, so a client inventing ids cannot grow it.
     owners: dict[str, str] = attrs.field(factory=dict)
     timers: Wakeup = attrs.field(factory=Wakeup)
+    # (definition name, version number) -> the original's version string (immutable: cacheable).
+    stamps: dict[tuple[str, int], str] = attrs.field(factory=dict)
+    # worker queue -> when this server last answered a poll of it (clock seconds): lets
+    # `status` / `run --wait` say that nobody is polling a workflow's queue.
+    polled: dict[str, float] = attrs.field(factory=dict)
 
     async def db(self, fn: Callable[..., T], *args: Any) -> T:
         """Run a storage method in a thread under the storage limiter (a checkpoint).

@@ -8,6 +8,7 @@ Each ``parse_*`` takes the decoded JSON and returns a typed request or raises
 from __future__ import annotations
 
 import builtins
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -16,6 +17,7 @@ import attrs
 from .._errors import ValidationFailed
 
 __all__ = [
+    "VERSION_STAMP",
     "CompleteRequest",
     "FailRequest",
     "PollRequest",
@@ -31,6 +33,8 @@ __all__ = [
 ]
 
 _MISSING = object()
+VERSION_STAMP = re.compile(r"^\d{8}\.\d{6}\.\d{6}$")
+"""The original's definition version: the UTC time of the deploy, ``YYYYMMDD.HHMMSS.micros``."""
 MAX_COST = 1e9
 """Largest ``cost_usd`` one report may carry (costs add up over retries: they must stay finite)."""
 
@@ -149,7 +153,7 @@ class FailRequest:
 class SubmitRequest:
     definition_name: str
     input: dict[str, Any]
-    version: int | None = None
+    version: int | str | None = None  # a number, or the original's timestamp string (resolved later)
     unique_key: str | None = None
 
 
@@ -227,8 +231,14 @@ def parse_fail(data: Any) -> FailRequest:
 def parse_submit(data: Any) -> SubmitRequest:
     f = _Fields(data)
     version = f.data.get("version")
-    if version is not None and (
-        not isinstance(version, int) or isinstance(version, bool) or not 1 <= version <= 2**31
+    if isinstance(version, str) and version.isdigit():
+        version = int(version)
+    if isinstance(version, str) and not VERSION_STAMP.match(version):
+        f.add("version", "must be a version number or a timestamp version like 20251105.143022.123456")
+    elif (
+        version is not None
+        and not isinstance(version, str)
+        and (not isinstance(version, int) or isinstance(version, bool) or not 1 <= version <= 2**31)
     ):
         f.add("version", "must be an integer from 1 to 2147483648")
     input_ = f.object("input", required=False)

@@ -31,6 +31,7 @@ from ._engine import (
     workflow_cancellation,
     workflow_failure,
 )
+from ._inputs import missing_inputs, required_inputs
 from ._progress import Plan, Progress, RowSource, make_plan, progress, waiting_counts
 from ._templates import MissingSecret, TemplateError, fill_secrets, secret_names, secrets_from_env
 from ._timing import SignalWait, signal_wait
@@ -51,11 +52,13 @@ __all__ = [
     "fail_workflow",
     "fill_secrets",
     "make_plan",
+    "missing_inputs",
     "new_activities",
     "owned_check",
     "parse_definition",
     "pending_activity",
     "progress",
+    "required_inputs",
     "secret_names",
     "secrets_from_env",
     "signal_wait",

@@ -63,6 +63,9 @@ class Storage(Protocol):
     def list_definitions(self) -> list[DefinitionSummary]:
         """The latest version of each definition, by name."""
 
+    def definition_versions(self, name: str) -> list[DefinitionSummary]:
+        """Every version of ``name``, oldest first; :exc:`NotFound` if none."""
+
     def get_definition(self, name: str, version: int | None = None) -> StoredDefinition:
         """Raise :exc:`NotFound` naming the definition (and version)."""
 
@@ -78,9 +81,16 @@ class Storage(Protocol):
         """Create a workflow and schedule its root activities. 404 no definition; 409 duplicate key."""
 
     def list_workflows(
-        self, *, status: str | None, definition_name: str | None, limit: int, offset: int
+        self,
+        *,
+        status: str | None,
+        definition_name: str | None,
+        limit: int,
+        offset: int,
+        created_after: float | None = None,
+        created_before: float | None = None,
     ) -> WorkflowPage:
-        """Newest first."""
+        """Newest first; ``created_after`` / ``created_before`` are exclusive bounds."""
 
     def get_workflow(self, workflow_id: str) -> tuple[WorkflowRow, list[ActivityRow]]:
         """The workflow and its activities in definition order; :exc:`NotFound` otherwise."""

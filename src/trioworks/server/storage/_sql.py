@@ -187,6 +187,17 @@ class SqlStorage:
             )
         return [DefinitionSummary(r[0], int(r[1]), int(r[2]), float(r[3])) for r in rows]
 
+    def definition_versions(self, name: str) -> list[DefinitionSummary]:
+        with self.tables.tx() as db:
+            rows = db.all(
+                "SELECT name, version, activity_count, created_at FROM definitions WHERE name = ? "
+                "ORDER BY version",
+                (name,),
+            )
+        if not rows:
+            raise NotFound(f"workflow definition {name!r} not found")
+        return [DefinitionSummary(r[0], int(r[1]), int(r[2]), float(r[3])) for r in rows]
+
     def get_definition(self, name: str, version: int | None = None) -> StoredDefinition:
         with self.tables.tx() as db:
             return self._get_definition(db, name, version)
@@ -247,9 +258,23 @@ class SqlStorage:
         return workflow
 
     def list_workflows(
-        self, *, status: str | None, definition_name: str | None, limit: int, offset: int
+        self,
+        *,
+        status: str | None,
+        definition_name: str | None,
+        limit: int,
+        offset: int,
+        created_after: float | None = None,
+        created_before: float | None = None,
     ) -> WorkflowPage:
-        where, params = [], []
+        where: list[str] = []
+        params: list[Any] = []
+        if created_after is not None:
+            where.append("created_at > ?")
+            params.append(created_after)
+        if created_before is not None:
+            where.append("created_at < ?")
+            params.append(created_before)
         if status is not None:
             where.append("status = ?")
             params.append(status)
