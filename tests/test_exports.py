@@ -27,6 +27,7 @@ import trioworks
 CONTRACTS = {
     "CharacterGet",
     "CharacterResult",
+    "CharacterSection",
     "CharacterUpdate",
     "ConversationMessage",
     "FinalTranscript",
@@ -360,6 +361,7 @@ PUBLIC: dict[str, set[str]] = {
         "Bus",
         "BusError",
         "ContractError",
+        "BARE_SOURCE",
         "DEFAULT_MAX_PAYLOAD",
         "MAX_DEPTH",
         "Envelope",

@@ -158,7 +158,6 @@ async def test_tts_speaks_the_pytars_routers_say_and_its_status_passes(
         _passes(lambda s=status: P.ui_check(s, P.TtsStatus))
 
 
-@_item(5, "wake_ack is not echoed on tts/status (py-tars' router and stt-worker key on it)")
 async def test_tts_echoes_wake_ack(mosquitto_broker: MosquittoBroker) -> None:
     statuses = await _say_and_collect(
         mosquitto_broker, P.router_tts_say("Yes?", utt_id="w1", wake_ack=True), "w1"
@@ -167,7 +166,6 @@ async def test_tts_echoes_wake_ack(mosquitto_broker: MosquittoBroker) -> None:
         assert b'"wake_ack":true' in status, status
 
 
-@_item(5, "py-tars' voice piper/en_US/amy makes espeak-ng fail the utterance (no fallback)")
 async def test_tts_speaks_with_the_pytars_voice_name(
     mosquitto_broker: MosquittoBroker, espeak_ng: str, tmp_path: Path
 ) -> None:
@@ -178,13 +176,17 @@ async def test_tts_speaks_with_the_pytars_voice_name(
             await nursery.start(tts.run)
             router = RawClient(mosquitto_broker.url, "router")
             await nursery.start(router.run)
-            await router.listen("tts/status")
+            await router.listen("tts/status", "system/health/tts")
             await router.send("tts/say", P.router_tts_say("Hi.", utt_id="v1"))
             got = await router.wait(
                 "tts/status", lambda s: any(b"speaking_end" in p or b"stopped" in p for p in s)
             )
+            health = await router.wait("system/health/tts", lambda s: any(b"voice_fallback" in p for p in s))
             nursery.cancel_scope.cancel()
     assert any(b"speaking_end" in p for p in got), got[-1]
+    assert tts.voice_fallbacks == {"piper/en_US/amy": "en-us"}
+    fallback = P.health_check(health[-1])  # py-tars' router reads it
+    assert fallback.ok and "piper/en_US/amy" in (fallback.err or "")
 
 
 async def test_tts_accepts_the_wake_services_control(mosquitto_broker: MosquittoBroker) -> None:
