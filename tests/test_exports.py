@@ -401,7 +401,11 @@ PUBLIC: dict[str, set[str]] = {
     },
     "trioworks.services": {
         "BOUNDARIES",
+        "PYTARS_NAMES",
         "SERVICE_NAMES",
+        "PersonaConfig",
+        "PersonaConfigError",
+        "PersonaService",
         "BrokerUnavailable",
         "LLMConfig",
         "LLMConfigError",
@@ -476,6 +480,13 @@ PUBLIC: dict[str, set[str]] = {
         "search",
         "tokenize",
         "top_indices",
+    },
+    "trioworks.services.persona": {
+        "DEFAULT_CHARACTER",
+        "PersonaConfig",
+        "PersonaConfigError",
+        "PersonaService",
+        "load_character",
     },
     "trioworks.services.router": {
         "BOUNDARIES",

@@ -238,7 +238,7 @@ def test_ask_and_say_against_services_run_on_mosquitto(
     audio = tmp_path / "audio"
     served = serve("--bus", url, "--data", tmp_path / "data", "--audio-dir", audio, "--remember", FACT)
     banner = served.wait_serving()
-    assert f"serving memory, llm, tts, router on {url}" in banner
+    assert f"serving memory, llm, tts, router, persona on {url}" in banner
 
     said = cli("services", "say", "hello from the command line", "--bus", url, "--timeout", "20")
     assert said.code == 0, said.err

@@ -21,7 +21,8 @@ from pathlib import Path
 import attrs
 import trio
 
-from ..services import SERVICE_NAMES, TurnResult, VoiceSettings, VoiceStack, ask_once, say
+from ..services import PYTARS_NAMES, SERVICE_NAMES, TurnResult, VoiceSettings, VoiceStack, ask_once, say
+from ..services.persona import PersonaConfig
 from ..services.stt import SttService as _SttService
 from ..services.stt import mic_source
 from ..services.tts import CommandSink
@@ -67,6 +68,19 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
         help=f"comma-separated services out of {','.join(SERVICE_NAMES)} (default: all but stt; all with --mic)",
     )
     run.add_argument("--mic", action="store_true", help="stt listens to the microphone (ALSA arecord)")
+    run.add_argument(
+        "--pytars-names",
+        action="store_true",
+        help="py-tars' service names on the bus (tars-stt, tars-tts, llm-worker, memory-worker, router): "
+        "its router waits for system/health/tars-tts and tars-stt",
+    )
+    run.add_argument(
+        "--character",
+        type=Path,
+        default=None,
+        metavar="TOML",
+        help="the persona's character file (py-tars' character.toml; default: the built-in TARS)",
+    )
     run.set_defaults(handler=_run_command)
 
     say_parser = sub.add_parser(
@@ -120,6 +134,8 @@ def _run_command(args: argparse.Namespace, io: Streams) -> int:
     if args.remember and "memory" not in names:
         raise CliError("--remember: the memory service is not among --only")
     settings = settings_from(args, realtime=True)
+    if args.character is not None:
+        settings = attrs.evolve(settings, persona=PersonaConfig(character_file=args.character))
     if settings.bus == "memory" and "memory" not in names:
         settings = attrs.evolve(settings, rag_k=0)  # nobody to ask: RAG would wait 5 s every turn
     if settings.bus == "memory" and not args.mic:
@@ -129,7 +145,13 @@ def _run_command(args: argparse.Namespace, io: Streams) -> int:
     # A stack of its own each time: trio_run runs again after installing missing weights.
     return trio_run(
         lambda: _serve(
-            VoiceStack(settings, services=names, stt_source=mic_source() if args.mic else None), io
+            VoiceStack(
+                settings,
+                services=names,
+                stt_source=mic_source() if args.mic else None,
+                names=PYTARS_NAMES if args.pytars_names else None,
+            ),
+            io,
         ),
         io,
     )

@@ -9,6 +9,9 @@ Each service is a :class:`trioworks.bus.Service` (a supervised nursery of routes
 - :class:`TtsService`, :class:`TtsConfig`, :exc:`TtsConfigError` (:mod:`trioworks.services.tts`)
 - :class:`RouterService`, :class:`RouterConfig`, :exc:`RouterConfigError`
   (:mod:`trioworks.services.router`)
+- :class:`PersonaService`, :class:`PersonaConfig`, :exc:`PersonaConfigError`
+  (:mod:`trioworks.services.persona`): py-tars' ``character/*``; :data:`PYTARS_NAMES` gives every
+  service py-tars' bus name (``tars-tts``, ``tars-stt``...)
 
 They are importable from here or from their subpackage (which has the rest: sources, sinks,
 backends...). A name is imported on first use, so that ``from trioworks.services import
@@ -37,6 +40,7 @@ from ._text import BOUNDARIES, SentenceChunker, chunk_sentences
 
 if typing.TYPE_CHECKING:
     from ._stack import (
+        PYTARS_NAMES,
         SERVICE_NAMES,
         BrokerUnavailable,
         VoiceSettings,
@@ -47,12 +51,14 @@ if typing.TYPE_CHECKING:
     from ._turn import SayResult, TurnResult, ask_once, say, voice_turn
     from .llm import LLMConfig, LLMConfigError, LLMService
     from .memory import MemoryConfig, MemoryConfigError, MemoryService
+    from .persona import PersonaConfig, PersonaConfigError, PersonaService
     from .router import RouterConfig, RouterConfigError, RouterService
     from .stt import SttConfig, SttConfigError, SttService
     from .tts import TtsConfig, TtsConfigError, TtsService
 
 __all__ = [
     "BOUNDARIES",
+    "PYTARS_NAMES",
     "SERVICE_NAMES",
     "BrokerUnavailable",
     "LLMConfig",
@@ -61,6 +67,9 @@ __all__ = [
     "MemoryConfig",
     "MemoryConfigError",
     "MemoryService",
+    "PersonaConfig",
+    "PersonaConfigError",
+    "PersonaService",
     "ProgramMissing",
     "RouterConfig",
     "RouterConfigError",
@@ -87,6 +96,7 @@ __all__ = [
 
 # Name -> the subpackage (or private module) that defines it, imported on first access (PEP 562).
 _LAZY = {
+    "PYTARS_NAMES": "_stack",
     "SERVICE_NAMES": "_stack",
     "BrokerUnavailable": "_stack",
     "VoiceSettings": "_stack",
@@ -104,6 +114,9 @@ _LAZY = {
     "MemoryConfig": "memory",
     "MemoryConfigError": "memory",
     "MemoryService": "memory",
+    "PersonaConfig": "persona",
+    "PersonaConfigError": "persona",
+    "PersonaService": "persona",
     "RouterConfig": "router",
     "RouterConfigError": "router",
     "RouterService": "router",

@@ -34,6 +34,7 @@ import trio
 from ..bus import Bus, InProcessBroker, InProcessTransport, MqttTransport
 from ..core import RetryPolicy, find_error, single_error
 from .llm import LLMConfig, LLMService
+from .persona import PersonaConfig, PersonaService
 from .router import RouterConfig, RouterService
 from .stt import SttConfig, SttService
 from .tts import TtsConfig, TtsService
@@ -43,6 +44,7 @@ if TYPE_CHECKING:
     from .stt import AudioSource
 
 __all__ = [
+    "PYTARS_NAMES",
     "SERVICE_NAMES",
     "BrokerUnavailable",
     "VoiceSettings",
@@ -51,8 +53,21 @@ __all__ = [
     "default_data_dir",
 ]
 
-SERVICE_NAMES: tuple[str, ...] = ("stt", "memory", "llm", "tts", "router")
-"""Every service a :class:`VoiceStack` can run, in the pipeline's order."""
+SERVICE_NAMES: tuple[str, ...] = ("stt", "memory", "llm", "tts", "router", "persona")
+"""Every service a :class:`VoiceStack` can run, in the pipeline's order (the persona, py-tars'
+``character/*``, beside it)."""
+
+PYTARS_NAMES: Mapping[str, str] = {
+    "stt": "tars-stt",
+    "tts": "tars-tts",
+    "llm": "llm-worker",
+    "memory": "memory-worker",
+    "router": "router",
+    "persona": "memory-worker-persona",
+}
+"""py-tars' names of the services (its envelope ``source`` and health topic): py-tars' router
+waits for ``system/health/tars-tts`` and ``system/health/tars-stt``. Pass as
+``VoiceStack(names=PYTARS_NAMES)`` (``trioworks services run --pytars-names``)."""
 
 MEMORY_FILE = "memory.db"
 RAG_K = 3
@@ -68,9 +83,12 @@ class _Running:
     llm: LLMService | None = None
     tts: TtsService | None = None
     router: RouterService | None = None
+    persona: PersonaService | None = None
 
-    def each(self) -> list[SttService | MemoryService | LLMService | TtsService | RouterService]:
-        found = (self.stt, self.memory, self.llm, self.tts, self.router)
+    def each(
+        self,
+    ) -> list[SttService | MemoryService | LLMService | TtsService | RouterService | PersonaService]:
+        found = (self.stt, self.memory, self.llm, self.tts, self.router, self.persona)
         return [service for service in found if service is not None]
 
 
@@ -134,6 +152,8 @@ class VoiceSettings:
     """Facts stored in memory at start-up (needs the memory service in the same stack)."""
     rag_k: int = RAG_K
     """Memories the router asks the llm to fetch per turn; 0: no RAG (no memory service to ask)."""
+    persona: PersonaConfig = attrs.field(factory=PersonaConfig)
+    """The persona service's character (py-tars' ``character.toml``; default the built-in one)."""
 
     @property
     def memory_path(self) -> Path:
@@ -231,6 +251,10 @@ class VoiceStack:
     def router(self) -> RouterService | None:
         return self._running.router
 
+    @property
+    def persona(self) -> PersonaService | None:
+        return self._running.persona
+
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Start the services (concurrently), store ``settings.remember`` in memory, then report
         started and serve until cancelled.
@@ -286,6 +310,8 @@ class VoiceStack:
             rag = settings.rag_k > 0
             config_r = RouterConfig(use_rag=rag, rag_k=settings.rag_k if rag else RAG_K)
             made.router = RouterService(self._bus("router"), config_r)
+        if "persona" in chosen:
+            made.persona = PersonaService(self._bus("persona"), settings.persona)
         return made
 
     def _bus(self, service: str) -> Bus:

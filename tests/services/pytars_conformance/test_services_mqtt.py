@@ -18,6 +18,7 @@ from _fake_tts import NullSink, make_synthesizer
 from _services import MosquittoBroker
 from trioworks.services.llm import LLMConfig, LLMService
 from trioworks.services.memory import MemoryService
+from trioworks.services.persona import PersonaService
 from trioworks.services.router import RouterService
 from trioworks.services.tts import TtsConfig, TtsService
 
@@ -271,3 +272,30 @@ async def test_tts_speaks_every_chunk_the_pytars_llm_worker_streams(
             await metrics.verdict("tts/say", len(chunks) - 1)
             nursery.cancel_scope.cancel()
     assert metrics.count("bus.sub.tts/say.duplicates") == 0, "chunks dropped as duplicates"
+
+
+# --- persona (py-tars' character/*, served by its memory-worker) ------------------------------
+
+
+async def test_persona_answers_the_pytars_llm_workers_character_get(
+    mosquitto_broker: MosquittoBroker,
+) -> None:
+    bus, _ = service_bus(mosquitto_broker.url, "persona")
+    persona = PersonaService(bus)
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            worker = RawClient(mosquitto_broker.url, "llm-worker")
+            await nursery.start(worker.run)
+            await worker.listen("character/result", "system/character/current")
+            await nursery.start(persona.run)
+            (current,) = await worker.wait("system/character/current")
+            request = P.llm_character_get()
+            await worker.send("character/get", request)
+            (result,) = await worker.wait("character/result")
+            await worker.send("character/update", P.bare({"section": "traits", "trait": "humor", "value": 5}))
+            updated = await worker.wait("system/character/current", lambda got: len(got) == 2)
+            nursery.cancel_scope.cancel()
+    _passes(lambda: P.decode_event(current, P.CharacterSnapshot, "llm-worker"))
+    snapshot = P.decode_event(result, P.CharacterSnapshot, "llm-worker")
+    assert P.Envelope.model_validate_json(result).id == P.Envelope.model_validate_json(request).id
+    assert P.decode_event(updated[-1], P.CharacterSnapshot).traits["humor"] == 5 != snapshot.traits["humor"]
