@@ -353,3 +353,22 @@ def test_ask_with_an_openai_compatible_server(cli, question_wav: Path, tmp_path:
     assert auth == "Bearer sk-test" and body["model"] == "fake-1" and body["stream"] is True
     system, user = body["messages"][0]["content"], body["messages"][-1]["content"]
     assert FACT in system and user == QUESTION  # the RAG context and the question
+
+
+def test_run_broker_starts_a_local_mosquitto_and_serves_on_it(cli, serve, tmp_path: Path) -> None:
+    port = free_port()
+    served = serve("--broker", str(port), "--only", "tts,router,persona", "--audio-dir", tmp_path / "audio")
+    banner = served.wait_serving()
+    assert f"serving tts, router, persona on mqtt://127.0.0.1:{port}" in banner
+    said = cli("services", "say", "hello", "--bus", f"mqtt://127.0.0.1:{port}", "--timeout", "20")
+    assert said.code == 0, said.err
+    assert served.stop(signal.SIGINT) == 130
+    # The broker went with the services.
+    gone = cli("services", "say", "hi", "--bus", f"mqtt://127.0.0.1:{port}", "--timeout", "5")
+    assert gone.code == 1 and "cannot reach the MQTT broker" in gone.err
+
+
+def test_the_shipped_mosquitto_conf_listens_locally() -> None:
+    from trioworks.services._broker import mosquitto_conf
+
+    assert "listener 1883 127.0.0.1" in mosquitto_conf() and "listener 1884 127.0.0.1" in mosquitto_conf(1884)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import signal
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -81,6 +82,15 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
         metavar="TOML",
         help="the persona's character file (py-tars' character.toml; default: the built-in TARS)",
     )
+    run.add_argument(
+        "--broker",
+        type=int,
+        nargs="?",
+        const=1883,
+        default=None,
+        metavar="PORT",
+        help="start a local mosquitto (the shipped mosquitto.conf) on 127.0.0.1:PORT (1883) and serve on it",
+    )
     run.set_defaults(handler=_run_command)
 
     say_parser = sub.add_parser(
@@ -134,27 +144,39 @@ def _run_command(args: argparse.Namespace, io: Streams) -> int:
     if args.remember and "memory" not in names:
         raise CliError("--remember: the memory service is not among --only")
     settings = settings_from(args, realtime=True)
+    if args.broker is not None:
+        settings = attrs.evolve(settings, bus=f"mqtt://127.0.0.1:{args.broker}")
     if args.character is not None:
         settings = attrs.evolve(settings, persona=PersonaConfig(character_file=args.character))
     if settings.bus == "memory" and "memory" not in names:
         settings = attrs.evolve(settings, rag_k=0)  # nobody to ask: RAG would wait 5 s every turn
-    if settings.bus == "memory" and not args.mic:
+    if settings.bus == "memory" and not args.mic and args.broker is None:
         io.warning("on the in-process bus with no --mic nothing outside this process reaches the services")
     if "memory" in names:
         make_data_dir(settings)
+
     # A stack of its own each time: trio_run runs again after installing missing weights.
-    return trio_run(
-        lambda: _serve(
-            VoiceStack(
-                settings,
-                services=names,
-                stt_source=mic_source() if args.mic else None,
-                names=PYTARS_NAMES if args.pytars_names else None,
-            ),
-            io,
-        ),
-        io,
-    )
+    def stack() -> VoiceStack:
+        return VoiceStack(
+            settings,
+            services=names,
+            stt_source=mic_source() if args.mic else None,
+            names=PYTARS_NAMES if args.pytars_names else None,
+        )
+
+    if args.broker is not None:
+        return trio_run(lambda: _serve_with_broker(args.broker, stack, io), io)
+    return trio_run(lambda: _serve(stack(), io), io)
+
+
+async def _serve_with_broker(port: int, stack: Callable[[], VoiceStack], io: Streams) -> int:
+    """:func:`_serve` beside a local mosquitto (stopped after the services)."""
+    from ..services._broker import local_broker
+
+    with tempfile.TemporaryDirectory(prefix="trioworks-mosquitto-") as workdir:
+        async with local_broker(port, Path(workdir)) as url:
+            io.note(f"mosquitto on {url} (the shipped mosquitto.conf)")
+            return await _serve(stack(), io)
 
 
 async def _serve(stack: VoiceStack, io: Streams) -> int:
