@@ -16,8 +16,10 @@ from __future__ import annotations
 import argparse
 import signal
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import attrs
 import trio
@@ -116,6 +118,7 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     ask_parser.add_argument("wav", type=Path, metavar="WAV")
     ask_parser.add_argument("--timeout", type=seconds, default=60.0, metavar="S", help="the whole turn (60)")
     ask_parser.set_defaults(handler=_ask_command)
+    _register_inspection(sub, common)
     _install_model.register(sub, [common])
     services.set_defaults(handler=_usage(services))
 
@@ -123,7 +126,7 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
 def _usage(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace, Streams], int]:
     def handler(args: argparse.Namespace, io: Streams) -> int:
         parser.print_usage(io.err.file)
-        raise CliError("give a subcommand: run, say, ask or install-model")
+        raise CliError("give a subcommand: run, say, ask, history, memory or install-model")
 
     return handler
 
@@ -331,3 +334,100 @@ def show_turn(result: TurnResult, io: Streams) -> None:
         lines.append(f"timing:     {'; '.join(timings)}")
     for line in lines:
         io.write(line)
+
+
+# --- history, memory list | forget ------------------------------------------------------------
+
+_SPEAKERS = {"stt": "user", "tts": "assistant", "note": "note"}
+
+
+def _register_inspection(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    data = argparse.ArgumentParser(add_help=False)
+    data.add_argument(
+        "--data",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="the voice data folder (default $TRIOWORKS_DATA or ~/.local/share/trioworks/voice)",
+    )
+    history = sub.add_parser(
+        "history",
+        parents=[common, data],
+        help="the conversation the memory service stored: who said what, oldest first",
+        description="Print what the memory service stored (user, assistant, note), one line each.",
+    )
+    history.add_argument("--last", type=int, default=20, metavar="N", help="the last N entries (20; 0: all)")
+    history.set_defaults(handler=_history_command)
+    memory = sub.add_parser(
+        "memory",
+        parents=[common],
+        help="list or forget what the memory service stored",
+        description="Inspect and edit the memory store (stop the memory service first: a running one "
+        "keeps what it loaded until it restarts).",
+    )
+    actions = memory.add_subparsers(title="actions", metavar="ACTION")
+    listing = actions.add_parser(
+        "list", parents=[common, data], help="every document: id, source, time, text"
+    )
+    listing.add_argument("--source", default=None, help="only this source (stt, tts, note)")
+    listing.set_defaults(handler=_memory_list_command)
+    forget = actions.add_parser("forget", parents=[common, data], help="delete documents by id")
+    forget.add_argument("ids", type=int, nargs="+", metavar="ID")
+    forget.set_defaults(handler=_memory_forget_command)
+    memory.set_defaults(handler=_usage_memory(memory))
+
+
+def _usage_memory(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace, Streams], int]:
+    def handler(args: argparse.Namespace, io: Streams) -> int:
+        parser.print_usage(io.err.file)
+        raise CliError("give an action: list or forget")
+
+    return handler
+
+
+def _store_path(args: argparse.Namespace) -> Path:
+    from ..services import default_data_dir
+    from ..services._stack import MEMORY_FILE
+
+    return (args.data if args.data is not None else default_data_dir()) / MEMORY_FILE
+
+
+def _documents(args: argparse.Namespace) -> list[Any]:
+    from ..services.memory import MemoryStoreError, read_documents
+
+    try:
+        return read_documents(_store_path(args))
+    except MemoryStoreError as exc:
+        raise CliError(str(exc)) from None
+
+
+def _when(timestamp: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(timestamp))
+
+
+def _history_command(args: argparse.Namespace, io: Streams) -> int:
+    if args.last < 0:
+        raise CliError(f"--last: expected a count >= 0, got {args.last}")
+    docs = _documents(args)
+    for doc in docs[-args.last :] if args.last else docs:
+        io.write(f"{_when(doc.timestamp)}  {_SPEAKERS.get(doc.source, doc.source)}: {doc.text}")
+    return 0
+
+
+def _memory_list_command(args: argparse.Namespace, io: Streams) -> int:
+    for doc in _documents(args):
+        if args.source is None or doc.source == args.source:
+            io.write(f"{doc.id}\t{doc.source}\t{_when(doc.timestamp)}\t{doc.text}")
+    return 0
+
+
+def _memory_forget_command(args: argparse.Namespace, io: Streams) -> int:
+    from ..services.memory import MemoryStoreError, forget_documents
+
+    try:
+        found = forget_documents(_store_path(args), args.ids)
+    except MemoryStoreError as exc:
+        raise CliError(str(exc)) from None
+    missing = sorted(set(args.ids) - set(found))
+    io.note(f"forgot {len(found)} document(s)" + (f"; no document {missing}" if missing else ""))
+    return 0 if not missing else 2
