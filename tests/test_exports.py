@@ -433,6 +433,8 @@ PUBLIC: dict[str, set[str]] = {
         "chunk_sentences",
         "default_data_dir",
         "find_program",
+        "local_broker",
+        "mosquitto_conf",
         "say",
         "voice_turn",
     },

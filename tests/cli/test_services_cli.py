@@ -369,7 +369,7 @@ def test_run_broker_starts_a_local_mosquitto_and_serves_on_it(cli, serve, tmp_pa
 
 
 def test_the_shipped_mosquitto_conf_listens_locally() -> None:
-    from trioworks.services._broker import mosquitto_conf
+    from trioworks.services import mosquitto_conf
 
     assert "listener 1883 127.0.0.1" in mosquitto_conf() and "listener 1884 127.0.0.1" in mosquitto_conf(1884)
 

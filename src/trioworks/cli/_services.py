@@ -174,7 +174,7 @@ def _run_command(args: argparse.Namespace, io: Streams) -> int:
 
 async def _serve_with_broker(port: int, stack: Callable[[], VoiceStack], io: Streams) -> int:
     """:func:`_serve` beside a local mosquitto (stopped after the services)."""
-    from ..services._broker import local_broker
+    from ..services import local_broker
 
     with tempfile.TemporaryDirectory(prefix="trioworks-mosquitto-") as workdir:
         async with local_broker(port, Path(workdir)) as url:
@@ -387,9 +387,8 @@ def _usage_memory(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespa
 
 def _store_path(args: argparse.Namespace) -> Path:
     from ..services import default_data_dir
-    from ..services._stack import MEMORY_FILE
 
-    return (args.data if args.data is not None else default_data_dir()) / MEMORY_FILE
+    return VoiceSettings(data_dir=args.data if args.data is not None else default_data_dir()).memory_path
 
 
 def _documents(args: argparse.Namespace) -> list[Any]:

@@ -28,7 +28,8 @@ The whole stack, as a program runs it (docs/router.md, "Running the whole stack 
   text through a running tts (:class:`SayResult`).
 
 Shared by the services (pure, no models): :func:`chunk_sentences` / :class:`SentenceChunker`, the
-sentence chunker of streamed replies for ``tts/say``; :func:`find_program` (an external program's
+sentence chunker of streamed replies for ``tts/say``; :func:`local_broker` runs mosquitto with the
+shipped ``mosquitto.conf`` (:func:`mosquitto_conf`) for the MQTT quick start; :func:`find_program` (an external program's
 path, :exc:`ProgramMissing` naming it when absent).
 """
 
@@ -39,6 +40,7 @@ from ._audio import ProgramMissing, find_program
 from ._text import BOUNDARIES, SentenceChunker, chunk_sentences
 
 if typing.TYPE_CHECKING:
+    from ._broker import local_broker, mosquitto_conf
     from ._stack import (
         PYTARS_NAMES,
         SERVICE_NAMES,
@@ -90,6 +92,8 @@ __all__ = [
     "chunk_sentences",
     "default_data_dir",
     "find_program",
+    "local_broker",
+    "mosquitto_conf",
     "say",
     "voice_turn",
 ]
@@ -103,6 +107,8 @@ _LAZY = {
     "VoiceStack": "_stack",
     "VoiceStackError": "_stack",
     "default_data_dir": "_stack",
+    "local_broker": "_broker",
+    "mosquitto_conf": "_broker",
     "SayResult": "_turn",
     "TurnResult": "_turn",
     "ask_once": "_turn",
