@@ -51,7 +51,7 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
         "services",
         parents=[common],
         help="run the voice services, speak a text, or ask a question from a WAV file",
-        description="The voice assistant's services (stt, memory, llm, tts, router) on an in-process bus "
+        description="The voice assistant's services (stt, memory, llm, tts, router, persona) on an in-process bus "
         "or an MQTT broker. Exit codes: 0 ok, 1 a service, broker or program is missing or failed, "
         "2 bad input, 130 interrupted.",
     )
