@@ -157,12 +157,19 @@ def test_shape_decodes_to_its_class_and_round_trips(topic: str) -> None:
     env = bus.decode(topic, _wire(topic, SHAPES[topic]))
     assert isinstance(env.data, spec.data_cls)
     again = bus.decode(topic, bus.encode(topic, env))
-    assert again == env
+    if spec.bare:  # published without the envelope (py-tars' tts-worker reads it so): data only
+        assert again.data == env.data and again.source == bus.BARE_SOURCE
+    else:
+        assert again == env
     # Every field of the original's JSON survives (an unset message_id is left out, as py-tars
     # wants it: its models refuse a null one).
-    sent = json.loads(bus.encode(topic, env))["data"]
+    sent = json.loads(bus.encode(topic, env))
+    sent = sent if spec.bare else sent["data"]
     assert "message_id" not in sent
-    assert sent == {**sent, **SHAPES[topic]}
+    if spec.bare:  # py-tars' tts-worker's names: the utterance is ``id``
+        assert sent == {**sent, **{"id" if k == "utt_id" else k: v for k, v in SHAPES[topic].items()}}
+    else:
+        assert sent == {**sent, **SHAPES[topic]}
 
 
 @pytest.mark.parametrize(
@@ -290,7 +297,7 @@ def test_bad_data_is_rejected_naming_the_field(topic: str, data: Any, fragment: 
     [
         (b"not json", "not a JSON document"),
         (b"[1, 2]", "expected a JSON object"),
-        (b'{"id": "x"}', "$.type: missing"),
+        (b'{"id": "x", "data": {"id": "r"}}', "$.type: missing"),
         (
             json.dumps(
                 {"id": "x", "type": "llm.cancel", "ts": "now", "source": "s", "data": {"id": "r"}}
@@ -466,3 +473,58 @@ def test_any_payload_decodes_or_raises_envelope_error(payload: bytes) -> None:
         except EnvelopeError:
             pass
     bus.salvage(payload)  # never raises
+
+
+# --- issue 14: bare payloads, py-tars' health and persona shapes --------------------------------
+
+
+def test_a_bare_payload_is_the_topics_data_with_an_envelope_made_for_it() -> None:
+    env = bus.decode("llm/cancel", b'{"id": "r1", "message_id": "m-7"}')
+    assert env.data == bus.LLMCancel(id="r1", message_id="m-7")
+    assert (env.id, env.source, env.type) == ("m-7", bus.BARE_SOURCE, "llm.cancel")
+    other = bus.decode("tts/say", b'{"text": "hi"}')
+    assert other.data == bus.TtsSay(text="hi") and other.id  # a new id when there is no message_id
+
+
+def test_a_bad_bare_payload_names_its_field_and_says_it_was_read_bare() -> None:
+    with pytest.raises(EnvelopeError) as info:
+        bus.decode("tts/say", b'{"text": 5}')
+    assert "$.text" in str(info.value) and "no 'data' key" in str(info.value)
+
+
+def test_pytars_health_reads_and_ours_carries_a_timestamp() -> None:
+    env = bus.decode(
+        "system/health/tars-tts",
+        b'{"id":"a","type":"health.status","ts":1.0,"source":"tars-tts","data":{"ok":true,"timestamp":2.5}}',
+    )
+    assert env.data == bus.HealthStatus(ok=True) and env.data.timestamp == 2.5
+    ours = bus.Envelope(id="b", type="system.health", ts=3.0, source="s", data=bus.HealthStatus(ok=True))
+    assert json.loads(bus.encode("system/health/s", ours))["data"]["timestamp"] == 3.0
+
+
+def test_character_result_is_the_persona_or_one_section() -> None:
+    whole = _wire("character/result", {"name": "TARS", "description": None, "meta": {}})
+    assert isinstance(bus.decode("character/result", whole).data, bus.CharacterResult)
+    part = _wire("character/result", {"section": "traits", "value": {"humor": 75}})
+    assert bus.decode("character/result", part).data == bus.CharacterSection(
+        section="traits", value={"humor": 75}
+    )
+
+
+@pytest.mark.parametrize(
+    ("data", "fragment"),
+    [
+        ({"trait": "humor"}, "$.data.trait: must be set with 'value'"),
+        ({"section": "voice", "trait": "humor", "value": 5}, "$.data.section: must be 'traits'"),
+        ({"trait": "humor", "value": 101}, "$.data.value"),
+    ],
+)
+def test_a_bad_character_update_names_its_field(data: dict[str, Any], fragment: str) -> None:
+    with pytest.raises(EnvelopeError) as info:
+        bus.decode("character/update", _wire("character/update", data))
+    assert fragment in str(info.value)
+
+
+def test_reset_traits_is_a_character_update() -> None:
+    env = bus.decode("character/update", _wire("character/update", {"action": "reset_traits"}))
+    assert env.data.action == "reset_traits"

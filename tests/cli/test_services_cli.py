@@ -243,7 +243,7 @@ def test_ask_and_say_against_services_run_on_mosquitto(
     audio = tmp_path / "audio"
     served = serve("--bus", url, "--data", tmp_path / "data", "--audio-dir", audio, "--remember", FACT)
     banner = served.wait_serving()
-    assert f"serving memory, llm, tts, router on {url}" in banner
+    assert f"serving memory, llm, tts, router, persona on {url}" in banner
 
     said = cli("services", "say", "hello from the command line", "--bus", url, "--timeout", "20")
     assert said.code == 0, said.err
@@ -358,3 +358,63 @@ def test_ask_with_an_openai_compatible_server(cli, question_wav: Path, tmp_path:
     assert auth == "Bearer sk-test" and body["model"] == "fake-1" and body["stream"] is True
     system, user = body["messages"][0]["content"], body["messages"][-1]["content"]
     assert FACT in system and user == QUESTION  # the RAG context and the question
+
+
+def test_run_broker_starts_a_local_mosquitto_and_serves_on_it(cli, serve, tmp_path: Path) -> None:
+    port = free_port()
+    served = serve("--broker", str(port), "--only", "tts,router,persona", "--audio-dir", tmp_path / "audio")
+    banner = served.wait_serving()
+    assert f"serving tts, router, persona on mqtt://127.0.0.1:{port}" in banner
+    said = cli("services", "say", "hello", "--bus", f"mqtt://127.0.0.1:{port}", "--timeout", "20")
+    assert said.code == 0, said.err
+    assert served.stop(signal.SIGINT) == 130
+    # The broker went with the services.
+    gone = cli("services", "say", "hi", "--bus", f"mqtt://127.0.0.1:{port}", "--timeout", "5")
+    assert gone.code == 1 and "cannot reach the MQTT broker" in gone.err
+
+
+def test_the_shipped_mosquitto_conf_listens_locally() -> None:
+    from trioworks.services import mosquitto_conf
+
+    assert "listener 1883 127.0.0.1" in mosquitto_conf() and "listener 1884 127.0.0.1" in mosquitto_conf(1884)
+
+
+def _stored(data: Path) -> None:
+    import numpy as np
+
+    from trioworks.services.memory import MemoryStore, NewDocument
+
+    data.mkdir(parents=True, exist_ok=True)
+    store = MemoryStore(data / "memory.db", model="test", dim=2)
+    docs = [
+        NewDocument(text="my sister lives in Bergen", timestamp=1.0, source="note"),
+        NewDocument(text="where does my sister live", timestamp=2.0, source="stt"),
+        NewDocument(text="From memory: my sister lives in Bergen", timestamp=3.0, source="tts"),
+    ]
+    store.append(docs, np.zeros((3, 2), np.float32))
+    store.close()
+
+
+def test_history_and_memory_list_and_forget(cli, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    _stored(data)
+    history = cli("services", "history", "--data", data, "--last", "2")
+    assert history.code == 0, history.err
+    lines = history.out.splitlines()
+    assert [line.split("  ", 1)[1] for line in lines] == [
+        "user: where does my sister live",
+        "assistant: From memory: my sister lives in Bergen",
+    ]
+    listed = cli("services", "memory", "list", "--data", data, "--source", "tts")
+    assert listed.out.splitlines()[0].split("\t")[:2] == ["3", "tts"]
+    forgot = cli("services", "memory", "forget", "3", "--data", data)
+    assert forgot.code == 0 and "forgot 1" in forgot.err
+    after = cli("services", "memory", "list", "--data", data)
+    assert [line.split("\t")[0] for line in after.out.splitlines()] == ["1", "2"]
+    missing = cli("services", "memory", "forget", "3", "--data", data)
+    assert missing.code == 2 and "no document [3]" in missing.err
+
+
+def test_history_without_a_store_says_where_it_looked(cli, tmp_path: Path) -> None:
+    got = cli("services", "history", "--data", tmp_path / "none")
+    assert got.code != 0 and "no memory store there" in got.err

@@ -74,3 +74,20 @@ async def test_started_services_serve_a_client_until_cancelled(espeak_ng: str, t
     assert spoken.path.stat().st_size > 44  # more than a WAV header
     with pytest.raises(RuntimeError, match="runs once"):
         await stack.run()
+
+
+async def test_pytars_names_put_health_where_pytars_router_waits(tmp_path: Path) -> None:
+    from trioworks.services import PYTARS_NAMES
+
+    stack = VoiceStack(
+        VoiceSettings(data_dir=tmp_path, audio_dir=tmp_path, realtime=False),
+        services=("tts", "router", "persona"),
+        names=PYTARS_NAMES,
+    )
+    async with trio.open_nursery() as nursery:
+        await nursery.start(stack.run)
+        assert stack._buses.broker is not None
+        retained = set(stack._buses.broker.retained)
+        assert stack.persona is not None and stack.persona.character.name == "TARS"
+        nursery.cancel_scope.cancel()
+    assert {"system/health/tars-tts", "system/health/router", "system/character/current"} <= retained

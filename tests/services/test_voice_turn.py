@@ -72,6 +72,7 @@ async def test_a_spoken_question_is_answered_aloud(
             await nursery.start(stt.run)  # transcribing starts now: everyone is listening
             await stack.wire.wait_until(lambda: stack.wire.status("speaking_end"))
             await stack.memory.wait_documents(2)  # the question and the spoken answer
+            await stack.router.wait_turns(1)  # the router has seen the end of speech too
             nursery.cancel_scope.cancel()
     wire = stack.wire
     [final] = wire.on("stt/final")

@@ -15,6 +15,7 @@
 
 from ._bus import DEFAULT_MAX_PAYLOAD, Bus
 from ._codec import (
+    BARE_SOURCE,
     MAX_DEPTH,
     TOPICS,
     Envelope,
@@ -39,6 +40,7 @@ from ._topics import matches, validate_filter, validate_topic
 from ._transport import RawMessage, Sink, Transport
 
 __all__ = [
+    "BARE_SOURCE",
     "DEFAULT_MAX_PAYLOAD",
     "MAX_DEPTH",
     "TOPICS",

@@ -10,12 +10,12 @@ message's problem, never its handler's.
 
 from __future__ import annotations
 
-import builtins
 import functools
 import itertools
 import json
 import operator
 import re
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -28,6 +28,7 @@ from ._errors import ContractError, EnvelopeError
 from ._topics import matches
 
 __all__ = [
+    "BARE_SOURCE",
     "MAX_DEPTH",
     "TOPICS",
     "Envelope",
@@ -56,9 +57,12 @@ class TopicSpec:
 
     pattern: str
     type: str
-    data_cls: builtins.type  # the field ``type`` shadows the builtin in this class body
+    data_cls: Any  # a class, or a union of classes (the field ``type`` shadows the builtin here)
     qos: int = 1
     retain: bool = False
+    bare: bool = False
+    """Published without the envelope (``data`` at the top level), for a py-tars consumer that
+    reads the topic bare: ``tts/control`` (py-tars' tts-worker). Decoding takes either form."""
 
 
 TOPICS: tuple[TopicSpec, ...] = (
@@ -77,10 +81,10 @@ TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec("memory/results", "memory.results", c.MemoryResults),
     TopicSpec("tts/say", "tts.say", c.TtsSay),
     TopicSpec("tts/status", "tts.status", c.TtsStatus, qos=0),
-    TopicSpec("tts/control", "tts.control", c.TtsControl),
+    TopicSpec("tts/control", "tts.control", c.TtsControl, bare=True),
     TopicSpec("tts/output", "tts.output", c.TtsOutput, qos=0),
     TopicSpec("character/get", "character.get", c.CharacterGet),
-    TopicSpec("character/result", "character.result", c.CharacterResult),
+    TopicSpec("character/result", "character.result", c.CharacterResult | c.CharacterSection),
     TopicSpec("character/update", "character.update", c.CharacterUpdate),
     TopicSpec("system/character/current", "system.character.current", c.CharacterResult, retain=True),
     TopicSpec("system/health/+", "system.health", c.HealthStatus, retain=True),
@@ -196,6 +200,21 @@ def _make_converter() -> cattrs.Converter:
         return base_tts_control(value, cls)
 
     conv.register_structure_hook(c.TtsControl, tts_control)
+
+    def character_result(value: Any, _: Any) -> c.CharacterResult | c.CharacterSection:
+        # character/result is the whole persona (it has a ``name``) or one section of it.
+        if isinstance(value, dict) and "section" in value and "name" not in value:
+            return conv.structure(value, c.CharacterSection)
+        return conv.structure(value, c.CharacterResult)
+
+    conv.register_structure_hook(c.CharacterResult | c.CharacterSection, character_result)
+
+    def section_value(value: Any, _: Any) -> dict[str, Any] | str | None:
+        if value is not None and not isinstance(value, dict | str):
+            raise _WrongType(f"expected an object, a string or null, got {type(value).__name__}")
+        return value
+
+    conv.register_structure_hook(dict[str, Any] | str | None, section_value)
     return conv
 
 
@@ -312,6 +331,8 @@ def _decode(topic: str, payload: bytes) -> Envelope:
         raise EnvelopeError(topic, [f"$: not a JSON document ({exc})"]) from None
     if not isinstance(raw, dict):
         raise EnvelopeError(topic, [f"$: expected a JSON object, got {type(raw).__name__}"])
+    if "data" not in raw and spec_for(topic) is not None:
+        return _decode_bare(topic, raw)
     problems = [f"$.{key}: missing" for key in ENVELOPE_KEYS if key not in raw]
     problems += [
         f"$.{key}: unknown key (expected only {', '.join(ENVELOPE_KEYS)})"
@@ -340,6 +361,27 @@ def _decode(topic: str, payload: bytes) -> Envelope:
     return Envelope(id=raw["id"], type=raw["type"], ts=float(ts), source=raw["source"], data=data)
 
 
+BARE_SOURCE = "bare"
+"""The envelope ``source`` given to a payload that came without an envelope."""
+
+
+def _decode_bare(topic: str, raw: dict[str, Any]) -> Envelope:
+    """A JSON object without ``data`` on a topic of the table: the payload itself, as py-tars' docs, scripts and web UI
+    send it (and py-tars' consumers take it: envelope first, else the bare JSON). It gets an
+    envelope here: id its ``message_id`` when a string (what py-tars correlates a bare request
+    by), else a new one; ``ts`` now; source :data:`BARE_SOURCE`."""
+    spec = spec_for(topic)
+    assert spec is not None  # off the topic table a payload must be enveloped
+    try:
+        data = converter.structure(raw, spec.data_cls)
+    except Exception as exc:
+        problems = _problems(exc, "$")
+        raise EnvelopeError(topic, [*problems, "(read without an envelope: it has no 'data' key)"]) from None
+    message_id = raw.get("message_id")
+    id_ = message_id if isinstance(message_id, str) and message_id else new_id()
+    return Envelope(id=id_, type=type_for_topic(topic), ts=time.time(), source=BARE_SOURCE, data=data)
+
+
 _OMIT_WHEN_NONE: dict[type, tuple[str, ...]] = {
     c.MemoryResults: ("error",),
 }
@@ -348,11 +390,11 @@ unknown keys, so a ``null`` one makes py-tars drop the whole message (issue 14 i
 
 
 def fill_times(data: Any, ts: float) -> Any:
-    """py-tars' transcripts and tts statuses always carry their time (a float, never ``null``):
+    """py-tars' transcripts, tts statuses and health always carry their time (a float, never ``null``):
     an unset one is the envelope's ``ts``."""
     if isinstance(data, c.FinalTranscript | c.PartialTranscript) and data.ts is None:
         return attrs.evolve(data, ts=ts)
-    if isinstance(data, c.TtsStatus) and data.timestamp is None:
+    if isinstance(data, c.TtsStatus | c.HealthStatus) and data.timestamp is None:
         return attrs.evolve(data, timestamp=ts)
     return data
 
@@ -370,9 +412,10 @@ def encode(topic: str, envelope: Envelope) -> bytes:
     """Serialize ``envelope`` for ``topic``. Raises :exc:`ContractError` if ``data`` is the wrong class."""
     spec = spec_for(topic)
     if spec is not None and not isinstance(envelope.data, spec.data_cls):
-        raise ContractError(
-            topic, f"data must be a {spec.data_cls.__name__}, got {type(envelope.data).__name__}"
+        expected = getattr(spec.data_cls, "__name__", None) or " or ".join(
+            cls.__name__ for cls in spec.data_cls.__args__
         )
+        raise ContractError(topic, f"data must be a {expected}, got {type(envelope.data).__name__}")
     if spec is None and not isinstance(envelope.data, dict):
         raise ContractError(
             topic, f"data for an off-table topic must be a dict, got {type(envelope.data).__name__}"
@@ -382,7 +425,9 @@ def encode(topic: str, envelope: Envelope) -> bytes:
         payload = fill_times(payload, envelope.ts)
     data = converter.unstructure(payload)
     if spec is not None:
-        data = _drop_unset(data, _OMIT_WHEN_NONE.get(spec.data_cls, ()))
+        data = _drop_unset(data, _OMIT_WHEN_NONE.get(type(payload), ()))
+    if spec is not None and spec.bare:
+        return _dumps(topic, _bare_form(data))
     body = {
         "id": envelope.id,
         "type": envelope.type,
@@ -390,6 +435,22 @@ def encode(topic: str, envelope: Envelope) -> bytes:
         "source": envelope.source,
         "data": data,
     }
+    return _dumps(topic, body)
+
+
+def _bare_form(data: dict[str, Any]) -> dict[str, Any]:
+    # tts/control as py-tars' tts-worker reads it: {action, reason, id}, no nulls (its ``id``
+    # must be a string when present); trioworks' decoder reads ``id`` as ``utt_id``.
+    # Its ``reason`` must be a non-empty string: an unset one is the action.
+    data = {key: value for key, value in data.items() if value is not None}
+    if "utt_id" in data:
+        data["id"] = data.pop("utt_id")
+    if not data.get("reason"):
+        data["reason"] = data.get("action", "control")
+    return data
+
+
+def _dumps(topic: str, body: dict[str, Any]) -> bytes:
     try:
         return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
     except (TypeError, ValueError) as exc:

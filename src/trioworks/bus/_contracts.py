@@ -15,6 +15,7 @@ from attrs import validators as v
 __all__ = [
     "CharacterGet",
     "CharacterResult",
+    "CharacterSection",
     "CharacterUpdate",
     "ConversationMessage",
     "FinalTranscript",
@@ -311,26 +312,53 @@ class CharacterGet(_Payload):
 
 @attrs.frozen(kw_only=True)
 class CharacterResult(_Payload):
-    """``character/result`` and the retained ``system/character/current``."""
+    """``character/result`` (the whole persona) and the retained ``system/character/current``:
+    py-tars' CharacterSnapshot."""
 
     name: str
-    systemprompt: str = ""
+    description: str | None = None
+    systemprompt: str | None = None
     traits: dict[str, Any] = attrs.field(factory=dict)
     voice: dict[str, Any] = attrs.field(factory=dict)
+    meta: dict[str, Any] = attrs.field(factory=dict)
+    scenario: dict[str, Any] = attrs.field(factory=dict)
+    personality_notes: dict[str, Any] = attrs.field(factory=dict)
+    example_interactions: dict[str, Any] = attrs.field(factory=dict)
+
+
+@attrs.frozen(kw_only=True)
+class CharacterSection(_Payload):
+    """``character/result`` for a ``character/get`` naming a ``section``: its value (an unknown
+    section: ``{"error": ..., "available": [...]}``, as py-tars answers)."""
+
+    section: str
+    value: dict[str, Any] | str | None = None
 
 
 @attrs.frozen(kw_only=True)
 class CharacterUpdate(_Payload):
-    """``character/update``: set one trait to 0–100."""
+    """``character/update``: set one trait to 0–100 (``section`` ``traits``), or
+    ``action: reset_traits`` (every trait back to the persona file's)."""
 
-    trait: str
-    value: int = attrs.field(validator=[v.ge(0), v.le(100)])
+    section: str = "traits"
+    trait: str | None = None
+    value: int | None = attrs.field(default=None, validator=v.optional([v.ge(0), v.le(100)]))
+    action: Literal["reset_traits"] | None = None
+
+    def __attrs_post_init__(self) -> None:
+        if self.action is None and (self.trait is None or self.value is None):
+            raise ValueError("'trait' must be set with 'value' (or action 'reset_traits')")
+        if self.action is None and self.section != "traits":
+            raise ValueError(f"'section' must be 'traits' (the only one updated), got {self.section!r}")
 
 
 @attrs.frozen(kw_only=True)
 class HealthStatus(_Payload):
-    """``system/health/<client_id>`` (retained); the broker's last will sends ``ok=False``."""
+    """``system/health/<client_id>`` (retained); the broker's last will sends ``ok=False``.
+    py-tars' HealthPing: ``event`` optional, ``timestamp`` set when published."""
 
     ok: bool
-    event: str
+    event: str | None = None
     err: str | None = None
+    timestamp: float | None = attrs.field(default=None, eq=False)
+    """Epoch seconds; the encoder sets it (from the envelope's ``ts``); not part of equality."""

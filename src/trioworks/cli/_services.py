@@ -15,13 +15,17 @@ from __future__ import annotations
 
 import argparse
 import signal
+import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import attrs
 import trio
 
-from ..services import SERVICE_NAMES, TurnResult, VoiceSettings, VoiceStack, ask_once, say
+from ..services import PYTARS_NAMES, SERVICE_NAMES, TurnResult, VoiceSettings, VoiceStack, ask_once, say
+from ..services.persona import PersonaConfig
 from ..services.stt import SttService as _SttService
 from ..services.stt import mic_source
 from ..services.tts import CommandSink
@@ -47,7 +51,7 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
         "services",
         parents=[common],
         help="run the voice services, speak a text, or ask a question from a WAV file",
-        description="The voice assistant's services (stt, memory, llm, tts, router) on an in-process bus "
+        description="The voice assistant's services (stt, memory, llm, tts, router, persona) on an in-process bus "
         "or an MQTT broker. Exit codes: 0 ok, 1 a service, broker or program is missing or failed, "
         "2 bad input, 130 interrupted.",
     )
@@ -82,6 +86,28 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
         metavar="tcp://HOST:PORT",
         help="detect on this Wyoming wake server (openWakeWord...) instead of pocketsphinx",
     )
+    run.add_argument(
+        "--pytars-names",
+        action="store_true",
+        help="py-tars' service names on the bus (tars-stt, tars-tts, llm-worker, memory-worker, router): "
+        "its router waits for system/health/tars-tts and tars-stt",
+    )
+    run.add_argument(
+        "--character",
+        type=Path,
+        default=None,
+        metavar="TOML",
+        help="the persona's character file (py-tars' character.toml; default: the built-in TARS)",
+    )
+    run.add_argument(
+        "--broker",
+        type=int,
+        nargs="?",
+        const=1883,
+        default=None,
+        metavar="PORT",
+        help="start a local mosquitto (the shipped mosquitto.conf) on 127.0.0.1:PORT (1883) and serve on it",
+    )
     run.set_defaults(handler=_run_command)
 
     say_parser = sub.add_parser(
@@ -107,6 +133,7 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     ask_parser.add_argument("wav", type=Path, metavar="WAV")
     ask_parser.add_argument("--timeout", type=seconds, default=60.0, metavar="S", help="the whole turn (60)")
     ask_parser.set_defaults(handler=_ask_command)
+    _register_inspection(sub, common)
     _install_model.register(sub, [common])
     services.set_defaults(handler=_usage(services))
 
@@ -114,7 +141,7 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
 def _usage(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace, Streams], int]:
     def handler(args: argparse.Namespace, io: Streams) -> int:
         parser.print_usage(io.err.file)
-        raise CliError("give a subcommand: run, say, ask or install-model")
+        raise CliError("give a subcommand: run, say, ask, history, memory or install-model")
 
     return handler
 
@@ -139,25 +166,40 @@ def _run_command(args: argparse.Namespace, io: Streams) -> int:
     if args.remember and "memory" not in names:
         raise CliError("--remember: the memory service is not among --only")
     settings = settings_from(args, realtime=True)
+    if args.broker is not None:
+        settings = attrs.evolve(settings, bus=f"mqtt://127.0.0.1:{args.broker}")
+    if args.character is not None:
+        settings = attrs.evolve(settings, persona=PersonaConfig(character_file=args.character))
     if settings.bus == "memory" and "memory" not in names:
         settings = attrs.evolve(settings, rag_k=0)  # nobody to ask: RAG would wait 5 s every turn
-    if settings.bus == "memory" and not args.mic:
+    if settings.bus == "memory" and not args.mic and args.broker is None:
         io.warning("on the in-process bus with no --mic nothing outside this process reaches the services")
     if "memory" in names:
         make_data_dir(settings)
+
     # A stack of its own each time: trio_run runs again after installing missing weights.
-    return trio_run(
-        lambda: _serve(
-            VoiceStack(
-                settings,
-                services=names,
-                stt_source=mic_source() if args.mic else None,
-                wake_source=mic_source() if args.wake else None,  # an arecord of its own
-            ),
-            io,
-        ),
-        io,
-    )
+    def stack() -> VoiceStack:
+        return VoiceStack(
+            settings,
+            services=names,
+            stt_source=mic_source() if args.mic else None,
+            wake_source=mic_source() if args.wake else None,  # an arecord of its own
+            names=PYTARS_NAMES if args.pytars_names else None,
+        )
+
+    if args.broker is not None:
+        return trio_run(lambda: _serve_with_broker(args.broker, stack, io), io)
+    return trio_run(lambda: _serve(stack(), io), io)
+
+
+async def _serve_with_broker(port: int, stack: Callable[[], VoiceStack], io: Streams) -> int:
+    """:func:`_serve` beside a local mosquitto (stopped after the services)."""
+    from ..services import local_broker
+
+    with tempfile.TemporaryDirectory(prefix="trioworks-mosquitto-") as workdir:
+        async with local_broker(port, Path(workdir)) as url:
+            io.note(f"mosquitto on {url} (the shipped mosquitto.conf)")
+            return await _serve(stack(), io)
 
 
 async def _serve(stack: VoiceStack, io: Streams) -> int:
@@ -312,3 +354,99 @@ def show_turn(result: TurnResult, io: Streams) -> None:
         lines.append(f"timing:     {'; '.join(timings)}")
     for line in lines:
         io.write(line)
+
+
+# --- history, memory list | forget ------------------------------------------------------------
+
+_SPEAKERS = {"stt": "user", "tts": "assistant", "note": "note"}
+
+
+def _register_inspection(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    data = argparse.ArgumentParser(add_help=False)
+    data.add_argument(
+        "--data",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="the voice data folder (default $TRIOWORKS_DATA or ~/.local/share/trioworks/voice)",
+    )
+    history = sub.add_parser(
+        "history",
+        parents=[common, data],
+        help="the conversation the memory service stored: who said what, oldest first",
+        description="Print what the memory service stored (user, assistant, note), one line each.",
+    )
+    history.add_argument("--last", type=int, default=20, metavar="N", help="the last N entries (20; 0: all)")
+    history.set_defaults(handler=_history_command)
+    memory = sub.add_parser(
+        "memory",
+        parents=[common],
+        help="list or forget what the memory service stored",
+        description="Inspect and edit the memory store (stop the memory service first: a running one "
+        "keeps what it loaded until it restarts).",
+    )
+    actions = memory.add_subparsers(title="actions", metavar="ACTION")
+    listing = actions.add_parser(
+        "list", parents=[common, data], help="every document: id, source, time, text"
+    )
+    listing.add_argument("--source", default=None, help="only this source (stt, tts, note)")
+    listing.set_defaults(handler=_memory_list_command)
+    forget = actions.add_parser("forget", parents=[common, data], help="delete documents by id")
+    forget.add_argument("ids", type=int, nargs="+", metavar="ID")
+    forget.set_defaults(handler=_memory_forget_command)
+    memory.set_defaults(handler=_usage_memory(memory))
+
+
+def _usage_memory(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace, Streams], int]:
+    def handler(args: argparse.Namespace, io: Streams) -> int:
+        parser.print_usage(io.err.file)
+        raise CliError("give an action: list or forget")
+
+    return handler
+
+
+def _store_path(args: argparse.Namespace) -> Path:
+    from ..services import default_data_dir
+
+    return VoiceSettings(data_dir=args.data if args.data is not None else default_data_dir()).memory_path
+
+
+def _documents(args: argparse.Namespace) -> list[Any]:
+    from ..services.memory import MemoryStoreError, read_documents
+
+    try:
+        return read_documents(_store_path(args))
+    except MemoryStoreError as exc:
+        raise CliError(str(exc)) from None
+
+
+def _when(timestamp: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(timestamp))
+
+
+def _history_command(args: argparse.Namespace, io: Streams) -> int:
+    if args.last < 0:
+        raise CliError(f"--last: expected a count >= 0, got {args.last}")
+    docs = _documents(args)
+    for doc in docs[-args.last :] if args.last else docs:
+        io.write(f"{_when(doc.timestamp)}  {_SPEAKERS.get(doc.source, doc.source)}: {doc.text}")
+    return 0
+
+
+def _memory_list_command(args: argparse.Namespace, io: Streams) -> int:
+    for doc in _documents(args):
+        if args.source is None or doc.source == args.source:
+            io.write(f"{doc.id}\t{doc.source}\t{_when(doc.timestamp)}\t{doc.text}")
+    return 0
+
+
+def _memory_forget_command(args: argparse.Namespace, io: Streams) -> int:
+    from ..services.memory import MemoryStoreError, forget_documents
+
+    try:
+        found = forget_documents(_store_path(args), args.ids)
+    except MemoryStoreError as exc:
+        raise CliError(str(exc)) from None
+    missing = sorted(set(args.ids) - set(found))
+    io.note(f"forgot {len(found)} document(s)" + (f"; no document {missing}" if missing else ""))
+    return 0 if not missing else 2

@@ -11,6 +11,9 @@ Each service is a :class:`trioworks.bus.Service` (a supervised nursery of routes
   (:mod:`trioworks.services.router`)
 - :class:`WakeService`, :class:`WakeConfig`, :exc:`WakeConfigError` (:mod:`trioworks.services.wake`):
   the wake word, optional in a stack (:data:`OPTIONAL_SERVICE_NAMES`)
+- :class:`PersonaService`, :class:`PersonaConfig`, :exc:`PersonaConfigError`
+  (:mod:`trioworks.services.persona`): py-tars' ``character/*``; :data:`PYTARS_NAMES` gives every
+  service py-tars' bus name (``tars-tts``, ``tars-stt``...)
 
 They are importable from here or from their subpackage (which has the rest: sources, sinks,
 backends...). A name is imported on first use, so that ``from trioworks.services import
@@ -27,7 +30,8 @@ The whole stack, as a program runs it (docs/router.md, "Running the whole stack 
   text through a running tts (:class:`SayResult`).
 
 Shared by the services (pure, no models): :func:`chunk_sentences` / :class:`SentenceChunker`, the
-sentence chunker of streamed replies for ``tts/say``; :func:`find_program` (an external program's
+sentence chunker of streamed replies for ``tts/say``; :func:`local_broker` runs mosquitto with the
+shipped ``mosquitto.conf`` (:func:`mosquitto_conf`) for the MQTT quick start; :func:`find_program` (an external program's
 path, :exc:`ProgramMissing` naming it when absent).
 """
 
@@ -38,8 +42,10 @@ from ._audio import ProgramMissing, find_program
 from ._text import BOUNDARIES, SentenceChunker, chunk_sentences
 
 if typing.TYPE_CHECKING:
+    from ._broker import local_broker, mosquitto_conf
     from ._stack import (
         OPTIONAL_SERVICE_NAMES,
+        PYTARS_NAMES,
         SERVICE_NAMES,
         BrokerUnavailable,
         VoiceSettings,
@@ -50,6 +56,7 @@ if typing.TYPE_CHECKING:
     from ._turn import SayResult, TurnResult, ask_once, say, voice_turn
     from .llm import LLMConfig, LLMConfigError, LLMService
     from .memory import MemoryConfig, MemoryConfigError, MemoryService
+    from .persona import PersonaConfig, PersonaConfigError, PersonaService
     from .router import RouterConfig, RouterConfigError, RouterService
     from .stt import SttConfig, SttConfigError, SttService
     from .tts import TtsConfig, TtsConfigError, TtsService
@@ -58,6 +65,7 @@ if typing.TYPE_CHECKING:
 __all__ = [
     "BOUNDARIES",
     "OPTIONAL_SERVICE_NAMES",
+    "PYTARS_NAMES",
     "SERVICE_NAMES",
     "BrokerUnavailable",
     "LLMConfig",
@@ -66,6 +74,9 @@ __all__ = [
     "MemoryConfig",
     "MemoryConfigError",
     "MemoryService",
+    "PersonaConfig",
+    "PersonaConfigError",
+    "PersonaService",
     "ProgramMissing",
     "RouterConfig",
     "RouterConfigError",
@@ -89,6 +100,8 @@ __all__ = [
     "chunk_sentences",
     "default_data_dir",
     "find_program",
+    "local_broker",
+    "mosquitto_conf",
     "say",
     "voice_turn",
 ]
@@ -96,12 +109,15 @@ __all__ = [
 # Name -> the subpackage (or private module) that defines it, imported on first access (PEP 562).
 _LAZY = {
     "OPTIONAL_SERVICE_NAMES": "_stack",
+    "PYTARS_NAMES": "_stack",
     "SERVICE_NAMES": "_stack",
     "BrokerUnavailable": "_stack",
     "VoiceSettings": "_stack",
     "VoiceStack": "_stack",
     "VoiceStackError": "_stack",
     "default_data_dir": "_stack",
+    "local_broker": "_broker",
+    "mosquitto_conf": "_broker",
     "SayResult": "_turn",
     "TurnResult": "_turn",
     "ask_once": "_turn",
@@ -113,6 +129,9 @@ _LAZY = {
     "MemoryConfig": "memory",
     "MemoryConfigError": "memory",
     "MemoryService": "memory",
+    "PersonaConfig": "persona",
+    "PersonaConfigError": "persona",
+    "PersonaService": "persona",
     "RouterConfig": "router",
     "RouterConfigError": "router",
     "RouterService": "router",

@@ -35,6 +35,7 @@ import trio
 from ..bus import Bus, InProcessBroker, InProcessTransport, MqttTransport
 from ..core import RetryPolicy, find_error, single_error
 from .llm import LLMConfig, LLMService
+from .persona import PersonaConfig, PersonaService
 from .router import RouterConfig, RouterService
 from .stt import SttConfig, SttService
 from .tts import TtsConfig, TtsService
@@ -46,6 +47,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "OPTIONAL_SERVICE_NAMES",
+    "PYTARS_NAMES",
     "SERVICE_NAMES",
     "BrokerUnavailable",
     "VoiceSettings",
@@ -54,8 +56,22 @@ __all__ = [
     "default_data_dir",
 ]
 
-SERVICE_NAMES: tuple[str, ...] = ("stt", "memory", "llm", "tts", "router")
-"""The services a :class:`VoiceStack` runs by default, in the pipeline's order."""
+SERVICE_NAMES: tuple[str, ...] = ("stt", "memory", "llm", "tts", "router", "persona")
+"""Every service a :class:`VoiceStack` can run, in the pipeline's order (the persona, py-tars'
+``character/*``, beside it)."""
+
+PYTARS_NAMES: Mapping[str, str] = {
+    "stt": "tars-stt",
+    "tts": "tars-tts",
+    "llm": "llm-worker",
+    "memory": "memory-worker",
+    "router": "router",
+    "persona": "memory-worker-persona",
+    "wake": "wake-activation",
+}
+"""py-tars' names of the services (its envelope ``source`` and health topic): py-tars' router
+waits for ``system/health/tars-tts`` and ``system/health/tars-stt``. Pass as
+``VoiceStack(names=PYTARS_NAMES)`` (``trioworks services run --pytars-names``)."""
 
 OPTIONAL_SERVICE_NAMES: tuple[str, ...] = ("wake",)
 """Services a :class:`VoiceStack` runs only when named in ``services``."""
@@ -74,12 +90,15 @@ class _Running:
     llm: LLMService | None = None
     tts: TtsService | None = None
     router: RouterService | None = None
+    persona: PersonaService | None = None
     wake: WakeService | None = None
 
     def each(
         self,
-    ) -> list[SttService | MemoryService | LLMService | TtsService | RouterService | WakeService]:
-        found = (self.stt, self.memory, self.llm, self.tts, self.router, self.wake)
+    ) -> list[
+        SttService | MemoryService | LLMService | TtsService | RouterService | PersonaService | WakeService
+    ]:
+        found = (self.stt, self.memory, self.llm, self.tts, self.router, self.persona, self.wake)
         return [service for service in found if service is not None]
 
 
@@ -150,6 +169,8 @@ class VoiceSettings:
     wake_required: bool | None = None
     """Whether a transcript starts a turn only after the wake word (the router's wake window);
     None: when this stack runs the wake service."""
+    persona: PersonaConfig = attrs.field(factory=PersonaConfig)
+    """The persona service's character (py-tars' ``character.toml``; default the built-in one)."""
 
     @property
     def memory_path(self) -> Path:
@@ -256,6 +277,9 @@ class VoiceStack:
     def wake(self) -> WakeService | None:
         return self._running.wake
 
+    def persona(self) -> PersonaService | None:
+        return self._running.persona
+
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Start the services (concurrently), store ``settings.remember`` in memory, then report
         started and serve until cancelled.
@@ -316,6 +340,8 @@ class VoiceStack:
             made.router = RouterService(self._bus("router"), config_r)
         if "wake" in chosen:
             made.wake = WakeService(self._bus("wake"), settings.wake, source=self._wake_source)
+        if "persona" in chosen:
+            made.persona = PersonaService(self._bus("persona"), settings.persona)
         return made
 
     def _bus(self, service: str) -> Bus:

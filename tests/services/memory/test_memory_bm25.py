@@ -58,7 +58,9 @@ async def test_a_query_right_after_an_utterance_finds_it_before_the_rebuild(
     with trio.fail_after(30):
         # A long interval: after the first rebuild, the next waits, so the new utterance stays
         # in the tail for the whole test.
-        async with running(memory_broker, tmp_path / "m.db", Constant(), rebuild_interval=600) as memory:
+        async with running(
+            memory_broker, tmp_path / "m.db", Constant(), rebuild_interval=600, recall=None
+        ) as memory:
             await memory.add(new_docs(*filler))
             await memory.indexer.wait_indexed(10)
             async with client(memory_broker) as stt:

@@ -18,6 +18,7 @@ from _fake_tts import NullSink, make_synthesizer
 from _services import MosquittoBroker
 from trioworks.services.llm import LLMConfig, LLMService
 from trioworks.services.memory import MemoryService
+from trioworks.services.persona import PersonaService
 from trioworks.services.router import RouterService
 from trioworks.services.tts import TtsConfig, TtsService
 
@@ -158,7 +159,6 @@ async def test_tts_speaks_the_pytars_routers_say_and_its_status_passes(
         _passes(lambda s=status: P.ui_check(s, P.TtsStatus))
 
 
-@_item(5, "wake_ack is not echoed on tts/status (py-tars' router and stt-worker key on it)")
 async def test_tts_echoes_wake_ack(mosquitto_broker: MosquittoBroker) -> None:
     statuses = await _say_and_collect(
         mosquitto_broker, P.router_tts_say("Yes?", utt_id="w1", wake_ack=True), "w1"
@@ -167,7 +167,6 @@ async def test_tts_echoes_wake_ack(mosquitto_broker: MosquittoBroker) -> None:
         assert b'"wake_ack":true' in status, status
 
 
-@_item(5, "py-tars' voice piper/en_US/amy makes espeak-ng fail the utterance (no fallback)")
 async def test_tts_speaks_with_the_pytars_voice_name(
     mosquitto_broker: MosquittoBroker, espeak_ng: str, tmp_path: Path
 ) -> None:
@@ -178,13 +177,17 @@ async def test_tts_speaks_with_the_pytars_voice_name(
             await nursery.start(tts.run)
             router = RawClient(mosquitto_broker.url, "router")
             await nursery.start(router.run)
-            await router.listen("tts/status")
+            await router.listen("tts/status", "system/health/tts")
             await router.send("tts/say", P.router_tts_say("Hi.", utt_id="v1"))
             got = await router.wait(
                 "tts/status", lambda s: any(b"speaking_end" in p or b"stopped" in p for p in s)
             )
+            health = await router.wait("system/health/tts", lambda s: any(b"voice_fallback" in p for p in s))
             nursery.cancel_scope.cancel()
     assert any(b"speaking_end" in p for p in got), got[-1]
+    assert tts.voice_fallbacks == {"piper/en_US/amy": "en-us"}
+    fallback = P.health_check(health[-1])  # py-tars' router reads it
+    assert fallback.ok and "piper/en_US/amy" in (fallback.err or "")
 
 
 async def test_tts_accepts_the_wake_services_control(mosquitto_broker: MosquittoBroker) -> None:
@@ -269,3 +272,30 @@ async def test_tts_speaks_every_chunk_the_pytars_llm_worker_streams(
             await metrics.verdict("tts/say", len(chunks) - 1)
             nursery.cancel_scope.cancel()
     assert metrics.count("bus.sub.tts/say.duplicates") == 0, "chunks dropped as duplicates"
+
+
+# --- persona (py-tars' character/*, served by its memory-worker) ------------------------------
+
+
+async def test_persona_answers_the_pytars_llm_workers_character_get(
+    mosquitto_broker: MosquittoBroker,
+) -> None:
+    bus, _ = service_bus(mosquitto_broker.url, "persona")
+    persona = PersonaService(bus)
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            worker = RawClient(mosquitto_broker.url, "llm-worker")
+            await nursery.start(worker.run)
+            await worker.listen("character/result", "system/character/current")
+            await nursery.start(persona.run)
+            (current,) = await worker.wait("system/character/current")
+            request = P.llm_character_get()
+            await worker.send("character/get", request)
+            (result,) = await worker.wait("character/result")
+            await worker.send("character/update", P.bare({"section": "traits", "trait": "humor", "value": 5}))
+            updated = await worker.wait("system/character/current", lambda got: len(got) == 2)
+            nursery.cancel_scope.cancel()
+    _passes(lambda: P.decode_event(current, P.CharacterSnapshot, "llm-worker"))
+    snapshot = P.decode_event(result, P.CharacterSnapshot, "llm-worker")
+    assert P.Envelope.model_validate_json(result).id == P.Envelope.model_validate_json(request).id
+    assert P.decode_event(updated[-1], P.CharacterSnapshot).traits["humor"] == 5 != snapshot.traits["humor"]

@@ -99,9 +99,6 @@ INBOUND: list[Any] = [
         "system/health/tars-tts",
         lambda: P.health_ping("tars-tts"),
         id="tts-worker>system/health/tars-tts>any",
-        marks=_item(
-            8, "envelope type 'health.status' refused; data.timestamp extra; event optional in py-tars"
-        ),
     ),
     pytest.param(
         "character/get",
@@ -112,13 +109,11 @@ INBOUND: list[Any] = [
         "stt/final",
         lambda: P.bare(P.FinalTranscript(text="hello")),
         id="script>bare stt/final>router",
-        marks=_item(7, "a payload without the envelope is refused"),
     ),
     pytest.param(
         "tts/say",
         lambda: P.bare({"text": "hello"}),
         id="script>bare tts/say>tts",
-        marks=_item(7, "a payload without the envelope is refused"),
     ),
 ]
 
@@ -173,9 +168,6 @@ OUTBOUND: list[Any] = [
             _tw("tts/control", b.TtsControl(action="stop", reason="barge_in", utt_id="u1"))
         ),
         id="router>tts/control>tts-worker",
-        marks=_item(
-            3, "py-tars' tts-worker reads action/reason/id at the top level (no envelope), id not utt_id"
-        ),
     ),
     pytest.param(
         lambda: P.router_dispatch(

@@ -276,3 +276,18 @@ async def test_an_llm_error_after_some_of_the_reply_says_nothing_more(
     assert rig.on("tts/say") == []  # the tail is not said: the reply is broken
     (exchange,) = rig.router.history.exchanges
     assert (exchange.reply, exchange.ended) == ("Half a sentence", "error")
+
+
+async def test_each_turn_is_logged_at_info_with_its_stage_latencies(
+    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("INFO", logger="trioworks.services.router")
+    async with running(lambda r: "Paris is the capital.") as rig:
+        await rig.hear("what is the capital of france")
+        with trio.fail_after(120):
+            await rig.router.wait_turns(1)
+    lines = [r.getMessage() for r in caplog.records if r.name == "trioworks.services.router"]
+    assert any("heard 'what is the capital of france'" in line for line in lines), lines
+    (over,) = [line for line in lines if "turn over" in line]
+    assert "done: answer 'Paris is the capital.'" in over
+    assert "llm first text" in over and " ms" in over and "first speech sent" in over and "- " not in over

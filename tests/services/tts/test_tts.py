@@ -256,7 +256,20 @@ async def test_mute_stops_speech_and_drops_says_until_unmute(rig: Rig) -> None:
     assert rig.tts.bus.metrics.snapshot()["tts.say.muted"] == 1
 
 
+async def test_an_unknown_voice_falls_back_to_the_configured_one_and_health_says_so(rig: Rig) -> None:
+    health = Collector()
+    await rig.client.subscribe("system/health/tts", health)
+    with trio.fail_after(20):
+        await rig.say("Hello.", utt_id="amy", voice="piper/en_US/amy")  # py-tars' default voice
+        await rig.status.wait_event("speaking_end", "amy")
+        await health.wait_for(2)  # the retained ready, then the fallback
+    assert rig.tts.voice_fallbacks == {"piper/en_US/amy": "en-us"}
+    said = health.messages[-1].data
+    assert (said.ok, said.event) == (True, "voice_fallback") and "piper/en_US/amy" in said.err
+
+
 async def test_a_bad_voice_fails_its_utterance_only(rig: Rig) -> None:
+    rig.tts.voices = None  # espeak-ng's voices unknown: every voice is tried as asked
     with trio.fail_after(20):
         await rig.say("Hello.", utt_id="bad", voice="nosuch")
         await rig.say("Still here.", utt_id="good")

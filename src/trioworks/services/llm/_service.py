@@ -336,6 +336,7 @@ class LLMService(Service):
         if not request.use_rag:
             return []
         query = MemoryQuery(text=request.text, top_k=min(request.rag_k or 5, 50))
+        asked_at = trio.current_time()
         try:
             reply = await self.bus.request(
                 "memory/query", query, reply_topic="memory/results", timeout=self.config.rag_timeout
@@ -355,7 +356,15 @@ class LLMService(Service):
         # Memory ingests every stt/final, so the question itself (just said, or asked before) is
         # often the best hit; it is not context for its own answer.
         asked = _plain(request.text)
-        return [t for t in texts if isinstance(t, str) and t.strip() and _plain(t) != asked]
+        hits = [t for t in texts if isinstance(t, str) and t.strip() and _plain(t) != asked]
+        logger.info(
+            "llm: turn %s: %d memory hits in %.0f ms: %r",
+            request.id,
+            len(hits),
+            (trio.current_time() - asked_at) * 1000,
+            hits,
+        )
+        return hits
 
     def _messages(self, request: LLMRequest, context: list[str]) -> tuple[ChatMessage, ...]:
         system = request.system or self.config.system_prompt

@@ -31,7 +31,7 @@ from ._fusion import RRF_K, estimate_tokens, rrf_fuse, top_indices
 from ._minilm import MiniLM, ModelNotInstalled, default_model_dir, install_weights
 from ._retrieval import Embedder, dense_top, search
 from ._service import MemoryService
-from ._store import MemoryStore, MemoryStoreError, NewDocument
+from ._store import MemoryStore, MemoryStoreError, NewDocument, forget_documents, read_documents
 
 __all__ = [
     "RRF_K",
@@ -54,7 +54,9 @@ __all__ = [
     "default_model_dir",
     "dense_top",
     "estimate_tokens",
+    "forget_documents",
     "install_weights",
+    "read_documents",
     "rrf_fuse",
     "search",
     "tokenize",

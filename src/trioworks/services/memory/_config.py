@@ -38,6 +38,15 @@ def _path(value: object) -> Path:
     return Path(value)
 
 
+def _sources(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value is None:
+        return
+    if not isinstance(value, tuple) or not value or not all(isinstance(v, str) and v for v in value):
+        raise MemoryConfigError(
+            attribute.name, f"expected a non-empty tuple of source names or None, got {value!r}"
+        )
+
+
 @attrs.frozen(kw_only=True)
 class MemoryConfig:
     """Where the memory service keeps its documents and how it batches, queues and answers."""
@@ -55,3 +64,7 @@ class MemoryConfig:
     """Seconds the ingest queue is still drained into the store when the service stops."""
     rebuild_interval: float = attrs.field(default=1.0, validator=_at_least(0))
     """Seconds between two BM25 rebuilds, at least (rebuilds are coalesced)."""
+    recall: tuple[str, ...] | None = attrs.field(default=("stt", "note"), validator=_sources)
+    """The sources a query returns (as hits and as their context): by default what the user said
+    (``stt``) and facts given to it (``note``), not the assistant's own replies (``tts``), so a
+    reply never comes back as a memory. None: every source."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
+import attrs
 import numpy as np
 
 from ...bus import MemoryQuery, MemoryResult, MemoryResults
@@ -66,8 +67,33 @@ def _hits(snapshot: Snapshot, query: MemoryQuery, embedder: Embedder) -> list[tu
     return rrf_fuse([dense, *lexical], k=RRF_K, limit=top_k)
 
 
+def same_text(text: str) -> str:
+    """What two documents share when they say the same thing (case, spacing and end
+    punctuation aside): the key of deduplication."""
+    return " ".join(text.casefold().split()).rstrip(".!?")
+
+
+def _recalled(
+    snapshot: Snapshot, query: MemoryQuery, embedder: Embedder, sources: frozenset[str] | None
+) -> list[tuple[int, float]]:
+    """The hits of ``query`` from ``sources`` only (None: all), each text once, best first."""
+    wide = query if sources is None else attrs.evolve(query, top_k=min(50, 4 * query.top_k))
+    seen: set[str] = set()
+    kept: list[tuple[int, float]] = []
+    for position, score in _hits(snapshot, wide, embedder):
+        doc = snapshot.docs[position]
+        key = same_text(doc.text)
+        if (sources is None or doc.source in sources) and key not in seen:
+            seen.add(key)
+            kept.append((position, score))
+    return kept[: query.top_k]
+
+
 def _with_context(
-    snapshot: Snapshot, query: MemoryQuery, hits: list[tuple[int, float]]
+    snapshot: Snapshot,
+    query: MemoryQuery,
+    hits: list[tuple[int, float]],
+    sources: frozenset[str] | None = None,
 ) -> list[MemoryResult]:
     window = query.context_window if query.include_context else 0
     targets = {p for p, _ in hits}
@@ -96,7 +122,8 @@ def _with_context(
             ("next", range(position + 1, min(position + window, snapshot.n - 1) + 1)),
         ):
             for p in neighbours:
-                if p not in targets and p not in emitted:
+                recalled = sources is None or snapshot.docs[p].source in sources
+                if p not in targets and p not in emitted and recalled:
                     add(p, score, kind)
     return out
 
@@ -114,11 +141,13 @@ def _truncate(results: list[MemoryResult], max_tokens: int | None) -> tuple[list
     return kept, False
 
 
-def search(snapshot: Snapshot, query: MemoryQuery, embedder: Embedder) -> MemoryResults:
-    """Answer ``query`` over ``snapshot``. Blocking (embeds the query text): run it in a thread."""
-    results, truncated = _truncate(
-        _with_context(snapshot, query, _hits(snapshot, query, embedder)), query.max_tokens
-    )
+def search(
+    snapshot: Snapshot, query: MemoryQuery, embedder: Embedder, sources: frozenset[str] | None = None
+) -> MemoryResults:
+    """Answer ``query`` over ``snapshot``: documents from ``sources`` (None: all), the same text
+    once. Blocking (embeds the query text): run it in a thread."""
+    hits = _recalled(snapshot, query, embedder, sources)
+    results, truncated = _truncate(_with_context(snapshot, query, hits, sources), query.max_tokens)
     return MemoryResults(
         query=query.text,
         k=query.top_k,

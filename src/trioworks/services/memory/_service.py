@@ -29,7 +29,7 @@ from ...core import RestartPolicy, run_in_thread
 from ._bm25 import Bm25Indexer, tokenize
 from ._config import MemoryConfig
 from ._corpus import Corpus, Document
-from ._retrieval import Embedder, search
+from ._retrieval import Embedder, same_text, search
 from ._store import MemoryStore, NewDocument
 
 __all__ = ["MemoryService"]
@@ -143,6 +143,7 @@ class MemoryService(Service):
         self._corpus: Corpus | None = None
         self._indexer: Bm25Indexer | None = None
         self._grown = trio.Event()  # set (and replaced) whenever documents are added
+        self._known: set[tuple[str, str]] = set()  # (source, same_text) of every stored document
         self._append_lock = trio.Lock()  # keeps db order == corpus order across concurrent batches
         self._ingest_send, self._ingest_recv = trio.open_memory_channel[NewDocument](config.ingest_queue)
         super().__init__(
@@ -198,6 +199,7 @@ class MemoryService(Service):
         corpus = Corpus(embedder.dim, capacity=max(1024, 2 * len(docs)))
         corpus.append(docs, embeddings, tokens)
         self._corpus = corpus
+        self._known = {(doc.source, same_text(doc.text)) for doc in docs}
         self._indexer = Bm25Indexer(
             corpus.texts_prefix,
             lambda: len(corpus),
@@ -225,11 +227,20 @@ class MemoryService(Service):
         Cancellation: cancelled while embedding, nothing is stored; once the SQLite write has
         begun it is finished and the documents are added (the write is shielded).
         """
-        if not docs:
-            return []
         store, corpus = self._store, self._corpus
         if store is None or corpus is None:
             raise RuntimeError("the memory service is not running")
+        fresh: dict[tuple[str, str], NewDocument] = {}
+        for doc in docs:  # who said what, once: the same text from the same source is not stored again
+            key = (doc.source, same_text(doc.text))
+            if key in self._known or key in fresh:
+                self.metrics.counter("memory.ingest.duplicates").inc()
+            else:
+                fresh[key] = doc
+        docs = list(fresh.values())
+        if not docs:
+            await trio.lowlevel.checkpoint()
+            return []
         embeddings, tokens = await run_in_thread(
             _prepare,
             self.embedder,
@@ -241,6 +252,7 @@ class MemoryService(Service):
             with trio.CancelScope(shield=True):
                 stored = await run_in_thread(store.append, docs, embeddings, limiter=self.db_limiter)
             corpus.append(stored, embeddings, tokens)
+            self._known.update(fresh)
         self.indexer.request_rebuild()
         self._grown.set()
         self._grown = trio.Event()
@@ -321,8 +333,16 @@ class MemoryService(Service):
         snapshot = corpus.snapshot(self.indexer.current)
         if snapshot.bm25.n < snapshot.n:
             self.metrics.counter("memory.query.with_tail").inc()
+        recall = self.config.recall
+        sources = frozenset(recall) if recall is not None else None
         return await run_in_thread(
-            search, snapshot, query, self.embedder, limiter=self.query_limiter, abandon_on_cancel=True
+            search,
+            snapshot,
+            query,
+            self.embedder,
+            sources,
+            limiter=self.query_limiter,
+            abandon_on_cancel=True,
         )
 
     async def _on_query(self, message: Message) -> None:

@@ -20,7 +20,7 @@ import numpy as np
 
 from ._corpus import Document
 
-__all__ = ["MemoryStore", "MemoryStoreError", "NewDocument"]
+__all__ = ["MemoryStore", "MemoryStoreError", "NewDocument", "forget_documents", "read_documents"]
 
 SCHEMA_VERSION = "1"
 
@@ -137,3 +137,42 @@ class MemoryStore:
 
     def close(self) -> None:
         self._db.close()
+
+
+def _open_existing(path: str | Path) -> sqlite3.Connection:
+    if not Path(path).is_file():
+        raise MemoryStoreError(
+            str(path), "no memory store there (the memory service creates it on its first run)"
+        )
+    db = sqlite3.connect(f"file:{Path(path).resolve()}?mode=rw", uri=True, isolation_level=None)
+    try:
+        db.execute("SELECT id, text, timestamp, source, utt_id FROM documents LIMIT 1")
+    except sqlite3.DatabaseError as exc:
+        db.close()
+        raise MemoryStoreError(str(path), f"not a usable SQLite memory store ({exc})") from None
+    return db
+
+
+def read_documents(path: str | Path) -> list[Document]:
+    """Every document of the store at ``path``, oldest first (without embeddings; any model).
+    Blocking. Raises :exc:`MemoryStoreError` when there is no store there."""
+    db = _open_existing(path)
+    try:
+        rows = db.execute("SELECT id, text, timestamp, source, utt_id FROM documents ORDER BY id").fetchall()
+    finally:
+        db.close()
+    return [Document(id=r[0], text=r[1], timestamp=r[2], source=r[3], utt_id=r[4]) for r in rows]
+
+
+def forget_documents(path: str | Path, ids: Sequence[int]) -> list[int]:
+    """Delete the documents ``ids`` from the store at ``path``; returns the ids that were there.
+    Blocking. A memory service running on the store keeps what it loaded until it restarts."""
+    db = _open_existing(path)
+    try:
+        with db:
+            db.execute("BEGIN")
+            found = [i for i in ids if db.execute("SELECT 1 FROM documents WHERE id = ?", (i,)).fetchone()]
+            db.executemany("DELETE FROM documents WHERE id = ?", [(i,) for i in found])
+    finally:
+        db.close()
+    return found

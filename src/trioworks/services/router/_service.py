@@ -56,6 +56,9 @@ class _Turn:
     last_seq: int = -1
     heard_upto: int = 0  # said chunks published before the tts last reported an end of speech
     heard: trio.Event = attrs.field(factory=trio.Event)  # set (and replaced) on each such report
+    started: float = attrs.field(factory=trio.current_time)  # for the turn's log line
+    first_reply: float | None = None  # the first text from the llm
+    first_say: float | None = None  # the first tts/say
 
     @classmethod
     def create(cls, final: FinalTranscript) -> _Turn:
@@ -269,6 +272,7 @@ class RouterService(Service):
 
     async def _turn(self, final: FinalTranscript) -> None:
         turn = _Turn.create(final)
+        logger.info("router: turn %s: heard %r", turn.id, final.text)
         self._current = turn
         self.wake.turn_started()
         self._started.inc()
@@ -292,6 +296,7 @@ class RouterService(Service):
             self.history.add(
                 Exchange(turn_id=turn.id, user=final.text, reply="".join(turn.reply), ended=turn.ended)
             )
+            _log_turn(turn)
             self.turns_done += 1
             self._turn_over.set()
             self._turn_over = trio.Event()
@@ -325,6 +330,8 @@ class RouterService(Service):
                         # reply was not streamed at all): say what the stream has not said yet.
                         streamed = "".join(turn.reply)
                         if item.reply.startswith(streamed) and len(item.reply) > len(streamed):
+                            if turn.first_reply is None:
+                                turn.first_reply = trio.current_time()
                             rest = item.reply[len(streamed) :]
                             turn.reply.append(rest)
                             self._from_response.inc()
@@ -337,6 +344,8 @@ class RouterService(Service):
                         continue
                     turn.last_seq = item.seq
                 if item.delta:  # py-tars' closing delta has none
+                    if turn.first_reply is None:
+                        turn.first_reply = trio.current_time()
                     turn.reply.append(item.delta)
                     for chunk in chunker.feed(item.delta):
                         await self._say(turn, chunk)
@@ -361,6 +370,8 @@ class RouterService(Service):
         if not text:
             return
         say = TtsSay(text=text, utt_id=turn.id, voice=self.config.voice, stt_ts=turn.final.ts)
+        if turn.first_say is None:
+            turn.first_say = trio.current_time()
         await self.bus.publish("tts/say", say)
         turn.said += 1
         self._says.inc()
@@ -378,3 +389,22 @@ class RouterService(Service):
                 logger.warning("router: could not cancel turn %s: %s", turn.id, exc)
         if bounded.cancelled_caught:
             logger.warning("router: cancelling turn %s took over %s s", turn.id, self.config.cancel_timeout)
+
+
+def _ms(since: float, then: float | None) -> str:
+    return "-" if then is None else f"{(then - since) * 1000:.0f} ms"
+
+
+def _log_turn(turn: _Turn) -> None:
+    """One INFO line per turn (logger ``trioworks.services.router``): how it ended, the answer,
+    and the latency of each stage from the transcript's arrival: the llm's first text, the first
+    sentence sent to the tts, the end of speech (the turn's end)."""
+    logger.info(
+        "router: turn %s %s: answer %r; llm first text %s, first speech sent %s, turn over %s",
+        turn.id,
+        turn.ended,
+        "".join(turn.reply),
+        _ms(turn.started, turn.first_reply),
+        _ms(turn.started, turn.first_say),
+        _ms(turn.started, trio.current_time()),
+    )

@@ -29,7 +29,7 @@ from .._audio import find_program
 from ._clock import PlaybackClock
 from ._config import TtsConfig
 from ._sinks import CommandSink, Output, Sink, WavSink, detect_player
-from ._synth import Synthesizer, synthesize
+from ._synth import Synthesizer, espeak_voices, has_voice, synthesize
 
 __all__ = ["TtsService"]
 
@@ -50,6 +50,8 @@ class _Utterance:
     spoken: list[str] = attrs.field(factory=list)
     started: bool = False
     path: Path | None = None  # the WAV file, when the output is files
+    wake_ack: bool | None = None  # echoed on its tts/status, as py-tars does
+    system_announce: bool | None = None
 
     @classmethod
     def create(cls, utt_id: str) -> _Utterance:
@@ -131,6 +133,9 @@ class TtsService(Service):
         # queued behind the stop on another route) must not start them again.
         self._stopped_ids: collections.deque[str] = collections.deque(maxlen=256)
         self._output: Output | None = None
+        self.voices: frozenset[str] | None = None
+        """The names espeak-ng answers to (None: not known, every voice asked for is tried)."""
+        self._fallbacks: dict[str, str] = {}
         routes = [
             Route("tts/say", self._on_say, capacity=64, dedupe=True),  # QoS 1 redeliveries said once
             Route("tts/control", self._on_control, capacity=16),
@@ -146,9 +151,11 @@ class TtsService(Service):
         self._stopped = metrics.counter("tts.utterances.stopped")
 
     async def setup(self) -> None:
-        """Find espeak-ng and the output (called by ``run`` before serving)."""
+        """Find espeak-ng, its voices and the output (called by ``run`` before serving)."""
+        self._fallbacks = {}
         if self._synthesizer is synthesize:
             find_program("espeak-ng")
+            self.voices = await espeak_voices()
         self.sink = self._given_sink if self._given_sink is not None else await self._make_sink()
 
     async def _make_sink(self) -> Sink:
@@ -242,9 +249,37 @@ class TtsService(Service):
             await self._status("stopped", utt_id, text=say.text, reason="queue full")
             return
         utterance = _Utterance.create(utt_id)
+        utterance.wake_ack, utterance.system_announce = say.wake_ack, say.system_announce
         utterance.send.send_nowait(say)
         self._waiting.append(utterance)
         self._queue_send.send_nowait(utterance)
+
+    # --- voices -----------------------------------------------------------------------------
+
+    async def _voice(self, asked: str | None) -> str:
+        """The voice to speak ``asked`` with: itself when the engine has it (or the engine's
+        voices are unknown), else the configured voice. The first time a voice falls back, it
+        is logged and the service's health says so (``event: voice_fallback``, ``err`` naming
+        both voices); py-tars' routers ask for piper voices such as ``piper/en_US/amy``."""
+        if (
+            asked is None
+            or asked == self.config.voice
+            or self.voices is None
+            or has_voice(self.voices, asked)
+        ):
+            return self.config.voice if asked is None else asked
+        if asked not in self._fallbacks:
+            self._fallbacks[asked] = self.config.voice
+            detail = f"voice {asked!r} is not an espeak-ng voice: speaking with {self.config.voice!r}"
+            logger.warning("tts: %s", detail)
+            self.bus.metrics.counter("tts.voice.fallbacks").inc()
+            await self.bus.publish_health(True, "voice_fallback", detail)
+        return self.config.voice
+
+    @property
+    def voice_fallbacks(self) -> dict[str, str]:
+        """Each voice asked for that the engine lacks, and the voice it was spoken with instead."""
+        return dict(self._fallbacks)
 
     # --- the speaker ----------------------------------------------------------------------
 
@@ -267,11 +302,16 @@ class TtsService(Service):
             if utterance.stop_reason is not None:
                 self._stopped.inc()
                 await self._status(
-                    "stopped", utterance.utt_id, text=text, reason=utterance.stop_reason, path=path
+                    "stopped",
+                    utterance.utt_id,
+                    text=text,
+                    reason=utterance.stop_reason,
+                    path=path,
+                    flags=utterance,
                 )
             else:
                 self._spoken.inc()
-                await self._status("speaking_end", utterance.utt_id, text=text, path=path)
+                await self._status("speaking_end", utterance.utt_id, text=text, path=path, flags=utterance)
 
     async def _next_chunk(self, utterance: _Utterance) -> TtsSay | None:
         try:
@@ -299,10 +339,10 @@ class TtsService(Service):
                 if not utterance.started:
                     await trio.lowlevel.checkpoint_if_cancelled()  # stopped while queued: say nothing
                     utterance.started = True
-                    await self._status("speaking_start", utterance.utt_id, text=say.text)
+                    await self._status("speaking_start", utterance.utt_id, text=say.text, flags=utterance)
                 async with self._synthesizer(
                     say.text,
-                    voice=say.voice or config.voice,
+                    voice=await self._voice(say.voice),
                     rate_wpm=config.rate_wpm,
                     pitch=config.pitch,
                     metrics=self.bus.metrics,
@@ -340,8 +380,16 @@ class TtsService(Service):
         text: str = "",
         reason: str | None = None,
         path: Path | None = None,
+        flags: _Utterance | None = None,
     ) -> None:
         if path is not None:  # trioworks only: py-tars' TtsStatus refuses an unknown key
             await self.bus.publish("tts/output", TtsOutput(utt_id=utt_id, path=str(path)))
-        status = TtsStatus(event=event, text=text, utt_id=utt_id, reason=reason)
+        status = TtsStatus(
+            event=event,
+            text=text,
+            utt_id=utt_id,
+            reason=reason,
+            wake_ack=flags.wake_ack if flags is not None else None,
+            system_announce=flags.system_announce if flags is not None else None,
+        )
         await self.bus.publish("tts/status", status)

@@ -15,7 +15,7 @@ import trio
 from ...core import Metrics, read_exactly, start_process, stop_process
 from .._audio import AudioError, find_program
 
-__all__ = ["Synthesis", "SynthesisError", "Synthesizer", "synthesize"]
+__all__ = ["Synthesis", "SynthesisError", "Synthesizer", "espeak_voices", "has_voice", "synthesize"]
 
 logger = logging.getLogger("trioworks.services.tts")
 
@@ -77,3 +77,26 @@ async def synthesize(
         if await stop_process(proc):
             metrics.counter("tts.synth.killed").inc()
             logger.info("killed espeak-ng (pid %d) mid-synthesis", proc.pid)
+
+
+async def espeak_voices() -> frozenset[str] | None:
+    """Every name espeak-ng takes for ``-v`` (languages, voice names, voice files; lower case),
+    from ``espeak-ng --voices``; None when it cannot be listed (then no voice is refused)."""
+    try:
+        done = await trio.run_process(
+            [find_program("espeak-ng"), "--voices"], capture_stdout=True, capture_stderr=True, check=False
+        )
+    except OSError:
+        return None
+    names: set[str] = set()
+    for line in done.stdout.decode(errors="replace").splitlines()[1:]:
+        fields = line.split()
+        if len(fields) >= 5:  # Pty Language Age/Gender VoiceName File [Other languages]
+            language, name, file = fields[1], fields[3], fields[4]
+            names.update({language.lower(), name.lower(), file.lower(), file.rsplit("/", 1)[-1].lower()})
+    return frozenset(names) or None
+
+
+def has_voice(voices: frozenset[str], voice: str) -> bool:
+    """Whether espeak-ng has ``voice`` (a variant suffix ``+f3`` aside)."""
+    return voice.split("+", 1)[0].strip().lower() in voices
