@@ -277,6 +277,7 @@ class VoiceStack:
     def wake(self) -> WakeService | None:
         return self._running.wake
 
+    @property
     def persona(self) -> PersonaService | None:
         return self._running.persona
 

@@ -1,7 +1,7 @@
 """The grammar and keyphrase recognisers load a dictionary of their own words only.
 
 pocketsphinx reads its full 135,000-word dictionary in one call holding the GIL (~140 ms: a stall
-of the Trio loop when the decoder is built in a thread); ``_dictionary_of`` filters it in Python
+of the Trio loop when the decoder is built in a thread); ``dictionary_of`` filters it in Python
 first. These tests pin what the filtered dictionary holds and that it does not outlive the build.
 """
 
@@ -13,8 +13,9 @@ from pathlib import Path
 import pocketsphinx
 import pytest
 
+from trioworks.services._sphinx import dictionary_of
 from trioworks.services.stt import SttConfig, SttConfigError
-from trioworks.services.stt._recognizer import Recognizer, _dictionary_of
+from trioworks.services.stt._recognizer import Recognizer
 
 FULL = Path(pocketsphinx.Config()["dict"])
 
@@ -24,7 +25,7 @@ def _entries(path: Path, words: set[str]) -> list[str]:
 
 
 def test_dictionary_holds_every_pronunciation_of_the_words_and_nothing_else(tmp_path: Path) -> None:
-    small = Path(_dictionary_of(str(FULL), ["What is THE  weather", "the timer"]))
+    small = Path(dictionary_of(str(FULL), ["What is THE  weather", "the timer"]))
     try:
         lines = small.read_text().splitlines()
     finally:

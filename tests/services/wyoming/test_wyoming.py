@@ -23,13 +23,11 @@ from _collector import Collector
 from _services import free_port
 from trioworks.bus import Bus, InProcessBroker, InProcessTransport, ServiceFailed, TtsSay
 from trioworks.core import Metrics, find_error
-from trioworks.services.stt import SttConfig, SttConfigError, SttService, pcm_source
-from trioworks.services.tts import TtsConfig, TtsConfigError, TtsService
+from trioworks.services.stt import SttConfig, SttConfigError, SttService, WyomingRecognizer, pcm_source
+from trioworks.services.tts import TtsConfig, TtsConfigError, TtsService, WyomingSynthesizer
 from trioworks.services.wake import WakeConfig, WakeConfigError, WakeService
 from trioworks.services.wyoming import (
     WyomingError,
-    WyomingRecognizer,
-    WyomingSynthesizer,
     describe,
     parse_url,
 )

@@ -17,6 +17,7 @@ from ._config import SttConfig, SttConfigError
 from ._recognizer import Recognition, Recognizer, VoiceUnavailable, grammar_for
 from ._service import SttService
 from ._sources import AudioSource, mic_source, pcm_source, stream_source, wav_source
+from ._wyoming import WyomingRecognizer
 
 __all__ = [
     "AsyncRecognizer",
@@ -32,6 +33,7 @@ __all__ = [
     "SttService",
     "ThreadRecognizer",
     "VoiceUnavailable",
+    "WyomingRecognizer",
     "grammar_for",
     "mic_source",
     "open_recognizer",

@@ -25,6 +25,7 @@ from ...core import read_exactly, run_in_thread, start_process, stop_process
 from ._config import SttConfig, SttConfigError
 from ._recognizer import Recognition, Recognizer, VoiceUnavailable
 from ._worker import config_to_json
+from ._wyoming import WyomingRecognizer
 
 __all__ = ["AsyncRecognizer", "ProcessRecognizer", "RecognizerDied", "ThreadRecognizer", "open_recognizer"]
 
@@ -156,8 +157,6 @@ async def open_recognizer(config: SttConfig, limiter: trio.CapacityLimiter) -> A
     """The backend ``config.backend`` asks for (``auto``: a thread for grammars and keyphrases,
     a process for a language model), or the Wyoming server of ``config.url``."""
     if config.url is not None:
-        from ..wyoming import WyomingRecognizer  # here: wyoming imports this package
-
         await trio.lowlevel.checkpoint()
         return WyomingRecognizer(config.url, limiter)
     backend = config.backend

@@ -77,7 +77,7 @@ class SttConfig:
     """Audio per call into the decoder thread (and per read from a source)."""
     url: str | None = attrs.field(default=None, validator=wyoming_url(SttConfigError))
     """A Wyoming ASR server (``tcp://host:10300``, e.g. faster-whisper) to transcribe instead of
-    pocketsphinx (:class:`~trioworks.services.wyoming.WyomingRecognizer`); None: pocketsphinx."""
+    pocketsphinx (:class:`~trioworks.services.stt.WyomingRecognizer`); None: pocketsphinx."""
 
     def __attrs_post_init__(self) -> None:
         chosen = [

@@ -17,6 +17,7 @@ from typing import Any, Literal
 import attrs
 
 from .._audio import STT_RATE, pcm_seconds
+from .._sphinx import dictionary_of
 from ._config import SttConfig, SttConfigError
 
 __all__ = ["Recognition", "Recognizer", "VoiceUnavailable", "grammar_for"]
@@ -46,23 +47,6 @@ def grammar_for(phrases: tuple[str, ...]) -> str:
     """A JSGF grammar accepting exactly ``phrases`` (lower-cased, whitespace-normalised)."""
     alternatives = " | ".join(f"( {' '.join(p.lower().split())} )" for p in phrases)
     return f"#JSGF V1.0;\ngrammar trioworks;\npublic <utterance> = {alternatives};\n"
-
-
-def _dictionary_of(full_dict: str, phrases: list[str]) -> str:
-    """A temporary pronunciation dictionary holding only the entries of the words in ``phrases``.
-
-    Why: pocketsphinx reads its whole 135,000-word dictionary inside one call that holds the GIL
-    (~140 ms here), which stalls the Trio loop when the decoder is built in a thread. Filtering
-    the file here is plain Python, which lets the loop run between bytecodes, and the decoder
-    then loads in ~10 ms. A word missing from the dictionary is missing from this one too, so
-    the caller's unknown-word check is unchanged. The caller deletes the file.
-    """
-    words = {word for phrase in phrases for word in phrase.lower().split()}
-    fd, path = tempfile.mkstemp(suffix=".dict", text=True)
-    with os.fdopen(fd, "w", encoding="utf-8") as out, open(full_dict, encoding="utf-8") as entries:
-        # Lines are "word phones..." or "word(2) phones..." for alternative pronunciations.
-        out.writelines(line for line in entries if line.split(" ", 1)[0].split("(", 1)[0] in words)
-    return path
 
 
 def _import_pocketsphinx() -> Any:  # the module; pocketsphinx has no type information
@@ -115,7 +99,7 @@ class Recognizer:
         if config.dict_path is not None:
             kwargs["dict"] = str(config.dict_path)
         elif config.phrases or config.keyphrases:
-            small_dict = kwargs["dict"] = _dictionary_of(
+            small_dict = kwargs["dict"] = dictionary_of(
                 ps.Config()["dict"], [*config.phrases, *(p for p, _ in config.keyphrases)]
             )
         if config.lm_path is not None:

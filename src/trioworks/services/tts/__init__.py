@@ -13,6 +13,7 @@ from ._config import DEFAULT_OUT_DIR, TtsConfig, TtsConfigError
 from ._service import TtsService
 from ._sinks import CommandSink, Output, Sink, WavSink, detect_player
 from ._synth import Synthesis, SynthesisError, Synthesizer, synthesize
+from ._wyoming import WyomingSynthesizer
 
 __all__ = [
     "DEFAULT_OUT_DIR",
@@ -29,6 +30,7 @@ __all__ = [
     "TtsConfigError",
     "TtsService",
     "WavSink",
+    "WyomingSynthesizer",
     "detect_player",
     "synthesize",
 ]

@@ -75,7 +75,7 @@ class TtsConfig:
     ``stopped`` (reason ``queue full``) and the ``tts.say.dropped`` counter."""
     url: str | None = attrs.field(default=None, validator=wyoming_url(TtsConfigError))
     """A Wyoming TTS server (``tcp://host:10200``, e.g. piper) to synthesize instead of espeak-ng
-    (:class:`~trioworks.services.wyoming.WyomingSynthesizer`, with ``wyoming_voice``); None: espeak-ng."""
+    (:class:`~trioworks.services.tts.WyomingSynthesizer`, with ``wyoming_voice``); None: espeak-ng."""
     wyoming_voice: str | None = None
     """The voice name sent to the Wyoming server (None: its default)."""
     stop_on_llm_cancel: bool = True

@@ -30,6 +30,7 @@ from ._clock import PlaybackClock
 from ._config import TtsConfig
 from ._sinks import CommandSink, Output, Sink, WavSink, detect_player
 from ._synth import Synthesizer, espeak_voices, has_voice, synthesize
+from ._wyoming import WyomingSynthesizer
 
 __all__ = ["TtsService"]
 
@@ -116,8 +117,6 @@ class TtsService(Service):
         self.config = config if config is not None else TtsConfig()
         self._synthesizer = synthesizer
         if synthesizer is synthesize and self.config.url is not None:
-            from ..wyoming import WyomingSynthesizer  # here: wyoming imports this package
-
             self._synthesizer = WyomingSynthesizer(self.config.url, voice=self.config.wyoming_voice)
         self._given_sink = sink
         self.file_limiter = trio.CapacityLimiter(1)

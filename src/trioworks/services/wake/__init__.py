@@ -6,13 +6,14 @@
   :data:`CANCEL_PHRASES`.
 - :class:`Spotter`: the blocking pocketsphinx spotter (:class:`Detection`), run by the service
   through :class:`ThreadDetector`; any :class:`AsyncDetector` can replace it (a Wyoming server:
-  :class:`trioworks.services.wyoming.WyomingWake`).
+  :class:`trioworks.services.wake.WyomingWake`).
 """
 
 from ._config import CANCEL_PHRASES, WakeConfig, WakeConfigError
 from ._detector import AsyncDetector, ThreadDetector
 from ._service import WakeService
 from ._spotter import Detection, Spotter
+from ._wyoming import WyomingWake
 
 __all__ = [
     "CANCEL_PHRASES",
@@ -23,4 +24,5 @@ __all__ = [
     "WakeConfig",
     "WakeConfigError",
     "WakeService",
+    "WyomingWake",
 ]

@@ -99,7 +99,7 @@ class WakeConfig:
     cancel_phrases: frozenset[str] = attrs.field(default=CANCEL_PHRASES, converter=_phrases)
     url: str | None = attrs.field(default=None, validator=wyoming_url(WakeConfigError))
     """A Wyoming wake server (``tcp://host:10400``, e.g. openWakeWord) to detect instead of
-    pocketsphinx (:class:`~trioworks.services.wyoming.WyomingWake`, listening for
+    pocketsphinx (:class:`~trioworks.services.wake.WyomingWake`, listening for
     ``wyoming_names``); None: pocketsphinx spotting of ``phrase``."""
     wyoming_names: tuple[str, ...] = attrs.field(default=(), converter=_names)
     """The wake word models the Wyoming server listens for (empty: its own)."""

@@ -3,7 +3,7 @@
 - :class:`ThreadDetector`: the pocketsphinx :class:`Spotter` through
   :func:`~trioworks.core.run_in_thread` on a one-slot limiter, 100 ms of audio per call: each
   call holds the GIL only for that chunk's keyphrase search, so the loop runs between calls.
-- :class:`~trioworks.services.wyoming.WyomingWake` (``wake_url``): a Wyoming wake server.
+- :class:`~trioworks.services.wake.WyomingWake` (``wake_url``): a Wyoming wake server.
 """
 
 from __future__ import annotations

@@ -29,6 +29,7 @@ from ..stt import AudioSource
 from ._config import WakeConfig
 from ._detector import AsyncDetector, ThreadDetector
 from ._spotter import Detection
+from ._wyoming import WyomingWake
 
 __all__ = ["WakeService"]
 
@@ -62,7 +63,7 @@ class WakeService(Service):
 
     Detections closer than ``config.min_retrigger`` s to the previous one are ignored.
 
-    Where detection runs: ``detector`` (tests, a :class:`~trioworks.services.wyoming.WyomingWake`)
+    Where detection runs: ``detector`` (tests, a :class:`~trioworks.services.wake.WyomingWake`)
     or the pocketsphinx spotter in a worker thread on :attr:`detector_limiter` (one slot).
 
     Lifecycle: :class:`~trioworks.bus.Service`'s; routes ``tts/status`` and ``stt/final``,
@@ -118,8 +119,6 @@ class WakeService(Service):
         """Load the spotter (in a thread) unless a detector was given."""
         detector = self._given_detector
         if detector is None and self.config.url is not None:
-            from ..wyoming import WyomingWake  # here: wyoming imports this package
-
             detector = WyomingWake(self.config.url, names=list(self.config.wyoming_names) or None)
         if detector is None:
             detector = await ThreadDetector.open(self.config, self.detector_limiter)

@@ -17,7 +17,8 @@ from typing import Any
 import attrs
 
 from .._audio import STT_RATE, pcm_seconds
-from ..stt._recognizer import VoiceUnavailable, _dictionary_of
+from .._sphinx import dictionary_of
+from ..stt import VoiceUnavailable
 from ._config import WakeConfig, WakeConfigError
 
 __all__ = ["Detection", "Spotter"]
@@ -66,7 +67,7 @@ class Spotter:
         self._decoder.start_utt()
 
     def _make_decoder(self, ps: Any, config: WakeConfig) -> Any:
-        small_dict = _dictionary_of(ps.Config()["dict"], [self.phrase])
+        small_dict = dictionary_of(ps.Config()["dict"], [self.phrase])
         try:
             with open(small_dict, "a", encoding="utf-8") as f:
                 f.writelines(f"{word} {' '.join(phones.split())}\n" for word, phones in config.words.items())

@@ -14,9 +14,21 @@ from typing import Any
 import attrs
 import trio
 
+from .._audio import STT_RATE
 from .._url import parse_url
 
-__all__ = ["WyomingConnection", "WyomingError", "WyomingEvent", "connect", "describe", "parse_url"]
+__all__ = [
+    "AUDIO_FORMAT",
+    "WyomingConnection",
+    "WyomingError",
+    "WyomingEvent",
+    "connect",
+    "describe",
+    "parse_url",
+]
+
+AUDIO_FORMAT: dict[str, int] = {"rate": STT_RATE, "width": 2, "channels": 1}
+"""The audio the services exchange with Wyoming servers: 16 kHz, 16-bit, mono."""
 
 MAX_HEADER = 64 * 1024
 """A header line longer than this is malformed (a server speaking something else)."""
