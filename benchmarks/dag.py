@@ -388,7 +388,8 @@ async def sync_sleeps(side: Side, ctx: Context) -> dict[str, float]:
 
 async def failure_among_siblings(side: Side, ctx: Context) -> dict[str, float]:
     """``siblings`` async nodes sleep, then append their finish time to a file; ``failer``
-    raises after FAIL_AFTER. Orphans: siblings that finish after the run has raised."""
+    raises after FAIL_AFTER (``after`` depends on it). Orphans: siblings that finish after the
+    run has raised."""
     s = ctx.sizes
     marks = os.path.join(ctx.tmp, "finished")
     g = Graph()
@@ -397,6 +398,10 @@ async def failure_among_siblings(side: Side, ctx: Context) -> dict[str, float]:
     g.async_(
         "failer", side.sleep_code(FAIL_AFTER) + "raise ValueError('injected failure')\nresult = {'v': 0}"
     )
+    # A dependent, so that the failure stops the run in Kailash's LocalRuntime semantics too
+    # (route_data keeps a failing *leaf* in the results and runs on).
+    g.sync("after", STEP)
+    g.connect("failer", "after", "x")
     wf, rt = await prepare(side, g, {"max_concurrent_nodes": s.siblings + 1, "thread_pool_size": 4})
     start = time.perf_counter()
     try:
