@@ -20,7 +20,7 @@ from trioworks.dag import (
     WorkflowBuilder,
     WorkflowExecutionError,
 )
-from trioworks.dag._runtime import _Run
+from trioworks.dag._scheduler import _Run
 
 
 def step(x: int) -> int:

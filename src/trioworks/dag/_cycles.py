@@ -29,8 +29,10 @@ from ._builder import Edge, Plan, _toposort
 from ._cycle_spec import ConvergenceExpression, convergence_namespace
 from ._errors import WorkflowExecutionError, WorkflowValidationError
 from ._nodes import NodeKind, NodeSpec
+from ._paths import _follow
 from ._result import NodeStatus
-from ._runtime import _NOT_TAKEN, _follow, _Run, register_cyclic_run
+from ._run_state import _NOT_TAKEN
+from ._scheduler import _Run
 
 __all__ = ["CyclicRun", "compile_cycles"]
 
@@ -465,6 +467,3 @@ class CyclicRun(_Run):
                 if edge.root == "false_output" and output["condition_result"]:
                     return True
         return False
-
-
-register_cyclic_run(CyclicRun)
