@@ -270,10 +270,20 @@ def _run_trio_sync(fn: Callable[[], Any]) -> Any:
 
 
 class AsyncNode(Node):
-    """A node whose work is ``async def async_run(self, **kwargs)``, awaited on the Trio loop."""
+    """A node whose work is ``async def async_run(self, **kwargs)``, awaited on the Trio loop.
+
+    Kailash users' ``async_run`` code written for asyncio (``asyncio.sleep``, ``asyncio.gather``,
+    aiohttp, ...) is detected per class and runs on a fresh asyncio loop in a worker thread;
+    cancelling the node cancels its asyncio task (see ``_asyncio_bridge``). Set
+    ``async_library = "asyncio"`` when the detection cannot see the asyncio use.
+    """
+
+    async_library: str | None = None
+    """``"asyncio"`` or ``"trio"``: the library ``async_run`` needs; ``None`` (default): detected
+    from the class's code (asyncio-only code runs on an asyncio loop in a worker thread)."""
 
     def run(self, **kwargs: Any) -> dict[str, Any]:
-        return _run_trio_sync(functools.partial(self.async_run, **kwargs))
+        return _run_trio_sync(functools.partial(self._await_run, kwargs))
 
     async def async_run(self, **kwargs: Any) -> dict[str, Any]:
         raise NotImplementedError(f"{type(self).__name__} must implement async_run")
@@ -281,7 +291,7 @@ class AsyncNode(Node):
     async def execute_async(self, **runtime_inputs: Any) -> dict[str, Any]:
         try:
             validated = self.validate_inputs(**self._merged_inputs(runtime_inputs))
-            return self.validate_outputs(await self.async_run(**validated))
+            return self.validate_outputs(await self._await_run(validated))
         except (NodeValidationError, NodeExecutionError):
             raise
         except Exception as exc:
@@ -291,6 +301,17 @@ class AsyncNode(Node):
 
     def execute(self, **runtime_inputs: Any) -> dict[str, Any]:
         return _run_trio_sync(functools.partial(self.execute_async, **runtime_inputs))
+
+    async def _await_run(self, kwargs: dict[str, Any]) -> Any:
+        # A Kailash user's async_run written for asyncio (asyncio.sleep, aiohttp, ...) runs on
+        # an asyncio loop in a worker thread; a Trio-native one on the Trio loop.
+        import sniffio
+
+        from ._asyncio_bridge import run_on_asyncio, uses_asyncio
+
+        if uses_asyncio(type(self)) and sniffio.current_async_library() == "trio":
+            return await run_on_asyncio(functools.partial(self.async_run, **kwargs))
+        return await self.async_run(**kwargs)
 
 
 # --- registry -------------------------------------------------------------------
