@@ -642,7 +642,14 @@ class WorkflowBuilder:
         self, from_node: str, from_output: str, to_node: str, to_input: str
     ) -> WorkflowBuilder:
         """Connect one output path of ``from_node`` to one input of ``to_node``."""
-        # Unknown nodes are reported by build(): nodes may be added after their connections.
+        # Kailash's order: both nodes must exist already.
+        for role, node_id in (("Source", from_node), ("Target", to_node)):
+            if node_id not in self.nodes:
+                raise WorkflowValidationError(
+                    f"{role} node '{node_id}' not found in workflow{did_you_mean(node_id, self.nodes)}: "
+                    f"connection {from_node}.{from_output} -> {to_node}.{to_input}; "
+                    f"nodes: {sorted(self.nodes)} (add a node before connecting it)"
+                )
         if from_node == to_node:
             raise ConnectionError(
                 f"Cannot connect node '{from_node}' to itself ({from_node}.{from_output} -> "
@@ -679,6 +686,14 @@ class WorkflowBuilder:
             )
         if mapping:
             for out, inp in mapping.items():
+                if to_node not in self.nodes and from_node in self.nodes and out in self.nodes:
+                    # The seed document's form: connect("a", "result.x", mapping={"b": "y"}).
+                    raise WorkflowValidationError(
+                        f"connect({from_node!r}, {to_node!r}, mapping={{{out!r}: {inp!r}}}) looks like "
+                        f"connect(from_node, output_path, mapping={{to_node: input}}), which Kailash does not "
+                        f"support either; write add_connection({from_node!r}, {to_node!r}, {out!r}, {inp!r}) or "
+                        f"connect({from_node!r}, {out!r}, mapping={{{to_node!r}: {inp!r}}})"
+                    )
                 self._via_connect.add(len(self.connections))
                 self.add_connection(from_node, out, to_node, inp)
         elif from_output and to_input:
@@ -805,24 +820,11 @@ class WorkflowBuilder:
         for spec in self._specs.values():
             wf._add_spec(spec)
         seen: set[tuple[str, str, str, str]] = set()
-        for i, c in enumerate(self.connections):
+        for c in self.connections:
             if c.get("is_workflow_input"):
                 continue  # given by the workflow inputs (add_input_connection)
             key = (c["from_node"], c["from_output"], c["to_node"], c["to_input"])
             where = f"connection {key[0]}.{key[1]} -> {key[2]}.{key[3]}"
-            if (
-                key[2] not in self.nodes
-                and i in self._via_connect
-                and key[0] in self.nodes
-                and key[1] in self.nodes
-            ):
-                # The seed document's form: connect("a", "result.x", mapping={"b": "y"}).
-                raise WorkflowValidationError(
-                    f"connect({key[0]!r}, {key[2]!r}, mapping={{{key[1]!r}: {key[3]!r}}}) looks like "
-                    f"connect(from_node, output_path, mapping={{to_node: input}}), which Kailash does not "
-                    f"support either; write add_connection({key[0]!r}, {key[2]!r}, {key[1]!r}, {key[3]!r}) or "
-                    f"connect({key[0]!r}, {key[1]!r}, mapping={{{key[2]!r}: {key[3]!r}}})"
-                )
             if key in seen:
                 raise ConnectionError(f"duplicate {where}")
             seen.add(key)
