@@ -234,8 +234,29 @@ class Workflow:
         return any(c.cycle for c in self.connections)
 
     def validate(self, runtime_parameters: Mapping[str, Any] | None = None) -> None:
-        """Compile the workflow; raises :class:`WorkflowValidationError` if it cannot run."""
-        self.plan()
+        """Compile the workflow; raises :class:`WorkflowValidationError` if it cannot run.
+
+        As Kailash's: a node object's required parameter (``required=True``, no default) must
+        come from its config, a connection, or ``runtime_parameters`` (node-scoped
+        ``{node_id: {name: value}}`` or workflow-level ``{name: value}``); otherwise the error
+        names the node and the missing inputs.
+        """
+        plan = self.plan()
+        params = dict(getattr(self, "workflow_parameters", None) or {})
+        params.update(runtime_parameters or {})
+        inputs = getattr(self, "workflow_inputs", None) or {}
+        connected: dict[str, set[str]] = {}
+        for c in self.connections:
+            connected.setdefault(c.target_node, set()).add(c.target_input)
+        for node_id, spec in plan.nodes.items():
+            if spec.instance is None:
+                continue  # native nodes: the runtime checks their inputs before running
+            missing = _missing_required(spec.instance, node_id, params, connected, inputs, plan.nodes)
+            if missing:
+                raise WorkflowValidationError(
+                    f"Node '{node_id}' missing required inputs: {missing}. "
+                    "Provide these inputs via connections, node configuration, or runtime parameters"
+                )
 
     def to_dict(self) -> dict[str, Any]:
         """Kailash's dict form (``nodes`` with ``node_type``/``config``, ``connections``)."""
@@ -318,6 +339,38 @@ class Workflow:
 
     def __repr__(self) -> str:
         return f"Workflow({self.workflow_id!r}, nodes={list(self.nodes)})"
+
+
+def _missing_required(
+    instance: Any,
+    node_id: str,
+    params: Mapping[str, Any],
+    connected: Mapping[str, set[str]],
+    inputs: Mapping[str, Mapping[str, str]],
+    nodes: Mapping[str, NodeSpec],
+) -> list[str]:
+    """The required parameters of a node object that nothing will give."""
+    try:
+        declared = instance.get_parameters()
+    except Exception as exc:
+        raise WorkflowValidationError(f"Failed to get parameters for node '{node_id}': {exc}") from exc
+    config = dict(getattr(instance, "config", None) or {})
+    nested = config.get("config")
+    scoped = params.get(node_id)
+    given = set(config) | connected.get(node_id, set()) | set(inputs.get(node_id, {}).values())
+    given |= set(nested) if isinstance(nested, Mapping) else set()
+    given |= set(scoped) if isinstance(scoped, Mapping) else set()
+    given |= {k for k in params if k not in nodes}
+    missing = []
+    for name, p in declared.items():
+        if not getattr(p, "required", False) or getattr(p, "default", None) is not None or name in given:
+            continue
+        if getattr(p, "auto_map_from", None) or getattr(p, "workflow_alias", None):
+            given_alias = {*(p.auto_map_from or []), p.workflow_alias} & set(params)
+            if given_alias:
+                continue
+        missing.append(name)
+    return missing
 
 
 def _compile(wf: Workflow) -> Plan:

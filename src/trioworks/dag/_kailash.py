@@ -13,7 +13,7 @@ from typing import Any
 
 from ._errors import RuntimeExecutionError
 from ._resources import ResourceRegistry
-from ._runtime import AsyncLocalRuntime
+from ._runtime import CONDITIONAL_MODES, AsyncLocalRuntime, check_mode
 
 __all__ = ["LocalRuntime"]
 
@@ -38,6 +38,8 @@ class LocalRuntime(AsyncLocalRuntime):
         **options: Any,
     ) -> None:
         options.pop("debug", None)
+        # None means "the native default" on AsyncLocalRuntime; Kailash's LocalRuntime refuses it.
+        check_mode("conditional_execution", conditional_execution, CONDITIONAL_MODES)
         own = {k: options.pop(k) for k in list(options) if k in _NATIVE}
         super().__init__(
             resource_registry=resource_registry,

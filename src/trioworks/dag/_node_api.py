@@ -481,7 +481,12 @@ class PythonCodeNode(Node):
                 return {"result": namespace["result"]}
             return exported_variables(namespace, kwargs)
         if self.function is not None:
-            return {"result": self.function(**kwargs)}
+            value = self.function(**kwargs)
+            # Kailash's "smart wrapping": a function that already returns {"result": v} is
+            # not wrapped again.
+            if isinstance(value, dict) and len(value) == 1 and "result" in value:
+                return value
+            return {"result": value}
         assert self.class_type is not None
         instance = self.class_type()
         return {"result": getattr(instance, self.process_method or "process")(**kwargs)}
@@ -704,12 +709,29 @@ def merge_run(kwargs: Mapping[str, Any]) -> dict[str, Any]:
     raise ValueError(f"Unknown merge type: {merge_type}")
 
 
+MERGE_TYPES = ("concat", "zip", "merge_dict")
+
+
+class _UnknownMergeType(NodeExecutionError, ValueError):
+    """A bad ``merge_type``: Kailash's ``NodeExecutionError``, and a ``ValueError`` (bad config)."""
+
+
 @register_node()
 class MergeNode(Node):
     """Merges ``data1``..``data5`` (``merge_type``: ``concat``, ``zip``, ``merge_dict``)."""
 
     def get_parameters(self) -> dict[str, NodeParameter]:
         return dict(MERGE_PARAMETERS)
+
+    def execute(self, **runtime_inputs: Any) -> dict[str, Any]:
+        """As :meth:`Node.execute`; an unknown ``merge_type`` is refused before merging."""
+        merge_type = {**self.config, **runtime_inputs}.get("merge_type", "concat")
+        if merge_type not in MERGE_TYPES:
+            raise _UnknownMergeType(
+                f"Node '{self.id}' execution failed: ValueError: Unknown merge type: {merge_type}; "
+                f"merge_type must be one of {', '.join(MERGE_TYPES)}"
+            )
+        return super().execute(**runtime_inputs)
 
     def run(self, **kwargs: Any) -> dict[str, Any]:
         return merge_run(kwargs)
