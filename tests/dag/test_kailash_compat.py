@@ -234,3 +234,18 @@ def test_a_node_object_missing_a_required_input_is_refused_before_running() -> N
     assert LocalRuntime().execute(wf, parameters={"needs": {"x": 1}})[0] == {"needs": {"x": 1}}
     assert LocalRuntime().execute(wf, parameters={"x": 2})[0] == {"needs": {"x": 2}}
     assert ran == [1, 2]
+
+
+def test_a_failed_local_runtime_run_is_also_kailash_runtime_execution_error() -> None:
+    from trioworks.dag import RuntimeExecutionError
+
+    wf = Workflow("w", "w")
+    wf.add_node("a", PythonCodeNode(name="a", code="raise ValueError('boom')"))
+    wf.add_node("b", PythonCodeNode(name="b", code="result = input"))
+    wf.connect("a", "b", {"result": "input"})
+    with pytest.raises(RuntimeExecutionError, match="node 'a' failed: ValueError: boom") as info:
+        LocalRuntime().execute(wf)
+    assert isinstance(info.value, WorkflowExecutionError)
+    assert info.value.node_id == "a"
+    assert isinstance(info.value.__cause__, ValueError)
+    assert info.value.result is not None

@@ -439,7 +439,7 @@ def _check_connection(nodes: Mapping[str, NodeSpec], c: Connection, strict: bool
     edge = Edge(c.source_node, c.source_output, c.target_node, c.target_input)
     if not isinstance(c.target_input, str) or not c.target_input:
         raise WorkflowValidationError(
-            f"{where}: input name must be a non-empty string, got {c.target_input!r}"
+            f"{where}: an input name is required (a non-empty string), got {c.target_input!r}"
         )
     if c.target_input in target.resources:
         raise WorkflowValidationError(
