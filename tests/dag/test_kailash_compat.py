@@ -249,3 +249,12 @@ def test_a_failed_local_runtime_run_is_also_kailash_runtime_execution_error() ->
     assert info.value.node_id == "a"
     assert isinstance(info.value.__cause__, ValueError)
     assert info.value.result is not None
+
+
+def test_a_code_node_missing_an_input_says_missing() -> None:
+    from trioworks.dag import NodeInputError
+
+    wf = Workflow("w", "w")
+    wf.add_node("n", PythonCodeNode(name="n", code="result = {'value': input_data}"))
+    with pytest.raises(NodeInputError, match="node 'n', input 'input_data': required but missing"):
+        LocalRuntime(connection_validation="strict").execute(wf)

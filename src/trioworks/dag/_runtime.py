@@ -450,7 +450,7 @@ class _Run:
                 raise NodeInputError(
                     node_id,
                     name,
-                    "required, but no connection, config value or workflow input gives it"
+                    "required but missing: no connection, config value or workflow input gives it"
                     f"{did_you_mean(name, self.shared)}",
                 )
 
