@@ -258,3 +258,27 @@ def test_a_code_node_missing_an_input_says_missing() -> None:
     wf.add_node("n", PythonCodeNode(name="n", code="result = {'value': input_data}"))
     with pytest.raises(NodeInputError, match="node 'n', input 'input_data': required but missing"):
         LocalRuntime(connection_validation="strict").execute(wf)
+
+
+async def test_thread_pool_is_an_executor_until_cleanup() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    runtime = AsyncLocalRuntime(thread_pool_size=3)
+    pool = runtime.thread_pool
+    assert isinstance(pool, ThreadPoolExecutor)
+    assert runtime.thread_pool is pool  # one executor, not a new one per access
+    assert pool.submit(sum, [1, 2]).result() == 3
+    await runtime.cleanup()
+    with pytest.raises(RuntimeError, match="shutdown"):
+        pool.submit(sum, [1])
+    await runtime.cleanup()  # idempotent
+
+
+def test_closing_a_runtime_shuts_its_thread_pool_down() -> None:
+    runtime = LocalRuntime()
+    pool = runtime.thread_pool
+    assert pool is not None
+    runtime.close()
+    assert runtime.thread_pool is None
+    with pytest.raises(RuntimeError, match="shutdown"):
+        pool.submit(sum, [1])
