@@ -282,3 +282,18 @@ def test_closing_a_runtime_shuts_its_thread_pool_down() -> None:
     assert runtime.thread_pool is None
     with pytest.raises(RuntimeError, match="shutdown"):
         pool.submit(sum, [1])
+
+
+def test_async_with_from_asyncio_shuts_the_thread_pool_down() -> None:
+    import asyncio
+
+    async def use() -> Any:
+        async with AsyncLocalRuntime() as rt:
+            pool = rt.thread_pool
+            assert pool is not None
+        return rt, pool
+
+    rt, pool = asyncio.run(use())
+    assert rt.thread_pool is None
+    with pytest.raises(RuntimeError, match="shutdown"):
+        pool.submit(sum, [1])

@@ -60,7 +60,7 @@ class RuntimeLifecycle:
         work, in a worker thread) and clean up the resource registry's resources. Idempotent."""
         pool, self._thread_pool = self._thread_pool, None
         if pool is not None:
-            await run_in_thread(functools.partial(pool.shutdown, wait=True), limiter=trio.CapacityLimiter(1))
+            await await_in_trio(functools.partial(_shutdown, pool))
         await self.cleanup_resources()  # type: ignore[attr-defined]
 
     def acquire(self) -> Any:
@@ -133,3 +133,7 @@ async def await_in_trio(fn: Callable[[], Awaitable[T]]) -> T:
     import anyio.to_thread  # httpx's own dependency: awaits a thread on the caller's asyncio loop
 
     return await anyio.to_thread.run_sync(trio.run, fn)
+
+
+async def _shutdown(pool: ThreadPoolExecutor) -> None:
+    await run_in_thread(functools.partial(pool.shutdown, wait=True), limiter=trio.CapacityLimiter(1))
