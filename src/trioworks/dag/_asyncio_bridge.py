@@ -23,7 +23,7 @@ import functools
 import threading
 import types
 from collections.abc import Callable, Coroutine, Iterator
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import trio
 
@@ -62,12 +62,12 @@ def _functions(cls: type) -> Iterator[types.FunctionType]:
                 value = value.__func__
             elif isinstance(value, property):
                 value = value.fget
-            value = inspect_unwrap(value)
+            value = _unwrap(value)
             if isinstance(value, types.FunctionType):
                 yield value
 
 
-def inspect_unwrap(value: Any) -> Any:
+def _unwrap(value: Any) -> Any:
     while hasattr(value, "__wrapped__"):
         value = value.__wrapped__
     return value
@@ -90,7 +90,7 @@ def uses_asyncio(cls: type) -> bool:
     return bool(packages & _ASYNCIO_ONLY) and "trio" not in packages
 
 
-class _AsyncioCall:
+class _AsyncioCall(Generic[T]):
     """One coroutine on its own asyncio loop, cancellable from the Trio side."""
 
     def __init__(self, make: Callable[[], Coroutine[Any, Any, T]]) -> None:

@@ -20,8 +20,10 @@ from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 import attrs
+import sniffio
 import trio
 
+from ._asyncio_bridge import run_on_asyncio, uses_asyncio
 from ._errors import NodeConfigurationError, NodeExecutionError, NodeValidationError
 
 __all__ = [
@@ -305,10 +307,6 @@ class AsyncNode(Node):
     async def _await_run(self, kwargs: dict[str, Any]) -> Any:
         # A Kailash user's async_run written for asyncio (asyncio.sleep, aiohttp, ...) runs on
         # an asyncio loop in a worker thread; a Trio-native one on the Trio loop.
-        import sniffio
-
-        from ._asyncio_bridge import run_on_asyncio, uses_asyncio
-
         if uses_asyncio(type(self)) and sniffio.current_async_library() == "trio":
             return await run_on_asyncio(functools.partial(self.async_run, **kwargs))
         return await self.async_run(**kwargs)
