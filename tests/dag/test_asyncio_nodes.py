@@ -119,3 +119,15 @@ async def test_an_asyncio_node_error_names_the_node() -> None:
     builder.add_node(Fails, "fails", {})
     with pytest.raises(Exception, match=r"fails.*ValueError: boom"):
         await AsyncLocalRuntime().execute_workflow_async(builder.build(), {})
+
+
+async def test_async_code_using_asyncio_runs_on_asyncio() -> None:
+    builder = WorkflowBuilder()
+    code = "import asyncio\nimport sniffio\nawait asyncio.sleep(0)\nresult = {'x': x * 2, 'lib': sniffio.current_async_library()}"
+    builder.add_node("AsyncPythonCodeNode", "aio", {"code": code})
+    builder.add_node(
+        "AsyncPythonCodeNode", "native", {"code": "import trio\nawait trio.sleep(0)\nresult = 1"}
+    )
+    results, _ = await AsyncLocalRuntime().execute_workflow_async(builder.build(), {"aio": {"x": 21}})
+    assert results["aio"] == {"result": {"x": 42, "lib": "asyncio"}}
+    assert results["native"] == {"result": 1}

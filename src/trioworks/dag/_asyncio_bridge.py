@@ -29,7 +29,7 @@ import trio
 
 from ..core import CancelOutcome, run_in_thread
 
-__all__ = ["ASYNCIO_NODE_THREADS", "run_on_asyncio", "uses_asyncio"]
+__all__ = ["ASYNCIO_NODE_THREADS", "code_uses_asyncio", "run_on_asyncio", "uses_asyncio"]
 
 T = TypeVar("T")
 
@@ -88,6 +88,14 @@ def uses_asyncio(cls: type) -> bool:
                 if name in fn.__globals__:
                     packages.add(_top_package(fn.__globals__[name]))
     return bool(packages & _ASYNCIO_ONLY) and "trio" not in packages
+
+
+@functools.cache
+def code_uses_asyncio(code: types.CodeType) -> bool:
+    """True if an ``AsyncPythonCodeNode``'s code names ``asyncio`` (or an asyncio-only
+    library) and not ``trio``: its top-level awaits then run on an asyncio loop in a thread."""
+    names = {name for c in _code_objects(code) for name in c.co_names}
+    return bool(names & _ASYNCIO_ONLY) and "trio" not in names
 
 
 class _AsyncioCall(Generic[T]):
