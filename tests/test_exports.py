@@ -165,6 +165,7 @@ PUBLIC: dict[str, set[str]] = {
         "KailashException",
         "LLMAgentNode",
         "LocalRuntime",
+        "LocalRuntimeExecutionError",
         "MappingPathError",
         "MergeNode",
         "NODE_TYPES",

@@ -184,3 +184,116 @@ def test_execute_workflow_async_can_be_awaited_from_asyncio() -> None:
     results, run_id = asyncio.run(main())
     assert results == {"a": {"result": {"x": 1}}}
     assert run_id
+
+
+def test_from_function_does_not_wrap_a_result_dict_twice() -> None:
+    def keep(data: list[float], threshold: float = 0.5) -> dict[str, Any]:
+        return {"result": [x for x in data if x > threshold]}
+
+    node = PythonCodeNode.from_function(keep)
+    assert node.execute(data=[0.1, 0.6]) == {"result": [0.6]}
+    assert node.execute(data=[0.6, 0.8], threshold=0.7) == {"result": [0.8]}
+    # Any other return value is wrapped, a dict with more keys included.
+    assert PythonCodeNode.from_function(lambda: {"a": 1, "result": 2}).execute() == {
+        "result": {"a": 1, "result": 2}
+    }
+
+
+def test_an_unknown_merge_type_is_a_value_error_and_a_node_execution_error() -> None:
+    from trioworks.dag import MergeNode, NodeExecutionError
+
+    with pytest.raises(ValueError, match="Unknown merge type: sideways") as info:
+        MergeNode().execute(data1=[1], data2=[2], merge_type="sideways")
+    assert isinstance(info.value, NodeExecutionError)
+    assert "concat, zip, merge_dict" in str(info.value)
+
+
+@pytest.mark.parametrize("mode", [None, "", "skip", 1])
+def test_local_runtime_refuses_a_bad_conditional_execution(mode: Any) -> None:
+    with pytest.raises(ValueError, match="Invalid conditional_execution mode"):
+        LocalRuntime(conditional_execution=mode)
+
+
+def test_a_node_object_missing_a_required_input_is_refused_before_running() -> None:
+    ran: list[int] = []
+
+    class Needs(Node):
+        def get_parameters(self) -> dict[str, NodeParameter]:
+            return {"x": NodeParameter(name="x", type=int, required=True)}
+
+        def run(self, **kwargs: Any) -> dict[str, Any]:
+            ran.append(kwargs["x"])
+            return {"x": kwargs["x"]}
+
+    wf = Workflow("w", "w")
+    wf.add_node("needs", Needs())
+    with pytest.raises(WorkflowValidationError, match=r"Node 'needs' missing required inputs: \['x'\]"):
+        LocalRuntime().execute(wf)
+    assert ran == []
+    # Given node-scoped or workflow-level, it runs.
+    assert LocalRuntime().execute(wf, parameters={"needs": {"x": 1}})[0] == {"needs": {"x": 1}}
+    assert LocalRuntime().execute(wf, parameters={"x": 2})[0] == {"needs": {"x": 2}}
+    assert ran == [1, 2]
+
+
+def test_a_failed_local_runtime_run_is_also_kailash_runtime_execution_error() -> None:
+    from trioworks.dag import RuntimeExecutionError
+
+    wf = Workflow("w", "w")
+    wf.add_node("a", PythonCodeNode(name="a", code="raise ValueError('boom')"))
+    wf.add_node("b", PythonCodeNode(name="b", code="result = input"))
+    wf.connect("a", "b", {"result": "input"})
+    with pytest.raises(RuntimeExecutionError, match="node 'a' failed: ValueError: boom") as info:
+        LocalRuntime().execute(wf)
+    assert isinstance(info.value, WorkflowExecutionError)
+    assert info.value.node_id == "a"
+    assert isinstance(info.value.__cause__, ValueError)
+    assert info.value.result is not None
+
+
+def test_a_code_node_missing_an_input_says_missing() -> None:
+    from trioworks.dag import NodeInputError
+
+    wf = Workflow("w", "w")
+    wf.add_node("n", PythonCodeNode(name="n", code="result = {'value': input_data}"))
+    with pytest.raises(NodeInputError, match="node 'n', input 'input_data': required but missing"):
+        LocalRuntime(connection_validation="strict").execute(wf)
+
+
+async def test_thread_pool_is_an_executor_until_cleanup() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    runtime = AsyncLocalRuntime(thread_pool_size=3)
+    pool = runtime.thread_pool
+    assert isinstance(pool, ThreadPoolExecutor)
+    assert runtime.thread_pool is pool  # one executor, not a new one per access
+    assert pool.submit(sum, [1, 2]).result() == 3
+    await runtime.cleanup()
+    with pytest.raises(RuntimeError, match="shutdown"):
+        pool.submit(sum, [1])
+    await runtime.cleanup()  # idempotent
+
+
+def test_closing_a_runtime_shuts_its_thread_pool_down() -> None:
+    runtime = LocalRuntime()
+    pool = runtime.thread_pool
+    assert pool is not None
+    runtime.close()
+    assert runtime.thread_pool is None
+    with pytest.raises(RuntimeError, match="shutdown"):
+        pool.submit(sum, [1])
+
+
+def test_async_with_from_asyncio_shuts_the_thread_pool_down() -> None:
+    import asyncio
+
+    async def use() -> Any:
+        async with AsyncLocalRuntime() as rt:
+            pool = rt.thread_pool
+            assert pool is not None
+        return rt, pool
+
+    rt, pool = asyncio.run(use())
+    assert rt.thread_pool is None
+    with pytest.raises(RuntimeError, match="shutdown"):
+        pool.submit(sum, [1])

@@ -234,8 +234,29 @@ class Workflow:
         return any(c.cycle for c in self.connections)
 
     def validate(self, runtime_parameters: Mapping[str, Any] | None = None) -> None:
-        """Compile the workflow; raises :class:`WorkflowValidationError` if it cannot run."""
-        self.plan()
+        """Compile the workflow; raises :class:`WorkflowValidationError` if it cannot run.
+
+        As Kailash's: a node object's required parameter (``required=True``, no default) must
+        come from its config, a connection, or ``runtime_parameters`` (node-scoped
+        ``{node_id: {name: value}}`` or workflow-level ``{name: value}``); otherwise the error
+        names the node and the missing inputs.
+        """
+        plan = self.plan()
+        params = dict(getattr(self, "workflow_parameters", None) or {})
+        params.update(runtime_parameters or {})
+        inputs = getattr(self, "workflow_inputs", None) or {}
+        connected: dict[str, set[str]] = {}
+        for c in self.connections:
+            connected.setdefault(c.target_node, set()).add(c.target_input)
+        for node_id, spec in plan.nodes.items():
+            if spec.instance is None:
+                continue  # native nodes: the runtime checks their inputs before running
+            missing = _missing_required(spec.instance, node_id, params, connected, inputs, plan.nodes)
+            if missing:
+                raise WorkflowValidationError(
+                    f"Node '{node_id}' missing required inputs: {missing}. "
+                    "Provide these inputs via connections, node configuration, or runtime parameters"
+                )
 
     def to_dict(self) -> dict[str, Any]:
         """Kailash's dict form (``nodes`` with ``node_type``/``config``, ``connections``)."""
@@ -320,6 +341,38 @@ class Workflow:
         return f"Workflow({self.workflow_id!r}, nodes={list(self.nodes)})"
 
 
+def _missing_required(
+    instance: Any,
+    node_id: str,
+    params: Mapping[str, Any],
+    connected: Mapping[str, set[str]],
+    inputs: Mapping[str, Mapping[str, str]],
+    nodes: Mapping[str, NodeSpec],
+) -> list[str]:
+    """The required parameters of a node object that nothing will give."""
+    try:
+        declared = instance.get_parameters()
+    except Exception as exc:
+        raise WorkflowValidationError(f"Failed to get parameters for node '{node_id}': {exc}") from exc
+    config = dict(getattr(instance, "config", None) or {})
+    nested = config.get("config")
+    scoped = params.get(node_id)
+    given = set(config) | connected.get(node_id, set()) | set(inputs.get(node_id, {}).values())
+    given |= set(nested) if isinstance(nested, Mapping) else set()
+    given |= set(scoped) if isinstance(scoped, Mapping) else set()
+    given |= {k for k in params if k not in nodes}
+    missing = []
+    for name, p in declared.items():
+        if not getattr(p, "required", False) or getattr(p, "default", None) is not None or name in given:
+            continue
+        if getattr(p, "auto_map_from", None) or getattr(p, "workflow_alias", None):
+            given_alias = {*(p.auto_map_from or []), p.workflow_alias} & set(params)
+            if given_alias:
+                continue
+        missing.append(name)
+    return missing
+
+
 def _compile(wf: Workflow) -> Plan:
     """Check the connections and index them; strict workflows get trioworks' extra checks."""
     nodes = {n: s for n, s in wf.nodes.items() if isinstance(s, NodeSpec)}
@@ -386,7 +439,7 @@ def _check_connection(nodes: Mapping[str, NodeSpec], c: Connection, strict: bool
     edge = Edge(c.source_node, c.source_output, c.target_node, c.target_input)
     if not isinstance(c.target_input, str) or not c.target_input:
         raise WorkflowValidationError(
-            f"{where}: input name must be a non-empty string, got {c.target_input!r}"
+            f"{where}: an input name is required (a non-empty string), got {c.target_input!r}"
         )
     if c.target_input in target.resources:
         raise WorkflowValidationError(
@@ -642,7 +695,14 @@ class WorkflowBuilder:
         self, from_node: str, from_output: str, to_node: str, to_input: str
     ) -> WorkflowBuilder:
         """Connect one output path of ``from_node`` to one input of ``to_node``."""
-        # Unknown nodes are reported by build(): nodes may be added after their connections.
+        # Kailash's order: both nodes must exist already.
+        for role, node_id in (("Source", from_node), ("Target", to_node)):
+            if node_id not in self.nodes:
+                raise WorkflowValidationError(
+                    f"{role} node '{node_id}' not found in workflow{did_you_mean(node_id, self.nodes)}: "
+                    f"connection {from_node}.{from_output} -> {to_node}.{to_input}; "
+                    f"nodes: {sorted(self.nodes)} (add a node before connecting it)"
+                )
         if from_node == to_node:
             raise ConnectionError(
                 f"Cannot connect node '{from_node}' to itself ({from_node}.{from_output} -> "
@@ -679,6 +739,14 @@ class WorkflowBuilder:
             )
         if mapping:
             for out, inp in mapping.items():
+                if to_node not in self.nodes and from_node in self.nodes and out in self.nodes:
+                    # The seed document's form: connect("a", "result.x", mapping={"b": "y"}).
+                    raise WorkflowValidationError(
+                        f"connect({from_node!r}, {to_node!r}, mapping={{{out!r}: {inp!r}}}) looks like "
+                        f"connect(from_node, output_path, mapping={{to_node: input}}), which Kailash does not "
+                        f"support either; write add_connection({from_node!r}, {to_node!r}, {out!r}, {inp!r}) or "
+                        f"connect({from_node!r}, {out!r}, mapping={{{to_node!r}: {inp!r}}})"
+                    )
                 self._via_connect.add(len(self.connections))
                 self.add_connection(from_node, out, to_node, inp)
         elif from_output and to_input:
@@ -805,24 +873,11 @@ class WorkflowBuilder:
         for spec in self._specs.values():
             wf._add_spec(spec)
         seen: set[tuple[str, str, str, str]] = set()
-        for i, c in enumerate(self.connections):
+        for c in self.connections:
             if c.get("is_workflow_input"):
                 continue  # given by the workflow inputs (add_input_connection)
             key = (c["from_node"], c["from_output"], c["to_node"], c["to_input"])
             where = f"connection {key[0]}.{key[1]} -> {key[2]}.{key[3]}"
-            if (
-                key[2] not in self.nodes
-                and i in self._via_connect
-                and key[0] in self.nodes
-                and key[1] in self.nodes
-            ):
-                # The seed document's form: connect("a", "result.x", mapping={"b": "y"}).
-                raise WorkflowValidationError(
-                    f"connect({key[0]!r}, {key[2]!r}, mapping={{{key[1]!r}: {key[3]!r}}}) looks like "
-                    f"connect(from_node, output_path, mapping={{to_node: input}}), which Kailash does not "
-                    f"support either; write add_connection({key[0]!r}, {key[2]!r}, {key[1]!r}, {key[3]!r}) or "
-                    f"connect({key[0]!r}, {key[1]!r}, mapping={{{key[2]!r}: {key[3]!r}}})"
-                )
             if key in seen:
                 raise ConnectionError(f"duplicate {where}")
             seen.add(key)

@@ -147,3 +147,15 @@ class WorkflowExecutionError(WorkflowException):
 
 class WorkflowTimeoutError(WorkflowExecutionError, TimeoutError):
     """The whole run passed ``execution_timeout``; running nodes were cancelled."""
+
+
+class LocalRuntimeExecutionError(WorkflowExecutionError, RuntimeExecutionError):
+    """A failed run of Kailash's ``LocalRuntime``: Kailash raises :class:`RuntimeExecutionError`
+    there, trioworks' runtimes :class:`WorkflowExecutionError`; this is both (same message,
+    ``node_id``, ``result``; ``__cause__`` the node's exception)."""
+
+    @classmethod
+    def of(cls, exc: WorkflowExecutionError) -> LocalRuntimeExecutionError:
+        new = cls(str(exc), node_id=exc.node_id, result=exc.result)
+        new.__cause__ = exc.__cause__
+        return new

@@ -11,9 +11,9 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from ._errors import RuntimeExecutionError
+from ._errors import LocalRuntimeExecutionError, RuntimeExecutionError, WorkflowExecutionError
 from ._resources import ResourceRegistry
-from ._runtime import AsyncLocalRuntime
+from ._runtime import CONDITIONAL_MODES, AsyncLocalRuntime, check_mode
 
 __all__ = ["LocalRuntime"]
 
@@ -38,6 +38,8 @@ class LocalRuntime(AsyncLocalRuntime):
         **options: Any,
     ) -> None:
         options.pop("debug", None)
+        # None means "the native default" on AsyncLocalRuntime; Kailash's LocalRuntime refuses it.
+        check_mode("conditional_execution", conditional_execution, CONDITIONAL_MODES)
         own = {k: options.pop(k) for k in list(options) if k in _NATIVE}
         super().__init__(
             resource_registry=resource_registry,
@@ -79,13 +81,16 @@ class LocalRuntime(AsyncLocalRuntime):
         validate = getattr(workflow, "validate", None)
         if validate is not None:
             validate(runtime_parameters=parameters if parameters is not None else inputs)
-        result = super().execute(
-            workflow,
-            parameters if parameters is not None else inputs,
-            soft_time_limit=soft_time_limit,
-            time_limit=time_limit,
-            **options,
-        )
+        try:
+            result = super().execute(
+                workflow,
+                parameters if parameters is not None else inputs,
+                soft_time_limit=soft_time_limit,
+                time_limit=time_limit,
+                **options,
+            )
+        except WorkflowExecutionError as exc:
+            raise _as_runtime_error(exc) from exc.__cause__
         return result.results, result.run_id
 
     def validate_workflow(self, workflow: Any) -> list[str]:
@@ -107,10 +112,21 @@ class LocalRuntime(AsyncLocalRuntime):
         if workflow is None:
             raise RuntimeExecutionError("No workflow provided")
         options.pop("task_manager", None)
-        result = await self.execute_workflow_async(
-            workflow, parameters, soft_time_limit=soft_time_limit, time_limit=time_limit, **options
-        )
+        try:
+            result = await self.execute_workflow_async(
+                workflow, parameters, soft_time_limit=soft_time_limit, time_limit=time_limit, **options
+            )
+        except WorkflowExecutionError as exc:
+            raise _as_runtime_error(exc) from exc.__cause__
         return result.results, result.run_id
+
+
+def _as_runtime_error(exc: WorkflowExecutionError) -> WorkflowExecutionError:
+    """Kailash's LocalRuntime raises RuntimeExecutionError for a failed node; keep timeouts
+    (``TimeoutError``) and errors that already are one as they are."""
+    if isinstance(exc, RuntimeExecutionError | TimeoutError):
+        return exc
+    return LocalRuntimeExecutionError.of(exc)
 
 
 _NATIVE = frozenset(

@@ -3,24 +3,20 @@ managers, time limits checked at entry, and awaiting a run from a foreign event 
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import trio
 
+from ..core import run_in_thread
 from ._errors import HardTimeLimitExceeded, SoftTimeLimitExceeded
 
 __all__ = ["RuntimeLifecycle", "check_time_limits", "run_limited"]
 
 T = TypeVar("T")
-
-
-class _ThreadPoolView:
-    """``runtime.thread_pool``: the size of the sync-node thread limit (Kailash has an executor)."""
-
-    def __init__(self, limiter: trio.CapacityLimiter) -> None:
-        self._max_workers = int(limiter.total_tokens)
 
 
 class RuntimeLifecycle:
@@ -41,11 +37,31 @@ class RuntimeLifecycle:
     def closed(self) -> bool:
         return self._closed
 
+    _thread_pool: ThreadPoolExecutor | None = None
+
     @property
-    def thread_pool(self) -> _ThreadPoolView | None:
+    def thread_pool(self) -> ThreadPoolExecutor | None:
+        """Kailash's ``runtime.thread_pool``: a ``ThreadPoolExecutor`` of ``thread_pool_size``
+        workers for the caller's own blocking work (``loop.run_in_executor(runtime.thread_pool,
+        fn)``); made on first use, no threads until work is submitted; ``None`` once closed.
+        The runtime's sync nodes do not use it: they run in Trio's worker threads under the
+        ``thread_pool_size`` limiter."""
         if self._closed:
             return None
-        return _ThreadPoolView(self.thread_limiter)  # type: ignore[attr-defined]
+        if self._thread_pool is None:
+            self._thread_pool = ThreadPoolExecutor(
+                max_workers=int(self.thread_limiter.total_tokens),  # type: ignore[attr-defined]
+                thread_name_prefix="trioworks-dag-pool",
+            )
+        return self._thread_pool
+
+    async def cleanup(self) -> None:
+        """Kailash's ``await runtime.cleanup()``: shut ``thread_pool`` down (waiting for its
+        work, in a worker thread) and clean up the resource registry's resources. Idempotent."""
+        pool, self._thread_pool = self._thread_pool, None
+        if pool is not None:
+            await await_in_trio(functools.partial(_shutdown, pool))
+        await self.cleanup_resources()  # type: ignore[attr-defined]
 
     def acquire(self) -> Any:
         if self._closed:
@@ -61,6 +77,9 @@ class RuntimeLifecycle:
             self._ref_count -= 1
         if self._ref_count == 0:
             self._closed = True
+            pool, self._thread_pool = self._thread_pool, None
+            if pool is not None:
+                pool.shutdown(wait=False)  # does not block: running work ends on its own
 
     def __enter__(self) -> Any:
         return self
@@ -114,3 +133,7 @@ async def await_in_trio(fn: Callable[[], Awaitable[T]]) -> T:
     import anyio.to_thread  # httpx's own dependency: awaits a thread on the caller's asyncio loop
 
     return await anyio.to_thread.run_sync(trio.run, fn)
+
+
+async def _shutdown(pool: ThreadPoolExecutor) -> None:
+    await run_in_thread(functools.partial(pool.shutdown, wait=True), limiter=trio.CapacityLimiter(1))

@@ -20,8 +20,10 @@ from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 import attrs
+import sniffio
 import trio
 
+from ._asyncio_bridge import run_on_asyncio, uses_asyncio
 from ._errors import NodeConfigurationError, NodeExecutionError, NodeValidationError
 
 __all__ = [
@@ -270,10 +272,20 @@ def _run_trio_sync(fn: Callable[[], Any]) -> Any:
 
 
 class AsyncNode(Node):
-    """A node whose work is ``async def async_run(self, **kwargs)``, awaited on the Trio loop."""
+    """A node whose work is ``async def async_run(self, **kwargs)``, awaited on the Trio loop.
+
+    Kailash users' ``async_run`` code written for asyncio (``asyncio.sleep``, ``asyncio.gather``,
+    aiohttp, ...) is detected per class and runs on a fresh asyncio loop in a worker thread;
+    cancelling the node cancels its asyncio task (see ``_asyncio_bridge``). Set
+    ``async_library = "asyncio"`` when the detection cannot see the asyncio use.
+    """
+
+    async_library: str | None = None
+    """``"asyncio"`` or ``"trio"``: the library ``async_run`` needs; ``None`` (default): detected
+    from the class's code (asyncio-only code runs on an asyncio loop in a worker thread)."""
 
     def run(self, **kwargs: Any) -> dict[str, Any]:
-        return _run_trio_sync(functools.partial(self.async_run, **kwargs))
+        return _run_trio_sync(functools.partial(self._await_run, kwargs))
 
     async def async_run(self, **kwargs: Any) -> dict[str, Any]:
         raise NotImplementedError(f"{type(self).__name__} must implement async_run")
@@ -281,7 +293,7 @@ class AsyncNode(Node):
     async def execute_async(self, **runtime_inputs: Any) -> dict[str, Any]:
         try:
             validated = self.validate_inputs(**self._merged_inputs(runtime_inputs))
-            return self.validate_outputs(await self.async_run(**validated))
+            return self.validate_outputs(await self._await_run(validated))
         except (NodeValidationError, NodeExecutionError):
             raise
         except Exception as exc:
@@ -291,6 +303,13 @@ class AsyncNode(Node):
 
     def execute(self, **runtime_inputs: Any) -> dict[str, Any]:
         return _run_trio_sync(functools.partial(self.execute_async, **runtime_inputs))
+
+    async def _await_run(self, kwargs: dict[str, Any]) -> Any:
+        # A Kailash user's async_run written for asyncio (asyncio.sleep, aiohttp, ...) runs on
+        # an asyncio loop in a worker thread; a Trio-native one on the Trio loop.
+        if uses_asyncio(type(self)) and sniffio.current_async_library() == "trio":
+            return await run_on_asyncio(functools.partial(self.async_run, **kwargs))
+        return await self.async_run(**kwargs)
 
 
 # --- registry -------------------------------------------------------------------
@@ -460,7 +479,12 @@ class PythonCodeNode(Node):
                 return {"result": namespace["result"]}
             return exported_variables(namespace, kwargs)
         if self.function is not None:
-            return {"result": self.function(**kwargs)}
+            value = self.function(**kwargs)
+            # Kailash's "smart wrapping": a function that already returns {"result": v} is
+            # not wrapped again.
+            if isinstance(value, dict) and len(value) == 1 and "result" in value:
+                return value
+            return {"result": value}
         assert self.class_type is not None
         instance = self.class_type()
         return {"result": getattr(instance, self.process_method or "process")(**kwargs)}
@@ -683,12 +707,29 @@ def merge_run(kwargs: Mapping[str, Any]) -> dict[str, Any]:
     raise ValueError(f"Unknown merge type: {merge_type}")
 
 
+MERGE_TYPES = ("concat", "zip", "merge_dict")
+
+
+class _UnknownMergeType(NodeExecutionError, ValueError):
+    """A bad ``merge_type``: Kailash's ``NodeExecutionError``, and a ``ValueError`` (bad config)."""
+
+
 @register_node()
 class MergeNode(Node):
     """Merges ``data1``..``data5`` (``merge_type``: ``concat``, ``zip``, ``merge_dict``)."""
 
     def get_parameters(self) -> dict[str, NodeParameter]:
         return dict(MERGE_PARAMETERS)
+
+    def execute(self, **runtime_inputs: Any) -> dict[str, Any]:
+        """As :meth:`Node.execute`; an unknown ``merge_type`` is refused before merging."""
+        merge_type = {**self.config, **runtime_inputs}.get("merge_type", "concat")
+        if merge_type not in MERGE_TYPES:
+            raise _UnknownMergeType(
+                f"Node '{self.id}' execution failed: ValueError: Unknown merge type: {merge_type}; "
+                f"merge_type must be one of {', '.join(MERGE_TYPES)}"
+            )
+        return super().execute(**runtime_inputs)
 
     def run(self, **kwargs: Any) -> dict[str, Any]:
         return merge_run(kwargs)

@@ -18,6 +18,7 @@ from typing import Any
 import attrs
 
 from ..core import RetryPolicy
+from ._asyncio_bridge import code_uses_asyncio, run_on_asyncio
 from ._errors import DagError, WorkflowValidationError, did_you_mean
 
 __all__ = ["CODE_NODE_TYPES", "NODE_TYPES", "NodeKind", "NodeSpec", "Resource", "make_node"]
@@ -295,11 +296,19 @@ async def run_async_code(
     extra: Mapping[str, Any],
     strict: bool = False,
 ) -> dict[str, Any]:
-    """Run an async code node's code; top-level ``await`` runs on the Trio loop."""
+    """Run an async code node's code; top-level ``await`` runs on the Trio loop, or, for code
+    that uses asyncio (Kailash users' ``await asyncio.sleep(...)``), on an asyncio loop in a
+    worker thread (``_asyncio_bridge``)."""
     namespace: dict[str, Any] = {"__builtins__": builtins, **extra, **inputs}
     maybe_coro = eval(code, namespace)
     if inspect.iscoroutine(maybe_coro):
-        await maybe_coro
+        if code_uses_asyncio(code):
+            try:
+                await run_on_asyncio(lambda: maybe_coro)
+            finally:
+                maybe_coro.close()  # a no-op once it ran; never started (cancelled): no warning
+        else:
+            await maybe_coro
     return code_result(node_id, namespace, inputs, strict)
 
 

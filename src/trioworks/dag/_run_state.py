@@ -129,7 +129,7 @@ class _RunState:
                 raise NodeInputError(
                     node_id,
                     name,
-                    "required, but no connection, config value or workflow input gives it"
+                    "required but missing: no connection, config value or workflow input gives it"
                     f"{did_you_mean(name, self.shared)}",
                 )
 

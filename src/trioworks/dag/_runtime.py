@@ -225,11 +225,11 @@ class AsyncLocalRuntime(RuntimeLifecycle):
                 return await self.execute_workflow_async(workflow, inputs or parameters, **options)
             finally:
                 with trio.CancelScope(shield=True):
-                    await self.cleanup()
+                    await self.cleanup_resources()
 
         return _run_trio_sync(main)
 
-    async def cleanup(self) -> None:
+    async def cleanup_resources(self) -> None:
         """Clean up the resource registry's resources (reverse creation order). Idempotent."""
         if self.resource_registry is not None:
             await self.resource_registry.cleanup()

@@ -193,10 +193,11 @@ def build_workflow(record_count: int = 48, seed: int = 7) -> Workflow:
         region = node_id.removeprefix("enrich_")
         wb.add_node(enrich_shard, node_id, {"region": region})
         wb.add_connection("generate", "result.records", node_id, "records")
-        wb.add_connection(node_id, "result", "aggregate", region)
     wb.add_node(fetch_rates, "fetch_rates")
     wb.add_node(count_primes, CPU_NODE, process=True)
     wb.add_node(aggregate, "aggregate")
+    for node_id in SHARD_NODES:  # Kailash's order: a connection after both its nodes
+        wb.add_connection(node_id, "result", "aggregate", node_id.removeprefix("enrich_"))
     wb.add_connection("fetch_rates", "result", "aggregate", "rates")
     wb.add_node(
         "SwitchNode", SWITCH_NODE, {"condition_field": "needs_review", "operator": "==", "value": True}
