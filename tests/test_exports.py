@@ -136,6 +136,12 @@ PUBLIC: dict[str, set[str]] = {
     },
     "trioworks.dag": {
         "AsyncHTTPRequestNode",
+        "DistributedRuntime",
+        "NodeImportError",
+        "NodeRunner",
+        "RemoteNodeError",
+        "RemoteNodeFailure",
+        "compile_workflow",
         "AsyncLocalRuntime",
         "AsyncNode",
         "AsyncPythonCodeNode",
@@ -207,6 +213,8 @@ PUBLIC: dict[str, set[str]] = {
         "to_mermaid",
     },
     "trioworks.worker": {
+        "DAG_WORKER",
+        "dag_activities",
         "Activity",
         "ActivityContext",
         "ActivityDefinition",

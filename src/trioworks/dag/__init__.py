@@ -20,6 +20,7 @@ from . import _cycles  # noqa: F401
 from ._ai_nodes import EmbeddingGeneratorNode, LLMAgentNode
 from ._builder import Edge, Plan, Workflow, WorkflowBuilder
 from ._connection import Connection
+from ._distributed import DistributedRuntime, RemoteNodeError, compile_workflow
 from ._errors import (
     ConnectionError,
     CycleConfigurationError,
@@ -66,6 +67,7 @@ from ._node_api import (
     SwitchNode,
     register_node,
 )
+from ._node_runner import NodeImportError, NodeRunner, RemoteNodeFailure
 from ._nodes import NODE_TYPES, CodeNodeError, NodeKind, NodeSpec, Resource
 from ._resources import (
     CircuitBreakerPolicy,
@@ -100,6 +102,7 @@ __all__ = [
     "CycleError",
     "CycleException",
     "DagError",
+    "DistributedRuntime",
     "Edge",
     "EmbeddingGeneratorNode",
     "HTTPRequestNode",
@@ -118,17 +121,21 @@ __all__ = [
     "NodeEvent",
     "NodeException",
     "NodeExecutionError",
+    "NodeImportError",
     "NodeInputError",
     "NodeKind",
     "NodeMetadata",
     "NodeParameter",
     "NodeRegistry",
+    "NodeRunner",
     "NodeSpec",
     "NodeStatus",
     "NodeTimeoutError",
     "NodeValidationError",
     "Plan",
     "PythonCodeNode",
+    "RemoteNodeError",
+    "RemoteNodeFailure",
     "Resource",
     "ResourceCreationError",
     "ResourceError",
@@ -151,6 +158,7 @@ __all__ = [
     "WorkflowResult",
     "WorkflowTimeoutError",
     "WorkflowValidationError",
+    "compile_workflow",
     "register_node",
     "to_dot",
     "to_mermaid",

@@ -1,0 +1,528 @@
+"""DistributedRuntime: a built workflow run by a worker fleet through a Kruxia-Flow-compatible server.
+
+The workflow is compiled into a workflow definition: one activity per node on the ``dag``
+worker queue (activity ``dag_node``, see ``trioworks.worker.dag_activities``), a dependency
+per upstream node, switch branches and skips as ``depends_on`` conditions. Each activity's
+parameters carry the node's spec (code, or the function's module path, or the pickled
+callable), its static inputs (``{{INPUT.nodes[key]}}``) and one entry per input edge whose
+``value`` is the upstream node's whole output (``{{upstream.out}}``); the worker follows the
+edge's path itself, so the errors are the local runtime's.
+
+Semantics equal to :class:`AsyncLocalRuntime`'s default mode: a node with a dead input (a
+branch not taken, an upstream skip or, with ``continue_on_error``, failure) is skipped; a merge
+node runs on its first live input; fail-fast by default. Node retries and per-attempt timeouts
+run in the worker that holds the node, under the node's own :class:`RetryPolicy` (as locally);
+the activity's ``settings.retry`` covers a lost lease (a killed worker), so the node runs again
+elsewhere.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import importlib
+import json
+import math
+import pickle
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import attrs
+import trio
+
+from ..core import RetryPolicy
+from ._builder import Plan, Workflow, WorkflowBuilder
+from ._errors import NodeExecutionError, WorkflowExecutionError, WorkflowValidationError
+from ._nodes import NodeKind, NodeSpec
+from ._result import NodeStatus, WorkflowResult
+
+__all__ = ["DAG_ACTIVITY", "DAG_QUEUE", "DistributedRuntime", "RemoteNodeError", "compile_workflow"]
+
+DAG_QUEUE = "dag"
+DAG_ACTIVITY = "dag_node"
+_KEY_BAD = re.compile(r"[^a-zA-Z0-9_-]")
+_TEMPLATE_MARKS = ("{{", "{%", "{#")
+_NOT_TAKEN, _SKIPPED, _FAILED = "branch not taken", "input skipped", "input failed"
+
+
+class RemoteNodeError(NodeExecutionError):
+    """A node failed on a worker. ``error_type`` is the name of the exception the node raised
+    there, ``message`` its text (``str(exc)``); ``code`` the worker's error code."""
+
+    def __init__(self, node_id: str, error_type: str, message: str, code: str = "EXECUTION_ERROR") -> None:
+        self.node_id = node_id
+        self.error_type = error_type
+        self.message = message
+        self.code = code
+        super().__init__(message)
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def _activity_keys(plan: Plan) -> dict[str, str]:
+    """Node id -> activity key (``^[a-zA-Z0-9_-]+$``, unique, at most 128 characters)."""
+    keys: dict[str, str] = {}
+    used: set[str] = set()
+    for node_id in plan.order:
+        key = _KEY_BAD.sub("_", node_id)[:100] or "node"
+        if key != node_id or key in used:
+            key = f"{key}-{hashlib.sha1(node_id.encode()).hexdigest()[:8]}"
+        used.add(key)
+        keys[node_id] = key
+    return keys
+
+
+def _encoded(blob: bytes) -> str:
+    return base64.b64encode(blob).decode("ascii")
+
+
+def _importable(obj: Any) -> str | None:
+    """``module:qualname`` when importing it gives back ``obj``; else None."""
+    module, qualname = getattr(obj, "__module__", None), getattr(obj, "__qualname__", None)
+    if not module or not qualname or "<" in qualname or module == "__main__":
+        return None
+    try:
+        target: Any = importlib.import_module(module)
+        for part in qualname.split("."):
+            target = getattr(target, part)
+    except (ImportError, AttributeError):
+        return None
+    return f"{module}:{qualname}" if target is obj else None
+
+
+def _callable_spec(node_id: str, obj: Any, what: str) -> dict[str, Any]:
+    ref = _importable(obj)
+    if ref is not None:
+        return {"function": ref}
+    try:
+        return {"pickled": _encoded(pickle.dumps(obj))}
+    except Exception as exc:
+        raise WorkflowValidationError(
+            f"node {node_id!r}: its {what} {obj!r} cannot travel to a worker: it is neither importable by "
+            f"module path (define it at module level in a module the workers can import) nor picklable "
+            f"({type(exc).__name__}: {exc})"
+        ) from exc
+
+
+def _retry_spec(node_id: str, policy: RetryPolicy | None) -> dict[str, Any] | None:
+    if policy is None:
+        return None
+    fields = attrs.asdict(policy, filter=lambda a, _v: a.name != "retry_on")
+    if policy.retry_on is not RetryPolicy().retry_on:
+        fields["retry_on"] = _callable_spec(node_id, policy.retry_on, "retry_on predicate")
+    return fields
+
+
+def node_payload(plan: Plan, node_id: str) -> dict[str, Any]:
+    """What the worker needs to run ``node_id`` (JSON)."""
+    spec: NodeSpec = plan.nodes[node_id]
+    payload: dict[str, Any] = {
+        "id": node_id,
+        "kind": spec.kind.value,
+        "type": spec.type_name,
+        "raw_output": spec.raw_output,
+        "strict": plan.strict,
+        "timeout": spec.timeout,
+        "retry": _retry_spec(node_id, spec.retry),
+        "resources": dict(spec.resources),
+    }
+    if spec.kind in (NodeKind.SWITCH, NodeKind.MERGE):
+        payload["routing"] = _json(node_id, "switch config", dict(spec.routing))
+    elif spec.source is not None:
+        if any(mark in spec.source for mark in _TEMPLATE_MARKS):  # the server would render it
+            payload["code_b64"] = _encoded(spec.source.encode())
+        else:
+            payload["code"] = spec.source
+    elif spec.instance is not None:
+        payload["instance"] = _callable_spec(node_id, spec.instance, "node object")
+    elif spec.fn is not None:
+        payload.update(_callable_spec(node_id, spec.fn, "function"))
+    else:
+        raise WorkflowValidationError(f"node {node_id!r}: a {spec.type_name} cannot run on a worker")
+    return payload
+
+
+def _json(node_id: str, what: str, value: Any) -> Any:
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise WorkflowValidationError(
+            f"node {node_id!r}: its {what} must be JSON to travel to a worker: {exc}"
+        ) from exc
+    return value
+
+
+def _may_die(plan: Plan, continue_on_error: bool) -> set[str]:
+    """Nodes whose outgoing edges may be dead when they finish (so consumers need conditions)."""
+    if continue_on_error:
+        return set(plan.order)
+    dying: set[str] = set()
+    for node_id in plan.order:  # topological: a node after a switch may be skipped
+        spec = plan.nodes[node_id]
+        if spec.kind is NodeKind.SWITCH or any(e.source in dying for e in plan.inbound[node_id]):
+            dying.add(node_id)
+    return dying
+
+
+def _live(plan: Plan, edge: Any, key: str) -> str:
+    """A MiniJinja expression: the edge carries a value."""
+    test = f'{key}.status == "completed" and {key}.error is none'
+    if plan.nodes[edge.source].kind is NodeKind.SWITCH:
+        test += f" and {json.dumps(edge.root)} in {key}.out"
+    return test
+
+
+def _edge(plan: Plan, edge: Any, key: str, continue_on_error: bool) -> dict[str, Any]:
+    """An input edge as the worker sees it: the source's whole output, and why it may be dead.
+
+    Fail-fast: the server skips a node with a dead input (conditions), so only a merge needs
+    ``live``. Continue-on-error: every node runs on a worker, which skips it by the local rule
+    (a failed input taints its dependents' skips, which the server's statuses cannot carry).
+    """
+    item: dict[str, Any] = {
+        "source": edge.source,
+        "path": edge.path,
+        "input": edge.input,
+        "value": f"{{{{ {key}.out }}}}",
+    }
+    if continue_on_error:
+        item["error"] = f"{{{{ {key}.error }}}}"
+        item["skipped"] = f"{{{{ {key}.skipped }}}}"
+        item["switch"] = plan.nodes[edge.source].kind is NodeKind.SWITCH
+    else:
+        item["live"] = f"{{{{ {_live(plan, edge, key)} }}}}"
+    return item
+
+
+def compile_workflow(
+    workflow: Workflow,
+    *,
+    name: str | None = None,
+    queue: str = DAG_QUEUE,
+    continue_on_error: bool = False,
+    timeout_seconds: float | None = None,
+    lease_retries: int = 3,
+) -> dict[str, Any]:
+    """The Kruxia workflow definition (a JSON-ready dict) that runs ``workflow``.
+
+    ``timeout_seconds``: each activity's lease and deadline when its node has no ``timeout``
+    (a worker heartbeats while a node runs; a dead worker's node runs again elsewhere once its
+    lease expires). ``lease_retries``: how often a node may be re-run after a lost lease.
+    Raises :class:`WorkflowValidationError` naming a node that cannot run on a worker (a cyclic
+    workflow, a function that is neither importable nor picklable, config that is not JSON).
+    """
+    if isinstance(workflow, WorkflowBuilder):
+        raise TypeError("DistributedRuntime takes a built workflow: call builder.build() first")
+    plan = workflow.plan()
+    if plan.cycles:
+        raise WorkflowValidationError("cyclic workflows cannot run on the DistributedRuntime yet")
+    keys = _activity_keys(plan)
+    dying = _may_die(plan, continue_on_error)
+    activities = []
+    for node_id in plan.order:
+        spec, key = plan.nodes[node_id], keys[node_id]
+        inbound = plan.inbound[node_id]
+        edges = [_edge(plan, e, keys[e.source], continue_on_error) for e in inbound]
+        activity: dict[str, Any] = {
+            "key": key,
+            "worker": queue,
+            "activity_name": DAG_ACTIVITY,
+            "parameters": {
+                "node": node_payload(plan, node_id),
+                "inputs": f"{{{{ INPUT.nodes[{json.dumps(key)}] }}}}",
+                "edges": edges,
+                "continue_on_error": continue_on_error,
+            },
+        }
+        sources = list(dict.fromkeys(keys[e.source] for e in inbound))
+        if sources:
+            depends: list[Any] = list(sources)
+            checked = [] if continue_on_error else [e for e in inbound if e.source in dying]
+            if checked:
+                joiner = " or " if spec.kind is NodeKind.MERGE else " and "
+                if spec.kind is NodeKind.MERGE:
+                    checked = list(inbound)
+                tests = joiner.join(f"({_live(plan, e, keys[e.source])})" for e in checked)
+                depends[0] = {"activity_key": sources[0], "condition": f"{{{{ {tests} }}}}"}
+            activity["depends_on"] = depends
+        timeout = _activity_timeout(spec, timeout_seconds)
+        settings: dict[str, Any] = {
+            "retry": {"max_attempts": 1 + lease_retries, "strategy": "fixed", "base_seconds": 0}
+        }
+        if timeout is not None:
+            settings["timeout_seconds"] = timeout
+        activity["settings"] = settings
+        activities.append(activity)
+    return {"name": name or _definition_name(plan.workflow_id), "activities": activities}
+
+
+def _activity_timeout(spec: NodeSpec, default: float | None) -> float | None:
+    """A node with a ``timeout`` gets what all its attempts and backoffs may take, plus slack."""
+    if spec.timeout is None:
+        return default
+    attempts = spec.retry.max_attempts if spec.retry is not None else 1
+    backoff = (
+        sum(spec.retry.delay(n) / max(1 - spec.retry.jitter, 1e-9) for n in range(1, attempts))
+        if spec.retry
+        else 0.0
+    )
+    return math.ceil(spec.timeout * attempts + backoff + 5)
+
+
+def _definition_name(workflow_id: str) -> str:
+    return f"dag-{_KEY_BAD.sub('_', workflow_id)[:100]}"
+
+
+def static_inputs(
+    workflow: Workflow, inputs: Mapping[str, Any] | None, continue_on_error: bool
+) -> dict[str, Any]:
+    """``INPUT`` of the run: ``{"nodes": {key: {param: value}}}``, checked as the local runtime
+    checks them (:class:`NodeInputError` before anything runs)."""
+    from ._runtime import AsyncLocalRuntime
+
+    run = AsyncLocalRuntime()._new_run(workflow, inputs, continue_on_error)
+    plan = workflow.plan()
+    keys = _activity_keys(plan)
+    nodes = {keys[n]: _json(n, "inputs", run._static_inputs(n, plan.nodes[n])) for n in plan.order}
+    return {"nodes": nodes}
+
+
+# -- results -----------------------------------------------------------------------
+
+
+def _seconds(row: Mapping[str, Any]) -> float:
+    out = row.get("outputs") or {}
+    value = out.get("seconds") if isinstance(out, Mapping) else None
+    return float(value) if isinstance(value, int | float) else 0.0
+
+
+def build_result(
+    plan: Plan, body: Mapping[str, Any], run_id: str, duration: float
+) -> tuple[WorkflowResult, str | None]:
+    """The :class:`WorkflowResult` of a finished server workflow; and the failed node, if it failed."""
+    keys = _activity_keys(plan)
+    rows = {a["activity_key"]: a for a in body.get("activities", [])}
+    result = WorkflowResult(workflow_id=plan.workflow_id, run_id=run_id, total_duration=duration)
+    failed_node: str | None = None
+    propagated: dict[str, str] = {}
+    for node_id in plan.order:
+        row = rows.get(keys[node_id], {})
+        status, out = row.get("status"), row.get("outputs") or {}
+        if status == "completed" and out.get("skipped"):
+            result.statuses[node_id] = NodeStatus.SKIPPED
+            result.skip_reasons[node_id] = str(out.get("skip_reasons", ""))
+            propagated[node_id] = str(out["skipped"])
+        elif status == "completed" and out.get("error") is None:
+            result.results[node_id] = out.get("out")
+            result.statuses[node_id] = NodeStatus.COMPLETED
+            result.node_durations[node_id] = _seconds(row)
+        elif status == "completed" or (
+            status == "failed" and (row.get("error") or {}).get("code") != "WORKFLOW_FAILED"
+        ):
+            error = out.get("error") if status == "completed" else _error_of(row.get("error") or {})
+            result.errors[node_id] = RemoteNodeError(
+                node_id,
+                error.get("type", "Exception"),
+                error.get("message", ""),
+                error.get("code", "EXECUTION_ERROR"),
+            )
+            result.statuses[node_id] = NodeStatus.FAILED
+            result.node_durations[node_id] = _seconds(row)
+            if status == "failed" and failed_node is None:
+                failed_node = node_id
+        elif status == "skipped":
+            result.statuses[node_id] = NodeStatus.SKIPPED
+            reasons = set()
+            for edge in plan.inbound[node_id]:
+                source = result.statuses.get(edge.source)
+                if source is NodeStatus.FAILED:
+                    reasons.add(_FAILED)
+                elif source is NodeStatus.SKIPPED:
+                    reasons.add(propagated.get(edge.source, _SKIPPED))
+                elif edge.root not in (result.results.get(edge.source) or {}):
+                    reasons.add(_NOT_TAKEN)
+            result.skip_reasons[node_id] = ", ".join(sorted(reasons))
+            propagated[node_id] = _FAILED if _FAILED in reasons else _SKIPPED
+        elif status == "running":
+            result.statuses[node_id] = NodeStatus.CANCELLED
+        else:
+            result.statuses[node_id] = NodeStatus.PENDING
+    result.metrics = {"node_count": len(plan.nodes), **{s.value: n for s, n in _counts(result).items()}}
+    return result, failed_node
+
+
+def _counts(result: WorkflowResult) -> dict[NodeStatus, int]:
+    counts = dict.fromkeys(NodeStatus, 0)
+    for status in result.statuses.values():
+        counts[status] += 1
+    return counts
+
+
+def _error_of(error: Mapping[str, Any]) -> dict[str, Any]:
+    """The node's exception type and text from a fail report's ``message`` ("Type: text")."""
+    message = str(error.get("message", ""))
+    code = str(error.get("code", "EXECUTION_ERROR"))
+    if code == "NODE_ERROR":
+        kind, _, text = message.partition(": ")
+        return {"type": kind, "message": text, "code": code}
+    return {"type": code, "message": message, "code": code}
+
+
+# -- the runtime ---------------------------------------------------------------------
+
+
+class DistributedRuntime:
+    """Runs built workflows on ``trioworks worker --dag`` workers through a Kruxia Flow server.
+
+    The same ``execute`` / ``execute_workflow_async`` surface and :class:`WorkflowResult` as
+    :class:`AsyncLocalRuntime` (default mode). Each call deploys the compiled definition (the
+    server answers "unchanged" after the first time), starts a workflow with the run's inputs,
+    polls it until it ends and maps the activities back to nodes.
+
+    Error handling: fail-fast by default: the first node failure fails the server workflow and
+    :class:`WorkflowExecutionError` names it, with the partial result and a
+    :class:`RemoteNodeError` as ``__cause__``. ``continue_on_error=True`` records failures and
+    skips their dependents. Cancellation: cancelling the caller cancels the server workflow
+    (shielded, at most 10 s) and propagates. Values travel as JSON.
+    """
+
+    def __init__(
+        self,
+        server_url: str,
+        api_token: str | None = None,
+        *,
+        client_id: str | None = None,
+        client_secret: str | None = None,
+        queue: str = DAG_QUEUE,
+        continue_on_error: bool = False,
+        timeout_seconds: float | None = None,
+        lease_retries: int = 3,
+        poll_interval: float = 0.05,
+        max_poll_interval: float = 0.5,
+        execution_timeout: float | None = None,
+        client_factory: Callable[[], Any] | None = None,
+    ) -> None:
+        self.server_url = server_url
+        self.queue = queue
+        self.continue_on_error = continue_on_error
+        self.timeout_seconds = timeout_seconds
+        self.lease_retries = lease_retries
+        self.poll_interval = poll_interval
+        self.max_poll_interval = max_poll_interval
+        self.execution_timeout = execution_timeout
+        self._credentials = {"api_token": api_token, "client_id": client_id, "client_secret": client_secret}
+        self._client_factory = client_factory
+
+    def _client(self) -> Any:
+        if self._client_factory is not None:
+            return self._client_factory()
+        from ..client import AsyncClient
+
+        return AsyncClient(
+            self.server_url,
+            self._credentials["api_token"],
+            client_id=self._credentials["client_id"],
+            client_secret=self._credentials["client_secret"],
+        )
+
+    def compile(self, workflow: Workflow, *, continue_on_error: bool | None = None) -> dict[str, Any]:
+        """The definition :meth:`execute_workflow_async` deploys."""
+        return compile_workflow(
+            workflow,
+            queue=self.queue,
+            continue_on_error=self.continue_on_error if continue_on_error is None else continue_on_error,
+            timeout_seconds=self.timeout_seconds,
+            lease_retries=self.lease_retries,
+        )
+
+    async def submit(
+        self,
+        workflow: Workflow,
+        inputs: Mapping[str, Any] | None = None,
+        *,
+        continue_on_error: bool | None = None,
+    ) -> str:
+        """Deploy and start; return the server's workflow id without waiting."""
+        coe = self.continue_on_error if continue_on_error is None else continue_on_error
+        definition = self.compile(workflow, continue_on_error=coe)
+        run_input = static_inputs(workflow, inputs, coe)
+        async with self._client() as client:
+            deployed = await client.deploy(definition)
+            started = await client.start_workflow(
+                definition["name"], inputs=run_input, version=deployed.get("version")
+            )
+        return str(started["workflow_id"])
+
+    async def execute_workflow_async(
+        self,
+        workflow: Workflow,
+        inputs: Mapping[str, Any] | None = None,
+        context: Any = None,
+        *,
+        continue_on_error: bool | None = None,
+        execution_timeout: float | None = None,
+    ) -> WorkflowResult:
+        """Run ``workflow`` on the workers and return its :class:`WorkflowResult`."""
+        coe = self.continue_on_error if continue_on_error is None else continue_on_error
+        definition = self.compile(workflow, continue_on_error=coe)
+        run_input = static_inputs(workflow, inputs, coe)
+        plan = workflow.plan()
+        timeout = execution_timeout or self.execution_timeout
+        start = trio.current_time()
+        async with self._client() as client:
+            deployed = await client.deploy(definition)
+            started = await client.start_workflow(
+                definition["name"], inputs=run_input, version=deployed.get("version")
+            )
+            workflow_id = str(started["workflow_id"])
+            try:
+                with trio.fail_after(timeout if timeout is not None else math.inf):
+                    body = await self._wait(client, workflow_id)
+            except BaseException:
+                with trio.CancelScope(shield=True), trio.move_on_after(10):
+                    try:
+                        await client.cancel_workflow(workflow_id)
+                    except Exception:
+                        pass  # already finished, or the server is gone: nothing more to stop
+                raise
+        result, failed = build_result(plan, body, workflow_id, trio.current_time() - start)
+        if failed is not None:
+            exc = result.errors[failed]
+            raise WorkflowExecutionError(
+                f"node {failed!r} failed: {getattr(exc, 'error_type', type(exc).__name__)}: {exc}",
+                node_id=failed,
+                result=result,
+            ) from exc
+        if body.get("status") != "completed" and not result.errors:
+            raise WorkflowExecutionError(
+                f"workflow {workflow_id} ended {body.get('status')}: {body.get('error_message')}",
+                result=result,
+            )
+        return result
+
+    async def _wait(self, client: Any, workflow_id: str) -> Mapping[str, Any]:
+        delay = self.poll_interval
+        while True:
+            body = await client.get_workflow(workflow_id)
+            if body.get("status") in ("completed", "failed", "cancelled"):
+                return body
+            await trio.sleep(delay)
+            delay = min(delay * 1.5, self.max_poll_interval)
+
+    async def execute_async(
+        self, workflow: Workflow, parameters: Mapping[str, Any] | None = None, **options: Any
+    ) -> WorkflowResult:
+        return await self.execute_workflow_async(workflow, parameters, **options)
+
+    def execute(
+        self,
+        workflow: Workflow,
+        inputs: Mapping[str, Any] | None = None,
+        *,
+        parameters: Mapping[str, Any] | None = None,
+        **options: Any,
+    ) -> WorkflowResult:
+        """Sync entry point: ``trio.run`` of one execution."""
+        return trio.run(lambda: self.execute_workflow_async(workflow, inputs or parameters, **options))
