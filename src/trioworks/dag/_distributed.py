@@ -349,7 +349,19 @@ def build_result(
             result.statuses[node_id] = NodeStatus.CANCELLED
         else:
             result.statuses[node_id] = NodeStatus.PENDING
-    result.metrics = {"node_count": len(plan.nodes), **{s.value: n for s, n in _counts(result).items()}}
+    attempts = {
+        n: int(rows[keys[n]]["outputs"]["attempts"])
+        for n in plan.order
+        if isinstance((rows.get(keys[n]) or {}).get("outputs"), Mapping)
+        and isinstance(rows[keys[n]]["outputs"].get("attempts"), int)
+        and rows[keys[n]]["outputs"]["attempts"] > 0
+    }
+    result.metrics = {
+        "node_count": len(plan.nodes),
+        **{s.value: n for s, n in _counts(result).items()},
+        "attempts": attempts,
+        "retries": sum(a - 1 for a in attempts.values()),
+    }
     return result, failed_node
 
 

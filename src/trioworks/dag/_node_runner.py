@@ -183,17 +183,29 @@ class NodeRunner:
             raise NodeTimeoutError(node_id, timeout)
 
         policy = _policy(node.get("retry"))
+        attempts = 0
+
+        async def counted() -> Any:
+            nonlocal attempts
+            attempts += 1
+            return await attempt()
+
         try:
-            value = await (attempt() if policy is None else retry(attempt, policy))
+            value = await (counted() if policy is None else retry(counted, policy))
         except NodeImportError:
             raise
         except Exception as exc:
             if params.get("continue_on_error"):
                 error = {"type": type(exc).__name__, "message": str(exc)}
-                return {"out": None, "error": error, "seconds": time.perf_counter() - started}
+                return {
+                    "out": None,
+                    "error": error,
+                    "seconds": time.perf_counter() - started,
+                    "attempts": attempts,
+                }
             raise RemoteNodeFailure(f"{type(exc).__name__}: {exc}") from exc
         output = value if node.get("raw_output") or kind in ("switch", "merge") else {"result": value}
-        return {"out": output, "error": None, "seconds": time.perf_counter() - started}
+        return {"out": output, "error": None, "seconds": time.perf_counter() - started, "attempts": attempts}
 
     async def _invoke(self, workflow_id: str, node: Mapping[str, Any], inputs: dict[str, Any]) -> Any:
         node_id, kind, strict = node["id"], node["kind"], bool(node.get("strict"))
