@@ -491,7 +491,7 @@ class DistributedRuntime:
             workflow_id = str(started["workflow_id"])
             try:
                 with trio.fail_after(timeout if timeout is not None else math.inf):
-                    body = await self._wait(client, workflow_id)
+                    body = await self._wait(client, workflow_id, definition["name"])
             except BaseException:
                 with trio.CancelScope(shield=True), trio.move_on_after(10):
                     try:
@@ -514,12 +514,30 @@ class DistributedRuntime:
             )
         return result
 
-    async def _wait(self, client: Any, workflow_id: str) -> Mapping[str, Any]:
-        delay = self.poll_interval
+    async def _wait(self, client: Any, workflow_id: str, name: str) -> Mapping[str, Any]:
+        """Poll until the workflow ends; then its activities (one GET of every row).
+
+        Polls the workflow list (summaries, no activity rows: cheap for a large graph), falling
+        back to the workflow itself when it is not on the list's first page. A failed poll (a
+        busy server's timeout) is retried: five in a row end the wait with the last error.
+        """
+        delay, failures = self.poll_interval, 0
+        terminal = ("completed", "failed", "cancelled")
         while True:
-            body = await client.get_workflow(workflow_id)
-            if body.get("status") in ("completed", "failed", "cancelled"):
-                return body
+            try:
+                page = await client.list_workflows(definition_name=name, limit=100)
+                status = next(
+                    (w["status"] for w in page.get("workflows", []) if w.get("id") == workflow_id), None
+                )
+                if status is None:
+                    status = (await client.get_workflow(workflow_id)).get("status")
+                if status in terminal:
+                    return await client.get_workflow(workflow_id)
+                failures = 0
+            except Exception:
+                failures += 1
+                if failures >= 5:
+                    raise
             await trio.sleep(delay)
             delay = min(delay * 1.5, self.max_poll_interval)
 
