@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -225,3 +226,22 @@ async def test_distributed_fails_fast_like_local(case: tuple[Workflow, dict[str,
 def _fails(workflow: Workflow) -> dict[str, bool]:
     plan = workflow.plan()
     return {n: bool(s.source and "raise" in s.source) for n, s in plan.nodes.items()}
+
+
+async def test_node_ids_that_are_no_template_names(dag_server: str) -> None:
+    wb = WorkflowBuilder()
+    ids = ["load-data", "2nd", "and", "x.y", "INPUT"]
+    wb.add_node(plus_one, ids[0])
+    for previous, node in itertools.pairwise(ids):
+        wb.add_node(plus_one, node)
+        wb.add_connection(previous, "result", node, "x")
+    result = await runtime(dag_server).execute_workflow_async(wb.build("names"), {"load-data": {"x": 0}})
+    assert result.results == {node: {"result": i + 1} for i, node in enumerate(ids)}
+
+
+def test_the_definition_is_deterministic() -> None:
+    wb = WorkflowBuilder()
+    wb.add_node(plus_one, "a", timeout=2.0, retry=RetryPolicy(max_attempts=3, base_delay=1.0))
+    assert compile_workflow(wb.build("same")) == compile_workflow(wb.build("same"))
+    settings = compile_workflow(wb.build("same"))["activities"][0]["settings"]
+    assert settings["timeout_seconds"] == 2 * 3 + 1 + 2 + 5

@@ -41,7 +41,12 @@ __all__ = ["DAG_ACTIVITY", "DAG_QUEUE", "DistributedRuntime", "RemoteNodeError",
 
 DAG_QUEUE = "dag"
 DAG_ACTIVITY = "dag_node"
-_KEY_BAD = re.compile(r"[^a-zA-Z0-9_-]")
+_KEY_BAD = re.compile(r"[^a-zA-Z0-9_]")
+# Template roots and MiniJinja words a key must not be: it is read as a name in templates.
+_RESERVED = frozenset(
+    {"INPUT", "WORKFLOW", "SECRET", "true", "false", "none", "True", "False", "None", "and", "or", "not"}
+    | {"in", "is", "if", "else", "loop", "self", "super", "range", "dict", "namespace"}
+)
 _TEMPLATE_MARKS = ("{{", "{%", "{#")
 _NOT_TAKEN, _SKIPPED, _FAILED = "branch not taken", "input skipped", "input failed"
 
@@ -62,13 +67,17 @@ class RemoteNodeError(NodeExecutionError):
 
 
 def _activity_keys(plan: Plan) -> dict[str, str]:
-    """Node id -> activity key (``^[a-zA-Z0-9_-]+$``, unique, at most 128 characters)."""
+    """Node id -> activity key: unique, at most 128 characters, and a name MiniJinja reads as one
+    (``[A-Za-z_][A-Za-z0-9_]*``, no keyword or root): the node id itself when it is one, else the id
+    with other characters as ``_`` plus a digest of it."""
     keys: dict[str, str] = {}
     used: set[str] = set()
     for node_id in plan.order:
         key = _KEY_BAD.sub("_", node_id)[:100] or "node"
-        if key != node_id or key in used:
-            key = f"{key}-{hashlib.sha1(node_id.encode()).hexdigest()[:8]}"
+        if key[0].isdigit():
+            key = f"n_{key}"
+        if key != node_id or key in used or key in _RESERVED:
+            key = f"{key}_{hashlib.sha1(node_id.encode()).hexdigest()[:8]}"
         used.add(key)
         keys[node_id] = key
     return keys
@@ -263,11 +272,14 @@ def _activity_timeout(spec: NodeSpec, default: float | None) -> float | None:
     if spec.timeout is None:
         return default
     attempts = spec.retry.max_attempts if spec.retry is not None else 1
-    backoff = (
-        sum(spec.retry.delay(n) / max(1 - spec.retry.jitter, 1e-9) for n in range(1, attempts))
-        if spec.retry
-        else 0.0
-    )
+    backoff = 0.0
+    if (
+        spec.retry is not None
+    ):  # the longest delays (jitter only shortens): deterministic, so redeploys are "unchanged"
+        policy = spec.retry
+        backoff = sum(
+            min(policy.base_delay * policy.factor ** (n - 1), policy.max_delay) for n in range(1, attempts)
+        )
     return math.ceil(spec.timeout * attempts + backoff + 5)
 
 
