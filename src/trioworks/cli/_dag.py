@@ -77,7 +77,7 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
 
     from ._dag_submit import register_submit
 
-    register_submit(sub, common, _PATH_HELP, _add_inputs)
+    register_submit(sub, common, _PATH_HELP, _add_inputs, _inputs, _report_failure)
 
     graph = sub.add_parser(
         "graph",

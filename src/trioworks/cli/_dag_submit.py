@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import os
+from collections.abc import Callable
+from typing import Any
 
 import trio
 
@@ -18,8 +21,15 @@ __all__ = ["register_submit"]
 
 
 def register_submit(
-    sub: argparse._SubParsersAction, common: argparse.ArgumentParser, path_help: str, add_inputs: object
+    sub: argparse._SubParsersAction,
+    common: argparse.ArgumentParser,
+    path_help: str,
+    add_inputs: Callable[[argparse.ArgumentParser], None],
+    inputs_of: Callable[..., dict[str, Any]],
+    report_failure: Callable[..., int],
 ) -> None:
+    """Add ``dag submit``; ``dag run``'s input flags, input parsing and failure report are passed
+    in (``cli._dag`` imports this module, so this module does not import it)."""
     submit = sub.add_parser(
         "submit",
         parents=[common],
@@ -50,17 +60,23 @@ def register_submit(
         "--timeout", type=float, metavar="S", help="with --wait: cancel the server workflow after S seconds"
     )
     submit.add_argument("--json", action="store_true", help="print one JSON document instead of the table")
-    add_inputs(submit)  # type: ignore[operator]
-    submit.set_defaults(handler=_submit_command)
+    add_inputs(submit)
+    submit.set_defaults(
+        handler=functools.partial(_submit_command, inputs_of=inputs_of, report_failure=report_failure)
+    )
 
 
-def _submit_command(args: argparse.Namespace, io: Streams) -> int:
-    from ._dag import _inputs, _report_failure
-
+def _submit_command(
+    args: argparse.Namespace,
+    io: Streams,
+    *,
+    inputs_of: Callable[..., dict[str, Any]],
+    report_failure: Callable[..., int],
+) -> int:
     if not args.server:
         raise CliError("--server URL is required (or set KRUXIAFLOW_API_URL)")
     loaded = load_workflow(args.path, args.workflow)
-    inputs = _inputs(loaded, args, io)
+    inputs = inputs_of(loaded, args, io)
     runtime = DistributedRuntime(
         args.server,
         client_id=args.client_id,
@@ -97,4 +113,4 @@ def _submit_command(args: argparse.Namespace, io: Streams) -> int:
             summary_table(loaded.workflow, result, attempts, failed_node=failed_node, width=io.out.width)
         )
         io.out.print(totals_line(result))
-    return _report_failure(result, failure, io, show_traceback=False)
+    return report_failure(result, failure, io, show_traceback=False)

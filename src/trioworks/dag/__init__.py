@@ -19,8 +19,9 @@ from ..core import RetryPolicy
 from . import _cycles  # noqa: F401
 from ._ai_nodes import EmbeddingGeneratorNode, LLMAgentNode
 from ._builder import Edge, Plan, Workflow, WorkflowBuilder
+from ._compile import compile_workflow
 from ._connection import Connection
-from ._distributed import DistributedRuntime, RemoteNodeError, compile_workflow
+from ._distributed import DistributedRuntime, RemoteNodeError
 from ._errors import (
     ConnectionError,
     CycleConfigurationError,
