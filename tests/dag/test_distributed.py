@@ -68,6 +68,10 @@ def double(x: int) -> int:
     return x * 2
 
 
+def add_inputs(**inputs: Any) -> int:
+    return sum(v for v in inputs.values() if isinstance(v, int)) + 1
+
+
 def boom(x: int) -> int:
     raise ValueError(f"boom {x}")
 
@@ -132,13 +136,13 @@ def test_a_lambda_cannot_travel() -> None:
 
 @st.composite
 def dags(draw: st.DrawFn) -> tuple[Workflow, dict[str, Any]]:
-    """Small random DAGs of code nodes, switches and merges; some nodes fail; some retry."""
+    """Small random DAGs of code and function nodes, switches and merges; some fail; some retry."""
     wb = WorkflowBuilder()
     n = draw(st.integers(2, 7))
     kinds: dict[str, str] = {}
     for i in range(n):
         node = f"n{i}"
-        kind = draw(st.sampled_from(["code", "code", "fail", "switch", "switch", "merge"])) if i else "code"
+        kind = draw(st.sampled_from(["code", "func", "fail", "switch", "switch", "merge"])) if i else "code"
         preds = sorted(draw(st.sets(st.integers(0, i - 1), max_size=3))) if i else []
         if kind in ("switch", "merge") and not preds:
             kind = "code"
@@ -150,6 +154,11 @@ def dags(draw: st.DrawFn) -> tuple[Workflow, dict[str, Any]]:
             wb.add_node("MergeNode", node)
             for j, p in enumerate(preds):
                 wb.add_connection(f"n{p}", _out(kinds[f"n{p}"], draw), node, f"data{j + 1}")
+        elif kind == "func":
+            retry = RetryPolicy(max_attempts=2, base_delay=0.0, jitter=0.0) if draw(st.booleans()) else None
+            wb.add_node(add_inputs, node, retry=retry)
+            for j, p in enumerate(preds):
+                wb.add_connection(f"n{p}", _out(kinds[f"n{p}"], draw), node, f"in_{j}")
         else:
             names = [f"in_{j}" for j in range(len(preds))]
             code = (
@@ -178,7 +187,7 @@ def _outcome(result: WorkflowResult) -> tuple[Any, ...]:
     return result.statuses, result.skip_reasons, result.results, errors
 
 
-@settings(max_examples=15, deadline=None)
+@settings(max_examples=10, deadline=None)
 @given(case=dags(), continue_on_error=st.just(True))
 async def test_distributed_equals_local(
     case: tuple[Workflow, dict[str, Any]], continue_on_error: bool
@@ -191,7 +200,7 @@ async def test_distributed_equals_local(
     assert _outcome(remote) == _outcome(local)
 
 
-@settings(max_examples=8, deadline=None)
+@settings(max_examples=6, deadline=None)
 @given(case=dags())
 async def test_distributed_fails_fast_like_local(case: tuple[Workflow, dict[str, Any]]) -> None:
     workflow, inputs = case

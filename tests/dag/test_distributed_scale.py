@@ -24,7 +24,7 @@ from trioworks.dag import DistributedRuntime, NodeStatus, Workflow, WorkflowBuil
 NODES = 1000 if os.environ.get("TRIOWORKS_DAG_SCALE") else 100
 # The lease a killed worker's nodes wait out; the 1,000-node run gets more, as a loaded server
 # answers heartbeats and completions late.
-LEASE_SECONDS = 10.0 if os.environ.get("TRIOWORKS_DAG_SCALE") else 3.0
+LEASE_SECONDS = 10.0 if os.environ.get("TRIOWORKS_DAG_SCALE") else 5.0
 HANG_GUARD = 300.0  # seconds; only a hung run ever gets near it
 
 MIDDLE = """
