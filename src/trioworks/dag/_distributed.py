@@ -81,12 +81,14 @@ def build_result(
         elif status == "completed" or (
             status == "failed" and (row.get("error") or {}).get("code") != "WORKFLOW_FAILED"
         ):
-            error = out.get("error") if status == "completed" else _error_of(row.get("error") or {})
+            error: Mapping[str, Any] = (
+                (out.get("error") or {}) if status == "completed" else _error_of(row.get("error") or {})
+            )
             result.errors[node_id] = RemoteNodeError(
                 node_id,
-                error.get("type", "Exception"),
-                error.get("message", ""),
-                error.get("code", "EXECUTION_ERROR"),
+                str(error.get("type", "Exception")),
+                str(error.get("message", "")),
+                str(error.get("code", "EXECUTION_ERROR")),
             )
             result.statuses[node_id] = NodeStatus.FAILED
             result.node_durations[node_id] = _seconds(row)
