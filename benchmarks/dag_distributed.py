@@ -145,6 +145,8 @@ class TrioworksFleet:
                     str(port),
                     "--client",
                     "b:s",
+                    "--files-dir",
+                    str(folder / "files"),
                 ],
                 stdout=log,
                 stderr=subprocess.STDOUT,

@@ -27,7 +27,13 @@ def fleet(tmp_path: Path) -> Iterator[str]:
     try:
         with (tmp_path / "server.log").open("ab") as log:
             server = [*run, "server", "--db", f"sqlite:///{tmp_path / 's.db'}", "--port", str(port)]
-            procs.append(subprocess.Popen([*server, "--client", "c:s"], stdout=log, stderr=subprocess.STDOUT))
+            procs.append(
+                subprocess.Popen(
+                    [*server, "--client", "c:s", "--files-dir", str(tmp_path / "files")],
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
+            )
         deadline = time.monotonic() + HANG_GUARD
         while "listening on" not in (tmp_path / "server.log").read_text(errors="replace"):
             assert time.monotonic() < deadline, "hang guard: the server did not start"

@@ -80,7 +80,20 @@ class Fleet:
     def start(self, db: str, workers: int) -> None:
         port = self.url.rsplit(":", 1)[1]
         self.spawn(
-            "server", ["server", "--db", db, "--port", port, "--client", "c:s", "--sweep-interval", "0.2"]
+            "server",
+            [
+                "server",
+                "--db",
+                db,
+                "--port",
+                port,
+                "--client",
+                "c:s",
+                "--sweep-interval",
+                "0.2",
+                "--files-dir",
+                str(self.root / "files"),
+            ],
         )
         log = self.root / "server.log"
         wait_until(lambda: "listening on" in log.read_text(errors="replace"), "the server to listen")
