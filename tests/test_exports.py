@@ -140,6 +140,12 @@ PUBLIC: dict[str, set[str]] = {
     },
     "trioworks.dag": {
         "AsyncHTTPRequestNode",
+        "DistributedRuntime",
+        "NodeImportError",
+        "NodeRunner",
+        "RemoteNodeError",
+        "RemoteNodeFailure",
+        "compile_workflow",
         "AsyncLocalRuntime",
         "AsyncNode",
         "AsyncPythonCodeNode",
@@ -212,6 +218,8 @@ PUBLIC: dict[str, set[str]] = {
         "to_mermaid",
     },
     "trioworks.worker": {
+        "DAG_WORKER",
+        "dag_activities",
         "Activity",
         "ActivityContext",
         "ActivityDefinition",

@@ -43,20 +43,7 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     )
     run.add_argument("path", metavar="PATH", help=_PATH_HELP)
     run.add_argument("--workflow", metavar="NAME", help="the module attribute holding the workflow")
-    given = run.add_mutually_exclusive_group()
-    given.add_argument(
-        "--input",
-        metavar="JSON",
-        help='workflow inputs: {"param": value} for every node, {"node": {...}} for one',
-    )
-    given.add_argument("--input-file", metavar="FILE", help="workflow inputs from a JSON file")
-    run.add_argument(
-        "--set",
-        metavar="NODE.PARAM=VALUE",
-        action="append",
-        default=[],
-        help="one node's input; VALUE is JSON if it parses, else a string (repeatable)",
-    )
+    _add_inputs(run)
     run.add_argument(
         "--max-concurrent", type=_positive_int, metavar="N", help="nodes running at once (default 10)"
     )
@@ -88,6 +75,10 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     )
     run.set_defaults(handler=_run_command)
 
+    from ._dag_submit import register_submit
+
+    register_submit(sub, common, _PATH_HELP, _add_inputs, _inputs, _report_failure)
+
     graph = sub.add_parser(
         "graph",
         parents=[common],
@@ -104,6 +95,23 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     )
     graph.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
     graph.set_defaults(handler=_graph_command)
+
+
+def _add_inputs(parser: argparse.ArgumentParser) -> None:
+    given = parser.add_mutually_exclusive_group()
+    given.add_argument(
+        "--input",
+        metavar="JSON",
+        help='workflow inputs: {"param": value} for every node, {"node": {...}} for one',
+    )
+    given.add_argument("--input-file", metavar="FILE", help="workflow inputs from a JSON file")
+    parser.add_argument(
+        "--set",
+        metavar="NODE.PARAM=VALUE",
+        action="append",
+        default=[],
+        help="one node's input; VALUE is JSON if it parses, else a string (repeatable)",
+    )
 
 
 def _positive_int(text: str) -> int:

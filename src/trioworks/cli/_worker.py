@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import signal
 import sys
 import types
@@ -83,6 +84,18 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
         "llm_prompt, embedding, script) as worker `std` (unless --worker), plus `script` as worker "
         "`py-std`; --app adds its activities to them",
     )
+    parser.add_argument(
+        "--dag",
+        action="store_true",
+        help="serve the dag_node activity as worker `dag`: runs the nodes of workflows submitted with "
+        "`trioworks dag submit` or DistributedRuntime (the workflows' packages must be importable here)",
+    )
+    parser.add_argument(
+        "--dag-resources",
+        metavar="MODULE:ATTR",
+        help="with --dag: a ResourceRegistry (or a function returning one) for nodes' Resource(...) "
+        "parameters, e.g. trioworks.demo.etl:resources",
+    )
     for flag, dest, kind, text in _FLAGS:
         metavar = {int: "N", float: "S"}.get(kind, flag.removeprefix("--").upper().replace("-", "_"))
         parser.add_argument(flag, dest=dest, type=kind, default=None, metavar=metavar, help=text)
@@ -122,12 +135,52 @@ def _collect(module: types.ModuleType, shown: str) -> list[ActivityDefinition | 
 
 def _plan(args: argparse.Namespace) -> list[tuple[dict[str, Any], list[ActivityDefinition | Activity]]]:
     """(config overrides, activities) of each worker to run."""
-    if args.app is None and not args.std:
-        raise CliError("give --app MODULE (your activities) or --std (the standard activities)")
+    if args.app is None and not args.std and not args.dag:
+        raise CliError("give --app MODULE (your activities), --std (the standard activities) or --dag")
     activities = load_activities(args.app) if args.app is not None else []
     overrides = {dest: getattr(args, dest) for _flag, dest, _kind, _text in _FLAGS}
+    if args.dag:
+        from ..worker import DAG_WORKER, dag_activities
+
+        dag = [*dag_activities(_dag_resources(args.dag_resources)), *activities]
+        if not args.std:
+            return [({**overrides, "worker": args.worker or DAG_WORKER}, dag)]
+        dag_id = f"{args.worker_id}-dag" if args.worker_id else None
+        return [
+            *_std_plan(args, overrides, []),
+            ({**overrides, "worker": DAG_WORKER, "worker_id": dag_id}, dag),
+        ]
+    if args.dag_resources is not None:
+        raise CliError("--dag-resources needs --dag")
     if not args.std:
         return [(overrides, activities)]
+    return _std_plan(args, overrides, activities)
+
+
+def _dag_resources(target: str | None) -> Any:
+    """The registry ``--dag-resources MODULE:ATTR`` names (called if it is a function)."""
+    if target is None:
+        return None
+    from ..dag import ResourceRegistry
+
+    module_name, _, attr = target.partition(":")
+    if "" not in sys.path:
+        sys.path.insert(0, "")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise CliError(f"--dag-resources {target}: cannot import {module_name!r}: {exc}") from exc
+    value = getattr(module, attr or "resources", None)
+    if callable(value) and not isinstance(value, ResourceRegistry):
+        value = value()
+    if not isinstance(value, ResourceRegistry):
+        raise CliError(f"--dag-resources {target}: expected a ResourceRegistry or a function returning one")
+    return value
+
+
+def _std_plan(
+    args: argparse.Namespace, overrides: dict[str, Any], activities: list[ActivityDefinition | Activity]
+) -> list[tuple[dict[str, Any], list[ActivityDefinition | Activity]]]:
     from ..worker.std import PY_STD_ACTIVITIES, PY_STD_WORKER, STD_ACTIVITIES, STD_WORKER
 
     # The original's std worker is worker type `std`; py-std's `script` polls `py-std` beside it.

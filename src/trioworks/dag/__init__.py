@@ -19,7 +19,9 @@ from ..core import RetryPolicy
 from . import _cycles  # noqa: F401
 from ._ai_nodes import EmbeddingGeneratorNode, LLMAgentNode
 from ._builder import Edge, Plan, Workflow, WorkflowBuilder
+from ._compile import compile_workflow
 from ._connection import Connection
+from ._distributed import DistributedRuntime, RemoteNodeError
 from ._errors import (
     ConnectionError,
     CycleConfigurationError,
@@ -67,6 +69,7 @@ from ._node_api import (
     SwitchNode,
     register_node,
 )
+from ._node_runner import NodeImportError, NodeRunner, RemoteNodeFailure
 from ._nodes import NODE_TYPES, CodeNodeError, NodeKind, NodeSpec, Resource
 from ._resources import (
     CircuitBreakerPolicy,
@@ -101,6 +104,7 @@ __all__ = [
     "CycleError",
     "CycleException",
     "DagError",
+    "DistributedRuntime",
     "Edge",
     "EmbeddingGeneratorNode",
     "HTTPRequestNode",
@@ -120,17 +124,21 @@ __all__ = [
     "NodeEvent",
     "NodeException",
     "NodeExecutionError",
+    "NodeImportError",
     "NodeInputError",
     "NodeKind",
     "NodeMetadata",
     "NodeParameter",
     "NodeRegistry",
+    "NodeRunner",
     "NodeSpec",
     "NodeStatus",
     "NodeTimeoutError",
     "NodeValidationError",
     "Plan",
     "PythonCodeNode",
+    "RemoteNodeError",
+    "RemoteNodeFailure",
     "Resource",
     "ResourceCreationError",
     "ResourceError",
@@ -153,6 +161,7 @@ __all__ = [
     "WorkflowResult",
     "WorkflowTimeoutError",
     "WorkflowValidationError",
+    "compile_workflow",
     "register_node",
     "to_dot",
     "to_mermaid",

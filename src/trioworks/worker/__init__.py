@@ -15,6 +15,7 @@ from ._activity import Activity, ActivityDefinition, ActivityKind, InvalidParame
 from ._client import WorkerApiClient
 from ._config import ENV_VARS, WorkerConfig
 from ._context import ActivityContext, CancelReason
+from ._dag_activity import DAG_WORKER, dag_activities
 from ._errors import (
     ActivityError,
     ApiError,
@@ -30,6 +31,7 @@ from ._wire import FileReference, PendingActivity, UsageEntry
 from ._worker import Worker, WorkerStats
 
 __all__ = [
+    "DAG_WORKER",
     "ENV_VARS",
     "Activity",
     "ActivityContext",
@@ -56,4 +58,5 @@ __all__ = [
     "WorkerError",
     "WorkerStats",
     "activity",
+    "dag_activities",
 ]
