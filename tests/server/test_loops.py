@@ -200,3 +200,17 @@ def test_a_database_from_before_loops_gets_the_iteration_columns(storage: Storag
         assert [k for k, _ in run(again, workflow_id, answers(stop_after=2))][-1] == "report"
     finally:
         again.close()
+
+
+def test_a_delay_applies_to_the_first_iteration_only(storage: Storage) -> None:
+    activities = [
+        {"key": "tick", "activity_name": "tick", "iteration_limit": 3, "settings": {"delay": "10s"},
+         "parameters": {"i": "{{ACTIVITY.iteration}}"}, "depends_on": ["tick"]},
+    ]  # fmt: skip
+    storage.put_definition(parse_definition({"name": "late", "activities": activities}), 0.0)
+    storage.create_workflow("late", None, {}, None, 1.0)
+    assert storage.claim("std", "me", 10, 10.0) == []
+    [first] = storage.claim("std", "me", 10, 11.0)
+    storage.complete(first.activity_id, "me", {}, 0.0, None, 12.0)
+    [second] = storage.claim("std", "me", 10, 12.0)  # at once
+    assert second.parameters == {"i": 1}

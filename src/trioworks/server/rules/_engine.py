@@ -234,7 +234,8 @@ def start_row(
     )
     try:
         parameters = render(spec.parameters, ctx)
-        ready = ready_at(spec.settings, ctx, now)
+        # As the original: a delay or schedule applies to a loop's first iteration only.
+        ready = ready_at(spec.settings, ctx, now) if row.iteration == 0 else now
     except TemplateError as exc:
         return _template_failure(row, exc, now)
     return attrs.evolve(row, status=S.PENDING, parameters=parameters, scheduled_for=ready)
@@ -280,6 +281,8 @@ def advance(
     already finished (completed, failed, cancelled) is returned unchanged. Linear in the number of activities per
     pass; a chain of skips takes one pass per link. This is the rule as a whole; a completion
     applies it incrementally with :func:`._progress.progress`, which a property test holds to it.
+    A loop's next iteration is decided by :func:`._progress.progress` when the loop's tail
+    completes (an event this function never sees: it runs when a workflow is created).
     """
     rows = list(rows)
     if workflow.status.finished:
