@@ -209,7 +209,7 @@ def _parse_activity(errors: _Errors, data: Any, path: str) -> ActivityDef | None
     if not isinstance(scoped, bool):
         errors.add(f"{path}.iteration_scoped", "must be true or false")
         scoped = False
-    settings = data.get("settings") if isinstance(data.get("settings"), Mapping) else {}
+    settings: Mapping[str, Any] = data["settings"] if isinstance(data.get("settings"), Mapping) else {}
     limit = data.get("iteration_limit", settings.get("iteration_limit"))
     if limit is not None and (
         not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= MAX_ITERATIONS

@@ -163,9 +163,9 @@ def progress(
         rows = fetch(loop.body)
         inside = set(loop.body)
         for key in loop.body:
-            new = next_iteration(rows[key], plan.specs[key].iteration_scoped)
-            new = attrs.evolve(new, waiting_for=sum(d in inside for d in plan.deps[key]))
-            cache[key] = changed[key] = new
+            reset = next_iteration(rows[key], plan.specs[key].iteration_scoped)
+            reset = attrs.evolve(reset, waiting_for=sum(d in inside for d in plan.deps[key]))
+            cache[key] = changed[key] = reset
         heapq.heappush(queue, (0, cache[loop.head].position, loop.head))
     else:
         release(finished, 0)
