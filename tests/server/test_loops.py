@@ -214,3 +214,70 @@ def test_a_delay_applies_to_the_first_iteration_only(storage: Storage) -> None:
     storage.complete(first.activity_id, "me", {}, 0.0, None, 12.0)
     [second] = storage.claim("std", "me", 10, 12.0)  # at once
     assert second.parameters == {"i": 1}
+
+
+GUIDE_PATTERN_3 = """
+name: bounded_research
+activities:
+  - key: initialize
+    activity_name: echo
+  - key: perform_search
+    activity_name: echo
+    iteration_scoped: true
+    iteration_limit: 5
+    parameters:
+      query: "{{INPUT.topic}}"
+      context: "{{perform_search.results}}"
+    depends_on:
+      - initialize
+      - activity_key: evaluate_results
+        conditions:
+          - "{{evaluate_results.sufficient | last == false}}"
+  - key: evaluate_results
+    activity_name: echo
+    iteration_scoped: true
+    parameters:
+      findings: "{{perform_search.results}}"
+    outputs:
+      - name: sufficient
+    depends_on:
+      - perform_search
+"""
+
+
+async def test_the_loops_guide_pattern_deploys_as_curl_sends_it_and_runs(api: Any) -> None:
+    """The original's docs/loops-guide.md, pattern 3, through the HTTP routes."""
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    reply = await api.client.post(
+        "/api/v1/workflow_definitions", content=GUIDE_PATTERN_3.encode(), headers=form
+    )
+    assert reply.status_code == 201, reply.text
+    submit = {"definition_name": "bounded_research", "input": {"topic": "trio"}}
+    reply = await api.client.post("/api/v1/workflows", json=submit)
+    assert reply.status_code == 201, reply.text
+    workflow_id = reply.json()["workflow_id"]
+    seen = []
+    while True:
+        reply = await api.client.post(
+            "/api/v1/workers/poll", json={"worker": "std", "worker_id": "w", "max_activities": 10}
+        )
+        batch = reply.json()["activities"]
+        if not batch:
+            break
+        for item in batch:
+            key, parameters = item["activity_key"], item["parameters"]
+            seen.append((key, parameters))
+            output = {}
+            if key == "perform_search":
+                # No output is declared: before the first iteration the list is not there (null).
+                output = {"results": f"hit{len(parameters['context'] or [])}"}
+            elif key == "evaluate_results":
+                output = {"sufficient": len(parameters["findings"]) >= 2}
+            route = f"/api/v1/activities/{item['activity_id']}/complete"
+            assert (
+                await api.client.post(route, json={"worker_id": "w", "output": output})
+            ).status_code == 200
+    assert [k for k, _ in seen] == ["initialize", *["perform_search", "evaluate_results"] * 2]
+    assert seen[-1][1] == {"findings": ["hit0", "hit1"]}
+    reply = await api.client.get(f"/api/v1/workflows/{workflow_id}")
+    assert reply.json()["status"] == "completed"
