@@ -325,6 +325,7 @@ PUBLIC: dict[str, set[str]] = {
     },
     "trioworks.server.rules": {
         "KEY_PATTERN",
+        "Loop",
         "MissingSecret",
         "Plan",
         "Progress",

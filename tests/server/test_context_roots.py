@@ -79,19 +79,14 @@ def test_deploy_check_reads_tags_and_file_keys(parameters: dict[str, Any], messa
     assert message in str(caught.value.field_errors)
 
 
-def test_a_loop_is_refused_saying_loops_are_not_supported_yet() -> None:
-    """Issue 13 item 8 is not done: say so, not only "dependency cycle"."""
-    loop = {"activity_key": "check", "iteration_scoped": True, "conditions": ["{{check.more}}"]}
-    with pytest.raises(ValidationFailed) as caught:
-        parse_definition(
-            {
-                "name": "d",
-                "activities": [activity("work", loop), activity("check", "work", iteration_limit=5)],
-            }
-        )
-    messages = caught.value.field_errors["activities"]
-    assert any(m.startswith("dependency cycle") for m in messages)
-    assert any("not supported by this server yet" in m for m in messages)
+def test_a_loop_deploys_and_a_cycle_with_no_exit_is_refused() -> None:
+    """Issue 13 item 8: a back-edge closes a loop (tests/server/test_loops.py runs them)."""
+    loop = {"activity_key": "check", "conditions": ["{{check.more}}"]}
+    definition = parse_definition(
+        {"name": "d", "activities": [activity("work", loop), activity("check", "work", iteration_limit=5)]}
+    )
+    assert [d.back_edge for d in definition.activity("work").depends_on] == [True]
+    assert definition.activity("check").iteration_limit == 5
     with pytest.raises(ValidationFailed) as plain:
         parse_definition({"name": "d", "activities": [activity("a", "b"), activity("b", "a")]})
-    assert not any("not supported" in m for m in plain.value.field_errors["activities"])
+    assert any("has no exit" in m for m in plain.value.field_errors["activities"])

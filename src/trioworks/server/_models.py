@@ -75,6 +75,10 @@ class Dependency:
 
     activity_key: str
     conditions: tuple[str, ...] = ()
+    # A loop's back-edge (set at deploy, see rules/_definitions.py): ignored on the first
+    # iteration; when the loop's last activity completes, its conditions decide whether the loop
+    # runs again.
+    back_edge: bool = False
 
 
 @attrs.frozen
@@ -92,6 +96,9 @@ class ActivityDef:
     depends_on: tuple[Dependency, ...] = ()
     outputs: tuple[OutputDef, ...] = ()
     settings: dict[str, JSON] | None = None
+    # Loops: outputs kept per iteration (templates see lists); at most this many iterations.
+    iteration_scoped: bool = False
+    iteration_limit: int | None = None
 
 
 @attrs.frozen
@@ -195,6 +202,10 @@ class ActivityRow:
     # Bookkeeping for incremental scheduling: how many of its distinct dependencies have not
     # completed or been skipped yet (meaningful while it is not_scheduled).
     waiting_for: int = 0
+    # Loops: how many iterations of its loop finished before this one (``ACTIVITY.iteration``),
+    # and the outputs of those iterations, by name (iteration-scoped activities only).
+    iteration: int = 0
+    history: dict[str, list[JSON]] | None = None
 
     def lease_expired(self, now: float) -> bool:
         return (

@@ -13,7 +13,7 @@ SQL, no HTTP; it imports only the server's models and errors.
 The stable API is :mod:`trioworks.server`; these names are for the other layers.
 """
 
-from ._definitions import KEY_PATTERN, parse_definition
+from ._definitions import KEY_PATTERN, Loop, parse_definition
 from ._engine import (
     advance,
     claim_row,
@@ -38,6 +38,7 @@ from ._timing import SignalWait, signal_wait
 
 __all__ = [
     "KEY_PATTERN",
+    "Loop",
     "MissingSecret",
     "Plan",
     "Progress",

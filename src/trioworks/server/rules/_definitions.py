@@ -10,6 +10,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+import attrs
+
 from .._errors import ValidationFailed
 from .._models import ActivityDef, Definition, Dependency, OutputDef, RetrySettings
 from ._templates import (
@@ -28,8 +30,12 @@ __all__ = [
     "KEY_PATTERN",
     "MAX_ATTEMPTS",
     "MAX_FACTOR",
+    "MAX_ITERATIONS",
     "MAX_SECONDS",
     "WORKER_PATTERN",
+    "Loop",
+    "iteration_limit",
+    "loops",
     "parse_definition",
     "retry_settings",
 ]
@@ -45,6 +51,10 @@ MAX_FACTOR = 1_000.0
 MAX_NAME = 128  # definition names, activity keys and names, worker types
 # Attempts of an activity whose definition has no ``settings.retry`` (see :func:`retry_settings`).
 DEFAULT_MAX_ATTEMPTS = 4
+# Loops: iterations when neither end of a back-edge sets ``iteration_limit`` (the original's
+# DEFAULT_MAX_ITERATIONS), and the largest limit accepted.
+DEFAULT_ITERATION_LIMIT = 100
+MAX_ITERATIONS = 100_000
 
 
 class _Errors:
@@ -195,6 +205,18 @@ def _parse_activity(errors: _Errors, data: Any, path: str) -> ActivityDef | None
         errors.add(f"{path}.parameters", "must be an object")
         params = {}
     _check_settings(errors, data.get("settings"), f"{path}.settings")
+    scoped = data.get("iteration_scoped", False)
+    if not isinstance(scoped, bool):
+        errors.add(f"{path}.iteration_scoped", "must be true or false")
+        scoped = False
+    settings: Mapping[str, Any] = data["settings"] if isinstance(data.get("settings"), Mapping) else {}
+    limit = data.get("iteration_limit", settings.get("iteration_limit"))
+    if limit is not None and (
+        not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= MAX_ITERATIONS
+    ):
+        where = "iteration_limit" if "iteration_limit" in data else "settings.iteration_limit"
+        errors.add(f"{path}.{where}", f"must be an integer from 1 to {MAX_ITERATIONS}")
+        limit = None
     return ActivityDef(
         key=_str(errors, data, "key", f"{path}.key", KEY_PATTERN),
         # The original's default (core/src/workflow/definition.rs): the standard worker.
@@ -204,6 +226,100 @@ def _parse_activity(errors: _Errors, data: Any, path: str) -> ActivityDef | None
         depends_on=_parse_depends(errors, data.get("depends_on"), f"{path}.depends_on"),
         outputs=_parse_outputs(errors, data.get("outputs"), f"{path}.outputs"),
         settings=dict(data["settings"]) if isinstance(data.get("settings"), Mapping) else None,
+        iteration_scoped=scoped,
+        iteration_limit=limit,
+    )
+
+
+def iteration_limit(head: ActivityDef, tail: ActivityDef) -> int:
+    """How many iterations the loop closed by ``head`` depending on ``tail`` may run."""
+    for limit in (head.iteration_limit, tail.iteration_limit):
+        if limit is not None:
+            return limit
+    return DEFAULT_ITERATION_LIMIT
+
+
+def _reaches(activities: tuple[ActivityDef, ...], start: str, goal: str) -> bool:
+    """Whether ``start`` depends on ``goal``, directly or not (over every edge)."""
+    by_key = {a.key: a for a in activities}
+    seen: set[str] = set()
+    todo = [start]
+    while todo:
+        key = todo.pop()
+        for dep in by_key[key].depends_on:
+            if dep.activity_key == goal:
+                return True
+            if dep.activity_key in by_key and dep.activity_key not in seen:
+                seen.add(dep.activity_key)
+                todo.append(dep.activity_key)
+    return False
+
+
+@attrs.frozen
+class Loop:
+    """A loop: ``head`` depends on ``tail`` through a back-edge; ``body`` (definition order) is
+    what runs again each iteration: ``head``, ``tail`` and every activity between them."""
+
+    head: str
+    tail: str
+    conditions: tuple[str, ...]
+    limit: int
+    body: tuple[str, ...]
+
+
+def loops(activities: tuple[ActivityDef, ...]) -> list[Loop]:
+    """The loops of checked activities (back-edges marked), in definition order of their heads."""
+    by_key = {a.key: a for a in activities}
+    forward = {a.key: [d.activity_key for d in a.depends_on if not d.back_edge] for a in activities}
+    below: dict[str, set[str]] = {}  # key -> its forward ancestors
+
+    def ancestors(key: str) -> set[str]:
+        if key not in below:
+            found: set[str] = set()
+            for dep in forward[key]:
+                found |= {dep} | ancestors(dep)
+            below[key] = found
+        return below[key]
+
+    out = []
+    for a in activities:
+        for d in a.depends_on:
+            if not d.back_edge:
+                continue
+            inside = {k for k in ancestors(d.activity_key) if a.key in ancestors(k)}
+            body = {a.key, d.activity_key} | inside
+            keys = tuple(k for k in by_key if k in body)
+            out.append(
+                Loop(a.key, d.activity_key, d.conditions, iteration_limit(a, by_key[d.activity_key]), keys)
+            )
+    return out
+
+
+def _mark_back_edges(activities: tuple[ActivityDef, ...]) -> tuple[ActivityDef, ...]:
+    """The activities with their loops' back-edges marked.
+
+    As in the original (a topological sort of the definition), a back-edge points from an
+    activity to one defined at or after it that depends on it (itself included): ``head``
+    depends on ``tail`` and ``tail`` on ``head``. A plain DAG, listed in any order, has none.
+    """
+    position = {a.key: i for i, a in enumerate(activities)}
+    out = []
+    for a in activities:
+        deps = tuple(
+            attrs.evolve(d, back_edge=True)
+            if d.activity_key in position
+            and position[d.activity_key] >= position[a.key]
+            and (d.activity_key == a.key or _reaches(activities, d.activity_key, a.key))
+            else d
+            for d in a.depends_on
+        )
+        out.append(attrs.evolve(a, depends_on=deps))
+    return tuple(out)
+
+
+def _forward(activities: tuple[ActivityDef, ...]) -> tuple[ActivityDef, ...]:
+    return tuple(
+        attrs.evolve(a, depends_on=tuple(d for d in a.depends_on if not d.back_edge)) for a in activities
     )
 
 
@@ -260,11 +376,42 @@ def _check_graph(errors: _Errors, activities: tuple[ActivityDef, ...]) -> None:
                 errors.add(f"activities[{i}].depends_on[{j}]", f"unknown activity key {dep.activity_key!r}")
     if errors.fields:
         return
-    cycle = _find_cycle(activities)
+    cycle = _find_cycle(_forward(activities))
     if cycle:
         errors.add("activities", f"dependency cycle: {' -> '.join(cycle)}")
         return
-    ancestors = _ancestors(activities)
+    found = loops(activities)
+    owner: dict[str, str] = {}
+    for loop in found:
+        i = keys.index(loop.head)
+        head, tail = activities[i], activities[keys.index(loop.tail)]
+        if not loop.conditions and head.iteration_limit is None and tail.iteration_limit is None:
+            errors.add(
+                "activities",
+                f"dependency cycle through {loop.head!r} and {loop.tail!r} has no exit: give the "
+                f"back-edge (activities[{i}].depends_on {loop.tail!r}) a condition or one of its "
+                "ends an iteration_limit",
+            )
+        for key in loop.body:
+            if key in owner:
+                errors.add(
+                    "activities",
+                    f"loops through {key!r} overlap (back to {owner[key]!r} and to {loop.head!r}): "
+                    "nested or overlapping loops are not supported",
+                )
+                break
+            owner[key] = loop.head
+    if errors.fields:
+        return
+    # Inside a loop, every activity of its body may read every other (a later one's outputs
+    # exist from the second iteration on; an iteration-scoped one's are lists, empty at first).
+    ancestors = _ancestors(_forward(activities))
+    for loop in found:
+        for key in loop.body:
+            ancestors[key] = ancestors[key] | set(loop.body)
+        for a in activities:  # what depends on a body activity reads the whole body
+            if ancestors[a.key] & set(loop.body):
+                ancestors[a.key] = ancestors[a.key] | set(loop.body)
     for i, activity in enumerate(activities):
         conditions = [c for d in activity.depends_on for c in d.conditions]
         timing = [(activity.settings or {}).get(name) for name in ("delay", "scheduled_for")]
@@ -325,21 +472,6 @@ def _root_problem(
     return None
 
 
-def _loops(activities: Any) -> bool:
-    """Whether the raw activities declare a loop the original would run (issue 13 item 8)."""
-    marks = ("iteration_scoped", "iteration_limit")
-    for item in activities if isinstance(activities, list) else ():
-        if not isinstance(item, Mapping):
-            continue
-        settings = item.get("settings")
-        deps = item.get("depends_on")
-        if any(m in item for m in marks) or (isinstance(settings, Mapping) and "iteration_limit" in settings):
-            return True
-        if isinstance(deps, list) and any(isinstance(d, Mapping) and "iteration_scoped" in d for d in deps):
-            return True
-    return False
-
-
 def parse_definition(data: Any) -> Definition:
     """A checked :class:`Definition`; raises :exc:`ValidationFailed` naming every bad field."""
     errors = _Errors()
@@ -359,13 +491,9 @@ def parse_definition(data: Any) -> Definition:
             parsed = _parse_activity(errors, item, f"activities[{i}]")
             if parsed is not None:
                 activities.append(parsed)
+    marked = _mark_back_edges(tuple(activities)) if not errors.fields else tuple(activities)
     if not errors.fields:
-        _check_graph(errors, tuple(activities))
-    if any(m.startswith("dependency cycle") for m in errors.fields.get("activities", [])) and _loops(raw):
-        errors.add(
-            "activities",
-            "loops (back-edges with iteration_scoped / iteration_limit) are not supported by this server yet",
-        )
+        _check_graph(errors, marked)
     if errors.fields:
         raise ValidationFailed(errors.fields)
-    return Definition(name=name, activities=tuple(activities), description=description)
+    return Definition(name=name, activities=marked, description=description)

@@ -39,7 +39,9 @@ __all__ = [
     "expire_row",
     "fail_row",
     "fail_workflow",
+    "iteration_outputs",
     "new_activities",
+    "next_iteration",
     "owned_check",
     "pending_activity",
     "schedule_row",
@@ -87,6 +89,11 @@ def template_context(
     """
     rows = list(rows)
     outputs = {r.key: r.output or {} for r in rows if r.status is S.COMPLETED}
+    if definition is not None:
+        specs = {a.key: a for a in definition.activities}
+        for r in rows:
+            if r.key in specs and specs[r.key].iteration_scoped:
+                outputs[r.key] = iteration_outputs(specs[r.key], r)
     statuses = {r.key: r.status.value for r in rows if r.status.terminal}
     started = datetime.datetime.fromtimestamp(workflow.created_at, datetime.UTC).isoformat()
     info = {
@@ -115,6 +122,44 @@ def template_context(
     )
 
 
+def iteration_outputs(spec: ActivityDef, row: ActivityRow) -> dict[str, Any]:
+    """What templates see of an iteration-scoped activity: each output name (declared or
+    returned) maps to the list of its values, one per finished iteration (empty before the first
+    one), and ``status`` to the row's status (as the original)."""
+    values: dict[str, list[Any]] = {o.name: [] for o in spec.outputs}
+    for name, past in (row.history or {}).items():
+        values[name] = list(past)
+    if row.status is S.COMPLETED:
+        for name, value in (row.output or {}).items():
+            values.setdefault(name, []).append(value)
+    return {**values, "status": row.status.value}
+
+
+def next_iteration(row: ActivityRow, scoped: bool) -> ActivityRow:
+    """A finished loop body row made ready to run again: ``iteration`` one more, the finished
+    iteration's outputs appended to ``history`` when ``scoped``; ``output`` stays (the latest)."""
+    history = row.history
+    if scoped and row.status is S.COMPLETED:
+        history = {name: list(values) for name, values in (row.history or {}).items()}
+        for name, value in (row.output or {}).items():
+            history.setdefault(name, []).append(value)
+    return attrs.evolve(
+        row,
+        status=S.NOT_SCHEDULED,
+        iteration=row.iteration + 1,
+        history=history,
+        retry_count=0,
+        parameters=None,
+        scheduled_for=None,
+        claimed_by=None,
+        claimed_at=None,
+        started_at=None,
+        completed_at=None,
+        error=None,
+        signal_data=None,
+    )
+
+
 def activity_info(spec: ActivityDef, row: ActivityRow) -> dict[str, Any]:
     """``ACTIVITY``: the current activity's ``iteration``, ``accumulated_cost_usd`` and
     ``remaining_budget_usd`` (decimal strings, as the original; no budget: ``"0.00"``), ``status``."""
@@ -124,7 +169,7 @@ def activity_info(spec: ActivityDef, row: ActivityRow) -> dict[str, Any]:
     if isinstance(limit, int | float) and not isinstance(limit, bool):
         remaining = _decimal(max(decimal.Decimal(repr(limit)) - spent, decimal.Decimal(0)))
     return {
-        "iteration": 0,  # loops (iteration-scoped back-edges) are not supported yet
+        "iteration": row.iteration,
         "accumulated_cost_usd": _decimal(spent),
         "remaining_budget_usd": remaining,
         "status": S.PENDING.value,
@@ -154,12 +199,13 @@ def schedule_row(
     unrendered (they may read ``SIGNAL``) and ``scheduled_for`` its signal timeout (None: none);
     otherwise :func:`start_row`.
     """
-    deps = [by_key[d.activity_key] for d in spec.depends_on]
+    forward = [d for d in spec.depends_on if not d.back_edge]  # a back-edge is read by progress()
+    deps = [by_key[d.activity_key] for d in forward]
     if any(not d.status.terminal or d.status is S.FAILED for d in deps):
         return None  # a failed dependency fails the whole workflow instead
     if deps and all(d.status is S.SKIPPED for d in deps):
         return attrs.evolve(row, status=S.SKIPPED, completed_at=now)
-    conditioned = [d for d in spec.depends_on if d.conditions]
+    conditioned = [d for d in forward if d.conditions]
     try:
         if conditioned and not any(
             all(evaluate_condition(c, ctx) for c in d.conditions) for d in conditioned
@@ -188,7 +234,8 @@ def start_row(
     )
     try:
         parameters = render(spec.parameters, ctx)
-        ready = ready_at(spec.settings, ctx, now)
+        # As the original: a delay or schedule applies to a loop's first iteration only.
+        ready = ready_at(spec.settings, ctx, now) if row.iteration == 0 else now
     except TemplateError as exc:
         return _template_failure(row, exc, now)
     return attrs.evolve(row, status=S.PENDING, parameters=parameters, scheduled_for=ready)
@@ -234,6 +281,8 @@ def advance(
     already finished (completed, failed, cancelled) is returned unchanged. Linear in the number of activities per
     pass; a chain of skips takes one pass per link. This is the rule as a whole; a completion
     applies it incrementally with :func:`._progress.progress`, which a property test holds to it.
+    A loop's next iteration is decided by :func:`._progress.progress` when the loop's tail
+    completes (an event this function never sees: it runs when a workflow is created).
     """
     rows = list(rows)
     if workflow.status.finished:

@@ -29,14 +29,15 @@ is named as the workflow's failure.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Protocol
 
 import attrs
 
 from .._models import ActivityDef, ActivityRow, ActivityStatus, Definition, WorkflowRow
-from ._engine import schedule_row, template_context
-from ._templates import TemplateError, normalize_condition, value_roots
+from ._definitions import Loop, loops
+from ._engine import _template_failure, next_iteration, schedule_row, template_context
+from ._templates import TemplateError, evaluate_condition, normalize_condition, value_roots
 
 __all__ = ["Plan", "Progress", "RowSource", "make_plan", "progress", "waiting_counts"]
 
@@ -53,11 +54,16 @@ class Plan:
     deps: Mapping[str, tuple[str, ...]]  # distinct direct dependencies
     dependents: Mapping[str, tuple[str, ...]]  # distinct direct dependents, in definition order
     reads: Mapping[str, tuple[str, ...]]  # activities whose outputs its parameters and conditions read
+    loops: Mapping[str, Loop] = attrs.field(factory=dict)  # by the loop's last activity (its tail)
 
 
 def make_plan(definition: Definition) -> Plan:
     specs = {a.key: a for a in definition.activities}
-    deps = {a.key: tuple(dict.fromkeys(d.activity_key for d in a.depends_on)) for a in definition.activities}
+    # Back-edges are not dependencies here: a loop's tail completing decides the next iteration.
+    deps = {
+        a.key: tuple(dict.fromkeys(d.activity_key for d in a.depends_on if not d.back_edge))
+        for a in definition.activities
+    }
     dependents: dict[str, list[str]] = {key: [] for key in specs}
     for key, keys in deps.items():
         for dep in keys:
@@ -68,7 +74,30 @@ def make_plan(definition: Definition) -> Plan:
         timing = [(a.settings or {}).get(name) for name in ("delay", "scheduled_for")]
         roots = _roots([a.parameters, conditions, timing])
         reads[a.key] = tuple(sorted(roots & specs.keys()))
-    return Plan(definition, specs, deps, {k: tuple(v) for k, v in dependents.items()}, reads)
+    by_tail = {loop.tail: loop for loop in loops(definition.activities)}
+    return Plan(definition, specs, deps, {k: tuple(v) for k, v in dependents.items()}, reads, by_tail)
+
+
+def _again(
+    workflow: WorkflowRow,
+    plan: Plan,
+    loop: Loop,
+    fetch: Callable[[Sequence[str]], Mapping[str, ActivityRow]],
+    now: float,
+) -> bool | ActivityRow:
+    """Whether ``loop`` runs again now that its tail completed: fewer than ``limit`` iterations
+    done and every condition of its back-edge true. A condition that does not resolve: the
+    head, failed with the template error (it fails the workflow)."""
+    rows = fetch((*loop.body, *plan.reads[loop.head]))
+    head = rows[loop.head]
+    if head.iteration + 1 >= loop.limit:
+        return False
+    keys = dict.fromkeys((*loop.body, *plan.reads[loop.head]))
+    ctx = template_context(workflow, (rows[k] for k in keys), plan.definition)
+    try:
+        return all(evaluate_condition(c, ctx) for c in loop.conditions)
+    except TemplateError as exc:
+        return _template_failure(head, exc, now)
 
 
 def _roots(value: object) -> set[str]:
@@ -123,7 +152,23 @@ def progress(
                 later = new.position > row.position or row is finished
                 heapq.heappush(queue, (pass_number if later else pass_number + 1, new.position, key))
 
-    release(finished, 0)
+    loop = plan.loops.get(finished.key) if finished.status is S.COMPLETED else None
+    again = _again(workflow, plan, loop, fetch, now) if loop is not None else False
+    if isinstance(again, ActivityRow):
+        changed[again.key] = again
+        return Progress(changed, again)
+    if loop is not None and again:
+        # The next iteration: the whole body runs again from the head; what depends on the
+        # tail from outside the loop waits for the loop to end.
+        rows = fetch(loop.body)
+        inside = set(loop.body)
+        for key in loop.body:
+            reset = next_iteration(rows[key], plan.specs[key].iteration_scoped)
+            reset = attrs.evolve(reset, waiting_for=sum(d in inside for d in plan.deps[key]))
+            cache[key] = changed[key] = reset
+        heapq.heappush(queue, (0, cache[loop.head].position, loop.head))
+    else:
+        release(finished, 0)
     while queue:
         pass_number, _, key = heapq.heappop(queue)
         row = cache[key]

@@ -81,7 +81,7 @@ def workflow_values(w: WorkflowRow) -> tuple[Any, ...]:
 
 # The order of attrs fields of ActivityRow; JSON fields are stored as TEXT.
 _ACTIVITY_FIELDS = tuple(f.name for f in attrs.fields(ActivityRow))
-_JSON_FIELDS = frozenset({"parameters", "output", "error", "usage", "signal_data"})
+_JSON_FIELDS = frozenset({"parameters", "output", "error", "usage", "signal_data", "history"})
 ACTIVITY_COLUMNS = ", ".join(name if name != "key" else "activity_key" for name in _ACTIVITY_FIELDS)
 ACTIVITY_MUTABLE = tuple(
     n
@@ -140,7 +140,8 @@ def schema(dialect: Dialect) -> list[str]:
             lease_seconds {f} NOT NULL, retry_count INTEGER NOT NULL, parameters TEXT,
             scheduled_for {f}, claimed_by TEXT, claimed_at {f}, started_at {f}, completed_at {f},
             output TEXT, error TEXT, cost_usd {f} NOT NULL, usage TEXT, signal_data TEXT,
-            waiting_for INTEGER NOT NULL DEFAULT 0, UNIQUE (workflow_id, activity_key))""",
+            waiting_for INTEGER NOT NULL DEFAULT 0, iteration INTEGER NOT NULL DEFAULT 0,
+            history TEXT, UNIQUE (workflow_id, activity_key))""",
         # A claim reads due pending rows in claim order, and running rows whose lease expired
         # (usually none), each through its own partial index: a range scan, not a sort of every
         # pending row, and (Postgres) SKIP LOCKED streams instead of locking what it sorts.

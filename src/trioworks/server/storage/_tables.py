@@ -64,8 +64,13 @@ class Tables:
                 db.exec(self.dialect.schema_lock)
             for statement in schema(self.dialect):
                 db.exec(statement)
-            if "waiting_for" not in db.columns("activities"):
+            columns = db.columns("activities")
+            if "waiting_for" not in columns:
                 self._add_waiting_for(db)
+            if "iteration" not in columns:  # databases made before loops
+                db.exec("ALTER TABLE activities ADD COLUMN iteration INTEGER NOT NULL DEFAULT 0")
+            if "history" not in columns:
+                db.exec("ALTER TABLE activities ADD COLUMN history TEXT")
 
     def _add_waiting_for(self, db: Tx) -> None:
         # Databases made before incremental scheduling: add the counter and fill it in for the
