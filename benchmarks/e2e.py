@@ -72,8 +72,11 @@ class Server:
                    "--client", f"{CLIENT}:{SECRET}", "--sweep-interval", "60"]  # fmt: skip
         env = {**os.environ, "PYTHONPATH": str(HERE.parent / "src")}
         self.spy: subprocess.Popen[bytes] | None = None
+        # Its own working directory: with Postgres the files directory and the JWT secret file
+        # default to the current directory.
+        self._cwd = tempfile.TemporaryDirectory(prefix="trioworks-e2e-")
         self.process = subprocess.Popen(
-            command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env
+            command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, cwd=self._cwd.name
         )
         if profile is not None:
             self.spy = subprocess.Popen(
@@ -118,6 +121,7 @@ class Server:
                 self.spy.wait(30)
             except subprocess.TimeoutExpired:
                 self.spy.kill()
+        self._cwd.cleanup()
 
 
 def _activity(key: str, depends_on: list[str] = ()) -> dict[str, Any]:  # type: ignore[assignment]
