@@ -15,7 +15,7 @@ import hypercorn.trio.run
 import pytest
 import trio
 from hypercorn.config import Config
-from hypercorn.events import RawData
+from hypercorn.events import Closed, RawData
 from hypercorn.trio.tcp_server import TCPServer
 from hypercorn.trio.worker_context import WorkerContext
 
@@ -62,7 +62,9 @@ def test_serve_builds_its_handler_from_the_name_the_guard_replaces() -> None:
 
 async def test_a_losing_send_is_dropped_under_the_guard() -> None:
     with hypercorn_guard():
-        await _server().protocol_send(RawData(b"HTTP/1.1 400 \r\n\r\n"))
+        server = _server()
+        await server.protocol_send(RawData(b"HTTP/1.1 400 \r\n\r\n"))  # held for its end
+        await server.protocol_send(RawData(b""))  # the end: head and end go out, and lose
     assert hypercorn.trio.run.TCPServer is GuardedTCPServer
     assert TCPServer.protocol_send is not GuardedTCPServer.protocol_send  # hypercorn's class untouched
 
@@ -76,3 +78,59 @@ def test_a_foreign_replacement_is_refused(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setattr(hypercorn.trio.run, "TCPServer", object)
     with pytest.raises(RuntimeError, match=r"outside the range"), hypercorn_guard():
         pass
+
+
+class RecordingStream:
+    def __init__(self) -> None:
+        self.sent: list[bytes] = []
+
+    async def send_all(self, data: bytes) -> None:
+        await trio.lowlevel.checkpoint()
+        self.sent.append(data)
+
+    async def send_eof(self) -> None:
+        await trio.lowlevel.checkpoint()
+
+    async def aclose(self) -> None:
+        await trio.lowlevel.checkpoint()
+
+
+def _recording() -> tuple[GuardedTCPServer, RecordingStream]:
+    stream = RecordingStream()
+    server = GuardedTCPServer(None, Config(), WorkerContext(None), {}, stream)  # type: ignore[arg-type]
+    server.protocol = Protocol()  # type: ignore[assignment]
+    return server, stream
+
+
+HEAD = b"HTTP/1.1 200 \r\ncontent-length: 2\r\n\r\n"
+
+
+async def test_a_response_goes_out_in_one_send_under_the_guard() -> None:
+    server, stream = _recording()
+    with hypercorn_guard():
+        for part in (HEAD, b"{}", b""):  # head, body, end (as hypercorn writes a sized response)
+            await server.protocol_send(RawData(part))
+    assert stream.sent == [HEAD + b"{}"]
+
+
+async def test_an_interim_response_is_never_held() -> None:
+    # A client sending "Expect: 100-continue" waits for this before it sends its body.
+    server, stream = _recording()
+    with hypercorn_guard():
+        await server.protocol_send(RawData(b"HTTP/1.1 100 \r\n\r\n"))
+    assert stream.sent == [b"HTTP/1.1 100 \r\n\r\n"]
+
+
+async def test_a_held_head_goes_out_before_the_connection_closes() -> None:
+    server, stream = _recording()
+    with hypercorn_guard():
+        await server.protocol_send(RawData(HEAD))
+        await server.protocol_send(Closed())
+    assert stream.sent == [HEAD]
+
+
+async def test_outside_the_guard_every_part_is_sent_as_upstream() -> None:
+    server, stream = _recording()
+    for part in (HEAD, b"{}", b""):
+        await server.protocol_send(RawData(part))
+    assert stream.sent == [HEAD, b"{}", b""]

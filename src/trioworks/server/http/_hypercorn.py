@@ -29,6 +29,7 @@ from typing import Any
 
 import hypercorn.trio.run
 import trio
+from hypercorn.events import Closed, RawData
 from hypercorn.trio.tcp_server import TCPServer
 
 __all__ = ["GuardedTCPServer", "hypercorn_guard"]
@@ -38,13 +39,42 @@ logger = logging.getLogger("trioworks.server")
 _guarded: contextvars.ContextVar[bool] = contextvars.ContextVar("trioworks_hypercorn_guarded", default=False)
 
 
+def _final_head(data: bytes) -> bool:
+    """True for the head of a final (not ``1xx``) HTTP/1.1 response, as h11 writes one."""
+    return data.startswith(b"HTTP/1.1 ") and data[9:10] != b"1" and data.endswith(b"\r\n\r\n")
+
+
 class GuardedTCPServer(TCPServer):
     """hypercorn's connection handler; under :func:`hypercorn_guard` a send that loses the
-    send/EOF race is dropped instead of taking the server down."""
+    send/EOF race is dropped instead of taking the server down, and a response goes out in one
+    ``send`` instead of one per part.
+
+    hypercorn writes a response's head, its body and its end (``b""`` for a sized body) as
+    separate sends. Under the guard, a final response's head (not a ``1xx``, which the client
+    may be waiting for before it sends its body) is held and goes out with the next data; an
+    empty send is skipped; anything held goes out before the connection closes. A response
+    always ends with a body or an end-of-message event, so nothing stays held. One ``send``
+    less per request: about 0.1 ms of the server's CPU (``docs/performance.md``).
+    """
+
+    _held: bytes = b""
 
     async def protocol_send(self, event: Any) -> None:
         try:
-            await super().protocol_send(event)
+            if not _guarded.get():
+                await super().protocol_send(event)
+            elif isinstance(event, RawData):
+                if not self._held and _final_head(event.data):
+                    self._held = event.data  # wait for its body or its end
+                    return
+                data, self._held = self._held + event.data, b""
+                if data:
+                    await super().protocol_send(RawData(data=data))
+            else:
+                if self._held and isinstance(event, Closed):
+                    data, self._held = self._held, b""
+                    await super().protocol_send(RawData(data=data))
+                await super().protocol_send(event)
         except trio.BusyResourceError:
             if not _guarded.get():
                 raise

@@ -31,7 +31,16 @@ from .._errors import NotFound
 from .._models import ActivityRow, ActivityStatus, PendingActivity, WorkflowRow, WorkflowStatus
 from .._wire import undeliverable
 from ._dialect import Tx
-from ._rows import ACTIVITY_COLUMNS, WORKFLOW_COLUMNS, dumps, marks, row_to_activity, row_to_workflow
+from ._rows import (
+    ACTIVITY_COLUMNS,
+    CLAIMED_COLUMNS,
+    COMPLETED_COLUMNS,
+    WORKFLOW_COLUMNS,
+    dumps,
+    marks,
+    row_to_activity,
+    row_to_workflow,
+)
 from ._tables import Tables
 
 __all__ = ["SqlQueue"]
@@ -125,7 +134,7 @@ class SqlQueue:
                     handed.append(pending)
                 else:
                     bad.append(rules.undeliverable_row(row, problem, now))
-            self.tables.write(db, claimed)
+            self.tables.write(db, claimed, CLAIMED_COLUMNS)
             self._fail_undeliverable(db, bad, set(locked), now)
             return handed
 
@@ -170,7 +179,7 @@ class SqlQueue:
             else:
                 rules.owned_check(row, worker_id, workflow, "complete")
             done = rules.complete_row(row, output, cost_usd, usage, now)
-            self.tables.write(db, [done])
+            self.tables.write(db, [done], COMPLETED_COLUMNS)
             if not workflow.status.finished:
                 self._advance(db, workflow, done, now)
         return warnings

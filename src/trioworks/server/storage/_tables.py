@@ -132,12 +132,17 @@ class Tables:
             )
         return [row_to_activity(r) for r in out]
 
-    def write(self, db: Tx, rows: Iterable[ActivityRow]) -> None:
-        params = [(*activity_values(r, ACTIVITY_MUTABLE), r.id) for r in rows]
-        if len(params) == 1:  # the usual case; psycopg's executemany costs a pipeline sync more
-            db.exec(UPDATE_ACTIVITY, params[0])
+    def write(self, db: Tx, rows: Iterable[ActivityRow], columns: Sequence[str] = ACTIVITY_MUTABLE) -> None:
+        """Store ``rows``; only ``columns`` when the caller knows nothing else changed."""
+        if columns is ACTIVITY_MUTABLE:
+            sql = UPDATE_ACTIVITY
         else:
-            db.many(UPDATE_ACTIVITY, params)
+            sql = f"UPDATE activities SET {', '.join(f'{c} = ?' for c in columns)} WHERE id = ?"
+        params = [(*activity_values(r, columns), r.id) for r in rows]
+        if len(params) == 1:  # the usual case; psycopg's executemany costs a pipeline sync more
+            db.exec(sql, params[0])
+        else:
+            db.many(sql, params)
 
     def write_workflow(self, db: Tx, workflow: WorkflowRow) -> None:
         db.exec(
