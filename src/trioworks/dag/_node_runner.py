@@ -27,8 +27,8 @@ import trio
 from ..core import RetryPolicy, retry, run_in_process, run_in_thread
 from ._errors import DagError, NodeTimeoutError
 from ._nodes import run_async_code, run_code, run_source, switch_output
-from ._resources import ResourceRegistry
 from ._paths import _follow
+from ._resources import ResourceRegistry
 
 __all__ = ["NodeImportError", "NodeRunner", "RemoteNodeFailure"]
 
