@@ -39,11 +39,12 @@ class _Collector:
         self._prefix = prefix
 
     def collect(self) -> Iterator[Metric]:
-        families: dict[str, Metric] = {}
+        families: dict[str, CounterMetricFamily | GaugeMetricFamily] = {}
         for metrics, labels in self._sources:
             keys, values = list(labels), list(labels.values())
             for name, metric in metrics.items():
                 full = _name(self._prefix, name)
+                samples: list[tuple[str, float, type[CounterMetricFamily | GaugeMetricFamily], str]]
                 if isinstance(metric, Counter):
                     samples = [(full, metric.value, CounterMetricFamily, f"{name} (counter)")]
                 else:
@@ -55,7 +56,7 @@ class _Collector:
                     family = families.get(family_name)
                     if family is None:
                         family = families[family_name] = kind(family_name, text, labels=keys)
-                    family.add_metric(values, value)  # type: ignore[attr-defined]
+                    family.add_metric(values, value)
         yield from families.values()
 
 
@@ -66,7 +67,7 @@ def prometheus_text(*sources: Source, prefix: str = "trioworks") -> bytes:
     and ``(worker_b.metrics, {"queue": "py-std"})`` become two samples of each metric.
     """
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(_Collector(sources, prefix))  # type: ignore[arg-type]  # duck-typed Collector
+    registry.register(_Collector(sources, prefix))
     return generate_latest(registry)
 
 
@@ -118,7 +119,11 @@ async def serve_prometheus(
     answer; cancelling the call closes the listener and every connection.
     """
     listeners = await trio.open_tcp_listeners(port, host=host)
-    bound = listeners[0].socket.getsockname()[1]  # type: ignore[attr-defined]
+    bound = listeners[0].socket.getsockname()[1]
     async with trio.open_nursery() as nursery:
         task_status.started(bound)
-        await trio.serve_listeners(lambda stream: _answer(stream, render), listeners, handler_nursery=nursery)
+
+        async def answer(stream: trio.SocketStream) -> None:
+            await _answer(stream, render)
+
+        await trio.serve_listeners(answer, listeners, handler_nursery=nursery)

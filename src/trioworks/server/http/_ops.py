@@ -194,7 +194,8 @@ def _analytics(
         created_before=end + 1e-6,  # the range includes both ends
     )
     groups: dict[Any, dict[str, Any]] = {}
-    tops, definitions = [], {}
+    tops: list[tuple[float, Any, int]] = []  # (cost, workflow, cost lines)
+    definitions: dict[str, list[float]] = {}  # name -> [workflows, cost]
     total = tokens = cached = prompt = lines = 0.0
     for summary in page.workflows:
         workflow, rows = storage.get_workflow(summary.id)
@@ -274,7 +275,7 @@ def _analytics(
         "top_definitions": [
             {
                 "definition_name": name,
-                "workflows": n,
+                "workflows": int(n),
                 "total_cost_usd": decimal_text(cost),
                 "avg_cost_per_workflow": decimal_text(cost / n),
             }

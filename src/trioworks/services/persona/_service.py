@@ -79,10 +79,12 @@ def load_character(text: str, path: Path) -> CharacterResult:
         name=name,
         description=info.get("description") or None,
         systemprompt=info.get("systemprompt") or None,
-        **{
-            key: _table(data, key, path)
-            for key in ("traits", "voice", "meta", "scenario", "personality_notes", "example_interactions")
-        },
+        traits=_table(data, "traits", path),
+        voice=_table(data, "voice", path),
+        meta=_table(data, "meta", path),
+        scenario=_table(data, "scenario", path),
+        personality_notes=_table(data, "personality_notes", path),
+        example_interactions=_table(data, "example_interactions", path),
     )
 
 
