@@ -104,6 +104,12 @@ class Spotter:
                 raise WakeConfigError("words", f"pocketsphinx could not load them ({exc})") from None
         finally:
             os.unlink(small_dict)
+        lost = [w for w in config.words if decoder.lookup_word(w) is None]
+        if lost:  # pocketsphinx drops an alternative whose first pronunciation it lacks
+            raise WakeConfigError(
+                f"words[{lost[0]!r}]",
+                f"another pronunciation of {lost[0].split('(')[0]!r}, which has no first one (add it before)",
+            )
         unknown = [w for w in self.phrase.split() if decoder.lookup_word(w) is None]
         if unknown:
             raise WakeConfigError(
