@@ -5,7 +5,7 @@ keyphrase spotter on espeak-ng speech.
                               [--thresholds 1e-40,1e-30,...] [--verbose] [--json PATH]
 
 ``--quick`` (for iterating, a few minutes): one speed (140 wpm) and the default threshold
-only, 40 clips instead of 160; the per-voice split is the same.
+only, 80 clips instead of 160; the per-voice split is the same.
 
 Each clip is one sentence spoken by espeak-ng (several voices and speeds), padded with silence,
 and once more with white noise mixed in by sox. Positives say the wake phrase (alone, before a
@@ -125,7 +125,7 @@ def main() -> int:
         default=None,
         help='pronunciations, "word=PHONES;word(2)=PHONES" (default: WakeConfig\'s)',
     )
-    parser.add_argument("--quick", action="store_true", help="one speed, the default threshold: 40 clips")
+    parser.add_argument("--quick", action="store_true", help="one speed, the default threshold: 80 clips")
     parser.add_argument("--json", type=Path, default=None, metavar="PATH")
     parser.add_argument("--verbose", action="store_true", help="list the misses and false accepts")
     args = parser.parse_args()

@@ -80,7 +80,7 @@ class WakeConfig:
     Detection is pocketsphinx keyphrase spotting: ``threshold`` is the spotter's detection
     threshold (default 1e-30; smaller: more detections, so more false accepts and fewer false rejects;
     ``benchmarks/wake.py`` measures both on espeak-ng speech, docs/performance.md). Words of
-    ``phrase`` must be in pocketsphinx's dictionary or in ``words`` (``{"tars": "T AA R Z"}``,
+    ``phrase`` must be in pocketsphinx's dictionary or in ``words`` (``{"tars": "T AA R Z", "tars(2)": "T AA Z"}``,
     phones of the CMU set).
 
     The timers are py-tars' wake-activation's: ``idle_timeout`` after a wake word, a
