@@ -96,11 +96,36 @@ async def test_the_phrase_in_espeak_speech_is_heard_once_and_nothing_else_is(
     assert {"Spotter.__init__", "Spotter.feed"} <= sites.labels() and sites.on_loop() == []
 
 
+def _heard(spotter: Spotter, pcm: bytes) -> bool:
+    detections = [spotter.feed(pcm[i : i + 3200]) for i in range(0, len(pcm), 3200)]  # 100 ms chunks
+    spotter.close()
+    return any(d is not None for d in detections)
+
+
+def test_a_british_hey_tars_is_heard_through_the_second_pronunciation(
+    espeak_ng: str, sox: str, tmp_path: Path
+) -> None:
+    wav, raw = tmp_path / "gb.wav", tmp_path / "gb.raw"
+    text = "hey tars turn off the lights"  # en+f3 (en-gb): t'A@z, no "r"
+    subprocess.run([espeak_ng, "-v", "en+f3", "-s", "140", "-w", str(wav), text], check=True, timeout=30)
+    pcm_format = ["-r", "16000", "-c", "1", "-b", "16", "-e", "signed-integer", "-t", "raw"]
+    subprocess.run([sox, "-D", str(wav), *pcm_format, str(raw), "pad", "0.5", "1.0"], check=True, timeout=30)
+    pcm = raw.read_bytes()
+    spotter = Spotter(WakeConfig())
+    assert spotter.spellings == ["hey tars", "hey tars(2)"]
+    assert _heard(spotter, pcm)
+    assert not _heard(Spotter(WakeConfig(words={"tars": "T AA R Z"})), pcm)  # the rhotic one alone misses it
+
+
 def test_a_word_without_pronunciation_names_the_phrase() -> None:
     with pytest.raises(WakeConfigError, match=r"phrase: .*zorblax"):
         Spotter(WakeConfig(phrase="hey zorblax"))
     Spotter(WakeConfig(phrase="hey zorblax", words={"zorblax": "Z AO R B L AE K S"})).close()
+    with pytest.raises(WakeConfigError, match=r"words\['zorblax\(2\)'\]: .*no first one"):
+        Spotter(WakeConfig(phrase="hey zorblax", words={"zorblax(2)": "Z AO R B L AE K S"}))
     for bad, field in (
+        (dict(words={"Tars(2)": "T AA Z"}), "words"),
+        (dict(words={"tars(x)": "T AA Z"}), "words"),
         (dict(phrase=" "), "phrase"),
         (dict(threshold=2), "threshold"),
         (dict(idle_timeout=-1), "idle_timeout"),

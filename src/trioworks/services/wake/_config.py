@@ -19,6 +19,10 @@ CANCEL_PHRASES: frozenset[str] = frozenset(
 """What, said right after an interrupting wake word, stops the speech (py-tars' list)."""
 
 
+DEFAULT_WORDS: dict[str, str] = {"tars": "T AA R Z", "tars(2)": "T AA Z"}
+"""The default phrase's pronunciations: American ``tars`` and the non-rhotic (British) one."""
+
+
 class WakeConfigError(ValueError):
     """A setting of the wake service is unusable; names the field and what was expected."""
 
@@ -62,9 +66,10 @@ def _phrases(items: Iterable[str]) -> frozenset[str]:
 
 def _check_words(_: object, attribute: attrs.Attribute[dict[str, str]], value: dict[str, str]) -> None:
     for word, phones in value.items():
-        if not re.fullmatch(r"[a-z']+", word) or not phones.split():
+        if not re.fullmatch(r"[a-z']+(\([2-9]\))?", word) or not phones.split():
             raise WakeConfigError(
-                f"{attribute.name}[{word!r}]", f"expected a lower-case word and its phones, got {phones!r}"
+                f"{attribute.name}[{word!r}]",
+                f"expected a lower-case word (or word(2).. for another pronunciation) and its phones, got {phones!r}",
             )
 
 
@@ -75,7 +80,7 @@ class WakeConfig:
     Detection is pocketsphinx keyphrase spotting: ``threshold`` is the spotter's detection
     threshold (default 1e-30; smaller: more detections, so more false accepts and fewer false rejects;
     ``benchmarks/wake.py`` measures both on espeak-ng speech, docs/performance.md). Words of
-    ``phrase`` must be in pocketsphinx's dictionary or in ``words`` (``{"tars": "T AA R Z"}``,
+    ``phrase`` must be in pocketsphinx's dictionary or in ``words`` (``{"tars": "T AA R Z", "tars(2)": "T AA Z"}``,
     phones of the CMU set).
 
     The timers are py-tars' wake-activation's: ``idle_timeout`` after a wake word, a
@@ -87,9 +92,10 @@ class WakeConfig:
     phrase: str = attrs.field(default="hey tars", validator=_phrase)
     threshold: float = attrs.field(default=1e-30, validator=_threshold)
     words: dict[str, str] = attrs.field(
-        factory=lambda: {"tars": "T AA R Z"}, converter=_words, validator=_check_words
+        factory=lambda: dict(DEFAULT_WORDS), converter=_words, validator=_check_words
     )
-    """Pronunciations added to the dictionary (word -> phones)."""
+    """Pronunciations added to the dictionary (word -> phones); ``word(2)``, ``word(3)``.. are
+    further pronunciations of ``word`` (after it), each spotted as a keyphrase of its own."""
     min_retrigger: float = attrs.field(default=1.0, validator=_non_negative)
     """Seconds after a detection during which another is ignored."""
     idle_timeout: float = attrs.field(default=3.0, validator=_non_negative)

@@ -9,6 +9,7 @@ the end of the utterance).
 from __future__ import annotations
 
 import array
+import itertools
 import math
 import os
 import tempfile
@@ -45,6 +46,31 @@ def _rms(pcm: bytes) -> float:
     return math.sqrt(sum(s * s for s in samples) / len(samples)) / 32768
 
 
+MAX_SPELLINGS = 64
+"""The most keyphrases one phrase may expand to (every combination of its words' pronunciations)."""
+
+
+def _spellings(decoder: Any, words: list[str]) -> list[str]:
+    """The phrase once per combination of its words' pronunciations (``tars``, ``tars(2)``, ...).
+
+    pocketsphinx's keyword search uses a word's first pronunciation only, so each alternative
+    (``tars(2) T AA Z``, the non-rhotic one) is a keyphrase line of its own in the kws list.
+    """
+    variants = []
+    for word in words:
+        forms = [word]
+        n = 2
+        while decoder.lookup_word(f"{word}({n})") is not None:
+            forms.append(f"{word}({n})")
+            n += 1
+        variants.append(forms)
+    if math.prod(len(forms) for forms in variants) > MAX_SPELLINGS:
+        raise WakeConfigError(
+            "phrase", f"its words have more than {MAX_SPELLINGS} combinations of pronunciations (shorten it)"
+        )
+    return [" ".join(combination) for combination in itertools.product(*variants)]
+
+
 class Spotter:
     """Keyphrase spotting over a stream of 16 kHz mono s16le PCM. Blocking; one thread at a time.
 
@@ -62,6 +88,8 @@ class Spotter:
             ) from None
         self.config = config
         self.phrase = " ".join(config.phrase.lower().split())
+        self.spellings: list[str] = []
+        """The keyphrases searched for: the phrase in each combination of pronunciations."""
         self._decoder = self._make_decoder(ps, config)
         self._bytes = 0
         self._decoder.start_utt()
@@ -77,16 +105,23 @@ class Spotter:
                 raise WakeConfigError("words", f"pocketsphinx could not load them ({exc})") from None
         finally:
             os.unlink(small_dict)
+        lost = [w for w in config.words if decoder.lookup_word(w) is None]
+        if lost:  # pocketsphinx drops an alternative whose first pronunciation it lacks
+            raise WakeConfigError(
+                f"words[{lost[0]!r}]",
+                f"another pronunciation of {lost[0].split('(')[0]!r}, which has no first one (add it before)",
+            )
         unknown = [w for w in self.phrase.split() if decoder.lookup_word(w) is None]
         if unknown:
             raise WakeConfigError(
                 "phrase",
                 f"words not in the pronunciation dictionary: {', '.join(unknown)} (add them to words)",
             )
+        self.spellings = _spellings(decoder, self.phrase.split())
         fd, path = tempfile.mkstemp(suffix=".kws", text=True)
         try:
             with os.fdopen(fd, "w") as f:
-                f.write(f"{self.phrase} /{config.threshold:g}/\n")
+                f.writelines(f"{spelling} /{config.threshold:g}/\n" for spelling in self.spellings)
             decoder.add_kws("wake", path)
         finally:
             os.unlink(path)
