@@ -61,13 +61,13 @@ def trivial(n: int) -> tuple[Any, dict[str, Any], str]:
     wb = WorkflowBuilder()
     wb.add_node("PythonCodeNode", "root", {"code": "result = 1"})
     mids = [f"m{i}" for i in range(n - 2)]
+    wb.add_node(
+        "PythonCodeNode", "sink", {"code": f"result = sum([{', '.join(f'x{i}' for i in range(len(mids)))}])"}
+    )
     for i, m in enumerate(mids):
         wb.add_node("PythonCodeNode", m, {"code": "result = seed + 1"})
         wb.add_connection("root", "result", m, "seed")
         wb.add_connection(m, "result", "sink", f"x{i}")
-    wb.add_node(
-        "PythonCodeNode", "sink", {"code": f"result = sum([{', '.join(f'x{i}' for i in range(len(mids)))}])"}
-    )
     dsk: dict[str, Any] = {"root": (one,), **{m: (one, "root") for m in mids}, "sink": (total, *mids)}
     return wb.build(f"bench-trivial-{n}"), dsk, "sink"
 
@@ -77,10 +77,10 @@ def cpu(n: int, ms: float) -> tuple[Any, dict[str, Any], str]:
 
     wb = WorkflowBuilder()
     names = [f"c{i}" for i in range(n)]
+    wb.add_node("PythonCodeNode", "sink", {"code": f"result = sum([{', '.join(f'x{i}' for i in range(n))}])"})
     for i, c in enumerate(names):
         wb.add_node("PythonCodeNode", c, {"code": BUSY, "ms": ms})
         wb.add_connection(c, "result", "sink", f"x{i}")
-    wb.add_node("PythonCodeNode", "sink", {"code": f"result = sum([{', '.join(f'x{i}' for i in range(n))}])"})
     dsk: dict[str, Any] = {**{c: (busy, ms) for c in names}, "sink": (total, *names)}
     return wb.build(f"bench-cpu-{n}"), dsk, "sink"
 

@@ -119,7 +119,7 @@ async def test_missing_package_on_the_worker_is_named(dag_server: str) -> None:
         await client.deploy(definition)
         started = await client.start_workflow(definition["name"], inputs={"nodes": {"a": {"x": 1}}})
         body = await client.wait_for_workflow(started["workflow_id"], poll_interval=0.02)
-    error = body["activities"][0]["error"]
+    error = body["activities"][0]["error_details"]
     assert error["code"] == "NODE_IMPORT_ERROR"
     assert "no_such_pkg" in error["message"] and "install" in error["message"]
 

@@ -40,14 +40,14 @@ def fan(n: int, marks: Path, pause: float) -> Workflow:
     wb = WorkflowBuilder()
     wb.add_node("PythonCodeNode", "root", {"code": "result = 1"})
     names = [f"m{i}" for i in range(n - 2)]
+    sink = "result = sum([" + ", ".join(f"x{i}" for i in range(len(names))) + "])"
+    wb.add_node("PythonCodeNode", "sink", {"code": sink})  # nodes before their connections, as in Kailash
     for i, name in enumerate(names):
         wb.add_node(
             "PythonCodeNode", name, {"code": MIDDLE, "marks": str(marks), "node": name, "pause": pause}
         )
         wb.add_connection("root", "result", name, "seed")
         wb.add_connection(name, "result", "sink", f"x{i}")
-    sink = "result = sum([" + ", ".join(f"x{i}" for i in range(len(names))) + "])"
-    wb.add_node("PythonCodeNode", "sink", {"code": sink})
     return wb.build(f"fan{n}")
 
 

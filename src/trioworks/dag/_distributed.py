@@ -52,6 +52,21 @@ class RemoteNodeError(NodeExecutionError):
 # -- results -----------------------------------------------------------------------
 
 
+def _activity_row(activity: Mapping[str, Any]) -> dict[str, Any]:
+    """One activity of ``GET /workflows/{id}`` with ``outputs`` as ``{name: value}`` and ``error``
+    as a mapping: the original (and trioworks) send outputs as ``[{name, type, value}]`` and the
+    error as a string; trioworks adds the structured error as ``error_details``."""
+    row = dict(activity)
+    outputs = row.get("outputs")
+    if isinstance(outputs, list):
+        row["outputs"] = {o.get("name"): o.get("value") for o in outputs if isinstance(o, Mapping)}
+    error = row.get("error_details", row.get("error"))
+    if error is not None and not isinstance(error, Mapping):
+        error = {"code": row.get("error_code") or "EXECUTION_ERROR", "message": str(error)}
+    row["error"] = error
+    return row
+
+
 def _seconds(row: Mapping[str, Any]) -> float:
     out = row.get("outputs") or {}
     value = out.get("seconds") if isinstance(out, Mapping) else None
@@ -63,7 +78,7 @@ def build_result(
 ) -> tuple[WorkflowResult, str | None]:
     """The :class:`WorkflowResult` of a finished server workflow; and the failed node, if it failed."""
     keys = activity_keys(plan)
-    rows = {a["activity_key"]: a for a in body.get("activities", [])}
+    rows = {a["activity_key"]: _activity_row(a) for a in body.get("activities", [])}
     result = WorkflowResult(workflow_id=plan.workflow_id, run_id=run_id, total_duration=duration)
     failed_node: str | None = None
     propagated: dict[str, str] = {}
