@@ -131,7 +131,7 @@ def fan(n: int, *, middle: Callable[[int], str], is_async: bool) -> Graph:
     # sum([...]), not x0 + x1 + ...: Kailash's code checker recurses into the nested BinOp and
     # fails with "maximum recursion depth exceeded" at 500 terms.
     add("join", "result = {'v': sum([" + ", ".join(f"x{i}" for i in range(n)) + "])}")
-    # The edges into the join were added before the join node; builders only check at build().
+    # Graph.build adds every node before any edge (builders check connections as they are added).
     return g
 
 
