@@ -210,6 +210,7 @@ PUBLIC: dict[str, set[str]] = {
         "WorkflowBuilder",
         "WorkflowException",
         "WorkflowExecutionError",
+        "WorkflowNode",
         "WorkflowResult",
         "WorkflowTimeoutError",
         "WorkflowValidationError",

@@ -86,6 +86,7 @@ from ._resources import (
 from ._result import NodeEvent, NodeStatus, WorkflowResult
 from ._runtime import AsyncLocalRuntime
 from ._sql_node import SQLDatabaseNode
+from ._workflow_node import WorkflowNode
 
 __all__ = [
     "NODE_TYPES",
@@ -158,6 +159,7 @@ __all__ = [
     "WorkflowBuilder",
     "WorkflowException",
     "WorkflowExecutionError",
+    "WorkflowNode",
     "WorkflowResult",
     "WorkflowTimeoutError",
     "WorkflowValidationError",

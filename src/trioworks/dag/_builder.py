@@ -353,7 +353,10 @@ def _missing_required(
     try:
         declared = instance.get_parameters()
     except Exception as exc:
-        raise WorkflowValidationError(f"Failed to get parameters for node '{node_id}': {exc}") from exc
+        raise WorkflowValidationError(
+            f"Failed to get parameters for node '{node_id}' (node type {type(instance).__name__}): "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
     config = dict(getattr(instance, "config", None) or {})
     nested = config.get("config")
     scoped = params.get(node_id)
