@@ -25,6 +25,7 @@ import trio
 from .. import __version__
 from ..core import RetryPolicy, retry
 from ._config import WorkerConfig
+from ._direct import BUFFERED
 from ._errors import ApiError, AuthenticationError, LeaseLostError
 from ._transport import WorkerTransport, environment_proxy
 from ._wire import PendingActivity, converter
@@ -97,6 +98,8 @@ class WorkerApiClient:
         self._transport = transport
         self._headers = {"User-Agent": f"trioworks-worker/{__version__}", "Accept": "application/json"}
         self._extensions = {"timeout": httpx.Timeout(config.request_timeout).as_dict()}
+        # JSON calls read their whole (small) answer at once: the transport may take its direct path.
+        self._buffered = {**self._extensions, BUFFERED: True}
         self._token: str | None = None
         self._refresh_at = 0.0
         self._token_lock = trio.Lock()
@@ -169,7 +172,7 @@ class WorkerApiClient:
             json=json,
             content=content,
             headers={**self._headers, **(headers or {})},
-            extensions=self._extensions,
+            extensions=self._buffered if json is not None else self._extensions,
         )
 
     async def _send_once(

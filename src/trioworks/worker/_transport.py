@@ -7,6 +7,11 @@ the second TCP segment, with ``TCP_NODELAY``) is a large share of its cost: meas
 held back until the connection next reads (or until 64 KiB are pending), so a small request goes
 out in one ``send``; a large upload still streams in 64 KiB writes.
 
+Small JSON calls (requests marked :data:`~trioworks.worker._direct.BUFFERED`: poll, heartbeat,
+complete, fail, the token) skip httpcore altogether when no proxy or custom backend is set: see
+``_direct.py``. What follows is the path of everything else (streamed uploads and downloads,
+proxied requests).
+
 Only public extension points are used: :class:`WorkerTransport` is an
 :class:`httpx.AsyncBaseTransport` that owns an :class:`httpcore.AsyncConnectionPool` (or, with a
 proxy, an :class:`httpcore.AsyncHTTPProxy` / :class:`httpcore.AsyncSOCKSProxy`) built with the
@@ -24,6 +29,8 @@ from typing import Any
 
 import httpcore
 import httpx
+
+from ._direct import BUFFERED, DirectPool
 
 __all__ = ["WorkerTransport", "environment_proxy"]
 
@@ -183,6 +190,14 @@ class WorkerTransport(httpx.AsyncBaseTransport):
         network_backend: httpcore.AsyncNetworkBackend | None = None,
     ) -> None:
         ssl_context = httpx.create_ssl_context()
+        # Small JSON exchanges (BUFFERED requests) skip httpcore when nothing sits in between.
+        self._direct: DirectPool | None = None
+        if proxy is None and network_backend is None:
+            self._direct = DirectPool(
+                ssl_context=ssl_context,
+                max_idle=limits.max_keepalive_connections or 0,
+                keepalive_expiry=limits.keepalive_expiry,
+            )
         backend = network_backend or _CoalescingBackend()
         pool_limits: dict[str, Any] = {
             "max_connections": limits.max_connections,
@@ -218,6 +233,12 @@ class WorkerTransport(httpx.AsyncBaseTransport):
             raise ValueError(f"proxy {proxy.url}: scheme must be http, https, socks5 or socks5h")
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if (
+            self._direct is not None
+            and request.extensions.get(BUFFERED)
+            and isinstance(request.stream, httpx.ByteStream)
+        ):
+            return await self._direct.exchange(request)
         assert isinstance(request.stream, httpx.AsyncByteStream)
         url = request.url
         core_request = httpcore.Request(
@@ -237,5 +258,7 @@ class WorkerTransport(httpx.AsyncBaseTransport):
         )
 
     async def aclose(self) -> None:
+        if self._direct is not None:
+            await self._direct.aclose()
         with _mapped():
             await self.pool.aclose()

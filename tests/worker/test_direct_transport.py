@@ -1,0 +1,255 @@
+"""The worker's direct path for small JSON calls (``worker/_direct.py``), against real sockets.
+
+A scripted HTTP/1.1 server (h11, Trio) plays each situation: keep-alive, a server that closes an
+idle connection, ``Connection: close``, chunked answers, silence, a disconnect mid-answer.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import h11
+import httpx
+import pytest
+import trio
+
+from trioworks.worker import WorkerConfig, _direct
+from trioworks.worker._client import WorkerApiClient
+from trioworks.worker._direct import BUFFERED
+from trioworks.worker._transport import WorkerTransport
+
+Answer = Callable[[h11.Request, bytes, trio.SocketStream], Awaitable[bool]]
+"""Answers one request; returns whether the connection stays open for the next."""
+
+
+class Server:
+    """Counts connections and requests; ``answer`` decides what each request gets."""
+
+    def __init__(self, answer: Answer) -> None:
+        self.answer = answer
+        self.connections = 0
+        self.requests: list[tuple[int, str, bytes]] = []
+        self.closed_by_client = 0
+        self.port = 0
+
+    async def handle(self, stream: trio.SocketStream) -> None:
+        self.connections += 1
+        number = self.connections
+        http = h11.Connection(h11.SERVER)
+        try:
+            while True:
+                request, body = None, b""
+                while True:
+                    event = http.next_event()
+                    if event is h11.NEED_DATA:
+                        data = await stream.receive_some(65536)
+                        if not data:
+                            self.closed_by_client += 1
+                            return
+                        http.receive_data(data)
+                    elif isinstance(event, h11.Request):
+                        request = event
+                    elif isinstance(event, h11.Data):
+                        body += bytes(event.data)
+                    elif isinstance(event, h11.EndOfMessage):
+                        break
+                assert request is not None
+                self.requests.append((number, request.target.decode(), body))
+                if not await self.answer(request, body, stream):
+                    return
+                http = h11.Connection(h11.SERVER)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            self.closed_by_client += 1
+        finally:
+            await stream.aclose()
+
+    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+        self.port = listeners[0].socket.getsockname()[1]
+        task_status.started()
+        await trio.serve_listeners(self.handle, listeners)
+
+
+def reply(body: Any, *, status: int = 200, close: bool = False, chunked: bool = False) -> Answer:
+    async def answer(request: h11.Request, received: bytes, stream: trio.SocketStream) -> bool:
+        payload = json.dumps(body).encode()
+        head = f"HTTP/1.1 {status} OK\r\nContent-Type: application/json\r\n"
+        if close:
+            head += "Connection: close\r\n"
+        if chunked:
+            data = head.encode() + b"Transfer-Encoding: chunked\r\n\r\n"
+            half = len(payload) // 2
+            for part in (payload[:half], payload[half:]):
+                data += f"{len(part):x}\r\n".encode() + part + b"\r\n"
+            data += b"0\r\n\r\n"
+        else:
+            data = head.encode() + f"Content-Length: {len(payload)}\r\n\r\n".encode() + payload
+        await stream.send_all(data)
+        return not close
+
+    return answer
+
+
+def client(port: int, **config: Any) -> WorkerApiClient:
+    cfg = WorkerConfig(api_url=f"http://127.0.0.1:{port}", client_id="", worker="w", **config)
+    return WorkerApiClient(cfg)
+
+
+def request(port: int, path: str = "/x", payload: Any = None) -> httpx.Request:
+    return httpx.Request(
+        "POST", f"http://127.0.0.1:{port}{path}", json=payload or {"n": 1}, extensions={BUFFERED: True}
+    )
+
+
+async def test_calls_share_one_kept_alive_connection_and_bodies_arrive_whole() -> None:
+    server = Server(reply({"activities": [], "count": 0}))
+    async with trio.open_nursery() as nursery:
+        await nursery.start(server.run)
+        async with client(server.port) as api:
+            for _ in range(5):
+                assert await api.poll(3) == []
+        nursery.cancel_scope.cancel()
+    assert server.connections == 1
+    assert [n for n, _, _ in server.requests] == [1] * 5
+    assert json.loads(server.requests[0][2]) == {
+        "worker": "w",
+        "worker_id": api._config.worker_id,
+        "max_activities": 3,
+    }
+
+
+@pytest.mark.parametrize("close_seen", [True, False], ids=["close-seen-while-idle", "close-races-the-send"])
+async def test_a_connection_the_server_closed_while_idle_is_replaced_without_an_error(
+    monkeypatch: pytest.MonkeyPatch, close_seen: bool
+) -> None:
+    # The server answers, then closes every connection after its first request (a short
+    # keep-alive timeout): the next call finds its idle connection closed and uses a new one.
+    # When the close arrives only after the idle check (the race), the send or the first read
+    # fails on the old connection and the request is sent again on a new one.
+    if not close_seen:
+        monkeypatch.setattr(_direct._Connection, "alive", lambda self: True)
+
+    async def answer_then_close(request: h11.Request, body: bytes, stream: trio.SocketStream) -> bool:
+        await reply({"ok": True})(request, body, stream)
+        return False
+
+    server = Server(answer_then_close)
+    transport = WorkerTransport(limits=httpx.Limits(max_keepalive_connections=4))
+    async with trio.open_nursery() as nursery:
+        await nursery.start(server.run)
+        for _ in range(3):
+            response = await transport.handle_async_request(request(server.port))
+            assert response.json() == {"ok": True}
+            await trio.sleep(0.05)  # let the server's close arrive
+        await transport.aclose()
+        nursery.cancel_scope.cancel()
+    assert server.connections == 3
+    assert len(server.requests) == 3  # each request reached the server exactly once
+
+
+async def test_connection_close_answers_and_chunked_bodies() -> None:
+    server = Server(reply({"items": list(range(50))}, close=True, chunked=True))
+    transport = WorkerTransport(limits=httpx.Limits(max_keepalive_connections=4))
+    async with trio.open_nursery() as nursery:
+        await nursery.start(server.run)
+        for _ in range(2):
+            response = await transport.handle_async_request(request(server.port))
+            assert response.status_code == 200
+            assert response.json() == {"items": list(range(50))}
+            assert response.http_version == "HTTP/1.1"
+        await transport.aclose()
+        nursery.cancel_scope.cancel()
+    assert server.connections == 2  # "Connection: close" is honoured: no reuse
+
+
+async def test_a_silent_server_is_a_read_timeout_and_the_connection_is_closed(autojump_clock: Any) -> None:
+    async def silent(request: h11.Request, body: bytes, stream: trio.SocketStream) -> bool:
+        await trio.sleep_forever()
+        return False  # pragma: no cover
+
+    server = Server(silent)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(server.run)
+        async with client(server.port, request_timeout=5.0) as api:
+            with pytest.raises(httpx.ReadTimeout):
+                await api.poll(1)
+        nursery.cancel_scope.cancel()
+    assert len(server.requests) == 1  # a read timeout is not retried by the transport
+
+
+async def test_cancelling_a_call_closes_its_connection() -> None:
+    got_request, client_gone = trio.Event(), trio.Event()
+
+    async def stall(request: h11.Request, body: bytes, stream: trio.SocketStream) -> bool:
+        got_request.set()
+        # Wait for the client to go away: the read sees the connection closed.
+        assert await stream.receive_some(1) == b""
+        client_gone.set()
+        return False
+
+    server = Server(stall)
+    transport = WorkerTransport(limits=httpx.Limits(max_keepalive_connections=4))
+    async with trio.open_nursery() as nursery:
+        await nursery.start(server.run)
+        async with trio.open_nursery() as inner:
+            inner.start_soon(transport.handle_async_request, request(server.port))
+            await got_request.wait()
+            inner.cancel_scope.cancel()
+        with trio.fail_after(30):  # a guard far beyond what a correct build needs
+            await client_gone.wait()
+        await transport.aclose()
+        nursery.cancel_scope.cancel()
+    assert transport._direct is not None
+    assert not any(transport._direct._idle.values())
+
+
+async def test_a_disconnect_in_the_middle_of_an_answer_is_a_protocol_error() -> None:
+    async def half(request: h11.Request, body: bytes, stream: trio.SocketStream) -> bool:
+        await stream.send_all(b'HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{"partial')
+        return False
+
+    server = Server(half)
+    transport = WorkerTransport(limits=httpx.Limits(max_keepalive_connections=4))
+    async with trio.open_nursery() as nursery:
+        await nursery.start(server.run)
+        with pytest.raises(httpx.RemoteProtocolError):
+            await transport.handle_async_request(request(server.port))
+        await transport.aclose()
+        nursery.cancel_scope.cancel()
+    assert len(server.requests) == 1  # the server saw it: no silent retry
+
+
+async def test_nobody_listening_is_a_connect_error() -> None:
+    with trio.socket.socket() as sock:
+        await sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # bound, never listening
+        transport = WorkerTransport(limits=httpx.Limits(max_keepalive_connections=4))
+        with pytest.raises(httpx.ConnectError):
+            await transport.handle_async_request(request(port))
+        await transport.aclose()
+
+
+async def test_streamed_requests_still_go_through_httpcore() -> None:
+    # An upload (an async body) and a request without the marker take httpcore's path: the
+    # direct pool never sees them.
+    server = Server(reply({"ok": True}))
+    transport = WorkerTransport(limits=httpx.Limits(max_keepalive_connections=4))
+
+    async def body() -> Any:
+        yield b"abc"
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(server.run)
+        streamed = httpx.Request(
+            "POST", f"http://127.0.0.1:{server.port}/up", content=body(), headers={"Content-Length": "3"}
+        )
+        response = await transport.handle_async_request(streamed)
+        await response.aread()
+        await response.aclose()
+        assert response.json() == {"ok": True}
+        assert transport._direct is not None and not transport._direct._idle
+        await transport.aclose()
+        nursery.cancel_scope.cancel()
+    assert server.requests[0][1:] == ("/up", b"abc")
