@@ -126,6 +126,7 @@ PUBLIC: dict[str, set[str]] = {
         "Waiter",
         "child_process",
         "find_error",
+        "lazy_exports",
         "leaf_errors",
         "prometheus_text",
         "read_exactly",
@@ -663,6 +664,8 @@ INTERNAL: dict[str, set[str]] = {
     "trioworks.worker._heartbeats": {"HeartbeatStarter"},
     # The worker's HTTP transport (coalesced writes, proxy from the environment) inside its client.
     "trioworks.worker._transport": {"WorkerTransport"},
+    # Its direct path for the small JSON calls (h11 on kept-alive Trio streams).
+    "trioworks.worker._direct": {"DirectPool"},
 }
 
 SUBSYSTEMS = {"bus", "cli", "client", "core", "dag", "demo", "server", "services", "worker"}

@@ -21,6 +21,7 @@ This package depends on nothing else in trioworks; every subsystem builds on it.
 
 from ._correlation import Correlator, DuplicateCorrelationId, Waiter
 from ._errors import find_error, leaf_errors, single_error
+from ._lazy import lazy_exports
 from ._metrics import Counter, Gauge, Metrics
 from ._offload import CancelOutcome, run_in_process, run_in_thread
 from ._process import child_process, read_exactly, start_process, stop_process
@@ -42,6 +43,7 @@ __all__ = [
     "Waiter",
     "child_process",
     "find_error",
+    "lazy_exports",
     "leaf_errors",
     "prometheus_text",
     "read_exactly",

@@ -22,9 +22,9 @@ is imported on first use (PEP 562), so that a worker process importing one of th
 the server and the voice services.
 """
 
-import importlib
 import typing
 
+from ..core import lazy_exports as _lazy_exports
 from ._highlight import Highlight
 
 if typing.TYPE_CHECKING:
@@ -80,14 +80,4 @@ _LAZY = {
 }
 
 if not typing.TYPE_CHECKING:  # type checkers see the imports above instead
-
-    def __getattr__(name: str) -> object:
-        module = _LAZY.get(name)
-        if module is None:
-            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-        value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-        globals()[name] = value
-        return value
-
-    def __dir__() -> list[str]:
-        return sorted({*globals(), *__all__})
+    __getattr__, __dir__ = _lazy_exports(globals(), _LAZY, __all__)

@@ -16,6 +16,7 @@ templates, conditions, retries, leases: pure functions from rows to rows). ``_mo
 
 import typing
 
+from ..core import lazy_exports as _lazy_exports
 from ._errors import (
     BadRequest,
     ConfigurationError,
@@ -98,23 +99,7 @@ __all__ = [
 ]
 
 
-if not typing.TYPE_CHECKING:
-
-    def __getattr__(name: str) -> object:
-        # PostgresStorage needs psycopg (the postgres extra): imported when first asked for, so
-        # that the server and SQLite work without it.
-        if name != "PostgresStorage":
-            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-        try:
-            from .storage import PostgresStorage
-        except ImportError as exc:
-            raise ImportError(
-                f"trioworks.server.PostgresStorage needs the postgres extra (missing {exc.name!r}): "
-                "pip install 'trioworks[postgres]'",
-                name=exc.name,
-            ) from exc
-        globals()[name] = PostgresStorage
-        return PostgresStorage
-
-    def __dir__() -> list[str]:
-        return sorted({*globals(), *__all__})
+if not typing.TYPE_CHECKING:  # type checkers see the imports above instead
+    # PostgresStorage needs psycopg (the postgres extra): read from .storage when first asked
+    # for, so that the server and SQLite work without it.
+    __getattr__, __dir__ = _lazy_exports(globals(), {"PostgresStorage": "storage"}, __all__)

@@ -35,9 +35,9 @@ shipped ``mosquitto.conf`` (:func:`mosquitto_conf`) for the MQTT quick start; :f
 path, :exc:`ProgramMissing` naming it when absent).
 """
 
-import importlib
 import typing
 
+from ..core import lazy_exports as _lazy_exports
 from ._audio import ProgramMissing, find_program
 from ._text import BOUNDARIES, SentenceChunker, chunk_sentences
 
@@ -147,15 +147,5 @@ _LAZY = {
 }
 
 if not typing.TYPE_CHECKING:  # type checkers see the imports above instead
-
-    def __getattr__(name: str) -> object:
-        subpackage = _LAZY.get(name)
-        if subpackage is None:
-            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-        # A missing extra raises here, naming the pip command (see trioworks.services.memory).
-        value = getattr(importlib.import_module(f"{__name__}.{subpackage}"), name)
-        globals()[name] = value
-        return value
-
-    def __dir__() -> list[str]:
-        return sorted({*globals(), *__all__})
+    # A missing extra raises here, naming the pip command (see trioworks.services.memory).
+    __getattr__, __dir__ = _lazy_exports(globals(), _LAZY, __all__)

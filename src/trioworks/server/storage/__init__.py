@@ -23,6 +23,7 @@ The stable API is :mod:`trioworks.server`; these names are for the other layers.
 
 import typing
 
+from ...core import lazy_exports as _lazy_exports
 from ._dialect import Connections, Dialect, Tx
 from ._files import FILENAME, FileStore, check_filename
 from ._interface import Storage
@@ -52,27 +53,12 @@ __all__ = [
     "open_storage",
 ]
 
-_NEEDS_PSYCOPG = frozenset({"POSTGRES", "PostgresConnections", "PostgresStorage"})
-
-
-if not typing.TYPE_CHECKING:
-
-    def __getattr__(name: str) -> object:
-        # The Postgres backend needs psycopg (the postgres extra): imported when first asked
-        # for, so that the server and SQLite work without it.
-        if name not in _NEEDS_PSYCOPG:
-            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-        try:
-            from . import _postgres
-        except ModuleNotFoundError as exc:
-            raise ImportError(
-                f"{__name__}.{name} needs the postgres extra (missing {exc.name!r}): "
-                "pip install 'trioworks[postgres]'",
-                name=exc.name,
-            ) from exc
-        value = getattr(_postgres, name)
-        globals()[name] = value
-        return value
-
-    def __dir__() -> list[str]:
-        return sorted({*globals(), *__all__})
+if not typing.TYPE_CHECKING:  # type checkers see the imports above instead
+    # The Postgres backend needs psycopg (the postgres extra): imported when first asked for,
+    # so that the server and SQLite work without it.
+    __getattr__, __dir__ = _lazy_exports(
+        globals(),
+        dict.fromkeys(("POSTGRES", "PostgresConnections", "PostgresStorage"), "_postgres"),
+        __all__,
+        extra="postgres",
+    )
