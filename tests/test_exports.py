@@ -440,6 +440,7 @@ PUBLIC: dict[str, set[str]] = {
         "RouterConfigError",
         "RouterService",
         "SentenceChunker",
+        "SettingError",
         "SttConfig",
         "SttConfigError",
         "SttService",

@@ -39,6 +39,7 @@ import typing
 
 from ..core import lazy_exports as _lazy_exports
 from ._audio import ProgramMissing, find_program
+from ._settings import SettingError
 from ._text import BOUNDARIES, SentenceChunker, chunk_sentences
 
 if typing.TYPE_CHECKING:
@@ -83,6 +84,7 @@ __all__ = [
     "RouterService",
     "SayResult",
     "SentenceChunker",
+    "SettingError",
     "SttConfig",
     "SttConfigError",
     "SttService",

@@ -311,13 +311,17 @@ async def test_a_request_cancelled_while_rag_starts_does_not_break_later_rag(
 
 
 def test_bad_settings_name_the_field() -> None:
-    with pytest.raises(LLMConfigError, match="'base_url': provider 'openai' needs a base URL"):
+    with pytest.raises(LLMConfigError, match="llm config base_url: provider 'openai' needs a base URL"):
         LLMConfig(provider="openai")
-    with pytest.raises(LLMConfigError, match="'base_url': expected an http"):
+    with pytest.raises(LLMConfigError, match="llm config base_url: expected an http"):
         LLMConfig(provider="openai", base_url="localhost:11434")
-    with pytest.raises(LLMConfigError, match="'tool_timeout': expected a positive number of seconds, got 0"):
+    with pytest.raises(
+        LLMConfigError, match="llm config tool_timeout: expected a positive number of seconds, got 0"
+    ):
         LLMConfig(tool_timeout=0)
-    with pytest.raises(LLMConfigError, match="'provider': expected 'offline' or 'openai', got 'gpt'"):
+    with pytest.raises(
+        LLMConfigError, match="llm config provider: expected 'offline' or 'openai', got 'gpt'"
+    ):
         LLMConfig(provider="gpt")  # type: ignore[arg-type]
     assert "sk-secret" not in repr(LLMConfig(api_key="sk-secret"))
 

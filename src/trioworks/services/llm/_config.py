@@ -9,20 +9,15 @@ import attrs
 from attrs import validators as v
 
 from ...core import RetryPolicy
+from .._settings import SettingError
 
 __all__ = ["LLMConfig", "LLMConfigError"]
 
 
-class LLMConfigError(ValueError):
+class LLMConfigError(SettingError):
     """A setting of the llm service is invalid; names the setting and what it expects."""
 
-    def __init__(self, field: str, problem: str) -> None:
-        super().__init__(field, problem)
-        self.field = field
-        self.problem = problem
-
-    def __str__(self) -> str:
-        return f"llm config {self.field!r}: {self.problem}"
+    prefix = "llm config"
 
 
 def _positive(instance: object, attribute: attrs.Attribute[float], value: float) -> None:

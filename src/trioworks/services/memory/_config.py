@@ -2,34 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import attrs
 
+from .._settings import SettingError, at_least
+
 __all__ = ["MemoryConfig", "MemoryConfigError"]
 
 
-class MemoryConfigError(ValueError):
+class MemoryConfigError(SettingError):
     """A setting of the memory service is unusable; names the field and what was expected."""
 
-    def __init__(self, field: str, problem: str) -> None:
-        super().__init__(f"memory config {field}: {problem}")
-        self.field = field
-        self.problem = problem
-
-
-def _at_least(
-    low: float, kind: type[float] | tuple[type[float], ...] = (int, float)
-) -> Callable[[object, attrs.Attribute[Any], Any], None]:
-    what = "an integer" if kind is int else "a number"
-
-    def check(_: object, attribute: attrs.Attribute[Any], value: Any) -> None:
-        if isinstance(value, bool) or not isinstance(value, kind) or value < low:
-            raise MemoryConfigError(attribute.name, f"expected {what} >= {low}, got {value!r}")
-
-    return check
+    prefix = "memory config"
 
 
 def _path(value: object) -> Path:
@@ -53,16 +39,16 @@ class MemoryConfig:
 
     db_path: Path = attrs.field(converter=_path)
     """The SQLite file of the documents (created when missing)."""
-    ingest_batch: int = attrs.field(default=16, validator=_at_least(1, int))
+    ingest_batch: int = attrs.field(default=16, validator=at_least(MemoryConfigError, 1, int))
     """Documents embedded and stored together, at most."""
-    ingest_queue: int = attrs.field(default=256, validator=_at_least(1, int))
+    ingest_queue: int = attrs.field(default=256, validator=at_least(MemoryConfigError, 1, int))
     """Documents waiting for ingest, at most (the ``stt/final`` and ``tts/say`` routes drop the
     newest message past it)."""
-    query_deadline: float = attrs.field(default=5.0, validator=_at_least(0.001))
+    query_deadline: float = attrs.field(default=5.0, validator=at_least(MemoryConfigError, 0.001))
     """Seconds a ``memory/query`` may take until it is answered; past it the query is dropped."""
-    drain_timeout: float = attrs.field(default=2.0, validator=_at_least(0))
+    drain_timeout: float = attrs.field(default=2.0, validator=at_least(MemoryConfigError, 0))
     """Seconds the ingest queue is still drained into the store when the service stops."""
-    rebuild_interval: float = attrs.field(default=1.0, validator=_at_least(0))
+    rebuild_interval: float = attrs.field(default=1.0, validator=at_least(MemoryConfigError, 0))
     """Seconds between two BM25 rebuilds, at least (rebuilds are coalesced)."""
     recall: tuple[str, ...] | None = attrs.field(default=("stt", "note"), validator=_sources)
     """The sources a query returns (as hits and as their context): by default what the user said

@@ -23,6 +23,7 @@ from ...bus import (
     converter,
 )
 from ...core import RestartPolicy
+from .._settings import SettingError
 
 __all__ = ["DEFAULT_CHARACTER", "PersonaConfig", "PersonaConfigError", "PersonaService", "load_character"]
 
@@ -38,13 +39,10 @@ DEFAULT_CHARACTER = CharacterResult(
 """The persona when no character file is given."""
 
 
-class PersonaConfigError(ValueError):
+class PersonaConfigError(SettingError):
     """A persona setting is unusable; names the field (``character_file``)."""
 
-    def __init__(self, field: str, problem: str) -> None:
-        super().__init__(f"persona {field}: {problem}")
-        self.field = field
-        self.problem = problem
+    prefix = "persona"
 
 
 @attrs.frozen(kw_only=True)

@@ -8,18 +8,16 @@ from typing import Literal
 
 import attrs
 
+from .._settings import SettingError
 from .._url import wyoming_url
 
 __all__ = ["SttConfig", "SttConfigError"]
 
 
-class SttConfigError(ValueError):
+class SttConfigError(SettingError):
     """A setting of the stt service is unusable; names the field and what was expected."""
 
-    def __init__(self, field: str, problem: str) -> None:
-        super().__init__(f"stt config {field}: {problem}")
-        self.field = field
-        self.problem = problem
+    prefix = "stt config"
 
 
 def _positive(_: object, attribute: attrs.Attribute[float], value: float) -> None:

@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 import attrs
 
+from .._settings import SettingError
 from .._url import wyoming_url
 
 __all__ = ["DEFAULT_OUT_DIR", "TtsConfig", "TtsConfigError"]
@@ -17,13 +18,10 @@ DEFAULT_OUT_DIR = Path(tempfile.gettempdir()) / "trioworks-tts"
 """Where utterances go as WAV files when there is no audio device."""
 
 
-class TtsConfigError(ValueError):
+class TtsConfigError(SettingError):
     """A setting of the tts service is unusable; names the field and what was expected."""
 
-    def __init__(self, field: str, problem: str) -> None:
-        super().__init__(f"tts config {field}: {problem}")
-        self.field = field
-        self.problem = problem
+    prefix = "tts config"
 
 
 def _between(low: float, high: float) -> Callable[[object, attrs.Attribute[Any], Any], None]:

@@ -8,6 +8,7 @@ from typing import Any
 
 import attrs
 
+from .._settings import SettingError
 from .._url import wyoming_url
 
 __all__ = ["CANCEL_PHRASES", "WakeConfig", "WakeConfigError"]
@@ -23,13 +24,10 @@ DEFAULT_WORDS: dict[str, str] = {"tars": "T AA R Z", "tars(2)": "T AA Z"}
 """The default phrase's pronunciations: American ``tars`` and the non-rhotic (British) one."""
 
 
-class WakeConfigError(ValueError):
+class WakeConfigError(SettingError):
     """A setting of the wake service is unusable; names the field and what was expected."""
 
-    def __init__(self, field: str, problem: str) -> None:
-        super().__init__(f"wake config {field}: {problem}")
-        self.field = field
-        self.problem = problem
+    prefix = "wake config"
 
 
 def _non_negative(_: object, attribute: attrs.Attribute[float], value: float) -> None:
