@@ -1,0 +1,219 @@
+"""Node values between workers: small ones inline in the activity output, large ones as files.
+
+A node's output travels as JSON. Encoded (compact, ASCII) up to ``max_inline_bytes`` it stays in
+the activity's output row (``out``); larger, the worker streams it into a file of the activity
+(the Kruxia Flow file route, ``POST .../activities/{key}/files/out.json``) and the row carries
+the file's reference string (``out_file``, as any activity's file output) and a stub ``out``:
+``None``, or for a switch the taken branch's key mapped to ``None`` so that the server's
+``depends_on`` conditions still see which branch was taken. Readers (a downstream node's
+worker, :class:`DistributedRuntime`'s result) download the file and decode it.
+
+Encoding is streamed: :func:`json_chunks` yields the compact encoding piece by piece (C-speed
+pieces: a flat container or a slice of one per piece, long strings split), so the file is written
+without a second full copy of the value. Up to the threshold the pieces are produced on the
+loop (at most about ``max_inline_bytes`` of work); past it the rest is encoded and written in a
+thread under the caller's codec limiter. Decoding reads the downloaded file in a thread under the
+same limiter.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import IO, Any, Protocol
+
+import trio
+
+from ..core import run_in_thread
+
+__all__ = [
+    "DEFAULT_MAX_INLINE_BYTES",
+    "VALUE_FILENAME",
+    "Offloaded",
+    "ValueFiles",
+    "decode_file",
+    "json_chunks",
+    "not_json_reason",
+    "offload",
+]
+
+DEFAULT_MAX_INLINE_BYTES = 256 * 1024
+"""A node's encoded output larger than this travels as a file (``--max-inline-bytes``)."""
+VALUE_FILENAME = "out.json"
+
+# ensure_ascii (json's default): the file is ASCII, so a lone surrogate in a str travels too.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
+_SCALARS = (str, int, float, bool, type(None))
+_PIECE_ITEMS = 4096  # scalars per piece of a long flat list
+_PIECE_CHARS = 64 * 1024  # characters of a long string per piece
+
+
+class ValueFiles(Protocol):
+    """What the worker gives the runner to move values: the activity's file transfers
+    (:class:`trioworks.worker.ActivityContext` has these)."""
+
+    async def temp_dir(self) -> Path: ...
+
+    async def upload_file(self, local_path: str | os.PathLike[str], filename: str | None = None) -> str: ...
+
+    async def download_file(self, reference: str) -> str: ...
+
+
+def _encode(value: Any) -> str:
+    return _ENCODER.encode(value)
+
+
+def _key(key: Any) -> str:
+    """A dict key as ``json`` writes it (``1`` -> ``"1"``); TypeError as ``json`` raises it."""
+    return _encode({key: None})[1:-6]  # '{"k":null}' -> '"k"'
+
+
+def _flat_run(items: list[Any] | tuple[Any, ...], start: int) -> int:
+    """End of the run of scalars from ``start`` that makes one piece (at most ``_PIECE_ITEMS``
+    items and about ``_PIECE_CHARS`` characters of strings); ``start`` when there is none."""
+    end, chars = start, 0
+    while end < len(items) and end - start < _PIECE_ITEMS:
+        item = items[end]
+        if not isinstance(item, _SCALARS):
+            break
+        if isinstance(item, str):
+            chars += len(item)
+            if chars > _PIECE_CHARS and end > start:
+                break
+            if len(item) > _PIECE_CHARS:
+                break
+        end += 1
+    return end
+
+
+def json_chunks(value: Any) -> Iterator[str]:
+    """The compact JSON of ``value`` (``json.dumps(value, separators=(",", ":"),
+    allow_nan=False)``, character for character) in pieces.
+
+    Containers are walked; a flat one (scalars only, not too long) is one piece, a long flat
+    list a piece per slice, a long string a piece per slice. Raises ``TypeError`` /
+    ``ValueError`` as ``json.dumps`` does (a set, NaN), possibly after some pieces were yielded.
+    """
+    if isinstance(value, str):
+        if len(value) <= _PIECE_CHARS:
+            yield _encode(value)
+            return
+        yield '"'
+        for start in range(0, len(value), _PIECE_CHARS):
+            yield _encode(value[start : start + _PIECE_CHARS])[1:-1]
+        yield '"'
+    elif isinstance(value, dict):
+        values = list(value.values())
+        if _flat_run(values, 0) == len(values):
+            yield _encode(value)
+            return
+        yield "{"
+        for i, (k, v) in enumerate(value.items()):
+            yield f"{',' if i else ''}{_key(k)}:"
+            yield from json_chunks(v)
+        yield "}"
+    elif isinstance(value, list | tuple):
+        yield "["
+        i = 0
+        while i < len(value):
+            comma = "," if i else ""
+            end = _flat_run(value, i)
+            if end > i:
+                yield comma + _encode(list(value[i:end]))[1:-1]
+                i = end
+            else:
+                yield comma
+                yield from json_chunks(value[i])
+                i += 1
+        yield "]"
+    else:
+        yield _encode(value)  # a number, bool, None; or the TypeError json raises
+
+
+def _check(value: Any) -> None:
+    for _ in json_chunks(value):
+        pass
+
+
+def not_json_reason(output: Any) -> str | None:
+    """Why ``output`` cannot travel as JSON (naming the top-level output that fails), or None."""
+    try:
+        _check(output)
+    except (TypeError, ValueError) as exc:
+        if isinstance(output, dict):
+            for name, value in output.items():
+                try:
+                    _check(value)
+                except (TypeError, ValueError) as inner:
+                    return f"output {name!r} is not JSON ({inner})"
+        return f"it is not JSON ({exc})"
+    return None
+
+
+class Offloaded:
+    """An output written to a local file (``path``, ``size`` bytes of JSON)."""
+
+    def __init__(self, path: Path, size: int) -> None:
+        self.path = path
+        self.size = size
+
+
+def _spill(pieces: list[bytes], rest: Iterator[str], path: Path) -> int:
+    """Thread: write the buffered pieces and the rest of the encoding to ``path``."""
+    size = 0
+    handle: IO[bytes]
+    with open(path, "wb") as handle:
+        for piece in pieces:
+            handle.write(piece)
+            size += len(piece)
+        for text in rest:
+            data = text.encode("ascii")
+            handle.write(data)
+            size += len(data)
+    return size
+
+
+async def offload(
+    value: Any, max_inline_bytes: int, temp_dir: Callable[[], Any], limiter: trio.CapacityLimiter
+) -> Offloaded | None:
+    """None when ``value`` encodes to at most ``max_inline_bytes``; else the local file it was
+    streamed into (in ``await temp_dir()``).
+
+    The first ``max_inline_bytes`` are encoded on the loop (a small value costs no thread); the
+    rest, with the file writes, in a thread under ``limiter`` (waited for if cancelled: the
+    file is the activity's, removed with its temp directory). Raises ``TypeError`` /
+    ``ValueError`` for a value that is not JSON.
+    """
+    pieces: list[bytes] = []
+    size = 0
+    chunks = json_chunks(value)
+    for text in chunks:
+        data = text.encode("ascii")
+        pieces.append(data)
+        size += len(data)
+        if size > max_inline_bytes:
+            break
+    else:
+        return None
+    directory = Path(await temp_dir())
+    path = directory / VALUE_FILENAME
+    total = await run_in_thread(_spill, pieces, chunks, path, limiter=limiter)
+    return Offloaded(path, total)
+
+
+def _load(path: str) -> Any:
+    with open(path, encoding="utf-8") as handle:
+        return json.load(handle)
+
+
+async def decode_file(path: str, limiter: trio.CapacityLimiter) -> Any:
+    """The JSON value in ``path``, decoded in a thread under ``limiter``."""
+    return await run_in_thread(_load, path, limiter=limiter)
+
+
+def temporary_dir() -> str:
+    """A fresh temporary directory (thread: blocking)."""
+    return tempfile.mkdtemp(prefix="trioworks_values_")
