@@ -132,9 +132,11 @@ class NodeRunner:
         threads: int,
         processes: int | None,
         *,
-        max_inline_bytes: int = DEFAULT_MAX_INLINE_BYTES,
+        max_inline_bytes: int | None = None,
         codec_threads: int = 2,
     ) -> None:
+        if max_inline_bytes is None:
+            max_inline_bytes = DEFAULT_MAX_INLINE_BYTES
         if max_inline_bytes < 0:
             raise ValueError(f"max_inline_bytes must be >= 0, got {max_inline_bytes}")
         self.resources = resources

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from ..dag import NodeImportError, NodeRunner, RemoteNodeFailure, ResourceRegistry
-from ..dag._values import DEFAULT_MAX_INLINE_BYTES
 from ._activity import ActivityDefinition, activity
 from ._context import ActivityContext
 from ._errors import ActivityError
@@ -21,14 +20,14 @@ def dag_activities(
     *,
     threads: int = 16,
     processes: int | None = None,
-    max_inline_bytes: int = DEFAULT_MAX_INLINE_BYTES,
+    max_inline_bytes: int | None = None,
 ) -> list[ActivityDefinition]:
     """The ``dag_node`` activity (serve it as worker ``dag``: ``trioworks worker --dag``).
 
     ``resources``: the registry that ``Resource("name")`` parameters and code nodes'
     ``get_resource`` read on this worker. ``threads`` / ``processes`` bound sync and process
-    nodes at once (the worker's ``max_activities`` bounds all nodes). ``max_inline_bytes``: a
-    node output whose JSON is larger travels as the activity's file ``out.json`` (streamed up
+    nodes at once (the worker's ``max_activities`` bounds all nodes). ``max_inline_bytes`` (None: 256
+    KiB): a node output whose JSON is larger travels as the activity's file ``out.json`` (streamed up
     through the file route; downstream workers download it), unless the workflow sets its own
     (``DistributedRuntime(max_inline_bytes=...)``). A node failure is reported
     as non-retryable ``NODE_ERROR`` ("Type: text"; its own retries ran here already); a function
