@@ -58,7 +58,11 @@ def runtime(url: str, **options: Any) -> DistributedRuntime:
 # -- the encoding: json_chunks and offload ----------------------------------------------
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=12),
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=12),
     lambda inner: (
         st.lists(inner, max_size=8)
         | st.tuples(inner, inner)
