@@ -94,11 +94,17 @@ def test_pieces_refuse_what_json_refuses(bad: Any) -> None:
     assert "'result'" in str(values.not_json_reason({"ok": 1, "result": [bad]}))
 
 
-@settings(max_examples=60, deadline=None)
-@given(value=json_values, limit=st.integers(0, 400))
-async def test_offload_exactly_past_the_limit(value: Any, limit: int) -> None:
+@settings(max_examples=80, deadline=None)
+@given(value=json_values, limit=st.integers(0, 400), loop_pieces=st.integers(1, 6))
+async def test_offload_exactly_past_the_limit(value: Any, limit: int, loop_pieces: int) -> None:
+    # small pieces and few on the loop: the thread finishes both small and large values
     text = compact(value)
-    with tempfile.TemporaryDirectory() as folder:
+    with (
+        tempfile.TemporaryDirectory() as folder,
+        mock.patch.object(values, "_PIECE_ITEMS", 3),
+        mock.patch.object(values, "_PIECE_CHARS", 5),
+        mock.patch.object(values, "_LOOP_PIECES", loop_pieces),
+    ):
 
         async def temp_dir() -> Path:
             return Path(folder)
@@ -106,6 +112,7 @@ async def test_offload_exactly_past_the_limit(value: Any, limit: int) -> None:
         written = await values.offload(value, limit, temp_dir, trio.CapacityLimiter(1))
         if len(text) <= limit:
             assert written is None
+            assert not (Path(folder) / "out.json").exists()
         else:
             assert written is not None and written.size == len(text)
             assert written.path.read_text() == text

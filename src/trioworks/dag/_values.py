@@ -10,8 +10,8 @@ worker, :class:`DistributedRuntime`'s result) download the file and decode it.
 
 Encoding is streamed: :func:`json_chunks` yields the compact encoding piece by piece (C-speed
 pieces: a flat container or a slice of one per piece, long strings split), so the file is written
-without a second full copy of the value. Up to the threshold the pieces are produced on the
-loop (at most about ``max_inline_bytes`` of work); past it the rest is encoded and written in a
+without a second full copy of the value. The first few pieces are produced on the loop (a small
+output is done there); the rest is encoded, and written if it passes the threshold, in a
 thread under the caller's codec limiter. Decoding reads the downloaded file in a thread under the
 same limiter.
 """
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any, Protocol
@@ -49,6 +48,7 @@ _ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
 _SCALARS = (str, int, float, bool, type(None))
 _PIECE_ITEMS = 4096  # scalars per piece of a long flat list
 _PIECE_CHARS = 64 * 1024  # characters of a long string per piece
+_LOOP_PIECES = 64  # pieces encoded on the loop before the rest moves to a thread
 
 
 class ValueFiles(Protocol):
@@ -161,14 +161,21 @@ class Offloaded:
         self.size = size
 
 
-def _spill(pieces: list[bytes], rest: Iterator[str], path: Path) -> int:
-    """Thread: write the buffered pieces and the rest of the encoding to ``path``."""
-    size = 0
+def _finish(pieces: list[bytes], size: int, rest: Iterator[str], limit: int, path: Path) -> int | None:
+    """Thread: encode the rest; None if the whole stays within ``limit`` (nothing written), else
+    the buffered pieces and the rest written to ``path`` and the total size."""
+    while size <= limit:
+        text = next(rest, None)
+        if text is None:
+            return None
+        data = text.encode("ascii")
+        pieces.append(data)
+        size += len(data)
     handle: IO[bytes]
     with open(path, "wb") as handle:
         for piece in pieces:
             handle.write(piece)
-            size += len(piece)
+        pieces.clear()
         for text in rest:
             data = text.encode("ascii")
             handle.write(data)
@@ -182,10 +189,10 @@ async def offload(
     """None when ``value`` encodes to at most ``max_inline_bytes``; else the local file it was
     streamed into (in ``await temp_dir()``).
 
-    The first ``max_inline_bytes`` are encoded on the loop (a small value costs no thread); the
-    rest, with the file writes, in a thread under ``limiter`` (waited for if cancelled: the
-    file is the activity's, removed with its temp directory). Raises ``TypeError`` /
-    ``ValueError`` for a value that is not JSON.
+    The first pieces (at most ``_LOOP_PIECES``, never past ``max_inline_bytes``) are encoded on
+    the loop, so a small value costs no thread; the rest, with the file writes, in a thread under
+    ``limiter`` (waited for if cancelled: the file is the activity's, removed with its temp
+    directory). Raises ``TypeError`` / ``ValueError`` for a value that is not JSON.
     """
     pieces: list[bytes] = []
     size = 0
@@ -194,14 +201,13 @@ async def offload(
         data = text.encode("ascii")
         pieces.append(data)
         size += len(data)
-        if size > max_inline_bytes:
+        if size > max_inline_bytes or len(pieces) >= _LOOP_PIECES:
             break
     else:
         return None
-    directory = Path(await temp_dir())
-    path = directory / VALUE_FILENAME
-    total = await run_in_thread(_spill, pieces, chunks, path, limiter=limiter)
-    return Offloaded(path, total)
+    path = Path(await temp_dir()) / VALUE_FILENAME
+    total = await run_in_thread(_finish, pieces, size, chunks, max_inline_bytes, path, limiter=limiter)
+    return None if total is None else Offloaded(path, total)
 
 
 def _load(path: str) -> Any:
@@ -212,8 +218,3 @@ def _load(path: str) -> Any:
 async def decode_file(path: str, limiter: trio.CapacityLimiter) -> Any:
     """The JSON value in ``path``, decoded in a thread under ``limiter``."""
     return await run_in_thread(_load, path, limiter=limiter)
-
-
-def temporary_dir() -> str:
-    """A fresh temporary directory (thread: blocking)."""
-    return tempfile.mkdtemp(prefix="trioworks_values_")
