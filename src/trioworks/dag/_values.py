@@ -205,7 +205,8 @@ async def offload(
             break
     else:
         return None
-    path = Path(await temp_dir()) / VALUE_FILENAME
+    # Not VALUE_FILENAME: downloads of the node's inputs land in the same folder under that name.
+    path = Path(await temp_dir()) / "output.json"
     total = await run_in_thread(_finish, pieces, size, chunks, max_inline_bytes, path, limiter=limiter)
     return None if total is None else Offloaded(path, total)
 
