@@ -96,8 +96,15 @@ def test_pieces_refuse_what_json_refuses(bad: Any) -> None:
 
 
 @settings(max_examples=80, deadline=None)
-@given(value=json_values, limit=st.integers(0, 400), loop_pieces=st.integers(1, 6))
-async def test_offload_exactly_past_the_limit(value: Any, limit: int, loop_pieces: int) -> None:
+@given(
+    value=json_values,
+    limit=st.integers(0, 400),
+    loop_pieces=st.integers(1, 6),
+    loop_bytes=st.integers(0, 100),
+)
+async def test_offload_exactly_past_the_limit(
+    value: Any, limit: int, loop_pieces: int, loop_bytes: int
+) -> None:
     # small pieces and few on the loop: the thread finishes both small and large values
     text = compact(value)
     with (
@@ -105,6 +112,7 @@ async def test_offload_exactly_past_the_limit(value: Any, limit: int, loop_piece
         mock.patch.object(values, "_PIECE_ITEMS", 3),
         mock.patch.object(values, "_PIECE_CHARS", 5),
         mock.patch.object(values, "_LOOP_PIECES", loop_pieces),
+        mock.patch.object(values, "_LOOP_BYTES", loop_bytes),
     ):
 
         async def temp_dir() -> Path:

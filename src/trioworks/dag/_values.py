@@ -48,7 +48,9 @@ _ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
 _SCALARS = (str, int, float, bool, type(None))
 _PIECE_ITEMS = 4096  # scalars per piece of a long flat list
 _PIECE_CHARS = 64 * 1024  # characters of a long string per piece
-_LOOP_PIECES = 64  # pieces encoded on the loop before the rest moves to a thread
+# Encoded on the loop before the rest moves to a thread: a few pieces, a few milliseconds at most.
+_LOOP_PIECES = 256
+_LOOP_BYTES = 32 * 1024
 
 
 class ValueFiles(Protocol):
@@ -71,20 +73,38 @@ def _key(key: Any) -> str:
     return _encode({key: None})[1:-6]  # '{"k":null}' -> '"k"'
 
 
+def _flat_size(item: Any, max_keys: int = 64) -> int | None:
+    """About how many characters ``item`` encodes to if one C call may encode it (a scalar
+    other than a long string, or a dict of at most ``max_keys`` such, about ``_PIECE_CHARS``
+    long at most: a record); None if it must be walked."""
+    if isinstance(item, str):
+        return len(item) + 2 if len(item) <= _PIECE_CHARS else None
+    if isinstance(item, _SCALARS):
+        return 8
+    if isinstance(item, dict) and len(item) <= max_keys:
+        size = 2
+        for value in item.values():
+            if isinstance(value, str):
+                size += len(value) + 12
+            elif isinstance(value, _SCALARS):
+                size += 20
+            else:
+                return None
+        return size if size <= _PIECE_CHARS else None
+    return None
+
+
 def _flat_run(items: list[Any] | tuple[Any, ...], start: int) -> int:
-    """End of the run of scalars from ``start`` that makes one piece (at most ``_PIECE_ITEMS``
-    items and about ``_PIECE_CHARS`` characters of strings); ``start`` when there is none."""
+    """End of the run of flat items from ``start`` that makes one piece (at most
+    ``_PIECE_ITEMS`` items and about ``_PIECE_CHARS`` characters); ``start`` when there is none."""
     end, chars = start, 0
     while end < len(items) and end - start < _PIECE_ITEMS:
-        item = items[end]
-        if not isinstance(item, _SCALARS):
+        size = _flat_size(items[end])
+        if size is None:
             break
-        if isinstance(item, str):
-            chars += len(item)
-            if chars > _PIECE_CHARS and end > start:
-                break
-            if len(item) > _PIECE_CHARS:
-                break
+        chars += size
+        if chars > _PIECE_CHARS and end > start:
+            break
         end += 1
     return end
 
@@ -93,8 +113,8 @@ def json_chunks(value: Any) -> Iterator[str]:
     """The compact JSON of ``value`` (``json.dumps(value, separators=(",", ":"),
     allow_nan=False)``, character for character) in pieces.
 
-    Containers are walked; a flat one (scalars only, not too long) is one piece, a long flat
-    list a piece per slice, a long string a piece per slice. Raises ``TypeError`` /
+    Containers are walked; a flat one (scalars, or records: small dicts of scalars) is one
+    piece, a long one a piece per slice, a long string a piece per slice. Raises ``TypeError`` /
     ``ValueError`` as ``json.dumps`` does (a set, NaN), possibly after some pieces were yielded.
     """
     if isinstance(value, str):
@@ -106,14 +126,23 @@ def json_chunks(value: Any) -> Iterator[str]:
             yield _encode(value[start : start + _PIECE_CHARS])[1:-1]
         yield '"'
     elif isinstance(value, dict):
-        values = list(value.values())
-        if _flat_run(values, 0) == len(values):
+        if _flat_size(value, _PIECE_ITEMS) is not None:
             yield _encode(value)
             return
+        items = list(value.items())
+        values = [v for _k, v in items]
         yield "{"
-        for i, (k, v) in enumerate(value.items()):
-            yield f"{',' if i else ''}{_key(k)}:"
-            yield from json_chunks(v)
+        i = 0
+        while i < len(items):
+            comma = "," if i else ""
+            end = _flat_run(values, i)
+            if end > i:
+                yield comma + _encode(dict(items[i:end]))[1:-1]
+                i = end
+            else:
+                yield f"{comma}{_key(items[i][0])}:"
+                yield from json_chunks(values[i])
+                i += 1
         yield "}"
     elif isinstance(value, list | tuple):
         yield "["
@@ -189,8 +218,8 @@ async def offload(
     """None when ``value`` encodes to at most ``max_inline_bytes``; else the local file it was
     streamed into (in ``await temp_dir()``).
 
-    The first pieces (at most ``_LOOP_PIECES``, never past ``max_inline_bytes``) are encoded on
-    the loop, so a small value costs no thread; the rest, with the file writes, in a thread under
+    The first pieces (up to ``_LOOP_PIECES`` or ``_LOOP_BYTES``, never past ``max_inline_bytes``)
+    are encoded on the loop, so a small value costs no thread; the rest, with the file writes, in a thread under
     ``limiter`` (waited for if cancelled: the file is the activity's, removed with its temp
     directory). Raises ``TypeError`` / ``ValueError`` for a value that is not JSON.
     """
@@ -201,7 +230,7 @@ async def offload(
         data = text.encode("ascii")
         pieces.append(data)
         size += len(data)
-        if size > max_inline_bytes or len(pieces) >= _LOOP_PIECES:
+        if size > max_inline_bytes or size > _LOOP_BYTES or len(pieces) >= _LOOP_PIECES:
             break
     else:
         return None
