@@ -64,7 +64,7 @@ def register_submit(
         type=int,
         metavar="N",
         help="a node output whose JSON is larger than N bytes travels as a file (default: the "
-        "workers' --max-inline-bytes, 262144)",
+        "workers' --max-inline-bytes, 65536)",
     )
     submit.add_argument("--json", action="store_true", help="print one JSON document instead of the table")
     add_inputs(submit)

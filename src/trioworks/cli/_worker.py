@@ -101,7 +101,7 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
         type=int,
         metavar="N",
         help="with --dag: a node output whose JSON is larger than N bytes travels as a file of its "
-        "activity, streamed (default 262144; a workflow's DistributedRuntime(max_inline_bytes=...) wins)",
+        "activity, streamed (default 65536; a workflow's DistributedRuntime(max_inline_bytes=...) wins)",
     )
     for flag, dest, kind, text in _FLAGS:
         metavar = {int: "N", float: "S"}.get(kind, flag.removeprefix("--").upper().replace("-", "_"))

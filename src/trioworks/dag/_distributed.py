@@ -248,7 +248,13 @@ class DistributedRuntime:
     :class:`WorkflowExecutionError` names it, with the partial result and a
     :class:`RemoteNodeError` as ``__cause__``. ``continue_on_error=True`` records failures and
     skips their dependents. Cancellation: cancelling the caller cancels the server workflow
-    (shielded, at most 10 s) and propagates. Values travel as JSON.
+    (shielded, at most 10 s) and propagates.
+
+    Values travel as JSON; one larger than ``max_inline_bytes`` (None: the workers'
+    ``--max-inline-bytes``, 64 KiB by default) as a file of its activity, streamed up by the
+    worker and down by the next worker and by this runtime for the result (decoded in a thread
+    under its own limiter of 2). An output that is not JSON fails its node
+    (:class:`NodeOutputError`).
     """
 
     def __init__(

@@ -39,7 +39,7 @@ __all__ = [
     "offload",
 ]
 
-DEFAULT_MAX_INLINE_BYTES = 256 * 1024
+DEFAULT_MAX_INLINE_BYTES = 64 * 1024
 """A node's encoded output larger than this travels as a file (``--max-inline-bytes``)."""
 VALUE_FILENAME = "out.json"
 

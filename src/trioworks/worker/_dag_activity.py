@@ -26,7 +26,7 @@ def dag_activities(
 
     ``resources``: the registry that ``Resource("name")`` parameters and code nodes'
     ``get_resource`` read on this worker. ``threads`` / ``processes`` bound sync and process
-    nodes at once (the worker's ``max_activities`` bounds all nodes). ``max_inline_bytes`` (None: 256
+    nodes at once (the worker's ``max_activities`` bounds all nodes). ``max_inline_bytes`` (None: 64
     KiB): a node output whose JSON is larger travels as the activity's file ``out.json`` (streamed up
     through the file route; downstream workers download it), unless the workflow sets its own
     (``DistributedRuntime(max_inline_bytes=...)``). A node failure is reported
