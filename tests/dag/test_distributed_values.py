@@ -85,14 +85,32 @@ def test_pieces_join_to_json_dumps(value: Any) -> None:
         assert "".join(values.json_chunks(value)) == compact(value)
 
 
-@pytest.mark.parametrize("bad", [{1, 2}, float("nan"), {(1, 2): 3}, [1, object()]])
+def _circular() -> list[Any]:
+    loop: list[Any] = [1, {"a": []}]
+    loop[1]["a"].append(loop)
+    return loop
+
+
+def _deep() -> list[Any]:
+    deep: list[Any] = []
+    for _ in range(100_000):
+        deep = [deep, 1]
+    return deep
+
+
+@pytest.mark.parametrize("bad", [{1, 2}, float("nan"), {(1, 2): 3}, [1, object()], _circular(), _deep()])
 def test_pieces_refuse_what_json_refuses(bad: Any) -> None:
-    with pytest.raises((TypeError, ValueError)):
-        compact(bad)
-    with pytest.raises((TypeError, ValueError)):
+    with pytest.raises((TypeError, ValueError, RecursionError)):
+        compact([bad])
+    with pytest.raises((TypeError, ValueError, RecursionError)):
         "".join(values.json_chunks({"result": [bad]}))
-    assert values.not_json_reason({"ok": 1, "result": [bad]}) is not None
-    assert "'result'" in str(values.not_json_reason({"ok": 1, "result": [bad]}))
+    reason = values.not_json_reason({"ok": 1, "result": [bad]})
+    assert reason is not None and reason.startswith("output 'result' is ")
+
+
+def test_the_same_list_twice_is_no_cycle() -> None:
+    shared = [[1], [2, [3]]]
+    assert "".join(values.json_chunks([shared, shared])) == compact([shared, shared])
 
 
 @settings(max_examples=80, deadline=None)

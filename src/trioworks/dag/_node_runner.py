@@ -279,7 +279,7 @@ class NodeRunner:
                     raise NodeOutputError(node_id, not_json)
                 return {"out": output}
             written = await offload(output, limit, files.temp_dir, self.codec)
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, RecursionError) as exc:
             if isinstance(exc, NodeOutputError):
                 raise
             raise NodeOutputError(node_id, not_json_reason(output) or f"it is not JSON ({exc})") from exc

@@ -109,14 +109,27 @@ def _flat_run(items: list[Any] | tuple[Any, ...], start: int) -> int:
     return end
 
 
-def json_chunks(value: Any) -> Iterator[str]:
+def json_chunks(value: Any, _walking: set[int] | None = None) -> Iterator[str]:
     """The compact JSON of ``value`` (``json.dumps(value, separators=(",", ":"),
     allow_nan=False)``, character for character) in pieces.
 
     Containers are walked; a flat one (scalars, or records: small dicts of scalars) is one
     piece, a long one a piece per slice, a long string a piece per slice. Raises ``TypeError`` /
-    ``ValueError`` as ``json.dumps`` does (a set, NaN), possibly after some pieces were yielded.
+    ``ValueError`` as ``json.dumps`` does (a set, NaN, a container that holds itself), possibly
+    after some pieces were yielded; ``RecursionError`` for a value nested too deeply.
     """
+    if isinstance(value, dict | list | tuple) and not (
+        isinstance(value, dict) and _flat_size(value, _PIECE_ITEMS) is not None
+    ):
+        walking = set() if _walking is None else _walking
+        if id(value) in walking:
+            raise ValueError("Circular reference detected")
+        walking.add(id(value))
+        try:
+            yield from _container_chunks(value, walking)
+        finally:
+            walking.discard(id(value))
+        return
     if isinstance(value, str):
         if len(value) <= _PIECE_CHARS:
             yield _encode(value)
@@ -125,10 +138,14 @@ def json_chunks(value: Any) -> Iterator[str]:
         for start in range(0, len(value), _PIECE_CHARS):
             yield _encode(value[start : start + _PIECE_CHARS])[1:-1]
         yield '"'
-    elif isinstance(value, dict):
-        if _flat_size(value, _PIECE_ITEMS) is not None:
-            yield _encode(value)
-            return
+    else:
+        yield _encode(value)  # a flat dict, a number, bool, None; or the TypeError json raises
+
+
+def _container_chunks(
+    value: dict[Any, Any] | list[Any] | tuple[Any, ...], walking: set[int]
+) -> Iterator[str]:
+    if isinstance(value, dict):
         items = list(value.items())
         values = [v for _k, v in items]
         yield "{"
@@ -141,10 +158,10 @@ def json_chunks(value: Any) -> Iterator[str]:
                 i = end
             else:
                 yield f"{comma}{_key(items[i][0])}:"
-                yield from json_chunks(values[i])
+                yield from json_chunks(values[i], walking)
                 i += 1
         yield "}"
-    elif isinstance(value, list | tuple):
+    else:
         yield "["
         i = 0
         while i < len(value):
@@ -155,11 +172,9 @@ def json_chunks(value: Any) -> Iterator[str]:
                 i = end
             else:
                 yield comma
-                yield from json_chunks(value[i])
+                yield from json_chunks(value[i], walking)
                 i += 1
         yield "]"
-    else:
-        yield _encode(value)  # a number, bool, None; or the TypeError json raises
 
 
 def _check(value: Any) -> None:
@@ -171,15 +186,21 @@ def not_json_reason(output: Any) -> str | None:
     """Why ``output`` cannot travel as JSON (naming the top-level output that fails), or None."""
     try:
         _check(output)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, RecursionError) as exc:
         if isinstance(output, dict):
             for name, value in output.items():
                 try:
                     _check(value)
-                except (TypeError, ValueError) as inner:
-                    return f"output {name!r} is not JSON ({inner})"
-        return f"it is not JSON ({exc})"
+                except (TypeError, ValueError, RecursionError) as inner:
+                    return f"output {name!r} {_why(inner)}"
+        return f"it {_why(exc)}"
     return None
+
+
+def _why(exc: BaseException) -> str:
+    if isinstance(exc, RecursionError):
+        return "is nested too deeply to encode as JSON"
+    return f"is not JSON ({exc})"
 
 
 class Offloaded:
