@@ -192,6 +192,12 @@ async def test_values_straddling_the_threshold_equal_the_local_runtime(tmp_path:
             async with client.open_file(remote.run_id, f"make_{SIZES[-1]}", "out.json") as response:
                 content = b"".join([chunk async for chunk in response.aiter_bytes()])
             assert json.loads(content) == local.results[f"make_{SIZES[-1]}"]
+        # nothing stored in the database holds a value past the threshold (rows, parameters, history)
+        # (the database and its -wal/-shm files; dag.db.files/ is the file store)
+        paths = await trio.to_thread.run_sync(lambda: [p for p in tmp_path.glob("dag.db*") if p.is_file()])
+        stored_bytes = b"".join([await trio.Path(path).read_bytes() for path in paths])
+    assert b"x" * (LIMIT - WRAPPER) in stored_bytes  # the largest inline value is in there
+    assert b"x" * (LIMIT - WRAPPER + 1) not in stored_bytes
     assert remote.statuses == local.statuses
     assert remote.skip_reasons == local.skip_reasons
     assert remote.results == local.results
