@@ -15,6 +15,7 @@ import pytest
 import trio
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_distributed import _outcome, dags
 
 from trioworks.client import AsyncClient
 from trioworks.dag import (
@@ -22,6 +23,7 @@ from trioworks.dag import (
     DistributedRuntime,
     NodeStatus,
     RemoteNodeError,
+    Workflow,
     WorkflowBuilder,
     WorkflowExecutionError,
     compile_workflow,
@@ -212,6 +214,22 @@ async def test_values_straddling_the_threshold_equal_the_local_runtime(tmp_path:
         assert rows[f"route_{n}"].get("out") == (
             {"true_output": {"kind": "big", "blob": "x" * n}} if n + 40 <= LIMIT else {"true_output": None}
         )
+
+
+@settings(max_examples=6, deadline=None)
+@given(case=dags(), limit=st.sampled_from([0, 16, 10**6]))
+async def test_random_dags_with_values_as_files_equal_local(
+    case: tuple[Workflow, dict[str, Any]], limit: int
+) -> None:
+    # 0: every output travels as a file; 16: a node's {"result": n} stays inline, a switch's travels
+    workflow, inputs = case
+    local = await AsyncLocalRuntime(continue_on_error=True).execute_workflow_async(workflow, inputs)
+    with tempfile.TemporaryDirectory() as folder:
+        async with serving(Path(folder)) as url:
+            remote = await DistributedRuntime(
+                url, **CREDENTIALS, continue_on_error=True, max_inline_bytes=limit
+            ).execute_workflow_async(workflow, inputs)
+    assert _outcome(remote) == _outcome(local)
 
 
 async def test_a_large_value_fails_the_node_on_a_worker_that_cannot_read_it(tmp_path: Path) -> None:
