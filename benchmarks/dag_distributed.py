@@ -183,11 +183,11 @@ class TrioworksFleet:
                 )
             )
 
-    def run(self, workflow: Any) -> float:
+    def run(self, workflow: Any, **options: Any) -> float:
         from trioworks.dag import DistributedRuntime
 
         runtime = DistributedRuntime(
-            self.url, client_id="b", client_secret="s", poll_interval=0.02, max_poll_interval=0.1
+            self.url, client_id="b", client_secret="s", poll_interval=0.02, max_poll_interval=0.1, **options
         )
         start = time.perf_counter()
         result = runtime.execute(workflow)

@@ -143,6 +143,7 @@ PUBLIC: dict[str, set[str]] = {
         "AsyncHTTPRequestNode",
         "DistributedRuntime",
         "NodeImportError",
+        "NodeOutputError",
         "NodeRunner",
         "RemoteNodeError",
         "RemoteNodeFailure",
@@ -636,6 +637,9 @@ INTERNAL: dict[str, set[str]] = {
     "trioworks.dag._cycle_spec": {"ConvergenceExpression", "CycleBuilder"},
     "trioworks.dag._cycles": {"CycleGroup", "CyclicRun"},
     "trioworks.dag._lifecycle": {"RuntimeLifecycle"},
+    # How the dag worker moves large values: the file transfers it hands the runner (the worker's
+    # ActivityContext fits the protocol) and the local file an output was written to.
+    "trioworks.dag._values": {"Offloaded", "ValueFiles"},
     # The server's insides: how a route is declared, parsed bodies, the SQL layer's parts under
     # SqlStorage, template evaluation. Users see Server, Storage and the models.
     "trioworks.server.http._routes": {"Endpoint", "Routes"},

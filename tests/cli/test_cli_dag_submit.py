@@ -47,6 +47,9 @@ def fleet(tmp_path: Path) -> Iterator[str]:
                 "trioworks.demo.etl:resources",
                 "--url",
                 url,
+                # small: the demo's larger outputs travel as files, the small ones inline
+                "--max-inline-bytes",
+                "256",
             ]
             worker += ["--client-id", "c", "--client-secret", "s", "--poll-interval", "0.02"]
             procs.append(subprocess.Popen(worker, stdout=log, stderr=subprocess.STDOUT))
@@ -57,7 +60,7 @@ def fleet(tmp_path: Path) -> Iterator[str]:
             proc.wait()
 
 
-def test_submit_wait_prints_what_run_prints(fleet: str, cli: Any) -> None:
+def test_submit_wait_prints_what_run_prints(fleet: str, cli: Any, tmp_path: Path) -> None:
     demo = ROOT / "examples" / "dag_demo.py"
     local = cli("dag", "run", demo, "--json")
     remote = cli(
@@ -80,6 +83,8 @@ def test_submit_wait_prints_what_run_prints(fleet: str, cli: Any) -> None:
     assert there["attempts"]["publish"] == here["attempts"]["publish"] == 2
     for node in ("aggregate", "route", "merge", "store"):
         assert there["results"][node] == here["results"][node]
+    # some outputs were over the workers' --max-inline-bytes: they are stored as files
+    assert list((tmp_path / "files").rglob("out.json"))
     table = cli(
         "dag", "submit", demo, "--server", fleet, "--client-id", "c", "--client-secret", "s", "--wait"
     )

@@ -59,6 +59,13 @@ def register_submit(
     submit.add_argument(
         "--timeout", type=float, metavar="S", help="with --wait: cancel the server workflow after S seconds"
     )
+    submit.add_argument(
+        "--max-inline-bytes",
+        type=int,
+        metavar="N",
+        help="a node output whose JSON is larger than N bytes travels as a file (default: the "
+        "workers' --max-inline-bytes, 65536)",
+    )
     submit.add_argument("--json", action="store_true", help="print one JSON document instead of the table")
     add_inputs(submit)
     submit.set_defaults(
@@ -75,6 +82,8 @@ def _submit_command(
 ) -> int:
     if not args.server:
         raise CliError("--server URL is required (or set KRUXIAFLOW_API_URL)")
+    if args.max_inline_bytes is not None and args.max_inline_bytes < 0:
+        raise CliError(f"--max-inline-bytes must be >= 0, got {args.max_inline_bytes}")
     loaded = load_workflow(args.path, args.workflow)
     inputs = inputs_of(loaded, args, io)
     runtime = DistributedRuntime(
@@ -83,6 +92,7 @@ def _submit_command(
         client_secret=args.client_secret,
         continue_on_error=args.continue_on_error,
         execution_timeout=args.timeout,
+        max_inline_bytes=args.max_inline_bytes,
     )
     if not args.wait:
         try:

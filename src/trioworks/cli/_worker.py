@@ -96,6 +96,13 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
         help="with --dag: a ResourceRegistry (or a function returning one) for nodes' Resource(...) "
         "parameters, e.g. trioworks.demo.etl:resources",
     )
+    parser.add_argument(
+        "--max-inline-bytes",
+        type=int,
+        metavar="N",
+        help="with --dag: a node output whose JSON is larger than N bytes travels as a file of its "
+        "activity, streamed (default 65536; a workflow's DistributedRuntime(max_inline_bytes=...) wins)",
+    )
     for flag, dest, kind, text in _FLAGS:
         metavar = {int: "N", float: "S"}.get(kind, flag.removeprefix("--").upper().replace("-", "_"))
         parser.add_argument(flag, dest=dest, type=kind, default=None, metavar=metavar, help=text)
@@ -142,7 +149,10 @@ def _plan(args: argparse.Namespace) -> list[tuple[dict[str, Any], list[ActivityD
     if args.dag:
         from ..worker import DAG_WORKER, dag_activities
 
-        dag = [*dag_activities(_dag_resources(args.dag_resources)), *activities]
+        inline = {} if args.max_inline_bytes is None else {"max_inline_bytes": args.max_inline_bytes}
+        if args.max_inline_bytes is not None and args.max_inline_bytes < 0:
+            raise CliError(f"--max-inline-bytes must be >= 0, got {args.max_inline_bytes}")
+        dag = [*dag_activities(_dag_resources(args.dag_resources), **inline), *activities]
         if not args.std:
             return [({**overrides, "worker": args.worker or DAG_WORKER}, dag)]
         dag_id = f"{args.worker_id}-dag" if args.worker_id else None
@@ -152,6 +162,8 @@ def _plan(args: argparse.Namespace) -> list[tuple[dict[str, Any], list[ActivityD
         ]
     if args.dag_resources is not None:
         raise CliError("--dag-resources needs --dag")
+    if args.max_inline_bytes is not None:
+        raise CliError("--max-inline-bytes needs --dag")
     if not args.std:
         return [(overrides, activities)]
     return _std_plan(args, overrides, activities)

@@ -12,10 +12,11 @@ Added: ``signal_workflow``, ``list_workflows``, ``list_definitions``, ``get_defi
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -352,6 +353,36 @@ class AsyncClient:
 
     async def get_definition(self, name: str, *, version: int | None = None) -> dict[str, Any]:
         return await self._send(_Calls.definition(name, version))
+
+    @contextlib.asynccontextmanager
+    async def open_file(
+        self, workflow_id: str, activity_key: str, filename: str
+    ) -> AsyncIterator[httpx.Response]:
+        """Stream a stored activity file (``GET /api/v1/workflows/{id}/activities/{key}/files/{name}``,
+        the ``download_url`` of :meth:`get_activity_output`'s ``files``).
+
+        Yields the response once its status is 2xx; read it with ``aiter_bytes()``; closed on the
+        way out. :exc:`WorkflowNotFoundError` when the file (or its content) is gone,
+        :exc:`KruxiaFlowError` for any other refusal or a transport error.
+        """
+        path = f"/api/v1/workflows/{workflow_id}/activities/{activity_key}/files/{filename}"
+        call = _Call("GET", path, what=f"download {workflow_id}/{activity_key}/{filename}")
+        if not self._token and self._settings.client_id:
+            await self._refresh()
+        for attempt in (1, 2):
+            headers = {"Authorization": f"Bearer {self._token}"} if self._token else {}
+            try:
+                async with self._client.stream("GET", path, headers=headers) as response:
+                    if response.status_code == 401 and attempt == 1 and self._settings.client_id:
+                        await self._refresh()
+                        continue
+                    if response.status_code >= 400:
+                        await response.aread()
+                        _result(call, response)  # raises the mapped error
+                    yield response
+                    return
+            except httpx.HTTPError as exc:
+                raise KruxiaFlowError(f"{call.what}: request failed: {exc}") from exc
 
     async def wait_for_workflow(self, workflow_id: str, *, poll_interval: float = 0.25) -> dict[str, Any]:
         """Poll :meth:`get_workflow` until the workflow is completed, failed or cancelled.

@@ -69,7 +69,7 @@ from ._node_api import (
     SwitchNode,
     register_node,
 )
-from ._node_runner import NodeImportError, NodeRunner, RemoteNodeFailure
+from ._node_runner import NodeImportError, NodeOutputError, NodeRunner, RemoteNodeFailure
 from ._nodes import NODE_TYPES, CodeNodeError, NodeKind, NodeSpec, Resource
 from ._resources import (
     CircuitBreakerPolicy,
@@ -129,6 +129,7 @@ __all__ = [
     "NodeInputError",
     "NodeKind",
     "NodeMetadata",
+    "NodeOutputError",
     "NodeParameter",
     "NodeRegistry",
     "NodeRunner",

@@ -166,6 +166,8 @@ def _edge(plan: Plan, edge: Any, key: str, continue_on_error: bool) -> dict[str,
         "path": edge.path,
         "input": edge.input,
         "value": f"{{{{ {key}.out }}}}",
+        # A large output travels as the source's file (dag/_values.py): its reference, else empty.
+        "file": f"{{{{ {key}.out_file }}}}",
     }
     if continue_on_error:
         item["error"] = f"{{{{ {key}.error }}}}"
@@ -184,12 +186,15 @@ def compile_workflow(
     continue_on_error: bool = False,
     timeout_seconds: float | None = None,
     lease_retries: int = 3,
+    max_inline_bytes: int | None = None,
 ) -> dict[str, Any]:
     """The Kruxia workflow definition (a JSON-ready dict) that runs ``workflow``.
 
     ``timeout_seconds``: each activity's lease and deadline when its node has no ``timeout``
     (a worker heartbeats while a node runs; a dead worker's node runs again elsewhere once its
     lease expires). ``lease_retries``: how often a node may be re-run after a lost lease.
+    ``max_inline_bytes``: a node output whose JSON is larger travels as a file (None: the
+    worker's ``--max-inline-bytes``).
     Raises :class:`WorkflowValidationError` naming a node that cannot run on a worker (a cyclic
     workflow, a function that is neither importable nor picklable, config that is not JSON).
     """
@@ -216,6 +221,8 @@ def compile_workflow(
                 "continue_on_error": continue_on_error,
             },
         }
+        if max_inline_bytes is not None:
+            activity["parameters"]["max_inline_bytes"] = max_inline_bytes
         sources = list(dict.fromkeys(keys[e.source] for e in inbound))
         if sources:
             depends: list[Any] = list(sources)

@@ -19,19 +19,27 @@ elsewhere.
 from __future__ import annotations
 
 import math
+import os
+import re
+import shutil
+import tempfile
 from collections.abc import Callable, Mapping
-from typing import Any
+from pathlib import Path
+from typing import IO, Any
 
 import trio
 
+from ..core import run_in_thread
 from ._builder import Plan, Workflow
 from ._compile import DAG_QUEUE, activity_keys, compile_workflow, static_inputs
 from ._errors import NodeExecutionError, WorkflowExecutionError
 from ._result import NodeStatus, WorkflowResult
+from ._values import decode_file
 
 __all__ = ["DistributedRuntime", "RemoteNodeError", "build_result"]
 
 _NOT_TAKEN, _SKIPPED, _FAILED = "branch not taken", "input skipped", "input failed"
+_REFERENCE = re.compile(r"^(\w+)://([^/]+)/([^/]+)/(.+)$")  # provider://workflow/activity/filename
 
 
 class RemoteNodeError(NodeExecutionError):
@@ -74,11 +82,22 @@ def _seconds(row: Mapping[str, Any]) -> float:
 
 
 def build_result(
-    plan: Plan, body: Mapping[str, Any], run_id: str, duration: float
+    plan: Plan,
+    body: Mapping[str, Any],
+    run_id: str,
+    duration: float,
+    large: Mapping[str, Any] | None = None,
 ) -> tuple[WorkflowResult, str | None]:
-    """The :class:`WorkflowResult` of a finished server workflow; and the failed node, if it failed."""
+    """The :class:`WorkflowResult` of a finished server workflow; and the failed node, if it failed.
+
+    ``large``: activity key -> the output that travelled as a file, downloaded (see
+    :func:`large_outputs`); it replaces the row's stub.
+    """
     keys = activity_keys(plan)
     rows = {a["activity_key"]: _activity_row(a) for a in body.get("activities", [])}
+    for key, value in (large or {}).items():
+        if key in rows:
+            rows[key]["outputs"] = {**rows[key]["outputs"], "out": value}
     result = WorkflowResult(workflow_id=plan.workflow_id, run_id=run_id, total_duration=duration)
     failed_node: str | None = None
     propagated: dict[str, str] = {}
@@ -159,6 +178,61 @@ def _error_of(error: Mapping[str, Any]) -> dict[str, Any]:
     return {"type": code, "message": message, "code": code}
 
 
+def _file_outputs(body: Mapping[str, Any]) -> dict[str, str]:
+    """Activity key -> the reference of its output file, for the completed nodes that have one."""
+    found = {}
+    for activity in body.get("activities", []):
+        row = _activity_row(activity)
+        out = row.get("outputs")
+        if row.get("status") == "completed" and isinstance(out, Mapping) and out.get("out_file"):
+            found[str(row["activity_key"])] = str(out["out_file"])
+    return found
+
+
+async def _download(client: Any, reference: str, limiter: trio.CapacityLimiter) -> Any:
+    """Stream the file ``reference`` names into a temporary file; decode it in a thread."""
+    match = _REFERENCE.match(reference)
+    if match is None:
+        raise ValueError(f"not a file reference: {reference!r}")
+    _provider, workflow_id, key, filename = match.groups()
+    folder = await run_in_thread(tempfile.mkdtemp, "", "trioworks_value_", limiter=limiter)
+    try:
+        path = os.path.join(folder, "out.json")
+        handle: IO[bytes] = await run_in_thread(open, path, "wb", limiter=limiter)
+        try:
+            async with client.open_file(workflow_id, key, filename) as response:
+                async for chunk in response.aiter_bytes(64 * 1024):
+                    await run_in_thread(handle.write, chunk, limiter=limiter)
+        finally:
+            with trio.CancelScope(shield=True):
+                await run_in_thread(handle.close, limiter=limiter)
+        return await decode_file(path, limiter)
+    finally:
+        with trio.CancelScope(shield=True), trio.move_on_after(10):
+            await run_in_thread(shutil.rmtree, Path(folder), True, limiter=limiter)
+
+
+async def large_outputs(
+    plan: Plan, client: Any, body: Mapping[str, Any], limiter: trio.CapacityLimiter
+) -> dict[str, Any]:
+    """Activity key -> the node output that travelled as a file, downloaded and decoded.
+
+    :class:`WorkflowExecutionError` naming the node when its file cannot be read.
+    """
+    nodes = {key: node for node, key in activity_keys(plan).items()}
+    values: dict[str, Any] = {}
+    for key, reference in _file_outputs(body).items():
+        try:
+            values[key] = await _download(client, reference, limiter)
+        except Exception as exc:  # the client's KruxiaFlowError (404: gone), bad JSON, a disk error
+            node = nodes.get(key, key)
+            raise WorkflowExecutionError(
+                f"node {node!r}: its output travels as file {reference}, and reading it failed: {exc}",
+                node_id=node,
+            ) from exc
+    return values
+
+
 # -- the runtime ---------------------------------------------------------------------
 
 
@@ -174,7 +248,13 @@ class DistributedRuntime:
     :class:`WorkflowExecutionError` names it, with the partial result and a
     :class:`RemoteNodeError` as ``__cause__``. ``continue_on_error=True`` records failures and
     skips their dependents. Cancellation: cancelling the caller cancels the server workflow
-    (shielded, at most 10 s) and propagates. Values travel as JSON.
+    (shielded, at most 10 s) and propagates.
+
+    Values travel as JSON; one larger than ``max_inline_bytes`` (None: the workers'
+    ``--max-inline-bytes``, 64 KiB by default) as a file of its activity, streamed up by the
+    worker and down by the next worker and by this runtime for the result (decoded in a thread
+    under its own limiter of 2). An output that is not JSON fails its node
+    (:class:`NodeOutputError`).
     """
 
     def __init__(
@@ -192,7 +272,13 @@ class DistributedRuntime:
         max_poll_interval: float = 0.5,
         execution_timeout: float | None = None,
         client_factory: Callable[[], Any] | None = None,
+        max_inline_bytes: int | None = None,
     ) -> None:
+        if max_inline_bytes is not None and max_inline_bytes < 0:
+            raise ValueError(f"max_inline_bytes must be >= 0, got {max_inline_bytes}")
+        self.max_inline_bytes = max_inline_bytes
+        # Downloading and decoding outputs that travelled as files (the result's).
+        self._codec = trio.CapacityLimiter(2)
         self.server_url = server_url
         self.queue = queue
         self.continue_on_error = continue_on_error
@@ -224,6 +310,7 @@ class DistributedRuntime:
             continue_on_error=self.continue_on_error if continue_on_error is None else continue_on_error,
             timeout_seconds=self.timeout_seconds,
             lease_retries=self.lease_retries,
+            max_inline_bytes=self.max_inline_bytes,
         )
 
     async def submit(
@@ -269,6 +356,7 @@ class DistributedRuntime:
             try:
                 with trio.fail_after(timeout if timeout is not None else math.inf):
                     body = await self._wait(client, workflow_id, definition["name"])
+                    large = await large_outputs(plan, client, body, self._codec)
             except BaseException:
                 with trio.CancelScope(shield=True), trio.move_on_after(10):
                     try:
@@ -276,7 +364,7 @@ class DistributedRuntime:
                     except Exception:
                         pass  # already finished, or the server is gone: nothing more to stop
                 raise
-        result, failed = build_result(plan, body, workflow_id, trio.current_time() - start)
+        result, failed = build_result(plan, body, workflow_id, trio.current_time() - start, large)
         if failed is not None:
             exc = result.errors[failed]
             raise WorkflowExecutionError(

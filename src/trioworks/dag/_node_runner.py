@@ -25,12 +25,20 @@ from typing import Any
 import trio
 
 from ..core import RetryPolicy, retry, run_in_process, run_in_thread
-from ._errors import DagError, NodeTimeoutError
+from ._errors import DagError, NodeInputError, NodeTimeoutError
 from ._nodes import run_async_code, run_code, run_source, switch_output
 from ._paths import _follow
 from ._resources import ResourceRegistry
+from ._values import (
+    DEFAULT_MAX_INLINE_BYTES,
+    VALUE_FILENAME,
+    ValueFiles,
+    decode_file,
+    not_json_reason,
+    offload,
+)
 
-__all__ = ["NodeImportError", "NodeRunner", "RemoteNodeFailure"]
+__all__ = ["NodeImportError", "NodeOutputError", "NodeRunner", "RemoteNodeFailure"]
 
 _NOT_TAKEN, _SKIPPED, _FAILED = "branch not taken", "input skipped", "input failed"
 
@@ -56,6 +64,18 @@ class NodeImportError(DagError):
 
 class RemoteNodeFailure(DagError):
     """A node failed on this worker (fail-fast mode); the message is ``"Type: text"``."""
+
+
+class NodeOutputError(DagError, TypeError):
+    """A node's output cannot travel to other workers: it is not JSON. ``node_id`` names the
+    node; the message names the output (``result``, or the key of a raw output) and the cause."""
+
+    def __init__(self, node_id: str, reason: str) -> None:
+        self.node_id = node_id
+        super().__init__(
+            f"node {node_id!r}: {reason}: values between workers travel as JSON (dicts with str "
+            "keys, lists, str, numbers, bool, None); return those, or run on AsyncLocalRuntime"
+        )
 
 
 def _resolve(ref: str) -> Any:
@@ -106,10 +126,26 @@ def _policy(spec: Mapping[str, Any] | None) -> RetryPolicy | None:
 class NodeRunner:
     """State shared by the activity's calls in one worker: limiters, resources, callables."""
 
-    def __init__(self, resources: ResourceRegistry | None, threads: int, processes: int | None) -> None:
+    def __init__(
+        self,
+        resources: ResourceRegistry | None,
+        threads: int,
+        processes: int | None,
+        *,
+        max_inline_bytes: int | None = None,
+        codec_threads: int = 2,
+    ) -> None:
+        if max_inline_bytes is None:
+            max_inline_bytes = DEFAULT_MAX_INLINE_BYTES
+        if max_inline_bytes < 0:
+            raise ValueError(f"max_inline_bytes must be >= 0, got {max_inline_bytes}")
         self.resources = resources
         self.threads = trio.CapacityLimiter(threads)
         self.processes = trio.CapacityLimiter(processes or 1)
+        self.max_inline_bytes = max_inline_bytes
+        # Encoding a large output into its file and decoding a downloaded one: CPU-bound JSON
+        # work, kept off the loop and off the node threads.
+        self.codec = trio.CapacityLimiter(codec_threads)
         # A pickled callable is loaded once per (workflow, node) here, so that a stateful one
         # (a callable object) sees its retries, as it does in the local runtime.
         self._loaded: dict[tuple[str, str, str], Any] = {}
@@ -133,11 +169,20 @@ class NodeRunner:
             )
         return await self.resources.get_resource(name)
 
-    async def run(self, params: Mapping[str, Any], workflow_id: str) -> dict[str, Any]:
+    async def run(
+        self, params: Mapping[str, Any], workflow_id: str, files: ValueFiles | None = None
+    ) -> dict[str, Any]:
         """Run the node ``params`` describe; its activity output ``{"out", "error", "seconds"}``.
 
-        Raises :class:`RemoteNodeFailure` when the node fails (fail-fast mode) and
-        :class:`NodeImportError` when its callable cannot be loaded here.
+        An output larger than ``max_inline_bytes`` (the workflow's, else this runner's) is
+        uploaded through ``files`` as the activity's file ``out.json``: the output then carries
+        ``out_file`` (its reference) and a stub ``out`` (see ``dag/_values.py``). An input edge
+        with a ``file`` is downloaded through ``files`` and decoded.
+
+        Raises :class:`RemoteNodeFailure` when the node fails (fail-fast mode), including an
+        output that is not JSON (:class:`NodeOutputError`) and an input file that cannot be
+        downloaded (:class:`NodeInputError`), and :class:`NodeImportError` when its callable
+        cannot be loaded here. Transfer errors of the upload propagate (the worker reports them).
         """
         node = params["node"]
         node_id, kind = node["id"], node["kind"]
@@ -159,6 +204,11 @@ class NodeRunner:
                     "skipped": _FAILED if _FAILED in reasons else _SKIPPED,
                     "skip_reasons": ", ".join(sorted(reasons)),
                 }
+
+        try:
+            live_edges = await self._fetch_inputs(node_id, live_edges, files)
+        except NodeInputError as exc:
+            return self._failed(params, exc, started, 0)
 
         def edge_value(edge: Mapping[str, Any]) -> Any:
             path = edge["path"]
@@ -195,17 +245,88 @@ class NodeRunner:
         except NodeImportError:
             raise
         except Exception as exc:
-            if params.get("continue_on_error"):
-                error = {"type": type(exc).__name__, "message": str(exc)}
-                return {
-                    "out": None,
-                    "error": error,
-                    "seconds": time.perf_counter() - started,
-                    "attempts": attempts,
-                }
-            raise RemoteNodeFailure(f"{type(exc).__name__}: {exc}") from exc
+            return self._failed(params, exc, started, attempts)
         output = value if node.get("raw_output") or kind in ("switch", "merge") else {"result": value}
-        return {"out": output, "error": None, "seconds": time.perf_counter() - started, "attempts": attempts}
+        limit = params.get("max_inline_bytes")
+        limit = self.max_inline_bytes if limit is None else int(limit)
+        try:
+            stored = await self._store(node_id, kind, output, limit, files)
+        except NodeOutputError as exc:
+            return self._failed(params, exc, started, attempts)
+        return {**stored, "error": None, "seconds": time.perf_counter() - started, "attempts": attempts}
+
+    @staticmethod
+    def _failed(params: Mapping[str, Any], exc: Exception, started: float, attempts: int) -> dict[str, Any]:
+        """The output of a failed node (continue-on-error), or :class:`RemoteNodeFailure`."""
+        if params.get("continue_on_error"):
+            error = {"type": type(exc).__name__, "message": str(exc)}
+            return {
+                "out": None,
+                "error": error,
+                "seconds": time.perf_counter() - started,
+                "attempts": attempts,
+            }
+        raise RemoteNodeFailure(f"{type(exc).__name__}: {exc}") from exc
+
+    async def _store(
+        self, node_id: str, kind: str, output: Any, limit: int, files: ValueFiles | None
+    ) -> dict[str, Any]:
+        """``{"out": output}``, or for a large one ``{"out": stub, "out_file": reference}``."""
+        try:
+            if files is None:
+                not_json = not_json_reason(output)
+                if not_json is not None:
+                    raise NodeOutputError(node_id, not_json)
+                return {"out": output}
+            written = await offload(output, limit, files.temp_dir, self.codec)
+        except (TypeError, ValueError, RecursionError) as exc:
+            if isinstance(exc, NodeOutputError):
+                raise
+            raise NodeOutputError(node_id, not_json_reason(output) or f"it is not JSON ({exc})") from exc
+        if written is None:
+            return {"out": output}
+        reference = await files.upload_file(written.path, VALUE_FILENAME)
+        # A switch keeps its taken branch's key inline: the server's conditions test it.
+        stub = dict.fromkeys(output) if kind == "switch" and isinstance(output, dict) else None
+        return {"out": stub, "out_file": reference, "out_bytes": written.size}
+
+    async def _fetch_inputs(
+        self, node_id: str, edges: list[Mapping[str, Any]], files: ValueFiles | None
+    ) -> list[Mapping[str, Any]]:
+        """``edges`` with each file-borne value downloaded and decoded (each file once)."""
+        if not any(edge.get("file") for edge in edges):
+            return edges
+        loaded: dict[str, Any] = {}
+        fetched = []
+        for edge in edges:
+            reference = edge.get("file")
+            if reference:
+                if reference not in loaded:
+                    loaded[reference] = await self._fetch(node_id, edge, str(reference), files)
+                edge = {**edge, "value": loaded[reference]}
+            fetched.append(edge)
+        return fetched
+
+    async def _fetch(
+        self, node_id: str, edge: Mapping[str, Any], reference: str, files: ValueFiles | None
+    ) -> Any:
+        def failed(why: str) -> NodeInputError:
+            return NodeInputError(
+                node_id,
+                str(edge["input"]),
+                f"node {edge['source']!r}'s output travels as file {reference}, and {why}",
+            )
+
+        if files is None:
+            raise failed("this runner was given no file transfers")
+        try:
+            path = await files.download_file(reference)
+        except Exception as exc:  # the worker's ApiError (404: gone), a transport error, a bad reference
+            raise failed(f"downloading it failed: {exc}") from exc
+        try:
+            return await decode_file(path, self.codec)
+        except (OSError, ValueError) as exc:
+            raise failed(f"it is not readable JSON: {exc}") from exc
 
     async def _invoke(self, workflow_id: str, node: Mapping[str, Any], inputs: dict[str, Any]) -> Any:
         node_id, kind, strict = node["id"], node["kind"], bool(node.get("strict"))
