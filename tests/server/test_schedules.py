@@ -27,7 +27,7 @@ from trioworks.server import (
     ValidationFailed,
     parse_definition,
 )
-from trioworks.server._schedules import Fire, NewSchedule, ScheduleChanges
+from trioworks.server._schedules import NewSchedule, ScheduleChanges, ScheduleFire
 from trioworks.server.rules._cadence import Cadence, cadence_errors, next_occurrence
 
 T0 = 1_800_000_000.0  # 2027-01-15T08:00:00Z, a Friday
@@ -369,14 +369,14 @@ def _probed(base: type[Any]) -> type[Any]:
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             self.send_read, self.reads = trio.open_memory_channel[float | None](math.inf)
-            self.send_fire, self.fires = trio.open_memory_channel[Fire](math.inf)
+            self.send_fire, self.fires = trio.open_memory_channel[ScheduleFire](math.inf)
 
         def next_schedule_due(self) -> float | None:
             due = super().next_schedule_due()
             trio.from_thread.run_sync(self.send_read.send_nowait, due)
             return due
 
-        def fire_schedules(self, now: float, limit: int) -> list[Fire]:
+        def fire_schedules(self, now: float, limit: int) -> list[ScheduleFire]:
             fires = super().fire_schedules(now, limit)
             for fire in fires:
                 trio.from_thread.run_sync(self.send_fire.send_nowait, fire)
@@ -500,7 +500,7 @@ def test_concurrent_ticks_fire_each_occurrence_once(fresh_postgres_url: str) -> 
             store.close()
 
 
-def _fire_twice(storage: Storage, now: float) -> list[Fire]:
+def _fire_twice(storage: Storage, now: float) -> list[ScheduleFire]:
     return storage.fire_schedules(now, 7) + storage.fire_schedules(now, 100)
 
 
@@ -510,7 +510,7 @@ async def test_two_servers_on_one_postgres_fire_once(
     from trioworks.server import PostgresStorage
 
     stores = [_probed(PostgresStorage)(fresh_postgres_url, max_threads=2) for _ in range(2)]
-    fires: list[Fire] = []
+    fires: list[ScheduleFire] = []
     try:
         await trio.to_thread.run_sync(_define, stores[0])
         await trio.to_thread.run_sync(stores[0].create_schedule, _new(), T0)

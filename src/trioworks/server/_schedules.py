@@ -1,5 +1,5 @@
 """Recurring schedules as the layers pass them: a stored :class:`ScheduleRow`, a
-:class:`NewSchedule` to create, :class:`ScheduleChanges` to apply (PATCH), a :class:`Fire`.
+:class:`NewSchedule` to create, :class:`ScheduleChanges` to apply (PATCH), a :class:`ScheduleFire`.
 
 The original Kruxia Flow's ``WorkflowSchedule`` / ``NewSchedule`` / ``ScheduleUpdate``
 (``core/src/scheduler/mod.rs``); times are POSIX seconds, as in every row of this server.
@@ -11,9 +11,9 @@ from typing import Any
 
 import attrs
 
-from .rules._cadence import Cadence
+from .rules import Cadence
 
-__all__ = ["Fire", "NewSchedule", "ScheduleChanges", "ScheduleRow"]
+__all__ = ["NewSchedule", "ScheduleChanges", "ScheduleFire", "ScheduleRow"]
 
 
 @attrs.frozen
@@ -83,7 +83,7 @@ class ScheduleChanges:
 
 
 @attrs.frozen
-class Fire:
+class ScheduleFire:
     """What one due schedule did: ``workflow_id`` of the run it submitted, or None with the
     ``reason`` it did not (``overlap``: the previous run is still active; ``error``: the
     submission failed, e.g. the definition is gone: ``message`` says why)."""

@@ -22,8 +22,7 @@ from starlette.responses import Response
 from .._errors import NotFound, ValidationFailed
 from .._schedules import NewSchedule, ScheduleChanges, ScheduleRow
 from .._wire import iso
-from ..rules import missing_inputs
-from ..rules._cadence import OVERLAP_POLICIES, Cadence, cadence_errors
+from ..rules import OVERLAP_POLICIES, Cadence, cadence_errors, missing_inputs
 from ..storage import Storage
 from ._api import stamp
 from ._context import Context, json_body, respond

@@ -27,7 +27,7 @@ from .._models import (
     WorkflowPage,
     WorkflowRow,
 )
-from .._schedules import Fire, NewSchedule, ScheduleChanges, ScheduleRow
+from .._schedules import NewSchedule, ScheduleChanges, ScheduleFire, ScheduleRow
 
 __all__ = ["Storage"]
 
@@ -192,5 +192,5 @@ class Storage(Protocol):
     def next_schedule_due(self) -> float | None:
         """The earliest ``next_run_at`` of an enabled schedule (POSIX seconds); None if none."""
 
-    def fire_schedules(self, now: float, limit: int) -> list[Fire]:
+    def fire_schedules(self, now: float, limit: int) -> list[ScheduleFire]:
         """Fire up to ``limit`` schedules due by ``now`` (each occurrence once, across servers)."""

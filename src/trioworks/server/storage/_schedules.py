@@ -22,8 +22,8 @@ from typing import Any
 from .. import rules
 from .._errors import Conflict, NotFound, ServerError, ValidationFailed
 from .._models import WorkflowRow, WorkflowStatus
-from .._schedules import Fire, NewSchedule, ScheduleChanges, ScheduleRow
-from ..rules._cadence import Cadence, cadence_errors, next_occurrence
+from .._schedules import NewSchedule, ScheduleChanges, ScheduleFire, ScheduleRow
+from ..rules import Cadence, cadence_errors, next_occurrence
 from ._dialect import Dialect, Tx
 from ._rows import dumps, loads
 from ._tables import Tables
@@ -203,7 +203,7 @@ class SqlSchedules:
             row = db.one("SELECT MIN(next_run_at) FROM workflow_schedules WHERE enabled = 1")
         return None if row is None or row[0] is None else float(row[0])
 
-    def fire(self, now: float, limit: int) -> list[Fire]:
+    def fire(self, now: float, limit: int) -> list[ScheduleFire]:
         """Fire up to ``limit`` schedules due by ``now``, earliest first; what each did.
 
         Each due occurrence fires once (missed ones while the server was down collapse into
@@ -212,7 +212,7 @@ class SqlSchedules:
         a submission that fails (definition deleted, input it now requires) is reported and
         the schedule still advances, so a broken schedule does not fire every tick.
         """
-        fires: list[Fire] = []
+        fires: list[ScheduleFire] = []
         with self.tables.tx() as db:
             due = db.all(
                 f"SELECT {SCHEDULE_COLUMNS} FROM workflow_schedules WHERE enabled = 1 AND next_run_at <= ? "
@@ -225,7 +225,7 @@ class SqlSchedules:
                     fires.append(fire)
         return fires
 
-    def _fire_one(self, db: Tx, schedule: ScheduleRow, now: float) -> Fire | None:
+    def _fire_one(self, db: Tx, schedule: ScheduleRow, now: float) -> ScheduleFire | None:
         occurrence = schedule.next_run_at
         try:
             following = next_occurrence(schedule.cadence, occurrence, now)
@@ -234,7 +234,7 @@ class SqlSchedules:
             db.exec(
                 "UPDATE workflow_schedules SET enabled = 0, updated_at = ? WHERE id = ?", (now, schedule.id)
             )
-            return Fire(schedule.id, schedule.name, occurrence, None, "error", str(exc))
+            return ScheduleFire(schedule.id, schedule.name, occurrence, None, "error", str(exc))
         # The claim: only the tick that read this occurrence moves it on (another server's tick,
         # or one that read the row before a PATCH, updates nothing and fires nothing).
         claimed = db.exec(
@@ -247,20 +247,20 @@ class SqlSchedules:
         if schedule.overlap_policy == "skip" and schedule.last_workflow_id is not None:
             previous = db.one("SELECT status FROM workflows WHERE id = ?", (schedule.last_workflow_id,))
             if previous is not None and previous[0] in _ACTIVE:
-                return Fire(schedule.id, schedule.name, occurrence, None, "overlap")
+                return ScheduleFire(schedule.id, schedule.name, occurrence, None, "overlap")
         key = f"schedule:{schedule.name}:{int(occurrence)}"
         try:
             workflow = self._submit(db, schedule, key, now)
         except Conflict:  # a run of this occurrence exists (submitted by hand with its key)
-            return Fire(schedule.id, schedule.name, occurrence, None, "duplicate")
+            return ScheduleFire(schedule.id, schedule.name, occurrence, None, "duplicate")
         except ServerError as exc:
             logger.warning("schedule %r did not fire: %s", schedule.name, exc.message)
-            return Fire(schedule.id, schedule.name, occurrence, None, "error", exc.message)
+            return ScheduleFire(schedule.id, schedule.name, occurrence, None, "error", exc.message)
         db.exec(
             "UPDATE workflow_schedules SET last_run_at = ?, last_workflow_id = ? WHERE id = ?",
             (now, workflow.id, schedule.id),
         )
-        return Fire(schedule.id, schedule.name, occurrence, workflow.id)
+        return ScheduleFire(schedule.id, schedule.name, occurrence, workflow.id)
 
     def _submit(self, db: Tx, schedule: ScheduleRow, key: str, now: float) -> WorkflowRow:
         # Every check raises before the first write, so a refused run leaves the transaction

@@ -31,7 +31,7 @@ from .._models import (
     WorkflowRow,
     WorkflowStatus,
 )
-from .._schedules import Fire, NewSchedule, ScheduleChanges, ScheduleRow
+from .._schedules import NewSchedule, ScheduleChanges, ScheduleFire, ScheduleRow
 from .._wire import canonical_json, definition_body
 from ._dialect import Connections, Dialect, Tx
 from ._queue import SqlQueue
@@ -422,5 +422,5 @@ class SqlStorage:
     def next_schedule_due(self) -> float | None:
         return self.schedules.next_due()
 
-    def fire_schedules(self, now: float, limit: int) -> list[Fire]:
+    def fire_schedules(self, now: float, limit: int) -> list[ScheduleFire]:
         return self.schedules.fire(now, limit)
