@@ -536,3 +536,33 @@ async def test_two_servers_on_one_postgres_fire_once(
     finally:
         for store in stores:
             store.close()
+
+
+# -- the client's schedule verbs ------------------------------------------------------------
+async def test_client_schedule_verbs(server_config: ServerConfig) -> None:
+    from trioworks.client import AsyncClient, KruxiaFlowError
+
+    async with running_api(server_config) as api:
+        await _deploy(api)
+        url = str(api.client.base_url)
+        async with AsyncClient(url, client_id="client", client_secret="s3cret") as client:
+            s = await client.create_schedule(
+                "hourly", "d", interval_seconds=3600, input={"n": 5}, overlap_policy="allow"
+            )
+            assert (s["interval_seconds"], s["input"], s["overlap_policy"]) == (3600, {"n": 5}, "allow")
+            assert (await client.list_schedules())["count"] == 1
+            assert (await client.pause_schedule(s["id"]))["enabled"] is False
+            resumed = await client.resume_schedule(s["id"])
+            assert resumed["enabled"] is True
+            changed = await client.update_schedule(s["id"], cron="*/5 * * * *", timezone="Asia/Tokyo")
+            assert (changed["cron"], changed["timezone"], changed["interval_seconds"]) == (
+                "*/5 * * * *",
+                "Asia/Tokyo",
+                None,
+            )
+            assert (await client.get_schedule(s["id"]))["next_run_at"] == changed["next_run_at"]
+            with pytest.raises(KruxiaFlowError, match="cron") as bad:
+                await client.create_schedule("bad", "d", cron="61 * * * *", input={"n": 1})
+            assert bad.value.status_code == 422
+            assert await client.delete_schedule(s["id"]) is None
+            assert (await client.list_schedules())["schedules"] == []
