@@ -247,6 +247,17 @@ def test_a_failing_submission_still_advances(storage: Storage) -> None:
     assert storage.next_schedule_due() == T0 + 120 and _runs(storage) == []
 
 
+def test_a_refused_run_does_not_undo_the_batch(storage: Storage) -> None:
+    _define(storage)
+    storage.create_schedule(_new("a"), T0)
+    storage.create_schedule(_new("b"), T0)
+    storage.create_workflow("d", None, {"n": 0}, f"schedule:a:{int(T0 + 60)}", T0)  # a's key, by hand
+    fires = {f.name: f for f in storage.fire_schedules(T0 + 60, 10)}
+    assert fires["a"].reason == "duplicate" and fires["b"].workflow_id is not None
+    assert storage.next_schedule_due() == T0 + 120  # both advanced
+    assert len(_runs(storage)) == 2
+
+
 def test_a_pinned_version_is_kept(storage: Storage) -> None:
     _define(storage)
     _define(storage, "d", activity("a"), activity("b", "a"))  # version 2

@@ -249,13 +249,21 @@ class SqlSchedules:
             if previous is not None and previous[0] in _ACTIVE:
                 return ScheduleFire(schedule.id, schedule.name, occurrence, None, "overlap")
         key = f"schedule:{schedule.name}:{int(occurrence)}"
+        # A savepoint around the run: a refused one (even by the database, e.g. a unique_key
+        # taken meanwhile) is undone alone, and the claim above still commits, so one broken
+        # schedule cannot roll the batch back and be read as due again at once.
+        refused: tuple[type[BaseException], ...] = (ServerError, *self.tables.dialect.integrity_errors)
+        db.exec("SAVEPOINT schedule_run")
         try:
             workflow = self._submit(db, schedule, key, now)
-        except Conflict:  # a run of this occurrence exists (submitted by hand with its key)
-            return ScheduleFire(schedule.id, schedule.name, occurrence, None, "duplicate")
-        except ServerError as exc:
-            logger.warning("schedule %r did not fire: %s", schedule.name, exc.message)
-            return ScheduleFire(schedule.id, schedule.name, occurrence, None, "error", exc.message)
+        except refused as exc:
+            db.exec("ROLLBACK TO SAVEPOINT schedule_run")
+            if isinstance(exc, Conflict):  # a run of this occurrence exists (submitted with its key)
+                return ScheduleFire(schedule.id, schedule.name, occurrence, None, "duplicate")
+            message = exc.message if isinstance(exc, ServerError) else str(exc)
+            logger.warning("schedule %r did not fire: %s", schedule.name, message)
+            return ScheduleFire(schedule.id, schedule.name, occurrence, None, "error", message)
+        db.exec("RELEASE SAVEPOINT schedule_run")
         db.exec(
             "UPDATE workflow_schedules SET last_run_at = ?, last_workflow_id = ? WHERE id = ?",
             (now, workflow.id, schedule.id),
@@ -263,8 +271,6 @@ class SqlSchedules:
         return ScheduleFire(schedule.id, schedule.name, occurrence, workflow.id)
 
     def _submit(self, db: Tx, schedule: ScheduleRow, key: str, now: float) -> WorkflowRow:
-        # Every check raises before the first write, so a refused run leaves the transaction
-        # (and the claim in it) intact.
         name, version = schedule.definition_name, schedule.definition_version
         definition = self.tables.definition(db, name, version) if version is not None else None
         if definition is None:
