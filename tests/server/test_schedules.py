@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import attrs
+import httpx
 import pytest
 import trio
 from hypothesis import given, settings
@@ -471,21 +473,39 @@ async def test_a_restart_fires_a_missed_occurrence_once(
         store.close()
 
 
-async def test_a_schedule_change_wakes_the_task(server_config: ServerConfig) -> None:
-    """The task sleeps until the due time it read (30 s of Trio time, never reached here): only
-    a create, PATCH or delete through the API makes it read the schedules again."""
-    async with running_api(server_config) as api:
-        await _deploy(api)
-        body = {"name": "s", "definition_name": "d", "input": {"n": 1}, "interval_seconds": 30}
-        created = await api.client.post("/api/v1/schedules", json=body)
-        url = f"/api/v1/schedules/{created.json()['id']}"
-        api.clock.advance(30)  # due now, but the task does not know
-        assert (await api.client.patch(url, json={})).status_code == 200
-        with trio.fail_after(10):
-            while (schedule := (await api.client.get(url)).json())["last_workflow_id"] is None:  # noqa: ASYNC110  # seen only through HTTP
-                await trio.sleep(0.01)
-        run = await api.client.get(f"/api/v1/workflows/{schedule['last_workflow_id']}")
-        assert run.status_code == 200
+@pytest.fixture
+def patient_clock() -> trio.testing.MockClock:
+    """Virtual time that jumps only after 5 real seconds with every task blocked: a hang guard
+    that no storage thread (milliseconds) sets off."""
+    return trio.testing.MockClock(autojump_threshold=5.0)
+
+
+async def test_a_new_schedule_wakes_the_task(tmp_path: Path, patient_clock: trio.testing.MockClock) -> None:
+    """The task sleeps until the hour-away schedule; one created through the API for 30 s from
+    now fires at its own time, because the create woke the task to read the due time again."""
+    store = _probed(SQLiteStorage)(tmp_path / "s.db")
+    try:
+        await trio.to_thread.run_sync(_define, store)
+        hourly = _new("hourly", cadence=Cadence(interval_seconds=3600))
+        await trio.to_thread.run_sync(store.create_schedule, hourly, T0)
+        # schedule_poll out of reach: only a wake makes the task read the schedules again.
+        config = attrs.evolve(_config(store), schedule_poll=10**6)
+        async with trio.open_nursery() as nursery:
+            url = await nursery.start(Server(config).run)
+            await _read_due(store, T0 + 3600)
+            async with httpx.AsyncClient(base_url=url) as client:
+                body = {"name": "soon", "definition_name": "d", "input": {"n": 1}, "interval_seconds": 30}
+                assert (await client.post("/api/v1/schedules", json=body)).status_code == 201
+            assert await _read_due(store, T0) == T0 + 30
+            assert trio.current_time() == 0  # read at once, not when the hourly one came due
+            patient_clock.jump(30 - trio.current_time())
+            fire = await store.fires.receive()
+            assert (fire.name, fire.occurrence) == ("soon", T0 + 30) and fire.workflow_id is not None
+            workflow, _ = await trio.to_thread.run_sync(store.get_workflow, fire.workflow_id)
+            assert workflow.created_at == T0 + 30  # at its time, not the hourly one's
+            nursery.cancel_scope.cancel()
+    finally:
+        store.close()
 
 
 # -- several servers on one Postgres ------------------------------------------------------
