@@ -258,7 +258,8 @@ class Server:
             try:
                 due = await ctx.control(ctx.storage.next_schedule_due)
                 if due is not None and due <= ctx.clock():
-                    fires = await ctx.control(ctx.storage.fire_schedules, ctx.clock(), _SCHEDULE_BATCH)
+                    # Runs are created like submits: on the storage limiter, not the control plane.
+                    fires = await ctx.db(ctx.storage.fire_schedules, ctx.clock(), _SCHEDULE_BATCH)
                     started = [f for f in fires if f.workflow_id is not None]
                     ctx.metrics.counter("server.schedule_runs").inc(len(started))
                     ctx.metrics.counter("server.schedule_skips").inc(len(fires) - len(started))
