@@ -286,3 +286,27 @@ def test_worker_metrics_port(server_url: str) -> None:
     finally:
         proc.terminate()
         assert proc.wait(timeout=30) == 0
+
+
+def test_schedule_commands(cli: Callable[..., tuple[int, str, str]], tmp_path: Path) -> None:
+    path = tmp_path / "greet.yaml"
+    path.write_text(yaml.safe_dump(DEFINITION), encoding="utf-8")
+    assert cli("workflow", "deploy", path)[0] == 0
+    code, out, err = cli(
+        "schedule", "create", "nightly", "--definition", "greet", "--cron", "0 2 * * *",
+        "--timezone", "Europe/Paris", "--input", '{"who": "ada"}',
+    )  # fmt: skip
+    assert code == 0 and "next run at" in err, err
+    schedule_id = out.strip()
+    code, out, _ = cli("schedule", "list")
+    assert code == 0 and schedule_id in out and "nightly" in out and "Europe/Paris" in out
+    code, out, _ = cli("schedule", "show", "nightly")
+    assert code == 0 and yaml.safe_load(out)["input"] == {"who": "ada"}
+    assert "paused" in cli("schedule", "pause", "nightly")[2]
+    assert "(paused)" in cli("schedule", "list")[1]
+    assert "resumed" in cli("schedule", "resume", schedule_id)[2]
+    code, _, err = cli("schedule", "create", "bad", "--definition", "greet", "--cron", "61 * * * *")
+    assert code != 0 and "cron" in err and "61 * * * *" in err
+    assert "deleted" in cli("schedule", "delete", "nightly")[2]
+    code, _, err = cli("schedule", "show", "nightly")
+    assert code != 0 and "no schedule" in err

@@ -138,7 +138,13 @@ def test_each_route_is_declared_once(tmp_path: Path) -> None:
         ("POST", "/api/v1/workflows"),
         ("GET", "/api/v1/workflows/{workflow_id}"),
         ("PUT", "/api/v1/workflows/{workflow_id}/activities/{activity_key}/files/{filename:path}"),
+        ("POST", "/api/v1/schedules"),
+        ("GET", "/api/v1/schedules"),
+        ("GET", "/api/v1/schedules/{schedule_id}"),
+        ("PATCH", "/api/v1/schedules/{schedule_id}"),
+        ("DELETE", "/api/v1/schedules/{schedule_id}"),
     }
     # 21 + POST .../cancel + (GET) .../cost, .../cost/history, /api/v1/queues, /metrics,
     # /api/v1/openapi.json, /api/v1/docs, /api/v1/workflow_definitions/{name}/versions, /api/v1/cost/analytics
-    assert len(routes) == 30
+    # + the 5 of /api/v1/schedules
+    assert len(routes) == 35

@@ -32,7 +32,7 @@ from ._streams import Streams
 __all__ = ["COMMANDS", "main"]
 
 # Command modules, imported when the parser is built: importing ``trioworks.cli`` itself stays cheap.
-COMMANDS: tuple[str, ...] = ("_dag", "_demo", "_server", "_services", "_worker", "_workflow")
+COMMANDS: tuple[str, ...] = ("_dag", "_demo", "_schedule", "_server", "_services", "_worker", "_workflow")
 
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 _LOG_FORMAT_ENV = "TRIOWORKS_LOG_FORMAT"

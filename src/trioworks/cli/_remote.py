@@ -1,5 +1,5 @@
 """The CLI's thin HTTP client of a workflow server: the URL and token from the environment,
-errors turned into one-line CLI errors (used by ``_workflow`` and ``_workflow_more``)."""
+errors turned into one-line CLI errors (used by ``_workflow``, ``_workflow_more`` and ``_schedule``)."""
 
 from __future__ import annotations
 
@@ -36,6 +36,8 @@ class Api:
             raise ServerUnreachable(f"cannot reach the server at {self.client.base_url}: {exc}") from exc
         if reply.status_code >= 400:
             raise CliError(_describe_error(reply))
+        if not reply.content:  # 204 No Content (a delete)
+            return None
         return reply.json()
 
 

@@ -7,7 +7,10 @@ both the original server and ``trioworks server``: ``deploy`` posts to
 server reads as a workflow submission) and ``start_workflow`` posts ``{definition_name, input}``
 to ``/api/v1/workflows`` (the SDK's ``/api/v1/workflows/start`` is not a route of the original).
 Added: ``signal_workflow``, ``list_workflows``, ``list_definitions``, ``get_definition``,
-``wait_for_workflow``, YAML text or a file path for ``deploy``, and OAuth client credentials.
+``wait_for_workflow``, YAML text or a file path for ``deploy``, OAuth client credentials, and
+the original server's recurring schedules (``create_schedule``, ``list_schedules``,
+``get_schedule``, ``update_schedule``, ``delete_schedule``, with ``pause_schedule`` /
+``resume_schedule`` for ``enabled``).
 """
 
 from __future__ import annotations
@@ -188,6 +191,44 @@ class _Calls:
         params = {"version": version} if version is not None else None
         return _Call(
             "GET", f"/api/v1/workflow_definitions/{name}", params=params, what=f"get definition {name!r}"
+        )
+
+
+def _schedule_body(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """The set fields of a schedule request (None: not sent, so a PATCH leaves it unchanged)."""
+    return {k: dict(v) if isinstance(v, Mapping) else v for k, v in fields.items() if v is not None}
+
+
+class _ScheduleCalls:
+    """``/api/v1/schedules``: the original server's recurring schedules (the SDK has no verbs
+    for them; the names are its server's handlers)."""
+
+    @staticmethod
+    def create(name: str, definition_name: str, fields: Mapping[str, Any]) -> _Call:
+        body = {"name": name, "definition_name": definition_name, **_schedule_body(fields)}
+        return _Call("POST", "/api/v1/schedules", json=body, what=f"create schedule {name!r}")
+
+    @staticmethod
+    def list() -> _Call:
+        return _Call("GET", "/api/v1/schedules", what="list schedules")
+
+    @staticmethod
+    def get(schedule_id: str) -> _Call:
+        return _Call("GET", f"/api/v1/schedules/{schedule_id}", what=f"get schedule {schedule_id}")
+
+    @staticmethod
+    def update(schedule_id: str, fields: Mapping[str, Any]) -> _Call:
+        return _Call(
+            "PATCH",
+            f"/api/v1/schedules/{schedule_id}",
+            json=_schedule_body(fields),
+            what=f"update schedule {schedule_id}",
+        )
+
+    @staticmethod
+    def delete(schedule_id: str) -> _Call:
+        return _Call(
+            "DELETE", f"/api/v1/schedules/{schedule_id}", what=f"delete schedule {schedule_id}", empty=True
         )
 
 
@@ -384,6 +425,73 @@ class AsyncClient:
             except httpx.HTTPError as exc:
                 raise KruxiaFlowError(f"{call.what}: request failed: {exc}") from exc
 
+    async def create_schedule(
+        self,
+        name: str,
+        definition_name: str,
+        *,
+        cron: str | None = None,
+        timezone: str | None = None,
+        interval_seconds: int | None = None,
+        input: Mapping[str, Any] | None = None,
+        definition_version: int | str | None = None,
+        overlap_policy: str | None = None,
+        enabled: bool | None = None,
+    ) -> dict[str, Any]:
+        """Create a recurring schedule: exactly one of ``cron`` (evaluated in ``timezone``,
+        default UTC) and ``interval_seconds``; ``overlap_policy`` ``skip`` (default) or ``allow``."""
+        fields = {
+            "cron": cron,
+            "timezone": timezone,
+            "interval_seconds": interval_seconds,
+            "input": input,
+            "definition_version": definition_version,
+            "overlap_policy": overlap_policy,
+            "enabled": enabled,
+        }
+        return await self._send(_ScheduleCalls.create(name, definition_name, fields))
+
+    async def list_schedules(self) -> dict[str, Any]:
+        """``{schedules, count}``, by name."""
+        return await self._send(_ScheduleCalls.list())
+
+    async def get_schedule(self, schedule_id: str) -> dict[str, Any]:
+        return await self._send(_ScheduleCalls.get(schedule_id))
+
+    async def update_schedule(
+        self,
+        schedule_id: str,
+        *,
+        cron: str | None = None,
+        timezone: str | None = None,
+        interval_seconds: int | None = None,
+        input: Mapping[str, Any] | None = None,
+        overlap_policy: str | None = None,
+        enabled: bool | None = None,
+    ) -> dict[str, Any]:
+        """Change the given fields (None: unchanged); a new cadence recomputes ``next_run_at``."""
+        fields = {
+            "cron": cron,
+            "timezone": timezone,
+            "interval_seconds": interval_seconds,
+            "input": input,
+            "overlap_policy": overlap_policy,
+            "enabled": enabled,
+        }
+        return await self._send(_ScheduleCalls.update(schedule_id, fields))
+
+    async def pause_schedule(self, schedule_id: str) -> dict[str, Any]:
+        """``update_schedule(schedule_id, enabled=False)``."""
+        return await self._send(_ScheduleCalls.update(schedule_id, {"enabled": False}))
+
+    async def resume_schedule(self, schedule_id: str) -> dict[str, Any]:
+        """``update_schedule(schedule_id, enabled=True)``: the next run is the next occurrence
+        from now (one missed while paused does not run at once)."""
+        return await self._send(_ScheduleCalls.update(schedule_id, {"enabled": True}))
+
+    async def delete_schedule(self, schedule_id: str) -> None:
+        await self._send(_ScheduleCalls.delete(schedule_id))
+
     async def wait_for_workflow(self, workflow_id: str, *, poll_interval: float = 0.25) -> dict[str, Any]:
         """Poll :meth:`get_workflow` until the workflow is completed, failed or cancelled.
 
@@ -507,6 +615,66 @@ class Client:
 
     def get_definition(self, name: str, *, version: int | None = None) -> dict[str, Any]:
         return self._send(_Calls.definition(name, version))
+
+    def create_schedule(
+        self,
+        name: str,
+        definition_name: str,
+        *,
+        cron: str | None = None,
+        timezone: str | None = None,
+        interval_seconds: int | None = None,
+        input: Mapping[str, Any] | None = None,
+        definition_version: int | str | None = None,
+        overlap_policy: str | None = None,
+        enabled: bool | None = None,
+    ) -> dict[str, Any]:
+        fields = {
+            "cron": cron,
+            "timezone": timezone,
+            "interval_seconds": interval_seconds,
+            "input": input,
+            "definition_version": definition_version,
+            "overlap_policy": overlap_policy,
+            "enabled": enabled,
+        }
+        return self._send(_ScheduleCalls.create(name, definition_name, fields))
+
+    def list_schedules(self) -> dict[str, Any]:
+        return self._send(_ScheduleCalls.list())
+
+    def get_schedule(self, schedule_id: str) -> dict[str, Any]:
+        return self._send(_ScheduleCalls.get(schedule_id))
+
+    def update_schedule(
+        self,
+        schedule_id: str,
+        *,
+        cron: str | None = None,
+        timezone: str | None = None,
+        interval_seconds: int | None = None,
+        input: Mapping[str, Any] | None = None,
+        overlap_policy: str | None = None,
+        enabled: bool | None = None,
+    ) -> dict[str, Any]:
+        fields = {
+            "cron": cron,
+            "timezone": timezone,
+            "interval_seconds": interval_seconds,
+            "input": input,
+            "overlap_policy": overlap_policy,
+            "enabled": enabled,
+        }
+        return self._send(_ScheduleCalls.update(schedule_id, fields))
+
+    def pause_schedule(self, schedule_id: str) -> dict[str, Any]:
+        return self._send(_ScheduleCalls.update(schedule_id, {"enabled": False}))
+
+    def resume_schedule(self, schedule_id: str) -> dict[str, Any]:
+        return self._send(_ScheduleCalls.update(schedule_id, {"enabled": True}))
+
+    def delete_schedule(self, schedule_id: str) -> None:
+        self._send(_ScheduleCalls.delete(schedule_id))
 
     def wait_for_workflow(
         self, workflow_id: str, *, poll_interval: float = 0.25, timeout: float | None = None

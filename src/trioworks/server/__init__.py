@@ -6,7 +6,8 @@
   the SQLite backend, :class:`PostgresStorage` the Postgres one (imported on first use: it needs
   ``pip install 'trioworks[postgres]'``); :func:`open_storage` picks one from a URL.
 - :class:`Server` with :class:`ServerConfig`: the HTTP API (Starlette on hypercorn's Trio
-  worker) and the lease sweeper; ``url = await nursery.start(Server(config).run)``.
+  worker), the lease sweeper, the signal-timeout timer and the schedules task (recurring
+  schedules: :class:`ScheduleRow`, :class:`Cadence`); ``url = await nursery.start(Server(config).run)``.
 
 Three layers, each a subpackage: :mod:`.http` (routes, request checking, auth) calls the
 :mod:`.storage` (SQL, connections, files), which calls the :mod:`.rules` (scheduling,
@@ -47,9 +48,10 @@ from ._models import (
     WorkflowRow,
     WorkflowStatus,
 )
+from ._schedules import NewSchedule, ScheduleChanges, ScheduleFire, ScheduleRow
 from ._server import Server, ServerConfig
 from .http import Client, load_clients_file, parse_clients
-from .rules import TemplateError, parse_definition
+from .rules import Cadence, TemplateError, parse_definition
 from .storage import Dialect, SQLiteStorage, SqlStorage, Storage, mask_url, open_storage
 
 if typing.TYPE_CHECKING:
@@ -60,6 +62,7 @@ __all__ = [
     "ActivityRow",
     "ActivityStatus",
     "BadRequest",
+    "Cadence",
     "Client",
     "ConfigurationError",
     "Conflict",
@@ -69,6 +72,7 @@ __all__ = [
     "Dialect",
     "FileRecord",
     "Forbidden",
+    "NewSchedule",
     "NotFound",
     "OutputDef",
     "PayloadTooLarge",
@@ -77,6 +81,9 @@ __all__ = [
     "PutDefinitionResult",
     "RetrySettings",
     "SQLiteStorage",
+    "ScheduleChanges",
+    "ScheduleFire",
+    "ScheduleRow",
     "Server",
     "ServerConfig",
     "ServerError",

@@ -30,6 +30,7 @@ __all__ = ["Server", "ServerConfig"]
 
 logger = logging.getLogger("trioworks.server")
 MB = 1024 * 1024
+_SCHEDULE_BATCH = 100  # schedules fired per transaction (the original's KRUXIAFLOW_SCHEDULER_BATCH_LIMIT)
 
 
 def _env_clients() -> dict[str, Client]:
@@ -66,6 +67,7 @@ class ServerConfig:
     max_body_bytes: int = 4 * MB
     max_file_bytes: int = 50 * MB
     sweep_interval: float = 5.0
+    schedule_poll: float = 30.0  # the schedules task reads the next due time at least this often
     storage_threads: int | None = None  # default: the backend's max_threads; also sizes its pool
     control_threads: int = 2
     file_threads: int = 4
@@ -89,13 +91,15 @@ class Server:
         once the socket is listening and the sweeper runs.
 
         Resource handling:
-            The nursery holds hypercorn and the lease sweeper; cancelling ``run`` stops both
+            The nursery holds hypercorn, the lease sweeper, the signal-timeout timer and the
+            schedules task; cancelling ``run`` stops them all
             (hypercorn closes its listeners and gives in-flight requests its graceful timeout).
             A storage opened here (not injected) is closed on the way out, in a shielded scope.
 
         Error handling:
             Errors opening the database or binding the port propagate before ``started``.
-            A failing sweep is logged and retried under :func:`trioworks.core.supervise`;
+            A failing sweep (or timer, or schedules task) is logged and retried under
+            :func:`trioworks.core.supervise`;
             failing too often (5 times in 60 s) ends the server with
             :exc:`~trioworks.core.RestartIntensityExceeded`.
         """
@@ -139,6 +143,14 @@ class Server:
                             supervise,
                             functools.partial(self._signal_timeouts, ctx),
                             name="signal-timeouts",
+                            policy=RestartPolicy(max_restarts=5, window=60.0),
+                        )
+                    )
+                    await nursery.start(
+                        functools.partial(
+                            supervise,
+                            functools.partial(self._fire_schedules, ctx),
+                            name="schedules",
                             policy=RestartPolicy(max_restarts=5, window=60.0),
                         )
                     )
@@ -231,3 +243,44 @@ class Server:
             delay = math.inf if deadline is None else max(0.0, deadline - ctx.clock())
             with trio.move_on_after(delay):
                 await ctx.timers.wait()
+
+    async def _fire_schedules(self, ctx: Context) -> None:
+        """Fire recurring schedules when they are due (``POST /api/v1/schedules``).
+
+        Sleeps until the earliest ``next_run_at`` stored, woken when a route creates, changes or
+        deletes a schedule, and reads it again at least every ``schedule_poll`` seconds (another
+        server on the same Postgres may have changed it). Each firing is one transaction that
+        claims the occurrence and creates the run (:meth:`Storage.fire_schedules`), so a restart
+        neither loses a due occurrence nor fires one twice, and several servers fire it once.
+        """
+        config = self.config
+        while True:
+            try:
+                due = await ctx.control(ctx.storage.next_schedule_due)
+                if due is not None and due <= ctx.clock():
+                    # Runs are created like submits: on the storage limiter, not the control plane.
+                    fires = await ctx.db(ctx.storage.fire_schedules, ctx.clock(), _SCHEDULE_BATCH)
+                    started = [f for f in fires if f.workflow_id is not None]
+                    ctx.metrics.counter("server.schedule_runs").inc(len(started))
+                    ctx.metrics.counter("server.schedule_skips").inc(len(fires) - len(started))
+                    for fire in fires:
+                        logger.info(
+                            "schedule %r: %s",
+                            fire.name,
+                            f"started workflow {fire.workflow_id}"
+                            if fire.workflow_id
+                            else f"no run ({fire.reason})",
+                        )
+                    if started:
+                        ctx.timers.set()  # a new run may wait for a signal with a timeout
+                    continue
+            except StorageUnavailable as exc:
+                logger.warning("schedules not checked: %s", exc.message)
+                due = ctx.clock() + config.sweep_interval
+            delay = (
+                config.schedule_poll
+                if due is None
+                else max(0.0, min(due - ctx.clock(), config.schedule_poll))
+            )
+            with trio.move_on_after(delay):
+                await ctx.schedule_timer.wait()

@@ -12,14 +12,14 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from .._errors import ServerError, ValidationFailed
-from . import _api, _files, _ops, _service
+from . import _api, _files, _ops, _schedules, _service
 from ._context import Context, on_disconnect, on_http_error, on_server_error, on_unexpected
 from ._routes import Endpoint, Handler
 
 __all__ = ["build_app"]
 
 # Mounted in this order (Starlette takes the first route whose path and method match).
-_MODULES = (_service, _ops, _api, _files)
+_MODULES = (_service, _ops, _api, _files, _schedules)
 
 
 def _check_url(request: Request) -> None:

@@ -67,6 +67,8 @@ class Context:
     # cleared when it passes _MAX_OWNERS entries, so a client inventing ids cannot grow it.
     owners: dict[str, str] = attrs.field(factory=dict)
     timers: Wakeup = attrs.field(factory=Wakeup)
+    # The server's schedules task: set after a schedule was created, changed or deleted.
+    schedule_timer: Wakeup = attrs.field(factory=Wakeup)
     # (definition name, version number) -> the original's version string (immutable: cacheable).
     stamps: dict[tuple[str, int], str] = attrs.field(factory=dict)
     # worker queue -> when this server last answered a poll of it (clock seconds): lets

@@ -8,11 +8,13 @@ SQL, no HTTP; it imports only the server's models and errors.
 - ``_engine``: what each queue operation does to a row (claim, complete, fail, expire), and
   scheduling over a whole workflow (used when one is created);
 - ``_progress``: the same scheduling applied incrementally from one finished row, reading only
-  the rows it changes (through a :class:`RowSource` the storage supplies).
+  the rows it changes (through a :class:`RowSource` the storage supplies);
+- ``_cadence``: when a recurring schedule fires (cron in a timezone, or an interval).
 
 The stable API is :mod:`trioworks.server`; these names are for the other layers.
 """
 
+from ._cadence import OVERLAP_POLICIES, Cadence, cadence_errors, next_occurrence
 from ._definitions import KEY_PATTERN, Loop, parse_definition
 from ._engine import (
     advance,
@@ -38,6 +40,8 @@ from ._timing import SignalWait, signal_wait
 
 __all__ = [
     "KEY_PATTERN",
+    "OVERLAP_POLICIES",
+    "Cadence",
     "Loop",
     "MissingSecret",
     "Plan",
@@ -46,6 +50,7 @@ __all__ = [
     "SignalWait",
     "TemplateError",
     "advance",
+    "cadence_errors",
     "claim_row",
     "complete_row",
     "expire_row",
@@ -55,6 +60,7 @@ __all__ = [
     "make_plan",
     "missing_inputs",
     "new_activities",
+    "next_occurrence",
     "owned_check",
     "parse_definition",
     "pending_activity",

@@ -27,6 +27,7 @@ from .._models import (
     WorkflowPage,
     WorkflowRow,
 )
+from .._schedules import NewSchedule, ScheduleChanges, ScheduleFire, ScheduleRow
 
 __all__ = ["Storage"]
 
@@ -169,3 +170,27 @@ class Storage(Protocol):
         """:exc:`NotFound` naming the file otherwise."""
 
     def list_files(self, workflow_id: str, activity_key: str) -> list[FileRecord]: ...
+
+    # -- schedules ----------------------------------------------------------------------
+    def create_schedule(self, new: NewSchedule, now: float) -> ScheduleRow:
+        """Store a schedule; its first ``next_run_at`` is the cadence's first occurrence after
+        ``now``. 422 naming the cadence field; 409 if the name exists. The definition is not
+        looked up here (the caller checks it)."""
+
+    def list_schedules(self) -> list[ScheduleRow]:
+        """Every schedule, by name."""
+
+    def get_schedule(self, schedule_id: str) -> ScheduleRow:
+        """:exc:`NotFound` naming the id otherwise."""
+
+    def update_schedule(self, schedule_id: str, changes: ScheduleChanges, now: float) -> ScheduleRow:
+        """Apply a PATCH (see :class:`~trioworks.server._schedules.ScheduleChanges`)."""
+
+    def delete_schedule(self, schedule_id: str) -> None:
+        """:exc:`NotFound` naming the id otherwise."""
+
+    def next_schedule_due(self) -> float | None:
+        """The earliest ``next_run_at`` of an enabled schedule (POSIX seconds); None if none."""
+
+    def fire_schedules(self, now: float, limit: int) -> list[ScheduleFire]:
+        """Fire up to ``limit`` schedules due by ``now`` (each occurrence once, across servers)."""

@@ -31,10 +31,12 @@ from .._models import (
     WorkflowRow,
     WorkflowStatus,
 )
+from .._schedules import NewSchedule, ScheduleChanges, ScheduleFire, ScheduleRow
 from .._wire import canonical_json, definition_body
 from ._dialect import Connections, Dialect, Tx
 from ._queue import SqlQueue
 from ._rows import INSERT_ACTIVITY, WORKFLOW_COLUMNS, activity_values, loads, row_to_workflow, workflow_values
+from ._schedules import SqlSchedules
 from ._tables import Tables
 
 __all__ = ["SqlStorage"]
@@ -60,8 +62,10 @@ class SqlStorage:
         self.max_threads = max_threads
         self.tables = Tables(dialect, connections)
         self.queue = SqlQueue(self.tables)
+        self.schedules = SqlSchedules(self.tables, self.insert_workflow)
         try:
             self.tables.create_schema()
+            self.schedules.create_schema()
         except BaseException:
             connections.close()
             raise
@@ -226,35 +230,47 @@ class SqlStorage:
         now: float,
     ) -> WorkflowRow:
         with self.tables.tx() as db:
-            stored = self._get_definition(db, definition_name, version)
-            if unique_key is not None:
-                existing = db.one("SELECT id FROM workflows WHERE unique_key = ?", (unique_key,))
-                if existing is not None:
-                    raise Conflict(
-                        f"a workflow with unique_key {unique_key!r} already exists: {existing[0]}",
-                        details={"workflow_id": existing[0]},
-                    )
-            workflow = WorkflowRow(
-                id=str(uuid.uuid4()),
-                definition_name=definition_name,
-                definition_version=stored.version,
-                status=WorkflowStatus.CREATED,
-                input=input,
-                created_at=now,
-                updated_at=now,
-                unique_key=unique_key,
-            )
-            rows = rules.new_activities(workflow, stored.definition)
-            advanced, rows = rules.advance(workflow, stored.definition, rows, now)
-            plan = self.tables.plan(db, definition_name, stored.version)
-            try:
-                db.exec(
-                    f"INSERT INTO workflows ({WORKFLOW_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    workflow_values(advanced),
+            return self.insert_workflow(db, definition_name, version, input, unique_key, now)
+
+    def insert_workflow(
+        self,
+        db: Tx,
+        definition_name: str,
+        version: int | None,
+        input: dict[str, Any],
+        unique_key: str | None,
+        now: float,
+    ) -> WorkflowRow:
+        """:meth:`create_workflow` inside the caller's transaction (a schedule firing)."""
+        stored = self._get_definition(db, definition_name, version)
+        if unique_key is not None:
+            existing = db.one("SELECT id FROM workflows WHERE unique_key = ?", (unique_key,))
+            if existing is not None:
+                raise Conflict(
+                    f"a workflow with unique_key {unique_key!r} already exists: {existing[0]}",
+                    details={"workflow_id": existing[0]},
                 )
-            except self.dialect.integrity_errors as exc:  # a concurrent submit won the unique_key
-                raise Conflict(f"a workflow with unique_key {unique_key!r} already exists") from exc
-            db.many(INSERT_ACTIVITY, [activity_values(row) for row in rules.waiting_counts(plan, rows)])
+        workflow = WorkflowRow(
+            id=str(uuid.uuid4()),
+            definition_name=definition_name,
+            definition_version=stored.version,
+            status=WorkflowStatus.CREATED,
+            input=input,
+            created_at=now,
+            updated_at=now,
+            unique_key=unique_key,
+        )
+        rows = rules.new_activities(workflow, stored.definition)
+        advanced, rows = rules.advance(workflow, stored.definition, rows, now)
+        plan = self.tables.plan(db, definition_name, stored.version)
+        try:
+            db.exec(
+                f"INSERT INTO workflows ({WORKFLOW_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                workflow_values(advanced),
+            )
+        except self.dialect.integrity_errors as exc:  # a concurrent submit won the unique_key
+            raise Conflict(f"a workflow with unique_key {unique_key!r} already exists") from exc
+        db.many(INSERT_ACTIVITY, [activity_values(row) for row in rules.waiting_counts(plan, rows)])
         return workflow
 
     def list_workflows(
@@ -386,3 +402,25 @@ class SqlStorage:
                 (workflow_id, activity_key),
             )
         return [FileRecord(workflow_id, activity_key, r[0], int(r[1]), r[2], float(r[3])) for r in rows]
+
+    # -- schedules: their own component -------------------------------------------------------
+    def create_schedule(self, new: NewSchedule, now: float) -> ScheduleRow:
+        return self.schedules.create(new, now)
+
+    def list_schedules(self) -> list[ScheduleRow]:
+        return self.schedules.rows()
+
+    def get_schedule(self, schedule_id: str) -> ScheduleRow:
+        return self.schedules.get(schedule_id)
+
+    def update_schedule(self, schedule_id: str, changes: ScheduleChanges, now: float) -> ScheduleRow:
+        return self.schedules.update(schedule_id, changes, now)
+
+    def delete_schedule(self, schedule_id: str) -> None:
+        self.schedules.delete(schedule_id)
+
+    def next_schedule_due(self) -> float | None:
+        return self.schedules.next_due()
+
+    def fire_schedules(self, now: float, limit: int) -> list[ScheduleFire]:
+        return self.schedules.fire(now, limit)
