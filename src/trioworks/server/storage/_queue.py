@@ -49,7 +49,8 @@ logger = logging.getLogger("trioworks.server")
 
 S = ActivityStatus
 _UNCLAIMED = ", ".join(f"'{s.value}'" for s in S if s.unclaimed)
-_UNFINISHED = ", ".join(f"'{s.value}'" for s in S if s not in (S.COMPLETED, S.SKIPPED))
+_FINISHED = frozenset({S.COMPLETED, S.SKIPPED})
+_UNFINISHED = ", ".join(f"'{s.value}'" for s in S if s not in _FINISHED)
 _LIVE = ", ".join(f"'{s.value}'" for s in S if s.unclaimed or s is S.RUNNING)
 _EXPIRED = "status = 'running' AND claimed_at + lease_seconds < ?"
 
@@ -64,6 +65,16 @@ _CLAIM_PENDING = (
 _CLAIM_EXPIRED = (
     f"SELECT {ACTIVITY_COLUMNS} FROM activities WHERE worker = ? AND {_EXPIRED} "
     "AND retry_count < max_retries ORDER BY scheduled_for, id LIMIT ?"
+)
+
+# A completion's workflow and activity rows in one statement (see SqlQueue._locked_activity).
+_WORKFLOW_WIDTH = len(WORKFLOW_COLUMNS.split(","))
+_LOCK_ACTIVITY = (
+    "SELECT "
+    + ", ".join(f"w.{c.strip()}" for c in WORKFLOW_COLUMNS.split(","))
+    + ", "
+    + ", ".join(f"a.{c.strip()}" for c in ACTIVITY_COLUMNS.split(","))
+    + " FROM workflows w JOIN activities a ON a.workflow_id = w.id WHERE a.id = ?"
 )
 
 
@@ -329,20 +340,16 @@ class SqlQueue:
                 self._fail_workflow(db, workflow, row, now)
 
     def _locked_activity(self, db: Tx, activity_id: str) -> tuple[WorkflowRow, ActivityRow]:
-        """The activity's workflow and row, locked in that order; :exc:`NotFound` otherwise."""
-        found = db.one(
-            f"SELECT {WORKFLOW_COLUMNS} FROM workflows WHERE id = "
-            f"(SELECT workflow_id FROM activities WHERE id = ?){self.dialect.for_update}",
-            (activity_id,),
-        )
+        """The activity's workflow and row, locked in that order; :exc:`NotFound` otherwise.
+
+        One statement (one round trip on Postgres): ``FOR UPDATE`` over a join locks the rows
+        of each table in the order the ``FROM`` list names them, workflow first, as every other
+        transaction that waits for locks does (``tests/server/test_postgres_queue.py`` checks it).
+        """
+        found = db.one(_LOCK_ACTIVITY + self.dialect.for_update, (activity_id,))
         if found is None:
             raise NotFound(f"activity {activity_id} not found")
-        workflow = row_to_workflow(found)
-        row = db.one(
-            f"SELECT {ACTIVITY_COLUMNS} FROM activities WHERE id = ?{self.dialect.for_update}", (activity_id,)
-        )
-        assert row is not None  # activities are never deleted
-        return workflow, row_to_activity(row)
+        return row_to_workflow(found[:_WORKFLOW_WIDTH]), row_to_activity(found[_WORKFLOW_WIDTH:])
 
     def _advance(self, db: Tx, workflow: WorkflowRow, finished: ActivityRow, now: float) -> None:
         """Schedule what ``finished`` (written already) makes ready; settle the workflow."""
@@ -351,15 +358,15 @@ class SqlQueue:
         self.tables.write(db, result.changed.values())
         if result.failed is not None:
             self._fail_workflow(db, workflow, result.failed, now)
-        elif (
-            db.one(
-                f"SELECT 1 FROM activities WHERE workflow_id = ? AND status IN ({_UNFINISHED}) LIMIT 1",
-                (workflow.id,),
-            )
-            is None
-        ):
-            self.tables.write_workflow(
-                db, attrs.evolve(workflow, status=WorkflowStatus.COMPLETED, updated_at=now)
+        elif all(r.status in _FINISHED for r in result.changed.values()):
+            # Nothing this completion scheduled is left to run: the workflow is complete if no
+            # other row is unfinished. Asked and settled in one statement (the workflow row is
+            # locked by this transaction, so only its status and time change).
+            db.send(
+                f"UPDATE workflows SET status = '{WorkflowStatus.COMPLETED.value}', updated_at = ? "
+                f"WHERE id = ? AND NOT EXISTS (SELECT 1 FROM activities WHERE workflow_id = ? "
+                f"AND status IN ({_UNFINISHED}))",
+                (now, workflow.id, workflow.id),
             )
 
     def _fail_workflow(self, db: Tx, workflow: WorkflowRow, failed: ActivityRow, now: float) -> None:
