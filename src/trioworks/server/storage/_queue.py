@@ -24,8 +24,6 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-import attrs
-
 from .. import rules
 from .._errors import NotFound
 from .._models import ActivityRow, ActivityStatus, PendingActivity, WorkflowRow, WorkflowStatus
