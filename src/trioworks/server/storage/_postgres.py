@@ -7,7 +7,8 @@ this module supplies the connection pool, the transactions and the :class:`Diale
 all that differs:
 
 - every method is one transaction on a pooled connection (``autocommit`` connections with an
-  explicit ``BEGIN``/``COMMIT`` from ``conn.transaction()``), at the default READ COMMITTED level;
+  explicit ``BEGIN``/``COMMIT``, in pipeline mode: see :class:`PostgresConnections`), at the
+  default READ COMMITTED level;
 - a change locks the rows it reads ``FOR UPDATE`` (its workflow row first); claims and sweeps
   use ``FOR UPDATE SKIP LOCKED``, so concurrent polls (threads, processes or several servers on
   one database) never claim the same row and never wait for each other;
@@ -89,9 +90,9 @@ def describe(url: str) -> str:
 class PostgresConnections:
     """A ``psycopg_pool`` pool of ``max_size`` autocommit connections to ``url``, opened here.
 
-    Each transaction is ``conn.transaction()`` (an explicit ``BEGIN``/``COMMIT``) on a pooled
-    connection. A thread that finds the pool empty waits up to ``acquire_timeout`` seconds, then
-    gets ``psycopg_pool.PoolTimeout``; :meth:`check` waits at most ``check_timeout`` seconds for
+    Each transaction is an explicit ``BEGIN``/``COMMIT`` on a pooled connection. A thread that
+    finds the pool empty waits up to ``acquire_timeout`` seconds, then gets
+    ``psycopg_pool.PoolTimeout``; :meth:`check` waits at most ``check_timeout`` seconds for
     its connection, so a database that is down makes the readiness probe fail fast. Every
     connection is checked as it leaves the pool without a round trip (:func:`_check_alive`: has
     the server closed its socket?), so connections broken by a database restart are replaced

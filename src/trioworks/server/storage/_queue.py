@@ -67,6 +67,7 @@ _CLAIM_EXPIRED = (
 
 # A completion's workflow and activity rows in one statement (see SqlQueue._locked_activity).
 _WORKFLOW_WIDTH = len(WORKFLOW_COLUMNS.split(","))
+_ACTIVITY_WIDTH = len(ACTIVITY_COLUMNS.split(","))
 _LOCK_ACTIVITY = (
     "SELECT "
     + ", ".join(f"w.{c.strip()}" for c in WORKFLOW_COLUMNS.split(","))
@@ -97,39 +98,38 @@ class SqlQueue:
         skip = self.dialect.skip_locked
         with self.tables.tx() as db:
             self._expire(db, " AND worker = ?", (worker,), now)
-            found = db.all(_CLAIM_EXPIRED + skip, (worker, now, max_activities))
-            found += db.all(_CLAIM_PENDING + skip, (worker, now, max_activities))
+            # Both sets and their workflows' status and definition in one statement (one round
+            # trip); only the activity rows are locked (the lock clauses are inside the unions).
+            found = db.all(
+                f"SELECT c.*, w.id, w.status, w.definition_name, w.definition_version FROM "
+                f"(SELECT * FROM ({_CLAIM_EXPIRED}{skip}) e UNION ALL SELECT * FROM ({_CLAIM_PENDING}{skip}) p) c "
+                "JOIN workflows w ON w.id = c.workflow_id",
+                (worker, now, max_activities, worker, now, max_activities),
+            )
+            workflows = {r[_ACTIVITY_WIDTH]: r[_ACTIVITY_WIDTH:] for r in found}
             # The oldest of both sets; rows locked here but not taken stay as they are (and
             # locked, so skipped by other polls, only until this transaction ends).
-            candidates = sorted(map(row_to_activity, found), key=lambda r: (r.scheduled_for, r.id))
+            candidates = sorted(
+                (row_to_activity(r[:_ACTIVITY_WIDTH]) for r in found), key=lambda r: (r.scheduled_for, r.id)
+            )
             del candidates[max_activities:]
             if not candidates:
                 return []
             ids = sorted({c.workflow_id for c in candidates})
-            workflows = {
-                r[0]: r
-                for r in db.all(
-                    f"SELECT id, status, definition_name, definition_version FROM workflows WHERE id IN ({marks(len(ids))})",
-                    ids,
-                )
-            }
             created = [w for w in ids if workflows[w][1] == WorkflowStatus.CREATED.value]
             locked: list[str] = []
             if created:
                 # Never wait here: we already hold activity locks (see the module docstring).
+                # Locked and marked in one statement: the workflows it could lock at once.
                 locked = [
                     r[0]
                     for r in db.all(
-                        f"SELECT id FROM workflows WHERE id IN ({marks(len(created))}) AND status = 'created' "
-                        f"ORDER BY id{skip}",
-                        created,
+                        "UPDATE workflows SET status = 'running', updated_at = ? WHERE id IN "
+                        f"(SELECT id FROM workflows WHERE id IN ({marks(len(created))}) AND status = 'created' "
+                        f"ORDER BY id{skip}) RETURNING id",
+                        (now, *created),
                     )
                 ]
-                if locked:
-                    db.exec(
-                        f"UPDATE workflows SET status = 'running', updated_at = ? WHERE id IN ({marks(len(locked))})",
-                        (now, *locked),
-                    )
                 busy = set(created) - set(locked)
                 candidates = [c for c in candidates if c.workflow_id not in busy]
             claimed, handed, bad = [], [], []
