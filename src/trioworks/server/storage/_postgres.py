@@ -50,6 +50,9 @@ POSTGRES = Dialect(
 )
 
 
+_ALIVE_READS = 8  # reads of what an idle connection received, before it is taken as alive
+
+
 class _PipelineCursor(psycopg.Cursor[Any]):
     """A cursor that names its connection's pipeline, for :class:`~._dialect.Tx` to sync."""
 
@@ -67,13 +70,21 @@ def _check_alive(conn: psycopg.Connection[Any]) -> None:
     """
     if conn.closed:
         raise psycopg.OperationalError("connection closed")
-    readable, _, _ = select.select([conn.pgconn.socket], [], [], 0)
-    if readable:
-        conn.pgconn.consume_input()  # raises OperationalError on end of stream
-        if conn.pgconn.status == pq.ConnStatus.BAD:
-            raise psycopg.OperationalError("connection lost")
-        while conn.pgconn.notifies() is not None:  # not used by the storage: drop them
-            pass
+    try:
+        # The server's last words (its error message) come first, the end of the stream after:
+        # read until the socket has nothing more (a few reads at most), or libpq sees the end.
+        for _ in range(_ALIVE_READS):
+            readable, _, _ = select.select([conn.pgconn.socket], [], [], 0)
+            if not readable:
+                return
+            conn.pgconn.consume_input()  # raises OperationalError at the end of the stream
+            if conn.pgconn.status == pq.ConnStatus.BAD:
+                raise psycopg.OperationalError("connection lost")
+            while conn.pgconn.notifies() is not None:  # not used by the storage: drop them
+                pass
+    except psycopg.OperationalError:
+        conn.close()  # so that the pool discards it instead of putting it back
+        raise
 
 
 def describe(url: str) -> str:
