@@ -102,7 +102,7 @@ class _Trace:
 
 
 def drain(
-    store: Any, count: int, server_pids: list[int]
+    store: Any, count: int, postmaster: int | None
 ) -> tuple[dict[str, float], list[tuple[str, float, float]]]:
     from trioworks.server import parse_definition
 
@@ -110,6 +110,7 @@ def drain(
     store.put_definition(parse_definition(definition), 0.0)
     for _ in range(count):
         store.create_workflow("noop", None, {}, None, 1.0)
+    server_pids = [] if postmaster is None else _family(postmaster)  # the backends serving the pool
     spans: list[tuple[str, float, float]] = []
     cpu0, server0, wall0 = time.process_time(), _cpu_seconds(server_pids), time.perf_counter()
     completed = 0
@@ -146,7 +147,7 @@ def main(argv: list[str] | None = None) -> None:
 
         with tempfile.TemporaryDirectory() as tmp:
             store = SQLiteStorage(Path(tmp) / "db.sqlite")
-            figures, _ = drain(store, args.count, [])
+            figures, _ = drain(store, args.count, None)
             store.close()
     else:
         trace = _Trace()
@@ -158,15 +159,15 @@ def main(argv: list[str] | None = None) -> None:
         cluster = None
         try:
             if args.postgres:
-                url, pids = args.postgres, []
+                url, postmaster = args.postgres, None
             else:
                 cluster = PostgresCluster()
                 cluster.start()
                 url = cluster.create_database("trips")
                 assert cluster._proc is not None
-                pids = _family(cluster._proc.pid)
+                postmaster = cluster._proc.pid
             store = PostgresStorage(url, max_threads=1)
-            figures, spans = drain(store, args.count, pids)
+            figures, spans = drain(store, args.count, postmaster)
             store.close()
             trips = trace.round_trips(spans)
             figures["trips_per_claim"] = trips["claim"]
