@@ -10,7 +10,7 @@ import psycopg
 import psycopg_pool
 import pytest
 import trio
-from pg_helpers import claims_in_db, drain, fan_out, run_threads
+from pg_helpers import NOW, claims_in_db, drain, fan_out, run_threads
 
 from _services import PostgresCluster, free_port
 from trioworks.server import PostgresStorage, Server, ServerConfig, StorageUnavailable, open_storage
@@ -73,6 +73,25 @@ def test_storage_recovers_from_a_database_restart(
         postgres_cluster.start()  # same port
         run_threads(4, lambda i: store.check())
         assert len(drain(store, "std", "w", batch=2)) == 6
+        assert {s for s, _ in claims_in_db(store, ids).values()} == {"running"}
+    finally:
+        store.close()
+
+
+def test_no_request_fails_on_a_connection_a_restart_broke(
+    postgres_cluster: PostgresCluster, fresh_postgres_url: str
+) -> None:
+    # The pool checks a connection as it hands it out without a round trip (has the server
+    # closed its socket?): after a restart, the first transactions get fresh connections.
+    store = PostgresStorage(fresh_postgres_url, max_threads=4)
+    try:
+        ids = fan_out(store, workflows=2, width=3)
+        run_threads(4, lambda i: store.check())  # several connections in the pool
+        postgres_cluster.stop()
+        postgres_cluster.start()  # same port; every pooled connection is broken
+        claimed: list[str] = []  # a claim that meets a workflow another one is marking takes nothing
+        run_threads(4, lambda i: claimed.extend(p.activity_id for p in store.claim("std", f"w{i}", 1, NOW)))
+        assert len(claimed) + len(drain(store, "std", "w", batch=2)) == 6
         assert {s for s, _ in claims_in_db(store, ids).values()} == {"running"}
     finally:
         store.close()

@@ -59,15 +59,31 @@ class Connections(Protocol):
 
 
 class Tx:
-    """One transaction's cursor with ``?``-placeholder helpers."""
+    """One transaction's cursor with ``?``-placeholder helpers.
+
+    A cursor with a ``pipeline`` attribute (Postgres: a psycopg ``Pipeline``) runs in pipeline
+    mode: :meth:`send` and :meth:`many` only queue their statement, which travels with the next
+    one that waits for a result (or with the ``COMMIT``), so a transaction's writes cost one
+    round trip together; an error in one of them is raised there, and the transaction rolls
+    back as usual. :meth:`exec`, :meth:`one` and :meth:`all` wait for their own result, so
+    their errors are raised by the call itself (as ``except`` clauses around them expect).
+    Elsewhere (SQLite) every statement runs as it is called.
+    """
 
     def __init__(self, cursor: Any, dialect: Dialect) -> None:
         self._cur = cursor
+        self._pipeline = getattr(cursor, "pipeline", None)
         self.dialect = dialect
 
     def exec(self, sql: str, params: Sequence[Any] = ()) -> int:
         self._cur.execute(self.dialect.sql(sql), tuple(params))
+        if self._pipeline is not None:
+            self._pipeline.sync()
         return int(self._cur.rowcount or 0)
+
+    def send(self, sql: str, params: Sequence[Any] = ()) -> None:
+        """Run a statement whose result nobody reads; pipelined where the cursor allows."""
+        self._cur.execute(self.dialect.sql(sql), tuple(params))
 
     def one(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
         self._cur.execute(self.dialect.sql(sql), tuple(params))
@@ -83,4 +99,6 @@ class Tx:
 
     def columns(self, table: str) -> set[str]:
         self._cur.execute(f"SELECT * FROM {table} WHERE 1 = 0")
+        if self._pipeline is not None:
+            self._pipeline.sync()
         return {d[0] for d in self._cur.description}

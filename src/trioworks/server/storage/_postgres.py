@@ -7,7 +7,8 @@ this module supplies the connection pool, the transactions and the :class:`Diale
 all that differs:
 
 - every method is one transaction on a pooled connection (``autocommit`` connections with an
-  explicit ``BEGIN``/``COMMIT`` from ``conn.transaction()``), at the default READ COMMITTED level;
+  explicit ``BEGIN``/``COMMIT``, in pipeline mode: see :class:`PostgresConnections`), at the
+  default READ COMMITTED level;
 - a change locks the rows it reads ``FOR UPDATE`` (its workflow row first); claims and sweeps
   use ``FOR UPDATE SKIP LOCKED``, so concurrent polls (threads, processes or several servers on
   one database) never claim the same row and never wait for each other;
@@ -17,11 +18,13 @@ all that differs:
 from __future__ import annotations
 
 import contextlib
+import select
 from collections.abc import Iterator
+from typing import Any
 
 import psycopg
 import psycopg_pool
-from psycopg import conninfo, errors
+from psycopg import conninfo, errors, pq
 
 from .._errors import StorageUnavailable
 from ._dialect import Dialect
@@ -47,6 +50,43 @@ POSTGRES = Dialect(
 )
 
 
+_ALIVE_READS = 8  # reads of what an idle connection received, before it is taken as alive
+
+
+class _PipelineCursor(psycopg.Cursor[Any]):
+    """A cursor that names its connection's pipeline, for :class:`~._dialect.Tx` to sync."""
+
+    pipeline: psycopg.Pipeline | None = None
+
+
+def _check_alive(conn: psycopg.Connection[Any]) -> None:
+    """Raise if the server closed ``conn`` while it sat in the pool; no round trip.
+
+    A server that shut down or restarted (or killed the backend) closes the socket after an
+    error message, so an idle connection's socket is readable only then (or for a rare
+    notice). Reading what is there makes libpq see the end of the stream and mark the
+    connection bad. A connection cut without a word (a network partition) passes, and its
+    first statement fails instead: the request gets a 503 (as one racing a restart always did).
+    """
+    if conn.closed:
+        raise psycopg.OperationalError("connection closed")
+    try:
+        # The server's last words (its error message) come first, the end of the stream after:
+        # read until the socket has nothing more (a few reads at most), or libpq sees the end.
+        for _ in range(_ALIVE_READS):
+            readable, _, _ = select.select([conn.pgconn.socket], [], [], 0)
+            if not readable:
+                return
+            conn.pgconn.consume_input()  # raises OperationalError at the end of the stream
+            if conn.pgconn.status == pq.ConnStatus.BAD:
+                raise psycopg.OperationalError("connection lost")
+            while conn.pgconn.notifies() is not None:  # not used by the storage: drop them
+                pass
+    except psycopg.OperationalError:
+        conn.close()  # so that the pool discards it instead of putting it back
+        raise
+
+
 def describe(url: str) -> str:
     """``postgresql://user@host:port/dbname`` with any password left out (for error messages)."""
     try:
@@ -61,12 +101,17 @@ def describe(url: str) -> str:
 class PostgresConnections:
     """A ``psycopg_pool`` pool of ``max_size`` autocommit connections to ``url``, opened here.
 
-    Each transaction is ``conn.transaction()`` (an explicit ``BEGIN``/``COMMIT``) on a pooled
-    connection. A thread that finds the pool empty waits up to ``acquire_timeout`` seconds, then
-    gets ``psycopg_pool.PoolTimeout``; :meth:`check` waits at most ``check_timeout`` seconds for
+    Each transaction is an explicit ``BEGIN``/``COMMIT`` on a pooled connection. A thread that
+    finds the pool empty waits up to ``acquire_timeout`` seconds, then gets
+    ``psycopg_pool.PoolTimeout``; :meth:`check` waits at most ``check_timeout`` seconds for
     its connection, so a database that is down makes the readiness probe fail fast. Every
-    connection is checked (one empty round trip) as it leaves the pool, so connections broken by
-    a database restart are replaced instead of failing requests.
+    connection is checked as it leaves the pool without a round trip (:func:`_check_alive`: has
+    the server closed its socket?), so connections broken by a database restart are replaced
+    instead of failing requests.
+
+    A transaction runs in pipeline mode (see :class:`~._dialect.Tx`): its ``BEGIN`` travels with
+    its first statement, its last writes with its ``COMMIT``, so a completion with nothing to
+    read but its own rows costs two round trips.
 
     Raises :exc:`~trioworks.server.StorageUnavailable`, naming the database (never the
     password), when the URL is malformed or no connection can be made within
@@ -102,9 +147,10 @@ class PostgresConnections:
             kwargs={"autocommit": True},
             open=False,
             timeout=acquire_timeout,
-            # One round trip per transaction buys recovery from a database restart: broken
-            # connections are replaced before use instead of failing a request each.
-            check=psycopg_pool.ConnectionPool.check_connection,
+            # Recovery from a database restart without a round trip per transaction (the
+            # pool's check_connection costs one): connections the server closed are replaced
+            # before use instead of failing a request each.
+            check=_check_alive,
             name="trioworks-storage",
         )
         try:
@@ -121,8 +167,20 @@ class PostgresConnections:
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[psycopg.Cursor[tuple[object, ...]]]:
-        with self.pool.connection() as conn, conn.transaction(), conn.cursor() as cursor:
-            yield cursor
+        # BEGIN and COMMIT are queued like any statement (psycopg's conn.transaction() would
+        # sync after its BEGIN, and its pipeline exit after the COMMIT: two round trips more).
+        with self.pool.connection() as conn:
+            try:
+                with conn.pipeline() as pipeline, _PipelineCursor(conn) as cursor:
+                    cursor.pipeline = pipeline
+                    cursor.execute("BEGIN")
+                    yield cursor
+                    cursor.execute("COMMIT")
+            except BaseException:
+                # A failed statement aborts the pipeline up to its sync, the COMMIT included.
+                if not conn.broken and conn.info.transaction_status != pq.TransactionStatus.IDLE:
+                    conn.rollback()
+                raise
 
     def check(self) -> None:
         with self.pool.connection(timeout=self.check_timeout) as conn:

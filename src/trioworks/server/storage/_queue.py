@@ -24,8 +24,6 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-import attrs
-
 from .. import rules
 from .._errors import NotFound
 from .._models import ActivityRow, ActivityStatus, PendingActivity, WorkflowRow, WorkflowStatus
@@ -49,7 +47,8 @@ logger = logging.getLogger("trioworks.server")
 
 S = ActivityStatus
 _UNCLAIMED = ", ".join(f"'{s.value}'" for s in S if s.unclaimed)
-_UNFINISHED = ", ".join(f"'{s.value}'" for s in S if s not in (S.COMPLETED, S.SKIPPED))
+_FINISHED = frozenset({S.COMPLETED, S.SKIPPED})
+_UNFINISHED = ", ".join(f"'{s.value}'" for s in S if s not in _FINISHED)
 _LIVE = ", ".join(f"'{s.value}'" for s in S if s.unclaimed or s is S.RUNNING)
 _EXPIRED = "status = 'running' AND claimed_at + lease_seconds < ?"
 
@@ -64,6 +63,17 @@ _CLAIM_PENDING = (
 _CLAIM_EXPIRED = (
     f"SELECT {ACTIVITY_COLUMNS} FROM activities WHERE worker = ? AND {_EXPIRED} "
     "AND retry_count < max_retries ORDER BY scheduled_for, id LIMIT ?"
+)
+
+# A completion's workflow and activity rows in one statement (see SqlQueue._locked_activity).
+_WORKFLOW_WIDTH = len(WORKFLOW_COLUMNS.split(","))
+_ACTIVITY_WIDTH = len(ACTIVITY_COLUMNS.split(","))
+_LOCK_ACTIVITY = (
+    "SELECT "
+    + ", ".join(f"w.{c.strip()}" for c in WORKFLOW_COLUMNS.split(","))
+    + ", "
+    + ", ".join(f"a.{c.strip()}" for c in ACTIVITY_COLUMNS.split(","))
+    + " FROM workflows w JOIN activities a ON a.workflow_id = w.id WHERE a.id = ?"
 )
 
 
@@ -88,39 +98,38 @@ class SqlQueue:
         skip = self.dialect.skip_locked
         with self.tables.tx() as db:
             self._expire(db, " AND worker = ?", (worker,), now)
-            found = db.all(_CLAIM_EXPIRED + skip, (worker, now, max_activities))
-            found += db.all(_CLAIM_PENDING + skip, (worker, now, max_activities))
+            # Both sets and their workflows' status and definition in one statement (one round
+            # trip); only the activity rows are locked (the lock clauses are inside the unions).
+            found = db.all(
+                f"SELECT c.*, w.id, w.status, w.definition_name, w.definition_version FROM "
+                f"(SELECT * FROM ({_CLAIM_EXPIRED}{skip}) e UNION ALL SELECT * FROM ({_CLAIM_PENDING}{skip}) p) c "
+                "JOIN workflows w ON w.id = c.workflow_id",
+                (worker, now, max_activities, worker, now, max_activities),
+            )
+            workflows = {r[_ACTIVITY_WIDTH]: r[_ACTIVITY_WIDTH:] for r in found}
             # The oldest of both sets; rows locked here but not taken stay as they are (and
             # locked, so skipped by other polls, only until this transaction ends).
-            candidates = sorted(map(row_to_activity, found), key=lambda r: (r.scheduled_for, r.id))
+            candidates = sorted(
+                (row_to_activity(r[:_ACTIVITY_WIDTH]) for r in found), key=lambda r: (r.scheduled_for, r.id)
+            )
             del candidates[max_activities:]
             if not candidates:
                 return []
             ids = sorted({c.workflow_id for c in candidates})
-            workflows = {
-                r[0]: r
-                for r in db.all(
-                    f"SELECT id, status, definition_name, definition_version FROM workflows WHERE id IN ({marks(len(ids))})",
-                    ids,
-                )
-            }
             created = [w for w in ids if workflows[w][1] == WorkflowStatus.CREATED.value]
             locked: list[str] = []
             if created:
                 # Never wait here: we already hold activity locks (see the module docstring).
+                # Locked and marked in one statement: the workflows it could lock at once.
                 locked = [
                     r[0]
                     for r in db.all(
-                        f"SELECT id FROM workflows WHERE id IN ({marks(len(created))}) AND status = 'created' "
-                        f"ORDER BY id{skip}",
-                        created,
+                        "UPDATE workflows SET status = 'running', updated_at = ? WHERE id IN "
+                        f"(SELECT id FROM workflows WHERE id IN ({marks(len(created))}) AND status = 'created' "
+                        f"ORDER BY id{skip}) RETURNING id",
+                        (now, *created),
                     )
                 ]
-                if locked:
-                    db.exec(
-                        f"UPDATE workflows SET status = 'running', updated_at = ? WHERE id IN ({marks(len(locked))})",
-                        (now, *locked),
-                    )
                 busy = set(created) - set(locked)
                 candidates = [c for c in candidates if c.workflow_id not in busy]
             claimed, handed, bad = [], [], []
@@ -329,20 +338,16 @@ class SqlQueue:
                 self._fail_workflow(db, workflow, row, now)
 
     def _locked_activity(self, db: Tx, activity_id: str) -> tuple[WorkflowRow, ActivityRow]:
-        """The activity's workflow and row, locked in that order; :exc:`NotFound` otherwise."""
-        found = db.one(
-            f"SELECT {WORKFLOW_COLUMNS} FROM workflows WHERE id = "
-            f"(SELECT workflow_id FROM activities WHERE id = ?){self.dialect.for_update}",
-            (activity_id,),
-        )
+        """The activity's workflow and row, locked in that order; :exc:`NotFound` otherwise.
+
+        One statement (one round trip on Postgres): ``FOR UPDATE`` over a join locks the rows
+        of each table in the order the ``FROM`` list names them, workflow first, as every other
+        transaction that waits for locks does (``tests/server/test_postgres_queue.py`` checks it).
+        """
+        found = db.one(_LOCK_ACTIVITY + self.dialect.for_update, (activity_id,))
         if found is None:
             raise NotFound(f"activity {activity_id} not found")
-        workflow = row_to_workflow(found)
-        row = db.one(
-            f"SELECT {ACTIVITY_COLUMNS} FROM activities WHERE id = ?{self.dialect.for_update}", (activity_id,)
-        )
-        assert row is not None  # activities are never deleted
-        return workflow, row_to_activity(row)
+        return row_to_workflow(found[:_WORKFLOW_WIDTH]), row_to_activity(found[_WORKFLOW_WIDTH:])
 
     def _advance(self, db: Tx, workflow: WorkflowRow, finished: ActivityRow, now: float) -> None:
         """Schedule what ``finished`` (written already) makes ready; settle the workflow."""
@@ -351,15 +356,15 @@ class SqlQueue:
         self.tables.write(db, result.changed.values())
         if result.failed is not None:
             self._fail_workflow(db, workflow, result.failed, now)
-        elif (
-            db.one(
-                f"SELECT 1 FROM activities WHERE workflow_id = ? AND status IN ({_UNFINISHED}) LIMIT 1",
-                (workflow.id,),
-            )
-            is None
-        ):
-            self.tables.write_workflow(
-                db, attrs.evolve(workflow, status=WorkflowStatus.COMPLETED, updated_at=now)
+        elif all(r.status in _FINISHED for r in result.changed.values()):
+            # Nothing this completion scheduled is left to run: the workflow is complete if no
+            # other row is unfinished. Asked and settled in one statement (the workflow row is
+            # locked by this transaction, so only its status and time change).
+            db.send(
+                f"UPDATE workflows SET status = '{WorkflowStatus.COMPLETED.value}', updated_at = ? "
+                f"WHERE id = ? AND NOT EXISTS (SELECT 1 FROM activities WHERE workflow_id = ? "
+                f"AND status IN ({_UNFINISHED}))",
+                (now, workflow.id, workflow.id),
             )
 
     def _fail_workflow(self, db: Tx, workflow: WorkflowRow, failed: ActivityRow, now: float) -> None:

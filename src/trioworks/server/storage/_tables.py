@@ -140,11 +140,11 @@ class Tables:
             sql = f"UPDATE activities SET {', '.join(f'{c} = ?' for c in columns)} WHERE id = ?"
         params = [(*activity_values(r, columns), r.id) for r in rows]
         if len(params) == 1:  # the usual case; psycopg's executemany costs a pipeline sync more
-            db.exec(sql, params[0])
+            db.send(sql, params[0])
         else:
             db.many(sql, params)
 
     def write_workflow(self, db: Tx, workflow: WorkflowRow) -> None:
-        db.exec(
+        db.send(
             UPDATE_WORKFLOW, (workflow.status.value, workflow.updated_at, workflow.error_message, workflow.id)
         )
