@@ -321,3 +321,4 @@ def test_random_fan_outs_respect_the_limiters(
     assert high <= min(node_slots, thread_slots)
     assert result.metrics["max_concurrency"] <= node_slots
     assert set(result.statuses.values()) == {NodeStatus.COMPLETED}
+    assert runtime.node_limiter.borrowed_tokens == runtime.thread_limiter.borrowed_tokens == 0
