@@ -84,6 +84,7 @@ class _NodeExecution(_SiblingBatching):
                     value = await attempt()
                 finally:
                     limiter.release_on_behalf_of(slot)
+                    self._pump()
             else:
                 value = await retry(attempt, spec.retry, limiter=self.rt.node_limiter, on_retry=on_retry)
         except trio.Cancelled:
@@ -147,11 +148,31 @@ class _NodeExecution(_SiblingBatching):
                 except BaseException:
                     limiter.release_on_behalf_of(slot)
                     raise
+                if not self._waiting:  # _pump started them all meanwhile
+                    limiter.release_on_behalf_of(slot)
+                    break
                 node_id, spec = self._waiting.popleft()
                 assert self.nursery is not None
                 self.nursery.start_soon(self._run_node, node_id, spec, slot, name=f"node {node_id}")
+                self._pump()  # more slots freed meanwhile: no scheduler trip for each
         finally:
             self._gate_running = False
+
+    def _pump(self) -> None:
+        """On the loop, after a slot was released: start waiting nodes while slots are free
+        (``acquire_on_behalf_of_nowait`` yields to anyone queued in the limiter first)."""
+        assert self.nursery is not None
+        if not self._waiting or self.nursery.cancel_scope.cancel_called:
+            return
+        limiter = self.rt.node_limiter
+        while self._waiting:
+            slot = object()
+            try:
+                limiter.acquire_on_behalf_of_nowait(slot)
+            except trio.WouldBlock:
+                return
+            node_id, spec = self._waiting.popleft()
+            self.nursery.start_soon(self._run_node, node_id, spec, slot, name=f"node {node_id}")
 
     async def _invoke(
         self, node_id: str, spec: NodeSpec, kwargs: dict[str, Any], segment: list[_Fused] | None = None
