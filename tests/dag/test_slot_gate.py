@@ -81,13 +81,23 @@ async def test_a_failure_starts_none_of_the_waiting_nodes(autojump_clock: trio.t
 
 
 async def test_a_cancelled_run_gives_back_every_slot(autojump_clock: trio.testing.MockClock) -> None:
+    started: list[int] = []
+
     async def middle(x: int, name: int) -> int:
+        started.append(name)
         await trio.sleep(10)
         return x
 
     runtime = AsyncLocalRuntime(max_concurrent_nodes=4)
-    with trio.move_on_after(15):  # mid-way: 4 running, the rest waiting for the gate
-        await runtime.execute_workflow_async(fan(12, middle).build())
+    run = runtime._new_run(fan(12, middle).build(), None, None)
+    with trio.move_on_after(15) as scope:  # the caller's: 4 running, 4 waiting for the gate
+        await run.run(None)
+    assert scope.cancelled_caught
+    assert sorted(started) == list(range(8))  # the second wave; none after the cancel
+    statuses = run.result.statuses
+    assert {statuses[f"s{i}"] for i in range(4)} == {NodeStatus.COMPLETED}
+    assert {statuses[f"s{i}"] for i in range(4, 8)} == {NodeStatus.CANCELLED}
+    assert {statuses[f"s{i}"] for i in range(8, 12)} == {NodeStatus.PENDING}
     assert runtime.node_limiter.borrowed_tokens == 0
     assert runtime.node_limiter.statistics().tasks_waiting == 0
 

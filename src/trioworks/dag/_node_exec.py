@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -68,6 +69,7 @@ class _NodeExecution(_SiblingBatching):
             except BaseException:
                 if slot is not None:
                     self.rt.node_limiter.release_on_behalf_of(slot)
+                    self._pump()
                 raise
             if spec.retry is None:
                 limiter = self.rt.node_limiter
@@ -162,8 +164,8 @@ class _NodeExecution(_SiblingBatching):
         """On the loop, after a slot was released: start waiting nodes while slots are free
         (``acquire_on_behalf_of_nowait`` yields to anyone queued in the limiter first)."""
         assert self.nursery is not None
-        if not self._waiting or self.nursery.cancel_scope.cancel_called:
-            return
+        if not self._waiting or trio.current_effective_deadline() == -math.inf:
+            return  # cancelled (the run, or its caller): nothing new starts
         limiter = self.rt.node_limiter
         while self._waiting:
             slot = object()
