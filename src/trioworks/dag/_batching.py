@@ -78,7 +78,6 @@ class _SiblingBatching(_ChainFusion):
                     raise
                 finally:
                     limiter.release()
-                    self._pump()
                 self._replay(segment)
         finally:
             self._drivers -= 1
@@ -121,10 +120,6 @@ class _SiblingBatching(_ChainFusion):
                     return
         finally:
             self.threads.dec()
-
-    def _pump(self) -> None:
-        """Start nodes waiting for a slot (:meth:`._node_exec._NodeExecution._pump`)."""
-        raise NotImplementedError
 
     def _reports_failure(self, raw_output: bool, value: Any) -> bool:
         output = value if raw_output else {RESULT: value}

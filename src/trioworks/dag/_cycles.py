@@ -341,12 +341,11 @@ class CyclicRun(_Run):
                 ready.append(edge.target)
         return ready
 
-    async def _run_node(self, node_id: str, spec: NodeSpec, slot: object | None = None) -> None:
+    async def _run_node(self, node_id: str, spec: NodeSpec) -> None:
         group = self.groups.get(node_id)
         if group is None:
-            await super()._run_node(node_id, spec, slot)
+            await super()._run_node(node_id, spec)
             return
-        assert slot is None  # a cyclic run takes no slot ahead (_gated is off)
         started = trio.current_time()
         self.result.statuses[node_id] = NodeStatus.RUNNING
         try:

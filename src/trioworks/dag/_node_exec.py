@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import math
 from collections.abc import Callable
 from typing import Any
 
@@ -26,9 +25,7 @@ log = logging.getLogger("trioworks.dag")
 class _NodeExecution(_SiblingBatching):
     """One node's task, from its slot to its recorded outcome."""
 
-    async def _run_node(self, node_id: str, spec: NodeSpec, slot: object | None = None) -> None:
-        """Run one node to its recorded outcome. ``slot``: the borrower of a ``node_limiter``
-        slot already taken for this node (by :meth:`_start_gated`), released here."""
+    async def _run_node(self, node_id: str, spec: NodeSpec) -> None:
         attempts = 0
         started_at: float | None = None
         # Filled by _fused_chain when successors ran in this node's thread (see _plan_fusion).
@@ -62,31 +59,21 @@ class _NodeExecution(_SiblingBatching):
             log.info("node %r attempt %d failed (%r); retrying in %.3f s", node_id, attempt_no, exc, delay)
 
         try:
-            try:
-                kwargs = self._inputs(node_id, spec)
-                if spec.resources:
-                    kwargs.update([(p, await self._resource(name)) for p, name in spec.resources.items()])
-            except BaseException:
-                if slot is not None:
-                    self.rt.node_limiter.release_on_behalf_of(slot)
-                    self._pump()
-                raise
+            kwargs = self._inputs(node_id, spec)
+            kwargs.update([(param, await self._resource(name)) for param, name in spec.resources.items()])
             if spec.retry is None:
                 limiter = self.rt.node_limiter
-                if slot is None:
-                    slot = trio.lowlevel.current_task()
-                    try:
-                        # A free slot is taken without a checkpoint (attempt() checks for
-                        # cancellation itself): a trip through the scheduler per node is a
-                        # third of the runtime's own cost on wide graphs.
-                        limiter.acquire_on_behalf_of_nowait(slot)
-                    except trio.WouldBlock:
-                        await limiter.acquire_on_behalf_of(slot)
+                try:
+                    # A free slot is taken without a checkpoint (attempt() checks for
+                    # cancellation itself): a trip through the scheduler per node is a
+                    # third of the runtime's own cost on wide graphs.
+                    limiter.acquire_nowait()
+                except trio.WouldBlock:
+                    await limiter.acquire()
                 try:
                     value = await attempt()
                 finally:
-                    limiter.release_on_behalf_of(slot)
-                    self._pump()
+                    limiter.release()
             else:
                 value = await retry(attempt, spec.retry, limiter=self.rt.node_limiter, on_retry=on_retry)
         except trio.Cancelled:
@@ -114,67 +101,6 @@ class _NodeExecution(_SiblingBatching):
         ready = self._succeeded(node_id, spec, value, trio.current_time() - started_at, attempts)
         if ready is not None:
             self._settle(ready)
-
-    def _start_gated(self, node_id: str, spec: NodeSpec) -> None:
-        """On the loop: start a node (no retry) once a ``node_limiter`` slot is free for it.
-
-        A node that would only wait for a slot gets no task yet: it waits in the run's queue,
-        and the run's one gate task waits for slots on the queue's behalf (in the limiter's
-        FIFO, beside other runs' nodes), oldest node first. Spawning and parking a task per
-        waiting node was most of the cost of starting a wide fan-out."""
-        if not self._waiting:
-            slot = object()
-            try:
-                self.rt.node_limiter.acquire_on_behalf_of_nowait(slot)
-            except trio.WouldBlock:
-                pass
-            else:
-                assert self.nursery is not None
-                self.nursery.start_soon(self._run_node, node_id, spec, slot, name=f"node {node_id}")
-                return
-        self._waiting.append((node_id, spec))
-        if not self._gate_running:
-            self._gate_running = True
-            assert self.nursery is not None
-            self.nursery.start_soon(self._gate, name="dag slot gate")
-
-    async def _gate(self) -> None:
-        limiter = self.rt.node_limiter
-        try:
-            while self._waiting:
-                slot = object()
-                await limiter.acquire_on_behalf_of(slot)
-                try:
-                    # Handed a slot after the run was cancelled? Start nothing.
-                    await trio.lowlevel.checkpoint_if_cancelled()
-                except BaseException:
-                    limiter.release_on_behalf_of(slot)
-                    raise
-                if not self._waiting:  # _pump started them all meanwhile
-                    limiter.release_on_behalf_of(slot)
-                    break
-                node_id, spec = self._waiting.popleft()
-                assert self.nursery is not None
-                self.nursery.start_soon(self._run_node, node_id, spec, slot, name=f"node {node_id}")
-                self._pump()  # more slots freed meanwhile: no scheduler trip for each
-        finally:
-            self._gate_running = False
-
-    def _pump(self) -> None:
-        """On the loop, after a slot was released: start waiting nodes while slots are free
-        (``acquire_on_behalf_of_nowait`` yields to anyone queued in the limiter first)."""
-        assert self.nursery is not None
-        if not self._waiting or trio.current_effective_deadline() == -math.inf:
-            return  # cancelled (the run, or its caller): nothing new starts
-        limiter = self.rt.node_limiter
-        while self._waiting:
-            slot = object()
-            try:
-                limiter.acquire_on_behalf_of_nowait(slot)
-            except trio.WouldBlock:
-                return
-            node_id, spec = self._waiting.popleft()
-            self.nursery.start_soon(self._run_node, node_id, spec, slot, name=f"node {node_id}")
 
     async def _invoke(
         self, node_id: str, spec: NodeSpec, kwargs: dict[str, Any], segment: list[_Fused] | None = None

@@ -93,11 +93,6 @@ class _RunState:
         self._batchable: frozenset[str] = frozenset()
         self._batch: deque[str] = deque()
         self._drivers = 0
-        # Nodes waiting for a node_limiter slot, and whether the gate task serves them
-        # (_NodeExecution._start_gated); only plain acyclic runs (the scheduler sets _gated).
-        self._gated = False
-        self._waiting: deque[tuple[str, NodeSpec]] = deque()
-        self._gate_running = False
 
     # -- inputs ---------------------------------------------------------------
 

@@ -26,7 +26,6 @@ class _Run(_NodeExecution):
         self.time_limit = time_limit
         if type(self) is _Run:  # not the cycle runner's subclasses
             self._plan_fusion()
-            self._gated = True
         start = trio.current_time()
         try:
             with trio.move_on_after(time_limit if time_limit is not None else math.inf) as timeout_scope:
@@ -84,8 +83,6 @@ class _Run(_NodeExecution):
                 queue.extend(self._resolve_edges(node_id, {}, _NOT_TAKEN))
             elif node_id in self._batchable:
                 self._enqueue_batch(node_id)
-            elif self._gated and spec.retry is None and not spec.resources:
-                self._start_gated(node_id, spec)
             else:
                 assert self.nursery is not None
                 self.nursery.start_soon(self._run_node, node_id, spec, name=f"node {node_id}")
