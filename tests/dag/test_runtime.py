@@ -682,8 +682,12 @@ async def test_abandon_threads_returns_before_the_thread_ends() -> None:
     assert result.statuses["blocker"] is NodeStatus.CANCELLED
 
 
-async def test_a_thread_node_queued_for_a_thread_never_starts_when_cancelled() -> None:
-    """thread_pool_size=1: of two blocking sync nodes, the one waiting for the thread never runs."""
+@pytest.mark.parametrize("batched", [True, False])
+async def test_a_thread_node_queued_for_a_thread_never_starts_when_cancelled(batched: bool) -> None:
+    """thread_pool_size=1: of two blocking sync nodes, the one waiting for the thread never runs.
+
+    Unbatched (a node callback turns sibling batching off) it holds a node slot and waits for
+    the thread: CANCELLED, not started. Batched it waits in the batch queue: still PENDING."""
     entered = trio.Event()
     release = threading.Event()
     ran: list[str] = []
@@ -716,13 +720,21 @@ async def test_a_thread_node_queued_for_a_thread_never_starts_when_cancelled() -
         async with trio.open_nursery() as nursery:
             nursery.start_soon(release_later)
             with pytest.raises(WorkflowExecutionError) as info:
-                await AsyncLocalRuntime(thread_pool_size=1).execute_workflow_async(wb.build())
+                runtime = AsyncLocalRuntime(
+                    thread_pool_size=1, on_node_finish=None if batched else (lambda event: None)
+                )
+                await runtime.execute_workflow_async(wb.build())
 
     (first,) = ran
     second = "h2" if first == "h1" else "h1"
     result = info.value.result
-    assert result.cancel_outcomes == {first: CancelOutcome.WAITED, second: CancelOutcome.NOT_STARTED}
-    assert result.statuses[first] is result.statuses[second] is NodeStatus.CANCELLED
+    assert result.statuses[first] is NodeStatus.CANCELLED
+    if batched:
+        assert result.cancel_outcomes == {first: CancelOutcome.WAITED}
+        assert result.statuses[second] is NodeStatus.PENDING
+    else:
+        assert result.cancel_outcomes == {first: CancelOutcome.WAITED, second: CancelOutcome.NOT_STARTED}
+        assert result.statuses[second] is NodeStatus.CANCELLED
     assert result.metrics["max_threads"] == 1
 
 

@@ -31,7 +31,9 @@ class _ChainFusion(_RunState):
     """Plans fused chains and records what ran in a fused thread."""
 
     def _plan_fusion(self) -> None:
-        """Linear-chain fusion: ``_fuse_next[a] = b`` when ``b`` may run in ``a``'s worker thread
+        """Plan linear-chain fusion and sibling batching (:mod:`._batching`).
+
+        Linear-chain fusion: ``_fuse_next[a] = b`` when ``b`` may run in ``a``'s worker thread
         right after ``a``, without a trip back to the loop (as Dask fuses linear chains).
 
         Only where nothing but ``a`` decides when ``b`` runs and nothing needs the loop between
@@ -69,6 +71,9 @@ class _ChainFusion(_RunState):
                 and plain(wf.nodes[target])
             ):
                 self._fuse_next[node_id] = target
+        # Sibling batching (._batching): the same conditions, for every plain sync node that
+        # does not head a fused chain (a chain's head runs the chain in its own thread).
+        self._batchable = frozenset(n for n in wf.order if n not in self._fuse_next and plain(wf.nodes[n]))
 
     # -- linear-chain fusion (see _plan_fusion) ---------------------------------
 

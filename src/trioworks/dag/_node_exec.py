@@ -11,8 +11,9 @@ from typing import Any
 import trio
 
 from ..core import CancelOutcome, retry, run_in_process, run_in_thread
+from ._batching import _SiblingBatching
 from ._errors import NodeTimeoutError
-from ._fusion import _ChainFusion, _Fused
+from ._fusion import _Fused
 from ._nodes import NodeKind, NodeSpec, run_async_code, run_source
 from ._result import NodeStatus
 
@@ -21,7 +22,7 @@ __all__: list[str] = []
 log = logging.getLogger("trioworks.dag")
 
 
-class _NodeExecution(_ChainFusion):
+class _NodeExecution(_SiblingBatching):
     """One node's task, from its slot to its recorded outcome."""
 
     async def _run_node(self, node_id: str, spec: NodeSpec) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import logging
 import uuid
+from collections import deque
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -88,6 +89,10 @@ class _RunState:
         self._maybe_none = _downstream_of_switches(workflow) if self.mode == "route_data" else frozenset()
         self._preflight()
         self._fuse_next: dict[str, str] = {}
+        # Sibling batching (._batching): plain sync nodes run by the batch drivers.
+        self._batchable: frozenset[str] = frozenset()
+        self._batch: deque[str] = deque()
+        self._drivers = 0
 
     # -- inputs ---------------------------------------------------------------
 

@@ -81,6 +81,8 @@ class _Run(_NodeExecution):
                 self.result.skip_reasons[node_id] = why = "conditional inputs are None"
                 self._emit(self.rt.on_node_finish, node_id, NodeStatus.SKIPPED, skip_reason=why)
                 queue.extend(self._resolve_edges(node_id, {}, _NOT_TAKEN))
+            elif node_id in self._batchable:
+                self._enqueue_batch(node_id)
             else:
                 assert self.nursery is not None
                 self.nursery.start_soon(self._run_node, node_id, spec, name=f"node {node_id}")
