@@ -341,6 +341,9 @@ class CyclicRun(_Run):
                 ready.append(edge.target)
         return ready
 
+    def _handoff(self, spec: NodeSpec) -> bool:
+        return False  # every node of a cyclic run gets its own task (see _run_node below)
+
     async def _run_node(self, node_id: str, spec: NodeSpec) -> None:
         group = self.groups.get(node_id)
         if group is None:

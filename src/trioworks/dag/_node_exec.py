@@ -25,7 +25,64 @@ log = logging.getLogger("trioworks.dag")
 class _NodeExecution(_SiblingBatching):
     """One node's task, from its slot to its recorded outcome."""
 
+    def _handoff(self, spec: NodeSpec) -> bool:
+        """Whether ``spec`` may wait in ``_waiting`` and run in another node's task: it takes
+        its slot once, with no retry and no resources to fetch first (a cyclic run says no:
+        its group nodes run through its own ``_run_node``)."""
+        return spec.retry is None and not spec.resources
+
     async def _run_node(self, node_id: str, spec: NodeSpec) -> None:
+        """Run ``node_id``; then run this run's waiting nodes on the same slot (see _pull)."""
+        await self._pull(await self._run_one(node_id, spec, held=False))
+
+    async def _pull(self, held: bool) -> None:
+        """While this task holds a slot, this run has ready nodes waiting for one and no task but
+        this run's stand-in waits on the limiter, run the next waiting node here (a task and a
+        limiter wait less per node on wide graphs); otherwise give the slot back."""
+        limiter = self.rt.node_limiter
+        while held:
+            if self._waiting and limiter.statistics().tasks_waiting <= self._stand_in:
+                node_id = self._waiting.popleft()
+                held = await self._run_one(node_id, self.wf.nodes[node_id], held=True)
+            else:
+                limiter.release()
+                held = False
+
+    def _start_node(self, node_id: str) -> None:
+        """A task for a hand-off node; it counts as starting until it holds its slot."""
+        assert self.nursery is not None
+        self._starting += 1
+        self.nursery.start_soon(self._run_node, node_id, self.wf.nodes[node_id], name=f"node {node_id}")
+
+    def _start_stand_in(self) -> None:
+        assert self.nursery is not None
+        self._stand_in = True
+        self.nursery.start_soon(self._stand_in_task, name="dag slot stand-in")
+
+    async def _stand_in_task(self) -> None:
+        """Waits on the limiter for this run's waiting nodes, in the limiter's order with every
+        other task, so that a slot freed anywhere (another run, a retried node, a batch driver)
+        reaches them; with the slot, it runs the first waiting node and pulls on."""
+        limiter = self.rt.node_limiter
+        try:
+            limiter.acquire_nowait()
+        except trio.WouldBlock:
+            await limiter.acquire()
+        self._stand_in = False
+        if not self._waiting:  # this run's node tasks took them all meanwhile
+            limiter.release()
+            return
+        node_id = self._waiting.popleft()
+        if self._waiting:
+            self._start_stand_in()
+        # Its turn came in the limiter's order: it runs the first waiting node, whoever waits.
+        await self._pull(await self._run_one(node_id, self.wf.nodes[node_id], held=True))
+
+    async def _run_one(self, node_id: str, spec: NodeSpec, *, held: bool) -> bool:
+        """One node's slot, attempts and outcome. Returns whether this task still holds a
+        ``node_limiter`` slot (a hand-off node keeps it for the next waiting node)."""
+        if not held and self._handoff(spec):
+            self._starting -= 1  # it takes its slot below, without a checkpoint before
         attempts = 0
         started_at: float | None = None
         # Filled by _fused_chain when successors ran in this node's thread (see _plan_fusion).
@@ -63,20 +120,29 @@ class _NodeExecution(_SiblingBatching):
             kwargs.update([(param, await self._resource(name)) for param, name in spec.resources.items()])
             if spec.retry is None:
                 limiter = self.rt.node_limiter
-                try:
-                    # A free slot is taken without a checkpoint (attempt() checks for
-                    # cancellation itself): a trip through the scheduler per node is a
-                    # third of the runtime's own cost on wide graphs.
-                    limiter.acquire_nowait()
-                except trio.WouldBlock:
-                    await limiter.acquire()
+                if not held:
+                    try:
+                        # A free slot is taken without a checkpoint (attempt() checks for
+                        # cancellation itself): a trip through the scheduler per node is a
+                        # third of the runtime's own cost on wide graphs.
+                        limiter.acquire_nowait()
+                    except trio.WouldBlock:
+                        await limiter.acquire()
+                held = True
                 try:
                     value = await attempt()
-                finally:
+                except BaseException:
                     limiter.release()
+                    held = False
+                    raise
+                if not self._handoff(spec):
+                    limiter.release()
+                    held = False
             else:
                 value = await retry(attempt, spec.retry, limiter=self.rt.node_limiter, on_retry=on_retry)
         except trio.Cancelled:
+            if held:
+                self.rt.node_limiter.release()
             if started_at is not None:
                 duration = trio.current_time() - started_at
                 if len(segment) > 1:
@@ -90,17 +156,20 @@ class _NodeExecution(_SiblingBatching):
                 )
             raise
         except Exception as exc:
+            if held:
+                self.rt.node_limiter.release()
             if started_at is not None:
                 self.result.node_durations[node_id] = trio.current_time() - started_at
             self._settle(self._failed(node_id, exc, attempts))
-            return
+            return False
         assert started_at is not None
         if len(segment) > 1:
             self._finish_chain(spec, started_at, segment)
-            return
+            return held
         ready = self._succeeded(node_id, spec, value, trio.current_time() - started_at, attempts)
         if ready is not None:
             self._settle(ready)
+        return held
 
     async def _invoke(
         self, node_id: str, spec: NodeSpec, kwargs: dict[str, Any], segment: list[_Fused] | None = None

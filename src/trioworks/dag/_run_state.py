@@ -93,6 +93,12 @@ class _RunState:
         self._batchable: frozenset[str] = frozenset()
         self._batch: deque[str] = deque()
         self._drivers = 0
+        # Ready nodes waiting for a max_concurrent_nodes slot without a task of their own (see
+        # _NodeExecution._pull): the run's node tasks take them as they finish, and one task
+        # (the stand-in) waits on the limiter for them, so a slot freed elsewhere is used.
+        self._waiting: deque[str] = deque()
+        self._stand_in = False
+        self._starting = 0  # node tasks spawned that have not taken their slot yet
 
     # -- inputs ---------------------------------------------------------------
 

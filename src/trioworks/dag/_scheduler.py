@@ -32,6 +32,8 @@ class _Run(_NodeExecution):
                 async with trio.open_nursery() as nursery:
                     self.nursery = nursery
                     self._settle(n for n in self.wf.order if self.unresolved[n] == 0)
+            # A node left waiting for a slot when nothing was cancelled would be lost silently.
+            assert not self._waiting or timeout_scope.cancel_called or self.failure is not None, self._waiting
         finally:
             self.result.total_duration = trio.current_time() - start
             self.result.metrics = self._metrics()
@@ -83,9 +85,17 @@ class _Run(_NodeExecution):
                 queue.extend(self._resolve_edges(node_id, {}, _NOT_TAKEN))
             elif node_id in self._batchable:
                 self._enqueue_batch(node_id)
-            else:
+            elif not self._handoff(spec):
                 assert self.nursery is not None
                 self.nursery.start_soon(self._run_node, node_id, spec, name=f"node {node_id}")
+            elif self.rt.node_limiter.available_tokens > self._starting:
+                self._start_node(node_id)
+            else:
+                # No free slot: a node task of this run takes it when its own node is done, or
+                # the run's stand-in when it gets a slot (no task, no limiter wait of its own).
+                self._waiting.append(node_id)
+                if not self._stand_in:
+                    self._start_stand_in()
 
     def _only_none(self, node_id: str) -> bool:
         """Every input edge of ``node_id`` carries None, one of them from a switch or from a
