@@ -1,4 +1,4 @@
-""":class:`Server`: the API served by hypercorn's Trio worker, plus the lease sweeper.
+""":class:`Server`: the API served by its own HTTP/1.1 front, plus the lease sweeper.
 
 Where the three layers meet: it opens the ``storage``, builds the ``http`` layer's
 :class:`~trioworks.server.http.Context` over it, and serves the app (the ``rules`` are called by
@@ -17,12 +17,19 @@ from pathlib import Path
 
 import attrs
 import trio
-from hypercorn.config import Config as HypercornConfig
-from hypercorn.trio import serve
 
 from ..core import Metrics, RestartPolicy, run_in_thread, supervise
 from ._errors import ConfigurationError, StorageUnavailable
-from .http import Authenticator, Client, Context, build_app, hypercorn_guard, parse_clients, secret_from_file
+from .http import (
+    Authenticator,
+    Client,
+    Context,
+    build_app,
+    direct_responder,
+    parse_clients,
+    secret_from_file,
+    serve_http,
+)
 from .rules import secrets_from_env
 from .storage import FileStore, Storage, open_storage
 
@@ -30,6 +37,7 @@ __all__ = ["Server", "ServerConfig"]
 
 logger = logging.getLogger("trioworks.server")
 MB = 1024 * 1024
+GRACE = 5.0  # seconds requests in flight get to finish at shutdown
 
 
 def _env_clients() -> dict[str, Client]:
@@ -89,8 +97,9 @@ class Server:
         once the socket is listening and the sweeper runs.
 
         Resource handling:
-            The nursery holds hypercorn and the lease sweeper; cancelling ``run`` stops both
-            (hypercorn closes its listeners and gives in-flight requests its graceful timeout).
+            The nursery holds the HTTP front (:func:`~trioworks.server.http.serve_http`) and the
+            lease sweeper; cancelling ``run`` stops both (the front closes its listeners and
+            gives requests in flight 5 s to finish).
             A storage opened here (not injected) is closed on the way out, in a shielded scope.
 
         Error handling:
@@ -118,34 +127,37 @@ class Server:
         self.storage = storage
         try:
             ctx = await self._context(storage, opener)
-            hyper = HypercornConfig()
-            hyper.bind = [f"{config.host}:{config.port}"]
-            hyper.accesslog = None
-            hyper.errorlog = logging.getLogger("hypercorn.error")  # through our logging, not raw stderr
-            hyper.graceful_timeout = 5.0
-            # Connections served in this block drop a send that loses hypercorn's send/EOF race.
-            with hypercorn_guard():
-                async with trio.open_nursery() as nursery:
-                    await nursery.start(
-                        functools.partial(
-                            supervise,
-                            functools.partial(self._sweep_forever, ctx),
-                            name="lease-sweeper",
-                            policy=RestartPolicy(max_restarts=5, window=60.0),
-                        )
+            async with trio.open_nursery() as nursery:
+                await nursery.start(
+                    functools.partial(
+                        supervise,
+                        functools.partial(self._sweep_forever, ctx),
+                        name="lease-sweeper",
+                        policy=RestartPolicy(max_restarts=5, window=60.0),
                     )
-                    await nursery.start(
-                        functools.partial(
-                            supervise,
-                            functools.partial(self._signal_timeouts, ctx),
-                            name="signal-timeouts",
-                            policy=RestartPolicy(max_restarts=5, window=60.0),
-                        )
+                )
+                await nursery.start(
+                    functools.partial(
+                        supervise,
+                        functools.partial(self._signal_timeouts, ctx),
+                        name="signal-timeouts",
+                        policy=RestartPolicy(max_restarts=5, window=60.0),
                     )
-                    binds = await nursery.start(serve, build_app(ctx), hyper)
-                    self.url = binds[0]
-                    logger.info("trioworks server listening on %s", self.url)
-                    task_status.started(self.url)
+                )
+                urls = await nursery.start(
+                    functools.partial(
+                        serve_http,
+                        direct_responder(build_app(ctx)),
+                        config.host,
+                        config.port,
+                        grace=GRACE,
+                        # A backstop only: the handlers refuse bodies past their own caps first.
+                        max_body=max(config.max_body_bytes, config.max_file_bytes) + MB,
+                    )
+                )
+                self.url = urls[0]
+                logger.info("trioworks server listening on %s", self.url)
+                task_status.started(self.url)
         finally:
             if owned:
                 with trio.CancelScope(shield=True), trio.move_on_after(10):
