@@ -75,6 +75,8 @@ APP = Starlette(
 async def http_app() -> AsyncIterator[str]:
     """Serve :data:`APP` on 127.0.0.1 (port 0) for the block; yields its base URL."""
     async with trio.open_nursery() as nursery:
-        urls = await nursery.start(functools.partial(serve_http, asgi_responder(APP), "127.0.0.1", 0, grace=0.1))
+        urls = await nursery.start(
+            functools.partial(serve_http, asgi_responder(APP), "127.0.0.1", 0, grace=0.1)
+        )
         yield urls[0]
         nursery.cancel_scope.cancel()

@@ -38,6 +38,9 @@ __all__ = ["Server", "ServerConfig"]
 logger = logging.getLogger("trioworks.server")
 MB = 1024 * 1024
 GRACE = 5.0  # seconds requests in flight get to finish at shutdown
+WAKE_COALESCE = 0.05
+"""Seconds the signal-timeout timer waits after a wake-up before reading the earliest deadline:
+under load every completion wakes it, and one read then covers a burst (deadlines are seconds)."""
 
 
 def _env_clients() -> dict[str, Client]:
@@ -227,7 +230,8 @@ class Server:
 
         Sleeps until the earliest deadline stored (read again whenever a request may have added
         one, see :class:`~trioworks.server.http.Context`), so a wait started before a restart
-        still times out on time. Delays need no timer: a poll hands out a pending row only once
+        still times out on time (read at most every ``WAKE_COALESCE`` seconds under a burst of
+        wake-ups). Delays need no timer: a poll hands out a pending row only once
         its ``scheduled_for`` has passed.
         """
         while True:
@@ -243,3 +247,4 @@ class Server:
             delay = math.inf if deadline is None else max(0.0, deadline - ctx.clock())
             with trio.move_on_after(delay):
                 await ctx.timers.wait()
+                await trio.sleep(WAKE_COALESCE)

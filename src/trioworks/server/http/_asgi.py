@@ -98,6 +98,9 @@ class Exchange:
         """Write a response message; :exc:`OSError` if the client is gone."""
         kind = message["type"]
         conn = self.conn
+        if self.gone:  # the app was told the client is gone; a bad body gets our 4xx in settle()
+            await trio.lowlevel.checkpoint()
+            raise OSError("the client is gone")
         try:
             if kind == "http.response.start":
                 self._status, self._headers = message["status"], message.get("headers", ())

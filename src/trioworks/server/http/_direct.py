@@ -88,7 +88,9 @@ def direct_responder(app: Starlette) -> Respond:
                 if handler is None:
                     raise
                 response = await handler(request, exc)
-            if type(response).__call__ is Response.__call__ and response.background is None:
+            if exchange.gone:
+                pass  # nobody to answer, or a bad body: settle() below
+            elif type(response).__call__ is Response.__call__ and response.background is None:
                 try:
                     await conn.respond(response.status_code, response.raw_headers, bytes(response.body))
                 except (trio.BrokenResourceError, trio.ClosedResourceError):

@@ -69,12 +69,10 @@ class _Front:
                 head = await conn.next_head()
                 if head is None:
                     return
-                if self.draining:
-                    conn.closing = True  # the response says so: this is the last one
                 await self.respond(conn, head)
                 if not conn.finished:  # the responder sent nothing (a client gone mid-body)
                     return
-                conn.drain_buffered()
+                await conn.discard_body()
                 if not conn.reusable():
                     return
         except ProtocolError as exc:
@@ -86,6 +84,7 @@ class _Front:
         """Stop reading new requests; give those in flight ``grace`` seconds, then cancel them."""
         self.draining = True
         for conn in list(self.live):
+            conn.closing = True  # a response still to come says so
             if conn.idle is not None:  # waiting for a request: close now
                 conn.idle.cancel()
         if self.live:

@@ -2,7 +2,7 @@
 
 One :class:`H1Connection` per client connection, used by one task at a time (the connection's
 task in :mod:`._front`, which runs each request's handler itself): reads and writes never
-overlap, so no send can race another send or the close (the race hypercorn had, see
+overlap, so no send can race another send or the close (the race hypercorn 0.18 had, see
 ``docs/server.md``).
 
 Reading is on demand: the socket is read only when the current request needs more of its body,
@@ -35,6 +35,7 @@ __all__ = ["ClientGone", "H1Connection", "ProtocolError", "RequestHead"]
 
 READ_SIZE: Final = 64 * 1024
 MAX_HEAD: Final = 64 * 1024
+DISCARD: Final = 64 * 1024  # most unread body bytes skipped to keep a connection after a response
 _END: Final = None  # a queued event: the current message's end
 _CONTINUE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
 _REASONS = {s.value: s.phrase.encode("latin-1") for s in http.HTTPStatus}
@@ -119,6 +120,7 @@ class H1Connection:
         self._head_bytes = 0
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
+        self._head_size = 0
         self._expect = False
         self._upgrade = False
         # The current request and its response.
@@ -137,12 +139,14 @@ class H1Connection:
         self._head_bytes = 0
         self._url = b""
         self._headers = []
+        self._head_size = 0
         self._expect = False
 
     def on_url(self, url: bytes) -> None:
         self._url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        self._head_size += len(name) + len(value) + 4
         name = name.lower()
         if name == b"expect" and value.lower() == b"100-continue":
             self._expect = True
@@ -150,6 +154,8 @@ class H1Connection:
 
     def on_headers_complete(self) -> None:
         self._in_head = False
+        if self._head_size + len(self._url) > self.max_head:  # a head that came in one read
+            raise ProtocolError(f"request head exceeds {self.max_head} bytes", 431)
         parser = self._parser
         target = self._url
         if not target.startswith(b"/"):  # absolute form (or "*"): the path of it
@@ -268,16 +274,25 @@ class H1Connection:
             raise ProtocolError(f"request body exceeds {self.max_body} bytes", 413)
         return data, not self.body_done
 
-    def drain_buffered(self) -> None:
-        """After a response: drop the rest of the current body if it is already here; else the
-        connection closes (an unread body cannot be skipped without reading it)."""
-        events = self._events
-        while not self.body_done and events and events[0].__class__ is bytes:
-            events.popleft()
-        if not self.body_done and events and events[0] is _END:
-            events.popleft()
-            self.body_done = True
-        if not self.body_done:
+    async def discard_body(self, most: int = DISCARD) -> None:
+        """After a response: read and drop what is left of the request body (a request refused
+        before its body was read), so the connection can serve the next one. More than ``most``
+        bytes, a body the client may still be waiting to send (its ``100 Continue`` never went
+        out), or one that does not come within ``idle_timeout``: the connection closes instead."""
+        if self.body_done or self.closing:
+            return
+        if self._continue:
+            self.closing = True
+            return
+        dropped = 0
+        with trio.move_on_after(self.idle_timeout) as scope:
+            try:
+                while not self.body_done and dropped <= most:
+                    data, _ = await self.read()
+                    dropped += len(data)
+            except (ClientGone, ProtocolError):
+                pass
+        if not self.body_done or scope.cancelled_caught:
             self.closing = True
 
     # -- writing ------------------------------------------------------------------------------
@@ -307,8 +322,6 @@ class H1Connection:
                 lines.append(b"transfer-encoding: chunked\r\n")
             else:
                 self.closing = True  # an HTTP/1.0 client: the body ends with the connection
-        if not self.body_done and _END not in self._events:
-            self.closing = True  # the rest of the body is not here: it cannot be skipped unread
         lines.append(_date_header())
         lines.append(b"server: trioworks\r\n")
         if self.closing:
@@ -361,7 +374,7 @@ class H1Connection:
         if self.started:
             return
         code = "BAD_REQUEST" if status < 500 else "INTERNAL_ERROR"  # as the API's own errors
-        body = json.dumps({"error": {"code": code, "message": message}}).encode("utf-8")
+        body = json.dumps({"error": {"code": code, "message": message}}, separators=(",", ":")).encode()
         headers = [(b"content-type", b"application/json")]
         try:
             await self.respond(status, headers, body)
