@@ -42,9 +42,13 @@ class Raw:
 
     def __init__(self, url: str, token: str) -> None:
         host, port = url.removeprefix("http://").split(":")
-        self.sock = socket.create_connection((host, int(port)))
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.address = (host, int(port))
         self.auth = f"Authorization: Bearer {token}\r\n".encode()
+        self._connect()
+
+    def _connect(self) -> None:
+        self.sock = socket.create_connection(self.address)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.buffer = b""
 
     def _recv(self) -> bytes:
@@ -54,6 +58,14 @@ class Raw:
         return data
 
     def request(self, method: str, path: str, body: Any = None) -> Any:
+        try:
+            return self._request(method, path, body)
+        except ConnectionError:  # hypercorn closes a connection after 1,000 requests
+            self.sock.close()
+            self._connect()
+            return self._request(method, path, body)
+
+    def _request(self, method: str, path: str, body: Any = None) -> Any:
         data = b"" if body is None else json.dumps(body).encode()
         head = f"{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
         self.sock.sendall(head.encode() + self.auth + b"Content-Length: %d\r\n\r\n" % len(data) + data)
