@@ -176,6 +176,13 @@ async def test_keep_alive_and_pipelining_answer_in_order() -> None:
     assert replies[3]["headers"]["connection"] == "close" and "connection" not in replies[0]["headers"]
 
 
+async def test_an_absolute_target_is_its_path_and_query() -> None:
+    async with front() as (url, _):
+        (reply,) = await exchange(url, get("http://example.com/hello?x=1"), 1)
+        (missing,) = await exchange(url, get("http://example.com/nowhere?x=1"), 1)
+    assert reply["body"] == b"hello" and missing["status"] == 404
+
+
 async def test_chunked_request_bodies() -> None:
     parts = [b"a" * 10, b"b" * 70_000, b"", b"c"]
     async with front() as (url, _):

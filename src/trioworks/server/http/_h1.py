@@ -158,9 +158,11 @@ class H1Connection:
             raise ProtocolError(f"request head exceeds {self.max_head} bytes", 431)
         parser = self._parser
         target = self._url
-        if not target.startswith(b"/"):  # absolute form (or "*"): the path of it
-            target = httptools.parse_url(target).path or b"/" if b"://" in target else target
-        raw_path, _, query = target.partition(b"?")
+        if b"://" in target and not target.startswith(b"/"):  # absolute form: its path and query
+            url = httptools.parse_url(target)
+            raw_path, query = url.path or b"/", url.query or b""
+        else:
+            raw_path, _, query = target.partition(b"?")
         try:
             path = unquote(raw_path.decode("ascii"))
         except UnicodeDecodeError:
