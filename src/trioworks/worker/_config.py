@@ -30,11 +30,6 @@ def _positive(_inst: object, attribute: attrs.Attribute[Any], value: float) -> N
         raise ConfigError(attribute.name, f"expected a number > 0, got {value!r}")
 
 
-def _not_negative(_inst: object, attribute: attrs.Attribute[Any], value: float) -> None:
-    if not value >= 0:
-        raise ConfigError(attribute.name, f"expected a number >= 0, got {value!r}")
-
-
 def _at_least_one(_inst: object, attribute: attrs.Attribute[Any], value: int) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise ConfigError(attribute.name, f"expected a whole number >= 1, got {value!r}")
@@ -84,9 +79,6 @@ class WorkerConfig:
     """How long a drain waits for running activities before cancelling them."""
     # Ours, not in the original SDK.
     poll_interval_max: float = attrs.field(default=1.0, validator=_positive)
-    poll_gather: float = attrs.field(default=0.005, validator=_not_negative)
-    """After a full poll (a backlog), wait up to this long for more slots to free before the
-    next poll, so that one poll claims several activities instead of one per freed slot; 0: never."""
     max_threads: int | None = None
     """Threads for plain ``def`` activities; default ``max_activities``."""
     max_processes: int = attrs.field(factory=_default_processes, validator=_at_least_one)

@@ -75,7 +75,7 @@ class Worker:
     Resource handling:
         ``max_activities`` work slots; a slot is reserved *before* polling and the poll asks for
         exactly the reserved number (``min(free, poll_max_activities)``), so claimed work never
-        waits; under a backlog it waits up to ``poll_gather`` (5 ms) for more free slots first. Plain ``def`` activities use the thread limiter, process activities the process
+        waits. Plain ``def`` activities use the thread limiter, process activities the process
         limiter, file transfers the I/O limiter; heartbeats, reports and polls use none of these.
         The HTTP client is closed when ``run`` returns.
 
@@ -240,43 +240,24 @@ class Worker:
                 task_status=task_status,
             )
 
-    async def _reserve(self, backlog: bool) -> list[object]:
-        """Wait for one free slot, then take every free one up to ``poll_max_activities``.
-
-        With ``backlog`` (the last poll came back full) wait up to ``poll_gather`` seconds for
-        more slots to free, up to half the slots: under a backlog, slots free one completion
-        at a time, and a poll per freed slot would cost a request per activity.
-        """
-        most = min(self.config.poll_max_activities, 100)
+    async def _reserve(self) -> list[object]:
+        """Wait for one free slot, then take every free one up to ``poll_max_activities``."""
         tokens = [object()]
         await self.work_slots.acquire_on_behalf_of(tokens[0])
-        while len(tokens) < most:
+        while len(tokens) < min(self.config.poll_max_activities, 100):
             token = object()
             try:
                 self.work_slots.acquire_on_behalf_of_nowait(token)
             except trio.WouldBlock:
                 break
             tokens.append(token)
-        enough = min(most, max(1, self.config.max_activities // 2))
-        if backlog and len(tokens) < enough and self.config.poll_gather > 0:
-            try:
-                with trio.move_on_after(self.config.poll_gather):
-                    while len(tokens) < enough:
-                        token = object()
-                        await self.work_slots.acquire_on_behalf_of(token)  # cancel-safe: not taken
-                        tokens.append(token)
-            except BaseException:  # the drain cancelled the poller: give the slots back
-                self._release(tokens)
-                raise
         return tokens
 
     async def _poll_loop(self, activities: trio.Nursery) -> None:
         idle = self.config.poll_interval
         auth_failures = errors = 0
-        backlog = False
         while True:
-            tokens = await self._reserve(backlog)
-            backlog = False
+            tokens = await self._reserve()
             try:
                 # A poll that reached the server may have claimed rows: never abandon it halfway
                 # (the drain cancels the poll scope), so it finishes shielded, bounded by a timeout.
@@ -310,7 +291,6 @@ class Worker:
             for pending, token in zip(claimed, tokens, strict=False):
                 activities.start_soon(self._activity_task, pending, token)
             self._release(tokens[len(claimed) :])
-            backlog = len(claimed) == len(tokens)
             if claimed:
                 idle = self.config.poll_interval
             else:
