@@ -325,11 +325,13 @@ PUBLIC: dict[str, set[str]] = {
         "Authenticator",
         "Client",
         "Context",
+        "asgi_responder",
         "build_app",
-        "hypercorn_guard",
+        "direct_responder",
         "load_clients_file",
         "parse_clients",
         "secret_from_file",
+        "serve_http",
     },
     "trioworks.server.rules": {
         "KEY_PATTERN",
@@ -654,8 +656,10 @@ INTERNAL: dict[str, set[str]] = {
     "trioworks.server.http._routes": {"Endpoint", "Routes"},
     # The nudge that makes the server's signal-timeout timer read the earliest deadline again.
     "trioworks.server.http._context": {"Wakeup"},
-    # hypercorn's connection handler with the send/EOF race guard, installed by Server.run.
-    "trioworks.server.http._hypercorn": {"GuardedTCPServer"},
+    # The HTTP front's insides: one connection's HTTP/1.1 state and its errors, one request's
+    # ASGI receive/send; serve_http and the responders are the layer's interface.
+    "trioworks.server.http._h1": {"ClientGone", "H1Connection", "ProtocolError", "RequestHead"},
+    "trioworks.server.http._asgi": {"Exchange"},
     "trioworks.server.http._requests": {
         "CompleteRequest",
         "FailRequest",

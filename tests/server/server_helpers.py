@@ -42,7 +42,7 @@ class ManualClock:
 
 @attrs.frozen
 class Api:
-    """A running server (real hypercorn on port 0) and an authenticated client for it."""
+    """A running server (its real HTTP front on port 0) and an authenticated client for it."""
 
     client: httpx.AsyncClient
     clock: ManualClock

@@ -1,6 +1,6 @@
 """Hypothesis over every route of the server: no input gets a 5xx, and nobody else's workflow changes.
 
-One real server (hypercorn, SQLite, a :class:`ManualClock` so no lease expires while fuzzing) runs
+One real server (its HTTP front, SQLite, a :class:`ManualClock` so no lease expires while fuzzing) runs
 in a thread of its own for the whole module; the examples are plain synchronous HTTP requests, so
 hypothesis drives them without an event loop per example. Before fuzzing, a *victim* workflow is
 started on a worker slug the fuzzer is never told, and its first activity is claimed: whatever the
@@ -75,12 +75,12 @@ class ThreadedServer:
             self._started.set()
 
     def __enter__(self) -> ThreadedServer:
-        # After a 500, hypercorn logs the re-raised error once the response is out, formatting its
+        # A handler error that escapes the app is logged by the HTTP front, formatting its
         # traceback (ast.parse in 3.11) while the test thread may be parsing too: CPython 3.11's
         # shared ast recursion counter then fails pytest with "AST constructor recursion depth
         # mismatch". The server's own log line (written before the 500 is sent) is kept.
-        self._hypercorn_log = logging.getLogger("hypercorn.error")
-        self._was_disabled, self._hypercorn_log.disabled = self._hypercorn_log.disabled, True
+        self._front_log = logging.getLogger("trioworks.server.http")
+        self._was_disabled, self._front_log.disabled = self._front_log.disabled, True
         self._thread.start()
         self._started.wait(120)
         if self._error is not None or not self.url:
@@ -91,7 +91,7 @@ class ThreadedServer:
         if self._scope is not None and self._token is not None:
             trio.from_thread.run_sync(self._scope.cancel, trio_token=self._token)
         self._thread.join(60)
-        self._hypercorn_log.disabled = self._was_disabled
+        self._front_log.disabled = self._was_disabled
         assert self._error is None, f"the server crashed: {self._error!r}"
 
 

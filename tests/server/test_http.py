@@ -1,4 +1,4 @@
-"""The HTTP API against the real app: hypercorn on port 0 in the test's nursery, httpx on Trio."""
+"""The HTTP API against the real app: the server on port 0 in the test's nursery, httpx on Trio."""
 
 from __future__ import annotations
 

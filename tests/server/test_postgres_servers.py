@@ -1,4 +1,4 @@
-"""Several reference servers on one Postgres database, over HTTP (real hypercorn, real Postgres).
+"""Several reference servers on one Postgres database, over HTTP (real HTTP front, real Postgres).
 
 The servers start together on an empty database (schema creation races),
 a workflow submitted through one is worked on through the others, and workers polling different

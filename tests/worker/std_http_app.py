@@ -1,4 +1,4 @@
-"""A local HTTP server for the ``http_request`` tests (Starlette on hypercorn's Trio worker, port 0)."""
+"""A local HTTP server for the ``http_request`` tests (a Starlette app on the server's HTTP front, port 0)."""
 
 from __future__ import annotations
 
@@ -7,12 +7,12 @@ import functools
 from collections.abc import AsyncIterator
 
 import trio
-from hypercorn.config import Config
-from hypercorn.trio import serve
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
+
+from trioworks.server.http import asgi_responder, serve_http
 
 
 async def json_route(request: Request) -> Response:
@@ -74,11 +74,9 @@ APP = Starlette(
 @contextlib.asynccontextmanager
 async def http_app() -> AsyncIterator[str]:
     """Serve :data:`APP` on 127.0.0.1 (port 0) for the block; yields its base URL."""
-    config = Config()
-    config.bind = ["127.0.0.1:0"]
-    config.accesslog = None
-    config.graceful_timeout = 0.1
     async with trio.open_nursery() as nursery:
-        binds = await nursery.start(functools.partial(serve, APP, config, mode="asgi"))
-        yield binds[0]
+        urls = await nursery.start(
+            functools.partial(serve_http, asgi_responder(APP), "127.0.0.1", 0, grace=0.1)
+        )
+        yield urls[0]
         nursery.cancel_scope.cancel()

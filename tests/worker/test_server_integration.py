@@ -1,4 +1,4 @@
-"""Our worker against the real reference server (hypercorn on port 0, SQLite), real time."""
+"""Our worker against the real reference server (its HTTP front on port 0, SQLite), real time."""
 
 from __future__ import annotations
 

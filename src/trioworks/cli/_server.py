@@ -169,7 +169,7 @@ def _serve(args: argparse.Namespace, io: Streams) -> int:
     )
 
     async def main() -> None:
-        # SIGTERM (docker stop, systemd) shuts down like Ctrl-C: hypercorn gives in-flight
+        # SIGTERM (docker stop, systemd) shuts down like Ctrl-C: the HTTP front gives in-flight
         # requests their grace period and the database is closed, but the exit code is 0.
         with trio.open_signal_receiver(signal.SIGTERM) as signals:
             async with trio.open_nursery() as nursery:

@@ -11,7 +11,7 @@ Nursery tree of :func:`run_flow`::
 
     nursery
     ├── _probe_lag                 the run's loop-lag time series
-    ├── Server.run                 hypercorn + lease sweeper (its own nursery, limiters)
+    ├── Server.run                 HTTP front + lease sweeper (its own nursery, limiters)
     ├── Worker.run                 poller, activities, lag ticker (its own nurseries, limiters)
     └── (body) the demo client     deploy, start, follow; then worker.drain(); then cancel
 """

@@ -5,9 +5,9 @@
   :class:`Dialect` (the SQL that differs) and the connections to use; :class:`SQLiteStorage` is
   the SQLite backend, :class:`PostgresStorage` the Postgres one (imported on first use: it needs
   ``pip install 'trioworks[postgres]'``); :func:`open_storage` picks one from a URL.
-- :class:`Server` with :class:`ServerConfig`: the HTTP API (Starlette on hypercorn's Trio
-  worker), the lease sweeper, the signal-timeout timer and the schedules task (recurring
-  schedules: :class:`ScheduleRow`, :class:`Cadence`); ``url = await nursery.start(Server(config).run)``.
+- :class:`Server` with :class:`ServerConfig`: the HTTP API (Starlette's routes on the
+  server's own HTTP/1.1 front), the lease sweeper, the signal-timeout timer and the schedules
+  task (recurring schedules: :class:`ScheduleRow`, :class:`Cadence`); ``url = await nursery.start(Server(config).run)``.
 
 Three layers, each a subpackage: :mod:`.http` (routes, request checking, auth) calls the
 :mod:`.storage` (SQL, connections, files), which calls the :mod:`.rules` (scheduling,

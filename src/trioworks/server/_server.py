@@ -1,4 +1,4 @@
-""":class:`Server`: the API served by hypercorn's Trio worker, plus the lease sweeper.
+""":class:`Server`: the API served by its own HTTP/1.1 front, plus the lease sweeper.
 
 Where the three layers meet: it opens the ``storage``, builds the ``http`` layer's
 :class:`~trioworks.server.http.Context` over it, and serves the app (the ``rules`` are called by
@@ -17,12 +17,19 @@ from pathlib import Path
 
 import attrs
 import trio
-from hypercorn.config import Config as HypercornConfig
-from hypercorn.trio import serve
 
 from ..core import Metrics, RestartPolicy, run_in_thread, supervise
 from ._errors import ConfigurationError, StorageUnavailable
-from .http import Authenticator, Client, Context, build_app, hypercorn_guard, parse_clients, secret_from_file
+from .http import (
+    Authenticator,
+    Client,
+    Context,
+    build_app,
+    direct_responder,
+    parse_clients,
+    secret_from_file,
+    serve_http,
+)
 from .rules import secrets_from_env
 from .storage import FileStore, Storage, open_storage
 
@@ -31,6 +38,10 @@ __all__ = ["Server", "ServerConfig"]
 logger = logging.getLogger("trioworks.server")
 MB = 1024 * 1024
 _SCHEDULE_BATCH = 100  # schedules fired per transaction (the original's KRUXIAFLOW_SCHEDULER_BATCH_LIMIT)
+GRACE = 5.0  # seconds requests in flight get to finish at shutdown
+WAKE_COALESCE = 0.05
+"""Seconds the signal-timeout timer waits after a wake-up before reading the earliest deadline:
+under load every completion wakes it, and one read then covers a burst (deadlines are seconds)."""
 
 
 def _env_clients() -> dict[str, Client]:
@@ -91,9 +102,9 @@ class Server:
         once the socket is listening and the sweeper runs.
 
         Resource handling:
-            The nursery holds hypercorn, the lease sweeper, the signal-timeout timer and the
-            schedules task; cancelling ``run`` stops them all
-            (hypercorn closes its listeners and gives in-flight requests its graceful timeout).
+            The nursery holds the HTTP front (:func:`~trioworks.server.http.serve_http`), the lease
+            sweeper, the signal-timeout timer and the schedules task; cancelling ``run`` stops them
+            all (the front closes its listeners and gives requests in flight 5 s to finish).
             A storage opened here (not injected) is closed on the way out, in a shielded scope.
 
         Error handling:
@@ -122,42 +133,45 @@ class Server:
         self.storage = storage
         try:
             ctx = await self._context(storage, opener)
-            hyper = HypercornConfig()
-            hyper.bind = [f"{config.host}:{config.port}"]
-            hyper.accesslog = None
-            hyper.errorlog = logging.getLogger("hypercorn.error")  # through our logging, not raw stderr
-            hyper.graceful_timeout = 5.0
-            # Connections served in this block drop a send that loses hypercorn's send/EOF race.
-            with hypercorn_guard():
-                async with trio.open_nursery() as nursery:
-                    await nursery.start(
-                        functools.partial(
-                            supervise,
-                            functools.partial(self._sweep_forever, ctx),
-                            name="lease-sweeper",
-                            policy=RestartPolicy(max_restarts=5, window=60.0),
-                        )
+            async with trio.open_nursery() as nursery:
+                await nursery.start(
+                    functools.partial(
+                        supervise,
+                        functools.partial(self._sweep_forever, ctx),
+                        name="lease-sweeper",
+                        policy=RestartPolicy(max_restarts=5, window=60.0),
                     )
-                    await nursery.start(
-                        functools.partial(
-                            supervise,
-                            functools.partial(self._signal_timeouts, ctx),
-                            name="signal-timeouts",
-                            policy=RestartPolicy(max_restarts=5, window=60.0),
-                        )
+                )
+                await nursery.start(
+                    functools.partial(
+                        supervise,
+                        functools.partial(self._signal_timeouts, ctx),
+                        name="signal-timeouts",
+                        policy=RestartPolicy(max_restarts=5, window=60.0),
                     )
-                    await nursery.start(
-                        functools.partial(
-                            supervise,
-                            functools.partial(self._fire_schedules, ctx),
-                            name="schedules",
-                            policy=RestartPolicy(max_restarts=5, window=60.0),
-                        )
+                )
+                await nursery.start(
+                    functools.partial(
+                        supervise,
+                        functools.partial(self._fire_schedules, ctx),
+                        name="schedules",
+                        policy=RestartPolicy(max_restarts=5, window=60.0),
                     )
-                    binds = await nursery.start(serve, build_app(ctx), hyper)
-                    self.url = binds[0]
-                    logger.info("trioworks server listening on %s", self.url)
-                    task_status.started(self.url)
+                )
+                urls = await nursery.start(
+                    functools.partial(
+                        serve_http,
+                        direct_responder(build_app(ctx)),
+                        config.host,
+                        config.port,
+                        grace=GRACE,
+                        # A backstop only: the handlers refuse bodies past their own caps first.
+                        max_body=max(config.max_body_bytes, config.max_file_bytes) + MB,
+                    )
+                )
+                self.url = urls[0]
+                logger.info("trioworks server listening on %s", self.url)
+                task_status.started(self.url)
         finally:
             if owned:
                 with trio.CancelScope(shield=True), trio.move_on_after(10):
@@ -227,7 +241,8 @@ class Server:
 
         Sleeps until the earliest deadline stored (read again whenever a request may have added
         one, see :class:`~trioworks.server.http.Context`), so a wait started before a restart
-        still times out on time. Delays need no timer: a poll hands out a pending row only once
+        still times out on time (read at most every ``WAKE_COALESCE`` seconds under a burst of
+        wake-ups). Delays need no timer: a poll hands out a pending row only once
         its ``scheduled_for`` has passed.
         """
         while True:
@@ -243,6 +258,7 @@ class Server:
             delay = math.inf if deadline is None else max(0.0, deadline - ctx.clock())
             with trio.move_on_after(delay):
                 await ctx.timers.wait()
+                await trio.sleep(WAKE_COALESCE)
 
     async def _fire_schedules(self, ctx: Context) -> None:
         """Fire recurring schedules when they are due (``POST /api/v1/schedules``).

@@ -147,9 +147,8 @@ async def on_http_error(request: Request, exc: Exception) -> Response:
 
 
 class _NoResponse(Response):
-    """Sends nothing: hypercorn answers a truncated body itself (400, connection closed), and a
-    second writer on the same socket would crash hypercorn's connection task (BusyResourceError),
-    which takes the whole server down with it."""
+    """Sends nothing: the client is gone (the HTTP front closes the connection, and answers a
+    malformed or oversized body itself with its 4xx)."""
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         return None
