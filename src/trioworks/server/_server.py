@@ -134,30 +134,19 @@ class Server:
         try:
             ctx = await self._context(storage, opener)
             async with trio.open_nursery() as nursery:
-                await nursery.start(
-                    functools.partial(
-                        supervise,
-                        functools.partial(self._sweep_forever, ctx),
-                        name="lease-sweeper",
-                        policy=RestartPolicy(max_restarts=5, window=60.0),
+                for name, task in (
+                    ("lease-sweeper", self._sweep_forever),
+                    ("signal-timeouts", self._signal_timeouts),
+                    ("schedules", self._fire_schedules),
+                ):
+                    await nursery.start(
+                        functools.partial(
+                            supervise,
+                            functools.partial(task, ctx),
+                            name=name,
+                            policy=RestartPolicy(max_restarts=5, window=60.0),
+                        )
                     )
-                )
-                await nursery.start(
-                    functools.partial(
-                        supervise,
-                        functools.partial(self._signal_timeouts, ctx),
-                        name="signal-timeouts",
-                        policy=RestartPolicy(max_restarts=5, window=60.0),
-                    )
-                )
-                await nursery.start(
-                    functools.partial(
-                        supervise,
-                        functools.partial(self._fire_schedules, ctx),
-                        name="schedules",
-                        policy=RestartPolicy(max_restarts=5, window=60.0),
-                    )
-                )
                 urls = await nursery.start(
                     functools.partial(
                         serve_http,
