@@ -7,6 +7,10 @@ STAMP := $(VENV)/.installed
 # One pytest process per core (pytest-xdist), and the ten slowest tests at the end.
 PYTEST_ARGS ?= -q -n auto --durations=10
 
+# Bytecode for the sources, written even under PYTHONDONTWRITEBYTECODE (set on some machines):
+# without it every `trioworks` process (the suite starts hundreds) compiles ~150 modules first.
+BYTECODE = $(BIN)/python -m compileall -q -j 0 src
+
 .PHONY: demo test test-under-load lint unit bench bench-dag bench-worker bench-server bench-voice clean system-deps
 
 # OS packages (postgresql, mosquitto, espeak-ng, sox) via apt-get, only those missing; seconds when
@@ -23,6 +27,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: system-deps $(STAMP)
+	$(BYTECODE)
 	$(BIN)/trioworks demo
 
 lint: $(STAMP)
@@ -31,6 +36,7 @@ lint: $(STAMP)
 	$(BIN)/mypy src
 
 unit: system-deps $(STAMP)
+	$(BYTECODE)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test: system-deps lint unit
@@ -38,6 +44,7 @@ test: system-deps lint unit
 # The unit tests again while every core is kept busy (stress-ng, or busy Python loops): the
 # verdicts must not depend on the machine's speed or load. Prints the run's time and slowest tests.
 test-under-load: system-deps $(STAMP)
+	$(BYTECODE)
 	PYTHON=$(BIN)/python bash scripts/stress-test.sh
 
 $(VENV)/.bench: $(STAMP)

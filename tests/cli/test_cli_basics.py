@@ -350,3 +350,43 @@ def test_install_model_cannot_help_a_wrong_model_dir_variable(
     assert done.code == 1
     assert done.err.count("\n") == 1
     assert "put them there, or unset TRIOWORKS_MINILM_DIR" in done.err
+
+
+# What ``main`` imports for a command line, seen from a fresh interpreter.
+_IMPORTED = """
+import contextlib, io, json, sys
+from trioworks.cli import main
+with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+    code = main(sys.argv[1:])
+print(json.dumps({"code": code, "modules": sorted(m for m in sys.modules if m.startswith("trioworks."))}))
+"""
+
+
+def _imported(*argv: str) -> tuple[int, set[str]]:
+    out = subprocess.run(
+        [sys.executable, "-c", _IMPORTED, *argv], capture_output=True, text=True, check=True, env=_child_env()
+    ).stdout
+    report = json.loads(out.splitlines()[-1])
+    return report["code"], set(report["modules"])
+
+
+@pytest.mark.parametrize(
+    ("argv", "loaded", "not_loaded"),
+    [
+        (["server", "--help"], "trioworks.server", "trioworks.services"),
+        (["--log-level", "INFO", "worker", "--help"], "trioworks.worker", "trioworks.server"),
+        (["--log-format", "json", "definitions", "--help"], "trioworks.cli._workflow", "trioworks.dag"),
+    ],
+)
+def test_a_command_imports_only_its_own_subsystem(argv: list[str], loaded: str, not_loaded: str) -> None:
+    code, modules = _imported(*argv)
+    assert code == 0
+    assert loaded in modules
+    assert not_loaded not in modules
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["-h", "server"], ["servr"]])
+def test_help_and_unknown_commands_see_every_command(argv: list[str]) -> None:
+    code, modules = _imported(*argv)
+    assert code == (2 if argv == ["servr"] else 0)
+    assert {"trioworks.cli._demo", "trioworks.cli._server", "trioworks.cli._worker"} <= modules

@@ -3,7 +3,9 @@
 
 Each command lives in its own module with a ``register(commands, common)`` function that
 adds its sub-parser and sets ``handler(args, io) -> int`` as its default; :data:`COMMANDS`
-lists their names (imported when the parser is built).
+maps each command name to its module. Only the module of the command on the line is imported
+(``trioworks server`` does not import the voice services); without a command, for ``--help``
+or a shell's completion request, all of them are.
 
 Exit codes: 0 ok; 1 the workflow (or a demo highlight) failed; 2 bad input, as argparse
 does for usage errors; 130 stopped by Ctrl-C (one ``stopped`` line). Bad input is reported
@@ -24,15 +26,24 @@ import trio
 
 from .. import __version__
 from ..core import find_error, leaf_errors, single_error
-from ..dag import DagError
 from ._errors import CliError, describe
 from ._logs import LOG_FORMATS, logging_to
 from ._streams import Streams
 
 __all__ = ["COMMANDS", "main"]
 
-# Command modules, imported when the parser is built: importing ``trioworks.cli`` itself stays cheap.
-COMMANDS: tuple[str, ...] = ("_dag", "_demo", "_schedule", "_server", "_services", "_worker", "_workflow")
+# Each command and the module that registers it. A module is imported only when its command is
+# the one on the line (or for the full help): each subsystem costs a fraction of a second to import.
+COMMANDS: dict[str, str] = {
+    "dag": "_dag",
+    "definitions": "_workflow",
+    "demo": "_demo",
+    "schedule": "_schedule",
+    "server": "_server",
+    "services": "_services",
+    "worker": "_worker",
+    "workflow": "_workflow",
+}
 
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 _LOG_FORMAT_ENV = "TRIOWORKS_LOG_FORMAT"
@@ -42,8 +53,10 @@ _EPILOG = (
 )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The full parser. Global options work before or after the command name."""
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The parser for ``argv``: with a command on the line, only that command's module is
+    registered; else (or with ``argv`` None) every command. Global options work before or after
+    the command name."""
     # The global options, for every sub-parser too, defaulting to "not given" there so that
     # a value given before the command name is not overwritten by the sub-parser's default.
     common = argparse.ArgumentParser(add_help=False, argument_default=argparse.SUPPRESS)
@@ -62,9 +75,29 @@ def build_parser() -> argparse.ArgumentParser:
         traceback=False,
     )
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
-    for name in COMMANDS:
-        importlib.import_module(f"{__name__}.{name}").register(commands, common)
+    for module in _modules_for(argv):
+        importlib.import_module(f"{__name__}.{module}").register(commands, common)
     return parser
+
+
+def _modules_for(argv: list[str] | None) -> list[str]:
+    """The command modules to register for ``argv``: the named command's, else all of them."""
+    if argv is not None and "_ARGCOMPLETE" not in os.environ:
+        words = iter(argv)
+        for word in words:
+            if word in ("-h", "--help"):
+                break  # the top-level help lists every command
+            if word in _VALUED_OPTIONS:
+                next(words, None)  # the option's value, even if it spells a command's name
+            elif not word.startswith("-"):
+                if word in COMMANDS:
+                    return [COMMANDS[word]]
+                break  # not a command: argparse's full error message lists the valid ones
+    return sorted(set(COMMANDS.values()))
+
+
+# The global options that take a value as the next word (``--log-level=INFO`` is one word).
+_VALUED_OPTIONS = frozenset({"--log-level", "--log-format"})
 
 
 def _add_global_options(parser: argparse.ArgumentParser) -> None:
@@ -94,7 +127,7 @@ def _complete(parser: argparse.ArgumentParser) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line ``argv`` (default ``sys.argv[1:]``); return the exit code."""
-    parser = build_parser()
+    parser = build_parser(sys.argv[1:] if argv is None else argv)
     _complete(parser)
     try:
         args = parser.parse_args(argv)
@@ -135,6 +168,8 @@ def _exit_code(exc: BaseException, io: Streams, *, show_traceback: bool) -> int:
     if isinstance(error, CliError):
         io.error(str(error))
         return error.exit_code
+    from ..dag import DagError  # here: importing the DAG runner is not free, and most commands never need it
+
     if isinstance(error, DagError):  # e.g. a node input no connection, config or input gives
         io.error(str(error))
         return 2
