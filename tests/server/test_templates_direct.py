@@ -16,7 +16,21 @@ from hypothesis import strategies as st
 from trioworks.server.rules import _templates
 from trioworks.server.rules._templates import TemplateContext, TemplateError, render
 
-NAMES = ["a", "b", "out", "output", "status", "items", "keys", "none", "true", "in", "error", "x_1", "__class__"]
+NAMES = [
+    "a",
+    "b",
+    "out",
+    "output",
+    "status",
+    "items",
+    "keys",
+    "none",
+    "true",
+    "in",
+    "error",
+    "x_1",
+    "__class__",
+]
 KEYS = st.sampled_from(NAMES) | st.text(max_size=4)
 SCALARS = (
     st.none()
