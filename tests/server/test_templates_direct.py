@@ -152,3 +152,30 @@ def test_result_is_a_copy() -> None:
     value = render('{{ INPUT.nodes["k"] }}', CTX)
     value["nested"]["l"].append(3)
     assert render('{{ INPUT.nodes["k"] }}', CTX)["nested"]["l"] == [1.0, None, 2**200]
+
+
+SECRET_TEXT = st.sampled_from(
+    [
+        "{{SECRET.a}}",
+        "{{ SECRET.b_1 }}",
+        "x {{SECRET.c}} {{ SECRET.d.e }}",
+        "SECRET.f",
+        "{{ INPUT.x }}",
+        "{{SECRET}}",
+    ]
+) | st.text(alphabet="{}SECRT. ab", max_size=12)
+SECRET_VALUES = st.recursive(
+    st.none() | st.integers() | SECRET_TEXT,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner, max_size=3),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=SECRET_VALUES)
+def test_secret_names_is_every_secret_reference(value: Any) -> None:
+    """The hand-out's walk (strings naming SECRET only) finds what the walk of every template did."""
+    expected = {e.split(".", 1)[1] for e in _templates.references(value) if e.startswith("SECRET.")}
+    assert _templates.secret_names(value) == expected
+    secrets = {name: "*" for name in expected}
+    assert _templates.fill_secrets(value, secrets) == _templates._fill(value, secrets)

@@ -89,7 +89,22 @@ def secrets_from_env(environ: Mapping[str, str]) -> dict[str, str]:
 
 def secret_names(value: Any) -> set[str]:
     """The names of the ``{{SECRET.name}}`` templates in ``value`` (recursively)."""
-    return {e.split(".", 1)[1] for e in references(value) if e.startswith("SECRET.")}
+    names: set[str] = set()
+    stack = [value]
+    while stack:  # every hand-out walks its parameters: only strings naming SECRET are searched
+        item = stack.pop()
+        if isinstance(item, str):
+            if "SECRET" in item:
+                names.update(
+                    e.split(".", 1)[1]
+                    for m in _TEMPLATE.finditer(item)
+                    if (e := m.group(1)).startswith("SECRET.")
+                )
+        elif isinstance(item, Mapping):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return names
 
 
 def fill_secrets(value: Any, secrets: Mapping[str, str]) -> Any:
@@ -98,7 +113,10 @@ def fill_secrets(value: Any, secrets: Mapping[str, str]) -> Any:
     Done only when an activity is handed to its worker, never stored. Raises
     :exc:`MissingSecret` naming every secret ``secrets`` lacks (never a value).
     """
-    missing = sorted(n for n in secret_names(value) if n not in secrets)
+    names = secret_names(value)
+    if not names:
+        return value  # nothing to fill (the common case): no copy
+    missing = sorted(n for n in names if n not in secrets)
     if missing:
         raise MissingSecret(missing)
     return _fill(value, secrets)

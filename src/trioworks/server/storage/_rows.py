@@ -58,7 +58,8 @@ WORKFLOW_COLUMNS = "id, definition_name, definition_version, status, input, crea
 # A DAG run's input holds every node's static parameters and was decoded again on every
 # completion (a tenth of the server's CPU per node on a 1,000-node graph).
 _INPUTS: dict[str, tuple[str, Any]] = {}
-_INPUTS_KEPT = 256
+_INPUTS_KEPT = 256  # workflows
+_INPUTS_CHARS = 2**24  # of input text in all: a few large inputs are not kept
 _INPUTS_LOCK = threading.Lock()
 
 
@@ -69,9 +70,12 @@ def _shared_input(workflow_id: str, text: str) -> Any:
         return found[1]
     value = loads(text)
     with _INPUTS_LOCK:
-        if len(_INPUTS) >= _INPUTS_KEPT:
-            del _INPUTS[next(iter(_INPUTS))]  # the oldest
+        _INPUTS.pop(workflow_id, None)
         _INPUTS[workflow_id] = (text, value)
+        kept = sum(len(t) for t, _ in _INPUTS.values())
+        while len(_INPUTS) > _INPUTS_KEPT or kept > _INPUTS_CHARS:
+            oldest = next(iter(_INPUTS))
+            kept -= len(_INPUTS.pop(oldest)[0])
     return value
 
 

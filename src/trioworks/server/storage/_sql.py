@@ -304,7 +304,9 @@ class SqlStorage:
                 f"SELECT {WORKFLOW_COLUMNS} FROM workflows{clause} ORDER BY created_at DESC, id LIMIT ? OFFSET ?",
                 [*params, limit, offset],
             )
-        return WorkflowPage([row_to_workflow(r) for r in rows], int(total[0]) if total else 0)
+        # A listing shows no input (and a client polls it for a run's status): shared, not decoded again
+        page = [row_to_workflow(r, shared_input=True) for r in rows]
+        return WorkflowPage(page, int(total[0]) if total else 0)
 
     def get_workflow(self, workflow_id: str) -> tuple[WorkflowRow, list[ActivityRow]]:
         with self.tables.tx() as db:
