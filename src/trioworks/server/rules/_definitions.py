@@ -477,7 +477,7 @@ def _root_problem(
 # The last definitions parsed, by their JSON text: a client that deploys before every run (the
 # DAG runner does) sends the same body again, and checking 1,000 activities took half a second.
 _PARSED: dict[str, Definition] = {}
-_PARSED_KEPT = 16
+_PARSED_KEPT = 8
 _PARSED_LOCK = threading.Lock()
 
 

@@ -245,9 +245,16 @@ def template_roots(source: str) -> set[str]:
     return set(_roots_of(source))
 
 
-@functools.lru_cache(maxsize=4096)
 def _roots_of(source: str) -> frozenset[str]:
-    # Parsing is most of a small template's cost, and a definition's templates repeat per run.
+    # Parsing is most of a small template's cost, and a definition's templates repeat per run;
+    # a long one is not kept (the cache holds 4,096 sources).
+    return _cached_roots(source) if len(source) <= _CACHED_CHARS else _parse_roots(source)
+
+
+_CACHED_CHARS = 2048
+
+
+def _parse_roots(source: str) -> frozenset[str]:
     try:
         roots = set(_ENV.undeclared_variables_in_str(source))
     except minijinja.TemplateError as exc:
@@ -257,6 +264,9 @@ def _roots_of(source: str) -> frozenset[str]:
         for expr in _TEMPLATE.findall(source):
             roots |= set(_PATH_ROOT.findall(re.sub(r"'[^']*'|\"[^\"]*\"", "", expr)))
     return frozenset(roots)
+
+
+_cached_roots = functools.lru_cache(maxsize=4096)(_parse_roots)
 
 
 _SLICE = re.compile(r"\[[^\]]*:[^\]]*\]")
@@ -303,13 +313,19 @@ class _Slow(Exception):
     """Only MiniJinja can tell this value (see :func:`_direct`)."""
 
 
-@functools.lru_cache(maxsize=4096)
 def _path(expr: str) -> tuple[str, tuple[str, ...]] | None:
+    return _cached_path(expr) if len(expr) <= _CACHED_CHARS else _parse_path(expr)
+
+
+def _parse_path(expr: str) -> tuple[str, tuple[str, ...]] | None:
     match = _PATH.fullmatch(expr)
     if match is None or match.group(1) in _LITERALS:
         return None
     steps = tuple(a or b or c for a, b, c in _STEP.findall(match.group(2)))
     return match.group(1), steps
+
+
+_cached_path = functools.lru_cache(maxsize=4096)(_parse_path)
 
 
 def _direct(expr: str, ctx: TemplateContext) -> Any:
