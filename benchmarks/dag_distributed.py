@@ -1,6 +1,7 @@
 """trioworks' DistributedRuntime vs dask.distributed, side by side, on the same graphs.
 
     python benchmarks/dag_distributed.py [--workers 3] [--db postgresql://...] [--runs 1] [--quick]
+        [--graph trivial|cpu|diamond ...]
 
 trioworks: one ``trioworks server`` process (SQLite in a temp folder, or ``--db``) and
 ``--workers`` ``trioworks worker --dag`` processes; the graph is compiled, deployed, started
@@ -212,6 +213,12 @@ def main() -> None:
     parser.add_argument("--db", help="trioworks server database (default: SQLite in a temp folder)")
     parser.add_argument("--runs", type=int, default=1)
     parser.add_argument("--quick", action="store_true", help="small graphs (a smoke run)")
+    parser.add_argument(
+        "--graph",
+        choices=["trivial", "cpu", "diamond"],
+        action="append",
+        help="only these graphs (repeatable)",
+    )
     args = parser.parse_args()
     from dask.distributed import Client, LocalCluster
 
@@ -224,6 +231,8 @@ def main() -> None:
             ("diamond 10 x 20", diamond(10, 20)),
         ]
     )
+    if args.graph:
+        graphs = [g for g in graphs if g[0].split()[0] in args.graph]
     with open("/proc/loadavg") as f:
         load = f.read().split()[:3]
     rows = []

@@ -254,3 +254,28 @@ def test_the_definition_is_deterministic() -> None:
     assert compile_workflow(wb.build("same")) == compile_workflow(wb.build("same"))
     settings = compile_workflow(wb.build("same"))["activities"][0]["settings"]
     assert settings["timeout_seconds"] == 2 * 3 + 1 + 2 + 5
+
+
+def test_only_a_merge_reads_whether_its_edges_are_live() -> None:
+    """Fail-fast: the server's conditions skip any other node with a dead input, so its edges carry
+    no ``live`` template for the server to render (one per edge of a 1,000-wide join)."""
+    wb = WorkflowBuilder()
+    wb.add_node(plus_one, "a")
+    wb.add_node("SwitchNode", "route", {"operator": ">", "value": 1})
+    wb.add_node(plus_one, "after")
+    wb.add_node("MergeNode", "join")
+    wb.add_connection("a", "result", "route", "input_data")
+    wb.add_connection("route", "true_output", "after", "x")
+    wb.add_connection("route", "false_output", "join", "data1")
+    wb.add_connection("after", "result", "join", "data2")
+    activities = {a["key"]: a for a in compile_workflow(wb.build("live"))["activities"]}
+    edges = {key: a["parameters"]["edges"] for key, a in activities.items()}
+    assert all("live" not in e for key in ("route", "after") for e in edges[key])
+    assert [e["live"] for e in edges["join"]] == [
+        '{{ route.status == "completed" and route.error is none and "false_output" in route.out }}',
+        '{{ after.status == "completed" and after.error is none }}',
+    ]
+    # "after" is skipped by its condition instead
+    assert "true_output" in activities["after"]["depends_on"][0]["condition"]
+    coe = compile_workflow(wb.build("live"), continue_on_error=True)["activities"]
+    assert all("live" not in e and "error" in e for a in coe for e in a["parameters"]["edges"])

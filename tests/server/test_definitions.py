@@ -91,3 +91,19 @@ def test_worker_defaults_to_std() -> None:
     """As the original (core/src/workflow/definition.rs): an activity without ``worker`` is ``std``."""
     parsed = parse_definition({"name": "x", "activities": [{"key": "a", "activity_name": "a"}]})
     assert parsed.activities[0].worker == "std"
+
+
+def test_a_body_parsed_again_is_remembered_but_never_mistaken() -> None:
+    """A DAG run deploys its definition before every run: the same JSON is parsed once."""
+    data = {"name": "again", "activities": [activity("a", parameters={"n": 1})]}
+    first = parse_definition(data)
+    assert parse_definition({**data}) is first
+    # Same JSON text, other values: 1.0 is not 1, an int key is not its string.
+    other = parse_definition({**data, "activities": [activity("a", parameters={"n": 1.0})]})
+    assert other.activities[0].parameters == {"n": 1.0}
+    assert type(other.activities[0].parameters["n"]) is float
+    bad = {"name": "again", "activities": [activity("a", parameters={1: "x"})]}
+    assert parse_definition(bad) is not parse_definition(
+        {"name": "again", "activities": [activity("a", parameters={"1": "x"})]}
+    )
+    assert errors_of({**data, "name": ""})  # a failure is never remembered as a success

@@ -157,8 +157,9 @@ def _live(plan: Plan, edge: Any, key: str) -> str:
 def _edge(plan: Plan, edge: Any, key: str, continue_on_error: bool) -> dict[str, Any]:
     """An input edge as the worker sees it: the source's whole output, and why it may be dead.
 
-    Fail-fast: the server skips a node with a dead input (conditions), so only a merge needs
-    ``live``. Continue-on-error: every node runs on a worker, which skips it by the local rule
+    Fail-fast: the server skips a node with a dead input (conditions), so only a merge gets
+    ``live`` (a template per edge less for the server to render: a worker reads an edge without
+    it as live). Continue-on-error: every node runs on a worker, which skips it by the local rule
     (a failed input taints its dependents' skips, which the server's statuses cannot carry).
     """
     item: dict[str, Any] = {
@@ -173,7 +174,7 @@ def _edge(plan: Plan, edge: Any, key: str, continue_on_error: bool) -> dict[str,
         item["error"] = f"{{{{ {key}.error }}}}"
         item["skipped"] = f"{{{{ {key}.skipped }}}}"
         item["switch"] = plan.nodes[edge.source].kind is NodeKind.SWITCH
-    else:
+    elif plan.nodes[edge.target].kind is NodeKind.MERGE:
         item["live"] = f"{{{{ {_live(plan, edge, key)} }}}}"
     return item
 

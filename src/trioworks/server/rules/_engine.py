@@ -89,11 +89,10 @@ def template_context(
     """
     rows = list(rows)
     outputs = {r.key: r.output or {} for r in rows if r.status is S.COMPLETED}
-    if definition is not None:
-        specs = {a.key: a for a in definition.activities}
-        for r in rows:
-            if r.key in specs and specs[r.key].iteration_scoped:
-                outputs[r.key] = iteration_outputs(specs[r.key], r)
+    specs = _specs(definition) if definition is not None else {}
+    for r in rows:
+        if r.key in specs and specs[r.key].iteration_scoped:
+            outputs[r.key] = iteration_outputs(specs[r.key], r)
     statuses = {r.key: r.status.value for r in rows if r.status.terminal}
     started = datetime.datetime.fromtimestamp(workflow.created_at, datetime.UTC).isoformat()
     info = {
@@ -105,12 +104,10 @@ def template_context(
         "started_at": started,
     }
     files: dict[str, dict[str, dict[str, Any]]] = {"FILE": {}, "FOLDER": {}}
-    if definition is not None:
-        specs = {a.key: a for a in definition.activities}
-        for key, output in outputs.items():
-            for out in specs[key].outputs if key in specs else ():
-                if out.type in ("file", "folder") and out.name in output:
-                    files[out.type.upper()].setdefault(key, {})[out.name] = output[out.name]
+    for key, output in outputs.items():
+        for out in specs[key].outputs if key in specs else ():
+            if out.type in ("file", "folder") and out.name in output:
+                files[out.type.upper()].setdefault(key, {})[out.name] = output[out.name]
     return TemplateContext(
         workflow_id=workflow.id,
         input=workflow.input,
@@ -120,6 +117,23 @@ def template_context(
         files=files["FILE"],
         folders=files["FOLDER"],
     )
+
+
+# The last definitions' activities by key (a definition is immutable; the SQL layer keeps one
+# object per stored version): a dict built per completion cost O(activities) each time.
+_SPECS: dict[int, tuple[Definition, dict[str, ActivityDef]]] = {}
+_SPECS_KEPT = 64
+
+
+def _specs(definition: Definition) -> Mapping[str, ActivityDef]:
+    found = _SPECS.get(id(definition))
+    if found is not None and found[0] is definition:
+        return found[1]
+    specs = {a.key: a for a in definition.activities}
+    if len(_SPECS) >= _SPECS_KEPT:
+        _SPECS.clear()  # rare (many versions in use); threads may race here harmlessly
+    _SPECS[id(definition)] = (definition, specs)
+    return specs
 
 
 def iteration_outputs(spec: ActivityDef, row: ActivityRow) -> dict[str, Any]:
@@ -443,7 +457,7 @@ def fail_row(
         return attrs.evolve(
             row, status=S.FAILED, error=error, cost_usd=cost, usage=usage, completed_at=now
         ), False
-    policy = retry_settings(definition.activity(row.key).settings)
+    policy = retry_settings(_specs(definition)[row.key].settings)
     retry_number = row.retry_count + 1
     requeued = attrs.evolve(
         row,
@@ -470,7 +484,7 @@ def undeliverable_row(row: ActivityRow, problem: str, now: float) -> ActivityRow
 
 
 def pending_activity(row: ActivityRow, definition: Definition) -> PendingActivity:
-    spec = definition.activity(row.key)
+    spec = _specs(definition).get(row.key) or definition.activity(row.key)
     timeout = (spec.settings or {}).get("timeout_seconds")
     return PendingActivity(
         activity_id=row.id,

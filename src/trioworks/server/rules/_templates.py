@@ -20,6 +20,7 @@ strings; number != 0; null false; anything else true). The older split form, ``<
 
 from __future__ import annotations
 
+import functools
 import json
 import operator
 import re
@@ -88,7 +89,22 @@ def secrets_from_env(environ: Mapping[str, str]) -> dict[str, str]:
 
 def secret_names(value: Any) -> set[str]:
     """The names of the ``{{SECRET.name}}`` templates in ``value`` (recursively)."""
-    return {e.split(".", 1)[1] for e in references(value) if e.startswith("SECRET.")}
+    names: set[str] = set()
+    stack = [value]
+    while stack:  # every hand-out walks its parameters: only strings naming SECRET are searched
+        item = stack.pop()
+        if isinstance(item, str):
+            if "SECRET" in item:
+                names.update(
+                    e.split(".", 1)[1]
+                    for m in _TEMPLATE.finditer(item)
+                    if (e := m.group(1)).startswith("SECRET.")
+                )
+        elif isinstance(item, Mapping):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return names
 
 
 def fill_secrets(value: Any, secrets: Mapping[str, str]) -> Any:
@@ -97,7 +113,10 @@ def fill_secrets(value: Any, secrets: Mapping[str, str]) -> Any:
     Done only when an activity is handed to its worker, never stored. Raises
     :exc:`MissingSecret` naming every secret ``secrets`` lacks (never a value).
     """
-    missing = sorted(n for n in secret_names(value) if n not in secrets)
+    names = secret_names(value)
+    if not names:
+        return value  # nothing to fill (the common case): no copy
+    missing = sorted(n for n in names if n not in secrets)
     if missing:
         raise MissingSecret(missing)
     return _fill(value, secrets)
@@ -134,6 +153,9 @@ _ENV.finalizer = _finalize  # the original's one extra filter: replaces null too
 WORKFLOW_FIELDS = frozenset({"id", "name", "version", "status", "created_at", "started_at"})
 
 
+_MISSING: Any = object()  # TemplateContext.root: no such root
+
+
 @attrs.frozen
 class TemplateContext:
     """What templates see: ``INPUT``, ``WORKFLOW``, one map per finished activity, ``SECRET``.
@@ -153,23 +175,53 @@ class TemplateContext:
     files: Mapping[str, Mapping[str, Any]] = attrs.field(factory=dict)  # FILE.<key>.<name>
     folders: Mapping[str, Mapping[str, Any]] = attrs.field(factory=dict)  # FOLDER.<key>.<name>
 
-    def roots(self) -> dict[str, Any]:
-        roots: dict[str, Any] = {key: {"status": status} for key, status in self.statuses.items()}
-        for key, output in self.outputs.items():
+    # Each root, built the first time a template names it: a context of a 1,000-wide join holds
+    # 1,000 outputs, and each of its templates names one of them.
+    _built: dict[str, Any] = attrs.field(init=False, factory=dict, eq=False, repr=False)
+
+    def root(self, name: str) -> Any:
+        """The value of root ``name`` as templates see it, or :data:`_MISSING` if there is none.
+
+        Built once per context; treat it as read-only (contexts share it between templates).
+        """
+        built = self._built.get(name, _MISSING)
+        if built is _MISSING:
+            built = self._build(name)
+            if built is not _MISSING:
+                self._built[name] = built
+        return built
+
+    def _build(self, name: str) -> Any:
+        # The fixed roots hide an activity of the same name, as they always did.
+        if name == "INPUT":
+            return dict(self.input)
+        if name == "WORKFLOW":
+            return {"id": self.workflow_id, **self.workflow}
+        if name == "FILE":
+            return {k: dict(v) for k, v in self.files.items()}
+        if name == "FOLDER":
+            return {k: dict(v) for k, v in self.folders.items()}
+        if name == "SIGNAL" and self.signal is not None:
+            return dict(self.signal)
+        if name == "ACTIVITY" and self.activity is not None:
+            return dict(self.activity)
+        if name in self.outputs:
+            output = self.outputs[name]
             value = dict(output)
             value.setdefault("status", "completed")
             if "output" not in value:
                 value["output"] = dict(output)  # {{key.output.field}}: the whole output object
-            roots[key] = value
-        roots["INPUT"] = dict(self.input)
-        roots["WORKFLOW"] = {"id": self.workflow_id, **self.workflow}
-        if self.signal is not None:
-            roots["SIGNAL"] = dict(self.signal)
-        if self.activity is not None:
-            roots["ACTIVITY"] = dict(self.activity)
-        roots["FILE"] = {k: dict(v) for k, v in self.files.items()}
-        roots["FOLDER"] = {k: dict(v) for k, v in self.folders.items()}
-        return roots
+            return value
+        if name in self.statuses:
+            return {"status": self.statuses[name]}
+        return _MISSING
+
+    def roots(self) -> dict[str, Any]:
+        """Every root (what :meth:`root` gives, by name)."""
+        names = [*self.statuses, *self.outputs, "INPUT", "WORKFLOW"]
+        names += [n for n, v in (("SIGNAL", self.signal), ("ACTIVITY", self.activity)) if v is not None]
+        names += ["FILE", "FOLDER"]
+        return {name: self.root(name) for name in dict.fromkeys(names)}
 
 
 # A secret is rendered as this sentinel, turned back into its {{SECRET.name}} template afterwards
@@ -190,6 +242,19 @@ def _first_line(exc: Exception) -> str:
 
 def template_roots(source: str) -> set[str]:
     """The top-level names the templates of ``source`` read (loop variables excluded)."""
+    return set(_roots_of(source))
+
+
+def _roots_of(source: str) -> frozenset[str]:
+    # Parsing is most of a small template's cost, and a definition's templates repeat per run;
+    # a long one is not kept (the cache holds 4,096 sources).
+    return _cached_roots(source) if len(source) <= _CACHED_CHARS else _parse_roots(source)
+
+
+_CACHED_CHARS = 2048
+
+
+def _parse_roots(source: str) -> frozenset[str]:
     try:
         roots = set(_ENV.undeclared_variables_in_str(source))
     except minijinja.TemplateError as exc:
@@ -198,7 +263,10 @@ def template_roots(source: str) -> set[str]:
         # minijinja 3.1's undeclared_variables misses the names of an expression with a slice
         for expr in _TEMPLATE.findall(source):
             roots |= set(_PATH_ROOT.findall(re.sub(r"'[^']*'|\"[^\"]*\"", "", expr)))
-    return roots
+    return frozenset(roots)
+
+
+_cached_roots = functools.lru_cache(maxsize=4096)(_parse_roots)
 
 
 _SLICE = re.compile(r"\[[^\]]*:[^\]]*\]")
@@ -206,13 +274,12 @@ _PATH_ROOT = re.compile(r"(?<![\w.])([A-Za-z_]\w*)(?=\s*[.\[])")
 
 
 def _context(source: str, ctx: TemplateContext) -> dict[str, Any]:
-    roots = ctx.roots()
     context: dict[str, Any] = {}
-    for name in sorted(template_roots(source)):
+    for name in sorted(_roots_of(source)):
         if name == "SECRET":
             context[name] = _Secrets()
-        elif name in roots:
-            context[name] = roots[name]
+        elif (root := ctx.root(name)) is not _MISSING:
+            context[name] = root
         elif name[:1].isupper():
             raise Unresolved(f"template {source!r}: unknown reference {name!r}")
         else:
@@ -235,8 +302,89 @@ def _unsentinel(value: Any, source: str) -> Any:
     return value
 
 
+# A plain path: a root name, then ``.name`` / ``["text"]`` / ``['text']`` steps (no escapes).
+_PATH = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)((?:\.[A-Za-z_][A-Za-z0-9_]*|\[\"[^\"\\]*\"\]|\['[^'\\]*'\])*)")
+_STEP = re.compile(r"\.([A-Za-z_][A-Za-z0-9_]*)|\[\"([^\"\\]*)\"\]|\['([^'\\]*)'\]")
+_LITERALS = frozenset({"true", "false", "none", "True", "False", "None", "SECRET"})
+_INT64 = range(-(2**63), 2**63)
+
+
+class _Slow(Exception):
+    """Only MiniJinja can tell this value (see :func:`_direct`)."""
+
+
+def _path(expr: str) -> tuple[str, tuple[str, ...]] | None:
+    return _cached_path(expr) if len(expr) <= _CACHED_CHARS else _parse_path(expr)
+
+
+def _parse_path(expr: str) -> tuple[str, tuple[str, ...]] | None:
+    match = _PATH.fullmatch(expr)
+    if match is None or match.group(1) in _LITERALS:
+        return None
+    steps = tuple(a or b or c for a, b, c in _STEP.findall(match.group(2)))
+    return match.group(1), steps
+
+
+_cached_path = functools.lru_cache(maxsize=4096)(_parse_path)
+
+
+def _direct(expr: str, ctx: TemplateContext) -> Any:
+    """The value of a plain path (``{{ key.out }}``, ``{{ INPUT.nodes["k"] }}``) read without
+    MiniJinja, or :data:`_MISSING` when only the renderer can tell (anything but existing map
+    keys, a missing key past the last step, a string naming ``SECRET``, a number it converts).
+
+    MiniJinja gives a map or list with its items as they are and converts only a number at the
+    top; the renderer's result is a fresh copy free of ``{{SECRET...}}`` values. This gives the
+    same, minus the two conversions of the whole value (a 1 MB output took 1.8 s to render).
+    """
+    path = _path(expr)
+    if path is None:
+        return _MISSING
+    value = ctx.root(path[0])
+    if value is _MISSING:
+        return _MISSING  # MiniJinja's path names the culprit
+    last = len(path[1]) - 1
+    for i, step in enumerate(path[1]):
+        if type(value) is not dict:
+            return _MISSING
+        if step not in value:
+            # A missing key of an existing map is null, unless it names one of the dict's
+            # methods ({{ x.items }}): MiniJinja's Python binding then gives the method.
+            return None if i == last and not hasattr(value, step) else _MISSING
+        value = value[step]
+    try:
+        return _plain(value, top=True)
+    except (_Slow, RecursionError):
+        return _MISSING
+
+
+def _plain(value: Any, top: bool = False) -> Any:
+    kind = type(value)
+    if kind is str:
+        if "SECRET" in value:
+            raise _Slow  # a {{SECRET...}} template or sentinel: the renderer's rules apply
+        return value
+    if kind is dict:
+        return {k: _plain(v) for k, v in value.items()}
+    if kind is list:
+        return [_plain(v) for v in value]
+    if value is None or kind is bool or (kind is int and (not top or value in _INT64)):
+        return value
+    if top and kind in (int, float):  # MiniJinja's number conversion (1.0 -> 1, 2**200 -> float)
+        return _ENV.eval_expr("v", v=value)
+    if kind is float:
+        return value
+    raise _Slow
+
+
 def _evaluate(expr: str, ctx: TemplateContext) -> Any:
     """One expression's value with its JSON type; a missing key of an existing map is None."""
+    value = _direct(expr, ctx)
+    return _rendered(expr, ctx) if value is _MISSING else value
+
+
+def _rendered(expr: str, ctx: TemplateContext) -> Any:
+    """:func:`_evaluate` through MiniJinja, whatever ``expr`` is."""
     source = f"{{{{{expr}}}}}"
     context = _context(source, ctx)
     try:

@@ -91,7 +91,10 @@ class Storage(Protocol):
         created_after: float | None = None,
         created_before: float | None = None,
     ) -> WorkflowPage:
-        """Newest first; ``created_after`` / ``created_before`` are exclusive bounds."""
+        """Newest first; ``created_after`` / ``created_before`` are exclusive bounds.
+
+        A row's ``input`` may be shared with other calls' rows: read it, do not change it.
+        """
 
     def get_workflow(self, workflow_id: str) -> tuple[WorkflowRow, list[ActivityRow]]:
         """The workflow and its activities in definition order; :exc:`NotFound` otherwise."""

@@ -347,7 +347,9 @@ class SqlQueue:
         found = db.one(_LOCK_ACTIVITY + self.dialect.for_update, (activity_id,))
         if found is None:
             raise NotFound(f"activity {activity_id} not found")
-        return row_to_workflow(found[:_WORKFLOW_WIDTH]), row_to_activity(found[_WORKFLOW_WIDTH:])
+        # shared_input: what a completion does with its workflow's input is render templates
+        workflow = row_to_workflow(found[:_WORKFLOW_WIDTH], shared_input=True)
+        return workflow, row_to_activity(found[_WORKFLOW_WIDTH:])
 
     def _advance(self, db: Tx, workflow: WorkflowRow, finished: ActivityRow, now: float) -> None:
         """Schedule what ``finished`` (written already) makes ready; settle the workflow."""

@@ -173,7 +173,8 @@ class SqlStorage:
                 "SELECT version, body, created_at FROM definitions WHERE name = ? ORDER BY version DESC LIMIT 1",
                 (definition.name,),
             )
-            if latest is not None and canonical_json(loads(latest[1])) == body:
+            # A body stored by this version is canonical already: equal text is the usual answer.
+            if latest is not None and (latest[1] == body or canonical_json(loads(latest[1])) == body):
                 return PutDefinitionResult(definition.name, int(latest[0]), float(latest[2]), unchanged=True)
             version = 1 if latest is None else int(latest[0]) + 1
             db.exec(
@@ -304,7 +305,9 @@ class SqlStorage:
                 f"SELECT {WORKFLOW_COLUMNS} FROM workflows{clause} ORDER BY created_at DESC, id LIMIT ? OFFSET ?",
                 [*params, limit, offset],
             )
-        return WorkflowPage([row_to_workflow(r) for r in rows], int(total[0]) if total else 0)
+        # A listing shows no input (and a client polls it for a run's status): shared, not decoded again
+        page = [row_to_workflow(r, shared_input=True) for r in rows]
+        return WorkflowPage(page, int(total[0]) if total else 0)
 
     def get_workflow(self, workflow_id: str) -> tuple[WorkflowRow, list[ActivityRow]]:
         with self.tables.tx() as db:
