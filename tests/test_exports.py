@@ -123,6 +123,7 @@ PUBLIC: dict[str, set[str]] = {
         "RestartIntensityExceeded",
         "RestartPolicy",
         "RetryPolicy",
+        "ThreadBatcher",
         "Waiter",
         "child_process",
         "find_error",
@@ -373,6 +374,7 @@ PUBLIC: dict[str, set[str]] = {
         "workflow_failure",
     },
     "trioworks.server.storage": {
+        "BATCHABLE",
         "FILENAME",
         "POSTGRES",
         "SQLITE",
@@ -385,10 +387,12 @@ PUBLIC: dict[str, set[str]] = {
         "SQLiteStorage",
         "SqlStorage",
         "Storage",
+        "StorageCall",
         "Tx",
         "check_filename",
         "mask_url",
         "open_storage",
+        "run_each",
     },
     "trioworks.bus": CONTRACTS
     | {

@@ -71,7 +71,9 @@ async def poll(request: Request, ctx: Context) -> Response:
     if len(ctx.polled) >= _MAX_QUEUES and body.worker not in ctx.polled:
         ctx.polled.clear()
     ctx.polled[body.worker] = ctx.clock()
-    claimed = await ctx.db(ctx.storage.claim, body.worker, body.worker_id, body.max_activities, ctx.clock())
+    claimed = await ctx.queue(
+        ctx.storage.claim, body.worker, body.worker_id, body.max_activities, ctx.clock()
+    )
     ctx.metrics.counter("server.activities_claimed").inc(len(claimed))
     handed = []
     for activity in claimed:  # secrets go into the hand-out only, never into a stored row
@@ -79,7 +81,7 @@ async def poll(request: Request, ctx: Context) -> Response:
             parameters = fill_secrets(activity.parameters, ctx.secrets)
         except MissingSecret as exc:  # deployed while the server had it, restarted without
             error = {"code": "SECRET_MISSING", "message": str(exc), "retryable": False}
-            await ctx.db(
+            await ctx.queue(
                 ctx.storage.fail, activity.activity_id, body.worker_id, error, 0.0, None, ctx.clock()
             )
             continue
@@ -101,7 +103,7 @@ async def heartbeat(request: Request, ctx: Context) -> Response:
 async def complete(request: Request, ctx: Context) -> Response:
     body = parse_complete(await json_body(request, ctx))
     await ctx.check_worker_id(request, body.worker_id)
-    warnings = await ctx.db(
+    warnings = await ctx.queue(
         ctx.storage.complete,
         request.path_params["activity_id"],
         body.worker_id,
@@ -119,7 +121,7 @@ async def complete(request: Request, ctx: Context) -> Response:
 async def fail(request: Request, ctx: Context) -> Response:
     body = parse_fail(await json_body(request, ctx))
     await ctx.check_worker_id(request, body.worker_id)
-    will_retry = await ctx.db(
+    will_retry = await ctx.queue(
         ctx.storage.fail,
         request.path_params["activity_id"],
         body.worker_id,

@@ -2,7 +2,9 @@
 
 :class:`Context` carries what every handler needs (storage, limiters, clock) and is the only
 way handlers reach the storage: :meth:`Context.db` runs a storage method in a thread on the
-storage limiter, :meth:`Context.control` on the separate control-plane limiter.
+storage limiter, :meth:`Context.queue` a queue call (claim, complete, fail) batched with the
+others in flight (:meth:`Storage.run_batch` through :class:`~trioworks.core.ThreadBatcher`, on the
+same limiter), :meth:`Context.control` on the separate control-plane limiter.
 """
 
 from __future__ import annotations
@@ -17,9 +19,9 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from ...core import Metrics, run_in_thread
+from ...core import Metrics, ThreadBatcher, run_in_thread
 from .._errors import BadRequest, Forbidden, PayloadTooLarge, ServerError, UnsupportedMediaType
-from ..storage import FileStore, Storage
+from ..storage import FileStore, Storage, StorageCall
 from ._auth import Authenticator
 from ._limits import load_json
 
@@ -74,6 +76,32 @@ class Context:
     # worker queue -> when this server last answered a poll of it (clock seconds): lets
     # `status` / `run --wait` say that nobody is polling a workflow's queue.
     polled: dict[str, float] = attrs.field(factory=dict)
+    # Queue calls run in batches of at most this many, at most `batches` batches at once.
+    batch_size: int = 64
+    batches: int = 1
+    batcher: ThreadBatcher[StorageCall, Any] = attrs.field(init=False)
+
+    @batcher.default
+    def _batcher(self) -> ThreadBatcher[StorageCall, Any]:
+        return ThreadBatcher(
+            self.storage.run_batch,
+            limiter=self.storage_limiter,
+            max_batch=self.batch_size,
+            max_batches=self.batches,
+            metrics=self.metrics,
+            name="server.queue",
+        )
+
+    async def queue(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run the storage queue method ``fn`` (claim, complete or fail) in the next batch.
+
+        Calls that arrive while a batch is in flight are gathered into the next one: one thread
+        hop and (SQL) one transaction for all, each call answering as it would alone (see
+        :meth:`Storage.run_batch`). A checkpoint; cancelled before its batch starts, the call
+        never runs; once it started, it is not abandoned (as :meth:`db`).
+        """
+        result: T = await self.batcher.submit(StorageCall(fn.__name__, args))
+        return result
 
     async def db(self, fn: Callable[..., T], *args: Any) -> T:
         """Run a storage method in a thread under the storage limiter (a checkpoint).
