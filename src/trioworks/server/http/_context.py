@@ -9,6 +9,7 @@ same limiter), :meth:`Context.control` on the separate control-plane limiter.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
@@ -19,13 +20,23 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from ...core import Metrics, ThreadBatcher, run_in_thread
+from ...core import Counter, Metrics, ThreadBatcher, run_in_thread
 from .._errors import BadRequest, Forbidden, PayloadTooLarge, ServerError, UnsupportedMediaType
 from ..storage import FileStore, Storage, StorageCall
 from ._auth import Authenticator
 from ._limits import load_json
 
-__all__ = ["Context", "Wakeup", "error_response", "json_body", "read_body", "respond"]
+__all__ = [
+    "Context",
+    "Wakeup",
+    "check_json_type",
+    "decode_json",
+    "error_response",
+    "json_body",
+    "json_bytes",
+    "read_body",
+    "respond",
+]
 
 T = TypeVar("T")
 logger = logging.getLogger("trioworks.server")
@@ -80,6 +91,7 @@ class Context:
     batch_size: int = 64
     batches: int = 1
     batcher: ThreadBatcher[StorageCall, Any] = attrs.field(init=False)
+    counters: dict[str, Counter] = attrs.field(factory=dict)  # see counter()
 
     @batcher.default
     def _batcher(self) -> ThreadBatcher[StorageCall, Any]:
@@ -111,14 +123,17 @@ class Context:
         return await run_in_thread(fn, *args, limiter=self.storage_limiter)
 
     async def check_worker_id(self, request: Request, worker_id: str, *, bind: bool = False) -> None:
-        """403 if ``worker_id`` belongs to another client than the request's.
+        """403 if ``worker_id`` belongs to another client than the request's (see :meth:`check_owner`)."""
+        await self.check_owner(getattr(request.state, "client", None), worker_id, bind=bind)
+
+    async def check_owner(self, client: str | None, worker_id: str, *, bind: bool = False) -> None:
+        """403 if ``worker_id`` belongs to another client than ``client`` (the request's).
 
         With ``bind`` (a poll) a new ``worker_id`` is bound to the request's client first; other
         requests only look (so a refused one stores nothing): an id that was never bound holds
         no claim made with authentication, so the claim check that follows refuses it anyway.
-        A no-op without authentication (``--insecure-dev``).
+        A no-op without authentication (``--insecure-dev``, ``client`` None).
         """
-        client = getattr(request.state, "client", None)
         if client is None or self.owners.get(worker_id) == client:
             return
         if bind:
@@ -133,6 +148,13 @@ class Context:
             self.owners.clear()
         self.owners[worker_id] = client
 
+    def counter(self, name: str) -> Counter:
+        """The metrics counter ``name`` (looked up once, then from a plain dict)."""
+        counter = self.counters.get(name)
+        if counter is None:
+            counter = self.counters[name] = self.metrics.counter(name)
+        return counter
+
     async def control(self, fn: Callable[..., T], *args: Any) -> T:
         """Like :meth:`db` on the control-plane limiter (heartbeats, readiness), so these never
         queue behind polls and completions for a thread."""
@@ -141,6 +163,15 @@ class Context:
 
 def respond(body: Any, status: int = 200) -> JSONResponse:
     return JSONResponse(body, status_code=status)
+
+
+# Starlette's JSONResponse.render, with the encoder built once instead of per response.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":"))
+
+
+def json_bytes(body: Any) -> bytes:
+    """``body`` encoded exactly as :func:`respond` (a Starlette ``JSONResponse``) encodes it."""
+    return _ENCODER.encode(body).encode("utf-8")
 
 
 def error_response(exc: ServerError) -> JSONResponse:
@@ -213,6 +244,21 @@ def media_type(request: Request) -> str:
     return request.headers.get("content-type", "").split(";")[0].strip().lower()
 
 
+def check_json_type(kind: str, also: tuple[str, ...] = ()) -> None:
+    """415 unless the media type ``kind`` is JSON, absent, or one of ``also``."""
+    if kind and kind != "application/json" and not kind.endswith("+json") and kind not in also:
+        raise UnsupportedMediaType(f"expected Content-Type: application/json, got {kind!r}")
+
+
+async def decode_json(body: bytes, ctx: Context) -> Any:
+    """The decoded JSON ``body``: 400 for an empty or undecodable one; a large one in a thread."""
+    if not body.strip():
+        raise BadRequest("request body is empty: expected a JSON object")
+    if len(body) > _BIG_JSON:
+        return await run_in_thread(load_json, body, limiter=ctx.file_limiter)
+    return load_json(body)
+
+
 async def json_body(request: Request, ctx: Context, *, also: tuple[str, ...] = ()) -> Any:
     """The decoded JSON body (raw bytes for a type in ``also``).
 
@@ -220,13 +266,10 @@ async def json_body(request: Request, ctx: Context, *, also: tuple[str, ...] = (
     400 for an empty or undecodable body.
     """
     kind = media_type(request)
-    if kind and kind != "application/json" and not kind.endswith("+json") and kind not in also:
-        raise UnsupportedMediaType(f"expected Content-Type: application/json, got {kind!r}")
+    check_json_type(kind, also)
     body = await read_body(request, ctx.max_body_bytes)
-    if not body.strip():
-        raise BadRequest("request body is empty: expected a JSON object")
     if kind in also:
+        if not body.strip():
+            raise BadRequest("request body is empty: expected a JSON object")
         return body  # the caller decodes its other formats (raw bytes)
-    if len(body) > _BIG_JSON:
-        return await run_in_thread(load_json, body, limiter=ctx.file_limiter)
-    return load_json(body)
+    return await decode_json(body, ctx)
