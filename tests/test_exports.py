@@ -640,6 +640,8 @@ CLI = "trioworks.cli"
 
 # Classes defined in private modules that are deliberately not exported, with why.
 INTERNAL: dict[str, set[str]] = {
+    # The worker routes served without Starlette: build_app makes it, direct_responder uses it.
+    "trioworks.server.http._fast": {"FastRoutes"},
     # The child-process side of the script activity: what a user script sees as ``ctx``.
     "trioworks.worker.std._script_child": {"ScriptContext"},
     # A structural protocol: any object with create() is a factory; nobody needs to import it.
