@@ -123,6 +123,7 @@ PUBLIC: dict[str, set[str]] = {
         "RestartIntensityExceeded",
         "RestartPolicy",
         "RetryPolicy",
+        "ThreadBatcher",
         "Waiter",
         "child_process",
         "find_error",
@@ -373,6 +374,7 @@ PUBLIC: dict[str, set[str]] = {
         "workflow_failure",
     },
     "trioworks.server.storage": {
+        "BATCHABLE",
         "FILENAME",
         "POSTGRES",
         "SQLITE",
@@ -385,10 +387,12 @@ PUBLIC: dict[str, set[str]] = {
         "SQLiteStorage",
         "SqlStorage",
         "Storage",
+        "StorageCall",
         "Tx",
         "check_filename",
         "mask_url",
         "open_storage",
+        "run_each",
     },
     "trioworks.bus": CONTRACTS
     | {
@@ -636,6 +640,8 @@ CLI = "trioworks.cli"
 
 # Classes defined in private modules that are deliberately not exported, with why.
 INTERNAL: dict[str, set[str]] = {
+    # The worker routes served without Starlette: build_app makes it, direct_responder uses it.
+    "trioworks.server.http._fast": {"FastRoutes"},
     # The child-process side of the script activity: what a user script sees as ``ctx``.
     "trioworks.worker.std._script_child": {"ScriptContext"},
     # A structural protocol: any object with create() is a factory; nobody needs to import it.

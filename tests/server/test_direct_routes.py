@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 import trio
 from server_helpers import ManualClock, activity
 
@@ -24,6 +25,7 @@ from trioworks.server.http import (
     direct_responder,
     serve_http,
 )
+from trioworks.server.http._fast import FastRoutes
 from trioworks.server.storage import FileStore
 
 _UUID = re.compile(rb"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
@@ -116,11 +118,21 @@ async def _script(client: httpx.AsyncClient) -> list[tuple[int, list[tuple[str, 
     return seen
 
 
-async def test_direct_routes_answer_as_the_app_does(tmp_path: Path) -> None:
+async def test_direct_routes_answer_as_the_app_does(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     async with served(tmp_path, direct=False) as client:
         through_asgi = await _script(client)
+    fast: list[str] = []
+    serve = FastRoutes.serve
+
+    async def counted(self: FastRoutes, conn: Any, head: Any, *args: Any) -> None:
+        fast.append(head.path.rsplit("/", 1)[-1])
+        await serve(self, conn, head, *args)
+
+    monkeypatch.setattr(FastRoutes, "serve", counted)
     async with served(tmp_path, direct=True) as client:
         direct = await _script(client)
+    # The worker routes went the fast way (_fast.py), the others through the app's endpoints.
+    assert set(fast) == {"poll", "heartbeat", "complete", "fail"}
     assert [s for s, _, _ in through_asgi][:6] == [200, 200, 401, 400, 200, 404]
     assert len(direct) == len(through_asgi)
     for i, (ours, theirs) in enumerate(zip(direct, through_asgi, strict=True)):

@@ -5,6 +5,8 @@ This package depends on nothing else in trioworks; every subsystem builds on it.
 - :func:`run_in_thread` / :func:`run_in_process`: the one offload helper pair. Blocking work
   always runs under a named limiter, and a cancelled call reports how it ended as a
   :class:`CancelOutcome`.
+- :class:`ThreadBatcher`: calls that arrive while a thread is busy are run together in the next
+  thread hop (one ``run_batch`` call); leader/follower, no task of its own.
 - :func:`retry` with a :class:`RetryPolicy`: exponential backoff with jitter; the limiter slot
   is released while waiting between attempts; Cancelled is never retried.
 - :func:`supervise` with a :class:`RestartPolicy`: restart a failing child task with backoff,
@@ -19,6 +21,7 @@ This package depends on nothing else in trioworks; every subsystem builds on it.
   error inside (nested) exception groups, for reporting it or acting on one kind of error.
 """
 
+from ._batch import ThreadBatcher
 from ._correlation import Correlator, DuplicateCorrelationId, Waiter
 from ._errors import find_error, leaf_errors, single_error
 from ._lazy import lazy_exports
@@ -40,6 +43,7 @@ __all__ = [
     "RestartIntensityExceeded",
     "RestartPolicy",
     "RetryPolicy",
+    "ThreadBatcher",
     "Waiter",
     "child_process",
     "find_error",

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 import trio
 import trio_parallel
 
-__all__ = ["CancelOutcome", "run_in_process", "run_in_thread"]
+__all__ = ["CancelOutcome", "run_in_process", "run_in_thread", "thread_hop"]
 
 T = TypeVar("T")
 
@@ -125,6 +125,32 @@ async def run_in_thread(
         _report(on_cancel, outcome)
         raise
     return result  # type: ignore[return-value]  # None only when the gate was closed
+
+
+def _never_abort(_: Any) -> trio.lowlevel.Abort:
+    return trio.lowlevel.Abort.FAILED
+
+
+async def thread_hop(fn: Callable[[], T]) -> T:
+    """Run ``fn()`` in one of Trio's cached threads and wait for it, cancellation deferred.
+
+    The lean half of :func:`run_in_thread`, for callers in this package that already hold a slot
+    of their limiter (:class:`~._batch.ThreadBatcher`): no limiter, no copied context, no thread
+    name (``trio.to_thread`` names the OS thread on every call: two system calls), so ``fn``
+    must not call ``trio.from_thread`` without a ``trio_token`` nor read the caller's context
+    variables. Not a cancellation point: the call always waits for ``fn`` to end (returns what
+    it returns, raises what it raises); a cancellation meanwhile is delivered at the caller's
+    next checkpoint.
+    """
+    task = trio.lowlevel.current_task()
+    token = trio.lowlevel.current_trio_token()
+
+    def deliver(result: Any) -> None:  # in the thread: hand the outcome to the waiting task
+        token.run_sync_soon(trio.lowlevel.reschedule, task, result)
+
+    trio.lowlevel.start_thread_soon(fn, deliver)
+    result: T = await trio.lowlevel.wait_task_rescheduled(_never_abort)
+    return result
 
 
 async def run_in_process(

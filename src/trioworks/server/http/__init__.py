@@ -12,7 +12,8 @@ through a :class:`Context`, never the SQL or the rules' row functions.
 - ``_auth``: clients, OAuth2 client-credentials tokens (JWT);
 - ``_front`` (:func:`serve_http`: listeners, a task per connection, shutdown) over ``_h1`` (HTTP/1.1
   on one stream, parsed by httptools); ``_direct`` (:func:`direct_responder`: the app's routes
-  called without Starlette's ASGI layers) and ``_asgi`` (:func:`asgi_responder`: any ASGI app).
+  called without Starlette's ASGI layers; before them ``_fast``, the worker routes served
+  without Starlette at all) and ``_asgi`` (:func:`asgi_responder`: any ASGI app).
 
 The stable API is :mod:`trioworks.server`; these names are for the server's own wiring.
 """

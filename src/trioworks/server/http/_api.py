@@ -6,6 +6,7 @@ so bad input never changes the database.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
 
@@ -43,7 +44,7 @@ from ._views import (
     workflow_summary,
 )
 
-__all__ = ["routes"]
+__all__ = ["complete_work", "fail_work", "heartbeat_work", "poll_work", "routes"]
 
 routes = Routes()
 _MAX_QUEUES = 10_000  # worker queues remembered in ctx.polled (a client inventing names cannot grow it)
@@ -62,74 +63,101 @@ async def stamp(ctx: Context, name: str, version: int) -> str | None:
 
 
 # -- worker queue ------------------------------------------------------------------------------
-@routes.post("/api/v1/workers/poll")
-async def poll(request: Request, ctx: Context) -> Response:
-    body = parse_poll(await json_body(request, ctx))
-    if ctx.auth is not None and request.state.client is not None:
-        ctx.auth.check_worker(request.state.client, body.worker)
-    await ctx.check_worker_id(request, body.worker_id, bind=True)
+# Each route's work takes the request's client, path parameters and decoded body and returns the
+# response body (200): the Starlette endpoint below and the fast path (_fast.py, which serves
+# these four routes without Starlette) both call it, so both answer alike.
+async def poll_work(ctx: Context, client: str | None, params: Mapping[str, str], data: Any) -> Any:
+    body = parse_poll(data)
+    if ctx.auth is not None and client is not None:
+        ctx.auth.check_worker(client, body.worker)
+    await ctx.check_owner(client, body.worker_id, bind=True)
     if len(ctx.polled) >= _MAX_QUEUES and body.worker not in ctx.polled:
         ctx.polled.clear()
     ctx.polled[body.worker] = ctx.clock()
-    claimed = await ctx.db(ctx.storage.claim, body.worker, body.worker_id, body.max_activities, ctx.clock())
-    ctx.metrics.counter("server.activities_claimed").inc(len(claimed))
+    claimed = await ctx.queue(
+        ctx.storage.claim, body.worker, body.worker_id, body.max_activities, ctx.clock()
+    )
+    ctx.counter("server.activities_claimed").inc(len(claimed))
     handed = []
     for activity in claimed:  # secrets go into the hand-out only, never into a stored row
+        if not secret_names(activity.parameters):
+            handed.append(activity)  # nothing to fill (the usual case): no copy
+            continue
         try:
             parameters = fill_secrets(activity.parameters, ctx.secrets)
         except MissingSecret as exc:  # deployed while the server had it, restarted without
             error = {"code": "SECRET_MISSING", "message": str(exc), "retryable": False}
-            await ctx.db(
+            await ctx.queue(
                 ctx.storage.fail, activity.activity_id, body.worker_id, error, 0.0, None, ctx.clock()
             )
             continue
         handed.append(attrs.evolve(activity, parameters=parameters))
-    return respond({"activities": [converter.unstructure(a) for a in handed], "count": len(handed)})
+    return {"activities": [converter.unstructure(a) for a in handed], "count": len(handed)}
 
 
-@routes.post("/api/v1/activities/{activity_id}/heartbeat")
-async def heartbeat(request: Request, ctx: Context) -> Response:
-    body = parse_worker(await json_body(request, ctx))
-    await ctx.check_worker_id(request, body.worker_id)
-    activity_id = request.path_params["activity_id"]
-    lease = await ctx.control(ctx.storage.heartbeat, activity_id, body.worker_id, ctx.clock())
+async def heartbeat_work(ctx: Context, client: str | None, params: Mapping[str, str], data: Any) -> Any:
+    body = parse_worker(data)
+    await ctx.check_owner(client, body.worker_id)
+    lease = await ctx.control(ctx.storage.heartbeat, params["activity_id"], body.worker_id, ctx.clock())
     # The spec's 30 s, but never more than a third of a shorter lease.
-    return respond({"acknowledged": True, "next_heartbeat_seconds": max(1, min(30, int(lease // 3)))})
+    return {"acknowledged": True, "next_heartbeat_seconds": max(1, min(30, int(lease // 3)))}
 
 
-@routes.post("/api/v1/activities/{activity_id}/complete")
-async def complete(request: Request, ctx: Context) -> Response:
-    body = parse_complete(await json_body(request, ctx))
-    await ctx.check_worker_id(request, body.worker_id)
-    warnings = await ctx.db(
+async def complete_work(ctx: Context, client: str | None, params: Mapping[str, str], data: Any) -> Any:
+    body = parse_complete(data)
+    await ctx.check_owner(client, body.worker_id)
+    warnings = await ctx.queue(
         ctx.storage.complete,
-        request.path_params["activity_id"],
+        params["activity_id"],
         body.worker_id,
         body.output,
         body.cost_usd,
         body.usage,
         ctx.clock(),
     )
-    ctx.metrics.counter("server.activities_completed").inc()
+    ctx.counter("server.activities_completed").inc()
     ctx.timers.set()  # a dependent may now wait for a signal with a timeout
-    return respond({"acknowledged": True, **({"warnings": warnings} if warnings else {})})
+    return {"acknowledged": True, **({"warnings": warnings} if warnings else {})}
 
 
-@routes.post("/api/v1/activities/{activity_id}/fail")
-async def fail(request: Request, ctx: Context) -> Response:
-    body = parse_fail(await json_body(request, ctx))
-    await ctx.check_worker_id(request, body.worker_id)
-    will_retry = await ctx.db(
+async def fail_work(ctx: Context, client: str | None, params: Mapping[str, str], data: Any) -> Any:
+    body = parse_fail(data)
+    await ctx.check_owner(client, body.worker_id)
+    will_retry = await ctx.queue(
         ctx.storage.fail,
-        request.path_params["activity_id"],
+        params["activity_id"],
         body.worker_id,
         body.error,
         body.cost_usd,
         body.usage,
         ctx.clock(),
     )
-    ctx.metrics.counter("server.activities_retried" if will_retry else "server.activities_failed").inc()
-    return respond({"acknowledged": True, "will_retry": will_retry})
+    ctx.counter("server.activities_retried" if will_retry else "server.activities_failed").inc()
+    return {"acknowledged": True, "will_retry": will_retry}
+
+
+@routes.post("/api/v1/workers/poll", fast=poll_work)
+async def poll(request: Request, ctx: Context) -> Response:
+    data = await json_body(request, ctx)
+    return respond(await poll_work(ctx, request.state.client, request.path_params, data))
+
+
+@routes.post("/api/v1/activities/{activity_id}/heartbeat", fast=heartbeat_work)
+async def heartbeat(request: Request, ctx: Context) -> Response:
+    data = await json_body(request, ctx)
+    return respond(await heartbeat_work(ctx, request.state.client, request.path_params, data))
+
+
+@routes.post("/api/v1/activities/{activity_id}/complete", fast=complete_work)
+async def complete(request: Request, ctx: Context) -> Response:
+    data = await json_body(request, ctx)
+    return respond(await complete_work(ctx, request.state.client, request.path_params, data))
+
+
+@routes.post("/api/v1/activities/{activity_id}/fail", fast=fail_work)
+async def fail(request: Request, ctx: Context) -> Response:
+    data = await json_body(request, ctx)
+    return respond(await fail_work(ctx, request.state.client, request.path_params, data))
 
 
 # -- definitions -------------------------------------------------------------------------------

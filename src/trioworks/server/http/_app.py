@@ -14,6 +14,7 @@ from starlette.routing import Route
 from .._errors import ServerError, ValidationFailed
 from . import _api, _files, _ops, _schedules, _service
 from ._context import Context, on_disconnect, on_http_error, on_server_error, on_unexpected
+from ._fast import FastRoutes
 from ._routes import Endpoint, Handler
 
 __all__ = ["build_app"]
@@ -45,7 +46,7 @@ def _protected(handler: Handler, ctx: Context) -> Callable[[Request], Awaitable[
         if ctx.auth is not None:
             request.state.client = ctx.auth.verify(request.headers.get("authorization"))
         _check_url(request)
-        ctx.metrics.counter("server.requests").inc()
+        ctx.counter("server.requests").inc()
         in_flight = ctx.metrics.gauge("server.requests_in_flight")
         in_flight.inc()
         try:
@@ -79,4 +80,7 @@ def build_app(ctx: Context) -> Starlette:
         },
     )
     app.state.endpoints = endpoints  # the route table, for the OpenAPI document (_ops)
+    # The worker routes served without Starlette by the direct responder (_direct, _fast).
+    app.state.fast = FastRoutes(ctx, endpoints)
+    app.state.fast.check_precedence(app.routes)
     return app

@@ -2,11 +2,14 @@
 
 :class:`Context` carries what every handler needs (storage, limiters, clock) and is the only
 way handlers reach the storage: :meth:`Context.db` runs a storage method in a thread on the
-storage limiter, :meth:`Context.control` on the separate control-plane limiter.
+storage limiter, :meth:`Context.queue` a queue call (claim, complete, fail) batched with the
+others in flight (:meth:`Storage.run_batch` through :class:`~trioworks.core.ThreadBatcher`, on the
+same limiter), :meth:`Context.control` on the separate control-plane limiter.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
@@ -17,13 +20,23 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from ...core import Metrics, run_in_thread
+from ...core import Counter, Metrics, ThreadBatcher, run_in_thread
 from .._errors import BadRequest, Forbidden, PayloadTooLarge, ServerError, UnsupportedMediaType
-from ..storage import FileStore, Storage
+from ..storage import FileStore, Storage, StorageCall
 from ._auth import Authenticator
 from ._limits import load_json
 
-__all__ = ["Context", "Wakeup", "error_response", "json_body", "read_body", "respond"]
+__all__ = [
+    "Context",
+    "Wakeup",
+    "check_json_type",
+    "decode_json",
+    "error_response",
+    "json_body",
+    "json_bytes",
+    "read_body",
+    "respond",
+]
 
 T = TypeVar("T")
 logger = logging.getLogger("trioworks.server")
@@ -74,6 +87,35 @@ class Context:
     # worker queue -> when this server last answered a poll of it (clock seconds): lets
     # `status` / `run --wait` say that nobody is polling a workflow's queue.
     polled: dict[str, float] = attrs.field(factory=dict)
+    # Queue calls run in batches of at most this many, at most `batches` batches at once. Each
+    # call of a batch is a savepoint: Postgres caches 64 subtransactions per transaction, more
+    # slow down every other session's snapshots, so a batch stays well below that.
+    batch_size: int = 32
+    batches: int = 1
+    batcher: ThreadBatcher[StorageCall, Any] = attrs.field(init=False)
+    counters: dict[str, Counter] = attrs.field(factory=dict)  # see counter()
+
+    @batcher.default
+    def _batcher(self) -> ThreadBatcher[StorageCall, Any]:
+        return ThreadBatcher(
+            self.storage.run_batch,
+            limiter=self.storage_limiter,
+            max_batch=self.batch_size,
+            max_batches=self.batches,
+            metrics=self.metrics,
+            name="server.queue",
+        )
+
+    async def queue(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run the storage queue method ``fn`` (claim, complete or fail) in the next batch.
+
+        Calls that arrive while a batch is in flight are gathered into the next one: one thread
+        hop and (SQL) one transaction for all, each call answering as it would alone (see
+        :meth:`Storage.run_batch`). A checkpoint; cancelled before its batch starts, the call
+        never runs; once it started, it is not abandoned (as :meth:`db`).
+        """
+        result: T = await self.batcher.submit(StorageCall(fn.__name__, args))
+        return result
 
     async def db(self, fn: Callable[..., T], *args: Any) -> T:
         """Run a storage method in a thread under the storage limiter (a checkpoint).
@@ -83,14 +125,17 @@ class Context:
         return await run_in_thread(fn, *args, limiter=self.storage_limiter)
 
     async def check_worker_id(self, request: Request, worker_id: str, *, bind: bool = False) -> None:
-        """403 if ``worker_id`` belongs to another client than the request's.
+        """403 if ``worker_id`` belongs to another client than the request's (see :meth:`check_owner`)."""
+        await self.check_owner(getattr(request.state, "client", None), worker_id, bind=bind)
+
+    async def check_owner(self, client: str | None, worker_id: str, *, bind: bool = False) -> None:
+        """403 if ``worker_id`` belongs to another client than ``client`` (the request's).
 
         With ``bind`` (a poll) a new ``worker_id`` is bound to the request's client first; other
         requests only look (so a refused one stores nothing): an id that was never bound holds
         no claim made with authentication, so the claim check that follows refuses it anyway.
-        A no-op without authentication (``--insecure-dev``).
+        A no-op without authentication (``--insecure-dev``, ``client`` None).
         """
-        client = getattr(request.state, "client", None)
         if client is None or self.owners.get(worker_id) == client:
             return
         if bind:
@@ -105,6 +150,13 @@ class Context:
             self.owners.clear()
         self.owners[worker_id] = client
 
+    def counter(self, name: str) -> Counter:
+        """The metrics counter ``name`` (looked up once, then from a plain dict)."""
+        counter = self.counters.get(name)
+        if counter is None:
+            counter = self.counters[name] = self.metrics.counter(name)
+        return counter
+
     async def control(self, fn: Callable[..., T], *args: Any) -> T:
         """Like :meth:`db` on the control-plane limiter (heartbeats, readiness), so these never
         queue behind polls and completions for a thread."""
@@ -113,6 +165,15 @@ class Context:
 
 def respond(body: Any, status: int = 200) -> JSONResponse:
     return JSONResponse(body, status_code=status)
+
+
+# Starlette's JSONResponse.render, with the encoder built once instead of per response.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":"))
+
+
+def json_bytes(body: Any) -> bytes:
+    """``body`` encoded exactly as :func:`respond` (a Starlette ``JSONResponse``) encodes it."""
+    return _ENCODER.encode(body).encode("utf-8")
 
 
 def error_response(exc: ServerError) -> JSONResponse:
@@ -185,6 +246,21 @@ def media_type(request: Request) -> str:
     return request.headers.get("content-type", "").split(";")[0].strip().lower()
 
 
+def check_json_type(kind: str, also: tuple[str, ...] = ()) -> None:
+    """415 unless the media type ``kind`` is JSON, absent, or one of ``also``."""
+    if kind and kind != "application/json" and not kind.endswith("+json") and kind not in also:
+        raise UnsupportedMediaType(f"expected Content-Type: application/json, got {kind!r}")
+
+
+async def decode_json(body: bytes, ctx: Context) -> Any:
+    """The decoded JSON ``body``: 400 for an empty or undecodable one; a large one in a thread."""
+    if not body.strip():
+        raise BadRequest("request body is empty: expected a JSON object")
+    if len(body) > _BIG_JSON:
+        return await run_in_thread(load_json, body, limiter=ctx.file_limiter)
+    return load_json(body)
+
+
 async def json_body(request: Request, ctx: Context, *, also: tuple[str, ...] = ()) -> Any:
     """The decoded JSON body (raw bytes for a type in ``also``).
 
@@ -192,13 +268,10 @@ async def json_body(request: Request, ctx: Context, *, also: tuple[str, ...] = (
     400 for an empty or undecodable body.
     """
     kind = media_type(request)
-    if kind and kind != "application/json" and not kind.endswith("+json") and kind not in also:
-        raise UnsupportedMediaType(f"expected Content-Type: application/json, got {kind!r}")
+    check_json_type(kind, also)
     body = await read_body(request, ctx.max_body_bytes)
-    if not body.strip():
-        raise BadRequest("request body is empty: expected a JSON object")
     if kind in also:
+        if not body.strip():
+            raise BadRequest("request body is empty: expected a JSON object")
         return body  # the caller decodes its other formats (raw bytes)
-    if len(body) > _BIG_JSON:
-        return await run_in_thread(load_json, body, limiter=ctx.file_limiter)
-    return load_json(body)
+    return await decode_json(body, ctx)

@@ -11,6 +11,9 @@ handlers (most specific class first, as Starlette), and writes the endpoint's
 status codes, error bodies and JSON bytes are the app's, and the route table stays the one
 source of truth.
 
+Before that, the routes a worker calls for every activity (poll, heartbeat, complete, fail) are
+served without Starlette at all, by the app's :class:`~._fast.FastRoutes` (``app.state.fast``).
+
 What it does not handle goes to the ASGI ``fallback`` (the app itself): no route matches
 (Starlette's 404, 405, redirects), an endpoint that is not a coroutine function, an app with
 middleware. A response that is not a plain body (streamed, or with a background task) is sent
@@ -31,6 +34,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Match, Route
 
 from ._asgi import Exchange, asgi_responder, http_scope
+from ._fast import FastRoutes
 from ._front import Respond
 from ._h1 import H1Connection, RequestHead
 
@@ -62,8 +66,14 @@ def direct_responder(app: Starlette) -> Respond:
         for route in app.routes
     ]
     handlers: dict[Any, ErrorHandler] = dict(app.exception_handlers)
+    fast: FastRoutes | None = getattr(app.state, "fast", None)
 
     async def respond(conn: H1Connection, head: RequestHead) -> None:
+        if fast is not None:
+            found = fast.match(head)
+            if found is not None:
+                await fast.serve(conn, head, *found)
+                return
         scope = http_scope(conn, head)
         endpoint: Endpoint | None = None  # stays None without a route: Starlette's 404, 405, redirect
         for route, direct in table:

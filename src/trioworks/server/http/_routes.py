@@ -7,11 +7,16 @@ is one decorator on one handler: there is no name table or route list to edit be
 A handler is ``async def handler(request, ctx) -> Response``. A route is *protected* unless it
 says ``public=True``: the token is checked (when authentication is on), path and query are
 checked for NUL characters, and the request is counted in the metrics.
+
+A protected JSON route may also name its ``fast`` work, ``async def work(ctx, client,
+path_params, body) -> response body``: the HTTP front then serves it without Starlette
+(:mod:`._fast`), answering as the handler would (which must call the same work).
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 
 import attrs
 from starlette.requests import Request
@@ -19,9 +24,11 @@ from starlette.responses import Response
 
 from ._context import Context
 
-__all__ = ["Endpoint", "Handler", "Routes"]
+__all__ = ["Endpoint", "FastWork", "Handler", "Routes"]
 
 Handler = Callable[[Request, Context], Awaitable[Response]]
+FastWork = Callable[[Context, "str | None", Mapping[str, str], Any], Awaitable[Any]]
+"""A JSON route's work: (ctx, the request's client, path parameters, decoded body) -> 200 body."""
 
 
 @attrs.frozen
@@ -30,6 +37,7 @@ class Endpoint:
     methods: tuple[str, ...]
     handler: Handler
     public: bool = False
+    fast: FastWork | None = None
 
 
 class Routes:
@@ -38,11 +46,15 @@ class Routes:
     def __init__(self) -> None:
         self.endpoints: list[Endpoint] = []
 
-    def route(self, path: str, *methods: str, public: bool = False) -> Callable[[Handler], Handler]:
+    def route(
+        self, path: str, *methods: str, public: bool = False, fast: FastWork | None = None
+    ) -> Callable[[Handler], Handler]:
         """Declare that the decorated handler serves ``methods`` on ``path`` (Starlette syntax)."""
+        if fast is not None and public:
+            raise ValueError("a fast route is a protected one")
 
         def declare(handler: Handler) -> Handler:
-            self.endpoints.append(Endpoint(path, methods, handler, public))
+            self.endpoints.append(Endpoint(path, methods, handler, public, fast))
             return handler
 
         return declare
@@ -50,5 +62,7 @@ class Routes:
     def get(self, path: str, *, public: bool = False) -> Callable[[Handler], Handler]:
         return self.route(path, "GET", public=public)
 
-    def post(self, path: str, *, public: bool = False) -> Callable[[Handler], Handler]:
-        return self.route(path, "POST", public=public)
+    def post(
+        self, path: str, *, public: bool = False, fast: FastWork | None = None
+    ) -> Callable[[Handler], Handler]:
+        return self.route(path, "POST", public=public, fast=fast)

@@ -26,7 +26,7 @@ import typing
 from ...core import lazy_exports as _lazy_exports
 from ._dialect import Connections, Dialect, Tx
 from ._files import FILENAME, FileStore, check_filename
-from ._interface import Storage
+from ._interface import BATCHABLE, Storage, StorageCall, run_each
 from ._open import mask_url, open_storage
 from ._sql import SqlStorage
 from ._sqlite import SQLITE, SQLiteConnections, SQLiteStorage
@@ -35,6 +35,7 @@ if typing.TYPE_CHECKING:
     from ._postgres import POSTGRES, PostgresConnections, PostgresStorage
 
 __all__ = [
+    "BATCHABLE",
     "FILENAME",
     "POSTGRES",
     "SQLITE",
@@ -47,10 +48,12 @@ __all__ = [
     "SQLiteStorage",
     "SqlStorage",
     "Storage",
+    "StorageCall",
     "Tx",
     "check_filename",
     "mask_url",
     "open_storage",
+    "run_each",
 ]
 
 if not typing.TYPE_CHECKING:  # type checkers see the imports above instead

@@ -6,6 +6,11 @@ calls them only through :func:`trioworks.core.run_in_thread` on the storage's ow
 ``CapacityLimiter``, never on the Trio loop. ``now`` is always passed in (POSIX seconds from the
 server's injectable clock), so that lease and retry tests run on virtual time.
 
+:meth:`Storage.run_batch` runs several queue calls (claim, complete, fail) together, each
+answering exactly as it would alone: the server gathers the calls that arrive while a storage
+call is in flight (:class:`trioworks.core.ThreadBatcher`). The SQL backends run them in one
+transaction, each in its own savepoint; :func:`run_each` is the default, one call after the other.
+
 Concurrency contract: two concurrent :meth:`Storage.claim` calls never return the same activity;
 changes to one workflow's activities are serialized (SQLite: one writer; Postgres: the workflow
 row is locked ``FOR UPDATE`` and claims use ``FOR UPDATE SKIP LOCKED``).
@@ -13,7 +18,11 @@ row is locked ``FOR UPDATE`` and claims use ``FOR UPDATE SKIP LOCKED``).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
+
+import attrs
+import outcome
 
 from .._models import (
     ActivityRow,
@@ -29,7 +38,24 @@ from .._models import (
 )
 from .._schedules import NewSchedule, ScheduleChanges, ScheduleFire, ScheduleRow
 
-__all__ = ["Storage"]
+__all__ = ["BATCHABLE", "Storage", "StorageCall", "run_each"]
+
+BATCHABLE = frozenset({"claim", "complete", "fail"})
+"""The :class:`Storage` methods :meth:`Storage.run_batch` accepts."""
+
+
+@attrs.frozen
+class StorageCall:
+    """One call of a :class:`Storage` method, for :meth:`Storage.run_batch`:
+    ``getattr(storage, method)(*args)``. ``method`` is one of :data:`BATCHABLE`."""
+
+    method: str
+    args: tuple[Any, ...]
+
+
+def run_each(storage: Storage, calls: Sequence[StorageCall]) -> list[outcome.Outcome[Any]]:
+    """The default :meth:`Storage.run_batch`: each call on its own, in order, its outcome captured."""
+    return [outcome.capture(getattr(storage, call.method), *call.args) for call in calls]
 
 
 @runtime_checkable
@@ -149,6 +175,15 @@ class Storage(Protocol):
         now: float,
     ) -> bool:
         """Record a failure; returns ``will_retry``. A final failure fails the workflow."""
+
+    def run_batch(self, calls: Sequence[StorageCall]) -> list[outcome.Outcome[Any]]:
+        """Run ``calls`` (each one of :data:`BATCHABLE`); one outcome per call, in order.
+
+        Each call returns or raises exactly what it would alone, and a call that raises changes
+        nothing (the others are unaffected). The calls may run in any order (as concurrent
+        calls would) and together in one transaction. Never raises: an error is its call's.
+        """
+        return run_each(self, calls)
 
     def sweep(self, now: float) -> int:
         """Requeue (or fail, with no retry left) every running row whose lease expired; the count."""

@@ -10,11 +10,14 @@ only load rows through :class:`~._tables.Tables`, call the rules and write what 
 
 from __future__ import annotations
 
+import functools
 import uuid
+from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
 import attrs
+import outcome
 
 from .. import rules
 from .._errors import BadRequest, Conflict, NotFound
@@ -34,6 +37,7 @@ from .._models import (
 from .._schedules import NewSchedule, ScheduleChanges, ScheduleFire, ScheduleRow
 from .._wire import canonical_json, definition_body
 from ._dialect import Connections, Dialect, Tx
+from ._interface import BATCHABLE, StorageCall, run_each
 from ._queue import SqlQueue
 from ._rows import INSERT_ACTIVITY, WORKFLOW_COLUMNS, activity_values, loads, row_to_workflow, workflow_values
 from ._schedules import SqlSchedules
@@ -140,6 +144,18 @@ class SqlStorage:
         now: float,
     ) -> bool:
         return self.queue.fail(activity_id, worker_id, error, cost_usd, usage, now)
+
+    def run_batch(self, calls: Sequence[StorageCall]) -> list[outcome.Outcome[Any]]:
+        """One transaction, each call in its own savepoint (see :meth:`~._tables.Tables.run_batch`);
+        on Postgres in the order of their rows' locks (:meth:`~._queue.SqlQueue.lock_order`)."""
+        unknown = {c.method for c in calls} - BATCHABLE
+        if unknown:
+            raise ValueError(f"run_batch runs {sorted(BATCHABLE)}, not {sorted(unknown)}")
+        if len(calls) < 2:  # nothing to share: no savepoint
+            return run_each(self, calls)
+        fns = [functools.partial(getattr(self, c.method), *c.args) for c in calls]
+        order = None if not self.dialect.for_update else functools.partial(self.queue.lock_order, calls=calls)
+        return self.tables.run_batch(fns, order)
 
     def sweep(self, now: float) -> int:
         return self.queue.sweep(now)

@@ -9,10 +9,14 @@ rows. :class:`~._sql.SqlStorage` (definitions, workflows, signals, files) and
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any
 
-from .._errors import NotFound, StorageUnavailable
+import outcome
+
+from .._errors import NotFound, ServerError, StorageUnavailable
 from .._models import ActivityRow, Definition, WorkflowRow
 from .._wire import load_definition
 from ..rules import Plan, make_plan, waiting_counts
@@ -33,6 +37,8 @@ from ._rows import (
 
 __all__ = ["Tables"]
 
+logger = logging.getLogger("trioworks.server")
+
 _IN_CHUNK = 500  # keys per IN (...) list: far below both databases' limits on parameters
 
 
@@ -44,10 +50,20 @@ class Tables:
         self.connections = connections
         self._plans: dict[tuple[str, int], Plan] = {}  # definitions are immutable once stored
         self._cache_lock = threading.Lock()
+        self._batch = threading.local()  # .db: the transaction run_batch runs in this thread
 
     @contextlib.contextmanager
     def tx(self) -> Iterator[Tx]:
-        """One transaction; :exc:`StorageUnavailable` when the dialect says the database is down."""
+        """One transaction; :exc:`StorageUnavailable` when the dialect says the database is down.
+
+        Inside :meth:`run_batch` (same thread): a savepoint of the batch's transaction instead,
+        rolled back if the block raises, so that a call of a batch that fails changes nothing.
+        """
+        batch: Tx | None = getattr(self._batch, "db", None)
+        if batch is not None:
+            with self._savepoint(batch):
+                yield batch
+            return
         if self.connections.closed:
             raise RuntimeError("storage is closed")
         try:
@@ -56,6 +72,51 @@ class Tables:
         except self.dialect.unavailable_errors as exc:
             reason = " ".join(str(exc).split()) or type(exc).__name__
             raise StorageUnavailable(f"database unavailable: {reason}") from exc
+
+    @staticmethod
+    @contextlib.contextmanager
+    def _savepoint(db: Tx) -> Iterator[None]:
+        db.send("SAVEPOINT batch_item")  # pipelined (Postgres): travels with the call's first read
+        try:
+            yield
+        except BaseException:
+            # Undo this call only; the batch goes on. If even that fails, the transaction is
+            # unusable: the error raised instead is not a ServerError, so run_batch falls back.
+            db.exec("ROLLBACK TO SAVEPOINT batch_item")
+            db.send("RELEASE SAVEPOINT batch_item")
+            raise
+        db.send("RELEASE SAVEPOINT batch_item")
+
+    def run_batch(
+        self, calls: Sequence[Callable[[], Any]], order: Callable[[Tx], Sequence[int]] | None = None
+    ) -> list[outcome.Outcome[Any]]:
+        """Run ``calls`` (storage methods that each open :meth:`tx` once) in one transaction.
+
+        Each call runs in its own savepoint, in the order ``order(db)`` gives (indexes into
+        ``calls``; default: as given); one outcome per call, in the order of ``calls``. A call
+        that raises a :class:`ServerError` (404, 409, ...) has its own changes rolled back and
+        that error as its outcome. Anything else (a database error, a deadlock, a failed
+        ``COMMIT``, a bug) fails the transaction: it is rolled back and every call runs again
+        in a transaction of its own, so each gets the outcome it would have had alone.
+        """
+        results: list[outcome.Outcome[Any] | None] = [None] * len(calls)
+        try:
+            with self.tx() as db:
+                self._batch.db = db
+                try:
+                    for i in range(len(calls)) if order is None else order(db):
+                        result = outcome.capture(calls[i])
+                        if isinstance(result, outcome.Error) and not isinstance(result.error, ServerError):
+                            raise result.error
+                        results[i] = result
+                    if any(r is None for r in results):
+                        raise RuntimeError("run_batch: order() must name every call")
+                finally:
+                    self._batch.db = None
+        except Exception as exc:
+            logger.warning("a batch of %d storage calls failed (%s): one transaction each", len(calls), exc)
+            return [outcome.capture(call) for call in calls]
+        return results  # type: ignore[return-value]  # no None left: checked above
 
     def create_schema(self) -> None:
         """Create what is missing (idempotent), then bring an older database up to date."""
