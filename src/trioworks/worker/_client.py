@@ -37,7 +37,7 @@ from ._errors import ApiError, AuthenticationError, LeaseLostError
 from ._transport import WorkerTransport, environment_proxy
 from ._wire import PendingActivity, converter
 
-__all__ = ["WorkerApiClient", "is_transient"]
+__all__ = ["EncodedJSON", "WorkerApiClient", "encode_json", "is_transient"]
 
 logger = logging.getLogger("trioworks.worker.client")
 
@@ -47,6 +47,35 @@ TOKEN_PATH = "/api/v1/oauth/token"
 
 # The bytes httpx would send for ``json=`` (its encoder's options), with one encoder built once.
 _encode = jsonlib.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+
+
+class EncodedJSON(bytes):
+    """UTF-8 JSON text, put as it is into a call's body where it is a top-level value.
+
+    A result's output is encoded once, when the worker checks that it is JSON, and that text is
+    what complete sends.
+    """
+
+
+def encode_json(value: Any) -> EncodedJSON:
+    """``value`` as the worker sends it; TypeError/ValueError when it is not JSON (NaN, a set, a
+    lone surrogate...)."""
+    return EncodedJSON(_encode(value).encode())
+
+
+def _body(payload: dict[str, Any]) -> bytes:
+    for value in payload.values():
+        if isinstance(value, EncodedJSON):
+            break
+    else:
+        return _encode(payload).encode()
+    parts = [
+        _encode(key).encode() + b":" + (value if isinstance(value, EncodedJSON) else _encode(value).encode())
+        for key, value in payload.items()
+    ]
+    return b"{" + b",".join(parts) + b"}"
+
+
 # A path made only of these characters is sent as it is (httpx would not escape any of them).
 _PLAIN_PATH = re.compile(r"[A-Za-z0-9/_.~-]*")
 # A header value we may put on the wire as it is: visible ASCII and spaces.
@@ -269,8 +298,11 @@ class WorkerApiClient:
         return _Answer(reply.status, reply.reason.decode("ascii", "replace"), reply.content)
 
     async def _call(self, method: str, path: str, payload: Any, *, lease: bool = False) -> Any:
-        """A small JSON call: the answer's decoded body (``{}`` when empty); ApiError on 4xx/5xx."""
-        body = _encode(payload).encode()
+        """A small JSON call: the answer's decoded body (``{}`` when empty); ApiError on 4xx/5xx.
+
+        ``payload``'s top-level values may be :class:`EncodedJSON`.
+        """
+        body = _body(payload)
         for attempt in (1, 2):
             authorization = await self._authorization()
             response = await self._exchange_json(method, path, body, authorization)

@@ -307,7 +307,9 @@ class DirectPool:
             if conn is None:
                 conn = await self._connect(key, connect_limit)
             try:
-                if limit is None:
+                # An enclosing deadline that comes first (a report's, with the default settings)
+                # makes this one's cancel scope useless: it would never fire.
+                if limit is None or trio.current_effective_deadline() <= trio.current_time() + limit:
                     reply = await conn.exchange(data)
                 else:
                     with trio.move_on_after(limit) as scope:

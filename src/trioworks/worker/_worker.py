@@ -261,8 +261,11 @@ class Worker:
             try:
                 # A poll that reached the server may have claimed rows: never abandon it halfway
                 # (the drain cancels the poll scope), so it finishes shielded, bounded by a timeout.
-                with trio.CancelScope(shield=True), trio.fail_after(self.config.request_timeout + 5):
+                limit = self.config.request_timeout + 5
+                with trio.CancelScope(shield=True, deadline=trio.current_time() + limit) as scope:
                     claimed = await self._client.poll(len(tokens))
+                if scope.cancelled_caught:
+                    raise trio.TooSlowError(f"no poll answer within {limit:g} s")
             except (
                 ApiError,
                 httpx.HTTPError,
