@@ -18,6 +18,7 @@ import trio
 from trioworks.worker import WorkerConfig, _direct
 from trioworks.worker._client import WorkerApiClient
 from trioworks.worker._direct import BUFFERED
+from trioworks.worker._errors import LeaseLostError
 from trioworks.worker._transport import WorkerTransport
 
 Answer = Callable[[h11.Request, bytes, trio.SocketStream], Awaitable[bool]]
@@ -253,3 +254,90 @@ async def test_streamed_requests_still_go_through_httpcore() -> None:
         await transport.aclose()
         nursery.cancel_scope.cancel()
     assert server.requests[0][1:] == ("/up", b"abc")
+
+
+def raw(data: bytes, *, close: bool = False) -> Answer:
+    async def answer(request: h11.Request, received: bytes, stream: trio.SocketStream) -> bool:
+        await stream.send_all(data)
+        return not close
+
+    return answer
+
+
+async def test_interim_answers_are_skipped_and_the_connection_kept() -> None:
+    payload = b'{"activities":[]}'
+    server = Server(
+        raw(
+            b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s"
+            % (len(payload), payload)
+        )
+    )
+    async with trio.open_nursery() as nursery:
+        await nursery.start(server.run)
+        async with client(server.port) as api:
+            for _ in range(3):
+                assert await api.poll(1) == []
+        nursery.cancel_scope.cancel()
+    assert server.connections == 1
+
+
+async def test_a_body_that_ends_with_the_connection() -> None:
+    # No Content-Length, no chunking: the body is what comes before the server closes.
+    server = Server(raw(b'HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n{"activities": []}', close=True))
+    async with trio.open_nursery() as nursery:
+        await nursery.start(server.run)
+        async with client(server.port) as api:
+            for _ in range(2):
+                assert await api.poll(1) == []
+        nursery.cancel_scope.cancel()
+    assert server.connections == 2
+
+
+async def test_bytes_after_the_answer_retire_the_connection() -> None:
+    # An answer followed by junk (or a second, unasked answer): the first is the reply, and the
+    # connection, in an unknown state, is not reused.
+    for extra in (b"garbage garbage\r\n\r\n", b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}"):
+        server = Server(raw(b'HTTP/1.1 200 OK\r\nContent-Length: 18\r\n\r\n{"activities": []}' + extra))
+        async with trio.open_nursery() as nursery:
+            await nursery.start(server.run)
+            async with client(server.port) as api:
+                for _ in range(2):
+                    assert await api.poll(1) == []
+            nursery.cancel_scope.cancel()
+        assert server.connections == 2
+
+
+async def test_a_malformed_answer_is_a_protocol_error() -> None:
+    server = Server(raw(b"HTTP/1.1 abc\r\n\r\n", close=True))
+    async with trio.open_nursery() as nursery:
+        await nursery.start(server.run)
+        async with client(server.port) as api:
+            with pytest.raises(httpx.RemoteProtocolError):
+                await api.poll(1)
+        nursery.cancel_scope.cancel()
+
+
+async def test_errors_carry_the_servers_code_and_message() -> None:
+    body = json.dumps({"error": {"code": "NOPE", "message": "not yours"}}).encode()
+    server = Server(raw(b"HTTP/1.1 409 Conflict\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)))
+    async with trio.open_nursery() as nursery:
+        await nursery.start(server.run)
+        async with client(server.port) as api:
+            with pytest.raises(LeaseLostError) as caught:
+                await api.heartbeat("a1")
+        nursery.cancel_scope.cancel()
+    assert (caught.value.status, caught.value.code, caught.value.message) == (409, "NOPE", "not yours")
+
+
+async def test_a_cancelled_caller_sends_nothing() -> None:
+    server = Server(reply({"activities": []}))
+    async with trio.open_nursery() as nursery:
+        await nursery.start(server.run)
+        async with client(server.port) as api:
+            assert await api.poll(1) == []  # a kept-alive connection now exists
+            with trio.CancelScope() as scope:
+                scope.cancel()
+                await api.poll(1)
+        await trio.sleep(0.2)  # anything sent would have arrived
+        nursery.cancel_scope.cancel()
+    assert len(server.requests) == 1

@@ -35,7 +35,7 @@ from ._config import WorkerConfig
 from ._direct import BUFFERED, DirectPool, Key
 from ._errors import ApiError, AuthenticationError, LeaseLostError
 from ._transport import WorkerTransport, environment_proxy
-from ._wire import PendingActivity, converter
+from ._wire import PendingActivity, pending_activity
 
 __all__ = ["EncodedJSON", "WorkerApiClient", "encode_json", "is_transient"]
 
@@ -93,7 +93,10 @@ class _Answer:
         self.content = content
 
     def json(self) -> Any:
-        return jsonlib.loads(self.content)
+        try:  # UTF-8, as servers send (skips json's encoding detection)
+            return jsonlib.loads(self.content.decode())
+        except ValueError:  # any other encoding json accepts, or the real error
+            return jsonlib.loads(self.content)
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -393,7 +396,10 @@ class WorkerApiClient:
                 "max_activities": max_activities,
             },
         )
-        return [converter.structure(item, PendingActivity) for item in data.get("activities", [])]
+        items = data.get("activities", []) if isinstance(data, dict) else None
+        if not isinstance(items, list):
+            raise ValueError(f"a poll answer must be an object with an 'activities' list, got {data!r:.200}")
+        return [pending_activity(item) for item in items]
 
     async def heartbeat(self, activity_id: str) -> None:
         """One heartbeat; :class:`LeaseLostError` on 404/409."""
