@@ -182,19 +182,22 @@ class _Connection:
                 continue
             view = view[sent:]
 
-    async def _receive(self) -> bytes:
+    async def _receive(self, wait_first: bool) -> bytes:
         if self.stream is not None:
             try:
                 return bytes(await self.stream.receive_some(_READ_SIZE))
             except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
                 raise OSError(str(exc)) from exc
         sock = self.sock
-        while True:
-            # After a request the answer is not there yet: wait first, then read.
+        # Right after the request the answer is not there yet: wait first, then read. The rest of
+        # a long answer is usually there already: read first.
+        if wait_first:
             await trio.lowlevel.wait_readable(sock)
+        while True:
             try:
                 data: bytes = sock.recv(_READ_SIZE)
             except BlockingIOError:
+                await trio.lowlevel.wait_readable(sock)
                 continue
             return data
 
@@ -213,7 +216,7 @@ class _Connection:
         received = False
         while not answer.done:
             try:
-                chunk = await self._receive()
+                chunk = await self._receive(not received)
             except OSError as exc:
                 if self.used and not received:
                     raise _Stale from exc
