@@ -256,6 +256,7 @@ class Worker:
     async def _poll_loop(self, activities: trio.Nursery) -> None:
         idle = self.config.poll_interval
         auth_failures = errors = 0
+        polls = self.metrics.counter("polls")
         while True:
             tokens = await self._reserve()
             try:
@@ -288,7 +289,7 @@ class Worker:
             except BaseException:
                 self._release(tokens)
                 raise
-            self.metrics.counter("polls").inc()
+            polls.inc()
             auth_failures = errors = 0
             self._claimed.value += len(claimed)
             for pending, token in zip(claimed, tokens, strict=False):
