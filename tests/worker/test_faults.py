@@ -200,3 +200,17 @@ async def test_report_deadline_gives_up_and_worker_keeps_serving(
     later = fake.add("nap", {"seconds": 1})
     await wait_until(lambda: later.status == "completed")
     assert any("health: slots" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_heartbeat_answered_with_garbage_is_a_failed_heartbeat(
+    fake: FakeServer, start_worker, autojump_clock
+) -> None:
+    # The heartbeat loop runs in the heartbeat starter's nursery: an answer it cannot read must not
+    # take the worker down; it is retried sooner, like a 5xx.
+    row = fake.add("nap", {"seconds": 25}, timeout_seconds=30)
+    fake.script("/heartbeat", httpx.Response(200, text="<html>not json</html>"))
+    worker = await start_worker([nap])
+    await wait_until(lambda: fake.done)
+    assert len(row.completions) == 1
+    assert row.heartbeats >= 1  # the retry, a third of a period after the garbage
+    assert worker.stats().completed == 1

@@ -263,8 +263,9 @@ class ActivityRunner:
                 self._metrics.counter("activities.lease_lost").inc()
                 ctx.cancel(CancelReason.LEASE_LOST)
                 return
-            except (ApiError, httpx.HTTPError) as exc:
-                # The lease still has about two periods left: try again sooner.
+            except (ApiError, httpx.HTTPError, ValueError) as exc:
+                # (ValueError: a 200 whose body is not JSON.) The lease still has about two periods
+                # left: try again sooner.
                 logger.warning("activity %s: heartbeat failed (%s)", ctx.activity_id, exc)
                 delay = period / 3
             else:
