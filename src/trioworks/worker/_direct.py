@@ -263,7 +263,8 @@ class DirectPool:
             since = now - conn.idle_since
             # Idle for under 50 ms (a busy worker's usual case): skip the system call. A close
             # that raced it is still caught (the exchange sees it before the first byte).
-            if since < _RECENT or ((self._expiry is None or since < self._expiry) and conn.alive()):
+            fresh = self._expiry is None or since < self._expiry
+            if fresh and (since < _RECENT or conn.alive()):
                 return conn
             conn.close()
         return None
