@@ -686,11 +686,13 @@ INTERNAL: dict[str, set[str]] = {
     "trioworks.services._turn": {"Seen", "Watch"},
     # The worker's machinery behind Worker: the per-activity runner, its limiters and report.
     "trioworks.worker._execute": {"ActivityRunner", "Limiters", "Report"},
-    "trioworks.worker._heartbeats": {"HeartbeatStarter"},
+    "trioworks.worker._heartbeats": {"Heartbeat", "HeartbeatStarter"},
+    # A result's output encoded once (checked to be JSON, then sent as it is by complete).
+    "trioworks.worker._client": {"EncodedJSON"},
     # The worker's HTTP transport (coalesced writes, proxy from the environment) inside its client.
     "trioworks.worker._transport": {"WorkerTransport"},
-    # Its direct path for the small JSON calls (h11 on kept-alive Trio streams).
-    "trioworks.worker._direct": {"DirectPool"},
+    # Its direct path for the small JSON calls (request bytes, httptools, kept-alive connections).
+    "trioworks.worker._direct": {"DirectPool", "Reply"},
 }
 
 SUBSYSTEMS = {"bus", "cli", "client", "core", "dag", "demo", "server", "services", "worker"}

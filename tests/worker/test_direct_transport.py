@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 import h11
@@ -18,6 +19,7 @@ import trio
 from trioworks.worker import WorkerConfig, _direct
 from trioworks.worker._client import WorkerApiClient
 from trioworks.worker._direct import BUFFERED
+from trioworks.worker._errors import LeaseLostError
 from trioworks.worker._transport import WorkerTransport
 
 Answer = Callable[[h11.Request, bytes, trio.SocketStream], Awaitable[bool]]
@@ -253,3 +255,154 @@ async def test_streamed_requests_still_go_through_httpcore() -> None:
         await transport.aclose()
         nursery.cancel_scope.cancel()
     assert server.requests[0][1:] == ("/up", b"abc")
+
+
+def raw(data: bytes, *, close: bool = False) -> Answer:
+    async def answer(request: h11.Request, received: bytes, stream: trio.SocketStream) -> bool:
+        await stream.send_all(data)
+        return not close
+
+    return answer
+
+
+async def test_interim_answers_are_skipped_and_the_connection_kept() -> None:
+    payload = b'{"activities":[]}'
+    server = Server(
+        raw(
+            b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s"
+            % (len(payload), payload)
+        )
+    )
+    async with trio.open_nursery() as nursery:
+        await nursery.start(server.run)
+        async with client(server.port) as api:
+            for _ in range(3):
+                assert await api.poll(1) == []
+        nursery.cancel_scope.cancel()
+    assert server.connections == 1
+
+
+async def test_a_body_that_ends_with_the_connection() -> None:
+    # No Content-Length, no chunking: the body is what comes before the server closes.
+    server = Server(raw(b'HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n{"activities": []}', close=True))
+    async with trio.open_nursery() as nursery:
+        await nursery.start(server.run)
+        async with client(server.port) as api:
+            for _ in range(2):
+                assert await api.poll(1) == []
+        nursery.cancel_scope.cancel()
+    assert server.connections == 2
+
+
+async def test_bytes_after_the_answer_retire_the_connection() -> None:
+    # An answer followed by junk (or a second, unasked answer): the first is the reply, and the
+    # connection, in an unknown state, is not reused.
+    for extra in (b"garbage garbage\r\n\r\n", b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}"):
+        server = Server(raw(b'HTTP/1.1 200 OK\r\nContent-Length: 18\r\n\r\n{"activities": []}' + extra))
+        async with trio.open_nursery() as nursery:
+            await nursery.start(server.run)
+            async with client(server.port) as api:
+                for _ in range(2):
+                    assert await api.poll(1) == []
+            nursery.cancel_scope.cancel()
+        assert server.connections == 2
+
+
+async def test_a_malformed_answer_is_a_protocol_error() -> None:
+    server = Server(raw(b"HTTP/1.1 abc\r\n\r\n", close=True))
+    async with trio.open_nursery() as nursery:
+        await nursery.start(server.run)
+        async with client(server.port) as api:
+            with pytest.raises(httpx.RemoteProtocolError):
+                await api.poll(1)
+        nursery.cancel_scope.cancel()
+
+
+async def test_errors_carry_the_servers_code_and_message() -> None:
+    body = json.dumps({"error": {"code": "NOPE", "message": "not yours"}}).encode()
+    server = Server(raw(b"HTTP/1.1 409 Conflict\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)))
+    async with trio.open_nursery() as nursery:
+        await nursery.start(server.run)
+        async with client(server.port) as api:
+            with pytest.raises(LeaseLostError) as caught:
+                await api.heartbeat("a1")
+        nursery.cancel_scope.cancel()
+    assert (caught.value.status, caught.value.code, caught.value.message) == (409, "NOPE", "not yours")
+
+
+async def test_a_cancelled_caller_sends_nothing() -> None:
+    server = Server(reply({"activities": []}))
+    async with trio.open_nursery() as nursery:
+        await nursery.start(server.run)
+        async with client(server.port) as api:
+            assert await api.poll(1) == []  # a kept-alive connection now exists
+            with trio.CancelScope() as scope:
+                scope.cancel()
+                await api.poll(1)
+        await trio.sleep(0.2)  # anything sent would have arrived
+        nursery.cancel_scope.cancel()
+    assert len(server.requests) == 1
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+    """A self-signed certificate for 127.0.0.1 (made by the openssl command, if there is one)."""
+    import shutil
+    import subprocess
+
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("no openssl command to make a certificate")
+    directory = tmp_path_factory.mktemp("tls")
+    key, cert = str(directory / "key.pem"), str(directory / "cert.pem")
+    subprocess.run(
+        [
+            *(openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"),
+            *("-nodes", "-keyout", key, "-out", cert, "-days", "1", "-subj", "/CN=127.0.0.1"),
+            *("-addext", "subjectAltName=IP:127.0.0.1"),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return key, cert
+
+
+async def test_tls_connections_are_kept_alive_too(certificate: tuple[str, str]) -> None:
+    import ssl
+
+    key, cert = certificate
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_context.load_cert_chain(cert, key)
+    client_context = ssl.create_default_context(cafile=cert)
+    server = Server(reply({"n": 1}))
+
+    async def handle(stream: trio.SocketStream) -> None:
+        tls = trio.SSLStream(stream, server_context, server_side=True)
+        await server.handle(tls)  # type: ignore[arg-type]
+
+    pool = _direct.DirectPool(ssl_context=client_context, max_idle=4, keepalive_expiry=5.0)
+    async with trio.open_nursery() as nursery:
+        (listener,) = await nursery.start(partial(trio.serve_tcp, handle, 0, host="127.0.0.1"))
+        port = listener.socket.getsockname()[1]
+        data = b"POST /x HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 2\r\n\r\n{}"
+        for _ in range(3):
+            answer = await pool.call((b"https", b"127.0.0.1", port), data, 10.0, 10.0)
+            assert (answer.status, json.loads(answer.content)) == (200, {"n": 1})
+        await pool.aclose()
+        nursery.cancel_scope.cancel()
+    assert server.connections == 1
+    assert [body for _, _, body in server.requests] == [b"{}"] * 3
+
+
+async def test_an_answer_larger_than_one_read_arrives_whole() -> None:
+    big = {"items": list(range(100_000))}  # ~600 KB: many reads
+    server = Server(reply(big))
+    transport = WorkerTransport(limits=httpx.Limits(max_keepalive_connections=4))
+    async with trio.open_nursery() as nursery:
+        await nursery.start(server.run)
+        for _ in range(2):
+            response = await transport.handle_async_request(request(server.port))
+            assert response.json() == big
+        await transport.aclose()
+        nursery.cancel_scope.cancel()
+    assert server.connections == 1

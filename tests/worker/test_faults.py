@@ -200,3 +200,34 @@ async def test_report_deadline_gives_up_and_worker_keeps_serving(
     later = fake.add("nap", {"seconds": 1})
     await wait_until(lambda: later.status == "completed")
     assert any("health: slots" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_heartbeat_answered_with_garbage_is_a_failed_heartbeat(
+    fake: FakeServer, start_worker, autojump_clock
+) -> None:
+    # The heartbeat loop runs in the heartbeat starter's nursery: an answer it cannot read must not
+    # take the worker down; it is retried sooner, like a 5xx.
+    row = fake.add("nap", {"seconds": 25}, timeout_seconds=30)
+    fake.script("/heartbeat", httpx.Response(200, text="<html>not json</html>"))
+    worker = await start_worker([nap])
+    await wait_until(lambda: fake.done)
+    assert len(row.completions) == 1
+    assert row.heartbeats >= 1  # the retry, a third of a period after the garbage
+    assert worker.stats().completed == 1
+
+
+async def test_heartbeats_go_on_while_the_report_is_retried_and_stop_with_it(
+    fake: FakeServer, start_worker, autojump_clock
+) -> None:
+    # Lease 30 s: heartbeats every 10 s. The activity ends at 25 s; its completion is refused six
+    # times (5xx), and the retries' delays (0.2 s doubling to 5 s, each shortened by up to half)
+    # add 5.6–11.2 s: the 30 s heartbeat falls inside them, the 40 s one after the report.
+    row = fake.add("nap", {"seconds": 25}, timeout_seconds=30)
+    fake.script("/complete", *[503] * 6)
+    worker = await start_worker([nap])
+    await wait_until(lambda: fake.done)
+    assert 30 < trio.current_time() < 37
+    assert row.heartbeats == 3
+    await trio.sleep(100)
+    assert fake.count("/heartbeat") == 3  # none sent after the report
+    assert worker.running == {} and worker._heartbeats.pending == 0

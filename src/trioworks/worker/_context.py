@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import functools
 import logging
 import os
 from decimal import Decimal
@@ -62,10 +63,6 @@ class ActivityContext:
         """The definition's ``outputs`` (``{name, type}``), when the server sends them."""
         self.worker_id = worker_id
         self.cancel_scope = cancel_scope
-        self.logger = logging.LoggerAdapter(
-            logging.getLogger(f"trioworks.activity.{pending.activity_key}"),
-            {"activity_id": pending.activity_id, "workflow_id": pending.workflow_id},
-        )
         self.heartbeat_details: Any = None
         """The last ``details`` given to :meth:`heartbeat` (kept locally: the wire has no field)."""
         self.cost_usd: float = 0.0
@@ -75,6 +72,15 @@ class ActivityContext:
         self._client = client
         self._files = files
         self._reason: CancelReason | None = None
+
+    @functools.cached_property
+    def logger(self) -> logging.LoggerAdapter[logging.Logger]:
+        """``trioworks.activity.{activity_key}``, with the activity and workflow ids as ``extra``
+        (made on first use: most activities never log)."""
+        return logging.LoggerAdapter(
+            logging.getLogger(f"trioworks.activity.{self.activity_key}"),
+            {"activity_id": self.activity_id, "workflow_id": self.workflow_id},
+        )
 
     @property
     def signal_data(self) -> dict[str, Any] | None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import functools
-import json
 import logging
 import math
 from collections.abc import Callable, Mapping
@@ -16,7 +14,7 @@ import trio_parallel
 
 from ..core import CancelOutcome, Metrics, run_in_process, run_in_thread
 from ._activity import ActivityDefinition, ActivityKind, InvalidParameters, call_process_activity
-from ._client import REPORT_RETRY, WorkerApiClient
+from ._client import REPORT_RETRY, EncodedJSON, WorkerApiClient, encode_json
 from ._config import WorkerConfig
 from ._context import ActivityContext, CancelReason
 from ._errors import ActivityError, ApiError, LeaseLostError
@@ -57,6 +55,8 @@ class Report:
     message: str = ""
     retryable: bool = True
     output: dict[str, Any] = attrs.field(factory=dict)
+    output_json: EncodedJSON | None = None
+    """``output`` as sent (encoded once, when it was checked to be JSON)."""
 
     @property
     def ok(self) -> bool:
@@ -81,6 +81,9 @@ class ActivityRunner:
         self._registry = registry
         self._limiters = limiters
         self._metrics = metrics
+        self._started = metrics.counter("activities.started")
+        self._completed = metrics.counter("activities.completed")
+        self._failed = metrics.counter("activities.failed")
 
     def lease_of(self, pending: PendingActivity) -> float:
         return float(pending.timeout_seconds or self._config.server_lease)
@@ -101,30 +104,24 @@ class ActivityRunner:
         """
         timeout = float(pending.timeout_seconds or self._config.activity_timeout)
         files = ActivityFiles(self._client, pending.workflow_id, pending.activity_key, self._limiters.io)
+        now = trio.current_time()
         ctx = ActivityContext(
             pending,
             worker_id=self._config.worker_id,
             client=self._client,
             files=files,
-            cancel_scope=trio.CancelScope(deadline=trio.current_time() + timeout),
+            cancel_scope=trio.CancelScope(deadline=now + timeout),
         )
         on_context(ctx)
-        self._metrics.counter("activities.started").inc()
+        self._started.inc()
         period = self.heartbeat_period(pending)
+        # The heartbeat task starts (in the starter's nursery) when the first heartbeat is due;
+        # most activities are done by then.
+        heartbeat = self._heartbeats.schedule(now + period, self._heartbeat_loop, ctx, period)
         try:
-            async with trio.open_nursery() as nursery:
-                # The heartbeat task joins this nursery when the first heartbeat is due (most
-                # activities are done by then); withdrawn before the nursery closes.
-                withdraw = self._heartbeats.schedule(
-                    trio.current_time() + period,
-                    functools.partial(nursery.start_soon, self._heartbeat_loop, ctx, period),
-                )
-                try:
-                    await self._execute_and_report(pending, ctx, files, timeout)
-                finally:
-                    withdraw()
-                nursery.cancel_scope.cancel()  # heartbeats stop only after the report
+            await self._execute_and_report(pending, ctx, files, timeout)
         finally:
+            heartbeat.stop()  # heartbeats stop only after the report
             await files.cleanup()  # shielded
             on_context(None)
 
@@ -240,10 +237,10 @@ class ActivityRunner:
             except (OSError, ValueError, ApiError, httpx.HTTPError) as exc:
                 return Report("EXECUTION_ERROR", f"uploading output {out.name!r} failed: {exc}")
         try:
-            json.dumps(output, allow_nan=False)
+            encoded = encode_json(output)
         except (TypeError, ValueError) as exc:
             return Report("INVALID_OUTPUT", f"activity {definition.name!r}: output is not JSON: {exc}", False)
-        return Report(output=output)
+        return Report(output=output, output_json=encoded)
 
     def _cancelled_report(self, ctx: ActivityContext, timeout: float) -> Report:
         note = _OUTCOME_NOTE.get(ctx.offload_outcome, "") if ctx.offload_outcome else ""
@@ -266,8 +263,9 @@ class ActivityRunner:
                 self._metrics.counter("activities.lease_lost").inc()
                 ctx.cancel(CancelReason.LEASE_LOST)
                 return
-            except (ApiError, httpx.HTTPError) as exc:
-                # The lease still has about two periods left: try again sooner.
+            except (ApiError, httpx.HTTPError, ValueError) as exc:
+                # (ValueError: a 200 whose body is not JSON.) The lease still has about two periods
+                # left: try again sooner.
                 logger.warning("activity %s: heartbeat failed (%s)", ctx.activity_id, exc)
                 delay = period / 3
             else:
@@ -289,8 +287,9 @@ class ActivityRunner:
             try:
                 if report.ok:
                     try:
+                        output = report.output if report.output_json is None else report.output_json
                         await self._client.complete(
-                            ctx.activity_id, {"output": report.output, **extra}, REPORT_RETRY
+                            ctx.activity_id, {"output": output, **extra}, REPORT_RETRY
                         )
                     except ApiError as exc:
                         if exc.status != 422 or isinstance(exc, LeaseLostError):
@@ -320,5 +319,5 @@ class ActivityRunner:
             )
             self._metrics.counter("reports.lost").inc()
             return
-        self._metrics.counter("activities.completed" if report.ok else "activities.failed").inc()
+        (self._completed if report.ok else self._failed).inc()
         logger.info("activity %s %s", ctx.activity_id, "completed" if report.ok else f"failed: {report.code}")

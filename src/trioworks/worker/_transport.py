@@ -7,9 +7,10 @@ the second TCP segment, with ``TCP_NODELAY``) is a large share of its cost: meas
 held back until the connection next reads (or until 64 KiB are pending), so a small request goes
 out in one ``send``; a large upload still streams in 64 KiB writes.
 
-Small JSON calls (requests marked :data:`~trioworks.worker._direct.BUFFERED`: poll, heartbeat,
-complete, fail, the token) skip httpcore altogether when no proxy or custom backend is set: see
-``_direct.py``. What follows is the path of everything else (streamed uploads and downloads,
+Small JSON calls (poll, heartbeat, complete, fail, the token: the client hands them to
+:attr:`WorkerTransport.direct` as bytes, and requests marked
+:data:`~trioworks.worker._direct.BUFFERED` take the same pool) skip httpcore altogether when no
+proxy or custom backend is set: see ``_direct.py``. What follows is the path of everything else (streamed uploads and downloads,
 proxied requests).
 
 Only public extension points are used: :class:`WorkerTransport` is an
@@ -231,6 +232,11 @@ class WorkerTransport(httpx.AsyncBaseTransport):
             )
         else:
             raise ValueError(f"proxy {proxy.url}: scheme must be http, https, socks5 or socks5h")
+
+    @property
+    def direct(self) -> DirectPool | None:
+        """The pool of small JSON exchanges (None with a proxy or a custom network backend)."""
+        return self._direct
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         if (

@@ -256,13 +256,17 @@ class Worker:
     async def _poll_loop(self, activities: trio.Nursery) -> None:
         idle = self.config.poll_interval
         auth_failures = errors = 0
+        polls = self.metrics.counter("polls")
         while True:
             tokens = await self._reserve()
             try:
                 # A poll that reached the server may have claimed rows: never abandon it halfway
                 # (the drain cancels the poll scope), so it finishes shielded, bounded by a timeout.
-                with trio.CancelScope(shield=True), trio.fail_after(self.config.request_timeout + 5):
+                limit = self.config.request_timeout + 5
+                with trio.CancelScope(shield=True, deadline=trio.current_time() + limit) as scope:
                     claimed = await self._client.poll(len(tokens))
+                if scope.cancelled_caught:
+                    raise trio.TooSlowError(f"no poll answer within {limit:g} s")
             except (
                 ApiError,
                 httpx.HTTPError,
@@ -285,7 +289,7 @@ class Worker:
             except BaseException:
                 self._release(tokens)
                 raise
-            self.metrics.counter("polls").inc()
+            polls.inc()
             auth_failures = errors = 0
             self._claimed.value += len(claimed)
             for pending, token in zip(claimed, tokens, strict=False):
