@@ -136,28 +136,10 @@ async def fail_work(ctx: Context, client: str | None, params: Mapping[str, str],
     return {"acknowledged": True, "will_retry": will_retry}
 
 
-@routes.post("/api/v1/workers/poll", fast=poll_work)
-async def poll(request: Request, ctx: Context) -> Response:
-    data = await json_body(request, ctx)
-    return respond(await poll_work(ctx, request.state.client, request.path_params, data))
-
-
-@routes.post("/api/v1/activities/{activity_id}/heartbeat", fast=heartbeat_work)
-async def heartbeat(request: Request, ctx: Context) -> Response:
-    data = await json_body(request, ctx)
-    return respond(await heartbeat_work(ctx, request.state.client, request.path_params, data))
-
-
-@routes.post("/api/v1/activities/{activity_id}/complete", fast=complete_work)
-async def complete(request: Request, ctx: Context) -> Response:
-    data = await json_body(request, ctx)
-    return respond(await complete_work(ctx, request.state.client, request.path_params, data))
-
-
-@routes.post("/api/v1/activities/{activity_id}/fail", fast=fail_work)
-async def fail(request: Request, ctx: Context) -> Response:
-    data = await json_body(request, ctx)
-    return respond(await fail_work(ctx, request.state.client, request.path_params, data))
+routes.work("/api/v1/workers/poll", poll_work)
+routes.work("/api/v1/activities/{activity_id}/heartbeat", heartbeat_work)
+routes.work("/api/v1/activities/{activity_id}/complete", complete_work)
+routes.work("/api/v1/activities/{activity_id}/fail", fail_work)
 
 
 # -- definitions -------------------------------------------------------------------------------

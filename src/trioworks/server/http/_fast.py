@@ -2,7 +2,7 @@
 
 Poll, heartbeat, complete and fail are nearly all of a busy server's requests, and small: for
 them, building Starlette's request, matching the route list and rendering a ``JSONResponse``
-cost more of the loop's time than the work itself. A route declared with ``fast=work``
+cost more of the loop's time than the work itself. A route declared with ``Routes.work(path, work)``
 (:class:`~._routes.Routes`) is matched here by its path segments, and served in one function:
 the token checked, the request counted, the JSON body read (415, 413 and 400 as
 :func:`~._context.json_body` says) and decoded, the route's work called (the function its

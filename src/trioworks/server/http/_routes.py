@@ -8,9 +8,10 @@ A handler is ``async def handler(request, ctx) -> Response``. A route is *protec
 says ``public=True``: the token is checked (when authentication is on), path and query are
 checked for NUL characters, and the request is counted in the metrics.
 
-A protected JSON route may also name its ``fast`` work, ``async def work(ctx, client,
-path_params, body) -> response body``: the HTTP front then serves it without Starlette
-(:mod:`._fast`), answering as the handler would (which must call the same work).
+A protected JSON route may instead be declared by its work alone (:meth:`Routes.work`),
+``async def work(ctx, client, path_params, body) -> response body``: the HTTP front serves it
+without Starlette (:mod:`._fast`), and the Starlette handler made from the same work answers
+requests the front hands to the app.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import attrs
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ._context import Context
+from ._context import Context, json_body, respond
 
 __all__ = ["Endpoint", "FastWork", "Handler", "Routes"]
 
@@ -62,7 +63,17 @@ class Routes:
     def get(self, path: str, *, public: bool = False) -> Callable[[Handler], Handler]:
         return self.route(path, "GET", public=public)
 
-    def post(
-        self, path: str, *, public: bool = False, fast: FastWork | None = None
-    ) -> Callable[[Handler], Handler]:
-        return self.route(path, "POST", public=public, fast=fast)
+    def post(self, path: str, *, public: bool = False) -> Callable[[Handler], Handler]:
+        return self.route(path, "POST", public=public)
+
+    def work(self, path: str, work: FastWork) -> FastWork:
+        """Declare a protected JSON POST route served by ``work`` on both paths: the fast one,
+        and a Starlette handler (decode the body, call ``work``, answer its result as JSON)."""
+
+        async def handler(request: Request, ctx: Context) -> Response:
+            data = await json_body(request, ctx)
+            return respond(await work(ctx, request.state.client, request.path_params, data))
+
+        handler.__name__ = handler.__qualname__ = work.__name__.removesuffix("_work")
+        self.route(path, "POST", fast=work)(handler)
+        return work
