@@ -56,26 +56,31 @@ WORKFLOW_COLUMNS = "id, definition_name, definition_version, status, input, crea
 
 # Decoded inputs of the last workflows that completed activities: workflow id -> (text, value).
 # A DAG run's input holds every node's static parameters and was decoded again on every
-# completion (a tenth of the server's CPU per node on a 1,000-node graph).
+# completion (a tenth of the server's CPU per node on a 1,000-node graph). A short input is
+# cheaper to decode than to look up, and would only push the large ones out.
 _INPUTS: dict[str, tuple[str, Any]] = {}
 _INPUTS_KEPT = 256  # workflows
 _INPUTS_CHARS = 2**24  # of input text in all: a few large inputs are not kept
+_INPUTS_SHORT = 512  # chars: decoded every time
 _INPUTS_LOCK = threading.Lock()
+_inputs_chars = 0  # the text kept in _INPUTS, under _INPUTS_LOCK
 
 
 def _shared_input(workflow_id: str, text: str) -> Any:
+    global _inputs_chars
+    if len(text) < _INPUTS_SHORT:
+        return loads(text)
     with _INPUTS_LOCK:
         found = _INPUTS.get(workflow_id)
     if found is not None and found[0] == text:
         return found[1]
     value = loads(text)
     with _INPUTS_LOCK:
-        _INPUTS.pop(workflow_id, None)
+        old = _INPUTS.pop(workflow_id, None)
+        _inputs_chars += len(text) - (0 if old is None else len(old[0]))
         _INPUTS[workflow_id] = (text, value)
-        kept = sum(len(t) for t, _ in _INPUTS.values())
-        while len(_INPUTS) > _INPUTS_KEPT or kept > _INPUTS_CHARS:
-            oldest = next(iter(_INPUTS))
-            kept -= len(_INPUTS.pop(oldest)[0])
+        while len(_INPUTS) > _INPUTS_KEPT or _inputs_chars > _INPUTS_CHARS:
+            _inputs_chars -= len(_INPUTS.pop(next(iter(_INPUTS)))[0])
     return value
 
 
