@@ -1,7 +1,8 @@
 """``Storage.run_batch``: queue calls run together, each answering as it would alone (every backend).
 
-The SQL backends run a batch in one transaction, each call in its own savepoint; a call's own
-refusal (404, 409) undoes only that call, anything else makes every call run again alone.
+The SQL backends run a batch in one transaction; a call's own refusal (404, 409) before it
+wrote anything is its outcome and the batch goes on, anything else (a refusal after a write
+included) makes every call run again alone.
 """
 
 from __future__ import annotations
@@ -69,25 +70,52 @@ def test_each_call_answers_as_alone(storage: Storage, define: Any) -> None:
     assert _status(storage, third.workflow_id, "a") is S.PENDING  # requeued for its retry
 
 
-def test_a_refused_call_undoes_only_its_own_changes(
+def test_a_refusal_before_writing_keeps_the_batch(
     storage: Storage, define: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     first, second = _claimed(storage, define, 2)
     complete = storage.complete
+    calls: list[str] = []
 
-    def complete_then_refuse(activity_id: str, *args: Any) -> list[str]:
-        with storage.tables.tx():  # as a storage method refuses: inside its transaction
-            warnings = complete(activity_id, *args)  # written, then refused: must leave no trace
-            if activity_id == second.activity_id:
-                raise Conflict("refused after writing")
-        return warnings
+    def counted(activity_id: str, *args: Any) -> list[str]:
+        calls.append(activity_id)
+        return complete(activity_id, *args)
 
-    monkeypatch.setattr(storage, "complete", complete_then_refuse)
+    monkeypatch.setattr(storage, "complete", counted)
+    ok, refused, done = _unwrap_all(
+        storage.run_batch(
+            [_complete(first.activity_id), _complete(second.activity_id, "intruder"), _complete(second.activity_id)]
+        )
+    )
+    assert ok == [] and isinstance(refused, Conflict) and done == []
+    assert sorted(calls) == sorted([first.activity_id, second.activity_id, second.activity_id])  # each once
+    assert _status(storage, first.workflow_id, "a") is S.COMPLETED
+    assert _status(storage, second.workflow_id, "a") is S.COMPLETED
+
+
+def test_a_refusal_after_writing_runs_every_call_again_alone(
+    storage: Storage, define: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first, second = _claimed(storage, define, 2)
+    advance = storage.queue._advance
+    runs: list[str] = []
+
+    def advance_then_refuse(db: Any, workflow: Any, finished: Any, now: float) -> None:
+        runs.append(workflow.id)
+        advance(db, workflow, finished, now)  # the completed row is written by now
+        if workflow.id == second.workflow_id:
+            raise Conflict("refused after writing")
+
+    monkeypatch.setattr(storage.queue, "_advance", advance_then_refuse)
     ok, refused = _unwrap_all(
         storage.run_batch([_complete(first.activity_id), _complete(second.activity_id)])
     )
     assert ok == [] and isinstance(refused, Conflict)
+    # The batch's transaction could not keep the first call and drop the second's writes: it
+    # was rolled back, and each call ran again in its own transaction.
+    assert sorted(runs[-2:]) == sorted([first.workflow_id, second.workflow_id]) and len(runs) >= 3
     assert _status(storage, first.workflow_id, "a") is S.COMPLETED
+    assert _status(storage, first.workflow_id, "b") is S.PENDING
     assert _status(storage, second.workflow_id, "a") is S.RUNNING
     assert _status(storage, second.workflow_id, "b") is S.NOT_SCHEDULED
 

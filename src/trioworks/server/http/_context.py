@@ -87,9 +87,8 @@ class Context:
     # worker queue -> when this server last answered a poll of it (clock seconds): lets
     # `status` / `run --wait` say that nobody is polling a workflow's queue.
     polled: dict[str, float] = attrs.field(factory=dict)
-    # Queue calls run in batches of at most this many, at most `batches` batches at once. Each
-    # call of a batch is a savepoint: Postgres caches 64 subtransactions per transaction, more
-    # slow down every other session's snapshots, so a batch stays well below that.
+    # Queue calls run in batches of at most this many (one transaction: its locks are held
+    # until the last call is done), at most `batches` batches at once.
     batch_size: int = 32
     batches: int = 1
     batcher: ThreadBatcher[StorageCall, Any] = attrs.field(init=False)

@@ -17,6 +17,8 @@ import attrs
 
 __all__ = ["Connections", "Dialect", "Tx"]
 
+_READ = ("SELECT", "select")  # a statement that starts so changes no data (its locks aside)
+
 
 @attrs.frozen
 class Dialect:
@@ -68,33 +70,43 @@ class Tx:
     back as usual. :meth:`exec`, :meth:`one` and :meth:`all` wait for their own result, so
     their errors are raised by the call itself (as ``except`` clauses around them expect).
     Elsewhere (SQLite) every statement runs as it is called.
+
+    :attr:`writes` counts the statements that may change data (all but ``SELECT``), so that a
+    caller can tell whether a block that failed left changes behind.
     """
 
     def __init__(self, cursor: Any, dialect: Dialect) -> None:
         self._cur = cursor
         self._pipeline = getattr(cursor, "pipeline", None)
         self.dialect = dialect
+        self.writes = 0
+
+    def _execute(self, sql: str, params: Sequence[Any]) -> None:
+        if not sql.lstrip().startswith(_READ):
+            self.writes += 1
+        self._cur.execute(self.dialect.sql(sql), tuple(params))
 
     def exec(self, sql: str, params: Sequence[Any] = ()) -> int:
-        self._cur.execute(self.dialect.sql(sql), tuple(params))
+        self._execute(sql, params)
         if self._pipeline is not None:
             self._pipeline.sync()
         return int(self._cur.rowcount or 0)
 
     def send(self, sql: str, params: Sequence[Any] = ()) -> None:
         """Run a statement whose result nobody reads; pipelined where the cursor allows."""
-        self._cur.execute(self.dialect.sql(sql), tuple(params))
+        self._execute(sql, params)
 
     def one(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
-        self._cur.execute(self.dialect.sql(sql), tuple(params))
+        self._execute(sql, params)
         return self._cur.fetchone()
 
     def all(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        self._cur.execute(self.dialect.sql(sql), tuple(params))
+        self._execute(sql, params)
         return list(self._cur.fetchall())
 
     def many(self, sql: str, params: Sequence[Sequence[Any]]) -> None:
         if params:
+            self.writes += 1
             self._cur.executemany(self.dialect.sql(sql), [tuple(p) for p in params])
 
     def columns(self, table: str) -> set[str]:

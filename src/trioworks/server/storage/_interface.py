@@ -9,7 +9,8 @@ server's injectable clock), so that lease and retry tests run on virtual time.
 :meth:`Storage.run_batch` runs several queue calls (claim, complete, fail) together, each
 answering exactly as it would alone: the server gathers the calls that arrive while a storage
 call is in flight (:class:`trioworks.core.ThreadBatcher`). The SQL backends run them in one
-transaction, each in its own savepoint; :func:`run_each` is the default, one call after the other.
+transaction (a call that refuses before writing leaves no trace; anything else starts the batch
+over, a transaction per call); :func:`run_each` is the default, one call after the other.
 
 Concurrency contract: two concurrent :meth:`Storage.claim` calls never return the same activity;
 changes to one workflow's activities are serialized (SQLite: one writer; Postgres: the workflow

@@ -146,12 +146,12 @@ class SqlStorage:
         return self.queue.fail(activity_id, worker_id, error, cost_usd, usage, now)
 
     def run_batch(self, calls: Sequence[StorageCall]) -> list[outcome.Outcome[Any]]:
-        """One transaction, each call in its own savepoint (see :meth:`~._tables.Tables.run_batch`);
+        """One transaction for every call (see :meth:`~._tables.Tables.run_batch`);
         on Postgres in the order of their rows' locks (:meth:`~._queue.SqlQueue.lock_order`)."""
         unknown = {c.method for c in calls} - BATCHABLE
         if unknown:
             raise ValueError(f"run_batch runs {sorted(BATCHABLE)}, not {sorted(unknown)}")
-        if len(calls) < 2:  # nothing to share: no savepoint
+        if len(calls) < 2:  # nothing to share
             return run_each(self, calls)
         fns = [functools.partial(getattr(self, c.method), *c.args) for c in calls]
         order = None if not self.dialect.for_update else functools.partial(self.queue.lock_order, calls=calls)
