@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 import attrs
 import trio
@@ -180,3 +181,33 @@ def test_activity_result_shapes_match_the_original() -> None:
     assert (error.is_error, error.error_code, error.retryable) == (True, "DECLINED", False)
     assert ActivityResult.file("report", "/tmp/r.txt").to_output_dict() == {}
     assert double.name == "double" and blocking_double.kind.value == "thread"
+
+
+async def test_an_idle_worker_polls_as_soon_as_one_of_its_activities_finished(
+    fake: FakeServer, start_worker, autojump_clock
+) -> None:
+    """A completion may make its dependents ready: the idle backoff (up to a minute here) ends
+    when an activity of this worker finishes, so the next step is claimed at once."""
+    first = fake.add("slow_first", key="first")
+    added: list[Any] = []
+    complete = fake._complete
+
+    def complete_then_release(row: Any, body: dict[str, Any]) -> Any:
+        answer = complete(row, body)
+        if row is first:  # the server schedules the dependent with the completion
+            added.append(fake.add("double", {"x": 1}, key="second"))
+        return answer
+
+    fake._complete = complete_then_release  # type: ignore[method-assign]
+
+    @activity(name="slow_first")
+    async def slow_first(params: dict, ctx: ActivityContext) -> ActivityResult:
+        await trio.sleep(1)  # the next poll comes back empty and the worker backs off
+        return ActivityResult.value("done", True)
+
+    await start_worker([slow_first, double], poll_interval=60, poll_interval_max=60)
+    await wait_until(lambda: fake.done and bool(added))
+    (second,) = added
+    assert second.report is not None and second.report["output"] == {"result": 2}
+    assert fake.count("/poll") >= 3  # the first step, an empty poll, the second step
+    assert second.claimed_at < 2  # not after the 30-60 s backoff

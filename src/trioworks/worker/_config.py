@@ -68,7 +68,8 @@ class WorkerConfig:
     poll_max_activities: int = attrs.field(default=10, validator=_at_least_one)
     """Most activities asked for in one poll (the server caps it at 100)."""
     poll_interval: float = attrs.field(default=0.1, validator=_positive)
-    """First idle backoff after an empty poll; it doubles (with jitter) up to ``poll_interval_max``."""
+    """First idle backoff after an empty poll; it doubles (with jitter) up to ``poll_interval_max``.
+    An activity of this worker finishing ends the wait (its completion may have made work)."""
     max_activities: int = attrs.field(default=16, validator=_at_least_one)
     """Work slots: activities running at once."""
     activity_timeout: float = attrs.field(default=300.0, validator=_positive)

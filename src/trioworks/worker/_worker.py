@@ -118,6 +118,9 @@ class Worker:
         # Claimed activities not yet finished (including ones whose task has not started yet):
         # what a drain waits for.
         self._claimed = trio_util.AsyncValue(0)
+        # Set when an activity here finished (its report is in): an idle poller polls at once,
+        # since that completion may have made its dependents ready.
+        self._finished_one = trio.Event()
         self._cancelling = False
         self._drain_requested = trio.Event()
         self._force = trio.Event()
@@ -297,8 +300,11 @@ class Worker:
             self._release(tokens[len(claimed) :])
             if claimed:
                 idle = self.config.poll_interval
-            else:
-                await trio.sleep(idle * self._rng.uniform(0.5, 1.0))
+                continue
+            self._finished_one = trio.Event()
+            with trio.move_on_after(idle * self._rng.uniform(0.5, 1.0)) as backoff:
+                await self._finished_one.wait()
+            if backoff.cancelled_caught:  # nothing finished here meanwhile: back off further
                 idle = min(idle * 2, self.config.poll_interval_max)
 
     def _release(self, tokens: list[object]) -> None:
@@ -318,6 +324,7 @@ class Worker:
             await self._runner.run(pending, track)
         finally:
             self.work_slots.release_on_behalf_of(token)
+            self._finished_one.set()
             self._claimed.value -= 1
 
     # -- health ----------------------------------------------------------------------
