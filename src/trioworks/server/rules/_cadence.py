@@ -43,7 +43,9 @@ def _zone(name: str | None) -> dt.tzinfo:
 
 
 def _cron_after(expression: str, zone: dt.tzinfo, after: float) -> float:
-    start = dt.datetime.fromtimestamp(after, zone)
+    # Whole seconds (cron fires on them): fromtimestamp would round 59.9999998 up to the next
+    # minute, and the fire at that minute would be skipped.
+    start = dt.datetime.fromtimestamp(math.floor(after), zone)
     # second_at_beginning: a 6-field expression is "sec min hour dom mon dow", as the original.
     following = croniter(expression, start, second_at_beginning=True).get_next(dt.datetime)
     return float(following.timestamp())
