@@ -16,10 +16,16 @@ PAD = "p" * _rows._INPUTS_SHORT  # an input long enough to be kept
 
 
 def test_shared_input_is_decoded_once_per_text() -> None:
-    first = _rows.row_to_workflow(row("wf-cache-1", {"nodes": {"a": {"x": 1}}, "pad": PAD}), shared_input=True)
-    again = _rows.row_to_workflow(row("wf-cache-1", {"nodes": {"a": {"x": 1}}, "pad": PAD}), shared_input=True)
+    first = _rows.row_to_workflow(
+        row("wf-cache-1", {"nodes": {"a": {"x": 1}}, "pad": PAD}), shared_input=True
+    )
+    again = _rows.row_to_workflow(
+        row("wf-cache-1", {"nodes": {"a": {"x": 1}}, "pad": PAD}), shared_input=True
+    )
     assert again.input is first.input
-    changed = _rows.row_to_workflow(row("wf-cache-1", {"nodes": {"a": {"x": 2}}, "pad": PAD}), shared_input=True)
+    changed = _rows.row_to_workflow(
+        row("wf-cache-1", {"nodes": {"a": {"x": 2}}, "pad": PAD}), shared_input=True
+    )
     assert changed.input == {"nodes": {"a": {"x": 2}}, "pad": PAD}
     plain = _rows.row_to_workflow(row("wf-cache-1", {"nodes": {"a": {"x": 2}}, "pad": PAD}))
     assert plain.input == changed.input and plain.input is not changed.input  # by default: its own copy

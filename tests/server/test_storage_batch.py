@@ -84,7 +84,11 @@ def test_a_refusal_before_writing_keeps_the_batch(
     monkeypatch.setattr(storage, "complete", counted)
     ok, refused, done = _unwrap_all(
         storage.run_batch(
-            [_complete(first.activity_id), _complete(second.activity_id, "intruder"), _complete(second.activity_id)]
+            [
+                _complete(first.activity_id),
+                _complete(second.activity_id, "intruder"),
+                _complete(second.activity_id),
+            ]
         )
     )
     assert ok == [] and isinstance(refused, Conflict) and done == []

@@ -8,7 +8,9 @@ ISO 8601 only at the HTTP edge.
 from __future__ import annotations
 
 import enum
-from typing import Any
+import operator
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
 
 import attrs
 
@@ -28,6 +30,7 @@ __all__ = [
     "WorkflowPage",
     "WorkflowRow",
     "WorkflowStatus",
+    "evolve",
 ]
 
 JSON = Any
@@ -245,3 +248,35 @@ class FileRecord:
     size: int
     content_type: str
     created_at: float
+
+
+T = TypeVar("T", bound=attrs.AttrsInstance)
+# Per class: its fields' values as a tuple (one C call) and each field's position; None for a
+# class whose __init__ does not take every field positionally, in order.
+_SHAPES: dict[type, tuple[Callable[[Any], tuple[Any, ...]], dict[str, int]] | None] = {}
+
+
+def _shape(cls: type[T]) -> tuple[Callable[[Any], tuple[Any, ...]], dict[str, int]] | None:
+    if cls not in _SHAPES:
+        fields = attrs.fields(cls)
+        positional = len(fields) > 1 and all(f.init and not f.kw_only and f.alias == f.name for f in fields)
+        _SHAPES[cls] = (
+            (operator.attrgetter(*(f.name for f in fields)), {f.name: i for i, f in enumerate(fields)})
+            if positional
+            else None
+        )
+    return _SHAPES[cls]
+
+
+def evolve(inst: T, **changes: Any) -> T:
+    """:func:`attrs.evolve`, about twice as fast for the row classes that scheduling copies on
+    every completion (attrs looks the fields up on every call): same validation, same errors."""
+    shape = _shape(type(inst))
+    if shape is None or not changes.keys() <= shape[1].keys():
+        evolved: T = attrs.evolve(cast(Any, inst), **changes)  # its TypeError names an unknown field
+        return evolved
+    get, index = shape
+    values = list(get(inst))
+    for name, value in changes.items():
+        values[index[name]] = value
+    return type(inst)(*values)

@@ -15,8 +15,6 @@ import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-import attrs
-
 from .._errors import Conflict
 from .._models import (
     DEFAULT_LEASE_SECONDS,
@@ -27,6 +25,7 @@ from .._models import (
     PendingActivity,
     WorkflowRow,
     WorkflowStatus,
+    evolve,
 )
 from ._definitions import retry_settings
 from ._templates import TemplateContext, TemplateError, evaluate_condition, render
@@ -157,7 +156,7 @@ def next_iteration(row: ActivityRow, scoped: bool) -> ActivityRow:
         history = {name: list(values) for name, values in (row.history or {}).items()}
         for name, value in (row.output or {}).items():
             history.setdefault(name, []).append(value)
-    return attrs.evolve(
+    return evolve(
         row,
         status=S.NOT_SCHEDULED,
         iteration=row.iteration + 1,
@@ -197,17 +196,20 @@ def _decimal(value: decimal.Decimal) -> str:
 def _template_failure(row: ActivityRow, exc: TemplateError, now: float) -> ActivityRow:
     code = "INVALID_SCHEDULE" if isinstance(exc, ScheduleError) else "TEMPLATE_ERROR"
     error = {"code": code, "message": str(exc), "retryable": False}
-    return attrs.evolve(row, status=S.FAILED, error=error, completed_at=now)
+    return evolve(row, status=S.FAILED, error=error, completed_at=now)
 
 
 def schedule_row(
     spec: ActivityDef,
     row: ActivityRow,
     by_key: Mapping[str, ActivityRow],
-    ctx: TemplateContext,
+    ctx: TemplateContext | None,
     now: float,
 ) -> ActivityRow | None:
     """The new state of a ``not_scheduled`` row, or None while its dependencies are unfinished.
+
+    ``ctx`` None: the activity has no template, condition, delay or signal wait
+    (:attr:`~._progress.Plan.plain`), so nothing is rendered.
 
     A row that waits for a signal (none stored yet) becomes ``waiting`` with its parameters
     unrendered (they may read ``SIGNAL``) and ``scheduled_for`` its signal timeout (None: none);
@@ -218,19 +220,21 @@ def schedule_row(
     if any(not d.status.terminal or d.status is S.FAILED for d in deps):
         return None  # a failed dependency fails the whole workflow instead
     if deps and all(d.status is S.SKIPPED for d in deps):
-        return attrs.evolve(row, status=S.SKIPPED, completed_at=now)
+        return evolve(row, status=S.SKIPPED, completed_at=now)
+    if ctx is None:
+        return evolve(row, status=S.PENDING, parameters=spec.parameters, scheduled_for=now)
     conditioned = [d for d in forward if d.conditions]
     try:
         if conditioned and not any(
             all(evaluate_condition(c, ctx) for c in d.conditions) for d in conditioned
         ):
-            return attrs.evolve(row, status=S.SKIPPED, completed_at=now)
+            return evolve(row, status=S.SKIPPED, completed_at=now)
     except TemplateError as exc:
         return _template_failure(row, exc, now)
     wait = signal_wait(spec.settings)
     if wait is not None and row.signal_data is None:
         deadline = None if wait.timeout_seconds is None else now + wait.timeout_seconds
-        return attrs.evolve(row, status=S.WAITING, scheduled_for=deadline)
+        return evolve(row, status=S.WAITING, scheduled_for=deadline)
     return start_row(spec, row, ctx, now)
 
 
@@ -243,7 +247,7 @@ def start_row(
     plus ``settings.delay``, or ``settings.scheduled_for`` (a past time: ``now``); both are
     templates rendered here. A template or schedule that does not resolve fails the row.
     """
-    ctx = attrs.evolve(
+    ctx = evolve(
         ctx, signal=signal if signal is not None else row.signal_data, activity=activity_info(spec, row)
     )
     try:
@@ -252,7 +256,7 @@ def start_row(
         ready = ready_at(spec.settings, ctx, now) if row.iteration == 0 else now
     except TemplateError as exc:
         return _template_failure(row, exc, now)
-    return attrs.evolve(row, status=S.PENDING, parameters=parameters, scheduled_for=ready)
+    return evolve(row, status=S.PENDING, parameters=parameters, scheduled_for=ready)
 
 
 def ready_at(settings: Mapping[str, Any] | None, ctx: TemplateContext, now: float) -> float:
@@ -272,9 +276,9 @@ def wait_timeout(spec: ActivityDef, row: ActivityRow, ctx: TemplateContext, now:
     its ``scheduled_for``."""
     wait = signal_wait(spec.settings)
     if wait is None or wait.timeout_seconds is None:
-        return attrs.evolve(row, scheduled_for=None)
+        return evolve(row, scheduled_for=None)
     if wait.on_timeout == "skip":
-        return attrs.evolve(row, status=S.SKIPPED, completed_at=now)
+        return evolve(row, status=S.SKIPPED, completed_at=now)
     if wait.on_timeout == "continue":
         return start_row(spec, row, ctx, now, signal={})
     event = f"signal {wait.event_name!r}" if wait.event_name else "a signal"
@@ -283,7 +287,7 @@ def wait_timeout(spec: ActivityDef, row: ActivityRow, ctx: TemplateContext, now:
         "message": f"activity {row.key!r}: {event} not received within {wait.timeout_seconds:g} s",
         "retryable": False,
     }
-    return attrs.evolve(row, status=S.FAILED, error=error, completed_at=now)
+    return evolve(row, status=S.FAILED, error=error, completed_at=now)
 
 
 def advance(
@@ -319,7 +323,7 @@ def advance(
                 if new.status is S.SKIPPED:
                     ctx = _context(workflow, rows, definition)  # {{key.status}} of a skip seen at once
     if all(r.status in (S.COMPLETED, S.SKIPPED) for r in rows):
-        workflow = attrs.evolve(workflow, status=WorkflowStatus.COMPLETED, updated_at=now)
+        workflow = evolve(workflow, status=WorkflowStatus.COMPLETED, updated_at=now)
     return workflow, rows
 
 
@@ -333,11 +337,11 @@ def fail_workflow(
     """
     workflow, cascade = workflow_failure(workflow, failed, now)
     new_rows = [
-        attrs.evolve(r, status=S.FAILED, error=cascade, completed_at=now)
+        evolve(r, status=S.FAILED, error=cascade, completed_at=now)
         if r.status.unclaimed
         # A running one keeps its claim but loses its retries: when its lease expires it fails
         # instead of being stolen, and a failure report from it is final.
-        else attrs.evolve(r, max_retries=r.retry_count)
+        else evolve(r, max_retries=r.retry_count)
         if r.status is S.RUNNING
         else r
         for r in rows
@@ -356,7 +360,7 @@ def workflow_failure(
         "message": f"not run: activity {failed.key!r} failed",
         "retryable": False,
     }
-    workflow = attrs.evolve(workflow, status=WorkflowStatus.FAILED, error_message=message, updated_at=now)
+    workflow = evolve(workflow, status=WorkflowStatus.FAILED, error_message=message, updated_at=now)
     return workflow, cascade
 
 
@@ -378,16 +382,14 @@ def workflow_cancellation(workflow: WorkflowRow, now: float) -> tuple[WorkflowRo
         "message": "not run: its workflow was cancelled",
         "retryable": False,
     }
-    cancelled = attrs.evolve(
-        workflow, status=WorkflowStatus.CANCELLED, error_message="cancelled", updated_at=now
-    )
+    cancelled = evolve(workflow, status=WorkflowStatus.CANCELLED, error_message="cancelled", updated_at=now)
     return cancelled, error
 
 
 def claim_row(row: ActivityRow, worker_id: str, now: float) -> ActivityRow:
     """Claim a pending row, or steal a running one whose lease expired (one more retry used)."""
     stolen = row.status is S.RUNNING
-    return attrs.evolve(
+    return evolve(
         row,
         status=S.RUNNING,
         claimed_by=worker_id,
@@ -404,7 +406,7 @@ def expire_row(row: ActivityRow, now: float) -> ActivityRow:
         "message": f"no heartbeat from worker {row.claimed_by!r} within the {row.lease_seconds:g} s lease",
         "retryable": True,
     }
-    return attrs.evolve(row, status=S.FAILED, error=error, completed_at=now)
+    return evolve(row, status=S.FAILED, error=error, completed_at=now)
 
 
 def owned_check(row: ActivityRow, worker_id: str, workflow: WorkflowRow, action: str) -> None:
@@ -426,7 +428,7 @@ def complete_row(
     row: ActivityRow, output: dict[str, Any], cost_usd: float, usage: list[dict[str, Any]] | None, now: float
 ) -> ActivityRow:
     # Cost accumulates over attempts: a failed attempt's spend is not lost by the retry's success.
-    return attrs.evolve(
+    return evolve(
         row,
         status=S.COMPLETED,
         output=output,
@@ -454,12 +456,10 @@ def fail_row(
     cost = row.cost_usd + cost_usd
     will_retry = bool(error.get("retryable")) and row.retry_count < row.max_retries
     if not will_retry:
-        return attrs.evolve(
-            row, status=S.FAILED, error=error, cost_usd=cost, usage=usage, completed_at=now
-        ), False
+        return evolve(row, status=S.FAILED, error=error, cost_usd=cost, usage=usage, completed_at=now), False
     policy = retry_settings(_specs(definition)[row.key].settings)
     retry_number = row.retry_count + 1
-    requeued = attrs.evolve(
+    requeued = evolve(
         row,
         status=S.PENDING,
         error=error,
@@ -480,7 +480,7 @@ def undeliverable_row(row: ActivityRow, problem: str, now: float) -> ActivityRow
         "message": f"activity {row.key!r} cannot be sent to a worker: {problem}",
         "retryable": False,
     }
-    return attrs.evolve(row, status=S.FAILED, error=error, completed_at=now)
+    return evolve(row, status=S.FAILED, error=error, completed_at=now)
 
 
 def pending_activity(row: ActivityRow, definition: Definition) -> PendingActivity:

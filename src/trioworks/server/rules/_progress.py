@@ -34,10 +34,11 @@ from typing import Protocol
 
 import attrs
 
-from .._models import ActivityDef, ActivityRow, ActivityStatus, Definition, WorkflowRow
+from .._models import ActivityDef, ActivityRow, ActivityStatus, Definition, WorkflowRow, evolve
 from ._definitions import Loop, loops
 from ._engine import _template_failure, next_iteration, schedule_row, template_context
-from ._templates import TemplateError, evaluate_condition, normalize_condition, value_roots
+from ._templates import TemplateError, evaluate_condition, normalize_condition, strings, value_roots
+from ._timing import signal_wait
 
 __all__ = ["Plan", "Progress", "RowSource", "make_plan", "progress", "waiting_counts"]
 
@@ -55,6 +56,9 @@ class Plan:
     dependents: Mapping[str, tuple[str, ...]]  # distinct direct dependents, in definition order
     reads: Mapping[str, tuple[str, ...]]  # activities whose outputs its parameters and conditions read
     loops: Mapping[str, Loop] = attrs.field(factory=dict)  # by the loop's last activity (its tail)
+    # Activities with no template, condition, delay or signal wait: made ready without a
+    # template context (building one per row was half of releasing a 1,000-wide fan-out).
+    plain: frozenset[str] = frozenset()
 
 
 def make_plan(definition: Definition) -> Plan:
@@ -75,7 +79,19 @@ def make_plan(definition: Definition) -> Plan:
         roots = _roots([a.parameters, conditions, timing])
         reads[a.key] = tuple(sorted(roots & specs.keys()))
     by_tail = {loop.tail: loop for loop in loops(definition.activities)}
-    return Plan(definition, specs, deps, {k: tuple(v) for k, v in dependents.items()}, reads, by_tail)
+    plain = frozenset(a.key for a in definition.activities if _plain(a))
+    return Plan(definition, specs, deps, {k: tuple(v) for k, v in dependents.items()}, reads, by_tail, plain)
+
+
+def _plain(spec: ActivityDef) -> bool:
+    settings = spec.settings or {}
+    return (
+        not strings(spec.parameters)
+        and not any(d.conditions for d in spec.depends_on)
+        and settings.get("delay") is None
+        and settings.get("scheduled_for") is None
+        and signal_wait(settings) is None
+    )
 
 
 def _again(
@@ -110,7 +126,7 @@ def _roots(value: object) -> set[str]:
 def waiting_counts(plan: Plan, rows: Sequence[ActivityRow]) -> list[ActivityRow]:
     """``rows`` with ``waiting_for`` set from their dependencies' statuses (a new workflow)."""
     status = {r.key: r.status for r in rows}
-    return [attrs.evolve(r, waiting_for=sum(status[d] not in _DONE for d in plan.deps[r.key])) for r in rows]
+    return [evolve(r, waiting_for=sum(status[d] not in _DONE for d in plan.deps[r.key])) for r in rows]
 
 
 class RowSource(Protocol):
@@ -147,7 +163,7 @@ def progress(
         rows = fetch(plan.dependents[row.key])
         for key in plan.dependents[row.key]:
             dependent = rows[key]
-            new = cache[key] = changed[key] = attrs.evolve(dependent, waiting_for=dependent.waiting_for - 1)
+            new = cache[key] = changed[key] = evolve(dependent, waiting_for=dependent.waiting_for - 1)
             if new.waiting_for <= 0 and new.status is S.NOT_SCHEDULED:
                 later = new.position > row.position or row is finished
                 heapq.heappush(queue, (pass_number if later else pass_number + 1, new.position, key))
@@ -164,7 +180,7 @@ def progress(
         inside = set(loop.body)
         for key in loop.body:
             reset = next_iteration(rows[key], plan.specs[key].iteration_scoped)
-            reset = attrs.evolve(reset, waiting_for=sum(d in inside for d in plan.deps[key]))
+            reset = evolve(reset, waiting_for=sum(d in inside for d in plan.deps[key]))
             cache[key] = changed[key] = reset
         heapq.heappush(queue, (0, cache[loop.head].position, loop.head))
     else:
@@ -175,7 +191,9 @@ def progress(
         if row.status is not S.NOT_SCHEDULED:
             continue  # released twice (two skipped dependencies in one pass)
         rows = fetch((*plan.deps[key], *plan.reads[key]))
-        ctx = template_context(workflow, (rows[k] for k in plan.reads[key]), plan.definition)
+        ctx = None
+        if key not in plan.plain:
+            ctx = template_context(workflow, (rows[k] for k in plan.reads[key]), plan.definition)
         new = schedule_row(plan.specs[key], row, rows, ctx, now)
         if new is None:
             continue  # a dependency not done after all: the counter is only a hint to look

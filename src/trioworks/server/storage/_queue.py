@@ -83,9 +83,12 @@ class _Rows:
 
     def __init__(self, tables: Tables, db: Tx, workflow_id: str) -> None:
         self._tables, self._db, self._workflow_id = tables, db, workflow_id
+        self.loaded: dict[str, ActivityRow] = {}  # every row read, as stored
 
     def rows(self, keys: Sequence[str]) -> list[ActivityRow]:
-        return self._tables.rows(self._db, self._workflow_id, keys)
+        found = self._tables.rows(self._db, self._workflow_id, keys)
+        self.loaded.update((r.key, r) for r in found)
+        return found
 
 
 class SqlQueue:
@@ -379,8 +382,9 @@ class SqlQueue:
     def _advance(self, db: Tx, workflow: WorkflowRow, finished: ActivityRow, now: float) -> None:
         """Schedule what ``finished`` (written already) makes ready; settle the workflow."""
         plan = self.tables.plan(db, workflow.definition_name, workflow.definition_version)
-        result = rules.progress(workflow, plan, finished, _Rows(self.tables, db, workflow.id), now)
-        self.tables.write(db, result.changed.values())
+        source = _Rows(self.tables, db, workflow.id)
+        result = rules.progress(workflow, plan, finished, source, now)
+        self.tables.write_changes(db, result.changed.values(), source.loaded)
         if result.failed is not None:
             self._fail_workflow(db, workflow, result.failed, now)
         elif all(r.status in _FINISHED for r in result.changed.values()):

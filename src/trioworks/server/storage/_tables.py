@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import outcome
@@ -207,6 +207,24 @@ class Tables:
             db.send(sql, params[0])
         else:
             db.many(sql, params)
+
+    def write_changes(self, db: Tx, rows: Iterable[ActivityRow], before: Mapping[str, ActivityRow]) -> None:
+        """Store ``rows``, each only in the columns that differ from its stored version in
+        ``before`` (by key; every column when it is not there). Rows are copied with
+        :func:`~.._models.evolve`, which keeps the objects of unchanged fields: a field holding
+        another object is taken as changed (at worst a value is written again)."""
+        groups: dict[tuple[str, ...], list[ActivityRow]] = {}
+        for row in rows:
+            old = before.get(row.key)
+            columns = (
+                ACTIVITY_MUTABLE
+                if old is None
+                else tuple(n for n in ACTIVITY_MUTABLE if getattr(row, n) is not getattr(old, n))
+            )
+            if columns:
+                groups.setdefault(columns, []).append(row)
+        for columns, group in groups.items():
+            self.write(db, group, columns)
 
     def write_workflow(self, db: Tx, workflow: WorkflowRow) -> None:
         db.send(
