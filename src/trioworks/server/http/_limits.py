@@ -76,6 +76,11 @@ def _finite(text: str) -> float:
     return value
 
 
+# One decoder for every body: json.loads with options builds a new decoder (and its scanner) on
+# every call.
+_DECODER = json.JSONDecoder(parse_constant=_no_constant, parse_float=_finite)
+
+
 def load_json(body: bytes) -> Any:
     """The decoded value of a JSON body; 400 naming the problem.
 
@@ -84,7 +89,8 @@ def load_json(body: bytes) -> Any:
     """
     check_json_shape(body)
     try:
-        value = json.loads(body, parse_constant=_no_constant, parse_float=_finite)
+        # As json.loads decodes bytes (UTF-8, -16 or -32, surrogates passed through).
+        value = _DECODER.decode(body.decode(json.detect_encoding(body), "surrogatepass"))
         # "\ud800" escapes decode to lone surrogates, which no UTF-8 response (or database
         # text parameter) can hold: refuse them here rather than fail later with a 500. The
         # check encodes the whole value again, so it runs only when the body has a surrogate.
