@@ -133,6 +133,10 @@ class RowSource(Protocol):
     def rows(self, keys: Sequence[str]) -> Iterable[ActivityRow]:
         """The current rows of these keys (of one workflow), in any order."""
 
+    def release(self, keys: Sequence[str]) -> Iterable[ActivityRow]:
+        """The rows of these keys with ``waiting_for`` one less, stored so, in any order (SQL:
+        one ``UPDATE ... RETURNING`` instead of a read and a write)."""
+
 
 @attrs.frozen
 class Progress:
@@ -146,7 +150,8 @@ def progress(
     """Schedule what ``finished`` (just completed, not yet in ``source``) makes ready, propagating skips.
 
     Call it only for a workflow that is neither completed nor failed. ``changed`` includes the
-    dependents whose counters moved. It does not decide whether the workflow completed.
+    dependents whose counters moved (those ``source.release`` stored already among them). It
+    does not decide whether the workflow completed.
     """
     cache: dict[str, ActivityRow] = {finished.key: finished}
     changed: dict[str, ActivityRow] = {}
@@ -160,10 +165,18 @@ def progress(
     queue: list[tuple[int, int, str]] = []  # (pass, position, key), as advance() would visit them
 
     def release(row: ActivityRow, pass_number: int) -> None:
-        rows = fetch(plan.dependents[row.key])
-        for key in plan.dependents[row.key]:
-            dependent = rows[key]
-            new = cache[key] = changed[key] = evolve(dependent, waiting_for=dependent.waiting_for - 1)
+        keys = plan.dependents[row.key]
+        # A row read before (and maybe changed since) is counted down here; the others by the
+        # source, in the store.
+        unread = [k for k in keys if k not in cache]
+        if unread:
+            cache.update((r.key, r) for r in source.release(unread))
+        released = set(unread)
+        for key in keys:
+            if key in released:
+                new = changed[key] = cache[key]
+            else:
+                new = cache[key] = changed[key] = evolve(cache[key], waiting_for=cache[key].waiting_for - 1)
             if new.waiting_for <= 0 and new.status is S.NOT_SCHEDULED:
                 later = new.position > row.position or row is finished
                 heapq.heappush(queue, (pass_number if later else pass_number + 1, new.position, key))

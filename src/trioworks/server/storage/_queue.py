@@ -26,7 +26,7 @@ from typing import Any
 
 from .. import rules
 from .._errors import NotFound
-from .._models import ActivityRow, ActivityStatus, PendingActivity, WorkflowRow, WorkflowStatus
+from .._models import ActivityRow, ActivityStatus, PendingActivity, WorkflowRow, WorkflowStatus, evolve
 from .._wire import undeliverable
 from ._dialect import Tx
 from ._interface import StorageCall
@@ -83,11 +83,21 @@ class _Rows:
 
     def __init__(self, tables: Tables, db: Tx, workflow_id: str) -> None:
         self._tables, self._db, self._workflow_id = tables, db, workflow_id
-        self.loaded: dict[str, ActivityRow] = {}  # every row read, as stored
+        self.loaded: dict[str, ActivityRow] = {}  # every row read or released, as stored
 
     def rows(self, keys: Sequence[str]) -> list[ActivityRow]:
         found = self._tables.rows(self._db, self._workflow_id, keys)
         self.loaded.update((r.key, r) for r in found)
+        return found
+
+    def release(self, keys: Sequence[str]) -> list[ActivityRow]:
+        if not self._tables.dialect.for_update:
+            # SQLite: a statement costs little, and a row released to run is written again
+            # anyway; counted down here, stored with the other changes (write_changes).
+            return [evolve(r, waiting_for=r.waiting_for - 1) for r in self.rows(keys)]
+        # Postgres: one statement (and its round trip) less for a dependent that still waits.
+        found = self._tables.release(self._db, self._workflow_id, keys)
+        self.loaded.update((r.key, r) for r in found)  # as stored: not written again
         return found
 
 

@@ -196,6 +196,19 @@ class Tables:
             )
         return [row_to_activity(r) for r in out]
 
+    def release(self, db: Tx, workflow_id: str, keys: Sequence[str]) -> list[ActivityRow]:
+        """These activities of one workflow with ``waiting_for`` one less: written and read back
+        in one statement (locked on Postgres, as an ``UPDATE`` locks)."""
+        out = []
+        for i in range(0, len(keys), _IN_CHUNK):
+            chunk = keys[i : i + _IN_CHUNK]
+            out += db.all(
+                f"UPDATE activities SET waiting_for = waiting_for - 1 WHERE workflow_id = ? "
+                f"AND activity_key IN ({marks(len(chunk))}) RETURNING {ACTIVITY_COLUMNS}",
+                (workflow_id, *chunk),
+            )
+        return [row_to_activity(r) for r in out]
+
     def write(self, db: Tx, rows: Iterable[ActivityRow], columns: Sequence[str] = ACTIVITY_MUTABLE) -> None:
         """Store ``rows``; only ``columns`` when the caller knows nothing else changed."""
         if columns is ACTIVITY_MUTABLE:
