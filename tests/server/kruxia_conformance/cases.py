@@ -7,6 +7,7 @@ the examples database). ``exclude`` is a reason the example cannot run here at a
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,17 @@ from typing import Any
 import attrs
 
 HERE = Path(__file__).parent
+# Why kruxiaflow-python's examples 11-15 (script activities feeding each other) are left out.
+_SCRIPT_CHAIN = (
+    "broken on the original: its py-std `script` activity (kruxiaflow 0.4.0, workers/script_activity.py) "
+    "compiles the script with compile(..., 'exec'), so the SDK's generated `OUTPUT = await f(...)` is a "
+    "SyntaxError there; past that (this std worker accepts the await), a script's OUTPUT is reported as "
+    "the output `result`, and the next step's `{{step.key}}` reads null (the original's template context "
+    "holds the output map as reported): measured here with their packages installed, sdk-12 fails in "
+    "validate_data (KeyError 'order_id') and sdk-13 in feature_engineering (KeyError 'total_charges')"
+)
+# The server's backends: SQLite in the default run, Postgres too with TRIOWORKS_CONFORMANCE=1.
+BACKENDS = ["sqlite", "postgres"] if os.environ.get("TRIOWORKS_CONFORMANCE") == "1" else ["sqlite"]
 
 
 @attrs.frozen(kw_only=True)
@@ -326,6 +338,7 @@ CASES: tuple[Case, ...] = (
             file=f"sdk_examples/{stem}.{ext}",
             definition=stem[3:],
             network=network,
+            exclude=_SCRIPT_CHAIN,
         )
         for stem, network in (
             ("11_github_health_check", True),

@@ -29,7 +29,7 @@ import psycopg
 import pytest
 import trio
 import yaml
-from cases import CASES, HERE, Case, Run
+from cases import BACKENDS, CASES, HERE, Case, Run
 from fakes import Fakes
 
 from trioworks.server import Server, ServerConfig
@@ -73,7 +73,7 @@ def examples_db(fresh_postgres_url: str, schema: str) -> str:
     return fresh_postgres_url
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=BACKENDS)
 def server_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield str(tmp_path / "server.db")
