@@ -134,8 +134,9 @@ class RowSource(Protocol):
         """The current rows of these keys (of one workflow), in any order."""
 
     def release(self, keys: Sequence[str]) -> Iterable[ActivityRow]:
-        """The rows of these keys with ``waiting_for`` one less, stored so, in any order (SQL:
-        one ``UPDATE ... RETURNING`` instead of a read and a write)."""
+        """The rows of these keys with ``waiting_for`` one less, in any order. A source may store
+        the count already (Postgres: one ``UPDATE ... RETURNING`` instead of a read and a write)
+        or leave it to the caller's write of ``changed`` (SQLite)."""
 
 
 @attrs.frozen
