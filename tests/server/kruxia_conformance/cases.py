@@ -281,7 +281,7 @@ CASES: tuple[Case, ...] = (
             "oncall_email": "oncall@example.com",
         },
         check=_reminders,
-        clock_speed=30.0,  # 1 + 2 + 5 minutes of delays in 16 s
+        clock_speed=60.0,  # 1 + 2 + 5 minutes of delays in 8 s
     ),
     Case(
         id="09a",
