@@ -186,27 +186,33 @@ class Tables:
 
     def rows(self, db: Tx, workflow_id: str, keys: Sequence[str]) -> list[ActivityRow]:
         """These activities of one workflow, locked (Postgres) like every row a change reads."""
-        out = []
-        for i in range(0, len(keys), _IN_CHUNK):
-            chunk = keys[i : i + _IN_CHUNK]
-            out += db.all(
-                f"SELECT {ACTIVITY_COLUMNS} FROM activities WHERE workflow_id = ? "
-                f"AND activity_key IN ({marks(len(chunk))}) ORDER BY position{self.dialect.for_update}",
-                (workflow_id, *chunk),
-            )
-        return [row_to_activity(r) for r in out]
+        return self._by_keys(
+            db,
+            f"SELECT {ACTIVITY_COLUMNS} FROM activities WHERE workflow_id = ? "
+            f"AND activity_key IN ({{marks}}) ORDER BY position{self.dialect.for_update}",
+            workflow_id,
+            keys,
+        )
 
     def release(self, db: Tx, workflow_id: str, keys: Sequence[str]) -> list[ActivityRow]:
         """These activities of one workflow with ``waiting_for`` one less: written and read back
         in one statement (locked on Postgres, as an ``UPDATE`` locks)."""
+        return self._by_keys(
+            db,
+            "UPDATE activities SET waiting_for = waiting_for - 1 WHERE workflow_id = ? "
+            f"AND activity_key IN ({{marks}}) RETURNING {ACTIVITY_COLUMNS}",
+            workflow_id,
+            keys,
+        )
+
+    @staticmethod
+    def _by_keys(db: Tx, sql: str, workflow_id: str, keys: Sequence[str]) -> list[ActivityRow]:
+        """The activity rows ``sql`` gives for ``keys``, in chunks of :data:`_IN_CHUNK` keys
+        (``{marks}`` in ``sql`` is the ``IN`` list's placeholders)."""
         out = []
         for i in range(0, len(keys), _IN_CHUNK):
             chunk = keys[i : i + _IN_CHUNK]
-            out += db.all(
-                f"UPDATE activities SET waiting_for = waiting_for - 1 WHERE workflow_id = ? "
-                f"AND activity_key IN ({marks(len(chunk))}) RETURNING {ACTIVITY_COLUMNS}",
-                (workflow_id, *chunk),
-            )
+            out += db.all(sql.format(marks=marks(len(chunk))), (workflow_id, *chunk))
         return [row_to_activity(r) for r in out]
 
     def write(self, db: Tx, rows: Iterable[ActivityRow], columns: Sequence[str] = ACTIVITY_MUTABLE) -> None:
