@@ -176,6 +176,20 @@ async def test_keep_alive_and_pipelining_answer_in_order() -> None:
     assert replies[3]["headers"]["connection"] == "close" and "connection" not in replies[0]["headers"]
 
 
+@pytest.mark.parametrize(
+    "last",
+    [post("/echo", b"abc", "Connection: close"), b"POST /echo HTTP/1.0\r\nContent-Length: 3\r\n\r\nabc"],
+    ids=["connection-close", "http-1.0"],
+)
+async def test_what_follows_a_last_request_in_the_same_packet_is_not_read(last: bytes) -> None:
+    # The requests up to the one that ends the connection are served; the bytes after it (here a
+    # further request and garbage, sent in the same write) are neither answered nor an error.
+    async with front() as (url, _):
+        replies = await exchange(url, get("/hello") + last + get("/hello") + b"\x00garbage", 4)
+    assert [r["status"] for r in replies] == [200, 200]
+    assert replies[1]["body"].startswith(b'{"size":3,') and replies[1]["headers"]["connection"] == "close"
+
+
 async def test_an_absolute_target_is_its_path_and_query() -> None:
     async with front() as (url, _):
         (reply,) = await exchange(url, get("http://example.com/hello?x=1"), 1)

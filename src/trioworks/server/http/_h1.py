@@ -122,7 +122,8 @@ class H1Connection:
         self._headers: list[tuple[bytes, bytes]] = []
         self._head_size = 0
         self._expect = False
-        self._upgrade = False
+        self._keep_alive = True  # of the request being parsed
+        self._read_no_more = False  # a request ended the connection: later bytes are not HTTP we read
         # The current request and its response.
         self.head: RequestHead | None = None
         self.body_done = True
@@ -168,6 +169,7 @@ class H1Connection:
         except UnicodeDecodeError:
             raise ProtocolError("request target is not ASCII") from None
         version = parser.get_http_version()
+        self._keep_alive = parser.should_keep_alive()
         self._events.append(
             RequestHead(
                 method=parser.get_method().decode("ascii"),
@@ -176,7 +178,7 @@ class H1Connection:
                 query=query,
                 headers=self._headers,
                 http_version=version,
-                keep_alive=parser.should_keep_alive(),
+                keep_alive=self._keep_alive,
                 expect_continue=self._expect and version == "1.1",
             )
         )
@@ -186,6 +188,11 @@ class H1Connection:
 
     def on_message_complete(self) -> None:
         self._events.append(_END)
+        if not self._keep_alive:
+            # The client's last request (`Connection: close`, HTTP/1.0): what it sent after
+            # is not read (RFC 9112 9.6). llhttp refuses such bytes, and its error must not
+            # cost the requests before them their answers.
+            self._read_no_more = True
 
     # -- reading ------------------------------------------------------------------------------
     async def _fill(self) -> bool:
@@ -197,17 +204,19 @@ class H1Connection:
         if not data:
             self.closing = True
             return False
-        if self._upgrade:  # bytes after a refused upgrade: not HTTP we read
+        if self._read_no_more:
             return True
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
             # Served as a plain request (no protocol switch here); nothing after it is read.
-            self._upgrade = self.closing = True
+            self._read_no_more = self.closing = True
         except httptools.HttpParserCallbackError as exc:
             cause = exc.__context__
             raise cause if isinstance(cause, ProtocolError) else ProtocolError(str(exc)) from None
         except httptools.HttpParserError as exc:
+            if self._read_no_more:  # bytes after the last request: dropped (see on_message_complete)
+                return True
             raise ProtocolError(f"malformed HTTP request: {exc}") from None
         if self._in_head:
             self._head_bytes += len(data)
